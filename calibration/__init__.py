@@ -1,0 +1,1 @@
+"""Calibration sets and caches for INT8, shipped as ``dymu_rt.calibration``."""

@@ -1,0 +1,1 @@
+"""dymu_rt.assets."""
