@@ -1,0 +1,162 @@
+"""Device profiles: what a target device is and how engines are built for it.
+
+Profiles are TOML files; the shipped ones live in ``profiles/`` (installed as
+``dymu_rt.profiles``). A profile names the backend, precision, threads, memory budgets,
+TensorRT builder settings (workspace, optimization level, DLA) and the input batch range.
+Unknown or ill-typed keys are refused with the offending key named.
+
+Schema (all sections optional except the top-level ``name``/``backend``)::
+
+    name = "x86-64-cpu"
+    description = "Any x86-64 CPU, ONNX Runtime"
+    backend = "onnxruntime"          # onnxruntime | tensorrt
+    device = "cpu"                   # free text matched against the running device by backends
+    precision = "fp32"               # fp32 | fp16 | int8
+    threads = 0                      # intra-op threads, 0 = all cores
+
+    [input]
+    batch_min = 1
+    batch_opt = 1
+    batch_max = 8
+
+    [memory]
+    engine_cache_mb = 512            # LRU budget for cached engines
+    workspace_mb = 1024              # TensorRT builder workspace
+
+    [tensorrt]
+    builder_optimization_level = 3   # 0..5
+    dla_core = -1                    # -1 = no DLA
+    gpu_fallback = true
+    refittable = true
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from dymu_rt.errors import ValidationError
+
+BACKENDS = ("onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceProfile:
+    """A parsed, validated device profile."""
+
+    name: str
+    backend: str
+    description: str = ""
+    device: str = "cpu"
+    precision: str = "fp32"
+    threads: int = 0
+    batch_min: int = 1
+    batch_opt: int = 1
+    batch_max: int = 8
+    engine_cache_mb: int = 512
+    workspace_mb: int = 1024
+    builder_optimization_level: int = 3
+    dla_core: int = -1
+    gpu_fallback: bool = True
+    refittable: bool = True
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able view (recorded in bundles next to engines built with this profile)."""
+        return dataclasses.asdict(self)
+
+
+_SCHEMA: dict[str, dict[str, type]] = {
+    "": {"name": str, "description": str, "backend": str, "device": str, "precision": str,
+         "threads": int},
+    "input": {"batch_min": int, "batch_opt": int, "batch_max": int},
+    "memory": {"engine_cache_mb": int, "workspace_mb": int},
+    "tensorrt": {"builder_optimization_level": int, "dla_core": int, "gpu_fallback": bool,
+                 "refittable": bool},
+}
+
+
+def parse_profile(data: dict[str, Any], source: str = "<profile>") -> DeviceProfile:
+    """Validate a profile's TOML table and return a :class:`DeviceProfile`."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            if key not in _SCHEMA or key == "":
+                raise ValidationError(f"{source}: unknown section [{key}]; expected one of "
+                                      f"{', '.join(k for k in _SCHEMA if k)}")
+            section, items = key, value
+        else:
+            section, items = "", {key: value}
+        for k, v in items.items():
+            full = f"{section}.{k}" if section else k
+            if k not in _SCHEMA[section]:
+                raise ValidationError(f"{source}: unknown key '{full}'; expected one of "
+                                      f"{', '.join(sorted(_SCHEMA[section]))}")
+            typ = _SCHEMA[section][k]
+            ok = isinstance(v, typ) and not (typ is int and isinstance(v, bool))
+            if not ok:
+                raise ValidationError(f"{source}: key '{full}' = {v!r} must be a {typ.__name__}")
+            flat[k] = v
+    for required in ("name", "backend"):
+        if required not in flat:
+            raise ValidationError(f"{source}: missing key '{required}'")
+    if flat["backend"] not in BACKENDS:
+        raise ValidationError(f"{source}: key 'backend' = {flat['backend']!r}; expected one of {BACKENDS}")
+    if flat.get("precision", "fp32") not in PRECISIONS:
+        raise ValidationError(f"{source}: key 'precision' = {flat['precision']!r}; expected one of {PRECISIONS}")
+    if flat.get("threads", 0) < 0:
+        raise ValidationError(f"{source}: key 'threads' = {flat['threads']} must be >= 0")
+    bmin, bopt, bmax = (flat.get("batch_min", 1), flat.get("batch_opt", 1), flat.get("batch_max", 8))
+    if not (1 <= bmin <= bopt <= bmax):
+        raise ValidationError(f"{source}: [input] needs 1 <= batch_min <= batch_opt <= batch_max, "
+                              f"got {bmin}, {bopt}, {bmax}")
+    for k in ("engine_cache_mb", "workspace_mb"):
+        if flat.get(k, 1) <= 0:
+            raise ValidationError(f"{source}: key 'memory.{k}' = {flat[k]} must be > 0")
+    if not 0 <= flat.get("builder_optimization_level", 3) <= 5:
+        raise ValidationError(f"{source}: key 'tensorrt.builder_optimization_level' must be in 0..5")
+    if flat.get("dla_core", -1) < -1:
+        raise ValidationError(f"{source}: key 'tensorrt.dla_core' must be -1 (none) or a core index")
+    return DeviceProfile(source=source, **flat)
+
+
+def _shipped_dir():
+    return importlib.resources.files("dymu_rt.profiles")
+
+
+def list_profiles() -> list[DeviceProfile]:
+    """All shipped profiles, sorted by name."""
+    out = []
+    for entry in _shipped_dir().iterdir():
+        if entry.name.endswith(".toml"):
+            out.append(load_profile(entry.name[: -len(".toml")]))
+    return sorted(out, key=lambda p: p.name)
+
+
+def load_profile(name_or_path: str | Path) -> DeviceProfile:
+    """Load a shipped profile by name (e.g. ``x86-64-cpu``) or a TOML file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ValidationError(f"profile file not found: {path}")
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    else:
+        entry = _shipped_dir() / f"{name_or_path}.toml"
+        if not entry.is_file():
+            names = sorted(e.name[:-5] for e in _shipped_dir().iterdir() if e.name.endswith(".toml"))
+            raise ValidationError(f"unknown profile '{name_or_path}'; expected one of {', '.join(names)} "
+                                  "or a path to a .toml file")
+        text, source = entry.read_text(encoding="utf-8"), f"{name_or_path}.toml"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ValidationError(f"{source}: not valid TOML ({e})") from None
+    prof = parse_profile(data, source)
+    return prof
+
+
+DEFAULT_PROFILE = "x86-64-cpu"
