@@ -1,0 +1,219 @@
+"""Backbones split into L nodes, so any node can read any stream's previous node.
+
+A node is a slice of a standard backbone (the stem, then one residual / inverted-residual
+block each). Every stream of an anchor net has the same node structure, so a node's
+output shape is the same in every stream and cross-task edges are always well-typed.
+
+* ResNet-18/34 (basic blocks), with dilated last stages for dense prediction
+  (DeepLab; output stride 8 or 16).
+* MobileNetV2 (inverted residuals), dilated for output stride 8/16.
+* ResNet-9, the CIFAR "fast" ResNet (Page, 2018).
+
+Width multiplier and input size come from the spec, so tiny CPU models and the paper-size
+models are the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from dymu_rt.models.layers import ConvBN
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+    """Which backbone, how wide, how deep, at what output stride."""
+
+    kind: str = "resnet"            # resnet | mobilenetv2 | resnet9
+    depth: int = 18                 # resnet: 18 or 34
+    width_mult: float = 1.0
+    output_stride: int = 8          # dense prediction: 8 or 16; 32 = no dilation
+    stem: str = "imagenet"          # imagenet (7x7/2 + maxpool) | small (3x3/1)
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeInfo:
+    """Static facts about one node: output channels and cumulative stride."""
+
+    out_channels: int
+    stride: int
+
+
+def _ch(c: float, mult: float, divisor: int = 8) -> int:
+    v = max(divisor, int(c * mult + divisor / 2) // divisor * divisor)
+    return v
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3 ConvBN, identity or 1x1 ConvBN shortcut)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv1 = ConvBN(cin, cout, 3, stride=stride, dilation=dilation)
+        self.conv2 = ConvBN(cout, cout, 3, dilation=dilation)
+        self.downsample = ConvBN(cin, cout, 1, stride=stride) if stride != 1 or cin != cout else None
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        idt = x if self.downsample is None else self.downsample(x)
+        y = self.relu(self.conv1(x))
+        return self.relu(self.conv2(y) + idt)
+
+
+class ResNetStem(nn.Module):
+    """ResNet stem: 7x7/2 conv + 3x3/2 max pool ("imagenet") or one 3x3 conv ("small")."""
+
+    def __init__(self, cout: int, kind: str) -> None:
+        super().__init__()
+        if kind == "imagenet":
+            self.conv = ConvBN(3, cout, 7, stride=2)
+            self.pool: nn.Module = nn.MaxPool2d(3, stride=2, padding=1)
+        elif kind == "small":
+            self.conv = ConvBN(3, cout, 3)
+            self.pool = nn.Identity()
+        else:
+            raise ValueError(f"unknown stem {kind!r}")
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.pool(self.relu(self.conv(x)))
+
+
+def resnet_nodes(spec: BackboneSpec) -> tuple[list[nn.Module], list[NodeInfo]]:
+    """ResNet-18/34 as [stem, block, block, ...]."""
+    blocks = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}
+    if spec.depth not in blocks:
+        raise ValueError(f"resnet depth must be 18 or 34, got {spec.depth}")
+    widths = [_ch(w, spec.width_mult) for w in (64, 128, 256, 512)]
+    stem_stride = 4 if spec.stem == "imagenet" else 1
+    nodes: list[nn.Module] = [ResNetStem(widths[0], spec.stem)]
+    infos = [NodeInfo(widths[0], stem_stride)]
+    cin, stride_now, dilation = widths[0], stem_stride, 1
+    for n, w, s in zip(blocks[spec.depth], widths, (1, 2, 2, 2)):
+        # DeepLab (torchvision's replace_stride_with_dilation): a stage that would exceed
+        # the output stride keeps stride 1 and dilates instead; its first block still uses
+        # the previous dilation.
+        previous = dilation
+        if s > 1 and stride_now * s > spec.output_stride:
+            dilation, s = dilation * s, 1
+        for b in range(n):
+            stride = s if b == 0 else 1
+            nodes.append(BasicBlock(cin, w, stride=stride, dilation=previous if b == 0 else dilation))
+            stride_now *= stride
+            infos.append(NodeInfo(w, stride_now))
+            cin = w
+    return nodes, infos
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 inverted residual: 1x1 expand, 3x3 depthwise, 1x1 project."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int, dilation: int = 1) -> None:
+        super().__init__()
+        hidden = cin * expand
+        self.use_res = stride == 1 and cin == cout
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers += [ConvBN(cin, hidden, 1), nn.ReLU6(inplace=True)]
+        layers += [ConvBN(hidden, hidden, 3, stride=stride, dilation=dilation, groups=hidden),
+                   nn.ReLU6(inplace=True), ConvBN(hidden, cout, 1)]
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        y = self.block(x)
+        return x + y if self.use_res else y
+
+
+class Stem(nn.Module):
+    """A ConvBN + activation used as the first node."""
+
+    def __init__(self, cin: int, cout: int, stride: int, act: str = "relu6") -> None:
+        super().__init__()
+        self.conv = ConvBN(cin, cout, 3, stride=stride)
+        self.act = nn.ReLU6(inplace=True) if act == "relu6" else nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.act(self.conv(x))
+
+
+def mobilenetv2_nodes(spec: BackboneSpec) -> tuple[list[nn.Module], list[NodeInfo]]:
+    """MobileNetV2 (without the final 1x1 conv, as DeepLab uses it) as [stem, block, ...]."""
+    cfg = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+           (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+    c0 = _ch(32, spec.width_mult)
+    nodes: list[nn.Module] = [Stem(3, c0, 2)]
+    infos = [NodeInfo(c0, 2)]
+    cin, stride_now, dilation = c0, 2, 1
+    for t, c, n, s in cfg:
+        cout = _ch(c, spec.width_mult)
+        for i in range(n):
+            stride = s if i == 0 else 1
+            if stride > 1 and stride_now * stride > spec.output_stride:
+                dilation_here, stride = dilation, 1
+                dilation *= s
+            else:
+                dilation_here = dilation
+            nodes.append(InvertedResidual(cin, cout, stride, t, dilation=dilation_here if i == 0 else dilation))
+            stride_now *= stride
+            infos.append(NodeInfo(cout, stride_now))
+            cin = cout
+    return nodes, infos
+
+
+class ConvPool(nn.Module):
+    """ResNet-9 stage: ConvBN + ReLU (+ 2x2 max pool)."""
+
+    def __init__(self, cin: int, cout: int, pool: bool) -> None:
+        super().__init__()
+        self.conv = ConvBN(cin, cout, 3)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.pool(self.relu(self.conv(x)))
+
+
+class Residual(nn.Module):
+    """ResNet-9 residual: x + relu(bn(conv(relu(bn(conv(x))))))."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1 = ConvBN(c, c, 3)
+        self.conv2 = ConvBN(c, c, 3)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x + self.relu(self.conv2(self.relu(self.conv1(x))))
+
+
+def resnet9_nodes(spec: BackboneSpec) -> tuple[list[nn.Module], list[NodeInfo]]:
+    """ResNet-9 as [prep, layer1, res1, layer2, layer3, res3]."""
+    w = [_ch(c, spec.width_mult) for c in (64, 128, 256, 512)]
+    nodes = [ConvPool(3, w[0], False), ConvPool(w[0], w[1], True), Residual(w[1]),
+             ConvPool(w[1], w[2], True), ConvPool(w[2], w[3], True), Residual(w[3])]
+    infos = [NodeInfo(w[0], 1), NodeInfo(w[1], 2), NodeInfo(w[1], 2), NodeInfo(w[2], 4),
+             NodeInfo(w[3], 8), NodeInfo(w[3], 8)]
+    return nodes, infos
+
+
+def build_nodes(spec: BackboneSpec) -> tuple[list[nn.Module], list[NodeInfo]]:
+    """The node list and node facts of a backbone spec."""
+    if spec.kind == "resnet":
+        return resnet_nodes(spec)
+    if spec.kind == "mobilenetv2":
+        return mobilenetv2_nodes(spec)
+    if spec.kind == "resnet9":
+        return resnet9_nodes(spec)
+    raise ValueError(f"unknown backbone kind {spec.kind!r}")
+
+
+def low_level_layer(spec: BackboneSpec, infos: list[NodeInfo]) -> Optional[int]:
+    """Node whose output feeds the DeepLabv3+ decoder skip: the last node at stride 4."""
+    cands = [i for i, n in enumerate(infos) if n.stride == 4]
+    if not cands:
+        cands = [i for i, n in enumerate(infos) if n.stride <= 4]
+    return cands[-1] if cands else 0

@@ -1,0 +1,94 @@
+"""Task heads: DeepLabv3+ (ASPP + decoder with a low-level skip) and linear.
+
+Head BatchNorms are plain (not modulated): the weight hypernet modulates backbone nodes
+only, as in the paper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dymu_rt.models.layers import ConvBN
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadSpec:
+    """Head configuration shared by every task of a preset."""
+
+    kind: str = "deeplab"                 # deeplab | linear
+    aspp_channels: int = 256
+    aspp_rates: tuple[int, ...] = (12, 24, 36)
+    low_channels: int = 48
+    decoder_channels: int = 256
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling (DeepLabv3): 1x1, dilated 3x3s, image pooling."""
+
+    def __init__(self, cin: int, c: int, rates: tuple[int, ...]) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(
+            [ConvBN(cin, c, 1, modulated=False)]
+            + [ConvBN(cin, c, 3, dilation=r, modulated=False) for r in rates]
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        # A 1x1 map cannot be batch-normalized with batch 1 in training; the pooling
+        # branch uses a biased conv instead of ConvBN (as several DeepLab ports do).
+        self.pool_conv = nn.Conv2d(cin, c, 1)
+        self.project = ConvBN(c * (len(rates) + 2), c, 1, modulated=False)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        outs = [self.relu(b(x)) for b in self.branches]
+        p = self.relu(self.pool_conv(self.pool(x)))
+        outs.append(p.expand(-1, -1, x.shape[2], x.shape[3]))
+        return self.relu(self.project(torch.cat(outs, dim=1)))
+
+
+class DeepLabV3PlusHead(nn.Module):
+    """DeepLabv3+ head: ASPP on the top feature, decoder fusing a stride-4 skip."""
+
+    def __init__(self, cin: int, low_cin: int, out_channels: int, spec: HeadSpec) -> None:
+        super().__init__()
+        c = spec.aspp_channels
+        self.aspp = ASPP(cin, c, spec.aspp_rates)
+        self.low_reduce = ConvBN(low_cin, spec.low_channels, 1, modulated=False)
+        self.dec1 = ConvBN(c + spec.low_channels, spec.decoder_channels, 3, modulated=False)
+        self.dec2 = ConvBN(spec.decoder_channels, spec.decoder_channels, 3, modulated=False)
+        self.classifier = nn.Conv2d(spec.decoder_channels, out_channels, 1)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor, low: Optional[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:  # noqa: D102
+        y = self.aspp(x)
+        lo = self.relu(self.low_reduce(low))
+        y = F.interpolate(y, size=lo.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.relu(self.dec1(torch.cat([y, lo], dim=1)))
+        y = self.relu(self.dec2(y))
+        y = self.classifier(y)
+        return F.interpolate(y, size=out_size, mode="bilinear", align_corners=False)
+
+
+class LinearHead(nn.Module):
+    """Global average pooling + linear classifier (CIFAR-100 tasks)."""
+
+    def __init__(self, cin: int, out_channels: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, out_channels)
+
+    def forward(self, x: torch.Tensor, low: Optional[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:  # noqa: D102
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def build_head(spec: HeadSpec, cin: int, low_cin: int, out_channels: int) -> nn.Module:
+    """A head of ``spec.kind`` for a task with ``out_channels`` outputs."""
+    if spec.kind == "deeplab":
+        return DeepLabV3PlusHead(cin, low_cin, out_channels, spec)
+    if spec.kind == "linear":
+        return LinearHead(cin, out_channels)
+    raise ValueError(f"unknown head kind {spec.kind!r}")

@@ -1,0 +1,154 @@
+"""Named configurations: the paper's benchmarks and small CPU presets.
+
+Paper configurations (Raychaudhuri et al., CVPR 2022, Sec. 5): NYU-v2 with ResNet-34 +
+DeepLabv3+, PASCAL-Context (3 and 5 tasks) with MobileNetV2 + DeepLabv3+, CIFAR-100 as 20
+five-way tasks with ResNet-9 + linear heads. The ``synth-*`` presets are the same code at
+CPU scale, trained on the procedural scenes (``dymu_rt.data.synth``) in minutes.
+Training defaults are the paper's where it gives them (Adam 1e-3, ×0.3 every 14K of 30K
+steps, λ_A = 1, λ_I = 0.1; CIFAR 0.2 / 0.02) and far shorter for the CPU presets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+from dymu_rt.errors import ValidationError
+from dymu_rt.models.anchor import AnchorNet, TaskSpec
+from dymu_rt.models.backbones import BackboneSpec
+from dymu_rt.models.heads import HeadSpec
+
+CIFAR100_SUPERCLASSES = (
+    "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
+    "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
+    "large_man-made_outdoor_things", "large_natural_outdoor_scenes",
+    "large_omnivores_and_herbivores", "medium_mammals", "non-insect_invertebrates", "people",
+    "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainDefaults:
+    """Default schedules; every value can be overridden on the command line."""
+
+    anchor_steps: int = 20000
+    anchor_batch: int = 8
+    anchor_lr: float = 1e-3
+    anchor_weight_decay: float = 1e-4
+    edge_steps: int = 30000
+    weight_steps: int = 30000
+    controller_batch: int = 8
+    controller_lr: float = 1e-3
+    decay_every: int = 14000
+    decay_gamma: float = 0.3
+    lambda_active: float = 1.0
+    lambda_inactive: float = 0.1
+    affinity_samples: int = 64
+    eval_every: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """Everything needed to build an anchor net and train it."""
+
+    name: str
+    description: str
+    dataset: str                 # nyuv2 | pascal | cifar100 | synth-nyuv2 | synth-pascal
+    tasks: tuple[TaskSpec, ...]
+    backbone: BackboneSpec
+    head: HeadSpec
+    input_size: tuple[int, int]
+    train: TrainDefaults = TrainDefaults()
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def build(self) -> AnchorNet:
+        """A freshly initialized anchor net for this preset."""
+        return AnchorNet(self.backbone, self.head, self.tasks, self.input_size, self.mean, self.std)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (stored in checkpoints and bundles)."""
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "Preset":
+        """Inverse of :meth:`to_dict`."""
+        try:
+            return Preset(
+                name=d["name"], description=d["description"], dataset=d["dataset"],
+                tasks=tuple(TaskSpec(**t) for t in d["tasks"]),
+                backbone=BackboneSpec(**d["backbone"]),
+                head=HeadSpec(**{**d["head"], "aspp_rates": tuple(d["head"]["aspp_rates"])}),
+                input_size=tuple(d["input_size"]), train=TrainDefaults(**d["train"]),
+                mean=tuple(d["mean"]), std=tuple(d["std"]),
+            )
+        except (KeyError, TypeError) as e:
+            raise ValidationError(f"preset description is malformed ({e})") from None
+
+    def with_train(self, **overrides) -> "Preset":
+        """A copy with some training defaults replaced."""
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, **overrides))
+
+
+def _nyu_tasks(w=(1.0, 10.0, 3.0)) -> tuple[TaskSpec, ...]:
+    return (TaskSpec("semseg", "segmentation", 13, w[0], 13),
+            TaskSpec("normals", "normals", 3, w[1]),
+            TaskSpec("depth", "depth", 1, w[2]))
+
+
+def _pascal_tasks(n: int) -> tuple[TaskSpec, ...]:
+    tasks = (TaskSpec("semseg", "segmentation", 21, 1.0, 21),
+             TaskSpec("human_parts", "parts", 7, 2.0, 7),
+             TaskSpec("saliency", "saliency", 1, 5.0),
+             TaskSpec("normals", "normals", 3, 10.0),
+             TaskSpec("edges", "edges", 1, 50.0))
+    return tasks[:n]
+
+
+_SYNTH_TRAIN = TrainDefaults(anchor_steps=600, anchor_batch=16, anchor_lr=2e-3,
+                             edge_steps=400, weight_steps=300, controller_batch=16,
+                             controller_lr=1e-3, decay_every=250, decay_gamma=0.3,
+                             affinity_samples=32)
+
+PRESETS: dict[str, Preset] = {
+    "nyuv2": Preset(
+        "nyuv2", "NYU-v2 (paper): ResNet-34 + DeepLabv3+, seg/normals/depth, 288x384",
+        "nyuv2", _nyu_tasks(), BackboneSpec("resnet", 34, 1.0, 8, "imagenet"),
+        HeadSpec("deeplab", 256, (12, 24, 36), 48, 256), (288, 384)),
+    "pascal5": Preset(
+        "pascal5", "PASCAL-Context 5 tasks (paper): MobileNetV2 + DeepLabv3+, 512x512",
+        "pascal", _pascal_tasks(5), BackboneSpec("mobilenetv2", 0, 1.0, 16, "imagenet"),
+        HeadSpec("deeplab", 256, (6, 12, 18), 48, 256), (512, 512)),
+    "pascal3": Preset(
+        "pascal3", "PASCAL-Context 3 tasks (paper): seg/parts/saliency, MobileNetV2 + DeepLabv3+",
+        "pascal", _pascal_tasks(3), BackboneSpec("mobilenetv2", 0, 1.0, 16, "imagenet"),
+        HeadSpec("deeplab", 256, (6, 12, 18), 48, 256), (512, 512)),
+    "cifar100": Preset(
+        "cifar100", "CIFAR-100 as 20 five-way tasks (paper): ResNet-9 + linear heads, 32x32",
+        "cifar100", tuple(TaskSpec(s, "classification", 5, 1.0, 5) for s in CIFAR100_SUPERCLASSES),
+        BackboneSpec("resnet9", 0, 1.0, 32, "small"), HeadSpec("linear"), (32, 32),
+        TrainDefaults(lambda_active=0.2, lambda_inactive=0.02, anchor_batch=128,
+                      controller_batch=128)),
+    "synth-nyu": Preset(
+        "synth-nyu", "CPU preset: procedural NYU-like scenes, seg/normals/depth, "
+        "ResNet-18 x0.25 + small DeepLabv3+, 64x64", "synth-nyuv2", _nyu_tasks(),
+        BackboneSpec("resnet", 18, 0.25, 8, "imagenet"),
+        HeadSpec("deeplab", 32, (2, 4), 16, 32), (64, 64), _SYNTH_TRAIN),
+    "synth-pascal": Preset(
+        "synth-pascal", "CPU preset: procedural PASCAL-like scenes, 5 tasks, "
+        "MobileNetV2 x0.35 + small DeepLabv3+, 64x64", "synth-pascal", _pascal_tasks(5),
+        BackboneSpec("mobilenetv2", 0, 0.35, 8, "imagenet"),
+        HeadSpec("deeplab", 32, (2, 4), 16, 32), (64, 64), _SYNTH_TRAIN),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """A preset by name, or a ValidationError listing the names."""
+    if name not in PRESETS:
+        raise ValidationError(f"unknown preset '{name}'; expected one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def is_preset_name(name: Optional[str]) -> bool:
+    """True when ``name`` names a preset."""
+    return name in PRESETS
