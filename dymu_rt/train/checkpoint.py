@@ -1,0 +1,225 @@
+"""Run directories: safetensors weights + a JSON config, resumable, never pickle.
+
+Layout of a run directory (``dymu-rt train --out RUN``)::
+
+    RUN/config.json                 preset, stage progress, producer versions
+    RUN/anchor.safetensors          anchor net (after stage "anchor")
+    RUN/edge_hypernet.safetensors   edge hypernet (stage "edge")
+    RUN/weight_hypernet.safetensors weight hypernet (stage "weight")
+    RUN/affinity.json               RSA task affinity used by stage "edge"
+    RUN/state/<stage>.safetensors   resumable training state (model + optimizer tensors)
+    RUN/state/<stage>.json          step counter, RNG seeds, scalar optimizer state
+    RUN/logs/<stage>.jsonl          training curves
+
+Every file is written atomically; a killed run resumes from the last state file.
+Loading validates names and shapes against the preset and refuses a mismatch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from dymu_rt import __version__
+from dymu_rt.errors import CheckpointError
+from dymu_rt.models.presets import Preset
+from dymu_rt.utils.io import atomic_path, atomic_write_json, read_json
+
+STAGES = ("anchor", "edge", "weight")
+CONFIG = "config.json"
+
+
+def save_module(module: nn.Module, path: Path, metadata: Optional[dict[str, str]] = None) -> None:
+    """Save a module's state dict (parameters and buffers) as safetensors, atomically."""
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata or {})
+
+
+def load_tensors(path: Path, what: str) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, turning a missing or corrupt file into a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{what} {path} is not a valid safetensors file ({e})") from None
+
+
+def load_module(module: nn.Module, path: Path, what: str) -> nn.Module:
+    """Load weights into ``module``, refusing missing/unexpected names and shape mismatches."""
+    state = load_tensors(path, what)
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        detail = (f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}" if missing else "") + \
+                 (f" unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}" if unexpected else "")
+        raise CheckpointError(f"{what} {path} does not match the model: {detail.strip()}")
+    for k, v in expected.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise CheckpointError(f"{what} {path}: tensor '{k}' has shape {tuple(state[k].shape)}, "
+                                  f"the model expects {tuple(v.shape)}")
+    module.load_state_dict(state)
+    return module
+
+
+class RunDir:
+    """A training run directory: preset, stage progress and the trained modules."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # -- config ---------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    def exists(self) -> bool:
+        """True when the directory holds a run config."""
+        return self.config_path.is_file()
+
+    def read_config(self) -> dict[str, Any]:
+        """The run's config.json (refuses a directory that is not a run)."""
+        if not self.path.is_dir():
+            raise CheckpointError(f"run directory not found: {self.path}")
+        if not self.config_path.is_file():
+            raise CheckpointError(f"{self.path} is not a dymu-rt run (no {CONFIG})")
+        cfg = read_json(self.config_path, "run config")
+        if not isinstance(cfg, dict) or "preset" not in cfg or "stages" not in cfg:
+            raise CheckpointError(f"{self.config_path} is not a dymu-rt run config")
+        return cfg
+
+    def init(self, preset: Preset, data: str, extra: Optional[dict] = None) -> dict[str, Any]:
+        """Create (or reuse, if the preset matches) the run config."""
+        if self.exists():
+            cfg = self.read_config()
+            if cfg["preset"]["name"] != preset.name or cfg["preset"]["tasks"] != preset.to_dict()["tasks"]:
+                raise CheckpointError(
+                    f"{self.path} holds a run of preset '{cfg['preset']['name']}', not '{preset.name}'; "
+                    "use another --out")
+            return cfg
+        self.path.mkdir(parents=True, exist_ok=True)
+        cfg = {"kind": "dymu-rt-run", "version": __version__, "preset": preset.to_dict(),
+               "data": data, "stages": {s: {"done": False} for s in STAGES}, **(extra or {})}
+        atomic_write_json(self.config_path, cfg)
+        return cfg
+
+    def preset(self) -> Preset:
+        """The preset the run was trained with (as stored, so overrides are kept)."""
+        return Preset.from_dict(self.read_config()["preset"])
+
+    def stage_done(self, stage: str) -> bool:
+        """True when ``stage`` finished."""
+        return bool(self.read_config()["stages"].get(stage, {}).get("done"))
+
+    def mark_done(self, stage: str, summary: dict[str, Any]) -> None:
+        """Record a finished stage and its summary (metrics, steps) in the config."""
+        cfg = self.read_config()
+        cfg["stages"][stage] = {"done": True, **summary}
+        atomic_write_json(self.config_path, cfg)
+
+    def update_preset(self, preset: Preset) -> None:
+        """Store the preset (with schedule overrides) in the config."""
+        cfg = self.read_config()
+        cfg["preset"] = preset.to_dict()
+        atomic_write_json(self.config_path, cfg)
+
+    # -- modules --------------------------------------------------------------------
+    def module_path(self, name: str) -> Path:
+        return self.path / f"{name}.safetensors"
+
+    def load_anchor(self):
+        """The trained anchor net (eval mode, frozen)."""
+        preset = self.preset()
+        anchor = preset.build()
+        load_module(anchor, self.module_path("anchor"), "anchor checkpoint")
+        return anchor.freeze()
+
+    def load_edge_hypernet(self):
+        """The trained edge hypernet (eval mode)."""
+        from dymu_rt.control.hypernets import EdgeHypernet
+
+        preset = self.preset()
+        net = EdgeHypernet(len(preset.tasks), _num_layers(preset))
+        load_module(net, self.module_path("edge_hypernet"), "edge hypernet checkpoint")
+        return net.eval()
+
+    def load_weight_hypernet(self, delta_size: int):
+        """The trained weight hypernet (eval mode)."""
+        from dymu_rt.control.hypernets import WeightHypernet
+
+        preset = self.preset()
+        net = WeightHypernet(len(preset.tasks), delta_size)
+        load_module(net, self.module_path("weight_hypernet"), "weight hypernet checkpoint")
+        return net.eval()
+
+    def load_all(self):
+        """(preset, anchor, edge hypernet, weight hypernet or None if stage 2 is not done)."""
+        for stage in ("anchor", "edge"):
+            if not self.stage_done(stage):
+                raise CheckpointError(f"{self.path}: stage '{stage}' has not finished; run "
+                                      f"`dymu-rt train --out {self.path}` to complete it")
+        anchor = self.load_anchor()
+        edge = self.load_edge_hypernet()
+        weight = self.load_weight_hypernet(anchor.bn_delta_size) if self.stage_done("weight") else None
+        return self.preset(), anchor, edge, weight
+
+    # -- resumable state --------------------------------------------------------------
+    def save_state(self, stage: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Save resumable training state: tensors first, then the JSON that points at them."""
+        tpath = self.path / "state" / f"{stage}.safetensors"
+        with atomic_path(tpath) as tmp:
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+        atomic_write_json(self.path / "state" / f"{stage}.json", meta)
+
+    def load_state(self, stage: str) -> Optional[tuple[dict[str, torch.Tensor], dict[str, Any]]]:
+        """The last saved state of ``stage`` or None."""
+        jpath = self.path / "state" / f"{stage}.json"
+        if not jpath.is_file():
+            return None
+        meta = read_json(jpath, "training state")
+        return load_tensors(self.path / "state" / f"{stage}.safetensors", "training state"), meta
+
+
+def _num_layers(preset: Preset) -> int:
+    from dymu_rt.models.backbones import build_nodes
+
+    return len(build_nodes(preset.backbone)[1])
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str = "opt") -> tuple[dict[str, torch.Tensor], dict]:
+    """Flatten an optimizer's state into tensors + JSON (no pickle)."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            key = f"{prefix}.{pid}.{k}"
+            if torch.is_tensor(v):
+                tensors[key] = v
+            else:
+                scalars[key] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict,
+                      prefix: str = "opt") -> None:
+    """Inverse of :func:`optimizer_tensors`."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if not key.startswith(prefix + "."):
+            continue
+        _, pid, k = key.split(".", 2)
+        state.setdefault(int(pid), {})[k] = v
+    for key, v in meta.get("scalars", {}).items():
+        _, pid, k = key.split(".", 2)
+        state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
