@@ -36,9 +36,9 @@ def validate_parents(parents, num_layers: int, num_tasks: int) -> np.ndarray:
         if not np.all(np.equal(np.mod(p, 1), 0)):
             raise ValidationError("parent table must hold integers")
     p = p.astype(np.int64)
-    used = used_nodes(p)
     if np.any((p < DEAD) | (p >= num_tasks)):
         raise ValidationError(f"parent table entries must be in [-1, {num_tasks}), got {p.tolist()}")
+    used = used_nodes(p)
     if np.any(p[used] == DEAD):
         raise ValidationError("a node reached by a task has no parent (-1)")
     stem = p[0]
