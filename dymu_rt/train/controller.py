@@ -1,0 +1,214 @@
+"""Controller training (paper, Algorithm 1).
+
+Stage "edge": the anchor net is frozen; the edge hypernet h(r, c) is trained on
+Σ_i r_i w_i L_i + Ω with the anchor executed as a supernet whose node inputs are
+Gumbel-softmax samples ν of h's logits (temperature ζ: 5, ×0.97 every 300 steps), and
+Ω the branching regularizer with the RSA task affinity of the frozen anchor.
+
+Stage "weight": the anchor and h are frozen; the weight hypernet h̄(r, c) is trained on
+Σ_i r_i w_i L_i with the anchor executing h's maximum-likelihood tree and its BNs
+modulated by h̄'s (Δγ, Δβ).
+
+Preferences are sampled per step: r ~ Dir(η = 0.2), c ~ U(0, 1). Adam 1e-3 with step
+decay ×0.3. Both stages are resumable like the anchor stage.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from dymu_rt.errors import CheckpointError
+from dymu_rt.train.checkpoint import RunDir, optimizer_tensors, restore_optimizer, save_module
+from dymu_rt.train.common import (JsonlLog, infinite_batches, make_split, make_tasks, restore_rng,
+                                  rng_state, seed_everything, set_lr, step_decay_lr,
+                                  weighted_task_loss)
+from dymu_rt.utils.io import atomic_write_json, read_json
+from dymu_rt.utils.progress import make_progress
+
+
+def _sample_pref(rng: np.random.Generator, n: int, eta: float = 0.2):
+    from dymu_rt.control.preference import sample_preferences
+
+    p = sample_preferences(n, 1, rng, eta=eta)[0]
+    return torch.tensor(p.r, dtype=torch.float32), torch.tensor(p.c, dtype=torch.float32)
+
+
+def _require(run: RunDir, stage: str) -> None:
+    if not run.stage_done(stage):
+        raise CheckpointError(f"{run.path}: stage '{stage}' must finish first "
+                              f"(run `dymu-rt train --out {run.path}`)")
+
+
+def compute_run_affinity(run: RunDir, anchor, data: str, seed: int, n_val: Optional[int]) -> np.ndarray:
+    """RSA task affinity of the frozen anchor on K validation images (cached in the run)."""
+    from dymu_rt.control.affinity import compute_affinity
+
+    path = run.path / "affinity.json"
+    if path.is_file():
+        return np.asarray(read_json(path, "task affinity")["affinity"], dtype=np.float64)
+    preset = run.preset()
+    k = preset.train.affinity_samples
+    val = make_split(preset, data, "val", n=n_val, seed=seed)
+    images = torch.stack([val[i]["image"] for i in range(min(k, len(val)))])
+    a = np.asarray(compute_affinity(anchor, images, images.shape[0]), dtype=np.float64)
+    atomic_write_json(path, {"affinity": a.tolist(), "tasks": [t.name for t in preset.tasks],
+                             "k": int(images.shape[0])})
+    return a
+
+
+class _Stage:
+    """Resumable loop shared by the two controller stages."""
+
+    def __init__(self, run: RunDir, name: str, module: torch.nn.Module, steps: int, seed: int,
+                 save_every: int) -> None:
+        self.run, self.name, self.module, self.steps, self.save_every = run, name, module, steps, save_every
+        preset = run.preset()
+        self.cfg = preset.train
+        self.opt = torch.optim.Adam(module.parameters(), lr=self.cfg.controller_lr)
+        self.start = 0
+        self.rng = np.random.default_rng(seed + (1 if name == "edge" else 2))
+        self.log = JsonlLog(run.path / "logs" / f"{name}.jsonl")
+        state = run.load_state(name)
+        if state is not None:
+            tensors, meta = state
+            module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            restore_optimizer(self.opt, tensors, meta["optimizer"])
+            restore_rng(tensors)
+            self.rng.bit_generator.state = meta["np_rng"]
+            self.start = int(meta["step"])
+            self.log.truncate_after(self.start)
+
+    def lr(self, step: int) -> float:
+        return step_decay_lr(self.cfg.controller_lr, step, self.cfg.decay_every, self.cfg.decay_gamma)
+
+    def save(self, step: int) -> None:
+        tensors = {f"model.{k}": v for k, v in self.module.state_dict().items()}
+        opt_t, opt_meta = optimizer_tensors(self.opt)
+        tensors.update(opt_t)
+        tensors.update(rng_state())
+        self.run.save_state(self.name, tensors, {"step": step, "optimizer": opt_meta,
+                                                 "np_rng": self.rng.bit_generator.state})
+
+
+def _loop(stage: _Stage, step_fn, progress: bool, description: str, stop_after, on_step) -> bool:
+    """Run ``step_fn(step) -> (loss, info dict)``; False when stopped early."""
+    data_iter_step = stage.start
+    with make_progress(disable=not progress) as bar:
+        job = bar.add_task(description, total=stage.steps, completed=stage.start, info="")
+        step = stage.start
+        while step < stage.steps:
+            if stop_after is not None and step >= stop_after:
+                stage.save(step)
+                return False
+            set_lr(stage.opt, stage.lr(step))
+            loss, info = step_fn(step)
+            stage.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            stage.opt.step()
+            step += 1
+            if step % 10 == 0 or step == stage.steps:
+                stage.log.write({"step": step, "loss": float(loss), **info})
+            bar.update(job, advance=1, info=f"loss={float(loss):.3f}")
+            if step % stage.save_every == 0 and step < stage.steps:
+                stage.save(step)
+            if on_step is not None:
+                on_step(step)
+    del data_iter_step
+    return True
+
+
+def train_edge(run: RunDir, data: str = "synth", seed: int = 0, save_every: int = 100,
+               n_train: Optional[int] = None, n_val: Optional[int] = None, progress: bool = True,
+               stop_after: Optional[int] = None, on_step: Optional[Callable[[int], None]] = None,
+               regularizer_config=None) -> dict:
+    """Stage 1: train the edge hypernet with the branching regularizer."""
+    from dymu_rt.control.gumbel import TemperatureSchedule, gumbel_softmax_sample
+    from dymu_rt.control.hypernets import EdgeHypernet
+    from dymu_rt.control.regularizer import RegularizerConfig, branching_regularizer
+
+    if run.stage_done("edge"):
+        return run.read_config()["stages"]["edge"]
+    _require(run, "anchor")
+    preset = run.preset()
+    cfg = preset.train
+    seed_everything(seed + 11)
+    anchor = run.load_anchor()
+    tasks = make_tasks(preset)
+    n = len(tasks)
+    affinity = torch.tensor(compute_run_affinity(run, anchor, data, seed, n_val), dtype=torch.float32)
+    reg_cfg = regularizer_config or RegularizerConfig(lambda_active=cfg.lambda_active,
+                                                      lambda_inactive=cfg.lambda_inactive)
+    edge = EdgeHypernet(n, anchor.num_layers)
+    stage = _Stage(run, "edge", edge, cfg.edge_steps, seed, save_every)
+    schedule = TemperatureSchedule()
+    batches = infinite_batches(make_split(preset, data, "train", n=n_train, augment=True, seed=seed),
+                               cfg.controller_batch, seed + 1, start_step=stage.start)
+
+    def step_fn(step: int):
+        r, c = _sample_pref(stage.rng, n)
+        batch = next(batches)
+        logits = edge(r, c)
+        nu = gumbel_softmax_sample(logits, schedule.at(step))
+        out = anchor.forward_soft(batch["image"], list(nu))
+        task_loss, per = weighted_task_loss(tasks, out, batch, r)
+        omega, terms = branching_regularizer(nu, r, c, affinity, reg_cfg)
+        info = {"task_loss": float(task_loss), "omega": float(omega), "c": float(c),
+                "temperature": schedule.at(step),
+                **{k: float(v) for k, v in terms.items() if torch.is_tensor(v) or isinstance(v, float)}}
+        return task_loss + omega, info
+
+    if not _loop(stage, step_fn, progress, "stage 1: edge hypernet", stop_after, on_step):
+        return {"done": False}
+    save_module(edge, run.module_path("edge_hypernet"))
+    run.mark_done("edge", {"step": cfg.edge_steps, "regularizer": _cfg_dict(reg_cfg)})
+    return run.read_config()["stages"]["edge"]
+
+
+def _cfg_dict(cfg) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else json.loads(json.dumps(cfg, default=str))
+
+
+def train_weight(run: RunDir, data: str = "synth", seed: int = 0, save_every: int = 100,
+                 n_train: Optional[int] = None, progress: bool = True,
+                 stop_after: Optional[int] = None, on_step: Optional[Callable[[int], None]] = None) -> dict:
+    """Stage 2: train the weight hypernet on the edge hypernet's maximum-likelihood trees."""
+    from dymu_rt.control.hypernets import WeightHypernet
+
+    if run.stage_done("weight"):
+        return run.read_config()["stages"]["weight"]
+    _require(run, "edge")
+    preset = run.preset()
+    cfg = preset.train
+    seed_everything(seed + 22)
+    anchor = run.load_anchor()
+    edge = run.load_edge_hypernet()
+    for p in edge.parameters():
+        p.requires_grad_(False)
+    tasks = make_tasks(preset)
+    n = len(tasks)
+    weight = WeightHypernet(n, anchor.bn_delta_size)
+    stage = _Stage(run, "weight", weight, cfg.weight_steps, seed, save_every)
+    batches = infinite_batches(make_split(preset, data, "train", n=n_train, augment=True, seed=seed),
+                               cfg.controller_batch, seed + 2, start_step=stage.start)
+
+    def step_fn(step: int):
+        r, c = _sample_pref(stage.rng, n)
+        batch = next(batches)
+        with torch.no_grad():
+            parents = edge.architecture(r, c)
+        deltas = weight(r, c)
+        out = anchor(batch["image"], parents, deltas)
+        task_loss, per = weighted_task_loss(tasks, out, batch, r)
+        return task_loss, {"c": float(c), **{t.name: float(v) for t, v in zip(tasks, per)}}
+
+    if not _loop(stage, step_fn, progress, "stage 2: weight hypernet", stop_after, on_step):
+        return {"done": False}
+    save_module(weight, run.module_path("weight_hypernet"))
+    run.mark_done("weight", {"step": cfg.weight_steps})
+    return run.read_config()["stages"]["weight"]

@@ -1,0 +1,96 @@
+"""Evaluate a tree of the anchor net on a dataset, and trivial baselines to beat.
+
+Trivial baselines (what "clearly beats" is measured against): segmentation = the
+majority class of the training set everywhere; depth = the mean training depth
+everywhere; normals = the mean training normal everywhere; other tasks = their
+constant prior. They are computed with the same task meters as the model.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from dymu_rt.utils.progress import make_progress
+
+
+def _batches(dataset, batch_size: int):
+    for s in range(0, len(dataset), batch_size):
+        yield torch.utils.data.default_collate([dataset[i] for i in range(s, min(len(dataset), s + batch_size))])
+
+
+@torch.no_grad()
+def evaluate_tree(anchor, tasks, dataset, parents=None, bn_deltas: Optional[torch.Tensor] = None,
+                  batch_size: int = 32, progress: bool = False, description: str = "eval",
+                  forward=None) -> dict[str, dict[str, float]]:
+    """Per-task metrics (and mean loss under key "loss") of one tree on ``dataset``.
+
+    ``forward`` (images -> outputs) replaces ``anchor(x, parents, bn_deltas)`` when given.
+    """
+    was = anchor.training if anchor is not None else False
+    if anchor is not None:
+        anchor.eval()
+    meters = {t.name: t.new_meter() for t in tasks}
+    loss_sum = {t.name: 0.0 for t in tasks}
+    n = 0
+    with make_progress(disable=not progress, transient=True) as bar:
+        job = bar.add_task(description, total=len(dataset), info="")
+        for batch in _batches(dataset, batch_size):
+            x = batch["image"]
+            out = forward(x) if forward is not None else anchor(x, parents, bn_deltas)
+            b = x.shape[0]
+            for t in tasks:
+                tgt, msk = batch["targets"][t.name], batch["masks"][t.name]
+                meters[t.name].update(out[t.name], tgt, msk)
+                loss_sum[t.name] += float(t.loss(out[t.name], tgt, msk)) * b
+            n += b
+            bar.update(job, advance=b)
+    if anchor is not None:
+        anchor.train(was)
+    res = {}
+    for t in tasks:
+        m = dict(meters[t.name].compute())
+        m["loss"] = loss_sum[t.name] / max(1, n)
+        res[t.name] = {k: float(v) for k, v in m.items()}
+    return res
+
+
+def _constant_output(task, train_set, n_stat: int = 64) -> torch.Tensor:
+    """A constant per-pixel prediction (raw output space) from training statistics."""
+    idx = range(min(n_stat, len(train_set)))
+    samples = [train_set[i] for i in idx]
+    tg = torch.stack([s["targets"][task.name] for s in samples])
+    mk = torch.stack([s["masks"][task.name] for s in samples])
+    if task.kind in ("segmentation", "parts", "classification"):
+        vals = tg[mk].long()
+        counts = torch.bincount(vals, minlength=task.out_channels)
+        logits = torch.full((task.out_channels,), -10.0)
+        logits[int(counts.argmax())] = 10.0
+        return logits
+    if task.kind == "depth":
+        return tg[:, 0][mk].float().mean().reshape(1)
+    if task.kind == "normals":
+        v = tg.permute(0, 2, 3, 1)[mk].mean(0)
+        return v / v.norm().clamp_min(1e-8)
+    # saliency / edges: the logit of the mean positive rate
+    p = tg[:, 0][mk].float().mean().clamp(1e-4, 1 - 1e-4)
+    return torch.log(p / (1 - p)).reshape(1)
+
+
+@torch.no_grad()
+def trivial_baselines(tasks, train_set, val_set, batch_size: int = 32) -> dict[str, dict[str, float]]:
+    """Metrics of constant predictors (majority class, mean depth, mean normal, prior)."""
+    consts = {t.name: _constant_output(t, train_set) for t in tasks}
+
+    def forward(x):
+        b, _, h, w = x.shape
+        out = {}
+        for t in tasks:
+            c = consts[t.name]
+            out[t.name] = c.view(1, -1).expand(b, -1).clone() if t.kind == "classification" else \
+                c.view(1, -1, 1, 1).expand(b, -1, h, w).clone()
+        return out
+
+    return evaluate_tree(None, tasks, val_set, forward=forward, batch_size=batch_size)
