@@ -103,3 +103,13 @@ def controller(
     """Train the edge hypernet (stage 1) and the weight hypernet (stage 2) of a run."""
     _run("controller", None, out, None, seed, None, edge_steps, weight_steps, batch, n_train, n_val,
          save_every, quiet)
+
+
+@app.command("phn-bn")
+def phn_bn(
+    out: Path = _OUT, seed: int = typer.Option(0), steps: Optional[int] = typer.Option(
+        None, help="Training steps (default: the preset's weight-hypernet steps)."),
+    n_train: Optional[int] = typer.Option(None), quiet: bool = typer.Option(False),
+) -> None:
+    """Train the PHN-BN baseline (shared backbone, BN from a hypernet of r) for comparison."""
+    _run("phn-bn", None, out, None, seed, None, None, steps, None, n_train, None, 100, quiet)

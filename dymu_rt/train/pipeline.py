@@ -14,7 +14,7 @@ from dymu_rt.models.presets import Preset, get_preset
 from dymu_rt.train.checkpoint import RunDir
 
 STAGE_GROUPS = {"all": ("anchor", "edge", "weight"), "anchor": ("anchor",),
-                "controller": ("edge", "weight")}
+                "controller": ("edge", "weight"), "phn-bn": ("phn-bn",)}
 
 
 def open_run(out: str | Path, preset: Optional[str], data: Optional[str],
@@ -51,6 +51,7 @@ def train(run: RunDir, stages: str = "all", seed: int = 0, n_train: Optional[int
     """Run the stages of ``stages`` ("all", "anchor", "controller"); returns the config."""
     from dymu_rt.train.anchor import train_anchor
     from dymu_rt.train.controller import train_edge, train_weight
+    from dymu_rt.train.phn import train_phn_bn
 
     data = run.read_config()["data"]
     for stage in STAGE_GROUPS[stages]:
@@ -58,6 +59,10 @@ def train(run: RunDir, stages: str = "all", seed: int = 0, n_train: Optional[int
             train_anchor(run, data, seed, save_every, n_train, n_val, progress)
         elif stage == "edge":
             train_edge(run, data, seed, save_every, n_train, n_val, progress)
-        else:
+        elif stage == "weight":
             train_weight(run, data, seed, save_every, n_train, progress)
+        else:
+            if not run.stage_done("anchor"):
+                raise ValidationError(f"{run.path}: train the anchor first (dymu-rt train anchor)")
+            train_phn_bn(run, data, seed, n_train, progress)
     return run.read_config()
