@@ -1,7 +1,58 @@
-"""``dymu-rt inspect``."""
+"""``dymu-rt inspect``: describe a preset, a run directory or a bundle."""
 
-from cli.common import not_implemented
+from __future__ import annotations
+
+import typer
+
+from cli.common import console, print_json
 
 
-def inspect_command() -> None:
-    not_implemented("inspect")
+def inspect_command(
+    target: str = typer.Argument(..., help="A preset name, a run directory or a bundle directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    verify: bool = typer.Option(False, "--verify", help="Bundles: also check every file's sha256."),
+) -> None:
+    """Describe TARGET: tasks, layers, params and GFLOPs (GMACs); topologies of a bundle."""
+    from dymu_rt.compile.describe import describe, describe_bundle
+
+    info = describe(target)
+    if verify and info["what"] == "bundle":
+        info = describe_bundle(target, check_hashes=True)
+        info["verified"] = True
+    if as_json:
+        print_json(info)
+        return
+    {"preset": _preset, "run": _run, "bundle": _bundle}[info["what"]](info)
+
+
+def _preset(d: dict) -> None:
+    console.print(f"[bold]preset {d['name']}[/bold]: {d['description']}")
+    console.print(f"tasks: {', '.join(t['name'] + ' (' + t['kind'] + ')' for t in d['tasks'])}")
+    console.print(f"backbone {d['backbone']}, head {d['head']}, {d['layers']} layers per stream, "
+                  f"input {d['input_size'][0]}x{d['input_size'][1]}")
+    console.print(f"single-task anchor net (all {len(d['tasks'])} streams): {d['params'] / 1e6:.3f} M params, "
+                  f"{d['gflops']:.4f} GFLOPs (GMACs; FLOPs = 2 x MACs)")
+
+
+def _run(d: dict) -> None:
+    console.print(f"[bold]run {d['path']}[/bold]: preset {d['preset']}, data {d['data']}, "
+                  f"tasks {', '.join(d['tasks'])}")
+    for stage, st in d["stages"].items():
+        console.print(f"  stage {stage}: {'done' if st.get('done') else 'not done'}")
+
+
+def _bundle(d: dict) -> None:
+    from rich.table import Table
+
+    console.print(f"[bold]bundle {d['path']}[/bold]: preset {d['preset']} (trained on {d['trained_on']}), "
+                  f"tasks {', '.join(d['tasks'])}; {d['points']} grid points "
+                  f"(step {d['grid']['step']:g}, c step {d['grid']['c_step']:g}), "
+                  f"{d['n_topologies']} topologies, {d['bundle_bytes'] / 2**20:.2f} MiB")
+    t = Table(title="topologies (most points first; GFLOPs = GMACs)")
+    for col in ("topology", "points", "params (M)", "GFLOPs"):
+        t.add_column(col, justify="left" if col == "topology" else "right")
+    for top in d["topologies"]:
+        t.add_row(top["id"], str(top["n_points"]), f"{top['params'] / 1e6:.3f}", f"{top['gflops']:.4f}")
+    console.print(t)
+    if d.get("verified"):
+        console.print("all files match their sha256")

@@ -1,7 +1,28 @@
-"""``dymu-rt plot``."""
+"""``dymu-rt plot``: a bundle's resource-usage map over the preference grid (PNG)."""
 
-from cli.common import not_implemented
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli.common import console
 
 
-def plot_command() -> None:
-    not_implemented("plot")
+def plot_command(
+    bundle: Path = typer.Argument(..., help="Bundle directory written by `dymu-rt build`."),
+    out: Optional[Path] = typer.Option(None, "--out", help="PNG path (default: BUNDLE/resource_map.png)."),
+    panels: int = typer.Option(6, "--panels", min=1, help="At most this many c values (N = 3 tasks)."),
+) -> None:
+    """Draw GFLOPs (GMACs) of the selected tree over the (r, c) grid."""
+    from dymu_rt.compile.bundle import read_manifest
+    from dymu_rt.compile.resource_map import plot_resource_map
+    from dymu_rt.errors import ValidationError
+
+    manifest = read_manifest(bundle)
+    out = out or bundle / "resource_map.png"
+    if out.suffix.lower() != ".png":
+        raise ValidationError(f"--out {out}: expected a .png path")
+    plot_resource_map(manifest, out, max_panels=panels)
+    console.print(f"wrote {out}")

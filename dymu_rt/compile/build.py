@@ -1,0 +1,337 @@
+"""Grid build: preference grid -> topologies -> one folded ONNX graph each -> bundle.
+
+:func:`build_bundle` enumerates the (r, c) grid (``dymu_rt.control.preference.grid``),
+asks the edge hypernet for every point's tree, deduplicates the trees by topology id, and
+materializes, folds and exports each topology **once**, at the BN deltas of its first grid
+point. Other points of a topology get their weights at run time from the weight hypernet
+and ``fold_params`` (DESIGN.md §2: engines per topology, weights per preference), so build
+time and bundle size grow with topologies, not points.
+
+Atomic and resumable: every file is written to a temporary name and renamed; a journal
+(``.build-journal.json``, rewritten atomically after each topology) records finished files
+with their sha256, so a killed build re-run skips them; ``manifest.json`` is written last
+and only ever names complete files. Re-running a finished build (same run, grid, backend)
+is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from dymu_rt import __version__
+from dymu_rt.compile import bundle as B
+from dymu_rt.compile.architecture import (
+    Architecture,
+    materialize,
+    preference_tensors,
+    topology_salt,
+)
+from dymu_rt.compile.fold import bn_eps, fold_bn, fold_params
+from dymu_rt.errors import BackendUnavailable, BundleError, CheckpointError, ValidationError
+from dymu_rt.utils.io import atomic_path, atomic_write_json, read_json, sha256_file
+
+BACKENDS = ("onnxruntime", "tensorrt")
+
+
+# -- checks that must happen before anything is written ----------------------------------------
+
+def check_backend(backend: str, profile: Optional[str]):
+    """Validate the backend (and profile) up front; TensorRT must be usable on this machine.
+
+    Returns the loaded DeviceProfile or None.
+    """
+    if backend not in BACKENDS:
+        raise ValidationError(f"unknown backend '{backend}'; expected one of {', '.join(BACKENDS)}")
+    if backend == "tensorrt":
+        try:
+            from dymu_rt.backends.tensorrt import check_available
+        except ImportError as e:
+            raise BackendUnavailable(f"TensorRT backend is not available on this machine ({e}); "
+                                     "use --backend onnxruntime") from None
+        check_available()
+    if profile is None:
+        return None
+    from dymu_rt.backends.profile import load_profile
+
+    prof = load_profile(profile)
+    if prof.backend != backend:
+        raise ValidationError(f"profile '{prof.name}' is for backend '{prof.backend}', not '{backend}'")
+    return prof
+
+
+def _run_fingerprint(run_dir: Path, request: dict[str, Any]) -> str:
+    """Identity of a build: the run's weights and config plus the build request."""
+    h = hashlib.sha256(json.dumps(request, sort_keys=True).encode())
+    for name in ("config.json", "anchor.safetensors", "edge_hypernet.safetensors",
+                 "weight_hypernet.safetensors"):
+        f = run_dir / name
+        if name == "config.json":
+            cfg = read_json(f, "run config")
+            h.update(json.dumps(cfg.get("preset"), sort_keys=True).encode())
+        elif f.is_file():
+            h.update(sha256_file(f).encode())
+    return h.hexdigest()[:32]
+
+
+def _producer() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    return {"dymu_rt": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
+
+
+# -- per-topology work (also run in worker processes) -------------------------------------------
+
+@torch.no_grad()
+def export_topology(anchor, weight_hypernet, parents, r, c, path: Path) -> str:
+    """Materialize tree ``parents`` at (r, c)'s BN deltas, fold, export; returns sha256."""
+    rt, ct = preference_tensors(r, c)
+    deltas = weight_hypernet(rt, ct).reshape(-1)
+    tree = fold_bn(materialize(anchor, parents, deltas))
+    from dymu_rt.compile.export import export_tree
+
+    export_tree(tree, path, anchor.input_size, anchor.task_names)
+    return sha256_file(path)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(run_dir: str) -> None:
+    from dymu_rt.train.checkpoint import RunDir
+
+    torch.set_num_threads(1)
+    _, anchor, _, weight = RunDir(run_dir).load_all()
+    _WORKER.update(anchor=anchor, weight=weight)
+
+
+def _worker_export(job: tuple) -> tuple[str, str]:
+    tid, parents, r, c, path = job
+    return tid, export_topology(_WORKER["anchor"], _WORKER["weight"], np.asarray(parents), r, c, Path(path))
+
+
+# -- the build ------------------------------------------------------------------------------------
+
+def _load_journal(out: Path, fingerprint: str) -> dict[str, Any]:
+    """The journal of an interrupted build of the same request, or a fresh one."""
+    jpath = out / B.JOURNAL
+    if jpath.is_file():
+        try:
+            j = json.loads(jpath.read_text())
+            if j.get("fingerprint") == fingerprint:
+                return j
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            pass
+    return {"fingerprint": fingerprint, "files": {}}
+
+
+def _file_done(out: Path, journal: dict, rel: str) -> bool:
+    digest = journal["files"].get(rel)
+    return digest is not None and (out / rel).is_file() and sha256_file(out / rel) == digest
+
+
+def _prepare_out(out: Path, fingerprint: str) -> Optional[dict[str, Any]]:
+    """Return the manifest if ``out`` already holds this exact build; else make ``out`` ready."""
+    if out.exists() and not out.is_dir():
+        raise ValidationError(f"--out {out} exists and is not a directory")
+    if B.is_bundle(out):
+        try:
+            manifest = B.verify_bundle(out)
+        except BundleError:
+            manifest = None
+        if manifest is not None and manifest.get("build", {}).get("fingerprint") == fingerprint:
+            return manifest
+        # A different (or damaged) build: drop the manifest first, so that no manifest ever
+        # points at files this build is about to replace.
+        (out / B.MANIFEST).unlink()
+    elif out.is_dir() and any(out.iterdir()) and not (out / B.JOURNAL).is_file():
+        raise ValidationError(f"--out {out} exists and is not a dymu-rt bundle; choose another directory")
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | None = None,
+                 backend: str = "onnxruntime", profile: Optional[str] = None, workers: int = 1,
+                 progress: bool = True,
+                 on_topology: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
+    """Build a bundle from a trained run over a preference grid; returns a summary dict.
+
+    ``on_topology(id)`` is called after each topology graph is committed (tests use it to
+    simulate a build killed between topologies). Summary keys: out, points, topologies,
+    built (graphs exported by this call), reused, bundle_bytes, seconds, gflops_min,
+    gflops_max, noop.
+    """
+    from dymu_rt.control.preference import grid
+    from dymu_rt.train.checkpoint import RunDir
+
+    t0 = time.perf_counter()
+    run_dir, out = Path(run_dir), Path(out)
+    if not isinstance(workers, int) or workers < 1:
+        raise ValidationError(f"--workers must be a positive integer, got {workers!r}")
+    prof = check_backend(backend, profile)
+    run = RunDir(run_dir)
+    cfg = run.read_config()
+    if not run.stage_done("weight"):
+        raise CheckpointError(f"{run_dir}: stage 'weight' has not finished; a bundle needs the weight "
+                              f"hypernet (run `dymu-rt train --out {run_dir}`)")
+    preset, anchor, edge, weight = run.load_all()
+    n = len(preset.tasks)
+    points = grid(n, step, c_step)
+    grid_spec = {"step": float(step), "c_step": float(c_step if c_step is not None else step),
+                 "n_points": len(points)}
+    request = {"grid": grid_spec, "backend": backend, "profile": prof.name if prof else None,
+               "producer": __version__}
+    fingerprint = _run_fingerprint(run_dir, request)
+    existing = _prepare_out(out, fingerprint)
+    if existing is not None:
+        return _summary(out, existing, built=0, seconds=time.perf_counter() - t0, noop=True)
+
+    journal = _load_journal(out, fingerprint)
+    atomic_write_json(out / B.JOURNAL, journal)
+    if not journal["files"]:
+        # Fresh build of this request: graphs of any earlier request are stale.
+        shutil.rmtree(out / B.GRAPHS_DIR, ignore_errors=True)
+
+    from dymu_rt.models.cost import CostModel
+    from dymu_rt.utils.progress import make_progress
+
+    salt = topology_salt(preset)
+    cost = CostModel(anchor)
+    archs: dict[str, Architecture] = {}
+    first: dict[str, int] = {}
+    point_rows = []
+    with make_progress(disable=not progress) as bar:
+        t_pts = bar.add_task("grid points", total=len(points), info="")
+        with torch.no_grad():
+            for i, pref in enumerate(points):
+                rt, ct = preference_tensors(pref.r, pref.c)
+                parents = np.asarray(edge.architecture(rt, ct))
+                arch = Architecture.from_parents(anchor, parents, salt, cost)
+                if arch.id not in archs:
+                    archs[arch.id], first[arch.id] = arch, i
+                point_rows.append({"r": [float(v) for v in pref.r], "c": float(pref.c), "topology": arch.id})
+                bar.update(t_pts, advance=1, info=f"{len(archs)} topologies")
+
+        # Controller first: small, and every topology needs fold_params to be re-bound.
+        _write_controller(out, journal, anchor, edge, weight, n)
+
+        todo = [tid for tid in archs if not _file_done(out, journal, B.graph_file(tid))]
+        t_top = bar.add_task("topologies", total=len(archs), completed=len(archs) - len(todo),
+                             info=f"{len(archs) - len(todo)} reused")
+
+        def commit(tid: str, digest: str) -> None:
+            journal["files"][B.graph_file(tid)] = digest
+            atomic_write_json(out / B.JOURNAL, journal)
+            bar.update(t_top, advance=1, info=tid)
+            if on_topology is not None:
+                on_topology(tid)
+
+        jobs = [(tid, archs[tid].table.tolist(), points[first[tid]].r, points[first[tid]].c,
+                 str(out / B.graph_file(tid))) for tid in todo]
+        if workers == 1 or len(jobs) <= 1:
+            for tid, parents, r, c, path in jobs:
+                commit(tid, export_topology(anchor, weight, np.asarray(parents), r, c, Path(path)))
+        else:
+            _export_parallel(run_dir, jobs, workers, commit)
+
+    counts: dict[str, int] = {}
+    for row in point_rows:
+        counts[row["topology"]] = counts.get(row["topology"], 0) + 1
+    topologies = {}
+    for tid, arch in archs.items():
+        rel = B.graph_file(tid)
+        topologies[tid] = {
+            "parents": [list(row) for row in arch.parents], "params": arch.params, "macs": arch.macs,
+            "gflops": arch.gflops, "file": rel, "sha256": journal["files"][rel],
+            "n_points": counts[tid], "bn_slots": list(arch.bn_slots),
+            "exported_at": {"r": point_rows[first[tid]]["r"], "c": point_rows[first[tid]]["c"]},
+        }
+    manifest = {
+        "schema_version": B.SCHEMA_VERSION, "kind": B.KIND, "producer": _producer(),
+        "preset": preset.name, "preset_config": preset.to_dict(), "trained_on": cfg.get("data"),
+        "tasks": [{"name": t.name, "kind": t.kind, "out_channels": t.out_channels} for t in preset.tasks],
+        "preprocessing": {"input_size": list(preset.input_size), "color": "RGB", "scale": 1 / 255,
+                          "mean": list(preset.mean), "std": list(preset.std), "normalize_in_graph": True},
+        "grid": grid_spec, "topology_salt": salt,
+        "num_layers": anchor.num_layers, "bn_delta_size": anchor.bn_delta_size,
+        "points": point_rows, "topologies": topologies,
+        "controller": {key: {"file": rel, "sha256": journal["files"][rel]} for key, rel in (
+            ("edge_hypernet", B.EDGE_HYPERNET_FILE), ("weight_hypernet", B.WEIGHT_HYPERNET_FILE),
+            ("fold_params", B.FOLD_PARAMS_FILE))},
+        "bn_layout": [{"name": s.name, "layer": s.layer, "stream": s.stream, "channels": s.channels,
+                       "offset": s.offset} for s in anchor.bn_layout],
+        "bn_eps": bn_eps(anchor),
+        "latency": {}, "engines": {},
+        "build": {"fingerprint": fingerprint, "backend": backend, "profile": prof.name if prof else None,
+                  "run_dir": str(run_dir)},
+    }
+    atomic_write_json(out / B.MANIFEST, manifest)
+    _remove_stale(out, manifest)
+    return _summary(out, manifest, built=len(todo), seconds=time.perf_counter() - t0, noop=False)
+
+
+def _write_controller(out: Path, journal: dict, anchor, edge, weight, n_tasks: int) -> None:
+    from safetensors.torch import save_file
+
+    from dymu_rt.compile.export import export_hypernet
+
+    def done(rel: str) -> None:
+        journal["files"][rel] = sha256_file(out / rel)
+        atomic_write_json(out / B.JOURNAL, journal)
+
+    if not _file_done(out, journal, B.EDGE_HYPERNET_FILE):
+        export_hypernet(edge, n_tasks, out / B.EDGE_HYPERNET_FILE, "logits")
+        done(B.EDGE_HYPERNET_FILE)
+    if not _file_done(out, journal, B.WEIGHT_HYPERNET_FILE):
+        export_hypernet(weight, n_tasks, out / B.WEIGHT_HYPERNET_FILE, "deltas")
+        done(B.WEIGHT_HYPERNET_FILE)
+    if not _file_done(out, journal, B.FOLD_PARAMS_FILE):
+        with atomic_path(out / B.FOLD_PARAMS_FILE) as tmp:
+            save_file(fold_params(anchor), str(tmp), metadata={"format": "dymu-rt fold_params v1"})
+        done(B.FOLD_PARAMS_FILE)
+
+
+def _export_parallel(run_dir: Path, jobs: list, workers: int, commit) -> None:
+    """Export topologies in ``workers`` spawned processes (each loads the run once)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                             initializer=_worker_init, initargs=(str(run_dir),)) as pool:
+        futures = [pool.submit(_worker_export, job) for job in jobs]
+        try:
+            for fut in as_completed(futures):
+                commit(*fut.result())
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def _remove_stale(out: Path, manifest: dict) -> None:
+    """Drop graph files no manifest entry names, then the journal (the build is complete)."""
+    keep = set(B.manifest_files(manifest))
+    gdir = out / B.GRAPHS_DIR
+    if gdir.is_dir():
+        for f in gdir.iterdir():
+            if f"{B.GRAPHS_DIR}/{f.name}" not in keep:
+                f.unlink()
+    (out / B.JOURNAL).unlink(missing_ok=True)
+
+
+def _summary(out: Path, manifest: dict, built: int, seconds: float, noop: bool) -> dict[str, Any]:
+    g = [t["gflops"] for t in manifest["topologies"].values()]
+    return {"out": str(out), "points": len(manifest["points"]), "topologies": len(manifest["topologies"]),
+            "built": built, "reused": len(manifest["topologies"]) - built,
+            "bundle_bytes": B.bundle_bytes(out), "seconds": seconds,
+            "gflops_min": min(g) if g else 0.0, "gflops_max": max(g) if g else 0.0, "noop": noop}

@@ -1,0 +1,149 @@
+"""Fold (modulated) BatchNorm into the preceding convolution, for deployment.
+
+One walk over modules (the habit of timm's ``reparameterize_model``), not a special case per
+model: every :class:`~dymu_rt.models.layers.ConvBN` becomes a biased conv followed by
+``nn.Identity``. With σ = sqrt(var + eps) and the BN's affine shifted by the weight
+hypernet's (Δγ, Δβ) (zero for plain BNs)::
+
+    s  = (γ + Δγ) / σ
+    W' = W · s[:, None, None, None]
+    b' = (β + Δβ) + (b_conv − μ) · s
+
+The same formula, applied to the raw tensors stored in a bundle's ``fold_params``, is
+:func:`bind_slot_weights`: what a runtime uses to bind another preference's weights into a
+topology graph without re-exporting it (docs/INTERFACES.md, "Binding a point's weights").
+
+Only eval-mode semantics are folded (running statistics); folding a module in training
+mode would change what it computes, so it is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from dymu_rt.models.layers import ConvBN, ModulatedBatchNorm2d
+
+Deltas = tuple[torch.Tensor, torch.Tensor]
+
+
+def fold_conv_bn_tensors(weight, conv_bias, bn_weight, bn_bias, bn_mean, bn_var, eps: float,
+                         d_gamma=None, d_beta=None):
+    """Folded (W', b') from raw conv + BN tensors (torch tensors or numpy arrays alike)."""
+    gamma = bn_weight if d_gamma is None else bn_weight + d_gamma
+    beta = bn_bias if d_beta is None else bn_bias + d_beta
+    scale = gamma / (bn_var + eps) ** 0.5
+    shape = (-1,) + (1,) * (weight.ndim - 1)
+    w = weight * scale.reshape(shape)
+    b0 = -bn_mean if conv_bias is None else conv_bias - bn_mean
+    return w, beta + b0 * scale
+
+
+@torch.no_grad()
+def fold_convbn(unit: ConvBN, deltas: Optional[Deltas] = None) -> None:
+    """Fold ``unit.bn`` (shifted by ``deltas`` or by a delta set on it) into ``unit.conv``."""
+    bn = unit.bn
+    if isinstance(bn, nn.Identity):
+        return                                   # already folded
+    if not isinstance(bn, nn.BatchNorm2d):
+        raise TypeError(f"cannot fold {type(bn).__name__} into a conv")
+    if bn.training:
+        raise ValueError("BN folding needs eval mode (running statistics); call .eval() first")
+    if deltas is None and isinstance(bn, ModulatedBatchNorm2d) and bn.delta is not None:
+        deltas = bn.delta
+    dg, db = (None, None) if deltas is None else deltas
+    conv = unit.conv
+    w, b = fold_conv_bn_tensors(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
+                                bn.running_var, bn.eps, dg, db)
+    conv.weight = nn.Parameter(w.detach().clone(), requires_grad=False)
+    conv.bias = nn.Parameter(b.detach().clone(), requires_grad=False)
+    unit.bn = nn.Identity()
+
+
+def fold_bn(module: nn.Module, deltas: Optional[Mapping[str, Deltas]] = None) -> nn.Module:
+    """Fold every ConvBN of ``module`` in place; returns ``module``.
+
+    ``deltas`` maps a ConvBN's module path inside ``module`` (for a materialized tree exactly
+    the BNSlot name, e.g. ``node3_1.conv1``) to its (Δγ, Δβ); ConvBNs not in it fold
+    their BN as is. A name in ``deltas`` that is not a ConvBN of ``module`` is a bug and
+    raises KeyError.
+    """
+    units = [(name, m) for name, m in module.named_modules() if isinstance(m, ConvBN)]
+    if deltas:
+        unknown = set(deltas) - {name for name, _ in units}
+        if unknown:
+            raise KeyError(f"deltas for unknown ConvBNs: {sorted(unknown)[:3]}")
+    for name, unit in units:
+        fold_convbn(unit, None if deltas is None else deltas.get(name))
+    return module
+
+
+# -- raw fold parameters and binding (the bundle side of the same formula) ----------------------
+
+def fold_params(anchor, slots: Optional[Sequence] = None) -> dict[str, torch.Tensor]:
+    """Raw tensors every modulated slot needs to fold any preference's weights.
+
+    Keys per slot ``name``: ``name.weight`` (raw conv weight), ``name.conv_bias`` (only if
+    the conv has one), ``name.bn_weight``, ``name.bn_bias``, ``name.bn_mean``,
+    ``name.bn_var``. Stored as ``controller/fold_params.safetensors`` in a bundle.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for s in slots if slots is not None else anchor.bn_layout:
+        unit = slot_module(anchor, s)
+        conv, bn = unit.conv, unit.bn
+        out[f"{s.name}.weight"] = conv.weight.detach().float().contiguous().clone()
+        if conv.bias is not None:
+            out[f"{s.name}.conv_bias"] = conv.bias.detach().float().contiguous().clone()
+        out[f"{s.name}.bn_weight"] = bn.weight.detach().float().contiguous().clone()
+        out[f"{s.name}.bn_bias"] = bn.bias.detach().float().contiguous().clone()
+        out[f"{s.name}.bn_mean"] = bn.running_mean.detach().float().contiguous().clone()
+        out[f"{s.name}.bn_var"] = bn.running_var.detach().float().contiguous().clone()
+    return out
+
+
+def slot_module(anchor, slot) -> ConvBN:
+    """The anchor's ConvBN behind a BNSlot (name ``node{l}_{j}.<path>``)."""
+    _, path = slot.name.split(".", 1)
+    unit = anchor.node_module(slot.layer, slot.stream).get_submodule(path)
+    if not isinstance(unit, ConvBN):
+        raise TypeError(f"slot {slot.name} is not a ConvBN")
+    return unit
+
+
+def bn_eps(anchor) -> float:
+    """The one BN epsilon of the anchor's modulated BNs (a bundle records a single value)."""
+    eps = {float(slot_module(anchor, s).bn.eps) for s in anchor.bn_layout}
+    if len(eps) > 1:
+        raise ValueError(f"modulated BNs use several eps values {sorted(eps)}; the bundle needs one")
+    return eps.pop() if eps else 1e-5
+
+
+def bind_slot_weights(params: Mapping[str, np.ndarray], layout: Sequence[Mapping],
+                      deltas: np.ndarray, eps: float,
+                      slot_names: Optional[Sequence[str]] = None) -> dict[str, np.ndarray]:
+    """Folded initializers ``<name>.conv.weight`` / ``<name>.conv.bias`` for one preference.
+
+    ``params`` is a bundle's fold_params (name -> array), ``layout`` its ``bn_layout``
+    (dicts with name/channels/offset), ``deltas`` the weight hypernet's output [D] for the
+    preference, ``slot_names`` the slots of one topology (default: all). float32 out.
+    """
+    deltas = np.asarray(deltas, dtype=np.float32).reshape(-1)
+    wanted = None if slot_names is None else set(slot_names)
+    out: dict[str, np.ndarray] = {}
+    for s in layout:
+        name = s["name"]
+        if wanted is not None and name not in wanted:
+            continue
+        c, o = int(s["channels"]), int(s["offset"])
+        w, b = fold_conv_bn_tensors(
+            np.asarray(params[f"{name}.weight"], dtype=np.float32),
+            None if f"{name}.conv_bias" not in params else np.asarray(params[f"{name}.conv_bias"], np.float32),
+            np.asarray(params[f"{name}.bn_weight"], np.float32), np.asarray(params[f"{name}.bn_bias"], np.float32),
+            np.asarray(params[f"{name}.bn_mean"], np.float32), np.asarray(params[f"{name}.bn_var"], np.float32),
+            float(eps), deltas[o:o + c], deltas[o + c:o + 2 * c])
+        out[f"{name}.conv.weight"] = np.ascontiguousarray(w, dtype=np.float32)
+        out[f"{name}.conv.bias"] = np.ascontiguousarray(b, dtype=np.float32)
+    return out

@@ -1,0 +1,74 @@
+"""Builders of tiny, randomly initialized run directories for compile/runtime tests.
+
+A plain module (no pytest dependency) so that other test folders and benchmarks can import
+it (``sys.path.insert(0, "tests/compile")``). The run holds a random-init anchor with
+randomized BN statistics (so BN folding is exercised), an edge hypernet whose output layer
+is scaled up (so a grid yields several distinct trees, cross-task edges included) and a
+weight hypernet with noticeable BN deltas; every training stage is marked done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+
+def tiny_preset(input_size=(32, 32)):
+    """synth-nyu at 32x32 with the narrowest widths (3 tasks, 9 layers): seconds to run."""
+    from dymu_rt.models.backbones import BackboneSpec
+    from dymu_rt.models.heads import HeadSpec
+    from dymu_rt.models.presets import get_preset
+
+    return dataclasses.replace(
+        get_preset("synth-nyu"), input_size=tuple(input_size),
+        backbone=BackboneSpec("resnet", 18, 0.125, 8, "imagenet"),
+        head=HeadSpec("deeplab", 8, (2,), 8, 8),
+    )
+
+
+@torch.no_grad()
+def randomize_bn(module: torch.nn.Module, generator: torch.Generator) -> None:
+    """Give every BatchNorm non-trivial running statistics and affine parameters."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=generator) * 0.2)
+            m.running_var.copy_(torch.rand(c, generator=generator) * 1.5 + 0.5)
+            m.weight.copy_(torch.rand(c, generator=generator) + 0.5)
+            m.bias.copy_(torch.randn(c, generator=generator) * 0.1)
+
+
+@torch.no_grad()
+def _scale_last_linear(net: torch.nn.Module, factor: float) -> None:
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    for m in linears[-max(1, len(linears) // 3):]:
+        m.weight.mul_(factor)
+        if m.bias is not None:
+            m.bias.mul_(factor)
+
+
+def make_tiny_run(path, seed: int = 0, preset=None, edge_scale: float = 30.0,
+                  delta_scale: float = 0.3) -> Path:
+    """Write a complete tiny run directory at ``path`` (all stages done); returns the path."""
+    from dymu_rt.control.hypernets import EdgeHypernet, WeightHypernet
+    from dymu_rt.train.checkpoint import STAGES, RunDir, save_module
+
+    preset = preset or tiny_preset()
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    anchor = preset.build().eval()
+    randomize_bn(anchor, g)
+    edge = EdgeHypernet(len(preset.tasks), anchor.num_layers)
+    _scale_last_linear(edge, edge_scale)
+    weight = WeightHypernet(len(preset.tasks), anchor.bn_delta_size)
+    _scale_last_linear(weight, delta_scale)
+    run = RunDir(path)
+    run.init(preset, data="synth")
+    save_module(anchor, run.module_path("anchor"))
+    save_module(edge, run.module_path("edge_hypernet"))
+    save_module(weight, run.module_path("weight_hypernet"))
+    for stage in STAGES:
+        run.mark_done(stage, {"step": 0, "fixture": True})
+    return Path(path)
