@@ -1,0 +1,72 @@
+"""materialize(): a static module of the used nodes equals AnchorNet.forward on any tree."""
+
+import numpy as np
+import pytest
+import torch
+
+from dymu_rt.compile.architecture import materialize
+from dymu_rt.compile.fold import fold_bn
+from dymu_rt.models.tree import canonicalize, identity_table, used_nodes
+
+
+def _random_tree(rng, L, N):
+    p = rng.integers(0, N, size=(L, N))
+    p[0] = np.arange(N)
+    return p
+
+
+def _check(anchor, parents, deltas, x, folded=False):
+    with torch.no_grad():
+        ref = anchor(x, parents, deltas)
+        tree = materialize(anchor, parents, deltas)
+        if folded:
+            fold_bn(tree)
+        out = tree(x)
+    assert len(out) == len(anchor.task_names)
+    for name, o in zip(anchor.task_names, out):
+        scale = max(1.0, ref[name].abs().max().item())
+        assert (o - ref[name]).abs().max().item() <= 1e-4 * scale, name
+    return tree
+
+
+def test_random_trees_and_deltas_match_dynamic_forward(tiny_anchor):
+    rng = np.random.default_rng(0)
+    L, N = tiny_anchor.num_layers, tiny_anchor.num_tasks
+    x = torch.rand(2, 3, 32, 32)
+    n_cross = 0
+    for i in range(12):
+        p = _random_tree(rng, L, N)
+        n_cross += int(np.any(canonicalize(p)[1:] >= 0) and np.any((p[1:] != np.arange(N)) & used_nodes(p)[1:]))
+        d = torch.from_numpy(rng.normal(0, 0.3, tiny_anchor.bn_delta_size).astype(np.float32))
+        _check(tiny_anchor, p, d, x, folded=bool(i % 2))
+    assert n_cross >= 6                     # cross-task edges were exercised
+
+
+def test_only_used_nodes_with_stable_names(tiny_anchor):
+    L, N = tiny_anchor.num_layers, tiny_anchor.num_tasks
+    p = identity_table(L, N)
+    p[3] = [0, 0, 0]
+    p[6] = [0, 1, 1]
+    tree = _check(tiny_anchor, p, None, torch.rand(1, 3, 32, 32))
+    used = used_nodes(canonicalize(p))
+    nodes = {n for n, _ in tree.named_children() if n.startswith("node")}
+    assert nodes == {f"node{l}_{j}" for l in range(L) for j in range(N) if used[l, j]}
+    heads = {n for n, _ in tree.named_children() if n.startswith("head_")}
+    assert heads == {f"head_{t}" for t in tiny_anchor.task_names}
+    names = dict(tree.named_parameters())
+    s = next(s for s in tiny_anchor.bn_layout if used[s.layer, s.stream])
+    assert f"{s.name}.conv.weight" in names
+    assert not any(n.startswith("node1_1.") for n in names)   # dead node dropped
+
+
+def test_materialize_does_not_modify_the_anchor(tiny_anchor):
+    before = {k: v.clone() for k, v in tiny_anchor.state_dict().items()}
+    d = torch.ones(tiny_anchor.bn_delta_size)
+    fold_bn(materialize(tiny_anchor, identity_table(tiny_anchor.num_layers, 3), d))
+    for k, v in tiny_anchor.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_bad_deltas_size_is_refused(tiny_anchor):
+    with pytest.raises(ValueError, match="bn_deltas"):
+        materialize(tiny_anchor, identity_table(tiny_anchor.num_layers, 3), torch.zeros(3))
