@@ -57,28 +57,33 @@ def plot_resource_map(manifest: dict[str, Any], out: str | Path, max_panels: int
         cs = _pick_cs(np.unique(c), max_panels)
         cols = min(3, len(cs))
         rows = math.ceil(len(cs) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows + 0.6), squeeze=False)
+        panel = 3.6                                          # inches per panel side
+        fig, axes = plt.subplots(rows, cols, figsize=(panel * cols + 1.2, panel * 0.95 * rows + 0.5),
+                                 squeeze=False, layout="constrained")
         corners = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, math.sqrt(3) / 2]])
         step = manifest["grid"]["step"]
-        size = max(8.0, 2200.0 * step * step / max(1, rows))
+        margin = 0.55 * step + 0.09                          # room for edge hexagons + labels
+        span = 1 + 2 * margin                                # data units across a panel
+        # Hexagons just touching their neighbours: diameter = step in data units.
+        diameter_pt = 0.98 * step * panel * 72 / span
         for ax, cv in zip(axes.flat, cs):
             sel = np.isclose(c, cv)
             xy = r[sel] @ corners
             ax.fill(*corners.T, facecolor="none", edgecolor="0.6", lw=0.8)
-            sc = ax.scatter(xy[:, 0], xy[:, 1], c=g[sel], cmap=cmap, norm=norm, s=size, marker="h",
-                            edgecolors="none")
+            sc = ax.scatter(xy[:, 0], xy[:, 1], c=g[sel], cmap=cmap, norm=norm, s=diameter_pt ** 2,
+                            marker="h", edgecolors="none")
             for k, (x, y) in enumerate(corners):
-                ax.annotate(tasks[k], (x, y), ha=["right", "left", "center"][k],
-                            va="top" if k < 2 else "bottom", fontsize=8,
-                            xytext=[(-4, -4), (4, -4), (0, 6)][k], textcoords="offset points")
+                off = diameter_pt / 2 + 2
+                ax.annotate(tasks[k], (x, y), ha="center", va="top" if k < 2 else "bottom", fontsize=8,
+                            xytext=(0, -off) if k < 2 else (0, off), textcoords="offset points")
             ax.set_title(f"c = {cv:g}", fontsize=10)
             ax.set_aspect("equal")
-            ax.set_xlim(-0.15, 1.15)
-            ax.set_ylim(-0.12, 1.0)
+            ax.set_xlim(-margin, 1 + margin)
+            ax.set_ylim(-margin, math.sqrt(3) / 2 + margin)
             ax.axis("off")
         for ax in list(axes.flat)[len(cs):]:
             ax.axis("off")
-        fig.colorbar(sc, ax=axes.ravel().tolist(), shrink=0.8, label=label)
+        fig.colorbar(sc, ax=axes.ravel().tolist(), shrink=0.85, label=label)
     elif n == 2:
         fig, ax = plt.subplots(figsize=(6, 4.5))
         r1, cs = np.unique(r[:, 0]), np.unique(c)
