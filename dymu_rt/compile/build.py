@@ -21,6 +21,7 @@ import json
 import platform
 import shutil
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -146,13 +147,20 @@ def _prepare_out(out: Path, fingerprint: str) -> Optional[dict[str, Any]]:
         raise ValidationError(f"--out {out} exists and is not a directory")
     if B.is_bundle(out):
         try:
-            manifest = B.verify_bundle(out)
+            manifest = B.read_manifest(out)
         except BundleError:
             manifest = None
-        if manifest is not None and manifest.get("build", {}).get("fingerprint") == fingerprint:
-            return manifest
-        # A different (or damaged) build: drop the manifest first, so that no manifest ever
-        # points at files this build is about to replace.
+        same = manifest is not None and manifest.get("build", {}).get("fingerprint") == fingerprint
+        if same:
+            try:
+                return B.verify_bundle(out)
+            except BundleError:
+                # Same build, some file damaged or missing: keep the intact files (their
+                # hashes are re-checked before reuse) and rebuild the rest.
+                atomic_write_json(out / B.JOURNAL, {"fingerprint": fingerprint,
+                                                    "files": B.manifest_files(manifest)})
+        # Drop the manifest first, so that no manifest ever points at files this build is
+        # about to replace.
         (out / B.MANIFEST).unlink()
     elif out.is_dir() and any(out.iterdir()) and not (out / B.JOURNAL).is_file():
         raise ValidationError(f"--out {out} exists and is not a dymu-rt bundle; choose another directory")
@@ -187,7 +195,8 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
     preset, anchor, edge, weight = run.load_all()
     n = len(preset.tasks)
     points = grid(n, step, c_step)
-    grid_spec = {"step": float(step), "c_step": float(c_step if c_step is not None else step),
+    grid_spec = {"step": float(Fraction(str(step))),
+                 "c_step": float(Fraction(str(c_step if c_step is not None else step))),
                  "n_points": len(points)}
     request = {"grid": grid_spec, "backend": backend, "profile": prof.name if prof else None,
                "producer": __version__}

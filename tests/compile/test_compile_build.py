@@ -132,6 +132,20 @@ def test_corrupted_graph_is_detected(built, tmp_path):
         B.verify_bundle(out)
 
 
+def test_damaged_bundle_rebuild_redoes_only_the_damaged_file(built, tiny_run, tmp_path):
+    import shutil
+
+    src, _ = built
+    out = tmp_path / "copy"
+    shutil.copytree(src, out)
+    m = B.verify_bundle(out)
+    victim = out / next(iter(m["topologies"].values()))["file"]
+    victim.write_bytes(b"garbage")
+    s = build_bundle(tiny_run, out, step="0.5", progress=False)
+    assert not s["noop"] and s["built"] == 1
+    B.verify_bundle(out)
+
+
 def test_different_grid_rebuilds_and_drops_stale_graphs(tiny_run, built, tmp_path):
     import shutil
 
@@ -154,6 +168,8 @@ def test_tensorrt_without_tensorrt_fails_at_once_writing_nothing(tmp_path):
 def test_bad_inputs_are_refused(tiny_run, tmp_path):
     with pytest.raises(ValidationError, match="backend"):
         build_bundle(tiny_run, tmp_path / "x", backend="tflite", progress=False)
+    with pytest.raises(ValidationError, match="no-such-profile"):
+        build_bundle(tiny_run, tmp_path / "x", profile="no-such-profile", progress=False)
     with pytest.raises(ValidationError, match="workers"):
         build_bundle(tiny_run, tmp_path / "x", workers=0, progress=False)
     other = tmp_path / "not-a-bundle"
