@@ -179,14 +179,14 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
     built (graphs exported by this call), reused, bundle_bytes, seconds, gflops_min,
     gflops_max, noop.
     """
-    from dymu_rt.control.preference import grid
-    from dymu_rt.train.checkpoint import RunDir
-
     t0 = time.perf_counter()
     run_dir, out = Path(run_dir), Path(out)
     if not isinstance(workers, int) or workers < 1:
         raise ValidationError(f"--workers must be a positive integer, got {workers!r}")
     prof = check_backend(backend, profile)
+    from dymu_rt.control.preference import grid
+    from dymu_rt.train.checkpoint import RunDir
+
     run = RunDir(run_dir)
     cfg = run.read_config()
     if not run.stage_done("weight"):
