@@ -1,0 +1,73 @@
+"""One picture of a prediction: the input image and every task's picture side by side.
+
+Used by ``dymu-rt run`` and the demo. Every tile is scaled to a common height (at least
+``min_height``, so 32x32 CIFAR inputs stay legible), labelled above, and tiles are laid
+out left to right, wrapping after ``columns`` tiles when given.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Union
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from dymu_rt.errors import ValidationError
+from dymu_rt.tasks.render import font
+
+BACKGROUND = (255, 255, 255)
+LABEL_HEIGHT = 16
+GAP = 4
+
+
+def as_rgb_image(image: Union[Image.Image, np.ndarray]) -> Image.Image:
+    """A PIL RGB image from a PIL image or an [H, W, 3] array (uint8, or float in [0, 1])."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValidationError(f"image has shape {a.shape}, expected [H, W, 3]")
+    if a.dtype != np.uint8:
+        a = (np.clip(np.nan_to_num(a.astype(np.float64)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return Image.fromarray(a, mode="RGB")
+
+
+def _scale_to_height(img: Image.Image, height: int) -> Image.Image:
+    if img.height == height:
+        return img
+    width = max(1, round(img.width * height / img.height))
+    # Nearest keeps label maps crisp when enlarging; shrinking needs a filter.
+    resample = Image.Resampling.NEAREST if height > img.height else Image.Resampling.LANCZOS
+    return img.resize((width, height), resample)
+
+
+def overview_image(image: Union[Image.Image, np.ndarray], panels: Mapping[str, Image.Image],
+                   columns: Optional[int] = None, min_height: int = 128,
+                   image_label: str = "input") -> Image.Image:
+    """Tile the input ``image`` and the ``panels`` (label -> picture) with labels, as RGB."""
+    if columns is not None and columns < 1:
+        raise ValidationError(f"columns {columns!r} is invalid, expected an integer >= 1")
+    first = as_rgb_image(image)
+    height = max(first.height, int(min_height))
+    tiles = [(image_label, _scale_to_height(first, height))]
+    tiles += [(str(k), _scale_to_height(as_rgb_image(v), height)) for k, v in panels.items()]
+    per_row = columns or len(tiles)
+    rows = [tiles[i:i + per_row] for i in range(0, len(tiles), per_row)]
+    row_h = LABEL_HEIGHT + height
+    width = max(sum(t.width for _, t in row) + GAP * (len(row) + 1) for row in rows)
+    canvas = Image.new("RGB", (width, GAP + len(rows) * (row_h + GAP)), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    f = font(12)
+    y = GAP
+    for row in rows:
+        x = GAP
+        for label, tile in row:
+            # Shorten labels that would overflow their tile rather than overlap the next one.
+            text = label
+            while len(text) > 1 and draw.textlength(text, font=f) > tile.width:
+                text = text[:-2] + "…"
+            draw.text((x, y + 1), text, fill=(0, 0, 0), font=f)
+            canvas.paste(tile, (x, y + LABEL_HEIGHT))
+            x += tile.width + GAP
+        y += row_h + GAP
+    return canvas
