@@ -35,7 +35,12 @@ def _pick_cs(cs: np.ndarray, max_panels: int) -> list[float]:
 
 def plot_resource_map(manifest: dict[str, Any], out: str | Path, max_panels: int = 6,
                       title: Optional[str] = None) -> Path:
-    """Draw the map of ``manifest`` to PNG ``out`` (atomically); returns the path."""
+    """Draw the map of ``manifest`` to PNG ``out`` (atomically); returns the path.
+
+    Needs only ``points`` ({r, c, topology}), ``topologies`` ({id: {gflops}}), ``tasks``
+    ([{name}]), ``grid`` ({step}) and ``preset``: any manifest-like point table works
+    (dymu_rt.evaluate.report draws a dense controller map with it).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,14 +95,18 @@ def plot_resource_map(manifest: dict[str, Any], out: str | Path, max_panels: int
         img = np.full((len(cs), len(r1)), np.nan)
         for a, b, v in zip(r[:, 0], c, g):
             img[np.searchsorted(cs, b), np.searchsorted(r1, a)] = v
+        # Cells centred on the grid values.
+        dr = (r1[-1] - r1[0]) / max(1, len(r1) - 1)
+        dc = (cs[-1] - cs[0]) / max(1, len(cs) - 1)
         im = ax.imshow(img, origin="lower", aspect="auto", cmap=cmap, norm=norm,
-                       extent=(r1[0], r1[-1], cs[0], cs[-1]))
+                       extent=(r1[0] - dr / 2, r1[-1] + dr / 2, cs[0] - dc / 2, cs[-1] + dc / 2))
         ax.set_xlabel(f"r[{tasks[0]}]  (r[{tasks[1]}] = 1 - r[{tasks[0]}])")
         ax.set_ylabel("c (larger = more frugal)")
         fig.colorbar(im, ax=ax, label=label)
     else:
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        jitter = (np.random.default_rng(0).random(len(c)) - 0.5) * 0.3 * manifest["grid"]["c_step"]
+        c_step = manifest["grid"].get("c_step", manifest["grid"].get("step", 0.1))
+        jitter = (np.random.default_rng(0).random(len(c)) - 0.5) * 0.3 * c_step
         ax.scatter(c + jitter, g, s=6, alpha=0.35, c=g, cmap=cmap, norm=norm)
         cs = np.unique(c)
         ax.plot(cs, [g[np.isclose(c, v)].mean() for v in cs], "k-o", ms=3, label="mean over r")
