@@ -131,9 +131,9 @@ PRESETS: dict[str, Preset] = {
                       controller_batch=128)),
     "synth-nyu": Preset(
         "synth-nyu", "CPU preset: procedural NYU-like scenes, seg/normals/depth, "
-        "ResNet-18 x0.25 + small DeepLabv3+, 64x64", "synth-nyuv2", _nyu_tasks(),
-        BackboneSpec("resnet", 18, 0.25, 8, "imagenet"),
-        HeadSpec("deeplab", 32, (2, 4), 16, 32), (64, 64), _SYNTH_TRAIN),
+        "ResNet-18 x0.125 + small DeepLabv3+, 64x64", "synth-nyuv2", _nyu_tasks(),
+        BackboneSpec("resnet", 18, 0.125, 8, "imagenet"),
+        HeadSpec("deeplab", 16, (2, 4), 16, 16), (64, 64), _SYNTH_TRAIN),
     "synth-pascal": Preset(
         "synth-pascal", "CPU preset: procedural PASCAL-like scenes, 5 tasks, "
         "MobileNetV2 x0.35 + small DeepLabv3+, 64x64", "synth-pascal", _pascal_tasks(5),
