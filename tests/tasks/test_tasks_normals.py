@@ -68,3 +68,13 @@ def test_postprocess_unit_vectors_and_picture_colors():
     assert img[0, 0].tolist() == [128, 128, 0]      # (n + 1) / 2 * 255, rounded
     assert img[0, 2].tolist() == [0, 0, 0]          # 0-vector (invalid) is black
     assert math.isnan(task.new_meter().compute()["median"])
+
+
+def test_exactly_zero_prediction_has_finite_gradient():
+    # A zero-initialized head outputs 0-vectors: the direction is undefined but nothing may be NaN.
+    task = make_task("normals", "normals")
+    pred = torch.zeros(1, 3, 2, 2, requires_grad=True)
+    target = torch.nn.functional.normalize(torch.ones(1, 3, 2, 2), dim=1)
+    loss = task.loss(pred, target)
+    loss.backward()
+    assert loss.item() == pytest.approx(1.0) and torch.isfinite(pred.grad).all()
