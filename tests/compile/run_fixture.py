@@ -2,9 +2,9 @@
 
 A plain module (no pytest dependency) so that other test folders and benchmarks can import
 it (``sys.path.insert(0, "tests/compile")``). The run holds a random-init anchor with
-randomized BN statistics (so BN folding is exercised), an edge hypernet whose output layer
-is scaled up (so a grid yields several distinct trees, cross-task edges included) and a
-weight hypernet with noticeable BN deltas; every training stage is marked done.
+randomized BN statistics (so BN folding is exercised), an edge hypernet with random heads
+(so a grid yields several distinct trees, cross-task edges included) and a weight
+hypernet with noticeable BN deltas; every training stage is marked done.
 """
 
 from __future__ import annotations
@@ -41,16 +41,26 @@ def randomize_bn(module: torch.nn.Module, generator: torch.Generator) -> None:
 
 
 @torch.no_grad()
-def _scale_last_linear(net: torch.nn.Module, factor: float) -> None:
-    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
-    for m in linears[-max(1, len(linears) // 3):]:
-        m.weight.mul_(factor)
-        if m.bias is not None:
-            m.bias.mul_(factor)
+def randomize_controller(edge: torch.nn.Module, weight: torch.nn.Module, generator: torch.Generator,
+                         edge_scale: float, delta_scale: float) -> None:
+    """Make a fresh controller non-trivial: preference-dependent trees and BN deltas.
+
+    A freshly built edge hypernet predicts the identity tree everywhere (its identity prior
+    dominates) and a fresh weight hypernet outputs zero deltas; neither exercises a build.
+    """
+    heads = list(getattr(edge, "heads", [])) or [m for m in edge.modules() if isinstance(m, torch.nn.Linear)][-1:]
+    for h in heads:
+        h.weight.copy_(torch.randn(h.weight.shape, generator=generator) * edge_scale)
+        h.bias.copy_(torch.randn(h.bias.shape, generator=generator) * edge_scale)
+    if isinstance(getattr(edge, "identity_prior", None), torch.Tensor):
+        edge.identity_prior.mul_(0.5)
+    out = getattr(weight, "out", None) or [m for m in weight.modules() if isinstance(m, torch.nn.Linear)][-1]
+    out.weight.copy_(torch.randn(out.weight.shape, generator=generator) * delta_scale)
+    out.bias.copy_(torch.randn(out.bias.shape, generator=generator) * delta_scale)
 
 
-def make_tiny_run(path, seed: int = 0, preset=None, edge_scale: float = 30.0,
-                  delta_scale: float = 0.3) -> Path:
+def make_tiny_run(path, seed: int = 0, preset=None, edge_scale: float = 1.0,
+                  delta_scale: float = 0.2) -> Path:
     """Write a complete tiny run directory at ``path`` (all stages done); returns the path."""
     from dymu_rt.control.hypernets import EdgeHypernet, WeightHypernet
     from dymu_rt.train.checkpoint import STAGES, RunDir, save_module
@@ -61,9 +71,8 @@ def make_tiny_run(path, seed: int = 0, preset=None, edge_scale: float = 30.0,
     anchor = preset.build().eval()
     randomize_bn(anchor, g)
     edge = EdgeHypernet(len(preset.tasks), anchor.num_layers)
-    _scale_last_linear(edge, edge_scale)
     weight = WeightHypernet(len(preset.tasks), anchor.bn_delta_size)
-    _scale_last_linear(weight, delta_scale)
+    randomize_controller(edge, weight, g, edge_scale, delta_scale)
     run = RunDir(path)
     run.init(preset, data="synth")
     save_module(anchor, run.module_path("anchor"))

@@ -70,3 +70,23 @@ def test_materialize_does_not_modify_the_anchor(tiny_anchor):
 def test_bad_deltas_size_is_refused(tiny_anchor):
     with pytest.raises(ValueError, match="bn_deltas"):
         materialize(tiny_anchor, identity_table(tiny_anchor.num_layers, 3), torch.zeros(3))
+
+
+def test_materialize_run_uses_both_hypernets(tiny_run):
+    from dymu_rt.compile.architecture import materialize_run
+    from dymu_rt.train.checkpoint import RunDir
+
+    _, anchor, edge, weight = RunDir(tiny_run).load_all()
+    x = torch.rand(1, 3, 32, 32)
+    for r, c in (((0.2, 0.3, 0.5), 0.1), ((1.0, 0.0, 0.0), 0.9)):
+        rt, ct = torch.tensor(r), torch.tensor(c)
+        arch, tree = materialize_run(tiny_run, r, c)
+        parents = edge.architecture(rt, ct)
+        assert arch.parents == tuple(map(tuple, parents.tolist()))
+        with torch.no_grad():
+            ref = anchor(x, parents, weight(rt, ct))
+            plain = anchor(x, parents)
+            out = tree(x)
+        for name, o in zip(anchor.task_names, out):
+            assert (o - ref[name]).abs().max() <= 1e-4 * max(1.0, float(ref[name].abs().max()))
+        assert any((ref[k] - plain[k]).abs().max() > 1e-4 for k in ref)   # deltas were applied
