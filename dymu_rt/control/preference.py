@@ -1,0 +1,285 @@
+"""Preferences (r, c): the one place that parses, validates, samples and enumerates them.
+
+* ``r`` is the task preference, a point of the simplex S_N (r_i >= 0, Σ r_i = 1).
+* ``c`` is the resource preference in [0, 1]; larger c = more frugal (paper, §3).
+
+Everything else in dymu-rt (CLI, trainer, evaluation, bundle build, runtime) calls this
+module, so a preference is checked the same way everywhere and a bad one is refused with
+one line naming the value and what was expected (:class:`~dymu_rt.errors.ValidationError`).
+
+Grids use exact rational arithmetic (:class:`fractions.Fraction`): with float steps,
+``0.1 * 3`` is not ``0.3`` and a simplex enumeration silently loses or duplicates points.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from itertools import combinations
+from typing import Sequence, Union
+
+import numpy as np
+
+from dymu_rt.errors import ValidationError
+
+SUM_TOLERANCE = 1e-6
+
+StepLike = Union[str, float, int, Fraction]
+
+
+@dataclass(frozen=True)
+class Preference:
+    """A validated preference: task preference ``r`` (simplex) and resource preference ``c``.
+
+    Build one with :func:`make_preference` when the values come from a user; the
+    constructor itself does not validate (the grid and the sampler produce valid values).
+    """
+
+    r: tuple[float, ...]
+    c: float
+
+    @property
+    def n_tasks(self) -> int:
+        """Number of tasks N (length of r)."""
+        return len(self.r)
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return ",".join(f"{v:g}" for v in values)
+
+
+def _number(v) -> float | None:
+    """v as a float if it is one real number (not a bool), else None."""
+    if hasattr(v, "item") and getattr(v, "ndim", 0) == 0 and not isinstance(v, (str, bytes)):
+        v = v.item()   # 0-d numpy arrays and torch tensors
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, Fraction, np.integer, np.floating)):
+        return None
+    return float(v)
+
+
+def _to_floats(value, what: str) -> list[float]:
+    """Turn "0.6, 0.2,0.2" or a sequence of numbers into a list of floats, or refuse."""
+    example = "expected comma-separated numbers, e.g. 0.6,0.2,0.2"
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        out = []
+        for p in parts:
+            try:
+                out.append(float(Fraction(p)) if "/" in p else float(p))
+            except (ValueError, ZeroDivisionError):
+                raise ValidationError(f"{what} = {value!r}: {p!r} is not a number; {example}") from None
+        return out
+    if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):
+        value = value.tolist()   # numpy arrays, torch tensors
+        if not isinstance(value, list):
+            value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ValidationError(f"{what} = {value!r}: {example}")
+    out = []
+    for v in value:
+        f = _number(v)
+        if f is None:
+            raise ValidationError(f"{what} = {value!r}: {v!r} is not a number; {example}")
+        out.append(f)
+    return out
+
+
+def parse_r(text_or_seq, n_tasks: int, normalize: bool = False) -> tuple[float, ...]:
+    """Validate a task preference r: exactly ``n_tasks`` finite entries >= 0 summing to 1.
+
+    Accepts "0.6,0.2,0.2" (spaces allowed) or a sequence of numbers. With
+    ``normalize=True`` the entries are rescaled to sum to 1 (an all-zero, negative or
+    non-finite r is still refused). Returns a tuple of floats.
+    """
+    vals = _to_floats(text_or_seq, "r")
+    shown = text_or_seq.strip() if isinstance(text_or_seq, str) else _fmt(vals)
+    if len(vals) != n_tasks:
+        raise ValidationError(f"r = {shown} has {len(vals)} entries; expected N={n_tasks} "
+                              f"(one per task) entries >= 0 summing to 1")
+    if not all(math.isfinite(v) for v in vals):
+        raise ValidationError(f"r = {shown} has a non-finite entry; expected N={n_tasks} "
+                              f"finite entries >= 0 summing to 1")
+    if any(v < 0 for v in vals):
+        raise ValidationError(f"r = {shown} has a negative entry; expected N={n_tasks} entries >= 0 "
+                              f"summing to 1")
+    total = math.fsum(vals)
+    if normalize:
+        if total <= 0:
+            raise ValidationError(f"r = {shown} sums to 0; cannot normalize (expected N={n_tasks} "
+                                  f"entries >= 0, at least one > 0)")
+        return tuple(v / total for v in vals)
+    if abs(total - 1.0) > SUM_TOLERANCE:
+        raise ValidationError(f"r = {shown} sums to {total:g}; expected N={n_tasks} entries >= 0 "
+                              f"summing to 1 (use --normalize to rescale)")
+    return tuple(vals)
+
+
+def parse_c(value) -> float:
+    """Validate a resource preference c: one finite number in [0, 1] (larger = more frugal)."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            c = float(Fraction(text)) if "/" in text else float(text)
+        except (ValueError, ZeroDivisionError):
+            raise ValidationError(f"c = {value!r} is not a number; expected a value in [0, 1] "
+                                  f"(larger = more frugal)") from None
+    else:
+        c = _number(value)
+        if c is None:
+            raise ValidationError(f"c = {value!r} is not a number; expected a value in [0, 1]")
+    if not math.isfinite(c) or not 0.0 <= c <= 1.0:
+        raise ValidationError(f"c = {c:g} is outside [0, 1]; expected a resource preference in "
+                              f"[0, 1] (larger = more frugal)")
+    return c
+
+
+def make_preference(r, c, n_tasks: int, normalize: bool = False) -> Preference:
+    """Validate user-given (r, c) into a :class:`Preference` (see :func:`parse_r`, :func:`parse_c`)."""
+    return Preference(parse_r(r, n_tasks, normalize=normalize), parse_c(c))
+
+
+# -- sampling (training distribution, Algorithm 1) ------------------------------------
+
+def _dirichlet(rng: np.random.Generator, n_tasks: int, k: int, eta: float) -> np.ndarray:
+    """k draws of Dir(eta, ..., eta), redrawing the (rare) rows that underflow to NaN/0."""
+    out = rng.dirichlet(np.full(n_tasks, eta), size=k)
+    bad = ~np.isfinite(out).all(axis=1) | (out.sum(axis=1) <= 0)
+    while bad.any():   # tiny eta can underflow every gamma draw of a row
+        out[bad] = rng.dirichlet(np.full(n_tasks, eta), size=int(bad.sum()))
+        bad = ~np.isfinite(out).all(axis=1) | (out.sum(axis=1) <= 0)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def _check_sampling(n_tasks: int, k: int, eta: float) -> None:
+    if not isinstance(n_tasks, (int, np.integer)) or n_tasks < 1:
+        raise ValidationError(f"n_tasks = {n_tasks!r}: expected a positive integer")
+    if not isinstance(k, (int, np.integer)) or k < 0:
+        raise ValidationError(f"k = {k!r}: expected a non-negative integer number of preferences")
+    if not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta > 0):
+        raise ValidationError(f"eta = {eta!r}: expected a Dirichlet concentration > 0")
+
+
+def sample_preferences(n_tasks: int, k: int, rng: np.random.Generator, eta: float = 0.2) -> list[Preference]:
+    """k preferences from the training distribution: r ~ Dir(eta, ..., eta), c ~ U(0, 1)."""
+    _check_sampling(n_tasks, k, eta)
+    rs = _dirichlet(rng, n_tasks, k, eta)
+    cs = rng.uniform(0.0, 1.0, size=k)
+    return [Preference(tuple(float(v) for v in r), float(c)) for r, c in zip(rs, cs)]
+
+
+def sample_r(n_tasks: int, rng: np.random.Generator, batch: int | None = None, eta: float = 0.2):
+    """r ~ Dir(eta) as a float32 torch tensor: [N], or [batch, N] when ``batch`` is given.
+
+    Drawn from the numpy ``rng`` (not torch's global generator) so runs are reproducible
+    from one seeded generator.
+    """
+    import torch
+
+    _check_sampling(n_tasks, 1 if batch is None else batch, eta)
+    r = _dirichlet(rng, n_tasks, 1 if batch is None else batch, eta)
+    t = torch.from_numpy(r.astype(np.float32))
+    return t[0] if batch is None else t
+
+
+# -- exact grids -------------------------------------------------------------------------
+
+def parse_step(step: StepLike, what: str = "step") -> Fraction:
+    """A grid step as an exact Fraction that divides 1 (e.g. "0.1", 0.1, "1/10", Fraction(1, 10)).
+
+    A float is read through its shortest decimal string (0.1 -> 1/10, not the binary
+    0.1000000000000000055...). Refuses steps <= 0, > 1, or that do not divide 1 exactly.
+    """
+    if isinstance(step, bool):
+        raise ValidationError(f"{what} = {step!r}: expected a number such as 0.1 or 1/10")
+    try:
+        if isinstance(step, Fraction):
+            f = step
+        elif isinstance(step, (float, np.floating)):
+            if not math.isfinite(step):
+                raise ValueError
+            f = Fraction(repr(float(step)))
+        elif isinstance(step, (int, np.integer)):
+            f = Fraction(int(step))
+        elif isinstance(step, str):
+            f = Fraction(step.strip())
+        else:
+            raise ValueError
+    except (ValueError, ZeroDivisionError):
+        raise ValidationError(f"{what} = {step!r}: expected a number such as 0.1 or 1/10") from None
+    if f <= 0 or f > 1:
+        raise ValidationError(f"{what} = {step}: expected a value in (0, 1] that divides 1, e.g. 0.1")
+    if (1 / f).denominator != 1:
+        raise ValidationError(f"{what} = {step}: 1 is not a whole number of steps ({float(1 / f):g}); "
+                              f"expected a step that divides 1, e.g. 0.1, 0.125, 1/3")
+    return f
+
+
+def grid_r(n_tasks: int, step: StepLike) -> list[tuple[Fraction, ...]]:
+    """Every r on the simplex whose components are multiples of ``step`` (exact Fractions).
+
+    There are C(m + N - 1, N - 1) of them for m = 1/step (N=3, step 0.1: 66), in
+    lexicographically decreasing order of (r_1, r_2, ...) — r = (1, 0, ..., 0) first.
+    """
+    if not isinstance(n_tasks, (int, np.integer)) or n_tasks < 1:
+        raise ValidationError(f"n_tasks = {n_tasks!r}: expected a positive integer")
+    s = parse_step(step)
+    m = int(1 / s)
+    out = []
+    # Stars and bars: choose N-1 bar positions among m + N - 1 slots.
+    for bars in combinations(range(m + n_tasks - 1), n_tasks - 1):
+        counts, prev = [], -1
+        for b in bars:
+            counts.append(b - prev - 1)
+            prev = b
+        counts.append(m + n_tasks - 1 - prev - 1)
+        out.append(tuple(Fraction(k) * s for k in counts))
+    out.sort(reverse=True)
+    return out
+
+
+def grid_c(c_step: StepLike) -> list[Fraction]:
+    """c in {0, c_step, 2 c_step, ..., 1} (exact)."""
+    s = parse_step(c_step, "c_step")
+    return [k * s for k in range(int(1 / s) + 1)]
+
+
+def grid(n_tasks: int, step: StepLike, c_step: StepLike | None = None) -> list[Preference]:
+    """The preference grid: :func:`grid_r` × c in {0, c_step, ..., 1} as float Preferences.
+
+    ``c_step`` defaults to ``step``. Order: for each r (grid_r order), every c ascending.
+    N=3, step 0.1 -> 66 × 11 = 726 points.
+    """
+    rs = grid_r(n_tasks, step)
+    cs = grid_c(step if c_step is None else c_step)
+    return [Preference(tuple(float(v) for v in r), float(c)) for r in rs for c in cs]
+
+
+def preference_distance(a: Preference, b: Preference) -> float:
+    """The metric of :func:`nearest`: L1 distance on r plus |Δc|.
+
+    Both terms live on comparable scales (L1 on the simplex is in [0, 2], |Δc| in [0, 1]);
+    L1 is what a user perceives as "how much importance moved between tasks".
+    """
+    return float(sum(abs(x - y) for x, y in zip(a.r, b.r)) + abs(a.c - b.c))
+
+
+def nearest(pref: Preference, candidates: Sequence[Preference]) -> int:
+    """Index of the candidate closest to ``pref`` under :func:`preference_distance`.
+
+    Ties go to the lowest index, so the answer is deterministic. Candidates may also be
+    (r, c) pairs. Used by the runtime's nearest-grid-point fallback.
+    """
+    if len(candidates) == 0:
+        raise ValidationError("nearest(): no candidate preferences to choose from")
+    best, best_d = -1, math.inf
+    for i, cand in enumerate(candidates):
+        if not isinstance(cand, Preference):
+            cand = Preference(tuple(float(v) for v in cand[0]), float(cand[1]))
+        if len(cand.r) != len(pref.r):
+            raise ValidationError(f"candidate {i} has {len(cand.r)} task preferences, expected "
+                                  f"N={len(pref.r)}")
+        d = preference_distance(pref, cand)
+        if d < best_d:
+            best, best_d = i, d
+    return best
