@@ -117,6 +117,9 @@ class NYUv2Dataset(DenseDataset):
             normal = normal.astype(np.float32)
             norm = np.linalg.norm(normal, axis=-1)
             valid = np.isfinite(norm) & (norm > 1e-6)
-            unit = np.where(valid[..., None], normal / np.where(valid, norm, 1.0)[..., None], 0.0)
+            # Renormalize only vectors that are not unit already, so stored unit normals
+            # read back bit-exact.
+            scale = np.where(valid & (np.abs(norm - 1.0) > 1e-4), norm, 1.0)
+            unit = np.where(valid[..., None], normal / scale[..., None], 0.0).astype(np.float32)
             targets["normals"], masks["normals"] = unit, valid
         return dense_sample(image, targets, masks)

@@ -232,7 +232,7 @@ def _shade(scene: Scene, p, normal, surface, rng) -> np.ndarray:
         vis[np.flatnonzero(lit)[blocked]] = 0.0
         lambert = lambert * vis
     atten = 1.0 / (1.0 + 0.04 * dist * dist)
-    light = scene.ambient + (1.0 - scene.ambient) * 1.6 * lambert * atten
+    light = scene.ambient + (1.0 - scene.ambient) * 1.3 * lambert * atten
     rgb = albedo * light[:, None]
     if rng is not None:
         rgb = rgb + rng.normal(0.0, 0.01, rgb.shape)
