@@ -74,7 +74,7 @@ def train_anchor(run: RunDir, data: str = "synth", seed: int = 0, save_every: in
             opt.step()
             step += 1
             if step % 10 == 0 or step == total:
-                log.write({"step": step, "loss": float(loss), **{t.name: float(v) for t, v in zip(tasks, per)}})
+                log.write({"step": step, "loss": float(loss.detach()), **{t.name: float(v) for t, v in zip(tasks, per)}})
             bar.update(job, advance=1, info=" ".join(f"{t.name}={float(v):.3f}" for t, v in zip(tasks, per)))
             if step % save_every == 0 and step < total:
                 save(step)

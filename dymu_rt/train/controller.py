@@ -111,8 +111,8 @@ def _loop(stage: _Stage, step_fn, progress: bool, description: str, stop_after, 
             stage.opt.step()
             step += 1
             if step % 10 == 0 or step == stage.steps:
-                stage.log.write({"step": step, "loss": float(loss), **info})
-            bar.update(job, advance=1, info=f"loss={float(loss):.3f}")
+                stage.log.write({"step": step, "loss": float(loss.detach()), **info})
+            bar.update(job, advance=1, info=f"loss={float(loss.detach()):.3f}")
             if step % stage.save_every == 0 and step < stage.steps:
                 stage.save(step)
             if on_step is not None:
