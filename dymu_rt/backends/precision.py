@@ -32,6 +32,8 @@ differ from the graph, so a refit can send only those.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Optional
@@ -179,6 +181,18 @@ def _as_ort_reader(reader):
     return reader
 
 
+@contextlib.contextmanager
+def _quiet_root_logger():
+    # quantize_static logs advice ("consider pre-processing") on the root logger at every call.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_int8(graph_path: str | Path, out_path: str | Path, reader, method: str = "minmax",
                   cache_path: str | Path | None = None) -> Path:
     """Write an INT8 Q/DQ version of FP32 graph ``graph_path`` to ``out_path`` (atomically).
@@ -201,7 +215,7 @@ def quantize_int8(graph_path: str | Path, out_path: str | Path, reader, method: 
     cache = Path(cache_path) if cache_path is not None else None
     if reader is None and (cache is None or not cache.is_file()):
         raise ValidationError("INT8 quantization needs calibration images (no cached ranges found)")
-    with tempfile.TemporaryDirectory(prefix="dymu-int8-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="dymu-int8-") as tmp, _quiet_root_logger():
         tmp_cache = None
         if cache is not None:
             tmp_cache = cache if cache.is_file() else Path(tmp) / "ranges.json"
