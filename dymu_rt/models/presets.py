@@ -45,6 +45,14 @@ class TrainDefaults:
     lambda_inactive: float = 0.1
     affinity_samples: int = 64
     eval_every: int = 0
+    # Gumbel temperature ζ: 5, ×0.97 every ``gumbel_every`` steps (paper: 300 of 30K steps,
+    # ending near 0.24). 0 = scale the interval to the edge stage's length (edge_steps/100),
+    # which reaches the paper's final temperature on short CPU schedules.
+    gumbel_every: int = 300
+
+    def gumbel_interval(self) -> int:
+        """Steps between temperature decays for this schedule."""
+        return self.gumbel_every if self.gumbel_every > 0 else max(1, self.edge_steps // 100)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +116,7 @@ def _pascal_tasks(n: int) -> tuple[TaskSpec, ...]:
 _SYNTH_TRAIN = TrainDefaults(anchor_steps=600, anchor_batch=16, anchor_lr=2e-3,
                              edge_steps=400, weight_steps=300, controller_batch=16,
                              controller_lr=1e-3, decay_every=250, decay_gamma=0.3,
-                             affinity_samples=32)
+                             affinity_samples=32, gumbel_every=0)
 
 PRESETS: dict[str, Preset] = {
     "nyuv2": Preset(

@@ -144,7 +144,7 @@ def train_edge(run: RunDir, data: str = "synth", seed: int = 0, save_every: int 
                                                       lambda_inactive=cfg.lambda_inactive)
     edge = EdgeHypernet(n, anchor.num_layers)
     stage = _Stage(run, "edge", edge, cfg.edge_steps, seed, save_every)
-    schedule = TemperatureSchedule()
+    schedule = TemperatureSchedule(every=cfg.gumbel_interval())
     batches = infinite_batches(make_split(preset, data, "train", n=n_train, augment=True, seed=seed),
                                cfg.controller_batch, seed + 1, start_step=stage.start)
 
