@@ -1,7 +1,59 @@
-"""``dymu-rt demo``."""
+"""``dymu-rt demo``: the whole pipeline on procedural scenes, with a summary at the end."""
 
-from cli.common import not_implemented
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cli.common import console
 
 
-def demo_command() -> None:
-    not_implemented("demo")
+def demo_command(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for everything the demo writes."),
+    scale: float = typer.Option(1.0, "--scale", help="Shrink every step count and dataset size by this "
+                                "factor (0 < scale <= 1; e.g. 0.05 for a smoke run). Same code path."),
+    seed: int = typer.Option(0, help="Random seed."),
+    quiet: bool = typer.Option(False, help="No progress bars."),
+) -> None:
+    """Run the whole pipeline on procedural scenes in minutes: render, train, evaluate,
+    build a grid, profile, run images at several preferences; prints a summary table and
+    writes pictures."""
+    from rich.table import Table
+
+    from dymu_rt.demo import run_demo
+
+    s = run_demo(out, scale=scale, seed=seed, progress=not quiet, log=console.print)
+    t = Table(title="dymu-rt demo: summary")
+    t.add_column("step")
+    t.add_column("seconds", justify="right")
+    for k, v in s["seconds"].items():
+        t.add_row(k, f"{v:.1f}")
+    console.print(t)
+    a = Table(title="anchor net on validation scenes vs a trivial constant predictor")
+    for col in ("task", "metric", "anchor", "trivial"):
+        a.add_column(col, justify="left" if col in ("task", "metric") else "right")
+    primary = {"semseg": "miou", "normals": "mean", "depth": "abs_err"}
+    for task, metrics in (s["anchor_val"] or {}).items():
+        k = primary.get(task, next(iter(metrics)))
+        a.add_row(task, k, f"{metrics[k]:.3f}", f"{s['anchor_baselines'][task][k]:.3f}")
+    console.print(a)
+    e = Table(title="controller (GFLOPs = GMACs)")
+    for col in ("method", "c", "HV", "uniformity", "params (M)", "GFLOPs"):
+        e.add_column(col, justify="left" if col == "method" else "right")
+    for row in s["eval_table"]:
+        e.add_row(row["method"], "-" if row["c"] is None else f"{row['c']:g}", f"{row['hv']:.4f}",
+                  f"{row['uniformity']:.3f}", f"{row['params'] / 1e6:.3f}", f"{row['gmacs']:.4f}")
+    console.print(e)
+    b = s["bundle"]
+    console.print(f"bundle: {b['points']} points -> {b['topologies']} topologies, "
+                  f"{b['bundle_bytes'] / 1e6:.2f} MB, GFLOPs {b['gflops_min']:.4f}..{b['gflops_max']:.4f}")
+    r = Table(title="runs at several preferences (ONNX Runtime, this machine)")
+    for col in ("r", "c", "topology", "binding", "GFLOPs", "params", "p50 ms"):
+        r.add_column(col, justify="left" if col in ("r", "topology", "binding") else "right")
+    for row in s["runs"]:
+        r.add_row(",".join(f"{v:.2f}" for v in row["r"]), f"{row['c']:g}", row["topology"],
+                  str(row["binding"]), f"{row['gflops']:.4f}", f"{row['params']:,}",
+                  "-" if row["latency_ms_p50"] is None else f"{row['latency_ms_p50']:.2f}")
+    console.print(r)
+    console.print("pictures: " + ", ".join(s["pictures"]))

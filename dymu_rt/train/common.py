@@ -23,13 +23,28 @@ def make_tasks(preset: Preset) -> list:
             for t in preset.tasks]
 
 
+_SPLITS: dict[tuple, object] = {}
+
+
 def make_split(preset: Preset, data: str, split: str, n: Optional[int] = None, augment: bool = False,
                seed: int = 0):
-    """The dataset of ``split`` for ``preset``: ``data`` is "synth" or a dataset folder."""
+    """The dataset of ``split`` for ``preset``: ``data`` is "synth" or a dataset folder.
+
+    Procedural splits are memoized per process: the stages of one ``train`` call (and the
+    evaluation after it) share one in-memory cache of rendered scenes instead of
+    rendering them again (rendering, not the model, dominates a CPU step otherwise).
+    """
     from dymu_rt.data import make_dataset
 
-    return make_dataset(data, split, size=tuple(preset.input_size), tasks=[t.name for t in preset.tasks],
-                        augment=augment, n=n, seed=seed)
+    key = (data, split, n, tuple(preset.input_size), tuple(t.name for t in preset.tasks), augment, seed)
+    if data == "synth" and key in _SPLITS:
+        return _SPLITS[key]
+    ds = make_dataset(data, split, size=tuple(preset.input_size), tasks=[t.name for t in preset.tasks],
+                      augment=augment, n=n, seed=seed)
+    if data == "synth":
+        _SPLITS.clear() if len(_SPLITS) > 8 else None
+        _SPLITS[key] = ds
+    return ds
 
 
 def infinite_batches(dataset, batch_size: int, seed: int, start_step: int = 0) -> Iterator[dict]:
