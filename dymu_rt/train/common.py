@@ -42,7 +42,8 @@ def make_split(preset: Preset, data: str, split: str, n: Optional[int] = None, a
     ds = make_dataset(data, split, size=tuple(preset.input_size), tasks=[t.name for t in preset.tasks],
                       augment=augment, n=n, seed=seed)
     if data == "synth":
-        _SPLITS.clear() if len(_SPLITS) > 8 else None
+        if len(_SPLITS) >= 8:      # bound the memory held by old runs in long processes
+            _SPLITS.clear()
         _SPLITS[key] = ds
     return ds
 
