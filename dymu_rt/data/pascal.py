@@ -39,7 +39,7 @@ from dymu_rt.data.base import DenseDataset, Sample, check_tasks, dense_sample
 from dymu_rt.data.classes import (HUMAN_PART_GROUPS_6, PASCAL_CLASSES, PASCAL_PERSON_CLASS_IND,
                                   PASCAL_TASKS)
 from dymu_rt.data.edges import label_edges
-from dymu_rt.data.files import expect_shape, load_image, load_mat, require_dir
+from dymu_rt.data.files import expect_shape, load_image, load_mat
 from dymu_rt.errors import DataError, ValidationError
 
 

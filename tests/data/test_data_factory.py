@@ -7,7 +7,6 @@ import torch
 from dymu_rt.data import detect_layout, make_dataset
 from dymu_rt.data.cifar import Cifar100MultiTask
 from dymu_rt.data.nyuv2 import NYUv2Dataset
-from dymu_rt.data.pascal import PascalContextDataset
 from dymu_rt.data.synth import SynthDataset
 from dymu_rt.errors import DataError, ValidationError
 
@@ -48,7 +47,6 @@ def test_detects_each_layout(tmp_path):
     assert detect_layout(tmp_path / "cif") == "cifar100"
     ds = make_dataset(tmp_path / "cif", "val", 32, ["aquatic_mammals"])
     assert isinstance(ds, Cifar100MultiTask) and ds[0]["targets"]["aquatic_mammals"].item() == 0
-    assert isinstance(PascalContextDataset, type)
 
 
 def test_bad_sources(tmp_path):
