@@ -1,0 +1,91 @@
+"""Device buffers, streams and copies with pycuda: the only module that imports it.
+
+TensorRT's runtime uses the device's *primary* CUDA context, so this module retains and
+pushes that context (not ``pycuda.autoinit``, which would create a second one). Memory is
+released when a :class:`DeviceBuffer` is freed or garbage-collected.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from dymu_rt.errors import BackendUnavailable
+
+_STATE: dict[str, Any] = {}
+
+
+def _driver():
+    """pycuda.driver with the primary context of device 0 current (once per process)."""
+    if "drv" in _STATE:
+        return _STATE["drv"]
+    try:
+        drv = importlib.import_module("pycuda.driver")
+    except ImportError:
+        raise BackendUnavailable("TensorRT backend unavailable: python package 'pycuda' is not installed "
+                                 "(pip install 'dymu-rt[tensorrt]' on a machine with an NVIDIA GPU)") from None
+    try:
+        drv.init()
+        if drv.Device.count() < 1:
+            raise BackendUnavailable("TensorRT backend unavailable: no NVIDIA GPU found (CUDA reports 0 devices)")
+        ctx = drv.Device(0).retain_primary_context()
+        ctx.push()
+    except drv.Error as e:
+        raise BackendUnavailable(f"TensorRT backend unavailable: CUDA driver not usable ({e})") from None
+    _STATE.update(drv=drv, ctx=ctx)
+    return drv
+
+
+def device_info() -> dict[str, Any]:
+    """Name, compute capability ("major.minor") and total memory of device 0."""
+    drv = _driver()
+    dev = drv.Device(0)
+    major, minor = dev.compute_capability()
+    return {"name": dev.name(), "compute_capability": f"{major}.{minor}", "total_memory": dev.total_memory()}
+
+
+class DeviceBuffer:
+    """``nbytes`` of device memory; ``ptr`` is the address TensorRT wants."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = int(nbytes)
+        self._mem = _driver().mem_alloc(max(self.nbytes, 1))
+
+    @property
+    def ptr(self) -> int:
+        return int(self._mem)
+
+    def free(self) -> None:
+        """Release the memory now (idempotent)."""
+        if self._mem is not None:
+            self._mem.free()
+            self._mem = None
+
+
+class Stream:
+    """A CUDA stream with the copies the engines need."""
+
+    def __init__(self) -> None:
+        self._stream = _driver().Stream()
+
+    @property
+    def handle(self) -> int:
+        return int(self._stream.handle)
+
+    def htod(self, dst: DeviceBuffer, host: np.ndarray) -> None:
+        """Copy a (contiguous, ideally page-locked) host array to the device, async."""
+        _driver().memcpy_htod_async(dst.ptr, np.ascontiguousarray(host), self._stream)
+
+    def dtoh(self, host: np.ndarray, src: DeviceBuffer) -> None:
+        """Copy device memory into ``host`` (contiguous), async."""
+        _driver().memcpy_dtoh_async(host, src.ptr, self._stream)
+
+    def synchronize(self) -> None:
+        self._stream.synchronize()
+
+
+def pagelocked_empty(shape, dtype) -> np.ndarray:
+    """A page-locked host array (fast async copies)."""
+    return _driver().pagelocked_empty(tuple(shape), dtype)
