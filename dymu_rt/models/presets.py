@@ -13,18 +13,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
+from dymu_rt.data.classes import CIFAR100_SUPERCLASSES
 from dymu_rt.errors import ValidationError
 from dymu_rt.models.anchor import AnchorNet, TaskSpec
 from dymu_rt.models.backbones import BackboneSpec
 from dymu_rt.models.heads import HeadSpec
 
-CIFAR100_SUPERCLASSES = (
-    "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
-    "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
-    "large_man-made_outdoor_things", "large_natural_outdoor_scenes",
-    "large_omnivores_and_herbivores", "medium_mammals", "non-insect_invertebrates", "people",
-    "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2",
-)
 
 
 @dataclasses.dataclass(frozen=True)
