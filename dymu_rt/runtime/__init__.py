@@ -1,1 +1,17 @@
-"""dymu_rt.runtime."""
+"""Runtime: a bundle's engines switched per preference (r, c), with caching, latency
+measurement and latency-budget choice.
+
+* ``runtime``     :class:`Runtime` (open/set_preference/infer/stats/profile) and
+  :func:`default_bundle_path`.
+* ``bundle``      bundle validation for inference; manifest sections the runtime writes.
+* ``controller``  edge/weight hypernets (ONNX) -> exact tree and BN deltas.
+* ``binding``     a preference's BN weights for one topology, from ``fold_params``.
+* ``cache``       LRU of engines bounded in bytes.
+* ``latency``     percentiles, timing, :func:`choose_for_budget`.
+* ``preprocess``  images of any mode/size -> the graphs' input.
+* ``outputs``     per-task PNGs and the overview picture of a result.
+"""
+
+from dymu_rt.runtime.runtime import Runtime, default_bundle_path
+
+__all__ = ["Runtime", "default_bundle_path"]

@@ -1,0 +1,297 @@
+"""The Runtime: a bundle's engines, switched per preference (r, c), run on images.
+
+    rt = Runtime.open("runs/synth-nyu/bundle")          # validates the bundle
+    rt.set_preference([0.6, 0.2, 0.2], 0.5)             # exact tree + weights, or nearest grid point
+    outputs = rt.infer(images)                           # task name -> raw output [B, C, H, W]
+    rt.stats()                                           # topology, GFLOPs, latency, binding, cache
+
+How a preference becomes an engine (DESIGN.md §2): the edge hypernet gives the exact tree
+for (r, c). If the bundle has that topology, its engine runs with the weight hypernet's
+exact BN deltas for (r, c) (``binding = "exact"``). Otherwise the runtime falls back to the
+nearest grid point (metric: :func:`dymu_rt.control.preference.preference_distance`, L1 on
+r plus |Δc|) and uses that point's topology *and* that point's weights — the deltas the
+controller was trained to pair with that tree — and says so (``"nearest-grid"`` plus the
+point in ``stats()["grid_point"]``).
+
+Engines live in an LRU (:class:`~dymu_rt.runtime.cache.EngineCache`) bounded by the
+profile's ``engine_cache_mb``. Thread safety: a preference is bound into an immutable
+state (engine + bound weights) that ``set_preference`` swaps in with one assignment;
+``infer`` reads that state once, so concurrent ``infer`` and ``set_preference`` calls never
+mix two preferences in one result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from dymu_rt.errors import BundleError, ValidationError
+from dymu_rt.runtime import bundle as RB
+from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
+from dymu_rt.runtime.cache import EngineCache
+from dymu_rt.runtime.controller import Controller
+from dymu_rt.runtime.latency import LatencyWindow, choose_for_budget, time_engine
+from dymu_rt.runtime.preprocess import preprocess
+
+
+def default_bundle_path() -> Path:
+    """The bundle shipped as package data (``dymu_rt/assets/default_bundle``), or a BundleError."""
+    path = Path(str(importlib.resources.files("dymu_rt.assets") / "default_bundle"))
+    if not (path / "manifest.json").is_file():
+        raise BundleError("no --bundle given and no default bundle is installed "
+                          f"(expected {path}); pass --bundle DIR (build one with `dymu-rt build`)")
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class _State:
+    """Everything one inference needs, swapped atomically by set_preference."""
+
+    r: tuple[float, ...]
+    c: float
+    topology: str
+    engine: Any
+    bound: Any
+    binding: str                      # "exact" | "nearest-grid"
+    grid_point: Optional[dict]
+
+
+class Runtime:
+    """Preference-switched inference over a bundle (see the module docstring)."""
+
+    def __init__(self, root: Path, manifest: dict, backend, profile, cache_engines: bool) -> None:
+        self.root = root
+        self.manifest = manifest
+        self.backend = backend
+        self.profile = profile
+        self.tasks = manifest["tasks"]
+        self.task_names = [t["name"] for t in self.tasks]
+        self.n_tasks = len(self.tasks)
+        self.preprocessing = manifest["preprocessing"]
+        self._cache_engines = cache_engines
+        topo0 = next(iter(manifest["topologies"].values()), None)
+        if topo0 is None:
+            raise BundleError(f"bundle {root} has no topologies")
+        num_layers = int(manifest.get("num_layers", len(topo0["parents"])))
+        delta_size = int(manifest.get("bn_delta_size", max(
+            (s["offset"] + 2 * s["channels"] for s in manifest["bn_layout"]), default=0)))
+        ctrl = manifest["controller"]
+        self.controller = Controller(root / ctrl["edge_hypernet"]["file"], root / ctrl["weight_hypernet"]["file"],
+                                     num_layers, self.n_tasks, delta_size, manifest.get("topology_salt", ""))
+        self._params = load_fold_params(root / ctrl["fold_params"]["file"])
+        self._engine_files: dict[str, dict] = dict(
+            (RB.check_engines(root, manifest, backend, profile.name) or {}).get("files", {}))
+        self.cache = EngineCache(profile.engine_cache_mb * 2**20, self._load_engine)
+        self._state: Optional[_State] = None
+        self._switch_lock = threading.Lock()
+        self._serial_lock = threading.Lock()       # engines without prepare() (bind-in-place)
+        self.latency = LatencyWindow()
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, bundle_dir, backend: str = "onnxruntime", profile: str = "x86-64-cpu",
+             binding: Optional[str] = None, cache_engines: Optional[bool] = None,
+             rebuild_engines: bool = False) -> "Runtime":
+        """Open and validate a bundle for ``backend`` on device ``profile`` (name or TOML path).
+
+        ``binding`` picks the ONNX Runtime binding mode (default ``affine``; see
+        :mod:`dymu_rt.backends.onnxruntime`). ``cache_engines`` writes optimized graphs
+        into the bundle (default: when the bundle folder is writable).
+        ``rebuild_engines`` discards engines recorded for this backend/profile first.
+        """
+        from dymu_rt.backends.profile import load_profile
+        from dymu_rt.backends.registry import get_backend
+
+        root = Path(bundle_dir)
+        prof = load_profile(profile)
+        if prof.backend != backend:
+            raise ValidationError(f"profile '{prof.name}' is for backend '{prof.backend}', not '{backend}'")
+        be = get_backend(backend, **({"binding": binding} if binding else {}))
+        if rebuild_engines and (root / "manifest.json").is_file():
+            RB.update_manifest(root, lambda m: m.get("engines", {}).get(backend, {}).pop(prof.name, None))
+            shutil.rmtree(root / RB.engines_dir(backend, prof.name), ignore_errors=True)
+        manifest = RB.open_manifest(root)
+        if cache_engines is None:
+            import os
+
+            cache_engines = os.access(root, os.W_OK)
+        return cls(root, manifest, be, prof, bool(cache_engines) and getattr(be, "binding", None) == "affine")
+
+    # -- engines ---------------------------------------------------------------------------
+
+    def _load_engine(self, topology: str):
+        topo = self.manifest["topologies"][topology]
+        graph = self.root / topo["file"]
+        slots = topo["bn_slots"]
+        if self.backend.name != "onnxruntime":
+            return self.backend.load(graph, self._engine_files.get(topology), self.profile, topology)
+        artifact = None
+        entry = self._engine_files.get(topology)
+        if entry is None and self._cache_engines:
+            entry = self._compile(topology)
+        if entry is not None:
+            artifact = {"path": self.root / entry["file"]}
+        return self.backend.load(graph, artifact, self.profile, topology,
+                                 raw_weights=raw_weights(self._params, slots), slots=slots)
+
+    def _compile(self, topology: str) -> Optional[dict]:
+        """Write the topology's optimized graph into the bundle and record it (best effort:
+        a read-only bundle just runs without the disk cache)."""
+        topo = self.manifest["topologies"][topology]
+        rel_dir = RB.engines_dir(self.backend.name, self.profile.name)
+        try:
+            rec = self.backend.compile(self.root / topo["file"], self.root / rel_dir, self.profile, topology,
+                                       raw_weights=raw_weights(self._params, topo["bn_slots"]),
+                                       slots=topo["bn_slots"])
+        except OSError:
+            self._cache_engines = False
+            return None
+        entry = {"file": f"{rel_dir}/{rec['file']}", "sha256": rec["sha256"]}
+        facts = self.backend.device_facts()
+
+        def edit(m: dict) -> None:
+            rec_p = m.setdefault("engines", {}).setdefault(self.backend.name, {}).setdefault(self.profile.name, {})
+            rec_p.update(facts)
+            rec_p["binding"] = self.backend.binding
+            rec_p.setdefault("files", {})[topology] = entry
+
+        self.manifest = RB.update_manifest(self.root, edit)
+        self._engine_files[topology] = entry
+        return entry
+
+    def _weights(self, engine, topology: str, deltas: np.ndarray) -> dict[str, np.ndarray]:
+        return slot_weights(self._params, self.manifest["bn_layout"], deltas, self.manifest["bn_eps"],
+                            self.manifest["topologies"][topology]["bn_slots"],
+                            getattr(engine, "weight_kind", "folded"))
+
+    def _bind(self, engine, topology: str, deltas: np.ndarray):
+        weights = self._weights(engine, topology, deltas)
+        if hasattr(engine, "prepare"):
+            return engine.prepare(weights)
+        return weights                          # bound in place at run time, serialized
+
+    # -- preference --------------------------------------------------------------------------
+
+    def set_preference(self, r, c, normalize: bool = False) -> dict[str, Any]:
+        """Switch to preference (r, c) (validated); returns what ``stats()`` reports about it."""
+        from dymu_rt.control.preference import Preference, make_preference, nearest
+
+        pref = make_preference(r, c, self.n_tasks, normalize=normalize)
+        with self._switch_lock:
+            tid, _ = self.controller.topology(pref.r, pref.c)
+            grid_point = None
+            if tid in self.manifest["topologies"]:
+                binding, deltas = "exact", self.controller.deltas(pref.r, pref.c)
+            else:
+                points = self.manifest["points"]
+                i = nearest(pref, [Preference(tuple(p["r"]), float(p["c"])) for p in points])
+                grid_point = {"r": list(points[i]["r"]), "c": float(points[i]["c"])}
+                tid, binding = points[i]["topology"], "nearest-grid"
+                deltas = self.controller.deltas(grid_point["r"], grid_point["c"])
+            engine = self.cache.get(tid)
+            bound = self._bind(engine, tid, deltas)
+            self._state = _State(tuple(pref.r), float(pref.c), tid, engine, bound, binding, grid_point)
+            self.latency.clear()
+        return {"topology": tid, "binding": binding, "grid_point": grid_point}
+
+    def choose_for_budget(self, r, budget_ms: float, normalize: bool = False) -> dict[str, Any]:
+        """The smallest grid c for ``r`` whose topology's measured p50 fits ``budget_ms``
+        (see :func:`dymu_rt.runtime.latency.choose_for_budget`)."""
+        return choose_for_budget(self.manifest, self.profile.name, r, budget_ms, self.n_tasks, normalize)
+
+    # -- inference ----------------------------------------------------------------------------
+
+    def preprocess(self, images: Sequence) -> np.ndarray:
+        """PIL images or paths -> the float32 NCHW batch the graphs expect."""
+        return preprocess(images, self.preprocessing)
+
+    def _check_batch(self, x) -> np.ndarray:
+        h, w = self.preprocessing["input_size"]
+        x = np.asarray(x)
+        if x.ndim != 4 or x.shape[1:] != (3, h, w) or x.shape[0] < 1:
+            raise ValidationError(f"images have shape {tuple(x.shape)}; expected a float32 batch "
+                                  f"[B, 3, {h}, {w}] (or a list of PIL images / paths)")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def infer(self, images) -> dict[str, np.ndarray]:
+        """Run a batch: float32 NCHW preprocessed array, or a list of PIL images / paths.
+
+        Returns task name -> raw output with a batch dimension. Batches larger than the
+        profile's ``batch_max`` run in chunks.
+        """
+        state = self._state                     # one read: this call's preference
+        if state is None:
+            raise ValidationError("no preference set; call set_preference(r, c) first")
+        x = self._check_batch(images) if isinstance(images, np.ndarray) else self.preprocess(images)
+        t0 = time.perf_counter()
+        step = max(1, self.profile.batch_max)
+        parts = [self._run(state, x[i:i + step]) for i in range(0, len(x), step)]
+        self.latency.add(1e3 * (time.perf_counter() - t0))
+        if len(parts) == 1:
+            return parts[0]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _run(self, state: _State, x: np.ndarray) -> dict[str, np.ndarray]:
+        if hasattr(state.engine, "prepare"):
+            return state.engine.run(x, state.bound)
+        with self._serial_lock:
+            state.engine.bind(state.bound)
+            return state.engine.run(x)
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Current topology and its cost, binding, recent latency and engine-cache counters."""
+        s = self._state
+        out: dict[str, Any] = {"backend": self.backend.name, "profile": self.profile.name,
+                               "binding_mode": getattr(self.backend, "binding", None),
+                               "latency_ms": self.latency.summary(), "cache": self.cache.stats()}
+        if s is not None:
+            topo = self.manifest["topologies"][s.topology]
+            out.update({"topology": s.topology, "r": list(s.r), "c": s.c, "binding": s.binding,
+                        "grid_point": s.grid_point, "parents": topo["parents"], "params": topo["params"],
+                        "macs": topo["macs"], "gflops": topo["gflops"]})
+        return out
+
+    # -- profiling -----------------------------------------------------------------------------
+
+    def profile_topologies(self, iters: int = 50, warmup: int = 10, batch: int = 1,
+                           on_topology: Optional[Callable[[str, dict], None]] = None) -> dict[str, dict]:
+        """Time every topology (at its first grid point's weights) on this device and store
+        ``latency[profile]`` in the manifest; returns topology id -> {p50_ms, p90_ms, p99_ms,
+        batch, iters}. The current preference is left as it was."""
+        for name, v, lo in (("iters", iters, 1), ("warmup", warmup, 0), ("batch", batch, 1)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise ValidationError(f"--{name} = {v!r}; expected an integer >= {lo}")
+        h, w = self.preprocessing["input_size"]
+        x = np.random.default_rng(0).random((batch, 3, h, w), dtype=np.float32)
+        table: dict[str, dict] = {}
+        first = {}
+        for p in self.manifest["points"]:
+            first.setdefault(p["topology"], p)
+        for tid in self.manifest["topologies"]:
+            engine = self.cache.get(tid)
+            p = first.get(tid) or {"r": [1 / self.n_tasks] * self.n_tasks, "c": 0.5}
+            state = _State(tuple(p["r"]), p["c"], tid, engine,
+                           self._bind(engine, tid, self.controller.deltas(p["r"], p["c"])), "exact", None)
+            row = time_engine(lambda: self._run(state, x), iters, warmup)
+            table[tid] = {"p50_ms": row["p50_ms"], "p90_ms": row["p90_ms"], "p99_ms": row["p99_ms"],
+                          "batch": batch, "iters": iters}
+            if on_topology is not None:
+                on_topology(tid, table[tid])
+        self.manifest = RB.update_manifest(
+            self.root, lambda m: m.setdefault("latency", {}).__setitem__(self.profile.name, table))
+        return table
+
+    def close(self) -> None:
+        """Release every engine."""
+        self._state = None
+        self.cache.clear()
