@@ -1,7 +1,54 @@
-"""``dymu-rt profile``."""
+"""``dymu-rt profile``: time every topology of a bundle on this device; store the table."""
 
-from cli.common import not_implemented
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli.common import console, print_json
 
 
-def profile_command() -> None:
-    not_implemented("profile")
+def profile_command(
+    bundle: Optional[Path] = typer.Option(None, "--bundle", help="Bundle directory (default: the installed one)."),
+    profile: str = typer.Option("x86-64-cpu", "--profile", help="Device profile name or TOML path."),
+    iters: int = typer.Option(50, "--iters", help="Timed runs per topology."),
+    warmup: int = typer.Option(10, "--warmup", help="Untimed runs per topology first."),
+    batch: int = typer.Option(1, "--batch", help="Batch size timed."),
+    rebuild_engines: bool = typer.Option(False, "--rebuild-engines", help="Discard the engines cached for "
+                                         "this profile (e.g. built on another machine) and rebuild them."),
+    as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+) -> None:
+    """Warm up and time every topology; store the latency table in the bundle's manifest."""
+    from dymu_rt.runtime import Runtime, default_bundle_path
+    from dymu_rt.utils.progress import make_progress
+
+    rt = Runtime.open(bundle or default_bundle_path(), profile=profile, rebuild_engines=rebuild_engines)
+    topos = rt.manifest["topologies"]
+    with make_progress(transient=True, disable=as_json) as bar:
+        task = bar.add_task("timing topologies", total=len(topos), info="")
+        table = rt.profile_topologies(iters=iters, warmup=warmup, batch=batch,
+                                      on_topology=lambda tid, row: bar.update(task, advance=1,
+                                                                               info=f"{tid} {row['p50_ms']:.2f} ms"))
+    rows = []
+    for tid, lat in sorted(table.items(), key=lambda kv: kv[1]["p50_ms"]):
+        t = topos[tid]
+        rows.append({"topology": tid, "n_points": t["n_points"], "gflops": t["gflops"], "params": t["params"],
+                     **lat, "achieved_gflop_s": 2 * t["macs"] * batch / (lat["p50_ms"] * 1e-3) / 1e9})
+    if as_json:
+        print_json({"profile": rt.profile.name, "batch": batch, "iters": iters, "topologies": rows})
+        return
+    from rich.table import Table
+
+    tab = Table(title=f"{rt.profile.name}: {len(rows)} topologies, batch {batch}, {iters} runs each "
+                      f"(stored in {rt.root / 'manifest.json'})",
+                caption="GFLOPs column counts multiply-adds (GMACs, the bundle's convention); "
+                        "achieved GFLOP/s counts 2 FLOPs per MAC at p50.")
+    for col in ("topology", "points", "GFLOPs (GMACs)", "params (M)", "p50 ms", "p90 ms", "p99 ms", "GFLOP/s"):
+        tab.add_column(col, justify="left" if col == "topology" else "right")
+    for row in rows:
+        tab.add_row(row["topology"], str(row["n_points"]), f"{row['gflops']:.4f}", f"{row['params'] / 1e6:.3f}",
+                    f"{row['p50_ms']:.3f}", f"{row['p90_ms']:.3f}", f"{row['p99_ms']:.3f}",
+                    f"{row['achieved_gflop_s']:.2f}")
+    console.print(tab)
