@@ -1,0 +1,158 @@
+"""`dymu-rt calibrate` on a fixture bundle: image folders and procedural scenes, the
+per-topology cache, the manifest record, and one-line errors that write nothing."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_precision_graphs import export_tiny_graph
+
+from dymu_rt.backends.calibration import cache_key, calibrate_bundle, image_folder_set, int8_graph
+from dymu_rt.errors import BundleError, ValidationError
+from dymu_rt.utils.io import atomic_write_json, sha256_file
+
+torch.set_num_threads(1)
+
+
+def make_bundle(root: Path, n_topologies: int = 2) -> Path:
+    """A bundle per docs/INTERFACES.md with tiny graphs (until the real build is used here)."""
+    (root / "graphs").mkdir(parents=True)
+    topologies = {}
+    for i in range(n_topologies):
+        tid = f"t{i:02d}"
+        export_tiny_graph(root / "graphs" / f"{tid}.onnx", seed=i)
+        topologies[tid] = {"parents": [], "params": 0, "macs": 0, "gflops": 0.0, "file": f"graphs/{tid}.onnx",
+                           "sha256": sha256_file(root / "graphs" / f"{tid}.onnx"), "n_points": 1, "bn_slots": []}
+    manifest = {"schema_version": 1, "kind": "dymu-rt-bundle", "producer": {}, "preset": "fixture",
+                "tasks": [{"name": "semseg", "kind": "segmentation", "out_channels": 5},
+                          {"name": "depth", "kind": "depth", "out_channels": 1}],
+                "preprocessing": {"input_size": [32, 32], "color": "RGB", "scale": 1 / 255,
+                                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                                  "normalize_in_graph": True},
+                "grid": {"step": 0.5, "c_step": 1.0, "n_points": 2},
+                "points": [{"r": [1.0, 0.0], "c": 0.0, "topology": "t00"}], "topologies": topologies,
+                "controller": {}, "bn_layout": [], "bn_eps": 1e-5, "topology_salt": "x",
+                "latency": {}, "engines": {}}
+    atomic_write_json(root / "manifest.json", manifest)
+    return root
+
+
+def write_images(folder: Path, n: int = 6) -> Path:
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cal")
+    return {"bundle": make_bundle(d / "bundle"), "images": write_images(d / "images")}
+
+
+@pytest.fixture
+def bundle(base, tmp_path):
+    dst = tmp_path / "bundle"
+    shutil.copytree(base["bundle"], dst)
+    return dst
+
+
+def cli(*args):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    return CliRunner().invoke(app, ["calibrate", *map(str, args)])
+
+
+def test_image_folder_set_is_resized_rgb_in_unit_range(base):
+    cset = image_folder_set(base["images"], (32, 32))
+    assert cset.images.shape == (6, 3, 32, 32) and cset.images.dtype == np.float32
+    assert 0.0 <= cset.images.min() and cset.images.max() <= 1.0
+    assert cset.describe()["count"] == 6 and len(cset.digest) == 64
+    normalized = image_folder_set(base["images"], (32, 32), {"normalize_in_graph": False,
+                                                               "mean": [0.5] * 3, "std": [0.25] * 3})
+    np.testing.assert_allclose(normalized.images, (cset.images - 0.5) / 0.25, rtol=1e-6)
+    assert normalized.digest != cset.digest
+
+
+def test_calibrate_cli_writes_qdq_graphs_and_manifest(bundle, base):
+    res = cli(bundle, "--images", base["images"], "--method", "minmax", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output)
+    assert summary["topologies"] == 2 and summary["quantized"] == 2 and summary["reused"] == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    rec = manifest["int8"]
+    assert rec["method"] == "minmax" and rec["calibration"]["count"] == 6
+    for tid, entry in rec["files"].items():
+        path = bundle / entry["file"]
+        assert path.parent.parent == bundle / "calibration" / tid
+        assert sha256_file(path) == entry["sha256"]
+        assert (path.parent / "ranges.json").is_file() and (path.parent / "meta.json").is_file()
+        assert entry["key"] == cache_key(manifest["topologies"][tid]["sha256"], rec["calibration"]["digest"], "minmax")
+        assert int8_graph(bundle, manifest, tid) == path
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        outs = sess.run(None, {"image": np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)})
+        assert [o.shape for o in outs] == [(2, 5, 32, 32), (2, 1, 32, 32)]
+
+
+def test_rerun_reuses_cache_and_other_method_adds_a_key(bundle, base):
+    first = calibrate_bundle(bundle, images=base["images"], progress=False)
+    before = json.loads((bundle / "manifest.json").read_text())["int8"]["files"]
+    again = calibrate_bundle(bundle, images=base["images"], progress=False)
+    assert (first["quantized"], again["quantized"], again["reused"]) == (2, 0, 2)
+    assert json.loads((bundle / "manifest.json").read_text())["int8"]["files"] == before
+    other = calibrate_bundle(bundle, images=base["images"], method="percentile", progress=False)
+    after = json.loads((bundle / "manifest.json").read_text())["int8"]
+    assert other["quantized"] == 2 and after["method"] == "percentile"
+    assert all(after["files"][t]["key"] != before[t]["key"] for t in before)
+    assert len(list((bundle / "calibration" / "t00").iterdir())) == 2     # both results kept
+
+
+def test_synth_calibration_set(bundle):
+    pytest.importorskip("dymu_rt.data.synth", reason="procedural scenes (dymu_rt.data.synth) not available")
+    res = calibrate_bundle(bundle, synth=3, progress=False)
+    assert res["calibration"]["kind"] == "synth" and res["calibration"]["count"] == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "exactly one calibration set"),
+    (("--synth", "2", "--images", "."), "exactly one calibration set"),
+    (("--synth", "0"), "--synth 0"),
+    (("--images", "{bundle}/graphs/t00.onnx"), "not a directory"),
+    (("--images", "{bundle}/graphs"), "no image files"),
+    (("--images", "{images}", "--method", "kl"), "--method 'kl'"),
+    (("--images", "{images}", "--profile", "x86-64-cpu"), "precision 'fp32'"),
+])
+def test_bad_inputs_are_one_line_errors_and_write_nothing(bundle, base, args, message):
+    from cli.main import main
+
+    before = (bundle / "manifest.json").read_bytes()
+    argv = [a.format(bundle=bundle, images=base["images"]) for a in args]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["calibrate", str(bundle), *argv])
+    assert exit_info.value.code == 2
+    assert (bundle / "manifest.json").read_bytes() == before
+    assert not (bundle / "calibration").exists()
+    with pytest.raises((ValidationError, BundleError), match=message.replace("'", ".").replace("(", ".")):
+        main(["--debug", "calibrate", str(bundle), *argv])
+
+
+def test_corrupt_graph_and_missing_bundle_are_refused(bundle, base, tmp_path):
+    with pytest.raises(BundleError, match="not found"):
+        calibrate_bundle(tmp_path / "nope", images=base["images"], progress=False)
+    (bundle / "graphs" / "t01.onnx").write_bytes(b"broken")
+    with pytest.raises(BundleError, match="t01.onnx is corrupt"):
+        calibrate_bundle(bundle, images=base["images"], progress=False)
+    assert "int8" not in json.loads((bundle / "manifest.json").read_text())
+    with pytest.raises(BundleError, match="dymu-rt calibrate"):
+        int8_graph(bundle, json.loads((bundle / "manifest.json").read_text()), "t00")
