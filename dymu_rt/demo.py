@@ -118,12 +118,14 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
 
     # 5. profile + 6. run
     step("profile every topology (ONNX Runtime)")
-    from dymu_rt.runtime import Runtime, profile_bundle
+    from dymu_rt.runtime import Runtime
 
-    latency = profile_bundle(out / "bundle", iters=s.profile_iters, progress=progress)
+    rt = Runtime.open(out / "bundle")
+    latency = rt.profile_topologies(iters=s.profile_iters, warmup=max(1, s.profile_iters // 5))
     done("profile every topology (ONNX Runtime)")
     step("run images at several preferences")
-    runs = _run_images(out, image_paths, manifest)
+    runs = _run_images(out, image_paths, manifest, rt)
+    rt.close()
     done("run images at several preferences")
 
     summary = {
@@ -138,16 +140,14 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
     return summary
 
 
-def _run_images(out: Path, image_paths: list[Path], manifest: dict) -> list[dict]:
+def _run_images(out: Path, image_paths: list[Path], manifest: dict, rt) -> list[dict]:
     """Run the images at PREFERENCES; write per-task PNGs and a side-by-side picture."""
     from PIL import Image
 
-    from dymu_rt.runtime import Runtime
-    from dymu_rt.tasks import make_task, overview_image
+    from dymu_rt.runtime.outputs import make_tasks
+    from dymu_rt.tasks import overview_image
 
-    tasks = [make_task(t["kind"], t["name"], num_classes=t["out_channels"] if t["kind"] in
-                       ("segmentation", "parts", "classification") else None) for t in manifest["tasks"]]
-    rt = Runtime.open(out / "bundle")
+    tasks = make_tasks(manifest["tasks"])
     images = [Image.open(p).convert("RGB") for p in image_paths]
     results, columns = [], []
     for r, c in PREFERENCES:
