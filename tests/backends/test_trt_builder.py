@@ -1,0 +1,275 @@
+"""The TensorRT build path against a recording fake ``tensorrt`` module (no GPU here):
+strongly typed network, profile -> optimization profile shapes, workspace, optimization
+level, REFIT, DLA, timing cache load/save, parser errors, atomic engine + sidecar."""
+
+import enum
+import json
+import types
+
+import pytest
+import torch
+from test_precision_graphs import export_tiny_graph
+
+from dymu_rt.backends.profile import parse_profile
+from dymu_rt.backends.tensorrt import builder as B
+from dymu_rt.errors import BundleError, ValidationError
+
+torch.set_num_threads(1)
+
+FACTS = {"backend": "tensorrt", "tensorrt": "10.3.0", "gpu": "Orin (nvgpu)", "compute_capability": "8.7"}
+
+
+def trt_profile(**kw):
+    base = {"name": "orin-test", "backend": "tensorrt", "precision": "fp32",
+            "input": {"batch_min": 1, "batch_opt": 2, "batch_max": 4}, "memory": {"workspace_mb": 256},
+            "tensorrt": {"builder_optimization_level": 4, "refittable": True}}
+    for k, v in kw.items():
+        section = {"batch_min": "input", "batch_opt": "input", "batch_max": "input", "workspace_mb": "memory",
+                   "dla_core": "tensorrt", "gpu_fallback": "tensorrt", "refittable": "tensorrt",
+                   "builder_optimization_level": "tensorrt"}.get(k)
+        (base.setdefault(section, {}) if section else base)[k] = v
+    return parse_profile(base, "test")
+
+
+def make_fake_trt(strongly_typed: bool = True, parse_ok: bool = True, build_ok: bool = True,
+                  input_shape=(-1, 3, 32, 32)):
+    """A stand-in for the ``tensorrt`` module that records every call in ``trt.calls``."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = "10.3.0"
+    calls = trt.calls = []
+    rec = lambda *a: calls.append(a)  # noqa: E731
+
+    class Logger:
+        WARNING = "warning"
+
+        def __init__(self, level):
+            rec("Logger", level)
+
+    members = {"STRONGLY_TYPED": 1} if strongly_typed else {"PREVIEW": 3}
+    trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", members)
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
+    trt.BuilderFlag = types.SimpleNamespace(REFIT="REFIT", GPU_FALLBACK="GPU_FALLBACK")
+    trt.DeviceType = types.SimpleNamespace(DLA="DLA", GPU="GPU")
+    trt.Logger = Logger
+
+    class Cache:
+        def __init__(self, data):
+            self.data = data
+
+        def serialize(self):
+            return self.data + b"+timing"
+
+    class Config:
+        def __init__(self):
+            self.flags, self.cache = [], None
+
+        def __setattr__(self, k, v):
+            if k not in ("flags", "cache"):
+                rec("config." + k, v)
+            object.__setattr__(self, k, v)
+
+        def set_memory_pool_limit(self, pool, size):
+            rec("set_memory_pool_limit", pool, size)
+
+        def add_optimization_profile(self, p):
+            rec("add_optimization_profile", dict(p.shapes))
+
+        def set_flag(self, f):
+            self.flags.append(f)
+            rec("set_flag", f)
+
+        def create_timing_cache(self, data):
+            rec("create_timing_cache", bytes(data))
+            return Cache(bytes(data))
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            object.__setattr__(self, "cache", cache)
+            rec("set_timing_cache", ignore_mismatch)
+
+        def get_timing_cache(self):
+            return self.cache
+
+    class OptProfile:
+        def __init__(self):
+            self.shapes = {}
+
+        def set_shape(self, name, lo, opt, hi):
+            self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+    class Network:
+        num_inputs = 1
+
+        def get_input(self, i):
+            return types.SimpleNamespace(name="image", shape=input_shape)
+
+    class Builder:
+        def __init__(self, logger):
+            rec("Builder")
+
+        def create_network(self, flags):
+            rec("create_network", flags)
+            return Network()
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return OptProfile()
+
+        def build_serialized_network(self, network, config):
+            rec("build_serialized_network")
+            return b"ENGINE-BYTES" if build_ok else None
+
+    class ParserError:
+        def node(self):
+            return 7
+
+        def node_operator(self):
+            return "FancyOp"
+
+        def node_name(self):
+            return "/head/fancy"
+
+        def desc(self):
+            return "no importer registered for op FancyOp"
+
+    class OnnxParser:
+        num_errors = 0 if parse_ok else 1
+
+        def __init__(self, network, logger):
+            rec("OnnxParser")
+
+        def parse_from_file(self, path):
+            rec("parse_from_file", path)
+            return parse_ok
+
+        def get_error(self, i):
+            return ParserError()
+
+    trt.Builder, trt.OnnxParser = Builder, OnnxParser
+    return trt
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    return export_tiny_graph(tmp_path_factory.mktemp("trt") / "t00.onnx")
+
+
+def names(trt):
+    return [c[0] for c in trt.calls]
+
+
+def test_build_sequence_flags_shapes_pool_and_sidecar(graph, tmp_path):
+    trt = make_fake_trt()
+    engine = tmp_path / "engines" / "tensorrt" / "orin-test" / "t00.engine"
+    cache = B.timing_cache_path(engine.parent.parent, FACTS)
+    rec = B.build_engine(graph, engine, trt_profile(), FACTS, cache, "fp32", trt=trt)
+    seq = [n for n in names(trt) if n in ("Builder", "create_network", "OnnxParser", "parse_from_file",
+                                           "set_memory_pool_limit", "add_optimization_profile",
+                                           "create_timing_cache", "build_serialized_network")]
+    assert seq == ["Builder", "create_network", "OnnxParser", "parse_from_file", "set_memory_pool_limit",
+                   "add_optimization_profile", "create_timing_cache", "build_serialized_network"]
+    calls = {c[0]: c[1:] for c in trt.calls}
+    assert calls["create_network"] == (1 << 1,)                       # STRONGLY_TYPED
+    assert calls["set_memory_pool_limit"] == ("WORKSPACE", 256 << 20)
+    assert calls["add_optimization_profile"] == ({"image": ((1, 3, 32, 32), (2, 3, 32, 32), (4, 3, 32, 32))},)
+    assert calls["config.builder_optimization_level"] == (4,)
+    assert ("set_flag", "REFIT") in trt.calls and ("set_flag", "GPU_FALLBACK") not in trt.calls
+    assert "config.default_device_type" not in calls
+    assert engine.read_bytes() == b"ENGINE-BYTES"
+    side = json.loads((engine.parent / "t00.engine.json").read_text())
+    assert side == rec
+    assert {k: side[k] for k in ("tensorrt", "gpu", "compute_capability")} == \
+        {"tensorrt": "10.3.0", "gpu": "Orin (nvgpu)", "compute_capability": "8.7"}
+    assert side["precision"] == "fp32" and side["refittable"] is True and side["profile"]["name"] == "orin-test"
+    assert cache.name == "timing_orin-nvgpu_sm87_trt10.3.0.cache" and cache.parent == engine.parent.parent
+    assert cache.read_bytes() == b"+timing"
+    assert not [p for p in engine.parent.iterdir() if p.name.startswith(".")]   # no temp files left
+
+
+def test_timing_cache_is_loaded_and_grown_across_builds(graph, tmp_path):
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"earlier")
+    trt = make_fake_trt()
+    B.build_engine(graph, tmp_path / "a.engine", trt_profile(), FACTS, cache, trt=trt)
+    assert ("create_timing_cache", b"earlier") in trt.calls and ("set_timing_cache", False) in trt.calls
+    assert cache.read_bytes() == b"earlier+timing"
+
+
+def test_non_refittable_and_dla_profiles(graph, tmp_path):
+    trt = make_fake_trt()
+    B.build_engine(graph, tmp_path / "a.engine", trt_profile(refittable=False, dla_core=1), FACTS, trt=trt)
+    calls = {c[0]: c[1:] for c in trt.calls}
+    assert ("set_flag", "REFIT") not in trt.calls
+    assert calls["config.default_device_type"] == ("DLA",) and calls["config.DLA_core"] == (1,)
+    assert ("set_flag", "GPU_FALLBACK") in trt.calls
+
+
+def test_tensorrt_11_without_strongly_typed_flag_uses_default_network(graph, tmp_path):
+    trt = make_fake_trt(strongly_typed=False)
+    B.build_engine(graph, tmp_path / "a.engine", trt_profile(), FACTS, trt=trt)
+    assert ("create_network", 0) in trt.calls
+
+
+def test_parser_error_is_one_line_and_writes_nothing(graph, tmp_path):
+    trt = make_fake_trt(parse_ok=False)
+    with pytest.raises(BundleError) as e:
+        B.build_engine(graph, tmp_path / "a.engine", trt_profile(), FACTS, tmp_path / "t.cache", trt=trt)
+    msg = str(e.value)
+    assert "\n" not in msg and "node 7 (FancyOp '/head/fancy'): no importer registered" in msg and str(graph) in msg
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_build_failure_writes_nothing(graph, tmp_path):
+    trt = make_fake_trt(build_ok=False)
+    with pytest.raises(BundleError, match="workspace_mb"):
+        B.build_engine(graph, tmp_path / "a.engine", trt_profile(), FACTS, trt=trt)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_profile_shapes_rules():
+    p = trt_profile(batch_min=2, batch_opt=4, batch_max=8)
+    assert B.profile_shapes((-1, 3, 64, 48), p) == ((2, 3, 64, 48), (4, 3, 64, 48), (8, 3, 64, 48))
+    with pytest.raises(ValidationError, match="fixed batch 1"):
+        B.profile_shapes((1, 3, 64, 48), p)
+    assert B.profile_shapes((2, 3, 8, 8), trt_profile(batch_min=2, batch_opt=2, batch_max=2))[2] == (2, 3, 8, 8)
+    with pytest.raises(ValidationError, match=r"dynamic dimensions \[2, 3\]"):
+        B.profile_shapes((-1, 3, -1, -1), p)
+    with pytest.raises(ValidationError, match="DLA without gpu_fallback"):
+        B.profile_shapes((-1, 3, 8, 8), trt_profile(dla_core=0, gpu_fallback=False))
+
+
+def test_prepare_graph_per_precision(graph, tmp_path):
+    import onnx
+
+    from dymu_rt.backends.precision import graph_precision
+
+    assert B.prepare_graph(graph, "fp32", tmp_path, "t00") == graph
+    fp16 = B.prepare_graph(graph, "fp16", tmp_path, "t00")
+    assert fp16 == tmp_path / "t00.fp16.onnx" and graph_precision(onnx.load(str(fp16))) == "fp16"
+    assert B.prepare_graph(fp16, "fp16", tmp_path, "t00") == fp16
+    with pytest.raises(ValidationError, match="is fp16"):
+        B.prepare_graph(fp16, "int8", tmp_path, "t00")
+    with pytest.raises(BundleError, match="not inside a bundle"):
+        B.prepare_graph(graph, "int8", tmp_path, "t00")
+
+
+def test_prepare_graph_int8_uses_the_calibrated_bundle_graph(tmp_path):
+    from test_calibration_cli import make_bundle, write_images
+
+    from dymu_rt.backends.calibration import calibrate_bundle
+
+    bundle = make_bundle(tmp_path / "b", n_topologies=1)
+    g = bundle / "graphs" / "t00.onnx"
+    with pytest.raises(BundleError, match="dymu-rt calibrate"):
+        B.prepare_graph(g, "int8", tmp_path, "t00")
+    calibrate_bundle(bundle, images=write_images(tmp_path / "img", 3), progress=False)
+    qdq = B.prepare_graph(g, "int8", tmp_path, "t00")
+    assert qdq.name == "int8.onnx" and qdq.parent.parent == bundle / "calibration" / "t00"
+
+
+def test_network_flags_and_logger_are_shared():
+    trt = make_fake_trt()
+    assert B.network_flags(trt) == 2
+    assert B.get_logger(trt) is B.get_logger(trt)
+
