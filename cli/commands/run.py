@@ -24,7 +24,7 @@ def run_command(
     latency_budget: Optional[float] = typer.Option(None, "--latency-budget", help="Milliseconds: pick the "
                                                    "smallest grid c whose measured p50 fits (needs `dymu-rt profile`)."),
     binding: Optional[str] = typer.Option(None, "--binding", help="ONNX Runtime binding mode: affine "
-                                          "(default, instant switches) | initializers (fastest held preference) | session."),
+                                          "(default, instant switches) | session (fastest per frame, ~20-200 ms per switch) | initializers."),
 ) -> None:
     """Run IMAGES at preference (r, c); write one PNG per task per image and an overview PNG."""
     from dymu_rt.errors import ValidationError

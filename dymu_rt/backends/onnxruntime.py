@@ -11,12 +11,13 @@ are bound is the binding mode (measured by ``benchmarks/bench_binding.py``):
     (microseconds), at a modest steady-state cost (the Mul/Add are not fused into the conv).
 ``initializers``
     The folded graph with ``SessionOptions.add_initializer`` overriding the modulated
-    conv weights/biases: a new, fully optimized session per preference. Fastest
-    steady state (ORT fuses and pre-packs everything), but a switch costs a session
-    creation (tens to hundreds of ms). Best when a preference is held for many frames.
+    conv weights/biases: a new session per preference. A switch costs a session creation
+    (tens of ms). Caveat found while measuring: ORT's NCHWc layout transformer
+    (ORT_ENABLE_ALL) reads conv weights from the model and silently ignores the
+    overrides, so this mode disables that one transformer and loses its speed-up.
 ``session``
-    A whole new model (initializers replaced in the proto) and session per preference:
-    the naive baseline; same steady state as ``initializers``, slowest switch.
+    A whole new model (initializers replaced in the proto) and a fully optimized session
+    per preference: fastest steady state, a switch costs proto edits + a session creation.
 
 Binding weights (the ``Mapping[str, np.ndarray]`` of :meth:`OrtEngine.bind`):
 ``folded`` engines (``initializers``/``session``) take ``<slot>.conv.weight`` and
@@ -105,7 +106,7 @@ class Bound:
 
     session: Any
     feeds: Mapping[str, np.ndarray]
-    keepalive: tuple = ()          # OrtValues an add_initializer session must outlive
+    keepalive: tuple = ()          # arrays/OrtValues an add_initializer session must outlive
 
 
 def _session_options(profile, level: str = "all", optimized_path: Optional[Path] = None):
@@ -214,12 +215,17 @@ class OrtEngine:
         if self.mode == "initializers":
             ort = _ort()
             so = _session_options(self._profile)
+            # ORT 1.31's NCHWc layout transformer reads conv weights from the model, not from
+            # add_initializer overrides: with it on, the override is silently ignored
+            # (tests/backends/test_backend_onnxruntime_binding.py catches this).
+            so.add_session_config_entry("optimization.disable_specified_optimizers", "NchwcTransformer")
             vals = []
             for s in self._slots:
                 for k in ("conv.weight", "conv.bias"):
-                    v = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(weights[f"{s}.{k}"], np.float32))
+                    a = np.ascontiguousarray(weights[f"{s}.{k}"], np.float32)
+                    v = ort.OrtValue.ortvalue_from_numpy(a)
                     so.add_initializer(f"{s}.{k}", v)
-                    vals.append(v)
+                    vals += [a, v]      # the OrtValue borrows a's memory: keep both alive
             return Bound(_new_session(self._model.SerializeToString(), so), {}, tuple(vals))
         # session: a whole new model per preference
         from onnx import numpy_helper

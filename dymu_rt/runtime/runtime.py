@@ -111,10 +111,10 @@ class Runtime:
         from dymu_rt.backends.registry import get_backend
 
         root = Path(bundle_dir)
+        be = get_backend(backend, **({"binding": binding} if binding else {}))
         prof = load_profile(profile)
         if prof.backend != backend:
             raise ValidationError(f"profile '{prof.name}' is for backend '{prof.backend}', not '{backend}'")
-        be = get_backend(backend, **({"binding": binding} if binding else {}))
         if rebuild_engines and (root / "manifest.json").is_file():
             RB.update_manifest(root, lambda m: m.get("engines", {}).get(backend, {}).pop(prof.name, None))
             shutil.rmtree(root / RB.engines_dir(backend, prof.name), ignore_errors=True)
