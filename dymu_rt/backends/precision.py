@@ -194,7 +194,7 @@ def _quiet_root_logger():
 
 
 def quantize_int8(graph_path: str | Path, out_path: str | Path, reader, method: str = "minmax",
-                  cache_path: str | Path | None = None) -> Path:
+                  cache_path: str | Path | None = None, activations: str = "int8") -> Path:
     """Write an INT8 Q/DQ version of FP32 graph ``graph_path`` to ``out_path`` (atomically).
 
     ``reader`` is a calibration reader (``get_next()`` returning ``{"image": array}`` or
@@ -203,8 +203,11 @@ def quantize_int8(graph_path: str | Path, out_path: str | Path, reader, method: 
     :data:`CALIBRATION_METHODS`. When ``cache_path`` is given and absent, the computed
     tensor ranges (ONNX Runtime's JSON calibration cache) are written there atomically.
 
-    Activations and weights are symmetric int8 (zero point 0, what TensorRT requires),
-    weights per output channel, biases kept float. Returns ``out_path``.
+    Weights are symmetric int8 per output channel, biases kept float. ``activations``:
+    ``"int8"`` (default) symmetric int8, zero point 0 — what TensorRT requires, so one graph
+    serves both backends; ``"uint8"`` asymmetric — ONNX Runtime's faster x86 CPU path
+    (U8S8; S8S8 measured ~2x slower than U8S8 on AVX512-VNNI here, benchmarks/bench_precision.py)
+    but not accepted by TensorRT. Returns ``out_path``.
     """
     import tempfile
 
@@ -212,6 +215,9 @@ def quantize_int8(graph_path: str | Path, out_path: str | Path, reader, method: 
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     calib = _calibrate_method(method)
+    if activations not in ("int8", "uint8"):
+        raise ValidationError(f"activation type '{activations}' is not valid; expected int8 or uint8")
+    symmetric = activations == "int8"
     cache = Path(cache_path) if cache_path is not None else None
     if reader is None and (cache is None or not cache.is_file()):
         raise ValidationError("INT8 quantization needs calibration images (no cached ranges found)")
@@ -223,8 +229,9 @@ def quantize_int8(graph_path: str | Path, out_path: str | Path, reader, method: 
         quantize_static(
             str(graph_path), str(raw), None if reader is None else _as_ort_reader(reader),
             quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=calib,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=calib,
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "QuantizeBias": False,
                            "CalibPercentile": 99.999},
             calibration_cache_path=None if tmp_cache is None else str(tmp_cache))
         model = onnx.load(str(raw))

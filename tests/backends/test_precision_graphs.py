@@ -265,3 +265,17 @@ def test_array_reader_feeds_and_rewinds():
     assert r.get_next() is not None
     with pytest.raises(ValidationError, match="non-empty"):
         ArrayReader(np.zeros((0, 3, 4, 4)))
+
+
+def test_uint8_activation_variant_for_ort_cpu(graphs, tmp_path, x):
+    import onnx
+    from onnx import numpy_helper
+
+    out = quantize_int8(graphs["fp32"], tmp_path / "u8.onnx", None, cache_path=graphs["dir"] / "ranges.json",
+                        activations="uint8")
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(out)).graph.initializer}
+    assert {v.dtype for k, v in inits.items() if k.endswith("zero_point") and "weight" not in k} == {np.dtype(np.uint8)}
+    ref, got = run(graphs["fp32"], x), run(out, x)
+    assert all(rel_error(ref[k], got[k]) < INT8_REL_ERROR for k in ref)
+    with pytest.raises(ValidationError, match="activation type 'fp8'"):
+        quantize_int8(graphs["fp32"], tmp_path / "bad.onnx", None, activations="fp8")
