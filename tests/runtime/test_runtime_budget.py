@@ -1,0 +1,62 @@
+"""Latency table (dymu-rt profile) and the latency-budget choice of c."""
+
+import json
+
+import pytest
+
+from bundle_fixture import read_manifest
+from dymu_rt.errors import ValidationError
+from dymu_rt.runtime import Runtime
+
+
+def _fake_table(m, ms_of_topology):
+    return {tid: {"p50_ms": ms_of_topology(tid), "p90_ms": 0, "p99_ms": 0, "batch": 1} for tid in m["topologies"]}
+
+
+def test_profile_stores_table_atomically(bundle):
+    rt = Runtime.open(bundle)
+    table = rt.profile_topologies(iters=3, warmup=1)
+    m = read_manifest(bundle)
+    assert set(m["latency"]["x86-64-cpu"]) == set(m["topologies"]) == set(table)
+    assert all(row["p50_ms"] > 0 and row["iters"] == 3 for row in table.values())
+    assert not list(bundle.glob(".*.tmp"))
+    Runtime.open(bundle)                                      # still a valid bundle
+
+
+def test_no_table_refused(bundle):
+    rt = Runtime.open(bundle)
+    with pytest.raises(ValidationError, match="no latency table for profile 'x86-64-cpu'.*dymu-rt profile"):
+        rt.choose_for_budget("1,0,0", 5)
+
+
+def test_budget_picks_smallest_fitting_c(bundle):
+    m = read_manifest(bundle)
+    r = [1.0, 0.0, 0.0]
+    row = sorted((p for p in m["points"] if p["r"] == r), key=lambda p: p["c"])
+    # Latency falling with c: c=0 -> 3 ms, c=0.5 -> 2 ms, c=1 -> 1 ms (per its topology).
+    ms = {}
+    for i, p in enumerate(row):
+        ms.setdefault(p["topology"], 3.0 - i)
+    m["latency"] = {"x86-64-cpu": _fake_table(m, lambda t: ms.get(t, 99.0))}
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    rt = Runtime.open(bundle)
+    want = next(p for p in row if ms[p["topology"]] <= 2.5)
+    got = rt.choose_for_budget(r, 2.5)
+    assert got["c"] == want["c"] and got["topology"] == want["topology"] and not got["r_snapped"]
+    assert rt.choose_for_budget(r, 100)["c"] == row[0]["c"]  # everything fits: least frugal
+    # An off-grid r snaps to the nearest grid r.
+    snapped = rt.choose_for_budget([0.9, 0.05, 0.05], 100)
+    assert snapped["r"] == r and snapped["r_snapped"]
+    with pytest.raises(ValidationError, match="no topology for r=1,0,0 fits 0.5 ms"):
+        rt.choose_for_budget(r, 0.5)
+
+
+@pytest.mark.parametrize("budget", [0, -1, float("nan"), "x"])
+def test_bad_budget(bundle, budget):
+    with pytest.raises(ValidationError, match="latency budget"):
+        Runtime.open(bundle).choose_for_budget("1,0,0", budget)
+
+
+def test_bad_profile_args(bundle):
+    with pytest.raises(ValidationError, match="--iters = 0"):
+        Runtime.open(bundle).profile_topologies(iters=0)

@@ -1,0 +1,73 @@
+"""Engine LRU: cached switches cost no load; eviction under a byte budget."""
+
+import dataclasses
+
+from bundle_fixture import read_manifest
+from dymu_rt.runtime import Runtime
+from dymu_rt.runtime.cache import EngineCache
+
+
+def _points_by_topology(m):
+    seen = {}
+    for p in m["points"]:
+        seen.setdefault(p["topology"], p)
+    return list(seen.values())
+
+
+def test_switch_to_cached_topology_costs_no_load(bundle):
+    m = read_manifest(bundle)
+    a, b = _points_by_topology(m)[:2]
+    rt = Runtime.open(bundle)
+    rt.set_preference(a["r"], a["c"])
+    rt.set_preference(b["r"], b["c"])
+    assert rt.cache.stats()["loads"] == 2
+    for _ in range(3):
+        rt.set_preference(a["r"], a["c"])
+        rt.set_preference(b["r"], b["c"])
+    s = rt.cache.stats()
+    assert s["loads"] == 2 and s["hits"] == 6 and s["evictions"] == 0
+
+
+def test_lru_eviction_under_budget(bundle):
+    m = read_manifest(bundle)
+    pts = _points_by_topology(m)[:3]
+    rt = Runtime.open(bundle)
+    rt.set_preference(pts[0]["r"], pts[0]["c"])
+    one = rt.cache.bytes()
+    # Room for two engines of this size (fixture topologies are of similar size).
+    rt.cache.budget_bytes = int(2.2 * one)
+    rt.set_preference(pts[1]["r"], pts[1]["c"])
+    rt.set_preference(pts[0]["r"], pts[0]["c"])            # 0 becomes most recently used
+    rt.set_preference(pts[2]["r"], pts[2]["c"])            # evicts 1, the least recently used
+    cached = rt.cache.topologies()
+    assert pts[1]["topology"] not in cached
+    assert pts[0]["topology"] in cached and pts[2]["topology"] in cached
+    assert rt.cache.bytes() <= rt.cache.budget_bytes
+    assert rt.cache.stats()["evictions"] >= 1
+    loads = rt.cache.stats()["loads"]
+    rt.set_preference(pts[1]["r"], pts[1]["c"])            # evicted: loads again
+    assert rt.cache.stats()["loads"] == loads + 1
+
+
+class _Fake:
+    def __init__(self, size):
+        self.size, self.closed = size, False
+
+    def memory_bytes(self):
+        return self.size
+
+    def close(self):
+        self.closed = True
+
+
+def test_cache_keeps_a_single_oversized_engine():
+    engines = {"a": _Fake(10), "b": _Fake(100)}
+    cache = EngineCache(50, lambda t: engines[t])
+    cache.get("a")
+    assert cache.get("b") is engines["b"]                  # larger than the budget: still served
+    assert engines["a"].closed and cache.topologies() == ["b"]
+
+
+def test_profile_budget_sets_cache(bundle):
+    rt = Runtime.open(bundle)
+    assert rt.cache.budget_bytes == rt.profile.engine_cache_mb * 2**20

@@ -1,0 +1,46 @@
+"""The runtime on a bundle written by the real compiler (`dymu-rt build`), against torch."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "compile"))
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    pytest.importorskip("dymu_rt.control.hypernets", reason="the control package (hypernets) is not available")
+    from run_fixture import make_tiny_run
+
+    from dymu_rt.compile.build import build_bundle
+
+    base = tmp_path_factory.mktemp("real")
+    run = make_tiny_run(base / "run")
+    build_bundle(run, base / "bundle", step="0.5", progress=False)
+    return run, base / "bundle"
+
+
+def test_exact_preference_matches_torch_anchor(real):
+    from dymu_rt.runtime import Runtime
+    from dymu_rt.train.checkpoint import RunDir
+
+    run, bundle = real
+    preset, anchor, edge, weight = RunDir(run).load_all()
+    rt = Runtime.open(bundle)
+    r, c = [0.5, 0.25, 0.25], 0.3                      # off the 0.5 grid: exact or nearest
+    info = rt.set_preference(r, c)
+    x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+    out = rt.infer(x)
+    if info["binding"] == "exact":
+        rr, cc = torch.tensor(r), torch.tensor(c)
+    else:
+        rr, cc = torch.tensor(info["grid_point"]["r"]), torch.tensor(info["grid_point"]["c"])
+    with torch.no_grad():
+        parents = edge.architecture(rr, cc)
+        ref = anchor.eval()(torch.from_numpy(x), parents, bn_deltas=weight(rr, cc))
+    ref = ref if isinstance(ref, dict) else dict(zip(rt.task_names, ref))
+    for k in rt.task_names:
+        np.testing.assert_allclose(out[k], ref[k].numpy(), rtol=1e-3, atol=1e-3)
