@@ -46,7 +46,7 @@ def profile_command(
                 caption="GFLOPs column counts multiply-adds (GMACs, the bundle's convention); "
                         "achieved GFLOP/s counts 2 FLOPs per MAC at p50.")
     for col in ("topology", "points", "GFLOPs (GMACs)", "params (M)", "p50 ms", "p90 ms", "p99 ms", "GFLOP/s"):
-        tab.add_column(col, justify="left" if col == "topology" else "right")
+        tab.add_column(col, justify="left" if col == "topology" else "right", no_wrap=col == "topology")
     for row in rows:
         tab.add_row(row["topology"], str(row["n_points"]), f"{row['gflops']:.4f}", f"{row['params'] / 1e6:.3f}",
                     f"{row['p50_ms']:.3f}", f"{row['p90_ms']:.3f}", f"{row['p99_ms']:.3f}",
