@@ -154,7 +154,7 @@ def _run_images(out: Path, image_paths: list[Path], manifest: dict, rt) -> list[
         rt.set_preference(r, c)
         outputs = rt.infer(images)
         st = rt.stats()
-        label = f"r=({', '.join(f'{v:.2f}' for v in r)}) c={c:g}"
+        label = f"r={','.join(f'{v:.1f}' for v in r)} c={c:g}"
         folder = out / "outputs" / f"r{'-'.join(f'{v:.2f}' for v in r)}_c{c:g}"
         folder.mkdir(parents=True, exist_ok=True)
         panels_per_image = []
@@ -168,15 +168,12 @@ def _run_images(out: Path, image_paths: list[Path], manifest: dict, rt) -> list[
         columns.append((label, panels_per_image))
         results.append({"r": list(r), "c": c, "topology": st["topology"], "gflops": st["gflops"],
                         "params": st["params"], "binding": st.get("binding"),
-                        "latency_ms_p50": st.get("latency_ms", {}).get("p50")})
-    # Side by side: for each image, the input then the first two preferences' outputs.
+                        "latency_ms_p50": st.get("latency_ms", {}).get("p50_ms")})
+    # Side by side: per image, one row per preference (the first two): input | task outputs.
     rows = []
     for i, img in enumerate(images):
-        panels = {}
         for label, per_image in columns[:2]:
-            for name, pic in per_image[i].items():
-                panels[f"{name} | {label}"] = pic
-        rows.append(overview_image(img, panels, columns=1 + len(tasks)))
+            rows.append(overview_image(img, per_image[i], columns=1 + len(tasks), image_label=label))
     width = max(r.width for r in rows)
     canvas = Image.new("RGB", (width, sum(r.height for r in rows)), "white")
     y = 0
