@@ -2,16 +2,21 @@
 
 :func:`build_bundle` enumerates the (r, c) grid (``dymu_rt.control.preference.grid``),
 asks the edge hypernet for every point's tree, deduplicates the trees by topology id, and
-materializes, folds and exports each topology **once**, at the BN deltas of its first grid
-point. Other points of a topology get their weights at run time from the weight hypernet
-and ``fold_params`` (DESIGN.md §2: engines per topology, weights per preference), so build
-time and bundle size grow with topologies, not points.
+materializes, folds and exports each topology **once**. Every graph is exported at the
+*anchor* (BN folded with Δγ = Δβ = 0), so an initializer name has the same value in every
+topology, and the tensors live **once** per bundle in ``graphs/weights.bin``
+(:mod:`dymu_rt.compile.weights`), referenced by each graph as ONNX external data. A grid
+point's own weights are bound by name at run time from the weight hypernet and
+``fold_params`` (DESIGN.md §2: engines per topology, weights per preference), so build
+time and bundle size grow with topologies — by graph structure only — not with points.
 
 Atomic and resumable: every file is written to a temporary name and renamed; a journal
-(``.build-journal.json``, rewritten atomically after each topology) records finished files
-with their sha256, so a killed build re-run skips them; ``manifest.json`` is written last
-and only ever names complete files. Re-running a finished build (same run, grid, backend)
-is a no-op.
+(``.build-journal.json``, rewritten atomically after each step) records finished files
+with their sha256 (and the weight file's index), so a killed build re-run skips them.
+The weight file is written whole, once, before any graph; graphs are only journaled
+against it, and are redone if it ever has to be rewritten with other contents.
+``manifest.json`` is written last and only ever names complete files. Re-running a
+finished build (same run, grid, backend) is a no-op.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from dymu_rt.compile.architecture import (
     topology_salt,
 )
 from dymu_rt.compile.fold import bn_eps, fold_bn, fold_params
+from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, TensorStore, write_store
 from dymu_rt.errors import BackendUnavailable, BundleError, CheckpointError, ValidationError
 from dymu_rt.utils.io import atomic_path, atomic_write_json, read_json, sha256_file
 
@@ -94,31 +100,46 @@ def _producer() -> dict[str, str]:
 # -- per-topology work (also run in worker processes) -------------------------------------------
 
 @torch.no_grad()
-def export_topology(anchor, weight_hypernet, parents, r, c, path: Path) -> str:
-    """Materialize tree ``parents`` at (r, c)'s BN deltas, fold, export; returns sha256."""
-    rt, ct = preference_tensors(r, c)
-    deltas = weight_hypernet(rt, ct).reshape(-1)
-    tree = fold_bn(materialize(anchor, parents, deltas))
+def export_topology(anchor, parents, path: Path, store: TensorStore) -> str:
+    """Materialize tree ``parents`` at the anchor (BN deltas 0), fold, export with its
+    weights referenced in ``store``; returns the graph file's sha256."""
+    tree = fold_bn(materialize(anchor, parents))
     from dymu_rt.compile.export import export_tree
 
-    export_tree(tree, path, anchor.input_size, anchor.task_names)
+    export_tree(tree, path, anchor.input_size, anchor.task_names, store=store)
     return sha256_file(path)
+
+
+@torch.no_grad()
+def write_anchor_store(anchor, path: Path) -> TensorStore:
+    """Write the weight file of a bundle: the *full* tree (every node of every stream and
+    every head) folded at the anchor, its parameters (any size) and larger constants once.
+
+    Every topology is a sub-tree of the full tree with the same module paths, so every
+    topology graph finds its tensors here by name.
+    """
+    from dymu_rt.compile.export import export_tree_model
+    from dymu_rt.models.tree import identity_table
+
+    full = fold_bn(materialize(anchor, identity_table(anchor.num_layers, anchor.num_tasks)))
+    model = export_tree_model(full, anchor.input_size, anchor.task_names)
+    return write_store(model, path, always=[name for name, _ in full.named_parameters()])
 
 
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(run_dir: str) -> None:
+def _worker_init(run_dir: str, store: dict) -> None:
     from dymu_rt.train.checkpoint import RunDir
 
     torch.set_num_threads(1)
-    _, anchor, _, weight = RunDir(run_dir).load_all()
-    _WORKER.update(anchor=anchor, weight=weight)
+    _, anchor, _, _ = RunDir(run_dir).load_all()
+    _WORKER.update(anchor=anchor, store=TensorStore.from_json(store))
 
 
 def _worker_export(job: tuple) -> tuple[str, str]:
-    tid, parents, r, c, path = job
-    return tid, export_topology(_WORKER["anchor"], _WORKER["weight"], np.asarray(parents), r, c, Path(path))
+    tid, parents, path = job
+    return tid, export_topology(_WORKER["anchor"], np.asarray(parents), Path(path), _WORKER["store"])
 
 
 # -- the build ------------------------------------------------------------------------------------
@@ -157,8 +178,10 @@ def _prepare_out(out: Path, fingerprint: str) -> Optional[dict[str, Any]]:
             except BundleError:
                 # Same build, some file damaged or missing: keep the intact files (their
                 # hashes are re-checked before reuse) and rebuild the rest.
-                atomic_write_json(out / B.JOURNAL, {"fingerprint": fingerprint,
-                                                    "files": B.manifest_files(manifest)})
+                journal = {"fingerprint": fingerprint, "files": B.manifest_files(manifest)}
+                if isinstance(manifest.get("weights"), dict) and "tensors" in manifest["weights"]:
+                    journal["weights"] = _store_json(manifest["weights"])
+                atomic_write_json(out / B.JOURNAL, journal)
         # Drop the manifest first, so that no manifest ever points at files this build is
         # about to replace.
         (out / B.MANIFEST).unlink()
@@ -177,7 +200,7 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
     ``on_topology(id)`` is called after each topology graph is committed (tests use it to
     simulate a build killed between topologies). Summary keys: out, points, topologies,
     built (graphs exported by this call), reused, bundle_bytes, seconds, gflops_min,
-    gflops_max, noop.
+    gflops_max, weights_bytes, noop.
     """
     t0 = time.perf_counter()
     run_dir, out = Path(run_dir), Path(out)
@@ -199,7 +222,7 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
                  "c_step": float(Fraction(str(c_step if c_step is not None else step))),
                  "n_points": len(points)}
     request = {"grid": grid_spec, "backend": backend, "profile": prof.name if prof else None,
-               "producer": __version__}
+               "producer": __version__, "schema_version": B.SCHEMA_VERSION}
     fingerprint = _run_fingerprint(run_dir, request)
     existing = _prepare_out(out, fingerprint)
     if existing is not None:
@@ -217,22 +240,23 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
     salt = topology_salt(preset)
     cost = CostModel(anchor)
     archs: dict[str, Architecture] = {}
-    first: dict[str, int] = {}
     point_rows = []
     with make_progress(disable=not progress) as bar:
         t_pts = bar.add_task("grid points", total=len(points), info="")
         with torch.no_grad():
-            for i, pref in enumerate(points):
+            for pref in points:
                 rt, ct = preference_tensors(pref.r, pref.c)
                 parents = np.asarray(edge.architecture(rt, ct))
                 arch = Architecture.from_parents(anchor, parents, salt, cost)
                 if arch.id not in archs:
-                    archs[arch.id], first[arch.id] = arch, i
+                    archs[arch.id] = arch
                 point_rows.append({"r": [float(v) for v in pref.r], "c": float(pref.c), "topology": arch.id})
                 bar.update(t_pts, advance=1, info=f"{len(archs)} topologies")
 
         # Controller first: small, and every topology needs fold_params to be re-bound.
         _write_controller(out, journal, anchor, edge, weight, n)
+        # Then the weight file, whole: every graph below references it.
+        store = _write_weights(out, journal, anchor)
 
         todo = [tid for tid in archs if not _file_done(out, journal, B.graph_file(tid))]
         t_top = bar.add_task("topologies", total=len(archs), completed=len(archs) - len(todo),
@@ -245,13 +269,12 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
             if on_topology is not None:
                 on_topology(tid)
 
-        jobs = [(tid, archs[tid].table.tolist(), points[first[tid]].r, points[first[tid]].c,
-                 str(out / B.graph_file(tid))) for tid in todo]
+        jobs = [(tid, archs[tid].table.tolist(), str(out / B.graph_file(tid))) for tid in todo]
         if workers == 1 or len(jobs) <= 1:
-            for tid, parents, r, c, path in jobs:
-                commit(tid, export_topology(anchor, weight, np.asarray(parents), r, c, Path(path)))
+            for tid, parents, path in jobs:
+                commit(tid, export_topology(anchor, np.asarray(parents), Path(path), store))
         else:
-            _export_parallel(run_dir, jobs, workers, commit)
+            _export_parallel(run_dir, jobs, workers, commit, store)
 
     counts: dict[str, int] = {}
     for row in point_rows:
@@ -262,8 +285,7 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
         topologies[tid] = {
             "parents": [list(row) for row in arch.parents], "params": arch.params, "macs": arch.macs,
             "gflops": arch.gflops, "file": rel, "sha256": journal["files"][rel],
-            "n_points": counts[tid], "bn_slots": list(arch.bn_slots),
-            "exported_at": {"r": point_rows[first[tid]]["r"], "c": point_rows[first[tid]]["c"]},
+            "n_points": counts[tid], "bn_slots": list(arch.bn_slots), "weights": "anchor",
         }
     manifest = {
         "schema_version": B.SCHEMA_VERSION, "kind": B.KIND, "producer": _producer(),
@@ -280,6 +302,12 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
         "bn_layout": [{"name": s.name, "layer": s.layer, "stream": s.stream, "channels": s.channels,
                        "offset": s.offset} for s in anchor.bn_layout],
         "bn_eps": bn_eps(anchor),
+        "weights": {
+            "file": B.WEIGHTS_FILE, "sha256": store.sha256, "bytes": store.size,
+            "at": "anchor", "bn_deltas": 0.0, "binding": "by-name",
+            "inline_below": INLINE_BELOW, "align": ALIGN,
+            "tensors": store.to_json()["tensors"],
+        },
         "latency": {}, "engines": {},
         "build": {"fingerprint": fingerprint, "backend": backend, "profile": prof.name if prof else None,
                   "run_dir": str(run_dir)},
@@ -310,13 +338,42 @@ def _write_controller(out: Path, journal: dict, anchor, edge, weight, n_tasks: i
         done(B.FOLD_PARAMS_FILE)
 
 
-def _export_parallel(run_dir: Path, jobs: list, workers: int, commit) -> None:
+def _store_json(weights: dict) -> dict:
+    """The journal's form of a manifest ``weights`` section (a TensorStore's JSON)."""
+    return {"location": Path(weights["file"]).name, "sha256": weights["sha256"], "bytes": weights["bytes"],
+            "tensors": weights["tensors"]}
+
+
+def _write_weights(out: Path, journal: dict, anchor) -> TensorStore:
+    """The bundle's weight file: reused when the journal vouches for it, else (re)written.
+
+    Graphs reference byte ranges of this file; if it is rewritten with other contents
+    (e.g. another torch folds differently), every graph journaled against the old one is
+    dropped from the journal and re-exported.
+    """
+    rel = B.WEIGHTS_FILE
+    if _file_done(out, journal, rel) and isinstance(journal.get("weights"), dict):
+        store = TensorStore.from_json(journal["weights"])
+        if store.sha256 == journal["files"][rel]:
+            return store
+    old = journal["files"].get(rel)
+    store = write_anchor_store(anchor, out / rel)
+    if old is not None and old != store.sha256:
+        for f in [f for f in journal["files"] if f.startswith(f"{B.GRAPHS_DIR}/")]:
+            del journal["files"][f]
+    journal["files"][rel] = store.sha256
+    journal["weights"] = store.to_json()
+    atomic_write_json(out / B.JOURNAL, journal)
+    return store
+
+
+def _export_parallel(run_dir: Path, jobs: list, workers: int, commit, store: TensorStore) -> None:
     """Export topologies in ``workers`` spawned processes (each loads the run once)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                             initializer=_worker_init, initargs=(str(run_dir),)) as pool:
+                             initializer=_worker_init, initargs=(str(run_dir), store.to_json())) as pool:
         futures = [pool.submit(_worker_export, job) for job in jobs]
         try:
             for fut in as_completed(futures):
@@ -343,4 +400,5 @@ def _summary(out: Path, manifest: dict, built: int, seconds: float, noop: bool) 
     return {"out": str(out), "points": len(manifest["points"]), "topologies": len(manifest["topologies"]),
             "built": built, "reused": len(manifest["topologies"]) - built,
             "bundle_bytes": B.bundle_bytes(out), "seconds": seconds,
+            "weights_bytes": manifest.get("weights", {}).get("bytes", 0),
             "gflops_min": min(g) if g else 0.0, "gflops_max": max(g) if g else 0.0, "noop": noop}

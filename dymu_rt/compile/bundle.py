@@ -1,9 +1,16 @@
-"""Bundle layout, manifest reading and integrity checks (docs/INTERFACES.md, schema 1).
+"""Bundle layout, manifest reading and integrity checks (docs/INTERFACES.md, schema 2).
 
 A bundle is the output of ``dymu-rt build``: ``manifest.json`` (written last,
-atomically), one ONNX graph per topology under ``graphs/``, and the controller under
-``controller/``. Every file the manifest names carries its sha256; :func:`verify_bundle`
-checks them all and is what the runtime calls before trusting a bundle.
+atomically), one ONNX graph per topology under ``graphs/`` whose weights live once, in
+the shared ``graphs/weights.bin`` (ONNX external data, :mod:`dymu_rt.compile.weights`),
+and the controller under ``controller/``. Every file the manifest names carries its
+sha256; :func:`verify_bundle` checks them all and is what the runtime calls before
+trusting a bundle.
+
+Schema 2 (this version) differs from schema 1 only in the graphs: exported at the anchor
+(BN deltas 0) with external weights, and the manifest's ``weights`` section; schema 1
+graphs were self-contained and folded at their topology's first grid point
+(``exported_at``). Both are read; a grid point's weights are bound by name either way.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ from typing import Any, Optional
 from dymu_rt.errors import BundleError
 from dymu_rt.utils.io import sha256_file
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Schema versions this dymu-rt reads (1: self-contained graphs, no ``weights`` section).
+READABLE_SCHEMAS = (1, 2)
 KIND = "dymu-rt-bundle"
 MANIFEST = "manifest.json"
 JOURNAL = ".build-journal.json"
@@ -24,6 +33,9 @@ CONTROLLER_DIR = "controller"
 EDGE_HYPERNET_FILE = f"{CONTROLLER_DIR}/edge_hypernet.onnx"
 WEIGHT_HYPERNET_FILE = f"{CONTROLLER_DIR}/weight_hypernet.onnx"
 FOLD_PARAMS_FILE = f"{CONTROLLER_DIR}/fold_params.safetensors"
+#: The shared tensor file every graph references (next to the graphs: ONNX resolves
+#: external data relative to the graph's folder).
+WEIGHTS_FILE = f"{GRAPHS_DIR}/weights.bin"
 
 REQUIRED_KEYS = ("schema_version", "kind", "producer", "preset", "tasks", "preprocessing", "grid",
                  "points", "topologies", "controller", "bn_layout", "bn_eps", "topology_salt")
@@ -54,10 +66,10 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
         raise BundleError(f"{mpath} is not a dymu-rt bundle manifest (kind != {KIND!r})")
     version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise BundleError(f"{mpath} has schema_version {version!r}; this dymu-rt reads {SCHEMA_VERSION} "
-                          "(rebuild the bundle with this version)")
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if version not in READABLE_SCHEMAS:
+        raise BundleError(f"{mpath} has schema_version {version!r}; this dymu-rt reads "
+                          f"{', '.join(map(str, READABLE_SCHEMAS))} (rebuild the bundle with this version)")
+    missing = [k for k in REQUIRED_KEYS + (("weights",) if version >= 2 else ()) if k not in manifest]
     if missing:
         raise BundleError(f"{mpath} lacks keys {missing}")
     return manifest
@@ -66,6 +78,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 def manifest_files(manifest: dict[str, Any]) -> dict[str, str]:
     """Every file the manifest names (bundle-relative path -> sha256)."""
     files = {t["file"]: t["sha256"] for t in manifest["topologies"].values()}
+    weights = manifest.get("weights")
+    if isinstance(weights, dict) and "file" in weights:
+        files[weights["file"]] = weights["sha256"]
     for entry in manifest["controller"].values():
         if isinstance(entry, dict) and "file" in entry:
             files[entry["file"]] = entry["sha256"]
@@ -88,9 +103,15 @@ def check_file(root: Path, rel: str, sha256: Optional[str]) -> None:
 
 def verify_bundle(path: str | Path, check_hashes: bool = True) -> dict[str, Any]:
     """Check a bundle: manifest structure, every named file present and (by default)
-    matching its sha256, every point mapped to a known topology. Returns the manifest."""
+    matching its sha256 (the shared weight file included), every point mapped to a known
+    topology. Returns the manifest."""
     root = Path(path)
     manifest = read_manifest(root)
+    weights = manifest.get("weights")
+    if weights is not None and (not isinstance(weights, dict) or
+                                str(Path(weights.get("file", "")).parent) != GRAPHS_DIR):
+        raise BundleError(f"bundle {root}: manifest 'weights' must name a file in {GRAPHS_DIR}/ "
+                          "(graphs resolve their external data there)")
     for rel, digest in sorted(manifest_files(manifest).items()):
         check_file(root, rel, digest if check_hashes else None)
     topologies = manifest["topologies"]

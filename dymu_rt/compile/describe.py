@@ -52,6 +52,7 @@ def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, A
     return {"what": "bundle", "path": str(path), "preset": m["preset"], "trained_on": m.get("trained_on"),
             "tasks": [t["name"] for t in m["tasks"]], "grid": m["grid"], "points": len(m["points"]),
             "n_topologies": len(tops), "topologies": tops, "bundle_bytes": bundle_bytes(path),
+            "weights_bytes": m.get("weights", {}).get("bytes"),
             "gflops_unit": "GMACs (FLOPs = 2 x MACs)",
             "engines": {b: sorted(p) for b, p in m.get("engines", {}).items()},
             "latency_profiles": sorted(m.get("latency", {}))}

@@ -5,14 +5,18 @@ mean/std normalization inside) and one output per task, named after the task. It
 initializers carry stable, meaningful names — the module path of each conv: the folded
 conv of slot ``node3_1.conv1`` is ``node3_1.conv1.conv.weight`` / ``.conv.bias``, heads
 ``head_<task>.…`` — so a runtime can bind another preference's weights by name and
-TensorRT can refit them (DESIGN.md §6).
+TensorRT can refit them (DESIGN.md §6). In a bundle the graph's tensors are not embedded:
+:func:`export_tree` with a ``store`` makes them ONNX external data in the bundle's shared
+weight file (:mod:`dymu_rt.compile.weights`).
 
 The classic TorchScript exporter (``dynamo=False``) is used: it is ~10x faster than the
 dynamo exporter for these small graphs and keeps parameter names. It does, however,
 deduplicate initializers with equal values (e.g. two zero biases), which would make two
 slots share one tensor and break binding by name. :func:`_restore_conv_initializers`
 therefore re-attaches every Conv's weight/bias as its own initializer, named by the
-module path the exporter records in the node name (``/node3_1/conv1/conv/Conv``), with the
+module path the exporter records in the node name (``/node3_1/conv1/conv/Conv``; a
+Sequential child appears as ``/node1_0/block/block.0/conv/Conv``, an indexed ModuleList
+entry as ``/head_x/aspp/branches.0/conv/Conv``, see :func:`_module_of_scope`), with the
 values taken from the module itself. Graph-surgeon constant folding only touches
 shape arithmetic, never those initializers (checked by the tests).
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -46,16 +51,47 @@ def _classic_export(module: nn.Module, args: tuple, path: Path, input_names: Seq
                           opset_version=OPSET, do_constant_folding=True, dynamo=False)
 
 
+def _unqualified(path: str) -> str:
+    """A module's scope atom as the TorchScript exporter names it: its qualified name from
+    the last non-numeric atom on (torch.onnx's ``_unqualified_variable_name``), e.g.
+    ``block.0`` for ``node1_0.block.0``."""
+    atoms = path.split(".")
+    i = max((i for i, a in enumerate(atoms) if not a.isnumeric()), default=0)
+    return ".".join(atoms[i:])
+
+
+def _module_of_scope(scope: str, by_atom: dict[str, list[str]]) -> str | None:
+    """Module path of an ONNX node scope such as ``head_semseg/aspp/branches.0/conv``.
+
+    The scope lists the *called* modules (containers like ModuleList never appear), each by
+    :func:`_unqualified`; walk down, at each step taking the shallowest descendant of the
+    current module whose unqualified name is the next atom (``by_atom``: unqualified name
+    -> module paths).
+    """
+    cur = ""
+    for atom in scope.split("/"):
+        prefix = f"{cur}." if cur else ""
+        hits = [n for n in by_atom.get(atom, ()) if n.startswith(prefix) and n != cur]
+        if not hits:
+            return None
+        cur = min(hits, key=lambda n: n.count("."))
+    return cur
+
+
 def _restore_conv_initializers(graph, module: nn.Module) -> None:
     """Give every Conv node its own initializers named ``<module path>.weight/.bias``."""
     import onnx_graphsurgeon as gs
 
     convs = {name: m for name, m in module.named_modules() if isinstance(m, nn.Conv2d)}
+    by_atom: dict[str, list[str]] = {}
+    for name, _ in module.named_modules():
+        if name:
+            by_atom.setdefault(_unqualified(name), []).append(name)
     seen = set()
     for node in graph.nodes:
         if node.op != "Conv":
             continue
-        path = node.name.strip("/").rsplit("/", 1)[0].replace("/", ".")
+        path = _module_of_scope(node.name.strip("/").rsplit("/", 1)[0], by_atom)
         conv = convs.get(path)
         if conv is None or path in seen:
             raise RuntimeError(f"cannot map ONNX node {node.name!r} to a Conv2d module of the tree")
@@ -72,8 +108,8 @@ def _restore_conv_initializers(graph, module: nn.Module) -> None:
         raise RuntimeError(f"convs missing from the exported graph: {sorted(missing)[:3]}")
 
 
-def _finish(model_path: Path, out_path: Path, fold: bool, module: nn.Module | None = None) -> None:
-    """Shape-infer, fold shape arithmetic, restore names, clean, check, save with IR 10."""
+def _finished_model(model_path: Path, fold: bool, module: nn.Module | None = None):
+    """Shape-infer, fold shape arithmetic, restore names, clean, check; the model with IR 10."""
     import onnx
     import onnx_graphsurgeon as gs
     import onnxruntime as ort
@@ -93,20 +129,53 @@ def _finish(model_path: Path, out_path: Path, fold: bool, module: nn.Module | No
     del out.opset_import[:]
     out.opset_import.append(onnx.helper.make_opsetid("", OPSET))
     onnx.checker.check_model(out, full_check=True)
-    onnx.save(out, str(out_path))
+    return out
+
+
+def _finish(model_path: Path, out_path: Path, fold: bool, module: nn.Module | None = None) -> None:
+    """:func:`_finished_model`, saved (self-contained) to ``out_path``."""
+    import onnx
+
+    onnx.save(_finished_model(model_path, fold, module), str(out_path))
+
+
+@torch.no_grad()
+def export_tree_model(tree: nn.Module, input_size: tuple[int, int], task_names: Sequence[str]):
+    """A (folded) materialized tree as a checked, self-contained ``onnx.ModelProto``."""
+    h, w = input_size
+    x = torch.rand(1, 3, h, w)
+    axes = {INPUT_NAME: {0: "batch"}, **{t: {0: "batch"} for t in task_names}}
+    with tempfile.TemporaryDirectory(prefix="dymu-export-") as d:
+        raw = Path(d) / "tree.onnx"
+        _classic_export(tree, (x,), raw, [INPUT_NAME], task_names, axes)
+        return _finished_model(raw, fold=True, module=tree)
 
 
 @torch.no_grad()
 def export_tree(tree: nn.Module, path: str | Path, input_size: tuple[int, int],
-                task_names: Sequence[str]) -> Path:
-    """Export a (folded) materialized tree to ``path`` atomically; returns ``path``."""
+                task_names: Sequence[str], store=None) -> Path:
+    """Export a (folded) materialized tree to ``path`` atomically; returns ``path``.
+
+    With ``store`` (a :class:`dymu_rt.compile.weights.TensorStore` whose file lies in
+    ``path``'s folder) the large initializers reference the store instead of being
+    embedded (:func:`dymu_rt.compile.weights.externalize`), and the written graph is
+    checked again by path, external data included.
+    """
+    import onnx
+
     path = Path(path)
-    h, w = input_size
-    x = torch.rand(1, 3, h, w)
-    axes = {INPUT_NAME: {0: "batch"}, **{t: {0: "batch"} for t in task_names}}
+    model = export_tree_model(tree, input_size, task_names)
     with atomic_path(path) as tmp:
-        _classic_export(tree, (x,), tmp, [INPUT_NAME], task_names, axes)
-        _finish(tmp, tmp, fold=True, module=tree)
+        if store is None:
+            onnx.save(model, str(tmp))
+        else:
+            from dymu_rt.compile.weights import externalize
+
+            if not (path.parent / store.location).is_file():
+                raise FileNotFoundError(f"weights file {store.location} is not next to {path}")
+            externalize(model, store)
+            onnx.save(model, str(tmp))
+            onnx.checker.check_model(str(tmp), full_check=True)
     return path
 
 

@@ -32,9 +32,10 @@ def test_grid_point_counts():
 def test_manifest_contract(built, tiny_run):
     out, summary = built
     m = B.verify_bundle(out)
-    assert m["schema_version"] == 1 and m["kind"] == "dymu-rt-bundle"
+    assert m["schema_version"] == 2 and m["kind"] == "dymu-rt-bundle"
     for key in ("producer", "preset", "trained_on", "tasks", "preprocessing", "grid", "points",
-                "topologies", "controller", "bn_layout", "bn_eps", "topology_salt", "latency", "engines"):
+                "topologies", "controller", "bn_layout", "bn_eps", "topology_salt", "weights", "latency",
+                "engines"):
         assert key in m, key
     assert m["trained_on"] == "synth"
     assert [t["name"] for t in m["tasks"]] == ["semseg", "normals", "depth"]
@@ -43,12 +44,17 @@ def test_manifest_contract(built, tiny_run):
     assert sum(t["n_points"] for t in m["topologies"].values()) == 18
     assert 1 <= len(m["topologies"]) == summary["topologies"] <= 18
     graphs = sorted(p.name for p in (out / "graphs").iterdir())
-    assert graphs == sorted(f"{tid}.onnx" for tid in m["topologies"])   # one graph per topology
+    # one graph per topology, and the one weight file they all share
+    assert graphs == sorted([f"{tid}.onnx" for tid in m["topologies"]] + ["weights.bin"])
+    w = m["weights"]
+    assert w["file"] == "graphs/weights.bin" and w["at"] == "anchor" and w["bn_deltas"] == 0.0
+    assert w["bytes"] == (out / w["file"]).stat().st_size and w["tensors"]
     from dymu_rt.models.tree import topology_id
 
     for tid, t in m["topologies"].items():
         assert topology_id(np.asarray(t["parents"]), m["topology_salt"]) == tid
         assert t["bn_slots"] and all(s in {x["name"] for x in m["bn_layout"]} for s in t["bn_slots"])
+        assert t["weights"] == "anchor" and "exported_at" not in t
     assert set(m["controller"]) == {"edge_hypernet", "weight_hypernet", "fold_params"}
     assert not (out / B.JOURNAL).exists()
 
@@ -107,7 +113,8 @@ def test_interrupted_build_resumes_without_redoing_topologies(tiny_run, tmp_path
     with pytest.raises(BundleError):
         B.verify_bundle(out)
     finished = {p.name for p in (out / "graphs").iterdir()}
-    assert finished == {f"{t}.onnx" for t in done}
+    assert finished == {f"{t}.onnx" for t in done} | {"weights.bin"}   # weights first, whole
+    assert "graphs/weights.bin" in json.loads((out / B.JOURNAL).read_text())["files"]
     mtimes = {n: (out / "graphs" / n).stat().st_mtime_ns for n in finished}
     resumed = build_bundle(tiny_run, out, step="0.5", c_step="1", progress=False)
     assert resumed["topologies"] >= 2 and resumed["built"] == resumed["topologies"] - 1
@@ -147,6 +154,26 @@ def test_damaged_bundle_rebuild_redoes_only_the_damaged_file(built, tiny_run, tm
     B.verify_bundle(out)
 
 
+def test_damaged_weight_file_is_detected_and_rebuilt_alone(built, tiny_run, tmp_path):
+    import shutil
+
+    src, _ = built
+    out = tmp_path / "copy"
+    shutil.copytree(src, out)
+    m = B.verify_bundle(out)
+    weights = out / m["weights"]["file"]
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 3] ^= 0x01                    # one flipped bit in one weight
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="weights.bin is corrupt"):
+        B.verify_bundle(out)
+    graphs = {p: p.stat().st_mtime_ns for p in (out / "graphs").glob("*.onnx")}
+    s = build_bundle(tiny_run, out, step="0.5", progress=False)
+    assert not s["noop"] and s["built"] == 0          # same anchor -> same bytes: graphs stay valid
+    assert B.verify_bundle(out)["weights"]["sha256"] == m["weights"]["sha256"]
+    assert {p: p.stat().st_mtime_ns for p in (out / "graphs").glob("*.onnx")} == graphs
+
+
 def test_different_grid_rebuilds_and_drops_stale_graphs(tiny_run, built, tmp_path):
     import shutil
 
@@ -156,7 +183,7 @@ def test_different_grid_rebuilds_and_drops_stale_graphs(tiny_run, built, tmp_pat
     s = build_bundle(tiny_run, out, step="0.5", c_step="1", progress=False)
     m = B.verify_bundle(out)
     assert not s["noop"] and m["grid"]["n_points"] == 6 * 2
-    assert {p.name for p in (out / "graphs").iterdir()} == {f"{t}.onnx" for t in m["topologies"]}
+    assert {p.name for p in (out / "graphs").iterdir()} == {f"{t}.onnx" for t in m["topologies"]} | {"weights.bin"}
 
 
 def test_tensorrt_without_tensorrt_fails_at_once_writing_nothing(tmp_path):

@@ -100,3 +100,30 @@ def test_bind_by_name_equals_export_at_other_preference(tiny_anchor, exported):
         scale = max(1.0, float(np.abs(oref).max()))
         assert np.abs(ob - oref).max() <= 1e-4 * scale
         assert np.abs(oa - oref).max() > 1e-3 * scale    # the preferences really differ
+
+
+class _Nested(torch.nn.Module):
+    """Convs inside a Sequential (scope ``stem/stem.0/conv``) and a ModuleList that is
+    indexed, never called (scope ``branches.0``): the MobileNetV2 / ASPP layouts."""
+
+    def __init__(self):
+        super().__init__()
+        from dymu_rt.models.layers import ConvBN
+
+        self.stem = torch.nn.Sequential(ConvBN(3, 4, 3), torch.nn.ReLU(), ConvBN(4, 4, 1))
+        self.branches = torch.nn.ModuleList([torch.nn.Conv2d(4, 4, 1), torch.nn.Conv2d(4, 4, 3, padding=1)])
+
+    def forward(self, x):
+        h = self.stem(x)
+        return (self.branches[0](h) + self.branches[1](h),)
+
+
+def test_nested_module_paths_name_their_initializers(tmp_path):
+    torch.manual_seed(0)
+    net = fold_bn(_Nested().eval())
+    export_tree(net, tmp_path / "n.onnx", (8, 8), ["out"])
+    names = {i.name for i in onnx.load(str(tmp_path / "n.onnx")).graph.initializer}
+    assert {"stem.0.conv.weight", "stem.2.conv.bias", "branches.0.weight", "branches.1.bias"} <= names
+    x = torch.rand(1, 3, 8, 8)
+    out = _run(str(tmp_path / "n.onnx"), x.numpy())[0]
+    np.testing.assert_allclose(out, net(x)[0].detach().numpy(), atol=1e-5, rtol=1e-5)
