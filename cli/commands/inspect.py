@@ -44,7 +44,7 @@ def _run(d: dict) -> None:
 def _bundle(d: dict) -> None:
     from rich.table import Table
 
-    console.print(f"[bold]bundle {d['path']}[/bold]: preset {d['preset']} (trained on {d['trained_on']}), "
+    console.print(f"[bold]bundle {d['path']}[/bold]: preset {d['preset']} (trained on {d.get('training_data') or d['trained_on']}), "
                   f"tasks {', '.join(d['tasks'])}; {d['points']} grid points "
                   f"(step {d['grid']['step']:g}, c step {d['grid']['c_step']:g}), "
                   f"{d['n_topologies']} topologies, {d['bundle_bytes'] / 2**20:.2f} MiB")

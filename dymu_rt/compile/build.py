@@ -51,6 +51,14 @@ BACKENDS = ("onnxruntime", "tensorrt")
 
 # -- checks that must happen before anything is written ----------------------------------------
 
+def describe_training_data(data) -> str:
+    """A plain statement of what a run was trained on, stored in the manifest."""
+    if data == "synth":
+        return ("procedural room scenes rendered by dymu_rt.data.synth (NYU-v2 class ids and "
+                "layout, but synthetic images; NOT trained on NYU-v2 or any real dataset)")
+    return f"the dataset at {data}"
+
+
 def check_backend(backend: str, profile: Optional[str]):
     """Validate the backend (and profile) up front; TensorRT must be usable on this machine.
 
@@ -290,6 +298,7 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
     manifest = {
         "schema_version": B.SCHEMA_VERSION, "kind": B.KIND, "producer": _producer(),
         "preset": preset.name, "preset_config": preset.to_dict(), "trained_on": cfg.get("data"),
+        "training_data": describe_training_data(cfg.get("data")),
         "tasks": [{"name": t.name, "kind": t.kind, "out_channels": t.out_channels} for t in preset.tasks],
         "preprocessing": {"input_size": list(preset.input_size), "color": "RGB", "scale": 1 / 255,
                           "mean": list(preset.mean), "std": list(preset.std), "normalize_in_graph": True},

@@ -50,6 +50,7 @@ def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, A
                     "n_points": t["n_points"], "file": t["file"]} for tid, t in m["topologies"].items()),
                   key=lambda t: (-t["n_points"], t["gflops"], t["id"]))
     return {"what": "bundle", "path": str(path), "preset": m["preset"], "trained_on": m.get("trained_on"),
+            "training_data": m.get("training_data"),
             "tasks": [t["name"] for t in m["tasks"]], "grid": m["grid"], "points": len(m["points"]),
             "n_topologies": len(tops), "topologies": tops, "bundle_bytes": bundle_bytes(path),
             "weights_bytes": m.get("weights", {}).get("bytes"),

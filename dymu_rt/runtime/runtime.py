@@ -50,6 +50,15 @@ def default_bundle_path() -> Path:
     return path
 
 
+def is_shipped_bundle(path) -> bool:
+    """True when ``path`` is the default bundle shipped inside the package (read-only)."""
+    shipped = Path(str(importlib.resources.files("dymu_rt.assets") / "default_bundle"))
+    try:
+        return Path(path).resolve() == shipped.resolve()
+    except OSError:
+        return False
+
+
 @dataclasses.dataclass(frozen=True)
 class _State:
     """Everything one inference needs, swapped atomically by set_preference."""
@@ -68,6 +77,7 @@ class Runtime:
 
     def __init__(self, root: Path, manifest: dict, backend, profile, cache_engines: bool) -> None:
         self.root = root
+        self.read_only = False            # True for the shipped default bundle (package data)
         self.manifest = manifest
         self.backend = backend
         self.profile = profile
@@ -119,11 +129,15 @@ class Runtime:
             RB.update_manifest(root, lambda m: m.get("engines", {}).get(backend, {}).pop(prof.name, None))
             shutil.rmtree(root / RB.engines_dir(backend, prof.name), ignore_errors=True)
         manifest = RB.open_manifest(root)
+        shipped = is_shipped_bundle(root)
         if cache_engines is None:
             import os
 
-            cache_engines = os.access(root, os.W_OK)
-        return cls(root, manifest, be, prof, bool(cache_engines) and getattr(be, "binding", None) == "affine")
+            # The shipped default bundle is package data: never write into it.
+            cache_engines = os.access(root, os.W_OK) and not shipped
+        rt = cls(root, manifest, be, prof, bool(cache_engines) and getattr(be, "binding", None) == "affine")
+        rt.read_only = shipped
+        return rt
 
     # -- engines ---------------------------------------------------------------------------
 
@@ -268,6 +282,10 @@ class Runtime:
         """Time every topology (at its first grid point's weights) on this device and store
         ``latency[profile]`` in the manifest; returns topology id -> {p50_ms, p90_ms, p99_ms,
         batch, iters}. The current preference is left as it was."""
+        if self.read_only:
+            raise ValidationError(
+                f"the shipped default bundle ({self.root}) is read-only package data; copy it first "
+                f"(cp -r {self.root} my-bundle) and run `dymu-rt profile --bundle my-bundle`")
         for name, v, lo in (("iters", iters, 1), ("warmup", warmup, 0), ("batch", batch, 1)):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ValidationError(f"--{name} = {v!r}; expected an integer >= {lo}")
