@@ -14,10 +14,16 @@ l-1, for l = 1..L-1.
   lower down, usages of sibling nodes are correlated through their shared ancestors and the
   DP is the paper's approximation (tests/control/test_control_regularizer.py shows both).
 * Active tasks A = {i : r_i >= τ} (τ = 0.6/N by default), inactive I = the rest.
-* L_active = Σ_l Σ_{i≠j∈A} ((L−l)/L) · A(i,j) · P_use(l,i) P_use(l,j) · ||ν_i^l − ν_j^l||²:
+* L_active = Σ_l Σ_{i≠j∈A} w_l · A(i,j) · P_use(l,i) P_use(l,j) · ||ν_i^l − ν_j^l||²:
   pulls the parent distributions of important, related tasks together (sharing), more so
   in lower layers, weighted by how likely both nodes are to run. Ordered pairs, as written
   in the paper (each unordered pair counts twice when A is symmetric).
+  Layer weight w_l: the paper writes (L−l)/L with its layers 0..L — layer 0 (the stem) reads
+  the image, ν^l exists for l = 1..L and the top layer is L (P_use(L, ·) = 1), so the top
+  layer's choice gets weight 0 and the lowest choice (L−1)/L. Here the tree has L rows
+  (0..L−1) and the paper's L is our top row L−1 = ``nu.shape[0]``: with B = L−1 branching
+  layers, w_l = (B − l)/B for l = 1..B (top 0, bottom (B−1)/B). With B = 1 the active loss is
+  therefore 0 (the only choice is the top one, which the paper does not pull together).
 * L_inactive = Σ_l Σ_{j∈I} min_{i∈A} ||ν_i^l − ν_j^l||²: lets unimportant tasks branch off
   the closest important task instead of keeping their own streams.
 
@@ -54,6 +60,21 @@ class RegularizerConfig:
     layer_weighting: bool = True
     use_affinity: bool = True
     dichotomy: bool = True
+
+    def __post_init__(self) -> None:
+        from dymu_rt.errors import ValidationError
+
+        for name in ("lambda_active", "lambda_inactive"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+                raise ValidationError(f"regularizer {name} {v!r} is not valid; expected a number >= 0")
+        if self.tau is not None and (isinstance(self.tau, bool) or not isinstance(self.tau, (int, float))
+                                     or not 0 < self.tau <= 1):
+            raise ValidationError(f"regularizer tau {self.tau!r} is not valid; expected 0 < tau <= 1")
+        for name in ("inactive_loss", "layer_weighting", "use_affinity", "dichotomy"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValidationError(f"regularizer switch {name} must be true or false, "
+                                      f"got {getattr(self, name)!r}")
 
     def threshold(self, n_tasks: int) -> float:
         """τ for N tasks."""
@@ -122,8 +143,10 @@ def branching_regularizer(nu: TensorLike, r, c, affinity: Optional[torch.Tensor]
     act = active_mask(r, config).to(nu.device)
     dist = _pair_distances(nu)                                          # [L-1, N, N]
     use = p_use(nu)[1:]                                                  # P_use(l, ·), l = 1..L-1
-    layers = torch.arange(1, L, dtype=nu.dtype, device=nu.device)
-    weight = (L - layers) / L if config.layer_weighting else torch.ones_like(layers)
+    # nu[l-1] = ν^l for l = 1..B (B = L-1 = n_branch branching layers; row 0 is the stem).
+    # The paper's top layer index is B, so w_l = (B - l)/B: top layer 0, lowest (B-1)/B.
+    layers = torch.arange(1, n_branch + 1, dtype=nu.dtype, device=nu.device)
+    weight = (n_branch - layers) / n_branch if config.layer_weighting else torch.ones_like(layers)
 
     pair = act[:, None] & act[None, :] & ~torch.eye(n, dtype=torch.bool, device=nu.device)
     both_used = use[:, :, None] * use[:, None, :]                        # P(l, i, j)

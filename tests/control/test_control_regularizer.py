@@ -81,11 +81,12 @@ R = torch.tensor([0.45, 0.45, 0.10])      # τ = 0.2: tasks 0, 1 active; task 2 
 
 def test_hand_computed_losses():
     omega, t = branching_regularizer(IDENTITY_NU, R, 0.5, AFF)
-    # L_active: layer weights (3-1)/3 + (3-2)/3 = 1; ordered pairs (0,1), (1,0): A = 0.8 + 0.6.
-    assert t["l_active"].item() == pytest.approx(1.0 * (0.8 + 0.6) * 2.0)
+    # L_active: B = 2 branching layers, weights (2-1)/2 + (2-2)/2 = 0.5; ordered pairs (0,1),
+    # (1,0): A = 0.8 + 0.6; ||ν_0 − ν_1||² = 2.
+    assert t["l_active"].item() == pytest.approx(0.5 * (0.8 + 0.6) * 2.0)
     # L_inactive: per layer, task 2's distance to its closest active task is 2.
     assert t["l_inactive"].item() == pytest.approx(2 * 2.0)
-    assert omega.item() == pytest.approx(0.5 * 1.0 * 2.8 + 0.1 * 4.0)
+    assert omega.item() == pytest.approx(0.5 * 1.0 * 1.4 + 0.1 * 4.0)
     assert t["n_active"] == 2.0 and t["omega"].item() == pytest.approx(omega.item())
 
 
@@ -111,7 +112,8 @@ def test_soft_case_matches_a_direct_loop():
     omega, t = branching_regularizer(nu, r, c, AFF, cfg)
     P = p_use(nu)
     L, act, inact = 4, [0, 1], [2]
-    la = sum((L - l) / L * AFF[i, j] * P[l, i] * P[l, j] * ((nu[l - 1, i] - nu[l - 1, j]) ** 2).sum()
+    B = L - 1                                              # paper's top layer index
+    la = sum((B - l) / B * AFF[i, j] * P[l, i] * P[l, j] * ((nu[l - 1, i] - nu[l - 1, j]) ** 2).sum()
              for l in range(1, L) for i in act for j in act if i != j)
     li = sum(min(((nu[l - 1, i] - nu[l - 1, j]) ** 2).sum() for i in act) for l in range(1, L) for j in inact)
     assert t["l_active"].item() == pytest.approx(la.item())
@@ -127,15 +129,15 @@ def test_ablation_switches():
                                      RegularizerConfig(**cfg))[1]
 
     assert terms(layer_weighting=False)["l_active"].item() == pytest.approx(2 * (0.8 + 0.6) * 2.0)
-    assert terms(use_affinity=False)["l_active"].item() == pytest.approx(1.0 * 2 * 2.0)
+    assert terms(use_affinity=False)["l_active"].item() == pytest.approx(0.5 * 2 * 2.0)
     assert terms(inactive_loss=False)["l_inactive"].item() == 0
     t = terms(dichotomy=False)                             # all three tasks active, none inactive
     assert t["n_active"] == 3.0 and t["l_inactive"].item() == 0
     off_diag = (AFF.sum() - AFF.diagonal().sum()).item()
-    assert t["l_active"].item() == pytest.approx(1.0 * off_diag * 2.0)
+    assert t["l_active"].item() == pytest.approx(0.5 * off_diag * 2.0)
     omega, _ = branching_regularizer(IDENTITY_NU, R, 1.0, AFF, RegularizerConfig(lambda_active=0.2,
                                                                                    lambda_inactive=0.02))
-    assert omega.item() == pytest.approx(0.2 * 2.8 + 0.02 * 4.0)
+    assert omega.item() == pytest.approx(0.2 * 1.4 + 0.02 * 4.0)
     # use_affinity=False needs no affinity matrix at all.
     branching_regularizer(IDENTITY_NU, R, 1.0, None, RegularizerConfig(use_affinity=False))
 
@@ -153,3 +155,39 @@ def test_gradients_reach_nu():
     omega, _ = branching_regularizer(nu, torch.tensor([0.7, 0.2, 0.1]), 0.8, AFF)
     omega.backward()
     assert torch.isfinite(nu.grad).all() and nu.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("n_branch", [2, 4, 6])
+def test_layer_weights_top_layer_zero_bottom_layer_b_minus_1_over_b(n_branch):
+    """Paper: w_l = (L−l)/L with layers 0..L (layer 0 = stem, top = L, P_use(L) = 1). Our
+    nu[l-1] is ν^l for l = 1..B, so the top branching layer B weighs 0, the lowest (B−1)/B."""
+    r, aff = torch.tensor([0.5, 0.5]), torch.ones(2, 2, dtype=torch.float64)
+    cfg = RegularizerConfig(inactive_loss=False)
+
+    def l_active(nu, config=cfg):
+        return branching_regularizer(nu, r, 1.0, aff, config)[1]["l_active"].item()
+
+    eye = torch.eye(2, dtype=torch.float64)
+    share = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)     # both read stream 0
+    # Top only: the two top nodes read different streams, everything below is shared.
+    top_only = share.repeat(n_branch, 1, 1)
+    top_only[-1] = eye
+    assert l_active(top_only) == pytest.approx(0.0)
+    assert l_active(top_only, RegularizerConfig(inactive_loss=False, layer_weighting=False)) == \
+        pytest.approx(2 * 2.0)                                   # the pair does differ there
+    # Bottom: separate streams everywhere (P_use = 1 everywhere) minus the same with the
+    # bottom layer shared (P_use of every layer is unchanged; only layer 1's distance drops).
+    separate = eye.repeat(n_branch, 1, 1)
+    bottom_shared = separate.clone()
+    bottom_shared[0] = share
+    assert l_active(separate) - l_active(bottom_shared) == pytest.approx((n_branch - 1) / n_branch * 2 * 2.0)
+    assert l_active(separate) == pytest.approx(sum((n_branch - l) / n_branch for l in range(1, n_branch + 1)) * 4)
+
+
+def test_config_values_are_validated():
+    from dymu_rt.errors import ValidationError
+
+    for bad in (dict(tau=0.0), dict(tau=1.5), dict(lambda_active=-1.0), dict(lambda_inactive=float("nan")),
+                dict(dichotomy="no")):
+        with pytest.raises(ValidationError):
+            RegularizerConfig(**bad)
