@@ -179,35 +179,21 @@ def export_tree(tree: nn.Module, path: str | Path, input_size: tuple[int, int],
     return path
 
 
-class _PreferenceWrapper(nn.Module):
-    """Adapts a hypernet (called as the trainer calls it: r [N], c []) to the bundle's
-    controller signature (r [1, N], c [1, 1])."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return self.net(r[0], c[0, 0])
-
-
 @torch.no_grad()
 def export_hypernet(net: nn.Module, n_tasks: int, path: str | Path, output_name: str) -> Path:
     """Export a hypernet with inputs ``r`` [1, N] and ``c`` [1, 1] float32, atomically.
 
-    Uses ``dymu_rt.control.hypernets.export_onnx`` when the control package provides one,
-    so the controller has a single exporter; otherwise exports here.
+    The controller has a single exporter, :func:`dymu_rt.control.hypernets.export_onnx`;
+    this adds graph-surgeon cleanup and the full checker. ``n_tasks`` and ``output_name``
+    must match the hypernet (its ``n_tasks`` and ``onnx_output``), or ValueError.
     """
+    from dymu_rt.control.hypernets import export_onnx
+
+    if getattr(net, "n_tasks", n_tasks) != n_tasks or getattr(net, "onnx_output", output_name) != output_name:
+        raise ValueError(f"export_hypernet: {type(net).__name__} has {getattr(net, 'n_tasks', '?')} tasks and "
+                         f"output {getattr(net, 'onnx_output', '?')!r}; asked for {n_tasks} and {output_name!r}")
     path = Path(path)
-    r = torch.full((1, n_tasks), 1.0 / n_tasks)
-    c = torch.full((1, 1), 0.5)
     with atomic_path(path) as tmp:
-        helper = None
-        with contextlib.suppress(ImportError):
-            from dymu_rt.control.hypernets import export_onnx as helper  # type: ignore
-        if helper is not None:
-            helper(net, tmp)
-        else:
-            _classic_export(_PreferenceWrapper(net.eval()), (r, c), tmp, ["r", "c"], [output_name], {})
+        export_onnx(net, tmp)
         _finish(tmp, tmp, fold=False)
     return path
