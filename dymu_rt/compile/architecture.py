@@ -151,9 +151,23 @@ def slots_of(anchor: AnchorNet, parents) -> list:
     return [s for s in anchor.bn_layout if used[s.layer, s.stream]]
 
 
-def preference_tensors(r: Sequence[float], c: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hypernet inputs for one preference, as the trainer passes them: r [N], c [] float32."""
-    return torch.tensor(list(r), dtype=torch.float32), torch.tensor(float(c), dtype=torch.float32)
+def preference_tensors(r: Sequence[float], c: float,
+                       n_tasks: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hypernet inputs for one preference, as the trainer passes them: r [N], c [] float32.
+
+    (r, c) is validated by :func:`dymu_rt.control.preference.make_preference` (r on the
+    simplex with ``n_tasks`` entries — default: as many as given —, c in [0, 1]); a bad
+    preference raises :class:`~dymu_rt.errors.ValidationError`.
+    """
+    from dymu_rt.control.preference import make_preference
+
+    if n_tasks is None:
+        try:
+            n_tasks = len(r.split(",")) if isinstance(r, str) else len(r)
+        except TypeError:
+            n_tasks = 0          # not a sequence: make_preference refuses it with its message
+    pref = make_preference(r, c, n_tasks)
+    return torch.tensor(pref.r, dtype=torch.float32), torch.tensor(pref.c, dtype=torch.float32)
 
 
 @torch.no_grad()
@@ -161,13 +175,14 @@ def materialize_run(run, r: Sequence[float], c: float) -> tuple[Architecture, Ma
     """The tree a trained run picks at preference (r, c), with its BN deltas baked in.
 
     ``run`` is a :class:`dymu_rt.train.checkpoint.RunDir` (or a path to one). Without a
-    trained weight hypernet the anchor's BNs are used unmodulated.
+    trained weight hypernet the anchor's BNs are used unmodulated. (r, c) is validated
+    (:func:`preference_tensors`): a bad preference raises ValidationError.
     """
     from dymu_rt.train.checkpoint import RunDir
 
     run = run if isinstance(run, RunDir) else RunDir(run)
+    rt, ct = preference_tensors(r, c, len(run.preset().tasks))   # refuse a bad (r, c) before loading
     preset, anchor, edge, weight = run.load_all()
-    rt, ct = preference_tensors(r, c)
     parents = edge.architecture(rt, ct)
     deltas = weight(rt, ct).reshape(-1) if weight is not None else None
     arch = Architecture.from_parents(anchor, parents, topology_salt(preset))
