@@ -10,13 +10,19 @@ those bytes — so the same pictures give the same identity wherever they come f
 Results are cached per topology under ``BUNDLE/calibration/<topology>/<key>/`` with
 ``key = sha256(graph sha256, set digest, method)[:16]``:
 
-* ``ranges.json`` — ONNX Runtime's tensor-range calibration cache (the expensive part),
-* ``int8.onnx``   — the Q/DQ graph (:func:`dymu_rt.backends.precision.quantize_int8`),
-* ``meta.json``   — what went in (graph sha256, set, method) and the Q/DQ graph's sha256.
+* ``ranges.json``    — ONNX Runtime's tensor-range calibration cache (the expensive part),
+* ``int8.onnx``      — the Q/DQ graph (:func:`dymu_rt.backends.precision.quantize_int8`):
+  symmetric int8 activations, the form TensorRT takes,
+* ``int8-u8.onnx``   — the same ranges with asymmetric uint8 activations: ONNX Runtime's fast
+  x86 path (U8S8), which the ONNX Runtime backend's INT8 mode runs on x86 (S8S8 runs slower
+  than FP32 there; numbers in ``benchmarks/bench_precision.py``),
+* ``meta.json``      — what went in (graph sha256, set, method) and both graphs' sha256.
 
-A re-run with the same graph, images and method reuses ``int8.onnx`` untouched; a run with
+A re-run with the same graph, images and method reuses both graphs untouched; a run with
 another method or set adds a sibling key folder. The bundle manifest gains an ``int8``
-section naming, per topology, the Q/DQ graph in use (written atomically, last).
+section naming, per topology, the Q/DQ graphs in use (written last, through
+:func:`dymu_rt.runtime.bundle.update_manifest`). The shipped default bundle is package data
+and is refused (copy it first).
 See ``calibration/README.md`` for the user-facing description.
 """
 
@@ -35,6 +41,8 @@ from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.utils.io import atomic_write_json, sha256_file
 
 CALIBRATION_DIR = "calibration"
+#: activation type -> file name of its Q/DQ graph in a cache key folder
+GRAPH_FILES = {"int8": "int8.onnx", "uint8": "int8-u8.onnx"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 MANIFEST_KEY = "int8"
 
@@ -107,31 +115,56 @@ def cache_key(graph_sha256: str, set_digest: str, method: str) -> str:
     return hashlib.sha256(f"{graph_sha256}\n{set_digest}\n{method}".encode()).hexdigest()[:16]
 
 
+def _valid_graph(path: Path, digest: Optional[str]) -> bool:
+    return bool(digest) and path.is_file() and sha256_file(path) == digest
+
+
 def calibrate_graph(graph: Path, graph_sha256: str, cache_root: Path, cset: CalibrationSet,
                     method: str, input_name: str = "image") -> dict[str, Any]:
     """Quantize one topology graph, reusing ``cache_root/<key>/`` when it holds the result.
 
-    Returns ``{"key", "dir", "file" (the Q/DQ graph path), "sha256", "reused"}``.
+    Writes the int8-activation graph (TensorRT form) and the uint8-activation one (ONNX
+    Runtime x86) from one set of tensor ranges. Returns ``{"key", "dir", "file" (the int8
+    Q/DQ graph), "sha256", "uint8_file", "uint8_sha256", "reused"}`` (``reused``: nothing
+    had to be quantized).
     """
     if method not in CALIBRATION_METHODS:
         raise ValidationError(f"--method {method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
     key = cache_key(graph_sha256, cset.digest, method)
     kdir = cache_root / key
-    qdq, meta_path, ranges = kdir / "int8.onnx", kdir / "meta.json", kdir / "ranges.json"
-    if qdq.is_file() and meta_path.is_file():
+    meta_path, ranges = kdir / "meta.json", kdir / "ranges.json"
+    paths = {act: kdir / name for act, name in GRAPH_FILES.items()}
+    meta: dict[str, Any] = {}
+    if meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             meta = {}
-        if meta.get("int8_sha256") == sha256_file(qdq):
-            return {"key": key, "dir": kdir, "file": qdq, "sha256": meta["int8_sha256"], "reused": True}
-    kdir.mkdir(parents=True, exist_ok=True)
-    reader = None if ranges.is_file() else ArrayReader(cset.images, input_name)
-    quantize_int8(graph, qdq, reader, method=method, cache_path=ranges)
-    digest = sha256_file(qdq)
-    atomic_write_json(meta_path, {"graph_sha256": graph_sha256, "calibration": cset.describe(),
-                                  "method": method, "int8_sha256": digest})
-    return {"key": key, "dir": kdir, "file": qdq, "sha256": digest, "reused": False}
+    digests = {"int8": meta.get("int8_sha256"), "uint8": meta.get("uint8_sha256")}
+    reused = True
+    for act, path in paths.items():
+        if _valid_graph(path, digests[act]):
+            continue
+        reused = False
+        kdir.mkdir(parents=True, exist_ok=True)
+        # The tensor ranges are computed once (first graph) and reused by the second.
+        reader = None if ranges.is_file() else ArrayReader(cset.images, input_name)
+        quantize_int8(graph, path, reader, method=method, cache_path=ranges, activations=act)
+        digests[act] = sha256_file(path)
+    if not reused:
+        atomic_write_json(meta_path, {"graph_sha256": graph_sha256, "calibration": cset.describe(),
+                                      "method": method, "int8_sha256": digests["int8"],
+                                      "uint8_sha256": digests["uint8"]})
+    return {"key": key, "dir": kdir, "file": paths["int8"], "sha256": digests["int8"],
+            "uint8_file": paths["uint8"], "uint8_sha256": digests["uint8"], "reused": reused}
+
+
+def _refuse_shipped(root: Path) -> None:
+    from dymu_rt.runtime.runtime import is_shipped_bundle
+
+    if is_shipped_bundle(root):
+        raise ValidationError(f"the shipped default bundle ({root}) is read-only package data; copy it first "
+                              f"(cp -r {root} my-bundle) and run `dymu-rt calibrate my-bundle --synth 64`")
 
 
 def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth: Optional[int] = None,
@@ -145,6 +178,7 @@ def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth
     (this call), reused (from the cache), method, calibration set record.
     """
     from dymu_rt.compile import bundle as B
+    from dymu_rt.runtime import bundle as RB
     from dymu_rt.utils.progress import make_progress
 
     if (images is None) == (synth is None):
@@ -160,6 +194,7 @@ def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth
             raise ValidationError(f"--profile {prof.name}: has precision '{prof.precision}'; INT8 calibration "
                                   "is for profiles with precision = \"int8\"")
     root = Path(bundle)
+    _refuse_shipped(root)
     manifest = B.read_manifest(root)
     size = tuple(int(v) for v in manifest["preprocessing"]["input_size"])
     pre = manifest["preprocessing"]
@@ -174,22 +209,41 @@ def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth
                                   root / CALIBRATION_DIR / tid, cset, method)
             reused += res["reused"]
             files[tid] = {"file": res["file"].relative_to(root).as_posix(), "sha256": res["sha256"],
-                          "key": res["key"]}
+                          "key": res["key"],
+                          "uint8": {"file": res["uint8_file"].relative_to(root).as_posix(),
+                                    "sha256": res["uint8_sha256"]}}
             bar.update(task, advance=1, info=f"{tid} ({'cached' if res['reused'] else 'quantized'})")
     record = {"method": method, "calibration": cset.describe(), "profile": prof.name if prof else None,
-              "format": "onnx-qdq (int8 symmetric, per-channel weights, float bias)", "files": files}
-    # Re-read right before writing: keep whatever other keys changed meanwhile, replace ours.
-    latest = B.read_manifest(root)
-    latest[MANIFEST_KEY] = record
-    atomic_write_json(root / B.MANIFEST, latest)
+              "format": "onnx-qdq (int8 symmetric activations, per-channel int8 weights, float bias; "
+                        "'uint8': the same ranges with asymmetric uint8 activations, ONNX Runtime x86)",
+              "files": files}
+    # Under the runtime's manifest lock, re-read: keep whatever other keys changed meanwhile.
+    RB.update_manifest(root, lambda m: m.__setitem__(MANIFEST_KEY, record))
     return {"bundle": str(root), "topologies": len(files), "quantized": len(files) - reused, "reused": reused,
             "method": method, "calibration": record["calibration"]}
 
 
-def int8_graph(bundle: str | Path, manifest: Mapping, topology: str) -> Path:
-    """The Q/DQ graph recorded for ``topology`` (BundleError with a hint when absent)."""
+def int8_graph(bundle: str | Path, manifest: Mapping, topology: str, activations: str = "int8",
+               check: bool = False) -> Path:
+    """The Q/DQ graph recorded for ``topology`` (BundleError with a hint when absent).
+
+    ``activations``: ``"int8"`` (the TensorRT form) or ``"uint8"`` (ONNX Runtime x86; falls
+    back to the int8 graph for records written before that variant existed). ``check``:
+    also refuse a graph whose sha256 differs from the record, or that was calibrated for
+    another version of the topology's FP32 graph (the bundle was rebuilt since).
+    """
+    from dymu_rt.compile import bundle as B
+
+    fix = f"run `dymu-rt calibrate {bundle} --synth 64` (or --images DIR)"
     rec = manifest.get(MANIFEST_KEY, {}).get("files", {}).get(topology)
     if rec is None:
-        raise BundleError(f"bundle {bundle}: no INT8 graph for topology {topology}; run "
-                              f"`dymu-rt calibrate {bundle} --synth 64` (or --images DIR) first")
-    return Path(bundle) / rec["file"]
+        raise BundleError(f"bundle {bundle}: no INT8 graph for topology {topology} (not calibrated); {fix} first")
+    entry = rec.get("uint8", rec) if activations == "uint8" else rec
+    if check:
+        cal = manifest[MANIFEST_KEY]
+        graph_sha = manifest["topologies"][topology]["sha256"]
+        if rec.get("key") != cache_key(graph_sha, cal.get("calibration", {}).get("digest", ""), cal.get("method", "")):
+            raise BundleError(f"bundle {bundle}: the INT8 graph of topology {topology} was calibrated for another "
+                              f"version of its FP32 graph (the bundle was rebuilt); {fix} again")
+        B.check_file(Path(bundle), entry["file"], entry["sha256"])
+    return Path(bundle) / entry["file"]

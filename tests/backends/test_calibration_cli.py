@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_precision_graphs import export_tiny_graph
 
-from dymu_rt.backends.calibration import cache_key, calibrate_bundle, image_folder_set, int8_graph
+from dymu_rt.backends.calibration import cache_key, calibrate_bundle, image_folder_set, int8_graph, synth_set
 from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.utils.io import atomic_write_json, sha256_file
 
@@ -97,7 +97,10 @@ def test_calibrate_cli_writes_qdq_graphs_and_manifest(bundle, base):
         assert sha256_file(path) == entry["sha256"]
         assert (path.parent / "ranges.json").is_file() and (path.parent / "meta.json").is_file()
         assert entry["key"] == cache_key(manifest["topologies"][tid]["sha256"], rec["calibration"]["digest"], "minmax")
-        assert int8_graph(bundle, manifest, tid) == path
+        assert int8_graph(bundle, manifest, tid, check=True) == path
+        u8 = bundle / entry["uint8"]["file"]          # ORT x86 variant: same ranges, uint8 activations
+        assert u8.parent == path.parent and sha256_file(u8) == entry["uint8"]["sha256"]
+        assert int8_graph(bundle, manifest, tid, activations="uint8", check=True) == u8
         import onnxruntime as ort
 
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -119,9 +122,11 @@ def test_rerun_reuses_cache_and_other_method_adds_a_key(bundle, base):
 
 
 def test_synth_calibration_set(bundle):
-    pytest.importorskip("dymu_rt.data.synth", reason="procedural scenes (dymu_rt.data.synth) not available")
     res = calibrate_bundle(bundle, synth=3, progress=False)
     assert res["calibration"]["kind"] == "synth" and res["calibration"]["count"] == 3
+    assert res["calibration"]["digest"] == synth_set(3, (32, 32)).digest
+    other = calibrate_bundle(bundle, synth=3, seed=1, progress=False)
+    assert other["quantized"] == 2 and other["calibration"]["digest"] != res["calibration"]["digest"]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -156,3 +161,26 @@ def test_corrupt_graph_and_missing_bundle_are_refused(bundle, base, tmp_path):
     assert "int8" not in json.loads((bundle / "manifest.json").read_text())
     with pytest.raises(BundleError, match="dymu-rt calibrate"):
         int8_graph(bundle, json.loads((bundle / "manifest.json").read_text()), "t00")
+
+
+def test_stale_or_tampered_int8_graph_is_refused(bundle, base):
+    calibrate_bundle(bundle, images=base["images"], progress=False)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    rebuilt = json.loads(json.dumps(manifest))
+    rebuilt["topologies"]["t00"]["sha256"] = "0" * 64            # the FP32 graph changed since
+    with pytest.raises(BundleError, match="t00 was calibrated for another version.*dymu-rt calibrate"):
+        int8_graph(bundle, rebuilt, "t00", check=True)
+    (bundle / manifest["int8"]["files"]["t01"]["file"]).write_bytes(b"tampered")
+    with pytest.raises(BundleError, match="corrupt"):
+        int8_graph(bundle, manifest, "t01", check=True)
+
+
+def test_shipped_default_bundle_is_refused_and_untouched(base):
+    from dymu_rt.runtime.runtime import default_bundle_path
+
+    shipped = default_bundle_path()
+    before = (shipped / "manifest.json").read_bytes()
+    with pytest.raises(ValidationError, match="read-only package data; copy it first") as info:
+        calibrate_bundle(shipped, images=base["images"], progress=False)
+    assert "\n" not in str(info.value)
+    assert (shipped / "manifest.json").read_bytes() == before and not (shipped / "calibration").exists()
