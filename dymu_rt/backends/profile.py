@@ -7,14 +7,19 @@ Unknown or ill-typed keys are refused with the offending key named.
 
 Schema (all sections optional except the top-level ``name``/``backend``)::
 
-    name = "x86-64-cpu"
+    name = "x86-64-cpu"              # ^[A-Za-z0-9._-]+$, not "." or "..": it names bundle folders
     description = "Any x86-64 CPU, ONNX Runtime"
     backend = "onnxruntime"          # onnxruntime | tensorrt
-    device = "cpu"                   # free text matched against the running device by backends
+    device = "cpu"                   # tensorrt: a substring of the GPU name (case-insensitive,
+                                     # "A|B" = either); builds/loads are refused on a GPU whose
+                                     # name lacks it ("cpu"/"any" = no check).
+                                     # onnxruntime: informational only.
     precision = "fp32"               # fp32 | fp16 | int8
     threads = 0                      # intra-op threads, 0 = all cores
 
     [input]
+    shape = [3, 64, 64]              # C, H, W of one image (C = 3); absent = taken from the bundle.
+                                     # Runtime.open refuses a bundle whose input_size differs.
     batch_min = 1
     batch_opt = 1
     batch_max = 8
@@ -25,7 +30,8 @@ Schema (all sections optional except the top-level ``name``/``backend``)::
 
     [tensorrt]
     builder_optimization_level = 3   # 0..5
-    dla_core = -1                    # -1 = no DLA
+    dla_core = -1                    # -1 = no DLA; >= 0 needs batch_min == batch_max (DLA has no
+                                     # dynamic shapes) and precision fp16 or int8
     gpu_fallback = true
     refittable = true
 """
@@ -34,14 +40,17 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from dymu_rt.errors import ValidationError
 
 BACKENDS = ("onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
+#: A profile name is used as a folder name (``engines/<backend>/<name>``) and manifest key.
+NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +63,7 @@ class DeviceProfile:
     device: str = "cpu"
     precision: str = "fp32"
     threads: int = 0
+    shape: Optional[tuple[int, int, int]] = None     # (C, H, W); None = any (from the bundle)
     batch_min: int = 1
     batch_opt: int = 1
     batch_max: int = 8
@@ -73,7 +83,7 @@ class DeviceProfile:
 _SCHEMA: dict[str, dict[str, type]] = {
     "": {"name": str, "description": str, "backend": str, "device": str, "precision": str,
          "threads": int},
-    "input": {"batch_min": int, "batch_opt": int, "batch_max": int},
+    "input": {"shape": list, "batch_min": int, "batch_opt": int, "batch_max": int},
     "memory": {"engine_cache_mb": int, "workspace_mb": int},
     "tensorrt": {"builder_optimization_level": int, "dla_core": int, "gpu_fallback": bool,
                  "refittable": bool},
@@ -104,6 +114,17 @@ def parse_profile(data: dict[str, Any], source: str = "<profile>") -> DeviceProf
     for required in ("name", "backend"):
         if required not in flat:
             raise ValidationError(f"{source}: missing key '{required}'")
+    name = flat["name"]
+    if not NAME_RE.fullmatch(name) or name in (".", ".."):
+        raise ValidationError(f"{source}: key 'name' = {name!r} must match ^[A-Za-z0-9._-]+$ and not be "
+                              "'.' or '..' (it names a folder inside bundles)")
+    if "shape" in flat:
+        shape = flat["shape"]
+        if (len(shape) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)
+                or shape[0] != 3):
+            raise ValidationError(f"{source}: key 'input.shape' = {shape!r} must be [3, height, width] "
+                                  "with positive integers")
+        flat["shape"] = tuple(shape)
     if flat["backend"] not in BACKENDS:
         raise ValidationError(f"{source}: key 'backend' = {flat['backend']!r}; expected one of {BACKENDS}")
     if flat.get("precision", "fp32") not in PRECISIONS:
@@ -121,6 +142,19 @@ def parse_profile(data: dict[str, Any], source: str = "<profile>") -> DeviceProf
         raise ValidationError(f"{source}: key 'tensorrt.builder_optimization_level' must be in 0..5")
     if flat.get("dla_core", -1) < -1:
         raise ValidationError(f"{source}: key 'tensorrt.dla_core' must be -1 (none) or a core index")
+    if flat.get("dla_core", -1) >= 0:
+        # DLA engines have no dynamic shapes and run FP16/INT8 only. Note: TensorRT 11.0-11.3
+        # has no DLA support on Jetson at all; DLA profiles need JetPack 6 (TensorRT 10.x).
+        if flat.get("backend") != "tensorrt":
+            raise ValidationError(f"{source}: key 'tensorrt.dla_core' = {flat['dla_core']} needs backend "
+                                  "'tensorrt'")
+        if not bmin == bopt == bmax:
+            raise ValidationError(f"{source}: key 'input.batch_max' = {bmax}: a DLA profile (tensorrt.dla_core "
+                                  f"= {flat['dla_core']}) needs batch_min == batch_opt == batch_max (DLA has no "
+                                  f"dynamic shapes), got {bmin}, {bopt}, {bmax}")
+        if flat.get("precision", "fp32") not in ("fp16", "int8"):
+            raise ValidationError(f"{source}: key 'precision' = {flat.get('precision', 'fp32')!r}: a DLA profile "
+                                  "(tensorrt.dla_core >= 0) needs fp16 or int8")
     return DeviceProfile(source=source, **flat)
 
 

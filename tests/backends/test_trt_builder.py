@@ -24,7 +24,7 @@ def trt_profile(**kw):
             "input": {"batch_min": 1, "batch_opt": 2, "batch_max": 4}, "memory": {"workspace_mb": 256},
             "tensorrt": {"builder_optimization_level": 4, "refittable": True}}
     for k, v in kw.items():
-        section = {"batch_min": "input", "batch_opt": "input", "batch_max": "input", "workspace_mb": "memory",
+        section = {"shape": "input", "batch_min": "input", "batch_opt": "input", "batch_max": "input", "workspace_mb": "memory",
                    "dla_core": "tensorrt", "gpu_fallback": "tensorrt", "refittable": "tensorrt",
                    "builder_optimization_level": "tensorrt"}.get(k)
         (base.setdefault(section, {}) if section else base)[k] = v
@@ -198,7 +198,8 @@ def test_timing_cache_is_loaded_and_grown_across_builds(graph, tmp_path):
 
 def test_non_refittable_and_dla_profiles(graph, tmp_path):
     trt = make_fake_trt()
-    B.build_engine(graph, tmp_path / "a.engine", trt_profile(refittable=False, dla_core=1), FACTS, trt=trt)
+    dla = trt_profile(refittable=False, dla_core=1, precision="fp16", batch_min=2, batch_opt=2, batch_max=2)
+    B.build_engine(graph, tmp_path / "a.engine", dla, FACTS, trt=trt)
     calls = {c[0]: c[1:] for c in trt.calls}
     assert ("set_flag", "REFIT") not in trt.calls
     assert calls["config.default_device_type"] == ("DLA",) and calls["config.DLA_core"] == (1,)
@@ -235,8 +236,58 @@ def test_profile_shapes_rules():
     assert B.profile_shapes((2, 3, 8, 8), trt_profile(batch_min=2, batch_opt=2, batch_max=2))[2] == (2, 3, 8, 8)
     with pytest.raises(ValidationError, match=r"dynamic dimensions \[2, 3\]"):
         B.profile_shapes((-1, 3, -1, -1), p)
-    with pytest.raises(ValidationError, match="DLA without gpu_fallback"):
-        B.profile_shapes((-1, 3, 8, 8), trt_profile(dla_core=0, gpu_fallback=False))
+    import dataclasses
+
+    # parse_profile refuses a dynamic DLA range; a profile made in code is still caught here.
+    dla = dataclasses.replace(trt_profile(), dla_core=0, precision="fp16")
+    with pytest.raises(ValidationError, match="DLA needs batch_min == batch_opt == batch_max"):
+        B.profile_shapes((-1, 3, 8, 8), dla)
+
+
+@pytest.mark.parametrize("kw, key, text", [
+    ({"dla_core": 0, "precision": "fp16"}, "input.batch_max", "DLA has no dynamic shapes"),
+    ({"dla_core": 0, "batch_opt": 1, "batch_max": 1}, "precision", "needs fp16 or int8"),
+    ({"shape": [1, 64, 64]}, "input.shape", r"\[3, height, width\]"),
+    ({"shape": [3, 64]}, "input.shape", r"\[3, height, width\]"),
+    ({"shape": [3, 0, 64]}, "input.shape", "positive"),
+    ({"name": "../../evil"}, "name", r"\^\[A-Za-z0-9._-\]\+\$"),
+    ({"name": ".."}, "name", "not be '.' or '..'"),
+])
+def test_profile_validation_names_the_key(kw, key, text):
+    with pytest.raises(ValidationError) as e:
+        trt_profile(**kw)
+    msg = str(e.value)
+    assert f"key '{key}'" in msg and "\n" not in msg
+    import re
+
+    assert re.search(text, msg), msg
+
+
+def test_dla_profile_with_fixed_batch_and_fp16_is_accepted_and_shipped_ones_are_valid():
+    from dymu_rt.backends.profile import list_profiles
+
+    p = trt_profile(dla_core=0, precision="int8", batch_min=4, batch_opt=4, batch_max=4, shape=[3, 48, 64])
+    assert p.dla_core == 0 and p.shape == (3, 48, 64)
+    profs = {q.name: q for q in list_profiles()}
+    agx = profs["jetson-agx-orin"]
+    assert agx.dla_core == 0 and agx.batch_min == agx.batch_opt == agx.batch_max
+    for q in profs.values():
+        if q.backend == "tensorrt":
+            assert q.shape == (3, 64, 64) and q.device not in ("", "cpu")
+
+
+def test_profile_device_is_matched_against_the_gpu_name():
+    from dymu_rt.backends.tensorrt.facts import check_device, device_matches
+
+    assert device_matches("Orin", "Orin (nvgpu)") and device_matches("rtx", "NVIDIA GeForce RTX 4090")
+    assert device_matches("H100|H200", "NVIDIA H200") and not device_matches("H100|A100", "NVIDIA L4")
+    assert device_matches("cpu", "anything") and device_matches("", "anything")
+    prof = trt_profile(device="Orin")
+    check_device(prof, FACTS)
+    with pytest.raises(ValidationError) as e:
+        check_device(prof, {**FACTS, "gpu": "NVIDIA H100 80GB HBM3"})
+    assert str(e.value) == ("profile 'orin-test' is for device 'Orin' but this GPU is 'NVIDIA H100 80GB HBM3'; "
+                            "pick a profile for this GPU (`dymu-rt profiles`) or set 'device' in a copy of the profile")
 
 
 def test_prepare_graph_per_precision(graph, tmp_path):

@@ -58,8 +58,9 @@ def profile_shapes(shape, profile, name: str = "image") -> tuple[tuple, tuple, t
     if shape[0] >= 0 and not (lo == opt == hi == shape[0]):
         raise ValidationError(f"input '{name}' has a fixed batch {shape[0]} but profile '{profile.name}' asks "
                               f"for batch {lo}..{hi}; export with a dynamic batch")
-    if profile.dla_core >= 0 and not profile.gpu_fallback and lo != hi:
-        raise ValidationError(f"profile '{profile.name}': DLA without gpu_fallback needs batch_min == batch_max "
+    if profile.dla_core >= 0 and not lo == opt == hi:
+        # parse_profile refuses such profiles; this guards profiles constructed in code.
+        raise ValidationError(f"profile '{profile.name}': DLA needs batch_min == batch_opt == batch_max "
                               f"(DLA has no dynamic shapes), got {lo}..{hi}")
     return (lo,) + rest, (opt,) + rest, (hi,) + rest
 

@@ -14,7 +14,7 @@ import importlib
 from pathlib import Path
 from typing import Any, Mapping
 
-from dymu_rt.errors import BackendUnavailable, BundleError
+from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
 from dymu_rt.utils.io import atomic_write_json, read_json
 
 INSTALL_HINT = "pip install 'dymu-rt[tensorrt]' on a machine with an NVIDIA GPU"
@@ -63,6 +63,27 @@ def check_facts(recorded: Mapping[str, Any], current: Mapping[str, Any], engine:
         raise BundleError(f"TensorRT engine {engine} was built for another device or TensorRT: "
                           f"{'; '.join(diff)}; rebuild it on this machine with "
                           "`dymu-rt build --backend tensorrt --profile <profile>`")
+
+
+#: Profile ``device`` values that name no particular GPU (no check).
+_ANY_DEVICE = {"", "cpu", "any", "*"}
+
+
+def device_matches(wanted: str, gpu: str) -> bool:
+    """True when a profile's ``device`` (``|``-separated alternatives, each a case-insensitive
+    substring of the GPU name; "cpu"/"any"/"" = no constraint) fits ``gpu``."""
+    alts = [a.strip().lower() for a in str(wanted).split("|")]
+    if all(a in _ANY_DEVICE for a in alts):
+        return True
+    return any(a and a not in _ANY_DEVICE and a in str(gpu).lower() for a in alts)
+
+
+def check_device(profile, facts: Mapping[str, Any]) -> None:
+    """Refuse a device profile made for another GPU (its ``device`` key vs the GPU name)."""
+    if not device_matches(getattr(profile, "device", ""), facts.get("gpu", "")):
+        raise ValidationError(f"profile '{profile.name}' is for device {profile.device!r} but this GPU is "
+                              f"{facts.get('gpu')!r}; pick a profile for this GPU (`dymu-rt profiles`) or set "
+                              "'device' in a copy of the profile")
 
 
 def sidecar_path(engine: str | Path) -> Path:
