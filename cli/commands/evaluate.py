@@ -14,40 +14,57 @@ def eval_command(
     run: Path = typer.Argument(..., help="Run directory written by `dymu-rt train`."),
     grid: Optional[str] = typer.Option(None, "--grid", help="Evaluate a preference grid with this "
                                        "step (e.g. 0.25) instead of 20 sampled r x c in {0, 1}."),
-    n_r: int = typer.Option(20, "--n-r", help="Number of sampled task preferences r."),
-    c: str = typer.Option("0,1", "--c", help="Resource preferences to evaluate, comma separated."),
-    n_val: Optional[int] = typer.Option(None, "--n-val", help="Validation scenes (procedural data)."),
-    n_cost: int = typer.Option(1000, "--n-cost", help="Preferences averaged for params/GFLOPs."),
+    c_grid: Optional[str] = typer.Option(None, "--c-grid", help="With --grid: step of the resource "
+                                         "preference c (default: the --grid step)."),
+    n_r: int = typer.Option(20, "--n-r", help="Number of sampled task preferences r (>= 1)."),
+    c: Optional[str] = typer.Option(None, "--c", help="Resource preferences of the sampled r, comma "
+                                    "separated (default 0,1; with --grid use --c-grid)."),
+    n_val: Optional[int] = typer.Option(None, "--n-val", help="Validation scenes (procedural data, >= 1)."),
+    n_cost: int = typer.Option(1000, "--n-cost", help="Preferences averaged for params/GFLOPs (>= 1)."),
     reference: Optional[str] = typer.Option(None, "--reference", help="HV reference point, one loss "
-                                            "per task, comma separated (default: 1.1 x worst loss)."),
+                                            "per task, comma separated (default: the preset's, else "
+                                            "1.1 x worst loss)."),
+    tree: Optional[list[str]] = typer.Option(None, "--tree", help="Draw the predicted tree of this "
+                                             "preference \"R;C\", e.g. \"0.6,0.2,0.2;0.5\" "
+                                             "(repeatable; default: uniform and skewed r at c = 0, 1)."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for PNG plots "
                                          "(default: RUN/eval)."),
     seed: int = typer.Option(0, help="Seed of the sampled preferences."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Evaluate a trained controller over preferences (HV, uniformity, params, GFLOPs)."""
-    from dymu_rt.control.preference import parse_c
     from dymu_rt.errors import ValidationError
-    from dymu_rt.evaluate.controller import evaluate_controller
-    from dymu_rt.evaluate.report import write_eval_plots
+    from dymu_rt.evaluate.controller import evaluate_controller, resolve_reference
+    from dymu_rt.evaluate.report import parse_tree_spec, write_eval_plots
+    from dymu_rt.train.checkpoint import RunDir
 
-    cs = [parse_c(v) for v in c.split(",") if v.strip()]
-    if not cs:
-        raise ValidationError(f"--c {c!r}: expected comma-separated values in [0, 1]")
+    # Everything the user typed is checked before the (long) evaluation starts.
+    for flag, value in (("--n-r", n_r), ("--n-cost", n_cost), ("--n-val", n_val)):
+        if value is not None and value < 1:
+            raise ValidationError(f"{flag} {value}: expected an integer >= 1")
+    if grid is not None and c is not None:
+        raise ValidationError("--c applies to sampled preferences; with --grid give the c step as --c-grid")
+    if grid is None and c_grid is not None:
+        raise ValidationError("--c-grid applies to --grid only; for sampled preferences use --c")
+    cs = None
+    if grid is None:
+        cs = [v for v in (c if c is not None else "0,1").split(",") if v.strip()]
+        if not cs:
+            raise ValidationError(f"--c {c!r}: expected comma-separated values in [0, 1]")
     ref = None
     if reference is not None:
         try:
             ref = [float(v) for v in reference.split(",")]
         except ValueError:
             raise ValidationError(f"--reference {reference!r}: expected comma-separated numbers") from None
+    preset = RunDir(run).preset()
+    resolve_reference(preset, ref)
+    trees = [parse_tree_spec(t, len(preset.tasks)) for t in tree or []]
     report = evaluate_controller(run, mode="grid" if grid else "sampled", n_r=n_r, cs=cs, step=grid,
-                                 n_val=n_val, n_cost=n_cost, seed=seed, reference=ref,
+                                 c_step=c_grid, n_val=n_val, n_cost=n_cost, seed=seed, reference=ref,
                                  progress=not as_json)
-    if ref is not None and len(ref) != len(report["tasks"]):
-        raise ValidationError(f"--reference has {len(ref)} values, expected one per task "
-                              f"({len(report['tasks'])})")
     out_dir = plots or Path(run) / "eval"
-    report["plots"] = write_eval_plots(run, report, out_dir)
+    report["plots"] = write_eval_plots(run, report, out_dir, trees=trees)
     from dymu_rt.utils.io import atomic_write_json
 
     atomic_write_json(out_dir / "report.json", report)
@@ -69,6 +86,12 @@ def _print(report: dict) -> None:
         t.add_row(row["method"], "-" if row["c"] is None else f"{row['c']:g}", f"{row['hv']:.4f}",
                   f"{row['uniformity']:.4f}", f"{row['params'] / 1e6:.3f}", f"{row['gmacs']:.4f}")
     console.print(t)
+    console.print(f"HV reference point: {', '.join(f'{v:.4g}' for v in report['reference_point'])} "
+                  f"({report['reference_source']})")
+    outside = sum(row.get("outside_reference", 0) for row in report["table"])
+    if outside:
+        console.print(f"[yellow]{outside} loss vector(s) lie outside the reference box and add nothing "
+                      "to HV[/yellow]")
     ctl = report["controllability"]
     t2 = Table(title="controllability: mean params (M) of predicted trees")
     t2.add_column("c")
@@ -80,5 +103,8 @@ def _print(report: dict) -> None:
         t2.add_row(c, f"{v / 1e6:.3f}", f"{sv['skewed_mean_params'] / 1e6:.3f}", f"{sv['uniform_params'] / 1e6:.3f}")
     console.print(t2)
     cp = report["controller_params"]
+    for tr in report.get("trees", []):
+        console.print(f"tree r = ({', '.join(f'{v:g}' for v in tr['r'])}), c = {tr['c']:g}: topology "
+                      f"{tr['topology']}, {tr['params'] / 1e6:.3f} M params, {tr['gmacs']:.4f} GFLOPs")
     console.print(f"controller params: edge hypernet {cp['edge_hypernet']:,}, weight hypernet "
                   f"{cp['weight_hypernet']:,}; distinct trees evaluated: {report['distinct_trees']}")

@@ -6,7 +6,10 @@ losses and metrics on the validation split, with and without the weight hypernet
 ("w/o adaptation"). Per c we report:
 
 * HV: hypervolume of the loss vectors (minimization) against one reference point shared
-  by every method of the table (default: 1.1 × the worst loss of any method per task);
+  by every method of the table: the caller's, else the preset's fixed ``hv_reference``
+  (comparable across runs of a benchmark), else 1.1 × the worst loss of any method per
+  task (data-dependent: comparable within one report only). The report names which
+  (``reference_source``) and counts loss vectors outside the reference box;
 * uniformity μ_r = 1 − KL(L̂ ‖ 1/N), averaged over the preferences;
 * inference params and GMACs of the predicted trees averaged over ``n_cost`` preferences
   with r ~ Dir(0.2) (the training distribution);
@@ -23,6 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from dymu_rt.errors import ValidationError
 from dymu_rt.models.cost import CostModel
 from dymu_rt.models.tree import topology_id
 from dymu_rt.train.checkpoint import RunDir
@@ -35,35 +39,108 @@ def _loss_vector(metrics: dict, tasks) -> list[float]:
     return [metrics[t.name]["loss"] for t in tasks]
 
 
-def _prefs(n_tasks: int, mode: str, n_r: int, cs: Sequence[float], step: Optional[str], seed: int):
+def _prefs(n_tasks: int, mode: str, n_r: int, cs: Sequence[float], step: Optional[str],
+           c_step: Optional[str], seed: int):
     from dymu_rt.control.preference import Preference, grid, sample_preferences
 
     if mode == "grid":
-        return grid(n_tasks, step or "0.25")
+        return grid(n_tasks, step or "0.25", c_step)
     rng = np.random.default_rng(seed)
     rs = [p.r for p in sample_preferences(n_tasks, n_r, rng)]
     return [Preference(tuple(float(v) for v in r), float(c)) for c in cs for r in rs]
 
 
+def _positive_int(value, what: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValidationError(f"{what} = {value!r}: expected an integer >= {minimum}")
+    return int(value)
+
+
+DATA_REFERENCE = "1.1 x worst loss seen (data-dependent: not comparable across runs)"
+
+
+def resolve_reference(preset, reference: Optional[Sequence[float]] = None) -> tuple[Optional[np.ndarray], str]:
+    """The HV reference point to use for ``preset`` and where it comes from.
+
+    ``reference`` (one finite loss > 0 per task) wins; else the preset's ``hv_reference``
+    (for runs stored before presets had one, the registered preset of the same name and
+    tasks); else (None, :data:`DATA_REFERENCE`) — the caller then takes 1.1 × the worst
+    loss it sees. Raises ValidationError for a reference of the wrong length or values.
+    """
+    from dymu_rt.models.presets import PRESETS
+
+    n = len(preset.tasks)
+    names = ",".join(t.name for t in preset.tasks)
+    if reference is not None:
+        source, values = "user", reference
+    else:
+        values = getattr(preset, "hv_reference", None)
+        known = PRESETS.get(preset.name)
+        if values is None and known is not None and [t.name for t in known.tasks] == [t.name for t in preset.tasks]:
+            values = known.hv_reference
+        if values is None:
+            return None, DATA_REFERENCE
+        source = f"preset {preset.name}"
+    try:
+        ref = np.asarray([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValidationError(f"HV reference {values!r}: expected {n} numbers, one loss per task ({names})") from None
+    if ref.size != n:
+        raise ValidationError(f"HV reference has {ref.size} values, expected {n}: one loss per task ({names})")
+    if not (np.isfinite(ref).all() and (ref > 0).all()):
+        raise ValidationError(f"HV reference {ref.tolist()}: expected finite losses > 0, one per task ({names})")
+    return ref, source
+
+
 @torch.no_grad()
-def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Sequence[float] = (0.0, 1.0),
+def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Optional[Sequence[float]] = None,
                         step: Optional[str] = None, n_val: Optional[int] = None, n_cost: int = 1000,
                         seed: int = 0, reference: Optional[Sequence[float]] = None,
-                        progress: bool = True) -> dict:
-    """Evaluate the run at ``run_dir``; returns a JSON-able report."""
+                        progress: bool = True, c_step: Optional[str] = None) -> dict:
+    """Evaluate the run at ``run_dir``; returns a JSON-able report.
+
+    ``mode="sampled"``: ``n_r`` task preferences r ~ Dir(0.2), each with every c of ``cs``
+    (default 0 and 1). ``mode="grid"``: the preference grid of ``step`` (default 0.25)
+    with c step ``c_step`` (default ``step``); ``cs`` does not apply there. Every argument
+    is validated before any evaluation (ValidationError with one line).
+    """
     from dymu_rt.control.hypernets import count_params
-    from dymu_rt.control.preference import sample_preferences
+    from dymu_rt.control.preference import parse_c, parse_step, sample_preferences
     from dymu_rt.evaluate.hypervolume import hypervolume
     from dymu_rt.evaluate.uniformity import uniformity
 
+    if mode not in ("sampled", "grid"):
+        raise ValidationError(f"mode = {mode!r}: expected 'sampled' or 'grid'")
+    if mode == "grid":
+        if cs is not None:
+            raise ValidationError("cs applies to sampled preferences only; for a grid give c_step "
+                                  "(CLI: --c-grid) instead")
+        parse_step(step or "0.25", "step")
+        if c_step is not None:
+            parse_step(c_step, "c_step")
+    else:
+        if step is not None or c_step is not None:
+            raise ValidationError("step/c_step apply to mode='grid' only")
+        _positive_int(n_r, "n_r")
+        cs = (0.0, 1.0) if cs is None else cs
+        if isinstance(cs, (str, bytes)) or not hasattr(cs, "__iter__"):
+            raise ValidationError(f"cs = {cs!r}: expected a sequence of resource preferences in [0, 1]")
+        cs = list(dict.fromkeys(parse_c(v) for v in cs))
+        if not cs:
+            raise ValidationError("cs is empty: expected at least one resource preference in [0, 1]")
+    _positive_int(n_cost, "n_cost")
+    if n_val is not None:
+        _positive_int(n_val, "n_val")
+
     run = RunDir(run_dir)
+    ref, ref_source = resolve_reference(run.preset(), reference)   # refuse before evaluating
     preset, anchor, edge, weight = run.load_all()
     tasks = make_tasks(preset)
     n = len(tasks)
     data = run.read_config()["data"]
     val = make_split(preset, data, "val", n=n_val, seed=seed)
     cost = CostModel(anchor)
-    prefs = _prefs(n, mode, n_r, cs, step, seed)
+    prefs = _prefs(n, mode, n_r, cs, step, c_step, seed)
 
     rows = []
     cache: dict[tuple, dict] = {}
@@ -98,17 +175,21 @@ def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Seque
             r = torch.tensor(p.r, dtype=torch.float32)
             phn_rows.append(evaluate_tree(None, tasks, val, forward=lambda x, r=r: model(x, r)))
         phn = {"rows": phn_rows, "params": phn_cost.params, "gmacs": phn_cost.gmacs}
+        for row, m in zip(rows, phn_rows):
+            row["metrics_phn_bn"] = m
 
-    # One reference point for every method's HV: 1.1 × the worst loss seen per task.
-    all_losses = [_loss_vector(row["metrics"], tasks) for row in rows] + \
-                 [_loss_vector(row["metrics_no_adaptation"], tasks) for row in rows] + \
-                 [_loss_vector(single, tasks)] + ([_loss_vector(m, tasks) for m in phn["rows"]] if phn else [])
-    ref = np.asarray(reference, dtype=float) if reference is not None else 1.1 * np.max(all_losses, axis=0)
+    if ref is None:
+        # Data-dependent fallback, one point for every method: 1.1 × the worst loss seen per task.
+        all_losses = [_loss_vector(row["metrics"], tasks) for row in rows] + \
+                     [_loss_vector(row["metrics_no_adaptation"], tasks) for row in rows] + \
+                     [_loss_vector(single, tasks)] + ([_loss_vector(m, tasks) for m in phn["rows"]] if phn else [])
+        ref = 1.1 * np.max(all_losses, axis=0)
 
     def summarize(loss_rows, rs):
         L = np.asarray(loss_rows, dtype=float)
         return {"hv": float(hypervolume(L, ref)),
-                "uniformity": float(np.mean([uniformity(np.asarray(r), l) for r, l in zip(rs, L)]))}
+                "uniformity": float(np.mean([uniformity(np.asarray(r), l) for r, l in zip(rs, L)])),
+                "n_points": int(len(L)), "outside_reference": int(np.sum(~np.all(L < ref, axis=1)))}
 
     rng = np.random.default_rng(seed + 99)
     cost_rs = [q.r for q in sample_preferences(n, n_cost, rng)]
@@ -153,7 +234,8 @@ def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Seque
                                                       "uniform_params": float(uni)}
     return {
         "run": str(run_dir), "preset": preset.name, "tasks": [t.name for t in tasks],
-        "n_val": len(val), "reference_point": ref.tolist(), "table": table,
+        "n_val": len(val), "reference_point": ref.tolist(), "reference_source": ref_source,
+        "table": table,
         "controllability": control, "single_task": single,
         "controller_params": {"edge_hypernet": count_params(edge),
                               "weight_hypernet": count_params(weight) if weight is not None else 0},

@@ -101,6 +101,10 @@ def plot_resource_usage(points, out: str | Path, task_names: Optional[Sequence[s
         fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 1.0, 3.3 * rows + 0.4), squeeze=False,
                                  layout="constrained")
         levels = np.linspace(lo, hi, 13)
+        # Pad the outer levels: tricontourf leaves values on the outermost level unfilled
+        # (white holes where the map reaches its maximum) with float rounding.
+        pad = (hi - lo) * 1e-6
+        levels[0], levels[-1] = lo - pad, hi + pad
         mappable = None
         for ax, cv in zip(axes.flat, panels):
             sel = np.isclose(c, cv)

@@ -1,9 +1,13 @@
 """Pictures of a controller evaluation (PNG): resource map, trees, controllability.
 
 * ``resource_map.png``: GMACs of the edge hypernet's tree over a dense simplex grid (step
-  0.05) for c in {0, 0.25, 0.5, 0.75, 1} (the paper's Figure 5), drawn with the bundle
-  resource-map code on the same kind of point table.
-* ``trees.png``: the predicted trees for a few (r, c) (``dymu_rt.evaluate.plots``).
+  0.05 for N = 3) for c in {0, 0.25, 0.5, 0.75, 1}, as ternary filled contours (the
+  paper's Figure 5, :func:`dymu_rt.evaluate.plots.plot_resource_usage`).
+* ``resource_map_points.png``: the same grid points uninterpolated, coloured by their
+  tree's GMACs (the bundle resource-map code): topology changes are discrete, and a
+  contour smooths over them.
+* ``trees.png``: the predicted trees for chosen (r, c) (``dymu-rt eval --tree``), or by
+  default for uniform and skewed r at c = 0 and 1 (``dymu_rt.evaluate.plots``).
 * ``controllability.png``: per task, its validation loss against its preference r_i, one
   colour per c (the marginal controllability curves, ``dymu_rt.evaluate.plots``).
 """
@@ -17,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dymu_rt.errors import ValidationError
 
 
 def dense_resource_table(edge, cost, task_names, step: str = "0.05",
@@ -39,29 +44,73 @@ def dense_resource_table(edge, cost, task_names, step: str = "0.05",
             "preset": "controller"}
 
 
-def write_eval_plots(run_dir, report: dict[str, Any], out_dir: Path) -> list[str]:
-    """Write the evaluation PNGs under ``out_dir``; returns their paths."""
-    from dymu_rt.compile.resource_map import plot_resource_map
-    from dymu_rt.evaluate.plots import plot_controllability, plot_trees
-    from dymu_rt.models.cost import CostModel
-    from dymu_rt.train.checkpoint import RunDir
+def parse_tree_spec(spec: str, n_tasks: int):
+    """A ``--tree`` value "R;C" (e.g. "0.6,0.2,0.2;0.5") as a validated Preference."""
+    from dymu_rt.control.preference import make_preference
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    run = RunDir(run_dir)
-    anchor, edge = run.load_anchor(), run.load_edge_hypernet()
-    names = report["tasks"]
+    if not isinstance(spec, str) or spec.count(";") != 1:
+        raise ValidationError(f"--tree {spec!r}: expected 'R;C' with R one preference per task "
+                              f"(N={n_tasks}, summing to 1) and C in [0, 1], e.g. "
+                              f"\"{','.join(['%.3g' % (1 / n_tasks)] * n_tasks)};0.5\"")
+    r, c = spec.split(";")
+    return make_preference(r.strip(), c.strip(), n_tasks)
+
+
+def _default_tree_picks(names: list[str]) -> list[tuple[str, np.ndarray, float]]:
     n = len(names)
-    table = dense_resource_table(edge, CostModel(anchor), names, "0.05" if n == 3 else "0.25")
-    files = [plot_resource_map(table, out_dir / "resource_map.png",
-                               title=f"{report['preset']}: GFLOPs (GMACs) of the predicted tree")]
     picks = [("uniform r, c = 0", np.full(n, 1.0 / n), 0.0), ("uniform r, c = 1", np.full(n, 1.0 / n), 1.0)]
     skew = np.full(n, 0.1 / max(1, n - 1))
     skew[0] = 0.9
     picks += [(f"r = 0.9 {names[0]}, c = 0", skew, 0.0), (f"r = 0.9 {names[0]}, c = 1", skew, 1.0)]
-    trees = [(label, edge.architecture(torch.tensor(r, dtype=torch.float32), torch.tensor(c)))
-             for label, r, c in picks]
-    files.append(plot_trees(trees, out_dir / "trees.png", task_names=names,
+    return picks
+
+
+def write_eval_plots(run_dir, report: dict[str, Any], out_dir: Path, trees=None) -> list[str]:
+    """Write the evaluation PNGs under ``out_dir``; returns their paths.
+
+    ``trees``: preferences (:class:`~dymu_rt.control.preference.Preference`, or "R;C"
+    strings) whose predicted trees ``trees.png`` draws; default: uniform and skewed r at
+    c = 0 and 1. Each drawn tree is also recorded in ``report["trees"]`` (r, c, parent
+    table, topology id, params, GMACs).
+    """
+    from dymu_rt.compile.resource_map import plot_resource_map
+    from dymu_rt.control.preference import Preference
+    from dymu_rt.evaluate.plots import plot_controllability, plot_resource_usage, plot_trees
+    from dymu_rt.models.cost import CostModel
+    from dymu_rt.models.tree import topology_id
+    from dymu_rt.train.checkpoint import RunDir
+
+    out_dir = Path(out_dir)
+    run = RunDir(run_dir)
+    names = report["tasks"]
+    n = len(names)
+    if trees:
+        prefs = [parse_tree_spec(t, n) if isinstance(t, str) else t for t in trees]
+        for p in prefs:
+            if not isinstance(p, Preference) or len(p.r) != n:
+                raise ValidationError(f"trees: {p!r} is not a preference over the run's {n} tasks")
+        picks = [(f"r = ({', '.join(f'{v:g}' for v in p.r)}), c = {p.c:g}", np.asarray(p.r), p.c) for p in prefs]
+    else:
+        picks = _default_tree_picks(names)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    anchor, edge = run.load_anchor(), run.load_edge_hypernet()
+    cost = CostModel(anchor)
+    title = f"{report['preset']}: GFLOPs (GMACs) of the predicted tree"
+    table = dense_resource_table(edge, cost, names, "0.05" if n == 3 else "0.25")
+    tops = table["topologies"]
+    usage = [(p["r"], p["c"], tops[p["topology"]]["gflops"]) for p in table["points"]]
+    files = [plot_resource_usage(usage, out_dir / "resource_map.png", task_names=names,
+                                 value_label="GFLOPs (GMACs)", title=title),
+             plot_resource_map(table, out_dir / "resource_map_points.png", title=title + " (grid points)")]
+    drawn, info = [], []
+    for label, r, c in picks:
+        parents = edge.architecture(torch.tensor(r, dtype=torch.float32), torch.tensor(float(c)))
+        tc = cost.tree_cost(parents)
+        drawn.append((label, parents))
+        info.append({"r": [float(v) for v in r], "c": float(c), "parents": parents.tolist(),
+                     "topology": topology_id(parents), "params": tc.params, "gmacs": tc.gmacs})
+    report["trees"] = info
+    files.append(plot_trees(drawn, out_dir / "trees.png", task_names=names,
                             title="predicted trees (pruned nodes hollow, cross-task edges red)"))
     rows = [(row["r"], row["c"], [row["metrics"][t]["loss"] for t in names]) for row in report["preferences"]]
     files.append(plot_controllability(rows, out_dir / "controllability.png", task_names=names))

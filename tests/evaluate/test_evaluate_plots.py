@@ -54,3 +54,14 @@ def test_controllability_curves(tmp_path):
     with pytest.raises(ValueError, match="one loss per task"):
         plot_controllability([((0.5, 0.5), 0.0, (1.0,))], tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_ternary_map_fills_its_maximum(tmp_path):
+    # Regression: tricontourf left the region at the map's maximum unfilled (white). Swapping
+    # which region holds the maximum must not change how much of the picture is white.
+    pts = grid(3, "0.05", "1")
+    a = _png(plot_resource_usage([(p.r, p.c, 2.0 if p.r[0] > 0.5 else 1.0) for p in pts], tmp_path / "a.png"))
+    b = _png(plot_resource_usage([(p.r, p.c, 1.0 if p.r[0] > 0.5 else 2.0) for p in pts], tmp_path / "b.png"))
+    white = lambda img: int((img.min(axis=-1) >= 250).sum())  # noqa: E731
+    assert a.shape == b.shape
+    assert abs(white(a) - white(b)) < 0.005 * a.shape[0] * a.shape[1]
