@@ -63,6 +63,9 @@ class Preset:
     train: TrainDefaults = TrainDefaults()
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # Fixed hypervolume reference point, one loss per task (None: `dymu-rt eval` falls back
+    # to 1.1 x the worst loss it sees, which is not comparable across runs).
+    hv_reference: Optional[tuple[float, ...]] = None
 
     def build(self) -> AnchorNet:
         """A freshly initialized anchor net for this preset."""
@@ -78,14 +81,12 @@ class Preset:
         try:
             return Preset(
                 name=d["name"], description=d["description"], dataset=d["dataset"],
-    # Fixed hypervolume reference point, one loss per task (None: `dymu-rt eval` falls back
-    # to 1.1 x the worst loss it sees, which is not comparable across runs).
-    hv_reference: Optional[tuple[float, ...]] = None
                 tasks=tuple(TaskSpec(**t) for t in d["tasks"]),
                 backbone=BackboneSpec(**d["backbone"]),
                 head=HeadSpec(**{**d["head"], "aspp_rates": tuple(d["head"]["aspp_rates"])}),
                 input_size=tuple(d["input_size"]), train=TrainDefaults(**d["train"]),
                 mean=tuple(d["mean"]), std=tuple(d["std"]),
+                hv_reference=tuple(d["hv_reference"]) if d.get("hv_reference") is not None else None,
             )
         except (KeyError, TypeError) as e:
             raise ValidationError(f"preset description is malformed ({e})") from None
@@ -101,7 +102,6 @@ def _nyu_tasks(w=(1.0, 10.0, 3.0)) -> tuple[TaskSpec, ...]:
             TaskSpec("depth", "depth", 1, w[2]))
 
 
-                hv_reference=tuple(d["hv_reference"]) if d.get("hv_reference") is not None else None,
 def _pascal_tasks(n: int) -> tuple[TaskSpec, ...]:
     tasks = (TaskSpec("semseg", "segmentation", 21, 1.0, 21),
              TaskSpec("human_parts", "parts", 7, 2.0, 7),
