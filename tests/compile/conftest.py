@@ -25,5 +25,4 @@ def tiny_anchor():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A complete tiny run directory (random weights, every stage marked done)."""
-    pytest.importorskip("dymu_rt.control.hypernets", reason="dymu_rt.control.hypernets not available yet")
     return make_tiny_run(tmp_path_factory.mktemp("run") / "run")
