@@ -72,21 +72,50 @@ def test_bad_deltas_size_is_refused(tiny_anchor):
         materialize(tiny_anchor, identity_table(tiny_anchor.num_layers, 3), torch.zeros(3))
 
 
-def test_materialize_run_uses_both_hypernets(tiny_run):
+def _has_cross_task_edge(parents) -> bool:
+    canon = canonicalize(parents)
+    N = canon.shape[1]
+    return bool(np.any((canon[1:] >= 0) & (canon[1:] != np.arange(N))))
+
+
+def test_materialize_run_on_sampled_preferences(tiny_run):
+    """~20 sampled (r, c), plus the simplex corners: materialize == AnchorNet.forward."""
     from dymu_rt.compile.architecture import materialize_run
+    from dymu_rt.control.preference import sample_preferences
     from dymu_rt.train.checkpoint import RunDir
 
     _, anchor, edge, weight = RunDir(tiny_run).load_all()
-    x = torch.rand(1, 3, 32, 32)
-    for r, c in (((0.2, 0.3, 0.5), 0.1), ((1.0, 0.0, 0.0), 0.9)):
-        rt, ct = torch.tensor(r), torch.tensor(c)
+    prefs = [(p.r, p.c) for p in sample_preferences(3, 18, np.random.default_rng(7))]
+    prefs += [((0.2, 0.3, 0.5), 0.1), ((1.0, 0.0, 0.0), 0.9)]
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    n_cross, topologies, deltas_matter = 0, set(), False
+    for r, c in prefs:
+        rt, ct = torch.tensor(r, dtype=torch.float32), torch.tensor(c, dtype=torch.float32)
         arch, tree = materialize_run(tiny_run, r, c)
         parents = edge.architecture(rt, ct)
-        assert arch.parents == tuple(map(tuple, parents.tolist()))
+        assert arch.parents == tuple(map(tuple, canonicalize(parents).tolist()))
+        n_cross += _has_cross_task_edge(parents)
+        topologies.add(arch.id)
         with torch.no_grad():
             ref = anchor(x, parents, weight(rt, ct))
             plain = anchor(x, parents)
             out = tree(x)
         for name, o in zip(anchor.task_names, out):
-            assert (o - ref[name]).abs().max() <= 1e-4 * max(1.0, float(ref[name].abs().max()))
-        assert any((ref[k] - plain[k]).abs().max() > 1e-4 for k in ref)   # deltas were applied
+            scale = max(1.0, float(ref[name].abs().max()))
+            assert (o - ref[name]).abs().max() <= 1e-4 * scale, (r, c, name)
+        deltas_matter |= any((ref[k] - plain[k]).abs().max() > 1e-4 for k in ref)
+    assert n_cross >= 1, "no sampled tree had a cross-task edge"
+    assert len(topologies) >= 2 and deltas_matter
+
+
+def test_materialize_run_refuses_bad_preferences(tiny_run):
+    from dymu_rt.compile.architecture import materialize_run, preference_tensors
+    from dymu_rt.errors import ValidationError
+
+    for r, c, match in (((2.0, 0.0, 0.0), 0.5, "sums to 2"), ((0.5, 0.5, 0.0), 5, "outside"),
+                        ((0.5, 0.5), 0.5, "2 entries"), ((float("nan"), 0.5, 0.5), 0.5, "non-finite"),
+                        ((-0.5, 1.0, 0.5), 0.5, "negative")):
+        with pytest.raises(ValidationError, match=match):
+            materialize_run(tiny_run, r, c)
+    with pytest.raises(ValidationError, match="3 entries"):
+        preference_tensors([0.2, 0.3, 0.5], 0.5, n_tasks=4)
