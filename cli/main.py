@@ -1,7 +1,10 @@
 """Entry point of the ``dymu-rt`` console script.
 
-User errors (:class:`dymu_rt.errors.DymuError`) print one line on stderr and exit
-non-zero; ``--debug`` (or ``DYMU_RT_DEBUG=1``) shows the traceback instead.
+User errors print one line ``error: ...`` on stderr, no traceback, and exit non-zero:
+:class:`dymu_rt.errors.DymuError` (its ``exit_code``, 2 or 3), command-line usage errors
+(unknown option, bad or missing value: exit 2) and operating-system errors such as an
+unwritable or missing path or a full disk (exit 1). ``--debug`` anywhere on the command
+line (or ``DYMU_RT_DEBUG=1``) shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -58,19 +61,19 @@ def _root(
 
 app.add_typer(data.app, name="data", help="Render procedural multi-task scenes.")
 app.add_typer(train.app, name="train", help="Train the anchor net and the hypernets.")
-app.command("eval", help="Evaluate a trained controller over preferences (HV, uniformity, cost).")(
+app.command("eval", help="Evaluate a controller over preferences (HV, cost).")(
     evaluate.eval_command
 )
-app.command("inspect", help="Describe a preset, a run or a bundle (tasks, topologies, cost).")(
+app.command("inspect", help="Describe a preset, run or bundle (tasks, cost).")(
     inspect.inspect_command
 )
-app.command("build", help="Enumerate a preference grid and compile one engine per topology.")(
+app.command("build", help="Compile one engine per topology of a preference grid.")(
     build.build_command
 )
-app.command("plot", help="Draw a bundle's resource-usage map over the preference grid (PNG).")(
+app.command("plot", help="Plot a bundle's resource usage over its grid (PNG).")(
     plot.plot_command
 )
-app.command("run", help="Run images at a preference (r, c) and write per-task outputs.")(
+app.command("run", help="Run images at a preference (r, c); write task outputs.")(
     run.run_command
 )
 app.command("profile", help="Time every topology of a bundle on this device.")(
@@ -85,20 +88,69 @@ app.command("demo", help="Run the whole pipeline on procedural scenes in minutes
 )
 
 
+def _strip_debug(args: list[str]) -> tuple[list[str], bool]:
+    """Remove every ``--debug`` before a ``--`` separator (it is accepted anywhere)."""
+    out, debug, rest = [], False, False
+    for a in args:
+        if not rest and a == "--debug":
+            debug = True
+            continue
+        rest = rest or a == "--"
+        out.append(a)
+    return out, debug
+
+
+def _os_error_line(e: OSError) -> str:
+    """One line for an OSError, naming the path(s) when the error carries them."""
+    reason = e.strerror or str(e) or type(e).__name__
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    if paths:
+        return f"{reason}: {' -> '.join(paths)}"
+    return reason
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Run the CLI; map user errors to one line and a non-zero exit."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or os.environ.get("DYMU_RT_DEBUG") == "1"
+    from typer._click import exceptions as click_exc
+
+    args, debug = _strip_debug(list(sys.argv[1:] if argv is None else argv))
+    debug = debug or os.environ.get("DYMU_RT_DEBUG") == "1"
     try:
-        app(args=args, prog_name="dymu-rt")
+        rv = app(args=args, prog_name="dymu-rt", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as e:      # `dymu-rt`, `dymu-rt data`: show the help
+        e.show()
+        sys.exit(e.exit_code)
+    except click_exc.UsageError as e:             # unknown option, bad/missing value
+        if debug:
+            raise
+        _fail(e.format_message().splitlines()[0] if e.format_message() else "invalid usage", 2)
+    except click_exc.ClickException as e:
+        if debug:
+            raise
+        _fail(e.format_message(), e.exit_code or 1)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
     except DymuError as e:
         if debug:
             raise
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(e.exit_code)
+        _fail(str(e), e.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as e:
+        if debug:
+            raise
+        _fail(_os_error_line(e), 1)
+    # Without standalone mode, typer returns the code of a ``typer.Exit`` (0 for --help and
+    # --version); a command's own return value is not an exit status.
+    if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
+        sys.exit(rv)
 
 
 if __name__ == "__main__":
