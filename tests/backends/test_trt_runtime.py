@@ -4,6 +4,7 @@ plus a real end-to-end test that runs only where TensorRT and a GPU exist."""
 
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -336,10 +337,12 @@ def test_real_engine_build_run_refit_matches_onnxruntime(tmp_path):
     from dymu_rt.backends.precision import GraphWeights
     from dymu_rt.backends.tensorrt import TensorRTBackend
 
+    (tmp_path / "graphs").mkdir()
     graph = export_tiny_graph(tmp_path / "graphs" / "t00.onnx")
     backend = TensorRTBackend()
     rec = backend.compile(graph, tmp_path / "engines" / "tensorrt" / "p", trt_profile(), "t00")
-    eng = backend.load(graph, {"path": tmp_path / "engines" / "tensorrt" / "p" / rec["file"]}, trt_profile(), "t00")
+    eng = backend.load(graph, {"path": tmp_path / "engines" / "tensorrt" / "p" / rec["file"], "sha256": rec["sha256"]},
+                       trt_profile(), "t00")
     x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
     ref = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).run(None, {"image": x})
     out = eng.run(x)
@@ -348,3 +351,257 @@ def test_real_engine_build_run_refit_matches_onnxruntime(tmp_path):
     eng.bind({"node1_0.conv1.conv.weight": w * 0.5})
     assert not np.allclose(eng.run(x)["semseg"], out["semseg"])
     eng.close()
+
+
+# -- CUDA context per thread ----------------------------------------------------------------------
+
+def fake_pycuda_driver():
+    """A ``pycuda.driver`` stand-in whose context stack is per thread, like CUDA's."""
+    import threading
+
+    local = threading.local()
+    drv = types.ModuleType("pycuda.driver")
+    drv.log = []
+
+    def stack():
+        if not hasattr(local, "stack"):
+            local.stack = []
+        return local.stack
+
+    class Error(Exception):
+        pass
+
+    class Ctx:
+        def push(self):
+            stack().append(self)
+
+    class Context:
+        @staticmethod
+        def pop():
+            stack().pop()
+
+    class Device:
+        @staticmethod
+        def count():
+            return 1
+
+        def __init__(self, i):
+            pass
+
+        def retain_primary_context(self):
+            return Ctx()
+
+    class Alloc:
+        def __init__(self, n):
+            self.n = n
+
+        def __int__(self):
+            return 0x100
+
+        def free(self):
+            drv.log.append(("free", len(stack())))
+
+    def mem_alloc(n):
+        if not stack():
+            raise Error("invalid device context")        # what CUDA says without a current context
+        drv.log.append(("mem_alloc", threading.current_thread().name))
+        return Alloc(n)
+
+    drv.Error, drv.Context, drv.Device, drv.mem_alloc = Error, Context, Device, mem_alloc
+    drv.init = lambda: None
+    drv.depth = lambda: len(stack())
+    return drv
+
+
+def test_cuda_entry_points_push_the_context_in_any_thread(monkeypatch):
+    import threading
+
+    from dymu_rt.backends.tensorrt import cuda
+
+    drv = fake_pycuda_driver()
+    monkeypatch.setitem(sys.modules, "pycuda", types.ModuleType("pycuda"))
+    monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
+    monkeypatch.setattr(cuda, "_STATE", {})
+    cuda._driver()
+    assert drv.depth() == 0                                 # initializing leaves nothing pushed
+    bufs, errors = [], []
+
+    def worker():
+        try:
+            bufs.append(cuda.DeviceBuffer(64))
+            assert drv.depth() == 0                         # popped again
+            with cuda.activate():
+                with cuda.activate():                       # nests
+                    assert drv.depth() == 2
+            assert drv.depth() == 0
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, name=f"w{i}") for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(n for op, n in drv.log if op == "mem_alloc") == ["w0", "w1", "w2"]
+    bufs[0].free()
+    assert drv.log[-1] == ("free", 1)                       # freed with the context current
+    bufs[0].free()                                          # idempotent
+    assert drv.log[-1] == ("free", 1) and drv.depth() == 0
+
+
+def test_engine_entry_points_run_with_the_context_current():
+    import contextlib
+
+    mem = Memory()
+    trt, eng, stream, _, calls = make_fake_run(mem)
+    depth = {"now": 0, "max_seen_in_execute": 0}
+
+    @contextlib.contextmanager
+    def activate():
+        depth["now"] += 1
+        try:
+            yield
+        finally:
+            depth["now"] -= 1
+
+    cuda = types.SimpleNamespace(DeviceBuffer=mem.alloc, activate=activate)
+    orig = stream.synchronize
+
+    def sync():
+        assert depth["now"] >= 1, "stream used without the CUDA context current"
+        orig()
+    stream.synchronize = sync
+    engine = E.TensorRTEngine("t00", trt, eng, E.SharedScratch(mem.alloc), stream, cuda, nbytes=10)
+    engine.run(np.ones((1, 3, 4, 4), np.float32))
+    engine.close()
+    engine.close()                                          # idempotent
+    assert depth["now"] == 0
+    with pytest.raises(RuntimeError, match="is closed"):
+        engine.run(np.ones((1, 3, 4, 4), np.float32))
+
+
+# -- TensorRTBackend.load: resolved path, hash, device, no leaked temp folder --------------------
+
+def _backend_with_fakes(mem, eng):
+    import contextlib
+
+    be = object.__new__(E.TensorRTBackend)
+    trt, _, stream, cuda, _ = make_fake_run(mem)
+    cuda.activate = contextlib.nullcontext
+    be._trt, be._facts, be._cuda, be._logger, be._stream = trt, dict(FACTS), cuda, None, stream
+    be._runtime = types.SimpleNamespace(deserialize_cuda_engine=lambda data: eng)
+    be._scratch = E.SharedScratch(mem.alloc)
+    return be
+
+
+def test_load_wants_a_resolved_path_and_checks_hash_and_facts(tmp_path):
+    from test_precision_graphs import export_tiny_graph
+    from test_trt_builder import trt_profile
+
+    from dymu_rt.utils.io import sha256_file
+
+    mem = Memory()
+    _, eng, _, _, _ = make_fake_run(mem)
+    be = _backend_with_fakes(mem, eng)
+    (tmp_path / "graphs").mkdir()
+    graph = export_tiny_graph(tmp_path / "graphs" / "t00.onnx")
+    engine_file = tmp_path / "engines" / "tensorrt" / "p" / "t00.engine"
+    engine_file.parent.mkdir(parents=True)
+    engine_file.write_bytes(b"ENGINE")
+    F.write_sidecar(engine_file, {**FACTS, "graph": "missing.onnx", "precision": "fp32"})
+    prof = trt_profile(device="Orin")
+    with pytest.raises(BundleError, match="has no 'path'"):
+        be.load(graph, {"file": "engines/tensorrt/p/t00.engine", "sha256": "x"}, prof, "t00")
+    with pytest.raises(BundleError, match="is corrupt"):
+        be.load(graph, {"path": engine_file, "sha256": "0" * 64}, prof, "t00")
+    loaded = be.load(graph, {"path": engine_file, "sha256": sha256_file(engine_file)}, prof, "t00")
+    assert loaded.memory_bytes() >= len(b"ENGINE")
+    with pytest.raises(ValidationError, match="is for device 'H100'"):
+        be.load(graph, {"path": engine_file}, trt_profile(device="H100"), "t00")
+    F.write_sidecar(engine_file, {**FACTS, "tensorrt": "11.0.0"})
+    with pytest.raises(BundleError, match="built for another device or TensorRT"):
+        be.load(graph, {"path": engine_file}, prof, "t00")
+
+
+def test_load_without_artifact_builds_in_a_temporary_folder_that_is_removed(tmp_path, monkeypatch):
+    from test_precision_graphs import export_tiny_graph
+    from test_trt_builder import trt_profile
+
+    from dymu_rt.backends.tensorrt import builder
+
+    mem = Memory()
+    _, eng, _, _, _ = make_fake_run(mem)
+    be = _backend_with_fakes(mem, eng)
+    graph = export_tiny_graph(tmp_path / "t00.onnx")
+    seen = {}
+
+    def fake_build(src, profile, timing_cache, trt):
+        seen.update(src=Path(src), cache=timing_cache, exists=Path(src).is_file())
+        return b"ENGINE"
+    monkeypatch.setattr(builder, "build_serialized", fake_build)
+    loaded = be.load(graph, None, trt_profile(precision="fp16"), "t00", timing_cache=tmp_path / "t.cache")
+    assert seen["exists"] and seen["src"].name == "t00.fp16.onnx" and seen["cache"] == tmp_path / "t.cache"
+    assert not seen["src"].parent.exists()                  # no leaked mkdtemp folder
+    assert loaded._weights.precision == "fp16"
+
+
+# -- Runtime with a TensorRT-kind backend: resolved path on load, compile-and-record on a miss ----
+
+class RecordingTrtBackend:
+    """Stands in for TensorRTBackend inside the Runtime (same name, compile/load contract)."""
+
+    name = "tensorrt"
+    binds_in_place = True
+
+    def __init__(self):
+        self.compiled, self.loaded = [], []
+
+    def device_facts(self):
+        return dict(FACTS)
+
+    def compile(self, graph, out_dir, profile, topology=""):
+        from dymu_rt.utils.io import atomic_write_bytes, sha256_file
+
+        target = Path(out_dir) / f"{topology}.engine"
+        atomic_write_bytes(target, b"ENGINE " + topology.encode())
+        self.compiled.append(topology)
+        return {"file": target.name, "sha256": sha256_file(target), "sidecar": target.name + ".json"}
+
+    def load(self, graph, artifact, profile, topology):
+        self.loaded.append(artifact)
+        return types.SimpleNamespace(topology=topology, memory_bytes=lambda: 10, close=lambda: None,
+                                     bind=lambda w: None, run=lambda x: {})
+
+
+def _trt_runtime(bundle, backend):
+    from test_trt_builder import trt_profile
+
+    from dymu_rt.runtime import Runtime
+    from dymu_rt.runtime import bundle as RB
+
+    manifest = RB.open_manifest(bundle)
+    return Runtime(bundle, manifest, backend, trt_profile(name="orin-test"), cache_engines=True)
+
+
+def test_runtime_compiles_records_and_then_loads_the_engine_by_path(tmp_path):
+    import json
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "runtime"))
+    from bundle_fixture import write_bundle
+
+    bundle = write_bundle(tmp_path / "bundle")
+    be = RecordingTrtBackend()
+    rt = _trt_runtime(bundle, be)
+    info = rt.set_preference([1, 0, 0], 0)
+    tid = info["topology"]
+    rel = f"engines/tensorrt/orin-test/{tid}.engine"
+    assert be.compiled == [tid]
+    assert be.loaded[-1]["path"] == bundle / rel and len(be.loaded[-1]["sha256"]) == 64
+    rec = json.loads((bundle / "manifest.json").read_text())["engines"]["tensorrt"]["orin-test"]
+    assert rec["files"][tid]["file"] == rel and rec["gpu"] == FACTS["gpu"] and rec["profile"] == "orin-test"
+    be2 = RecordingTrtBackend()
+    rt2 = _trt_runtime(bundle, be2)                          # reopened: loads, does not build again
+    rt2.set_preference([1, 0, 0], 0)
+    assert be2.compiled == [] and be2.loaded == [{"path": bundle / rel, "sha256": rec["files"][tid]["sha256"]}]
+    assert not list(bundle.rglob("*.tmp"))

@@ -1,26 +1,40 @@
 """Device buffers, streams and copies with pycuda: the only module that imports it.
 
-TensorRT's runtime uses the device's *primary* CUDA context, so this module retains and
-pushes that context (not ``pycuda.autoinit``, which would create a second one). Memory is
+TensorRT's runtime uses the device's *primary* CUDA context, so this module retains that
+context (not ``pycuda.autoinit``, which would create a second one). A CUDA context is
+current per *thread*: every entry point here, and every TensorRT call of the engines
+(:func:`activate`), pushes the primary context for its duration and pops it after, so
+the backend works from any thread (the runtime's ``infer`` is called from many). Memory is
 released when a :class:`DeviceBuffer` is freed or garbage-collected.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from typing import Any
+import threading
+from typing import Any, Iterator
 
 import numpy as np
 
 from dymu_rt.errors import BackendUnavailable
 
 _STATE: dict[str, Any] = {}
+_INIT_LOCK = threading.Lock()
 
 
 def _driver():
-    """pycuda.driver with the primary context of device 0 current (once per process)."""
+    """pycuda.driver, initialized, with the primary context of device 0 retained (once per
+    process). The context is *not* left current: use :func:`activate`."""
     if "drv" in _STATE:
         return _STATE["drv"]
+    with _INIT_LOCK:
+        if "drv" in _STATE:
+            return _STATE["drv"]
+        return _init_driver()
+
+
+def _init_driver():
     try:
         drv = importlib.import_module("pycuda.driver")
     except ImportError:
@@ -31,11 +45,25 @@ def _driver():
         if drv.Device.count() < 1:
             raise BackendUnavailable("TensorRT backend unavailable: no NVIDIA GPU found (CUDA reports 0 devices)")
         ctx = drv.Device(0).retain_primary_context()
-        ctx.push()
     except drv.Error as e:
         raise BackendUnavailable(f"TensorRT backend unavailable: CUDA driver not usable ({e})") from None
     _STATE.update(drv=drv, ctx=ctx)
     return drv
+
+
+@contextlib.contextmanager
+def activate() -> Iterator[None]:
+    """Make the primary context current in this thread for the block (push ... pop).
+
+    Nests: pycuda keeps a per-thread context stack, and pushing the context already on top
+    is allowed, so an entry point may call another.
+    """
+    drv = _driver()
+    _STATE["ctx"].push()
+    try:
+        yield
+    finally:
+        drv.Context.pop()
 
 
 def device_info() -> dict[str, Any]:
@@ -51,7 +79,8 @@ class DeviceBuffer:
 
     def __init__(self, nbytes: int) -> None:
         self.nbytes = int(nbytes)
-        self._mem = _driver().mem_alloc(max(self.nbytes, 1))
+        with activate():
+            self._mem = _driver().mem_alloc(max(self.nbytes, 1))
 
     @property
     def ptr(self) -> int:
@@ -60,7 +89,8 @@ class DeviceBuffer:
     def free(self) -> None:
         """Release the memory now (idempotent)."""
         if self._mem is not None:
-            self._mem.free()
+            with activate():
+                self._mem.free()
             self._mem = None
 
 
@@ -68,7 +98,8 @@ class Stream:
     """A CUDA stream with the copies the engines need."""
 
     def __init__(self) -> None:
-        self._stream = _driver().Stream()
+        with activate():
+            self._stream = _driver().Stream()
 
     @property
     def handle(self) -> int:
@@ -76,16 +107,20 @@ class Stream:
 
     def htod(self, dst: DeviceBuffer, host: np.ndarray) -> None:
         """Copy a (contiguous, ideally page-locked) host array to the device, async."""
-        _driver().memcpy_htod_async(dst.ptr, np.ascontiguousarray(host), self._stream)
+        with activate():
+            _driver().memcpy_htod_async(dst.ptr, np.ascontiguousarray(host), self._stream)
 
     def dtoh(self, host: np.ndarray, src: DeviceBuffer) -> None:
         """Copy device memory into ``host`` (contiguous), async."""
-        _driver().memcpy_dtoh_async(host, src.ptr, self._stream)
+        with activate():
+            _driver().memcpy_dtoh_async(host, src.ptr, self._stream)
 
     def synchronize(self) -> None:
-        self._stream.synchronize()
+        with activate():
+            self._stream.synchronize()
 
 
 def pagelocked_empty(shape, dtype) -> np.ndarray:
     """A page-locked host array (fast async copies)."""
-    return _driver().pagelocked_empty(tuple(shape), dtype)
+    with activate():
+        return _driver().pagelocked_empty(tuple(shape), dtype)

@@ -6,19 +6,38 @@ Execution is ``execute_async_v3(stream)`` after ``set_input_shape`` (dynamic bat
 buffer (:class:`SharedScratch`) sized to the largest ``device_memory_size_v2`` of the
 cached engines: they run one at a time on one stream, so they never need their scratch at
 the same time (DESIGN.md §6). Buffers come from :mod:`dymu_rt.backends.tensorrt.cuda`.
+
+Thread safety: every entry point (``run``, ``bind``, ``close``, loading) makes the CUDA
+context current in the calling thread (:func:`dymu_rt.backends.tensorrt.cuda.activate`).
+The engines bind in place (refit) and share one scratch buffer and one stream, so callers
+must serialize runs with binds, loads and closes of *any* engine of one backend
+(``TensorRTBackend.binds_in_place``; the Runtime does, see ``Runtime._serial_lock``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from dymu_rt.backends.tensorrt.facts import check_available, check_facts, import_tensorrt, read_sidecar
+from dymu_rt.backends.tensorrt.facts import (
+    check_available,
+    check_device,
+    check_facts,
+    import_tensorrt,
+    read_sidecar,
+)
 from dymu_rt.errors import BundleError, ValidationError
-from dymu_rt.utils.io import sha256_file
+from dymu_rt.utils.io import sha256_bytes, sha256_file
+
+
+def active(cuda):
+    """The CUDA context made current in this thread (``cuda.activate()``), for a block."""
+    act = getattr(cuda, "activate", None)
+    return act() if act is not None else contextlib.nullcontext()
 
 
 def device_memory_size(engine) -> int:
@@ -88,13 +107,15 @@ class TensorRTEngine:
         self.topology = topology
         self._trt, self._engine, self._scratch, self._stream, self._cuda = trt, engine, scratch, stream, cuda
         self._weights, self._logger, self._nbytes = weights, logger, int(nbytes)
-        self._context = create_context(trt, engine)
-        scratch.attach(self._context, device_memory_size(engine))
+        with active(cuda):
+            self._context = create_context(trt, engine)
+            scratch.attach(self._context, device_memory_size(engine))
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self.inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
         self._buffers: dict[str, Any] = {}
         self._refitter = None
+        self.refits = 0
 
     def _buffer(self, name: str, nbytes: int):
         buf = self._buffers.get(name)
@@ -111,11 +132,17 @@ class TensorRTEngine:
 
     def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Run a float32 NCHW batch; returns output name (task) -> array."""
+        if self._context is None:
+            raise RuntimeError(f"TensorRT engine of topology {self.topology} is closed")
         images = np.ascontiguousarray(images, dtype=np.float32)
         lo, hi = self.batch_range()
         if images.ndim != 4 or not lo <= images.shape[0] <= hi:
             raise ValidationError(f"images of shape {images.shape}: expected [batch, 3, H, W] with batch in "
                                   f"{lo}..{hi} (the device profile's range)")
+        with active(self._cuda):
+            return self._run(images)
+
+    def _run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         ctx, name = self._context, self.inputs[0]
         if not ctx.set_input_shape(name, images.shape):
             raise ValidationError(f"images of shape {images.shape} do not fit engine input '{name}'")
@@ -141,29 +168,35 @@ class TensorRTEngine:
 
         if self._weights is None:
             raise BundleError(f"topology {self.topology}: no graph weights known; cannot bind")
-        if self._refitter is None:
-            self._refitter = EngineRefitter(self._trt, self._engine, self._logger,
-                                            f"engine of topology {self.topology}", self._weights.initial)
-        self._refitter.refit(self._weights.convert(weights), self._stream)
+        with active(self._cuda):
+            if self._refitter is None:
+                self._refitter = EngineRefitter(self._trt, self._engine, self._logger,
+                                                f"engine of topology {self.topology}", self._weights.initial)
+            self._refitter.refit(self._weights.convert(weights), self._stream)
+        self.refits += 1
 
     def memory_bytes(self) -> int:
         """Engine bytes + I/O buffers + the shared scratch (counted once per engine)."""
         return self._nbytes + sum(b.nbytes for b in self._buffers.values()) + self._scratch.nbytes
 
     def close(self) -> None:
-        """Release buffers, the context and the engine."""
-        for b in self._buffers.values():
-            b.free()
-        self._buffers.clear()
-        if self._context is not None:
-            self._scratch.detach(self._context)
-        self._context = self._engine = self._refitter = None
+        """Release buffers, the context and the engine (idempotent)."""
+        with active(self._cuda):
+            for b in self._buffers.values():
+                b.free()
+            self._buffers.clear()
+            if self._context is not None:
+                self._scratch.detach(self._context)
+            self._context = self._engine = self._refitter = None
 
 
 class TensorRTBackend:
     """Engines for TensorRT on an NVIDIA GPU. Raises BackendUnavailable at once without one."""
 
     name = "tensorrt"
+    #: Engines refit in place and share one scratch buffer and stream: runs must not overlap
+    #: binds, loads or closes (the Runtime serializes them).
+    binds_in_place = True
 
     def __init__(self) -> None:
         self._trt = import_tensorrt()
@@ -173,7 +206,8 @@ class TensorRTBackend:
 
         self._cuda = cuda
         self._logger = get_logger(self._trt)
-        self._runtime = self._trt.Runtime(self._logger)
+        with active(cuda):
+            self._runtime = self._trt.Runtime(self._logger)
         self._stream = cuda.Stream()
         self._scratch = SharedScratch(cuda.DeviceBuffer)
 
@@ -191,35 +225,56 @@ class TensorRTBackend:
 
         if profile.backend != "tensorrt":
             raise ValidationError(f"profile '{profile.name}' is for backend '{profile.backend}', not 'tensorrt'")
+        check_device(profile, self._facts)
         out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
         tid = topology or Path(graph).stem
         src = prepare_graph(graph, profile.precision, out_dir, tid)
         engine = out_dir / f"{tid}.engine"
-        build_engine(src, engine, profile, self._facts, timing_cache_path(out_dir.parent, self._facts),
-                     profile.precision, self._trt)
+        with active(self._cuda):
+            build_engine(src, engine, profile, self._facts, timing_cache_path(out_dir.parent, self._facts),
+                         profile.precision, self._trt)
         return {"file": engine.name, "sha256": sha256_file(engine), "sidecar": engine.name + ".json",
                 "precision": profile.precision}
 
-    def load(self, graph: Path, artifact: Optional[dict], profile, topology: str) -> TensorRTEngine:
-        """Load a built engine (``artifact = {"path": engine file}``, facts checked against this
-        machine) or, without one, build it in memory from ``graph``."""
+    def load(self, graph: Path, artifact: Optional[dict], profile, topology: str,
+             timing_cache: Optional[Path] = None) -> TensorRTEngine:
+        """Load a built engine (``artifact = {"path": engine file, "sha256": optional}``, hash
+        and facts checked against this machine) or, without one, build it in memory from
+        ``graph`` (in a temporary folder removed afterwards; ``timing_cache`` when given)."""
         from dymu_rt.backends.precision import GraphWeights
         from dymu_rt.backends.tensorrt.builder import build_serialized, prepare_graph
 
+        check_device(profile, self._facts)
         if artifact is not None:
+            if "path" not in artifact:
+                raise BundleError(f"TensorRT engine record of topology {topology} has no 'path' "
+                                  f"(got keys {sorted(artifact)}); pass the resolved engine file")
             path = Path(artifact["path"])
+            if not path.is_file():
+                raise BundleError(f"TensorRT engine {path} is missing; rebuild it with "
+                                  "`dymu-rt build --backend tensorrt`")
+            data = path.read_bytes()
+            want = artifact.get("sha256")
+            if want is not None:
+                if sha256_bytes(data) != want:
+                    raise BundleError(f"TensorRT engine {path} is corrupt (sha256 differs from the manifest); "
+                                      "rebuild it with `dymu-rt build --backend tensorrt`")
             rec = read_sidecar(path)
             check_facts(rec, self._facts, path)
-            data = path.read_bytes()
             src = path.parent / rec.get("graph", "")
             if not src.is_file():
                 src = prepare_graph(graph, rec.get("precision", profile.precision), path.parent, topology)
+            weights = GraphWeights(src)
         else:
-            work = Path(tempfile.mkdtemp(prefix="dymu-trt-"))
-            src = prepare_graph(graph, profile.precision, work, topology)
-            data = build_serialized(src, profile, None, self._trt)
-        engine = self._runtime.deserialize_cuda_engine(data)
+            with tempfile.TemporaryDirectory(prefix="dymu-trt-") as work:
+                src = prepare_graph(graph, profile.precision, work, topology)
+                with active(self._cuda):
+                    data = build_serialized(src, profile, timing_cache, self._trt)
+                weights = GraphWeights(src)          # read before the folder goes
+        with active(self._cuda):
+            engine = self._runtime.deserialize_cuda_engine(data)
         if engine is None:
             raise BundleError(f"TensorRT could not deserialize the engine of topology {topology}; rebuild it")
         return TensorRTEngine(topology, self._trt, engine, self._scratch, self._stream, self._cuda,
-                              GraphWeights(src), self._logger, len(data))
+                              weights, self._logger, len(data))
