@@ -12,10 +12,12 @@ from cli.common import console, print_json
 
 def profile_command(
     bundle: Optional[Path] = typer.Option(None, "--bundle", help="Bundle directory (default: the installed one)."),
-    profile: str = typer.Option("x86-64-cpu", "--profile", help="Device profile name or TOML path."),
+    profile: str = typer.Option("x86-64-cpu", "--profile", help="Device profile name or TOML path; its "
+                                "backend key picks the backend (e.g. jetson-orin-nano -> TensorRT)."),
     iters: int = typer.Option(50, "--iters", help="Timed runs per topology."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed runs per topology first."),
-    batch: int = typer.Option(1, "--batch", help="Batch size timed."),
+    batch: int = typer.Option(1, "--batch", help="Batch size timed (stored with the table; "
+                              "`run --latency-budget` uses batch-1 tables only)."),
     rebuild_engines: bool = typer.Option(False, "--rebuild-engines", help="Discard the engines cached for "
                                          "this profile (e.g. built on another machine) and rebuild them."),
     as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
@@ -34,21 +36,24 @@ def profile_command(
     rows = []
     for tid, lat in sorted(table.items(), key=lambda kv: kv[1]["p50_ms"]):
         t = topos[tid]
-        rows.append({"topology": tid, "n_points": t["n_points"], "gflops": t["gflops"], "params": t["params"],
-                     **lat, "achieved_gflop_s": 2 * t["macs"] * batch / (lat["p50_ms"] * 1e-3) / 1e9})
+        rows.append({"topology": tid, "n_points": t["n_points"], "gmacs": t["macs"] / 1e9,
+                     "gflops": 2 * t["macs"] / 1e9, "params": t["params"], **lat,
+                     "achieved_gflop_s": 2 * t["macs"] * batch / (lat["p50_ms"] * 1e-3) / 1e9})
     if as_json:
-        print_json({"profile": rt.profile.name, "batch": batch, "iters": iters, "topologies": rows})
+        print_json({"profile": rt.profile.name, "backend": rt.backend.name, "batch": batch, "iters": iters,
+                    "topologies": rows})
         return
     from rich.table import Table
 
     tab = Table(title=f"{rt.profile.name}: {len(rows)} topologies, batch {batch}, {iters} runs each "
                       f"(stored in {rt.root / 'manifest.json'})",
-                caption="GFLOPs column counts multiply-adds (GMACs, the bundle's convention); "
-                        "achieved GFLOP/s counts 2 FLOPs per MAC at p50.")
-    for col in ("topology", "points", "GFLOPs (GMACs)", "params (M)", "p50 ms", "p90 ms", "p99 ms", "GFLOP/s"):
+                caption="GMACs = multiply-adds / 1e9 (the bundle's 'gflops' field); GFLOPs and the achieved "
+                        "GFLOP/s count 2 FLOPs per MAC (GFLOP/s at p50, per image x batch).")
+    for col in ("topology", "points", "GMACs", "GFLOPs", "params (M)", "p50 ms", "p90 ms", "p99 ms", "GFLOP/s"):
         tab.add_column(col, justify="left" if col == "topology" else "right", no_wrap=col == "topology")
     for row in rows:
-        tab.add_row(row["topology"], str(row["n_points"]), f"{row['gflops']:.4f}", f"{row['params'] / 1e6:.3f}",
+        tab.add_row(row["topology"], str(row["n_points"]), f"{row['gmacs']:.4f}", f"{row['gflops']:.4f}",
+                    f"{row['params'] / 1e6:.3f}",
                     f"{row['p50_ms']:.3f}", f"{row['p90_ms']:.3f}", f"{row['p99_ms']:.3f}",
                     f"{row['achieved_gflop_s']:.2f}")
     console.print(tab)

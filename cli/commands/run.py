@@ -15,10 +15,11 @@ def run_command(
     r: str = typer.Option(..., "--r", help="Task preference r, one weight per task summing to 1, e.g. 0.6,0.2,0.2."),
     c: Optional[str] = typer.Option(None, "--c", help="Resource preference c in [0, 1] (larger = more frugal)."),
     bundle: Optional[Path] = typer.Option(None, "--bundle", help="Bundle directory (default: the installed one)."),
-    profile: str = typer.Option("x86-64-cpu", "--profile", help="Device profile name or TOML path."),
+    profile: str = typer.Option("x86-64-cpu", "--profile", help="Device profile name or TOML path; its "
+                                "backend key picks the backend (e.g. jetson-orin-nano -> TensorRT)."),
     out: Path = typer.Option(Path("dymu-out"), "--out", help="Folder for the output PNGs."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of a table: topology, "
-                                 "binding, gflops, params, latency_ms, images and outputs (task -> file for "
+                                 "binding, gmacs (multiply-adds / 1e9), gflops (2 x MACs / 1e9), params, latency_ms, images and outputs (task -> file for "
                                  "one image; for several, a list of task -> file aligned with images)."),
     normalize: bool = typer.Option(False, "--normalize", help="Rescale r to sum to 1."),
     latency_budget: Optional[float] = typer.Option(None, "--latency-budget", help="Milliseconds: pick the "
@@ -52,7 +53,8 @@ def run_command(
         results.append(write_outputs(img, {k: v[0] for k, v in raw.items()}, tasks, out, stem))
     s = rt.stats()
     summary = {"topology": s["topology"], "binding": s["binding"], "grid_point": s["grid_point"],
-               "r": s["r"], "c": s["c"], "gflops": s["gflops"], "macs": s["macs"], "params": s["params"],
+               "r": s["r"], "c": s["c"], "gmacs": s["gmacs"], "gflops": s["gflops"], "macs": s["macs"],
+               "params": s["params"], "backend": s["backend"],
                "latency_ms": s["latency_ms"], "profile": s["profile"], "binding_mode": s["binding_mode"],
                "budget_choice": choice, "images": [str(f) for f in files],
                "outputs": results[0] if len(results) == 1 else results}
@@ -71,10 +73,11 @@ def run_command(
     t.add_row("topology", s["topology"])
     gp = s["grid_point"]
     t.add_row("binding", s["binding"] + (f" (r={','.join(f'{v:g}' for v in gp['r'])}, c={gp['c']:g})" if gp else ""))
-    t.add_row("GFLOPs (GMACs)", f"{s['gflops']:.4f}")
+    t.add_row("GMACs (multiply-adds)", f"{s['gmacs']:.4f}")
+    t.add_row("GFLOPs (2 x MACs)", f"{s['gflops']:.4f}")
     t.add_row("params", f"{s['params'] / 1e6:.3f} M")
     lat = s["latency_ms"]
     t.add_row("latency p50 / p90 / p99", f"{lat['p50_ms']:.2f} / {lat['p90_ms']:.2f} / {lat['p99_ms']:.2f} ms "
-              f"({lat['n']} runs, {s['profile']})")
+              f"({lat['n']} runs, {s['profile']}, {s['backend']})")
     t.add_row("outputs", f"{sum(len(x) for x in results)} PNGs in {out}")
     console.print(t)

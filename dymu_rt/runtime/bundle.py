@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from dymu_rt.compile import bundle as B
-from dymu_rt.errors import BundleError
+from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.utils.io import atomic_write_json
 
 _WRITE_LOCK = threading.Lock()
@@ -43,7 +43,13 @@ def open_manifest(path: Path) -> dict[str, Any]:
 
 
 def engines_dir(backend: str, profile: str) -> str:
-    """Bundle-relative folder of a backend's compiled artifacts for a profile."""
+    """Bundle-relative folder of a backend's compiled artifacts for a profile (the profile
+    name is checked again here: it becomes a path that ``--rebuild-engines`` deletes)."""
+    from dymu_rt.backends.profile import NAME_RE
+
+    for what, value in (("backend", backend), ("profile name", profile)):
+        if not isinstance(value, str) or not NAME_RE.fullmatch(value) or value in (".", ".."):
+            raise ValidationError(f"{what} {value!r} must match ^[A-Za-z0-9._-]+$ and not be '.' or '..'")
     return f"engines/{backend}/{profile}"
 
 

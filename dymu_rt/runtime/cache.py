@@ -2,24 +2,35 @@
 
 A switch to a topology whose engine is cached costs no load; a miss loads it and evicts the
 least recently used engines until the total fits the budget again. The engine just asked
-for is never evicted, so one engine larger than the budget still runs (alone). Evicted
-engines are closed; a request already running on one keeps its session alive (see
-``OrtEngine.close``). Thread-safe.
+for is never evicted, so one engine larger than the budget still runs (alone), and neither
+are the ``pinned()`` ones (the Runtime pins the engine of its current preference: requests
+may be running on it). Pinning can leave the cache over budget by the pinned engines until
+the next load. Evicted engines are closed; a request already running on an ORT engine keeps
+its session alive (see ``OrtEngine.close``); engines that bind in place (TensorRT) must not
+be evicted while they run, which the Runtime guarantees by serializing loads with runs.
+
+An engine's size is ``size(topology, engine)`` (default ``engine.memory_bytes()``); the
+Runtime passes an estimate that counts the weights a graph references as external data
+(see ``Runtime._engine_bytes``). Thread-safe.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Optional
 
 
 class EngineCache:
-    """topology id -> engine, LRU-bounded by ``budget_bytes`` of ``engine.memory_bytes()``."""
+    """topology id -> engine, LRU-bounded by ``budget_bytes`` of engine sizes."""
 
-    def __init__(self, budget_bytes: int, loader: Callable[[str], Any]) -> None:
+    def __init__(self, budget_bytes: int, loader: Callable[[str], Any],
+                 size: Optional[Callable[[str, Any], int]] = None,
+                 pinned: Optional[Callable[[], Iterable[str]]] = None) -> None:
         self.budget_bytes = int(budget_bytes)
         self._loader = loader
+        self._size = size or (lambda topology, engine: engine.memory_bytes())
+        self._pinned = pinned or (lambda: ())
         self._engines: "OrderedDict[str, Any]" = OrderedDict()
         self._lock = threading.RLock()
         self.hits = self.misses = self.loads = self.evictions = 0
@@ -40,15 +51,18 @@ class EngineCache:
             return eng
 
     def _evict(self, keep: str) -> None:
-        while self.bytes() > self.budget_bytes and len(self._engines) > 1:
-            victim = next(t for t in self._engines if t != keep)
+        protected = {keep, *self._pinned()}
+        while self.bytes() > self.budget_bytes:
+            victim = next((t for t in self._engines if t not in protected), None)
+            if victim is None:
+                break
             self._engines.pop(victim).close()
             self.evictions += 1
 
     def bytes(self) -> int:
-        """Total ``memory_bytes()`` of the cached engines."""
+        """Total size of the cached engines."""
         with self._lock:
-            return sum(e.memory_bytes() for e in self._engines.values())
+            return sum(self._size(t, e) for t, e in self._engines.items())
 
     def __contains__(self, topology: str) -> bool:
         with self._lock:

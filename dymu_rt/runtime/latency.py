@@ -3,7 +3,8 @@
 ``dymu-rt profile`` times every topology of a bundle on this device (:func:`time_engine`)
 and stores ``latency[profile][topology] = {p50_ms, p90_ms, p99_ms, batch, iters}`` in the
 manifest. :func:`choose_for_budget` answers "which c, for this r, fits in B milliseconds":
-the smallest c (least frugal, most accurate) whose topology's measured p50 fits.
+the smallest c (least frugal, most accurate) whose topology's measured p50 fits, using only
+rows timed at batch 1 (one image per inference, as ``dymu-rt run`` does).
 """
 
 from __future__ import annotations
@@ -84,7 +85,14 @@ def choose_for_budget(manifest: Mapping, profile: str, r, budget_ms, n_tasks: in
     dist = [sum(abs(a - b) for a, b in zip(g, r)) for g in grid_rs]
     r_grid = grid_rs[int(np.argmin(dist))]
     cands = sorted((p for p in manifest["points"] if tuple(p["r"]) == r_grid), key=lambda p: p["c"])
-    timed = [(p, table[p["topology"]]["p50_ms"]) for p in cands if p["topology"] in table]
+    # A single image is run at batch 1: rows timed at another batch say nothing about it.
+    rows = {tid: row for tid, row in table.items() if int(row.get("batch", 1)) == 1}
+    if not rows:
+        batches = sorted({int(row.get("batch", 1)) for row in table.values()})
+        raise ValidationError(f"the latency table for profile '{profile}' was measured at batch "
+                              f"{','.join(map(str, batches))}, not 1; run `dymu-rt profile --profile {profile} "
+                              "--batch 1` for a single-image latency budget")
+    timed = [(p, rows[p["topology"]]["p50_ms"]) for p in cands if p["topology"] in rows]
     if not timed:
         raise ValidationError(f"latency table for profile '{profile}' lacks the topologies of r="
                               f"{','.join(f'{v:g}' for v in r_grid)}; rerun `dymu-rt profile --profile {profile}`")

@@ -13,15 +13,26 @@ r plus |Δc|) and uses that point's topology *and* that point's weights — the 
 controller was trained to pair with that tree — and says so (``"nearest-grid"`` plus the
 point in ``stats()["grid_point"]``).
 
+The backend comes from the device profile (``backend`` key; ``Runtime.open(backend=...)``
+may only repeat it): ``--profile jetson-orin-nano`` runs TensorRT.
+
 Engines live in an LRU (:class:`~dymu_rt.runtime.cache.EngineCache`) bounded by the
-profile's ``engine_cache_mb``. Thread safety: a preference is bound into an immutable
-state (engine + bound weights) that ``set_preference`` swaps in with one assignment;
-``infer`` reads that state once, so concurrent ``infer`` and ``set_preference`` calls never
-mix two preferences in one result.
+profile's ``engine_cache_mb``; see :meth:`Runtime._engine_bytes` for how an engine's size
+is estimated. The engine of the current preference is never evicted.
+
+Thread safety: a preference is bound into an immutable state (engine + bound weights) that
+``set_preference`` swaps in with one assignment; ``infer`` reads that state once, so
+concurrent ``infer`` and ``set_preference`` calls never mix two preferences in one result.
+ONNX Runtime engines get the weights with each run (``prepare``), so runs proceed in
+parallel. Engines that bind in place (TensorRT: refit, one shared scratch buffer and
+stream) run under ``_serial_lock``, which also covers their loads and evictions (a load
+can grow and re-point the shared scratch; an eviction frees an engine); they are refitted
+only when the preference bound into them changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.resources
 import shutil
@@ -70,6 +81,7 @@ class _State:
     bound: Any
     binding: str                      # "exact" | "nearest-grid"
     grid_point: Optional[dict]
+    key: tuple = ()                   # which weights ``bound`` holds: (topology, r, c) they came from
 
 
 class Runtime:
@@ -98,44 +110,64 @@ class Runtime:
         self._params = load_fold_params(root / ctrl["fold_params"]["file"])
         self._engine_files: dict[str, dict] = dict(
             (RB.check_engines(root, manifest, backend, profile.name) or {}).get("files", {}))
-        self.cache = EngineCache(profile.engine_cache_mb * 2**20, self._load_engine)
+        self._in_place = bool(getattr(backend, "binds_in_place", False))
         self._state: Optional[_State] = None
         self._switch_lock = threading.Lock()
-        self._serial_lock = threading.Lock()       # engines without prepare() (bind-in-place)
+        # Engines without prepare() (bind in place): runs, binds, loads and evictions.
+        self._serial_lock = threading.RLock()
+        self._bound_keys: dict[str, tuple[Any, tuple]] = {}    # topology -> (engine, key bound in it)
+        self._size_estimates: dict[str, int] = {}
+        self.cache = EngineCache(profile.engine_cache_mb * 2**20, self._load_engine, size=self._engine_bytes,
+                                 pinned=lambda: () if self._state is None else (self._state.topology,))
         self.latency = LatencyWindow()
 
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, bundle_dir, backend: str = "onnxruntime", profile: str = "x86-64-cpu",
+    def open(cls, bundle_dir, backend: Optional[str] = None, profile: str = "x86-64-cpu",
              binding: Optional[str] = None, cache_engines: Optional[bool] = None,
              rebuild_engines: bool = False) -> "Runtime":
-        """Open and validate a bundle for ``backend`` on device ``profile`` (name or TOML path).
+        """Open and validate a bundle on device ``profile`` (name or TOML path).
 
+        The backend is the profile's ``backend`` key; ``backend``, when given, must agree.
         ``binding`` picks the ONNX Runtime binding mode (default ``affine``; see
-        :mod:`dymu_rt.backends.onnxruntime`). ``cache_engines`` writes optimized graphs
-        into the bundle (default: when the bundle folder is writable).
-        ``rebuild_engines`` discards engines recorded for this backend/profile first.
+        :mod:`dymu_rt.backends.onnxruntime`). ``cache_engines`` writes compiled engines
+        (ORT optimized graphs, TensorRT engines) into the bundle (default: when the bundle
+        folder is writable and not the shipped one). ``rebuild_engines`` discards engines
+        recorded for this backend/profile first (refused for the shipped bundle).
         """
         from dymu_rt.backends.profile import load_profile
-        from dymu_rt.backends.registry import get_backend
+        from dymu_rt.backends.registry import backend_names, get_backend
 
         root = Path(bundle_dir)
-        be = get_backend(backend, **({"binding": binding} if binding else {}))
+        if backend is not None and backend not in backend_names():
+            get_backend(backend)                        # raises: unknown backend, with the choices
         prof = load_profile(profile)
-        if prof.backend != backend:
-            raise ValidationError(f"profile '{prof.name}' is for backend '{prof.backend}', not '{backend}'")
-        if rebuild_engines and (root / "manifest.json").is_file():
-            RB.update_manifest(root, lambda m: m.get("engines", {}).get(backend, {}).pop(prof.name, None))
-            shutil.rmtree(root / RB.engines_dir(backend, prof.name), ignore_errors=True)
-        manifest = RB.open_manifest(root)
+        name = backend or prof.backend
+        if prof.backend != name:
+            raise ValidationError(f"profile '{prof.name}' is for backend '{prof.backend}', not '{name}'")
+        if binding is not None and name != "onnxruntime":
+            raise ValidationError(f"--binding {binding!r} applies to the onnxruntime backend only; profile "
+                                  f"'{prof.name}' uses '{name}'")
         shipped = is_shipped_bundle(root)
+        if rebuild_engines and shipped:
+            raise ValidationError(f"--rebuild-engines: the shipped default bundle ({root}) is read-only package "
+                                  f"data; copy it first (cp -r {root} my-bundle) and pass --bundle my-bundle")
+        be = get_backend(name, **({"binding": binding} if binding else {}))
+        if rebuild_engines and (root / "manifest.json").is_file():
+            RB.update_manifest(root, lambda m: m.get("engines", {}).get(name, {}).pop(prof.name, None))
+            shutil.rmtree(root / RB.engines_dir(name, prof.name), ignore_errors=True)
+        manifest = RB.open_manifest(root)
+        check_input_shape(prof, manifest, root)
+        if be.name == "onnxruntime":
+            be.check_bundle(root, manifest, prof)       # precision: fp16 refused, int8 needs calibration
         if cache_engines is None:
             import os
 
             # The shipped default bundle is package data: never write into it.
             cache_engines = os.access(root, os.W_OK) and not shipped
-        rt = cls(root, manifest, be, prof, bool(cache_engines) and getattr(be, "binding", None) == "affine")
+        can_cache = be.name != "onnxruntime" or be.disk_cache(prof)     # fp32 affine only
+        rt = cls(root, manifest, be, prof, bool(cache_engines) and can_cache)
         rt.read_only = shipped
         return rt
 
@@ -146,7 +178,13 @@ class Runtime:
         graph = self.root / topo["file"]
         slots = topo["bn_slots"]
         if self.backend.name != "onnxruntime":
-            return self.backend.load(graph, self._engine_files.get(topology), self.profile, topology)
+            # Compiled engines (TensorRT): the recorded one (hash checked by the backend),
+            # else compile it into the bundle and record it, else build it in memory.
+            entry = self._engine_files.get(topology)
+            if entry is None and self._cache_engines:
+                entry = self._compile(topology)
+            artifact = None if entry is None else {"path": self.root / entry["file"], "sha256": entry["sha256"]}
+            return self.backend.load(graph, artifact, self.profile, topology)
         artifact = None
         entry = self._engine_files.get(topology)
         if entry is None and self._cache_engines:
@@ -161,10 +199,12 @@ class Runtime:
         a read-only bundle just runs without the disk cache)."""
         topo = self.manifest["topologies"][topology]
         rel_dir = RB.engines_dir(self.backend.name, self.profile.name)
+        kwargs = {}
+        if self.backend.name == "onnxruntime":
+            kwargs = {"raw_weights": raw_weights(self._params, topo["bn_slots"]), "slots": topo["bn_slots"]}
         try:
             rec = self.backend.compile(self.root / topo["file"], self.root / rel_dir, self.profile, topology,
-                                       raw_weights=raw_weights(self._params, topo["bn_slots"]),
-                                       slots=topo["bn_slots"])
+                                       **kwargs)
         except OSError:
             self._cache_engines = False
             return None
@@ -174,12 +214,36 @@ class Runtime:
         def edit(m: dict) -> None:
             rec_p = m.setdefault("engines", {}).setdefault(self.backend.name, {}).setdefault(self.profile.name, {})
             rec_p.update(facts)
-            rec_p["binding"] = self.backend.binding
+            rec_p["profile"] = self.profile.name
+            if getattr(self.backend, "binding", None) is not None:
+                rec_p["binding"] = self.backend.binding
             rec_p.setdefault("files", {})[topology] = entry
 
         self.manifest = RB.update_manifest(self.root, edit)
         self._engine_files[topology] = entry
         return entry
+
+    def _engine_bytes(self, topology: str, engine) -> int:
+        """Bytes an engine counts against the LRU budget.
+
+        ONNX Runtime: the weights the graph holds — its file *plus the external data it
+        references* (schema 2 graphs keep their tensors in ``graphs/weights.bin``, so the
+        graph file alone is ~35x too small) — times two, because ORT keeps a pre-packed copy
+        of conv weights next to the initializers. Activations are not counted (they depend
+        on the batch and are freed between runs). Other backends: ``engine.memory_bytes()``
+        (TensorRT: serialized engine + I/O buffers + the shared scratch).
+        """
+        if self.backend.name != "onnxruntime":
+            return int(engine.memory_bytes())
+        est = self._size_estimates.get(topology)
+        if est is None:
+            topo = self.manifest["topologies"][topology]
+            est = self._size_estimates[topology] = 2 * graph_weight_bytes(self.root / topo["file"], topo.get("params"))
+        return est
+
+    def _guard(self):
+        """The lock that serializes loads/evictions with runs, for engines that bind in place."""
+        return self._serial_lock if self._in_place else contextlib.nullcontext()
 
     def _weights(self, engine, topology: str, deltas: np.ndarray) -> dict[str, np.ndarray]:
         return slot_weights(self._params, self.manifest["bn_layout"], deltas, self.manifest["bn_eps"],
@@ -204,15 +268,18 @@ class Runtime:
             grid_point = None
             if tid in self.manifest["topologies"]:
                 binding, deltas = "exact", self.controller.deltas(pref.r, pref.c)
+                key = (tid, tuple(pref.r), float(pref.c))
             else:
                 points = self.manifest["points"]
                 i = nearest(pref, [Preference(tuple(p["r"]), float(p["c"])) for p in points])
                 grid_point = {"r": list(points[i]["r"]), "c": float(points[i]["c"])}
                 tid, binding = points[i]["topology"], "nearest-grid"
                 deltas = self.controller.deltas(grid_point["r"], grid_point["c"])
-            engine = self.cache.get(tid)
+                key = (tid, tuple(grid_point["r"]), grid_point["c"])
+            with self._guard():
+                engine = self.cache.get(tid)
             bound = self._bind(engine, tid, deltas)
-            self._state = _State(tuple(pref.r), float(pref.c), tid, engine, bound, binding, grid_point)
+            self._state = _State(tuple(pref.r), float(pref.c), tid, engine, bound, binding, grid_point, key)
             self.latency.clear()
         return {"topology": tid, "binding": binding, "grid_point": grid_point}
 
@@ -241,13 +308,24 @@ class Runtime:
         Returns task name -> raw output with a batch dimension. Batches larger than the
         profile's ``batch_max`` run in chunks.
         """
-        state = self._state                     # one read: this call's preference
-        if state is None:
+        if self._state is None:
             raise ValidationError("no preference set; call set_preference(r, c) first")
         x = self._check_batch(images) if isinstance(images, np.ndarray) else self.preprocess(images)
         t0 = time.perf_counter()
         step = max(1, self.profile.batch_max)
-        parts = [self._run(state, x[i:i + step]) for i in range(0, len(x), step)]
+        if self._in_place:
+            # Read the state under the lock that evictions take: its engine is then alive
+            # (only the current state's engine is pinned; an older state's may be closed).
+            with self._serial_lock:
+                state = self._state
+                if state is None:
+                    raise ValidationError("no preference set; call set_preference(r, c) first")
+                parts = [self._run(state, x[i:i + step]) for i in range(0, len(x), step)]
+        else:
+            state = self._state                 # one read: this call's preference
+            if state is None:
+                raise ValidationError("no preference set; call set_preference(r, c) first")
+            parts = [self._run(state, x[i:i + step]) for i in range(0, len(x), step)]
         self.latency.add(1e3 * (time.perf_counter() - t0))
         if len(parts) == 1:
             return parts[0]
@@ -257,7 +335,12 @@ class Runtime:
         if hasattr(state.engine, "prepare"):
             return state.engine.run(x, state.bound)
         with self._serial_lock:
-            state.engine.bind(state.bound)
+            # Refit only when another preference's weights are bound in this engine.
+            current = self._bound_keys.get(state.topology)
+            if current is None or current[0] is not state.engine or current[1] != state.key or not state.key:
+                self._bound_keys.pop(state.topology, None)      # a failed bind leaves it unknown
+                state.engine.bind(state.bound)
+                self._bound_keys[state.topology] = (state.engine, state.key)
             return state.engine.run(x)
 
     # -- reporting ----------------------------------------------------------------------------
@@ -270,9 +353,11 @@ class Runtime:
                                "latency_ms": self.latency.summary(), "cache": self.cache.stats()}
         if s is not None:
             topo = self.manifest["topologies"][s.topology]
+            # gmacs = multiply-accumulates / 1e9 (the bundle's "gflops" field, the paper's
+            # convention); gflops = 2 FLOPs per MAC / 1e9.
             out.update({"topology": s.topology, "r": list(s.r), "c": s.c, "binding": s.binding,
                         "grid_point": s.grid_point, "parents": topo["parents"], "params": topo["params"],
-                        "macs": topo["macs"], "gflops": topo["gflops"]})
+                        "macs": topo["macs"], "gmacs": topo["macs"] / 1e9, "gflops": 2 * topo["macs"] / 1e9})
         return out
 
     # -- profiling -----------------------------------------------------------------------------
@@ -295,21 +380,67 @@ class Runtime:
         first = {}
         for p in self.manifest["points"]:
             first.setdefault(p["topology"], p)
-        for tid in self.manifest["topologies"]:
-            engine = self.cache.get(tid)
-            p = first.get(tid) or {"r": [1 / self.n_tasks] * self.n_tasks, "c": 0.5}
-            state = _State(tuple(p["r"]), p["c"], tid, engine,
-                           self._bind(engine, tid, self.controller.deltas(p["r"], p["c"])), "exact", None)
-            row = time_engine(lambda: self._run(state, x), iters, warmup)
-            table[tid] = {"p50_ms": row["p50_ms"], "p90_ms": row["p90_ms"], "p99_ms": row["p99_ms"],
-                          "batch": batch, "iters": iters}
-            if on_topology is not None:
-                on_topology(tid, table[tid])
+        # The switch lock: no set_preference meanwhile (its load could evict the engine being
+        # timed); the current preference's engine is pinned in the cache and stays usable.
+        with self._switch_lock:
+            for tid in self.manifest["topologies"]:
+                with self._guard():
+                    engine = self.cache.get(tid)
+                p = first.get(tid) or {"r": [1 / self.n_tasks] * self.n_tasks, "c": 0.5}
+                state = _State(tuple(p["r"]), p["c"], tid, engine,
+                               self._bind(engine, tid, self.controller.deltas(p["r"], p["c"])), "exact", None,
+                               (tid, tuple(p["r"]), float(p["c"])))
+                row = time_engine(lambda: self._run(state, x), iters, warmup)
+                table[tid] = {"p50_ms": row["p50_ms"], "p90_ms": row["p90_ms"], "p99_ms": row["p99_ms"],
+                              "batch": batch, "iters": iters}
+                if on_topology is not None:
+                    on_topology(tid, table[tid])
         self.manifest = RB.update_manifest(
             self.root, lambda m: m.setdefault("latency", {}).__setitem__(self.profile.name, table))
         return table
 
     def close(self) -> None:
         """Release every engine."""
-        self._state = None
-        self.cache.clear()
+        with self._switch_lock, self._guard():
+            self._state = None
+            self._bound_keys.clear()
+            self.cache.clear()
+
+
+def check_input_shape(profile, manifest, root) -> None:
+    """Refuse a bundle whose input size differs from the profile's ``[input] shape``."""
+    if getattr(profile, "shape", None) is None:
+        return
+    want = [int(v) for v in profile.shape]
+    have = [3, *(int(v) for v in manifest["preprocessing"]["input_size"])]
+    if want != have:
+        raise ValidationError(f"profile '{profile.name}' key 'input.shape' = {want} but bundle {root} takes "
+                              f"{have} images (preprocessing.input_size); use a profile for this input size or "
+                              "set [input] shape in a copy of the profile")
+
+
+def graph_weight_bytes(graph: Path, params: Optional[int] = None) -> int:
+    """Bytes of the weights an ONNX graph holds: its file plus the external data its
+    initializers reference (``length`` of each external range; a reference without a length
+    counts its whole file once). Falls back to file + ``params`` x 4 when the graph cannot
+    be read."""
+    size = Path(graph).stat().st_size
+    try:
+        import onnx
+
+        model = onnx.load(str(graph), load_external_data=False)
+    except Exception:  # unreadable graph: the loader reports it; here only an estimate
+        return size + 4 * int(params or 0)
+    ext, whole = 0, set()
+    for init in model.graph.initializer:
+        if init.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in init.external_data}
+        if "length" in info:
+            ext += int(info["length"])
+        elif "location" in info:
+            whole.add(info["location"])
+    for loc in whole:
+        f = Path(graph).parent / loc
+        ext += f.stat().st_size if f.is_file() else 0
+    return size + ext

@@ -60,3 +60,36 @@ def test_bad_budget(bundle, budget):
 def test_bad_profile_args(bundle):
     with pytest.raises(ValidationError, match="--iters = 0"):
         Runtime.open(bundle).profile_topologies(iters=0)
+
+
+def test_budget_uses_batch_1_rows_only(bundle):
+    m = read_manifest(bundle)
+    r = [1.0, 0.0, 0.0]
+    row = sorted((p for p in m["points"] if p["r"] == r), key=lambda p: p["c"])
+    # Timed at batch 8 only: no single-image latency is known -> one clear refusal.
+    table = _fake_table(m, lambda t: 1.0)
+    for v in table.values():
+        v["batch"] = 8
+    m["latency"] = {"x86-64-cpu": table}
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ValidationError) as e:
+        Runtime.open(bundle).choose_for_budget(r, 100)
+    assert "\n" not in str(e.value)
+    assert "measured at batch 8, not 1; run `dymu-rt profile --profile x86-64-cpu --batch 1`" in str(e.value)
+    # Mixed: the fast batch-8 row of the least frugal topology is ignored, batch-1 rows decide.
+    first = row[0]["topology"]
+    for tid, v in table.items():
+        v["batch"] = 8 if tid == first else 1
+        v["p50_ms"] = 0.1 if tid == first else 1.0
+    m["latency"] = {"x86-64-cpu": table}
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    got = Runtime.open(bundle).choose_for_budget(r, 100)
+    assert got["topology"] != first and got["p50_ms"] == 1.0
+
+
+def test_profile_records_the_batch_it_timed(bundle):
+    rt = Runtime.open(bundle)
+    table = rt.profile_topologies(iters=2, warmup=0, batch=2)
+    assert {row["batch"] for row in table.values()} == {2}
+    with pytest.raises(ValidationError, match="measured at batch 2, not 1"):
+        rt.choose_for_budget("1,0,0", 100)

@@ -71,3 +71,51 @@ def test_cache_keeps_a_single_oversized_engine():
 def test_profile_budget_sets_cache(bundle):
     rt = Runtime.open(bundle)
     assert rt.cache.budget_bytes == rt.profile.engine_cache_mb * 2**20
+
+
+def test_pinned_engines_are_never_evicted():
+    engines = {t: _Fake(10) for t in "abc"}
+    pinned = {"a"}
+    cache = EngineCache(15, lambda t: engines[t], pinned=lambda: pinned)
+    cache.get("a")
+    cache.get("b")                                         # over budget, but a is pinned
+    assert not engines["a"].closed and cache.topologies() == ["a", "b"]
+    pinned = set()
+    cache._pinned = lambda: pinned
+    cache.get("c")                                         # nothing pinned: back within budget
+    assert engines["a"].closed and engines["b"].closed and cache.topologies() == ["c"]
+
+
+def test_size_function_overrides_memory_bytes():
+    engines = {"a": _Fake(1), "b": _Fake(1)}
+    cache = EngineCache(150, lambda t: engines[t], size=lambda t, e: 100)
+    cache.get("a")
+    cache.get("b")
+    assert cache.bytes() == 100 and cache.topologies() == ["b"] and engines["a"].closed
+
+
+def test_ort_engine_size_counts_the_weights(bundle):
+    import onnx
+
+    from dymu_rt.runtime.runtime import graph_weight_bytes
+
+    m = read_manifest(bundle)
+    rt = Runtime.open(bundle)
+    tid = next(iter(m["topologies"]))
+    graph = bundle / m["topologies"][tid]["file"]
+    # Move the graph's tensors to external data, as schema 2 bundles do (graphs/weights.bin).
+    model = onnx.load(str(graph))
+    onnx.save(model, str(graph), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="weights.bin", size_threshold=0)
+    ext = (graph.parent / "weights.bin").stat().st_size
+    assert ext > graph.stat().st_size
+    assert graph_weight_bytes(graph) == graph.stat().st_size + ext
+    assert rt._engine_bytes(tid, None) == 2 * (graph.stat().st_size + ext)
+
+
+def test_engine_memory_of_other_backends_is_their_own_report(bundle):
+    from inplace_fake import inplace_runtime
+
+    rt, _ = inplace_runtime(bundle)
+    rt.set_preference([1, 0, 0], 0)
+    assert rt.cache.bytes() == 1000

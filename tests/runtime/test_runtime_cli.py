@@ -36,7 +36,10 @@ def test_run_json_writes_pngs(capsys, bundle, images, tmp_path):
                              "--bundle", str(bundle), "--out", str(out), "--json")
     assert code == 0, err
     res = json.loads(stdout)
-    assert {"topology", "gflops", "params", "latency_ms", "outputs"} <= set(res)
+    assert {"topology", "gflops", "gmacs", "params", "latency_ms", "outputs"} <= set(res)
+    # Unambiguous units: gmacs = multiply-adds / 1e9, gflops = 2 x MACs / 1e9.
+    assert res["gmacs"] == pytest.approx(res["macs"] / 1e9) and res["gflops"] == pytest.approx(2 * res["gmacs"])
+    assert res["backend"] == "onnxruntime"
     assert set(res["outputs"]) == {"semseg", "normals", "depth", "overview"}
     for f in res["outputs"].values():
         assert Image.open(f).mode == "RGB"
@@ -86,6 +89,10 @@ def test_profile_then_budget_run(capsys, bundle, images, tmp_path):
     assert len(res["topologies"]) == len(m["topologies"]) == len(m["latency"]["x86-64-cpu"])
     p50s = [row["p50_ms"] for row in res["topologies"]]
     assert p50s == sorted(p50s)
+    for row in res["topologies"]:                           # same units as `run --json`
+        macs = m["topologies"][row["topology"]]["macs"]
+        assert row["gmacs"] == pytest.approx(macs / 1e9) and row["gflops"] == pytest.approx(2 * macs / 1e9)
+        assert row["achieved_gflop_s"] == pytest.approx(row["gflops"] / (row["p50_ms"] * 1e-3))
     code, stdout, err = _cli(capsys, "run", "--r", "1,0,0", "--latency-budget", "1000", str(images / "one.png"),
                              "--bundle", str(bundle), "--out", str(tmp_path / "o"), "--json")
     assert code == 0, err
@@ -95,7 +102,29 @@ def test_profile_then_budget_run(capsys, bundle, images, tmp_path):
 def test_profile_table(capsys, bundle):
     code, stdout, err = _cli(capsys, "profile", "--bundle", str(bundle), "--iters", "2", "--warmup", "0")
     assert code == 0, err
-    assert "GFLOP/s" in stdout and "GMACs" in stdout
+    assert "GFLOP/s" in stdout and "GMACs" in stdout and "GFLOPs" in stdout
+
+
+def test_run_table_names_both_units(capsys, bundle, images, tmp_path):
+    code, stdout, err = _cli(capsys, "run", "--r", "1,0,0", "--c", "0", str(images / "one.png"),
+                             "--bundle", str(bundle), "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert "GMACs (multiply-adds)" in stdout and "GFLOPs (2 x MACs)" in stdout
+
+
+@pytest.mark.parametrize("command", ["run", "profile"])
+def test_tensorrt_profile_picks_tensorrt_and_fails_in_one_line_here(capsys, monkeypatch, bundle, images, tmp_path,
+                                                                     command):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    before = (bundle / "manifest.json").read_bytes()
+    args = (["run", "--r", "1,0,0", "--c", "0", str(images / "one.png"), "--out", str(tmp_path / "o")]
+            if command == "run" else ["profile"])
+    code, _, err = _cli(capsys, *args, "--bundle", str(bundle), "--profile", "jetson-orin-nano")
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: TensorRT backend unavailable: python package 'tensorrt' is not installed")
+    assert (bundle / "manifest.json").read_bytes() == before and not (tmp_path / "o").exists()
 
 
 def test_profiles_lists_all(capsys):

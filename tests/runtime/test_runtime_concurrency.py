@@ -1,21 +1,31 @@
-"""Concurrent infer + set_preference never mixes two preferences in one result."""
+"""Concurrent infer + set_preference never mixes two preferences in one result, with engines
+that take the weights per run (ONNX Runtime) and with engines that bind in place (TensorRT
+style: refit, shared scratch), where runs must also never overlap loads, binds or closes."""
 
 import threading
+import time
 
 import numpy as np
+import pytest
 
 from bundle_fixture import read_manifest
+from inplace_fake import inplace_runtime
 from dymu_rt.runtime import Runtime
 
 X = np.random.default_rng(2).random((1, 3, 16, 16), dtype=np.float32)
+N_RESULTS = 60
 
 
-def test_switching_under_concurrent_inference(bundle):
-    m = read_manifest(bundle)
+def _two_preferences(m):
     # Two preferences with different topologies, so a mix would be visible in every output.
     a = m["points"][0]
     b = next(p for p in m["points"] if p["topology"] != a["topology"])
-    rt = Runtime.open(bundle)
+    return a, b
+
+
+def _switch_under_load(rt, a, b, workers=3, deadline_s=60.0):
+    """Workers infer continuously while this thread alternates a/b until N_RESULTS results
+    arrived *and* both preferences were seen; returns (matches per preference, errors)."""
     refs = []
     for p in (a, b):
         rt.set_preference(p["r"], p["c"])
@@ -26,20 +36,96 @@ def test_switching_under_concurrent_inference(bundle):
         try:
             while not stop.is_set():
                 results.append(rt.infer(X))
-        except Exception as e:  # pragma: no cover - reported below
+        except Exception as e:  # reported by the caller
             errors.append(e)
 
-    threads = [threading.Thread(target=worker) for _ in range(3)]
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
     for t in threads:
         t.start()
-    for i in range(40):
-        p = (a, b)[i % 2]
+    counts, checked, i, t_end = [0, 0], 0, 0, time.monotonic() + deadline_s
+    try:
+        while time.monotonic() < t_end and not errors:
+            p = (a, b)[i % 2]
+            i += 1
+            rt.set_preference(p["r"], p["c"])
+            while checked < len(results):
+                out = results[checked]
+                checked += 1
+                matches = [all(np.array_equal(out[k], ref[k]) for k in ref) for ref in refs]
+                assert any(matches), f"result {checked} equals neither preference's single-threaded output"
+                counts[matches.index(True)] += 1
+            if checked >= N_RESULTS and min(counts) > 0:
+                break
+            time.sleep(0.001)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    return counts, errors, i
+
+
+def test_switching_under_concurrent_inference(bundle):
+    a, b = _two_preferences(read_manifest(bundle))
+    counts, errors, switches = _switch_under_load(Runtime.open(bundle), a, b)
+    assert not errors, errors
+    assert sum(counts) >= N_RESULTS and counts[0] > 0 and counts[1] > 0, counts
+    assert switches >= 2
+
+
+def test_switching_under_concurrent_inference_with_bind_in_place_engines(bundle):
+    a, b = _two_preferences(read_manifest(bundle))
+    rt, be = inplace_runtime(bundle, delay=0.0005)
+    counts, errors, _ = _switch_under_load(rt, a, b)
+    assert not errors, errors
+    assert sum(counts) >= N_RESULTS and counts[0] > 0 and counts[1] > 0, counts
+    assert be.violations == []
+
+
+def test_bind_in_place_loads_and_evictions_never_overlap_runs(bundle):
+    m = read_manifest(bundle)
+    seen, pts = set(), []
+    for p in m["points"]:
+        if p["topology"] not in seen:
+            seen.add(p["topology"])
+            pts.append(p)
+    assert len(pts) >= 3
+    rt, be = inplace_runtime(bundle, delay=0.0005)
+    rt.cache.budget_bytes = 1            # every switch to another topology loads and evicts
+    rt.set_preference(pts[0]["r"], pts[0]["c"])
+    errors, stop = [], threading.Event()
+
+    def worker():
+        try:
+            while not stop.is_set():
+                rt.infer(X)
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(12):
+        p = pts[i % len(pts)]
         rt.set_preference(p["r"], p["c"])
     stop.set()
     for t in threads:
         t.join()
-    assert not errors
-    assert len(results) > 0
-    for out in results:
-        matches = [all(np.array_equal(out[k], ref[k]) for k in ref) for ref in refs]
-        assert any(matches), "an output equals neither preference's single-threaded output"
+    assert not errors, errors
+    assert rt.cache.stats()["evictions"] >= 6
+    assert be.violations == []           # no run on a closed engine, no run during a load/close
+
+
+@pytest.mark.parametrize("engine_kind", ["ort", "in-place"])
+def test_profiling_never_evicts_the_current_engine(bundle, engine_kind):
+    m = read_manifest(bundle)
+    rt, be = (Runtime.open(bundle), None) if engine_kind == "ort" else inplace_runtime(bundle)
+    a = m["points"][0]
+    rt.set_preference(a["r"], a["c"])
+    ref = rt.infer(X)
+    rt.cache.budget_bytes = 1
+    rt.profile_topologies(iters=1, warmup=0)
+    assert a["topology"] in rt.cache.topologies()          # pinned: the current preference's engine
+    out = rt.infer(X)
+    assert all(np.array_equal(out[k], ref[k]) for k in ref)
+    if be is not None:
+        assert be.violations == []

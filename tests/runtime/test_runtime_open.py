@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from dymu_rt.errors import BundleError, ValidationError
+from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
 from dymu_rt.runtime import Runtime, default_bundle_path
 
 
@@ -84,8 +84,63 @@ def test_cached_engine_reused_without_recompiling(bundle):
 
 
 def test_profile_for_another_backend_refused(bundle):
-    with pytest.raises(ValidationError, match="profile 'jetson-orin-nano' is for backend 'tensorrt'"):
+    with pytest.raises(ValidationError, match="profile 'jetson-orin-nano' is for backend 'tensorrt', not 'onnxruntime'"):
+        Runtime.open(bundle, backend="onnxruntime", profile="jetson-orin-nano")
+
+
+def test_backend_comes_from_the_profile(bundle, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)          # no TensorRT on this machine
+    with pytest.raises(BackendUnavailable) as e:
         Runtime.open(bundle, profile="jetson-orin-nano")
+    assert "\n" not in str(e.value) and "TensorRT backend unavailable" in str(e.value)
+    assert Runtime.open(bundle).backend.name == "onnxruntime"   # x86-64-cpu -> ONNX Runtime
+    with pytest.raises(ValidationError, match="--binding 'session' applies to the onnxruntime backend only"):
+        Runtime.open(bundle, profile="jetson-orin-nano", binding="session")
+
+
+def _write_profile(tmp_path, text):
+    f = tmp_path / "p.toml"
+    f.write_text(text)
+    return f
+
+
+def test_profile_input_shape_must_match_the_bundle(bundle, tmp_path):
+    h, w = json.loads((bundle / "manifest.json").read_text())["preprocessing"]["input_size"]
+    good = _write_profile(tmp_path, f'name = "p"\nbackend = "onnxruntime"\n[input]\nshape = [3, {h}, {w}]\n')
+    assert Runtime.open(bundle, profile=str(good)).profile.shape == (3, h, w)
+    bad = _write_profile(tmp_path, 'name = "p"\nbackend = "onnxruntime"\n[input]\nshape = [3, 64, 48]\n')
+    with pytest.raises(ValidationError) as e:
+        Runtime.open(bundle, profile=str(bad))
+    assert "\n" not in str(e.value)
+    assert f"key 'input.shape' = [3, 64, 48] but bundle {bundle} takes [3, {h}, {w}] images" in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["../../evil", "..", ".", "a/b", "sp ace", ""])
+def test_profile_name_that_is_not_a_plain_folder_name_is_refused(bundle, tmp_path, name):
+    f = _write_profile(tmp_path, f'name = "{name}"\nbackend = "onnxruntime"\n')
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ValidationError, match="key 'name'"):
+        Runtime.open(bundle, profile=str(f), rebuild_engines=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and (bundle / "manifest.json").is_file()
+
+
+def test_engines_dir_rejects_traversal_even_without_parse():
+    from dymu_rt.runtime.bundle import engines_dir
+
+    assert engines_dir("tensorrt", "jetson-orin-nano") == "engines/tensorrt/jetson-orin-nano"
+    for bad in ("../x", "..", "a/b"):
+        with pytest.raises(ValidationError, match="profile name"):
+            engines_dir("onnxruntime", bad)
+
+
+def test_rebuild_engines_refused_for_the_shipped_bundle_before_writing():
+    shipped = default_bundle_path()
+    before = (shipped / "manifest.json").read_bytes()
+    with pytest.raises(ValidationError, match="--rebuild-engines: the shipped default bundle .* is read-only"):
+        Runtime.open(shipped, rebuild_engines=True)
+    assert (shipped / "manifest.json").read_bytes() == before
 
 
 def test_unknown_backend_and_binding(bundle):
