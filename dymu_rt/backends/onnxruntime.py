@@ -92,8 +92,8 @@ INT8_ACTIVATIONS = ("auto", "int8", "uint8")
 
 def int8_activations_for(machine: Optional[str] = None) -> str:
     """The INT8 graph variant ORT runs fastest on ``machine`` (default: this one): ``uint8``
-    activations on x86 (U8S8 kernels; S8S8 measured ~1.5x the FP32 latency there, U8S8
-    ~0.7x), the symmetric ``int8`` graph shared with TensorRT elsewhere (ARM has S8S8 kernels)."""
+    activations on x86 (U8S8 kernels; S8S8 measured 1.3-1.5x the FP32 latency there, U8S8
+    0.6-0.8x), the symmetric ``int8`` graph shared with TensorRT elsewhere (ARM has S8S8 kernels)."""
     m = (machine or platform.machine()).lower()
     return "uint8" if m in ("x86_64", "amd64", "x86", "i386", "i686") else "int8"
 
