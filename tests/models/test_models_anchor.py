@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from dymu_rt.errors import ValidationError
-from dymu_rt.models.presets import PRESETS
 from dymu_rt.models.tree import canonicalize, identity_table, num_used_nodes, topology_id
 
 
@@ -104,12 +103,4 @@ def test_topology_ids_equal_iff_trees_equal():
     assert topology_id(q, salt="a") != topology_id(q, salt="b")
 
 
-@pytest.mark.parametrize("name", ["synth-nyu", "synth-pascal", "cifar100"])
-def test_presets_build_with_consistent_node_shapes(name):
-    net = PRESETS[name].build().eval()
-    h, w = net.input_size
-    x = net.normalize(torch.rand(1, 3, h, w))
-    with torch.no_grad():
-        for l, info in enumerate(net.node_infos):
-            x = net.streams[0][l](x)
-            assert x.shape[1] == info.out_channels and h // x.shape[2] == info.stride
+# Every preset's construction and node shapes: tests/models/test_models_presets.py.
