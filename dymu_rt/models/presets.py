@@ -29,14 +29,29 @@ class TrainDefaults:
     anchor_batch: int = 8
     anchor_lr: float = 1e-3
     anchor_weight_decay: float = 1e-4
+    # Anchor optimizer: adamw | adam | sgd (momentum 0.9); schedule: cosine (decay to 1% with
+    # a short warm-up) | step (×anchor_decay_gamma every anchor_decay_every steps; 0 = every
+    # 14/30 of anchor_steps, the paper's controller ratio).
+    anchor_optimizer: str = "adamw"
+    anchor_schedule: str = "cosine"
+    anchor_decay_every: int = 0
+    anchor_decay_gamma: float = 0.3
     edge_steps: int = 30000
     weight_steps: int = 30000
+    phn_steps: int = 0            # PHN-BN baseline steps; 0 = weight_steps
     controller_batch: int = 8
     controller_lr: float = 1e-3
     decay_every: int = 14000
     decay_gamma: float = 0.3
     lambda_active: float = 1.0
     lambda_inactive: float = 0.1
+    # Branching regularizer (dymu_rt.control.regularizer.RegularizerConfig): τ (None = 0.6/N)
+    # and the paper's ablation switches (Table 5); all on by default.
+    tau: Optional[float] = None
+    inactive_loss: bool = True
+    layer_weighting: bool = True
+    use_affinity: bool = True
+    dichotomy: bool = True
     affinity_samples: int = 64
     eval_every: int = 0
     # Gumbel temperature ζ: 5, ×0.97 every ``gumbel_every`` steps (paper: 300 of 30K steps,

@@ -12,9 +12,11 @@ from typing import Callable, Optional
 
 import torch
 
-from dymu_rt.train.checkpoint import RunDir, optimizer_tensors, restore_optimizer, save_module
-from dymu_rt.train.common import (JsonlLog, cosine_lr, infinite_batches, make_split, make_tasks,
-                                  restore_rng, rng_state, seed_everything, set_lr, weighted_task_loss)
+from dymu_rt.train.checkpoint import RunDir, optimizer_tensors, save_module
+from dymu_rt.train.common import (JsonlLog, anchor_lr, check_positive, infinite_batches,
+                                  make_anchor_optimizer, make_split, make_tasks, restore_rng,
+                                  rng_state, seed_everything, set_lr, validate_train_config,
+                                  weighted_task_loss)
 from dymu_rt.train.evaluation import evaluate_tree, trivial_baselines
 from dymu_rt.utils.progress import make_progress
 
@@ -31,17 +33,20 @@ def train_anchor(run: RunDir, data: str = "synth", seed: int = 0, save_every: in
     cfg = preset.train
     if run.stage_done("anchor"):
         return run.read_config()["stages"]["anchor"]
+    check_positive(save_every, "--save-every")
+    check_positive(n_train, "--n-train")
+    check_positive(n_val, "--n-val")
+    validate_train_config(cfg)
     seed_everything(seed)
     anchor = preset.build()
     tasks = make_tasks(preset)
-    opt = torch.optim.AdamW(anchor.parameters(), lr=cfg.anchor_lr, weight_decay=cfg.anchor_weight_decay)
+    opt = make_anchor_optimizer(anchor.parameters(), cfg)
     start = 0
     state = run.load_state("anchor")
     log = JsonlLog(run.path / "logs" / "anchor.jsonl")
     if state is not None:
         tensors, meta = state
-        anchor.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-        restore_optimizer(opt, tensors, meta["optimizer"])
+        run.restore_state("anchor", anchor, opt, tensors, meta)
         restore_rng(tensors)
         start = int(meta["step"])
         log.truncate_after(start)
@@ -49,7 +54,6 @@ def train_anchor(run: RunDir, data: str = "synth", seed: int = 0, save_every: in
     batches = infinite_batches(train_set, cfg.anchor_batch, seed, start_step=start)
     anchor.train()
     total = cfg.anchor_steps
-    warmup = min(50, total // 10)
 
     def save(step: int) -> None:
         tensors = {f"model.{k}": v for k, v in anchor.state_dict().items()}
@@ -66,7 +70,7 @@ def train_anchor(run: RunDir, data: str = "synth", seed: int = 0, save_every: in
                 save(step)
                 return {"done": False, "step": step}
             batch = next(batches)
-            set_lr(opt, cosine_lr(cfg.anchor_lr, step, total, warmup))
+            set_lr(opt, anchor_lr(cfg, step))
             out = anchor(batch["image"])
             loss, per = weighted_task_loss(tasks, out, batch)
             opt.zero_grad(set_to_none=True)
@@ -85,6 +89,8 @@ def train_anchor(run: RunDir, data: str = "synth", seed: int = 0, save_every: in
     val_set = make_split(preset, data, "val", n=n_val, seed=seed)
     metrics = evaluate_tree(anchor, tasks, val_set, parents=None, progress=progress,
                             description="anchor eval (val)")
-    summary = {"step": total, "val": metrics, "baselines": trivial_baselines(tasks, train_set, val_set)}
+    # Baselines from un-augmented training scenes (augmentation zooms, which rescales depth).
+    stats_set = make_split(preset, data, "train", n=n_train, augment=False, seed=seed)
+    summary = {"step": total, "val": metrics, "baselines": trivial_baselines(tasks, stats_set, val_set)}
     run.mark_done("anchor", summary)
     return run.read_config()["stages"]["anchor"]

@@ -56,7 +56,11 @@ def load_tensors(path: Path, what: str) -> dict[str, torch.Tensor]:
 
 def load_module(module: nn.Module, path: Path, what: str) -> nn.Module:
     """Load weights into ``module``, refusing missing/unexpected names and shape mismatches."""
-    state = load_tensors(path, what)
+    return load_state_into(module, load_tensors(path, what), path, what)
+
+
+def load_state_into(module: nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> nn.Module:
+    """Load ``state`` into ``module`` after checking names and shapes (CheckpointError if not)."""
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -107,6 +111,11 @@ class RunDir:
                     f"{self.path} holds a run of preset '{cfg['preset']['name']}', not '{preset.name}'; "
                     "use another --out")
             return cfg
+        if self.path.exists() and not self.path.is_dir():
+            raise CheckpointError(f"run directory {self.path} is a file; give a new or empty folder")
+        if self.path.is_dir() and any(self.path.iterdir()):
+            raise CheckpointError(f"{self.path} is not empty and is not a dymu-rt run (no {CONFIG}); "
+                                  "give a new or empty folder as --out")
         self.path.mkdir(parents=True, exist_ok=True)
         cfg = {"kind": "dymu-rt-run", "version": __version__, "preset": preset.to_dict(),
                "data": data, "stages": {s: {"done": False} for s in STAGES}, **(extra or {})}
@@ -125,6 +134,12 @@ class RunDir:
         """Record a finished stage and its summary (metrics, steps) in the config."""
         cfg = self.read_config()
         cfg["stages"][stage] = {"done": True, **summary}
+        atomic_write_json(self.config_path, cfg)
+
+    def set_config_entry(self, key: str, value: Any) -> None:
+        """Store one top-level entry of the config (e.g. the data options)."""
+        cfg = self.read_config()
+        cfg[key] = value
         atomic_write_json(self.config_path, cfg)
 
     def update_preset(self, preset: Preset) -> None:
@@ -187,7 +202,20 @@ class RunDir:
         if not jpath.is_file():
             return None
         meta = read_json(jpath, "training state")
+        if not isinstance(meta, dict) or isinstance(meta.get("step"), bool) or \
+                not isinstance(meta.get("step"), int) or meta["step"] < 0 or \
+                not isinstance(meta.get("optimizer"), dict):
+            raise CheckpointError(f"training state {jpath} is malformed (expected a step counter and "
+                                  "optimizer state); delete the state/ folder to restart the stage")
         return load_tensors(self.path / "state" / f"{stage}.safetensors", "training state"), meta
+
+    def restore_state(self, stage: str, module: nn.Module, opt: torch.optim.Optimizer,
+                      tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Load a saved state's model and optimizer tensors, validated (CheckpointError)."""
+        path = self.path / "state" / f"{stage}.safetensors"
+        model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        load_state_into(module, model, path, "training state")
+        restore_optimizer(opt, tensors, meta["optimizer"], path=path)
 
 
 def _num_layers(preset: Preset) -> int:
@@ -211,15 +239,34 @@ def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str = "opt") -> tuple[
 
 
 def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict,
-                      prefix: str = "opt") -> None:
-    """Inverse of :func:`optimizer_tensors`."""
+                      prefix: str = "opt", path: Optional[Path] = None) -> None:
+    """Inverse of :func:`optimizer_tensors`; a state that does not fit ``opt`` is a CheckpointError."""
+    where = f"training state {path}" if path is not None else "optimizer state"
+
+    def bad(detail: str) -> CheckpointError:
+        return CheckpointError(f"{where} does not match the optimizer: {detail}; delete the state/ "
+                               "folder of the run to restart the stage")
+
+    params = [p for g in opt.param_groups for p in g["params"]]
+    groups = meta.get("param_groups") if isinstance(meta, dict) else None
+    if not isinstance(groups, list) or len(groups) != len(opt.param_groups) or \
+            any(not isinstance(g, dict) or not isinstance(g.get("params"), list) for g in groups):
+        raise bad("param_groups missing or of the wrong length")
+    if [len(g["params"]) for g in groups] != [len(g["params"]) for g in opt.param_groups]:
+        raise bad("parameter counts per group differ")
     state: dict[int, dict[str, Any]] = {}
-    for key, v in tensors.items():
-        if not key.startswith(prefix + "."):
-            continue
-        _, pid, k = key.split(".", 2)
-        state.setdefault(int(pid), {})[k] = v
-    for key, v in meta.get("scalars", {}).items():
-        _, pid, k = key.split(".", 2)
-        state.setdefault(int(pid), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    scalars = meta.get("scalars", {})
+    if not isinstance(scalars, dict):
+        raise bad("'scalars' is not a mapping")
+    for key, v in [(k, v) for k, v in tensors.items() if k.startswith(prefix + ".")] + list(scalars.items()):
+        parts = key.split(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) >= len(params):
+            raise bad(f"unexpected entry '{key}'")
+        pid = int(parts[1])
+        if torch.is_tensor(v) and v.dim() > 0 and tuple(v.shape) != tuple(params[pid].shape):
+            raise bad(f"'{key}' has shape {tuple(v.shape)}, the parameter has {tuple(params[pid].shape)}")
+        state.setdefault(pid, {})[parts[2]] = v
+    try:
+        opt.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise bad(str(e).splitlines()[0] if str(e) else type(e).__name__) from None

@@ -12,6 +12,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import torch
 
+from dymu_rt.errors import ValidationError
 from dymu_rt.models.presets import Preset
 
 
@@ -99,8 +100,15 @@ def rng_state() -> dict[str, torch.Tensor]:
 
 
 def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
+    """Restore the torch RNG saved by :func:`rng_state` (CheckpointError if it is not one)."""
+    from dymu_rt.errors import CheckpointError
+
     if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"])
+        try:
+            torch.set_rng_state(tensors["rng.torch"])
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise CheckpointError(f"training state holds an invalid RNG state ({str(e).splitlines()[0]}); "
+                                  "delete the state/ folder of the run to restart the stage") from None
 
 
 class JsonlLog:
@@ -134,3 +142,76 @@ def weighted_task_loss(tasks: list, outputs: dict, batch: dict, r: Optional[torc
     if r is None:
         return per.sum(), per.detach()
     return (r * weights * per).sum(), per.detach()
+
+
+def check_positive(value, option: str) -> None:
+    """ValidationError unless ``value`` is None or an integer >= 1 (``option`` names it)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValidationError(f"{option} {value!r} is not valid; expected an integer >= 1")
+
+
+ANCHOR_OPTIMIZERS = ("adamw", "adam", "sgd")
+ANCHOR_SCHEDULES = ("cosine", "step")
+
+
+def validate_train_config(cfg) -> None:
+    """One clear ValidationError for a bad training setting (steps, batch, optimizer...)."""
+    for name in ("anchor_steps", "edge_steps", "weight_steps", "anchor_batch", "controller_batch",
+                 "affinity_samples"):
+        check_positive(getattr(cfg, name), f"training setting {name}")
+    for name in ("anchor_lr", "controller_lr"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
+            raise ValidationError(f"learning rate {name} {v!r} is not valid; expected a number > 0")
+    wd = cfg.anchor_weight_decay
+    if isinstance(wd, bool) or not isinstance(wd, (int, float)) or not (wd >= 0 and math.isfinite(wd)):
+        raise ValidationError(f"weight decay {wd!r} is not valid; expected a number >= 0")
+    if cfg.anchor_optimizer not in ANCHOR_OPTIMIZERS:
+        raise ValidationError(f"optimizer '{cfg.anchor_optimizer}' is not valid; expected one of "
+                              f"{', '.join(ANCHOR_OPTIMIZERS)}")
+    if cfg.anchor_schedule not in ANCHOR_SCHEDULES:
+        raise ValidationError(f"schedule '{cfg.anchor_schedule}' is not valid; expected one of "
+                              f"{', '.join(ANCHOR_SCHEDULES)}")
+    for name in ("anchor_decay_every", "decay_every", "phn_steps"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValidationError(f"training setting {name} {v!r} is not valid; expected an integer >= 0")
+    for name in ("anchor_decay_gamma", "decay_gamma"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
+            raise ValidationError(f"training setting {name} {v!r} is not valid; expected 0 < gamma <= 1")
+    regularizer_config(cfg)          # validates tau, lambdas and switches
+
+
+def regularizer_config(cfg):
+    """The branching regularizer's config from a preset's training settings."""
+    from dymu_rt.control.regularizer import RegularizerConfig
+
+    return RegularizerConfig(lambda_active=cfg.lambda_active, lambda_inactive=cfg.lambda_inactive,
+                             tau=cfg.tau, inactive_loss=cfg.inactive_loss,
+                             layer_weighting=cfg.layer_weighting, use_affinity=cfg.use_affinity,
+                             dichotomy=cfg.dichotomy)
+
+
+def make_anchor_optimizer(params, cfg) -> torch.optim.Optimizer:
+    """The anchor stage's optimizer from ``cfg.anchor_optimizer`` (adamw | adam | sgd)."""
+    lr, wd = cfg.anchor_lr, cfg.anchor_weight_decay
+    if cfg.anchor_optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if cfg.anchor_optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if cfg.anchor_optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+    raise ValidationError(f"optimizer '{cfg.anchor_optimizer}' is not valid; expected one of "
+                          f"{', '.join(ANCHOR_OPTIMIZERS)}")
+
+
+def anchor_lr(cfg, step: int) -> float:
+    """The anchor stage's learning rate at ``step`` (cosine with warm-up, or step decay)."""
+    total = cfg.anchor_steps
+    if cfg.anchor_schedule == "step":
+        every = cfg.anchor_decay_every or max(1, total * 14 // 30)
+        return step_decay_lr(cfg.anchor_lr, step, every, cfg.anchor_decay_gamma)
+    return cosine_lr(cfg.anchor_lr, step, total, min(50, total // 10))

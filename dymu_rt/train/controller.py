@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from dymu_rt.errors import CheckpointError
-from dymu_rt.train.checkpoint import RunDir, optimizer_tensors, restore_optimizer, save_module
-from dymu_rt.train.common import (JsonlLog, infinite_batches, make_split, make_tasks, restore_rng,
-                                  rng_state, seed_everything, set_lr, step_decay_lr,
+from dymu_rt.train.checkpoint import RunDir, optimizer_tensors, save_module
+from dymu_rt.train.common import (JsonlLog, check_positive, infinite_batches, make_split, make_tasks,
+                                  regularizer_config as _regularizer_config, restore_rng, rng_state,
+                                  seed_everything, set_lr, step_decay_lr, validate_train_config,
                                   weighted_task_loss)
 from dymu_rt.utils.io import atomic_write_json, read_json
 from dymu_rt.utils.progress import make_progress
@@ -65,9 +66,11 @@ class _Stage:
 
     def __init__(self, run: RunDir, name: str, module: torch.nn.Module, steps: int, seed: int,
                  save_every: int) -> None:
+        check_positive(save_every, "--save-every")
         self.run, self.name, self.module, self.steps, self.save_every = run, name, module, steps, save_every
         preset = run.preset()
         self.cfg = preset.train
+        validate_train_config(self.cfg)
         self.opt = torch.optim.Adam(module.parameters(), lr=self.cfg.controller_lr)
         self.start = 0
         self.rng = np.random.default_rng(seed + (1 if name == "edge" else 2))
@@ -75,10 +78,14 @@ class _Stage:
         state = run.load_state(name)
         if state is not None:
             tensors, meta = state
-            module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-            restore_optimizer(self.opt, tensors, meta["optimizer"])
+            run.restore_state(name, module, self.opt, tensors, meta)
             restore_rng(tensors)
-            self.rng.bit_generator.state = meta["np_rng"]
+            try:
+                self.rng.bit_generator.state = meta["np_rng"]
+            except (KeyError, TypeError, ValueError) as e:
+                raise CheckpointError(f"training state of stage '{name}' in {run.path} has no valid "
+                                      f"numpy RNG state ({e}); delete the state/ folder of the run "
+                                      "to restart the stage") from None
             self.start = int(meta["step"])
             self.log.truncate_after(self.start)
 
@@ -128,11 +135,13 @@ def train_edge(run: RunDir, data: str = "synth", seed: int = 0, save_every: int 
     """Stage 1: train the edge hypernet with the branching regularizer."""
     from dymu_rt.control.gumbel import TemperatureSchedule, gumbel_softmax_sample
     from dymu_rt.control.hypernets import EdgeHypernet
-    from dymu_rt.control.regularizer import RegularizerConfig, branching_regularizer
+    from dymu_rt.control.regularizer import branching_regularizer
 
     if run.stage_done("edge"):
         return run.read_config()["stages"]["edge"]
     _require(run, "anchor")
+    check_positive(n_train, "--n-train")
+    check_positive(n_val, "--n-val")
     preset = run.preset()
     cfg = preset.train
     seed_everything(seed + 11)
@@ -140,8 +149,7 @@ def train_edge(run: RunDir, data: str = "synth", seed: int = 0, save_every: int 
     tasks = make_tasks(preset)
     n = len(tasks)
     affinity = torch.tensor(compute_run_affinity(run, anchor, data, seed, n_val), dtype=torch.float32)
-    reg_cfg = regularizer_config or RegularizerConfig(lambda_active=cfg.lambda_active,
-                                                      lambda_inactive=cfg.lambda_inactive)
+    reg_cfg = regularizer_config or _regularizer_config(cfg)
     edge = EdgeHypernet(n, anchor.num_layers)
     stage = _Stage(run, "edge", edge, cfg.edge_steps, seed, save_every)
     schedule = TemperatureSchedule(every=cfg.gumbel_interval())
@@ -156,7 +164,7 @@ def train_edge(run: RunDir, data: str = "synth", seed: int = 0, save_every: int 
         out = anchor.forward_soft(batch["image"], list(nu))
         task_loss, per = weighted_task_loss(tasks, out, batch, r)
         omega, terms = branching_regularizer(nu, r, c, affinity, reg_cfg)
-        info = {"task_loss": float(task_loss), "omega": float(omega), "c": float(c),
+        info = {"task_loss": float(task_loss.detach()), "omega": float(omega.detach()), "c": float(c),
                 "temperature": schedule.at(step),
                 **{k: float(v) for k, v in terms.items() if torch.is_tensor(v) or isinstance(v, float)}}
         return task_loss + omega, info
@@ -183,6 +191,7 @@ def train_weight(run: RunDir, data: str = "synth", seed: int = 0, save_every: in
     if run.stage_done("weight"):
         return run.read_config()["stages"]["weight"]
     _require(run, "edge")
+    check_positive(n_train, "--n-train")
     preset = run.preset()
     cfg = preset.train
     seed_everything(seed + 22)

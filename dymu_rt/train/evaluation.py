@@ -57,32 +57,59 @@ def evaluate_tree(anchor, tasks, dataset, parents=None, bn_deltas: Optional[torc
     return res
 
 
-def _constant_output(task, train_set, n_stat: int = 64) -> torch.Tensor:
-    """A constant per-pixel prediction (raw output space) from training statistics."""
-    idx = range(min(n_stat, len(train_set)))
-    samples = [train_set[i] for i in idx]
-    tg = torch.stack([s["targets"][task.name] for s in samples])
-    mk = torch.stack([s["masks"][task.name] for s in samples])
+def _stat_indices(n: int, n_stat: int) -> list[int]:
+    """Up to ``n_stat`` indices spread evenly over ``range(n)`` (all of them if n <= n_stat)."""
+    if n <= n_stat:
+        return list(range(n))
+    return sorted(set(np.linspace(0, n - 1, n_stat).round().astype(int).tolist()))
+
+
+def _constant_output(task, train_set, n_stat: int = 256) -> torch.Tensor:
+    """A constant per-pixel prediction (raw output space) from training statistics.
+
+    ``train_set`` should be un-augmented: augmentation zooms, and zooming divides depth.
+    Statistics are accumulated sample by sample over up to ``n_stat`` samples.
+    """
+    if len(train_set) == 0:
+        raise ValueError("trivial baselines need at least one training sample")
+    counts = torch.zeros(max(1, task.out_channels), dtype=torch.float64)
+    total = torch.zeros(3, dtype=torch.float64)
+    n_valid = 0
+    for i in _stat_indices(len(train_set), n_stat):
+        s = train_set[i]
+        tg, mk = s["targets"][task.name], s["masks"][task.name]
+        if task.kind in ("segmentation", "parts", "classification"):
+            counts += torch.bincount(tg[mk].long().reshape(-1), minlength=task.out_channels).double()
+        elif task.kind == "normals":
+            total += tg.permute(1, 2, 0)[mk].double().sum(0)
+        else:                                # depth / saliency / edges: a mean of valid values
+            v = tg[0][mk] if tg.dim() == 3 else tg[mk]
+            total[0] += v.double().sum()
+            n_valid += int(v.numel())
     if task.kind in ("segmentation", "parts", "classification"):
-        vals = tg[mk].long()
-        counts = torch.bincount(vals, minlength=task.out_channels)
         logits = torch.full((task.out_channels,), -10.0)
         logits[int(counts.argmax())] = 10.0
         return logits
-    if task.kind == "depth":
-        return tg[:, 0][mk].float().mean().reshape(1)
     if task.kind == "normals":
-        v = tg.permute(0, 2, 3, 1)[mk].mean(0)
+        v = total.float()
         return v / v.norm().clamp_min(1e-8)
+    mean = (total[0] / max(1, n_valid)).float()
+    if task.kind == "depth":
+        return mean.reshape(1)
     # saliency / edges: the logit of the mean positive rate
-    p = tg[:, 0][mk].float().mean().clamp(1e-4, 1 - 1e-4)
+    p = mean.clamp(1e-4, 1 - 1e-4)
     return torch.log(p / (1 - p)).reshape(1)
 
 
 @torch.no_grad()
-def trivial_baselines(tasks, train_set, val_set, batch_size: int = 32) -> dict[str, dict[str, float]]:
-    """Metrics of constant predictors (majority class, mean depth, mean normal, prior)."""
-    consts = {t.name: _constant_output(t, train_set) for t in tasks}
+def trivial_baselines(tasks, train_set, val_set, batch_size: int = 32,
+                      n_stat: int = 256) -> dict[str, dict[str, float]]:
+    """Metrics of constant predictors (majority class, mean depth, mean normal, prior).
+
+    The constants come from up to ``n_stat`` samples of ``train_set``, which should be the
+    un-augmented training split (see :func:`_constant_output`).
+    """
+    consts = {t.name: _constant_output(t, train_set, n_stat) for t in tasks}
 
     def forward(x):
         b, _, h, w = x.shape

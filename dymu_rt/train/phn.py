@@ -17,8 +17,9 @@ import torch
 
 from dymu_rt.models.tree import identity_table
 from dymu_rt.train.checkpoint import RunDir, load_module, save_module
-from dymu_rt.train.common import (JsonlLog, infinite_batches, make_split, make_tasks, seed_everything,
-                                  set_lr, step_decay_lr, weighted_task_loss)
+from dymu_rt.train.common import (JsonlLog, check_positive, infinite_batches, make_split, make_tasks,
+                                  seed_everything, set_lr, step_decay_lr, validate_train_config,
+                                  weighted_task_loss)
 from dymu_rt.utils.progress import make_progress
 
 
@@ -54,6 +55,8 @@ def train_phn_bn(run: RunDir, data: str = "synth", seed: int = 0, n_train: Optio
         return run.read_config()["stages"]["phn-bn"]
     preset = run.preset()
     cfg = preset.train
+    check_positive(n_train, "--n-train")
+    validate_train_config(cfg)
     seed_everything(seed + 33)
     anchor = run.load_anchor()
     for p in anchor.parameters():
@@ -63,7 +66,7 @@ def train_phn_bn(run: RunDir, data: str = "synth", seed: int = 0, n_train: Optio
     tasks = make_tasks(preset)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.controller_lr)
     rng = np.random.default_rng(seed + 3)
-    steps = cfg.weight_steps
+    steps = cfg.phn_steps or cfg.weight_steps
     batches = infinite_batches(make_split(preset, data, "train", n=n_train, augment=True, seed=seed),
                                cfg.controller_batch, seed + 3)
     log = JsonlLog(run.path / "logs" / "phn-bn.jsonl")
@@ -78,8 +81,8 @@ def train_phn_bn(run: RunDir, data: str = "synth", seed: int = 0, n_train: Optio
             loss.backward()
             opt.step()
             if (step + 1) % 10 == 0:
-                log.write({"step": step + 1, "loss": float(loss)})
-            bar.update(job, advance=1, info=f"loss={float(loss):.3f}")
+                log.write({"step": step + 1, "loss": float(loss.detach())})
+            bar.update(job, advance=1, info=f"loss={float(loss.detach()):.3f}")
     save_module(model, run.module_path("phn_bn"))
     run.mark_done("phn-bn", {"step": steps})
     return run.read_config()["stages"]["phn-bn"]

@@ -2,57 +2,186 @@
 
 Every stage is resumable, so re-running the same command after a kill continues where
 it stopped, and re-running a finished run is a no-op.
+
+The run's config.json records everything that decides what is trained: the preset with
+its training settings (schedules, optimizer, regularizer), the data source (``synth`` or
+an absolute dataset path) and the data options (seed, n_train, n_val). A resumed run
+reuses them; an explicit value that contradicts them is refused instead of silently
+training on other data or with other settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from dymu_rt.errors import ValidationError
-from dymu_rt.models.presets import Preset, get_preset
+from dymu_rt.models.presets import Preset, TrainDefaults, get_preset
 from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.train.common import check_positive, validate_train_config
 
 STAGE_GROUPS = {"all": ("anchor", "edge", "weight"), "anchor": ("anchor",),
                 "controller": ("edge", "weight"), "phn-bn": ("phn-bn",)}
 
+DATA_OPTIONS = ("seed", "n_train", "n_val")
+_OPTION_FLAGS = {"seed": "--seed", "n_train": "--n-train", "n_val": "--n-val"}
+
+# Which stages a training setting changes (a finished stage cannot take a new value).
+_EDGE_ONLY = ("lambda_active", "lambda_inactive", "tau", "inactive_loss", "layer_weighting",
+              "use_affinity", "dichotomy", "affinity_samples", "gumbel_every", "edge_steps")
+_STEP_FIELDS = ("anchor_steps", "edge_steps", "weight_steps", "phn_steps")
+
+
+def _stages_of(field: str) -> tuple[str, ...]:
+    if field.startswith("anchor_"):
+        return ("anchor",)
+    if field in _EDGE_ONLY:
+        return ("edge",)
+    if field == "weight_steps":
+        return ("weight",)
+    if field == "phn_steps":
+        return ("phn-bn",)
+    return ("edge", "weight")       # controller_batch, controller_lr, decay_every, decay_gamma, ...
+
+
+def resolve_data(data: Optional[str]) -> str:
+    """"synth", or the dataset folder as an absolute path (what the run config stores)."""
+    if data is None or str(data) == "synth":
+        return "synth"
+    return str(Path(data).expanduser().resolve())
+
+
+def validate_data(preset: Preset, data: str) -> None:
+    """DataError/ValidationError unless ``data`` serves ``preset``'s tasks (both splits)."""
+    from dymu_rt.data import make_dataset
+
+    tasks = [t.name for t in preset.tasks]
+    for split in ("train", "val"):
+        make_dataset(data, split, size=tuple(preset.input_size), tasks=tasks, n=1)
+        if data == "synth":
+            break
+
+
+def _check_data_options(seed, n_train, n_val) -> None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValidationError(f"--seed {seed!r} is not valid; expected an integer >= 0")
+    check_positive(n_train, "--n-train")
+    check_positive(n_val, "--n-val")
+
+
+def _check_overrides(overrides: dict[str, Any]) -> None:
+    fields = {f.name for f in dataclasses.fields(TrainDefaults)}
+    for k in overrides:
+        if k not in fields:
+            raise ValidationError(f"unknown training setting '{k}'; expected one of {', '.join(sorted(fields))}")
+
+
+def _apply_overrides(run: RunDir, stored: Preset, overrides: dict[str, Any]) -> None:
+    """Store schedule/optimizer/regularizer overrides, refusing ones a stage already used."""
+    cfg = run.read_config()
+    changed = {k: v for k, v in overrides.items() if getattr(stored.train, k) != v}
+    for k, v in changed.items():
+        for stage in _stages_of(k):
+            done = bool(cfg["stages"].get(stage, {}).get("done"))
+            started = (run.path / "state" / f"{stage}.json").is_file()
+            if done or (started and k not in _STEP_FIELDS):
+                raise ValidationError(
+                    f"{run.path}: stage '{stage}' {'finished' if done else 'started'} with "
+                    f"{k}={getattr(stored.train, k)!r}; it cannot change to {v!r} (use another --out)")
+    if changed:
+        updated = stored.with_train(**changed)
+        validate_train_config(updated.train)
+        run.update_preset(updated)
+
 
 def open_run(out: str | Path, preset: Optional[str], data: Optional[str],
-             overrides: Optional[dict] = None) -> RunDir:
+             overrides: Optional[dict] = None, seed: Optional[int] = None,
+             n_train: Optional[int] = None, n_val: Optional[int] = None) -> RunDir:
     """Create a run for ``preset`` at ``out``, or reopen the run there (resume).
 
-    Schedule ``overrides`` (e.g. anchor_steps) apply to a new run, or to a resumed run
-    whose stages they concern have not finished.
+    Training-setting ``overrides`` (e.g. anchor_steps, anchor_optimizer, tau) apply to a
+    new run, or to a resumed run whose stages they concern have not used them yet. The
+    data source is validated (layout and tasks) before anything is written. ``seed``,
+    ``n_train``, ``n_val`` given here are recorded in a new run, and checked against the
+    recorded ones when resuming (see :func:`data_options`).
     """
     run = RunDir(out)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _check_overrides(overrides)
+    _check_data_options(seed, n_train, n_val)
     if run.exists():
         cfg = run.read_config()
         stored = run.preset()
         if preset is not None and preset != stored.name:
             raise ValidationError(f"{out} holds a run of preset '{stored.name}', not '{preset}'; "
                                   "use another --out")
-        if data is not None and data != cfg["data"]:
-            raise ValidationError(f"{out} was trained on data '{cfg['data']}', not '{data}'")
+        if data is not None:
+            saved = cfg["data"]
+            if resolve_data(data) not in (saved, resolve_data(saved)):
+                raise ValidationError(f"{out} was trained on data '{saved}', not '{resolve_data(data)}'")
+        _merge_data_options(run, cfg, seed, n_train, n_val)
         if overrides:
-            run.update_preset(stored.with_train(**overrides))
+            _apply_overrides(run, stored, overrides)
         return run
     if preset is None:
         raise ValidationError(f"{out} is not a run yet: give --preset (e.g. --preset synth-nyu)")
     p: Preset = get_preset(preset)
     if overrides:
         p = p.with_train(**overrides)
-    run.init(p, data=data or "synth")
+    validate_train_config(p.train)
+    source = resolve_data(data)
+    validate_data(p, source)
+    extra = {}
+    if any(v is not None for v in (seed, n_train, n_val)):
+        extra["data_options"] = {"seed": 0 if seed is None else seed, "n_train": n_train, "n_val": n_val}
+    run.init(p, data=source, extra=extra)
     return run
 
 
-def train(run: RunDir, stages: str = "all", seed: int = 0, n_train: Optional[int] = None,
+def _merge_data_options(run: RunDir, cfg: dict, seed, n_train, n_val) -> Optional[dict]:
+    """The saved data options with explicit values checked against them (None if none saved)."""
+    saved = cfg.get("data_options")
+    if not isinstance(saved, dict):
+        return None
+    given = {"seed": seed, "n_train": n_train, "n_val": n_val}
+    for k, v in given.items():
+        if v is not None and saved.get(k) != v:
+            was = "the dataset default" if saved.get(k) is None else f"{_OPTION_FLAGS[k]} {saved.get(k)}"
+            raise ValidationError(f"{run.path} was trained with {was}, not {_OPTION_FLAGS[k]} {v}; "
+                                  f"omit {_OPTION_FLAGS[k]} to reuse it, or use another --out")
+    return {k: saved.get(k, 0 if k == "seed" else None) for k in DATA_OPTIONS}
+
+
+def data_options(run: RunDir, seed: Optional[int] = None, n_train: Optional[int] = None,
+                 n_val: Optional[int] = None) -> dict:
+    """The run's (seed, n_train, n_val): the recorded ones (explicit contradictions refused),
+    or, for a run that has none recorded yet, the given ones (seed 0 by default), recorded now."""
+    _check_data_options(seed, n_train, n_val)
+    cfg = run.read_config()
+    merged = _merge_data_options(run, cfg, seed, n_train, n_val)
+    if merged is not None:
+        return merged
+    opts = {"seed": 0 if seed is None else seed, "n_train": n_train, "n_val": n_val}
+    run.set_config_entry("data_options", opts)
+    return opts
+
+
+def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train: Optional[int] = None,
           n_val: Optional[int] = None, progress: bool = True, save_every: int = 100) -> dict:
-    """Run the stages of ``stages`` ("all", "anchor", "controller"); returns the config."""
+    """Run the stages of ``stages`` ("all", "anchor", "controller", "phn-bn"); returns the config.
+
+    ``seed``, ``n_train``, ``n_val``: None reuses the run's recorded values.
+    """
     from dymu_rt.train.anchor import train_anchor
     from dymu_rt.train.controller import train_edge, train_weight
     from dymu_rt.train.phn import train_phn_bn
 
+    if stages not in STAGE_GROUPS:
+        raise ValidationError(f"stage group '{stages}' is not valid; expected one of {', '.join(STAGE_GROUPS)}")
+    check_positive(save_every, "--save-every")
+    opts = data_options(run, seed, n_train, n_val)
+    seed, n_train, n_val = opts["seed"], opts["n_train"], opts["n_val"]
     data = run.read_config()["data"]
     for stage in STAGE_GROUPS[stages]:
         if stage == "anchor":
