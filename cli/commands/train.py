@@ -16,18 +16,91 @@ _PRESET = typer.Option(None, "--preset", help="Preset name (see `dymu-rt inspect
 _OUT = typer.Option(..., "--out", help="Run directory (created, or resumed if it exists).")
 _DATA = typer.Option(None, "--data", help="'synth' (procedural scenes, default) or a dataset folder "
                      "in the NYU-v2 / PASCAL-Context / CIFAR-100 layout.")
+_SEED = typer.Option(None, "--seed", help="Random seed (default 0; saved in the run, reused on resume).")
+_N_TRAIN = typer.Option(None, "--n-train", help="Training samples (default: all / 1600 procedural; "
+                        "saved in the run).")
+_N_VAL = typer.Option(None, "--n-val", help="Validation samples (default: all / 400 procedural; "
+                      "saved in the run).")
+_SAVE_EVERY = typer.Option(100, "--save-every", help="Save resumable state every N steps.")
+_BATCH = typer.Option(None, "--batch", help="Override the batch size.")
+_QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+# Anchor optimizer.
+_LR = typer.Option(None, "--lr", help="Anchor learning rate (preset default otherwise).")
+_OPTIMIZER = typer.Option(None, "--optimizer", help="Anchor optimizer: adamw | adam | sgd.")
+_SCHEDULE = typer.Option(None, "--schedule", help="Anchor LR schedule: cosine | step.")
+_WEIGHT_DECAY = typer.Option(None, "--weight-decay", help="Anchor weight decay.")
+# Branching regularizer (stage 1).
+_TAU = typer.Option(None, "--tau", help="Active-task threshold τ (default 0.6/N).")
+_LAMBDA_A = typer.Option(None, "--lambda-a", help="Weight λ_A of the active loss.")
+_LAMBDA_I = typer.Option(None, "--lambda-i", help="Weight λ_I of the inactive loss.")
+_NO_INACTIVE = typer.Option(False, "--no-inactive-loss", help="Ablation: drop the inactive loss.")
+_NO_LAYER_W = typer.Option(False, "--no-layer-weighting", help="Ablation: weight 1 for every layer.")
+_NO_AFFINITY = typer.Option(False, "--no-affinity", help="Ablation: task affinity A(i, j) = 1.")
+_NO_DICHOTOMY = typer.Option(False, "--no-dichotomy", help="Ablation: treat every task as active.")
 
 
-def _run(stages: str, preset, out, data, seed, anchor_steps, edge_steps, weight_steps, batch, n_train,
-         n_val, save_every, quiet) -> None:
+def _check(option: str, value, minimum: float, strict: bool = False) -> None:
+    from dymu_rt.errors import ValidationError
+
+    if value is None:
+        return
+    if (value <= minimum) if strict else (value < minimum):
+        raise ValidationError(f"{option} {value} is not valid; expected {'>' if strict else '>='} {minimum:g}")
+
+
+def _choice(option: str, value: Optional[str], choices: tuple[str, ...]) -> Optional[str]:
+    from dymu_rt.errors import ValidationError
+
+    if value is None:
+        return None
+    if value.lower() not in choices:
+        raise ValidationError(f"{option} '{value}' is not valid; expected one of {', '.join(choices)}")
+    return value.lower()
+
+
+def _anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay) -> dict:
+    _check("--lr", lr, 0, strict=True)
+    _check("--weight-decay", weight_decay, 0)
+    return {"anchor_steps": steps, "anchor_batch": batch, "anchor_lr": lr,
+            "anchor_optimizer": _choice("--optimizer", optimizer, ("adamw", "adam", "sgd")),
+            "anchor_schedule": _choice("--schedule", schedule, ("cosine", "step")),
+            "anchor_weight_decay": weight_decay}
+
+
+def _regularizer_overrides(tau, lambda_a, lambda_i, no_inactive, no_layer_w, no_affinity,
+                           no_dichotomy) -> dict:
+    if tau is not None and not 0 < tau <= 1:
+        from dymu_rt.errors import ValidationError
+
+        raise ValidationError(f"--tau {tau} is not valid; expected 0 < tau <= 1 (a threshold on r_i)")
+    _check("--lambda-a", lambda_a, 0)
+    _check("--lambda-i", lambda_i, 0)
+    return {"tau": tau, "lambda_active": lambda_a, "lambda_inactive": lambda_i,
+            "inactive_loss": False if no_inactive else None,
+            "layer_weighting": False if no_layer_w else None,
+            "use_affinity": False if no_affinity else None,
+            "dichotomy": False if no_dichotomy else None}
+
+
+_FLAGS = {"anchor_steps": "--anchor-steps", "edge_steps": "--edge-steps", "weight_steps": "--weight-steps",
+          "phn_steps": "--steps", "anchor_batch": "--batch", "controller_batch": "--batch"}
+
+
+def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet, overrides: dict,
+         flags: Optional[dict] = None) -> None:
+    from dymu_rt.errors import ValidationError
+    from dymu_rt.train.common import check_positive
     from dymu_rt.train.pipeline import open_run, train
 
-    overrides = {"anchor_steps": anchor_steps, "edge_steps": edge_steps, "weight_steps": weight_steps,
-                 "anchor_batch": batch, "controller_batch": batch}
-    for k, v in overrides.items():
-        if v is not None and v < 1:
-            raise typer.BadParameter(f"--{k.replace('_', '-')} must be >= 1, got {v}")
-    run = open_run(out, preset, data, overrides)
+    flags = {**_FLAGS, **(flags or {})}
+    for key, flag in flags.items():
+        check_positive(overrides.get(key), flag)
+    check_positive(save_every, "--save-every")
+    check_positive(n_train, "--n-train")
+    check_positive(n_val, "--n-val")
+    if seed is not None and seed < 0:
+        raise ValidationError(f"--seed {seed} is not valid; expected an integer >= 0")
+    run = open_run(out, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val)
     cfg = train(run, stages, seed=seed, n_train=n_train, n_val=n_val, progress=not quiet,
                 save_every=save_every)
     _summary(cfg)
@@ -58,58 +131,82 @@ def train_all(
     preset: Optional[str] = _PRESET,
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (created, or resumed)."),
     data: Optional[str] = _DATA,
-    seed: int = typer.Option(0, help="Random seed."),
+    seed: Optional[int] = _SEED,
     anchor_steps: Optional[int] = typer.Option(None, help="Override the preset's anchor steps."),
     edge_steps: Optional[int] = typer.Option(None, help="Override stage-1 (edge hypernet) steps."),
     weight_steps: Optional[int] = typer.Option(None, help="Override stage-2 (weight hypernet) steps."),
     batch: Optional[int] = typer.Option(None, help="Override the batch size of every stage."),
-    n_train: Optional[int] = typer.Option(None, help="Number of procedural training scenes."),
-    n_val: Optional[int] = typer.Option(None, help="Number of procedural validation scenes."),
-    save_every: int = typer.Option(100, help="Save resumable state every N steps."),
-    quiet: bool = typer.Option(False, help="No progress bars."),
+    n_train: Optional[int] = _N_TRAIN,
+    n_val: Optional[int] = _N_VAL,
+    save_every: int = _SAVE_EVERY,
+    lr: Optional[float] = _LR,
+    optimizer: Optional[str] = _OPTIMIZER,
+    schedule: Optional[str] = _SCHEDULE,
+    weight_decay: Optional[float] = _WEIGHT_DECAY,
+    tau: Optional[float] = _TAU,
+    lambda_a: Optional[float] = _LAMBDA_A,
+    lambda_i: Optional[float] = _LAMBDA_I,
+    no_inactive_loss: bool = _NO_INACTIVE,
+    no_layer_weighting: bool = _NO_LAYER_W,
+    no_affinity: bool = _NO_AFFINITY,
+    no_dichotomy: bool = _NO_DICHOTOMY,
+    quiet: bool = _QUIET,
 ) -> None:
     """Train all stages: anchor net, then edge hypernet (stage 1), then weight hypernet (stage 2).
 
-    Resumable: re-run the same command after an interruption.
+    Resumable: re-run the same command after an interruption. Settings (seed, sample
+    counts, optimizer, regularizer) are saved in the run and reused on resume.
     """
     if ctx.invoked_subcommand is not None:
         return
+    from dymu_rt.errors import ValidationError
+
     if out is None:
-        raise typer.BadParameter("missing option --out (the run directory)")
-    _run("all", preset, out, data, seed, anchor_steps, edge_steps, weight_steps, batch, n_train, n_val,
-         save_every, quiet)
+        raise ValidationError("missing option --out (the run directory)")
+    overrides = {**_anchor_overrides(anchor_steps, batch, lr, optimizer, schedule, weight_decay),
+                 **_regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
+                                          no_affinity, no_dichotomy),
+                 "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
+    _run("all", preset, out, data, seed, n_train, n_val, save_every, quiet, overrides)
 
 
 @app.command("anchor")
 def anchor(
     preset: Optional[str] = _PRESET, out: Path = _OUT, data: Optional[str] = _DATA,
-    seed: int = typer.Option(0), steps: Optional[int] = typer.Option(None, help="Anchor steps."),
-    batch: Optional[int] = typer.Option(None), n_train: Optional[int] = typer.Option(None),
-    n_val: Optional[int] = typer.Option(None), save_every: int = typer.Option(100),
-    quiet: bool = typer.Option(False),
+    seed: Optional[int] = _SEED, steps: Optional[int] = typer.Option(None, "--steps", help="Anchor steps."),
+    batch: Optional[int] = _BATCH, n_train: Optional[int] = _N_TRAIN, n_val: Optional[int] = _N_VAL,
+    save_every: int = _SAVE_EVERY, lr: Optional[float] = _LR, optimizer: Optional[str] = _OPTIMIZER,
+    schedule: Optional[str] = _SCHEDULE, weight_decay: Optional[float] = _WEIGHT_DECAY,
+    quiet: bool = _QUIET,
 ) -> None:
-    """Train each stream of the anchor net on its own task."""
-    _run("anchor", preset, out, data, seed, steps, None, None, batch, n_train, n_val, save_every, quiet)
+    """Train each anchor stream on its own task."""
+    _run("anchor", preset, out, data, seed, n_train, n_val, save_every, quiet,
+         _anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay), {"anchor_steps": "--steps"})
 
 
 @app.command("controller")
 def controller(
-    out: Path = _OUT, seed: int = typer.Option(0),
-    edge_steps: Optional[int] = typer.Option(None), weight_steps: Optional[int] = typer.Option(None),
-    batch: Optional[int] = typer.Option(None), n_train: Optional[int] = typer.Option(None),
-    n_val: Optional[int] = typer.Option(None), save_every: int = typer.Option(100),
-    quiet: bool = typer.Option(False),
+    out: Path = _OUT, seed: Optional[int] = _SEED,
+    edge_steps: Optional[int] = typer.Option(None, "--edge-steps", help="Stage-1 steps."),
+    weight_steps: Optional[int] = typer.Option(None, "--weight-steps", help="Stage-2 steps."),
+    batch: Optional[int] = _BATCH, n_train: Optional[int] = _N_TRAIN, n_val: Optional[int] = _N_VAL,
+    save_every: int = _SAVE_EVERY, tau: Optional[float] = _TAU, lambda_a: Optional[float] = _LAMBDA_A,
+    lambda_i: Optional[float] = _LAMBDA_I, no_inactive_loss: bool = _NO_INACTIVE,
+    no_layer_weighting: bool = _NO_LAYER_W, no_affinity: bool = _NO_AFFINITY,
+    no_dichotomy: bool = _NO_DICHOTOMY, quiet: bool = _QUIET,
 ) -> None:
-    """Train the edge hypernet (stage 1) and the weight hypernet (stage 2) of a run."""
-    _run("controller", None, out, None, seed, None, edge_steps, weight_steps, batch, n_train, n_val,
-         save_every, quiet)
+    """Train the edge and weight hypernets (stages 1, 2)."""
+    overrides = {**_regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
+                                          no_affinity, no_dichotomy),
+                 "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
+    _run("controller", None, out, None, seed, n_train, n_val, save_every, quiet, overrides)
 
 
 @app.command("phn-bn")
 def phn_bn(
-    out: Path = _OUT, seed: int = typer.Option(0), steps: Optional[int] = typer.Option(
-        None, help="Training steps (default: the preset's weight-hypernet steps)."),
-    n_train: Optional[int] = typer.Option(None), quiet: bool = typer.Option(False),
+    out: Path = _OUT, seed: Optional[int] = _SEED, steps: Optional[int] = typer.Option(
+        None, "--steps", help="Training steps (default: the preset's weight-hypernet steps)."),
+    n_train: Optional[int] = _N_TRAIN, quiet: bool = _QUIET,
 ) -> None:
-    """Train the PHN-BN baseline (shared backbone, BN from a hypernet of r) for comparison."""
-    _run("phn-bn", None, out, None, seed, None, None, steps, None, n_train, None, 100, quiet)
+    """Train the PHN-BN baseline (BN from a hypernet of r)."""
+    _run("phn-bn", None, out, None, seed, n_train, None, 100, quiet, {"phn_steps": steps})
