@@ -17,6 +17,14 @@ The weight file is written whole, once, before any graph; graphs are only journa
 against it, and are redone if it ever has to be rewritten with other contents.
 ``manifest.json`` is written last and only ever names complete files. Re-running a
 finished build (same run, grid, backend) is a no-op.
+
+``--backend tensorrt`` (with a TensorRT ``--profile``) then compiles one engine per
+topology into ``engines/tensorrt/<profile>/`` (engine + JSON sidecar, one timing cache
+per device in ``engines/tensorrt/`` shared by all builds), journaled like the graphs, and
+records the files and the device facts in ``manifest["engines"]["tensorrt"][<profile>]``.
+A build of another request (different fingerprint) starts clean: stale ``graphs/`` and
+``engines/`` (timing caches kept: they depend only on the device) and any ``*.tmp`` a
+killed writer left are removed.
 """
 
 from __future__ import annotations
@@ -73,6 +81,9 @@ def check_backend(backend: str, profile: Optional[str]):
             raise BackendUnavailable(f"TensorRT backend is not available on this machine ({e}); "
                                      "use --backend onnxruntime") from None
         check_available()
+        if profile is None:
+            raise ValidationError("--backend tensorrt needs --profile NAME (a TensorRT device profile, e.g. "
+                                  "jetson-orin-nano; see `dymu-rt profiles`)")
     if profile is None:
         return None
     from dymu_rt.backends.profile import load_profile
@@ -224,6 +235,10 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
         raise CheckpointError(f"{run_dir}: stage 'weight' has not finished; a bundle needs the weight "
                               f"hypernet (run `dymu-rt train --out {run_dir}`)")
     preset, anchor, edge, weight = run.load_all()
+    if prof is not None and prof.shape is not None and list(prof.shape) != [3, *preset.input_size]:
+        raise ValidationError(f"profile '{prof.name}' key 'input.shape' = {list(prof.shape)} but run {run_dir} "
+                              f"takes [3, {', '.join(map(str, preset.input_size))}] images; use a profile for this "
+                              "input size or set [input] shape in a copy of the profile")
     n = len(preset.tasks)
     points = grid(n, step, c_step)
     grid_spec = {"step": float(Fraction(str(step))),
@@ -238,9 +253,11 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
 
     journal = _load_journal(out, fingerprint)
     atomic_write_json(out / B.JOURNAL, journal)
+    _remove_temporaries(out)
     if not journal["files"]:
-        # Fresh build of this request: graphs of any earlier request are stale.
+        # Fresh build of this request: graphs and engines of any earlier request are stale.
         shutil.rmtree(out / B.GRAPHS_DIR, ignore_errors=True)
+        _clear_engines(out)
 
     from dymu_rt.models.cost import CostModel
     from dymu_rt.utils.progress import make_progress
@@ -284,6 +301,11 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
         else:
             _export_parallel(run_dir, jobs, workers, commit, store)
 
+        engines: dict[str, Any] = {}
+        n_engines = 0
+        if backend == "tensorrt":
+            engines, n_engines = _compile_engines(out, journal, list(archs), prof, bar)
+
     counts: dict[str, int] = {}
     for row in point_rows:
         counts[row["topology"]] = counts.get(row["topology"], 0) + 1
@@ -317,13 +339,74 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
             "inline_below": INLINE_BELOW, "align": ALIGN,
             "tensors": store.to_json()["tensors"],
         },
-        "latency": {}, "engines": {},
+        "latency": {}, "engines": engines,
         "build": {"fingerprint": fingerprint, "backend": backend, "profile": prof.name if prof else None,
                   "run_dir": str(run_dir)},
     }
     atomic_write_json(out / B.MANIFEST, manifest)
     _remove_stale(out, manifest)
-    return _summary(out, manifest, built=len(todo), seconds=time.perf_counter() - t0, noop=False)
+    summary = _summary(out, manifest, built=len(todo), seconds=time.perf_counter() - t0, noop=False)
+    summary["engines_built"] = n_engines
+    return summary
+
+
+def _compile_engines(out: Path, journal: dict, topologies: list[str], prof, bar) -> tuple[dict, int]:
+    """Compile every topology's graph with the profile's backend into
+    ``engines/<backend>/<profile>/``, journaled (an engine whose file, sidecar and source graph
+    are unchanged is reused); returns (the manifest ``engines`` section, engines built)."""
+    from dymu_rt.backends.registry import get_backend
+    from dymu_rt.runtime.bundle import engines_dir
+
+    be = get_backend(prof.backend)
+    rel_dir = engines_dir(be.name, prof.name)
+    (out / rel_dir).mkdir(parents=True, exist_ok=True)
+    sources = journal.setdefault("engine_graphs", {})
+    done = {}
+    for rel in journal["files"]:
+        if rel.startswith(f"{rel_dir}/"):
+            done[Path(rel).name.split(".")[0]] = rel
+    files, built = {}, 0
+    task = bar.add_task("engines", total=len(topologies), info=f"{be.name} {prof.name}")
+    for tid in topologies:
+        graph_rel = B.graph_file(tid)
+        graph_sha = journal["files"][graph_rel]
+        rel = done.get(tid)
+        reuse = (rel is not None and _file_done(out, journal, rel) and (out / f"{rel}.json").is_file()
+                 and sources.get(rel, graph_sha) == graph_sha)
+        if not reuse:
+            rec = be.compile(out / graph_rel, out / rel_dir, prof, tid)
+            rel = f"{rel_dir}/{rec['file']}"
+            journal["files"][rel] = rec["sha256"]
+            sources[rel] = graph_sha
+            atomic_write_json(out / B.JOURNAL, journal)
+            built += 1
+        files[tid] = {"file": rel, "sha256": journal["files"][rel]}
+        bar.update(task, advance=1, info=tid)
+    section = {**be.device_facts(), "profile": prof.name, "precision": prof.precision, "files": files}
+    return {be.name: {prof.name: section}}, built
+
+
+def _is_timing_cache(path: Path) -> bool:
+    return path.name.startswith("timing_") and path.suffix == ".cache"
+
+
+def _clear_engines(out: Path) -> None:
+    """Remove every engine of an earlier build; keep the per-device timing caches."""
+    root = out / "engines"
+    if not root.is_dir():
+        return
+    for f in sorted(root.rglob("*"), reverse=True):
+        if f.is_file() and not _is_timing_cache(f):
+            f.unlink()
+        elif f.is_dir() and not any(f.iterdir()):
+            f.rmdir()
+
+
+def _remove_temporaries(out: Path) -> None:
+    """Remove ``.<name>.<random>.tmp`` files a killed atomic writer left in the bundle."""
+    for f in out.rglob(".*.tmp"):
+        if f.is_file():
+            f.unlink()
 
 
 def _write_controller(out: Path, journal: dict, anchor, edge, weight, n_tasks: int) -> None:
@@ -394,13 +477,26 @@ def _export_parallel(run_dir: Path, jobs: list, workers: int, commit, store: Ten
 
 
 def _remove_stale(out: Path, manifest: dict) -> None:
-    """Drop graph files no manifest entry names, then the journal (the build is complete)."""
+    """Drop graph and engine files no manifest entry names (an engine's companions — its
+    sidecar, its precision-converted graph, ``<topology>.*`` next to it — and the timing
+    caches stay), then the journal (the build is complete)."""
     keep = set(B.manifest_files(manifest))
     gdir = out / B.GRAPHS_DIR
     if gdir.is_dir():
         for f in gdir.iterdir():
             if f"{B.GRAPHS_DIR}/{f.name}" not in keep:
                 f.unlink()
+    edir = out / "engines"
+    if edir.is_dir():
+        prefixes = {str(Path(rel).parent / Path(rel).name.split(".")[0]) + "." for rel in keep
+                    if rel.startswith("engines/")}
+        for f in sorted(edir.rglob("*"), reverse=True):
+            rel = f.relative_to(out).as_posix()
+            if f.is_file() and rel not in keep and not _is_timing_cache(f) and \
+                    not any(rel.startswith(p) for p in prefixes):
+                f.unlink()
+            elif f.is_dir() and not any(f.iterdir()):
+                f.rmdir()
     (out / B.JOURNAL).unlink(missing_ok=True)
 
 

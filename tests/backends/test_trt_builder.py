@@ -5,6 +5,7 @@ level, REFIT, DLA, timing cache load/save, parser errors, atomic engine + sideca
 import enum
 import json
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -324,3 +325,111 @@ def test_network_flags_and_logger_are_shared():
     assert B.network_flags(trt) == 2
     assert B.get_logger(trt) is B.get_logger(trt)
 
+
+
+# -- `dymu-rt build --backend tensorrt`: engines per topology, journaled, recorded ----------------
+
+class FakeTrtBuildBackend:
+    """TensorRTBackend's compile contract without TensorRT: engine + sidecar + fp16 graph."""
+
+    name = "tensorrt"
+
+    def __init__(self, fail_after=None):
+        self.compiled, self.fail_after = [], fail_after
+
+    def device_facts(self):
+        return dict(FACTS)
+
+    def compile(self, graph, out_dir, profile, topology=""):
+        from dymu_rt.backends.tensorrt.facts import write_sidecar
+        from dymu_rt.utils.io import atomic_write_bytes, sha256_file
+
+        if self.fail_after is not None and len(self.compiled) >= self.fail_after:
+            raise KeyboardInterrupt("killed")
+        out_dir = Path(out_dir)
+        (out_dir / f"{topology}.fp16.onnx").write_bytes(b"converted")
+        engine = out_dir / f"{topology}.engine"
+        atomic_write_bytes(engine, b"ENGINE " + Path(graph).read_bytes()[:64])
+        write_sidecar(engine, {**FACTS, "graph": f"{topology}.fp16.onnx"})
+        (out_dir.parent / "timing_orin-nvgpu_sm87_trt10.3.0.cache").write_bytes(b"timing")
+        self.compiled.append(topology)
+        return {"file": engine.name, "sha256": sha256_file(engine), "sidecar": engine.name + ".json"}
+
+
+@pytest.fixture
+def trt_build(monkeypatch, tmp_path_factory):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "compile"))
+    from run_fixture import make_tiny_run
+
+    import dymu_rt.backends.registry as registry
+    import dymu_rt.backends.tensorrt as trt_pkg
+
+    run = make_tiny_run(tmp_path_factory.mktemp("run") / "run")
+    profile = tmp_path_factory.mktemp("prof") / "orin-test.toml"
+    profile.write_text('name = "orin-test"\nbackend = "tensorrt"\ndevice = "Orin"\nprecision = "fp16"\n'
+                       '[input]\nshape = [3, 32, 32]\nbatch_min = 1\nbatch_opt = 1\nbatch_max = 2\n')
+    holder = {"backend": FakeTrtBuildBackend()}
+    monkeypatch.setattr(trt_pkg, "check_available", lambda: dict(FACTS))
+    real = registry.get_backend
+    monkeypatch.setattr(registry, "get_backend",
+                        lambda name, **kw: holder["backend"] if name == "tensorrt" else real(name, **kw))
+    return run, str(profile), holder
+
+
+def test_build_tensorrt_compiles_one_engine_per_topology_and_records_them(trt_build, tmp_path):
+    from dymu_rt.compile import bundle as CB
+    from dymu_rt.compile.build import build_bundle
+
+    run, profile, holder = trt_build
+    out = tmp_path / "b"
+    summary = build_bundle(run, out, step="0.5", backend="tensorrt", profile=profile, progress=False)
+    m = CB.verify_bundle(out)                               # engine files hashed like the rest
+    rec = m["engines"]["tensorrt"]["orin-test"]
+    assert set(rec["files"]) == set(m["topologies"]) == set(holder["backend"].compiled)
+    assert {k: rec[k] for k in ("tensorrt", "gpu", "compute_capability")} == \
+        {k: FACTS[k] for k in ("tensorrt", "gpu", "compute_capability")}
+    assert rec["precision"] == "fp16" and summary["engines_built"] == len(m["topologies"])
+    for tid, f in rec["files"].items():
+        assert f["file"] == f"engines/tensorrt/orin-test/{tid}.engine"
+        assert (out / f"{f['file']}.json").is_file() and (out / f"engines/tensorrt/orin-test/{tid}.fp16.onnx").is_file()
+    assert (out / "engines/tensorrt/timing_orin-nvgpu_sm87_trt10.3.0.cache").is_file()
+    assert not list(out.rglob("*.tmp")) and not (out / CB.JOURNAL).exists()
+    again = build_bundle(run, out, step="0.5", backend="tensorrt", profile=profile, progress=False)
+    assert again["noop"] and len(holder["backend"].compiled) == len(m["topologies"])
+
+
+def test_build_tensorrt_killed_mid_engines_resumes_and_other_request_clears_stale_engines(trt_build, tmp_path):
+    from dymu_rt.compile import bundle as CB
+    from dymu_rt.compile.build import build_bundle
+
+    run, profile, holder = trt_build
+    out = tmp_path / "b"
+    holder["backend"] = FakeTrtBuildBackend(fail_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        build_bundle(run, out, step="0.5", backend="tensorrt", profile=profile, progress=False)
+    assert not (out / "manifest.json").exists()
+    (out / "engines" / "tensorrt" / "orin-test" / ".x.engine.abc123.tmp").write_bytes(b"partial")
+    holder["backend"] = FakeTrtBuildBackend()
+    build_bundle(run, out, step="0.5", backend="tensorrt", profile=profile, progress=False)
+    m = CB.verify_bundle(out)
+    assert len(holder["backend"].compiled) == len(m["topologies"]) - 1      # the finished one is reused
+    assert not list(out.rglob("*.tmp"))
+    # Another request (ONNX Runtime, other grid): graphs and engines of the old one are stale.
+    build_bundle(run, out, step="1", backend="onnxruntime", progress=False)
+    m2 = CB.verify_bundle(out)
+    assert m2["engines"] == {}
+    left = [p.relative_to(out).as_posix() for p in (out / "engines").rglob("*") if p.is_file()]
+    assert left == ["engines/tensorrt/timing_orin-nvgpu_sm87_trt10.3.0.cache"]   # device cache kept
+
+
+def test_build_tensorrt_needs_a_matching_profile(trt_build, tmp_path):
+    from dymu_rt.compile.build import build_bundle
+
+    run, profile, _ = trt_build
+    with pytest.raises(ValidationError, match="--backend tensorrt needs --profile"):
+        build_bundle(run, tmp_path / "b", backend="tensorrt", progress=False)
+    with pytest.raises(ValidationError, match="key 'input.shape' = \\[3, 64, 64\\] but run"):
+        build_bundle(run, tmp_path / "b", backend="tensorrt", profile="jetson-orin-nano", progress=False)
+    assert not (tmp_path / "b").exists()
