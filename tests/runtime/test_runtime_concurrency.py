@@ -54,7 +54,7 @@ def _switch_under_load(rt, a, b, workers=3, deadline_s=60.0):
                 matches = [all(np.array_equal(out[k], ref[k]) for k in ref) for ref in refs]
                 assert any(matches), f"result {checked} equals neither preference's single-threaded output"
                 counts[matches.index(True)] += 1
-            if checked >= N_RESULTS and min(counts) > 0:
+            if checked >= N_RESULTS and min(counts) > 0 and i >= 6:
                 break
             time.sleep(0.001)
     finally:
@@ -69,7 +69,7 @@ def test_switching_under_concurrent_inference(bundle):
     counts, errors, switches = _switch_under_load(Runtime.open(bundle), a, b)
     assert not errors, errors
     assert sum(counts) >= N_RESULTS and counts[0] > 0 and counts[1] > 0, counts
-    assert switches >= 2
+    assert switches >= 6
 
 
 def test_switching_under_concurrent_inference_with_bind_in_place_engines(bundle):
