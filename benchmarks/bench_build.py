@@ -7,7 +7,7 @@ about the weight file + controller + a graph *structure* (tens of KB) per topolo
 The ratios (0.1 vs 0.2) are measured in one run of this script on the same machine, so
 they are comparable; absolute seconds depend on the machine and its load.
 
-    /work/venv/bin/python benchmarks/bench_build.py RUN_DIR [--grids 0.2,0.1] [--json OUT]
+    python benchmarks/bench_build.py RUN_DIR [--grids 0.2,0.1] [--json OUT]
 
 Without RUN_DIR a tiny random run is created (tests/compile/run_fixture.py) — useful only
 to check the script; rerun it on a trained run (e.g. runs/synth-nyu) for real numbers.

@@ -46,7 +46,11 @@ class DemoSettings:
                             f(self.profile_iters, 3), f(self.n_images, 1))
 
 
-PREFERENCES = [((0.8, 0.1, 0.1), 0.0), ((0.8, 0.1, 0.1), 1.0), ((1 / 3, 1 / 3, 1 / 3), 0.5)]
+def demo_preferences(n_tasks: int) -> list[tuple[tuple[float, ...], float]]:
+    """The preferences the demo runs: the first task favoured (0.8, the rest sharing 0.2) at
+    c = 0 and c = 1, then uniform r at c = 0.5. Exact simplex points for any N >= 2."""
+    skew = (0.8,) + tuple(0.2 / (n_tasks - 1) for _ in range(n_tasks - 1))
+    return [(skew, 0.0), (skew, 1.0), (tuple(1.0 / n_tasks for _ in range(n_tasks)), 0.5)]
 
 
 def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool = True,
@@ -84,7 +88,7 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
     if input_size is not None:
         run.update_preset(dataclasses.replace(run.preset(), input_size=tuple(input_size)))
     size = tuple(run.preset().input_size)
-    scenes = SynthDataset(s.n_images, size, seed=seed + 1000, tasks=("semseg", "normals", "depth"), split="val")
+    scenes = SynthDataset(s.n_images, size, seed=seed + 1000, tasks=tuple(t.name for t in run.preset().tasks), split="val")
     image_paths = []
     from PIL import Image
 
@@ -141,7 +145,7 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
 
 
 def _run_images(out: Path, image_paths: list[Path], manifest: dict, rt) -> list[dict]:
-    """Run the images at PREFERENCES; write per-task PNGs and a side-by-side picture."""
+    """Run the images at demo_preferences(); write per-task PNGs and a side-by-side picture."""
     from PIL import Image
 
     from dymu_rt.runtime.outputs import make_tasks
@@ -150,7 +154,7 @@ def _run_images(out: Path, image_paths: list[Path], manifest: dict, rt) -> list[
     tasks = make_tasks(manifest["tasks"])
     images = [Image.open(p).convert("RGB") for p in image_paths]
     results, columns = [], []
-    for r, c in PREFERENCES:
+    for r, c in demo_preferences(len(tasks)):
         rt.set_preference(r, c)
         outputs = rt.infer(images)
         st = rt.stats()
@@ -166,7 +170,7 @@ def _run_images(out: Path, image_paths: list[Path], manifest: dict, rt) -> list[
                 panels[t.name] = pic
             panels_per_image.append(panels)
         columns.append((label, panels_per_image))
-        results.append({"r": list(r), "c": c, "topology": st["topology"], "gflops": st["gflops"],
+        results.append({"r": list(r), "c": c, "topology": st["topology"], "gmacs": st["gmacs"], "gflops": st["gflops"],
                         "params": st["params"], "binding": st.get("binding"),
                         "latency_ms_p50": st.get("latency_ms", {}).get("p50_ms")})
     # Side by side: per image, one row per preference (the first two): input | task outputs.

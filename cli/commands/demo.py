@@ -38,8 +38,8 @@ def demo_command(
         k = primary.get(task, next(iter(metrics)))
         a.add_row(task, k, f"{metrics[k]:.3f}", f"{s['anchor_baselines'][task][k]:.3f}")
     console.print(a)
-    e = Table(title="controller (GFLOPs = GMACs)")
-    for col in ("method", "c", "HV", "uniformity", "params (M)", "GFLOPs"):
+    e = Table(title="controller (GMACs = the paper's GFLOPs)")
+    for col in ("method", "c", "HV", "uniformity", "params (M)", "GMACs"):
         e.add_column(col, justify="left" if col == "method" else "right")
     for row in s["eval_table"]:
         e.add_row(row["method"], "-" if row["c"] is None else f"{row['c']:g}", f"{row['hv']:.4f}",
@@ -47,13 +47,13 @@ def demo_command(
     console.print(e)
     b = s["bundle"]
     console.print(f"bundle: {b['points']} points -> {b['topologies']} topologies, "
-                  f"{b['bundle_bytes'] / 1e6:.2f} MB, GFLOPs {b['gflops_min']:.4f}..{b['gflops_max']:.4f}")
+                  f"{b['bundle_bytes'] / 1e6:.2f} MB, GMACs {b['gmacs_min']:.4f}..{b['gmacs_max']:.4f}")
     r = Table(title="runs at several preferences (ONNX Runtime, this machine)")
-    for col in ("r", "c", "topology", "binding", "GFLOPs", "params", "p50 ms"):
+    for col in ("r", "c", "topology", "binding", "GMACs", "params", "p50 ms"):
         r.add_column(col, justify="left" if col in ("r", "topology", "binding") else "right")
     for row in s["runs"]:
         r.add_row(",".join(f"{v:.2f}" for v in row["r"]), f"{row['c']:g}", row["topology"],
-                  str(row["binding"]), f"{row['gflops']:.4f}", f"{row['params']:,}",
+                  str(row["binding"]), f"{row['gmacs']:.4f}", f"{row['params']:,}",
                   "-" if row["latency_ms_p50"] is None else f"{row['latency_ms_p50']:.2f}")
     console.print(r)
     console.print("pictures: " + ", ".join(s["pictures"]))

@@ -79,8 +79,8 @@ def _print(report: dict) -> None:
     from rich.table import Table
 
     t = Table(title=f"controller evaluation ({report['preset']}, {report['n_val']} val scenes; "
-                    "GFLOPs = GMACs, fvcore convention)")
-    for col in ("method", "c", "HV", "uniformity", "params (M)", "GFLOPs"):
+                    "GMACs = the paper's GFLOPs, fvcore convention)")
+    for col in ("method", "c", "HV", "uniformity", "params (M)", "GMACs"):
         t.add_column(col, justify="right" if col != "method" else "left")
     for row in report["table"]:
         t.add_row(row["method"], "-" if row["c"] is None else f"{row['c']:g}", f"{row['hv']:.4f}",
@@ -105,6 +105,6 @@ def _print(report: dict) -> None:
     cp = report["controller_params"]
     for tr in report.get("trees", []):
         console.print(f"tree r = ({', '.join(f'{v:g}' for v in tr['r'])}), c = {tr['c']:g}: topology "
-                      f"{tr['topology']}, {tr['params'] / 1e6:.3f} M params, {tr['gmacs']:.4f} GFLOPs")
+                      f"{tr['topology']}, {tr['params'] / 1e6:.3f} M params, {tr['gmacs']:.4f} GMACs")
     console.print(f"controller params: edge hypernet {cp['edge_hypernet']:,}, weight hypernet "
                   f"{cp['weight_hypernet']:,}; distinct trees evaluated: {report['distinct_trees']}")

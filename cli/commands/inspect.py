@@ -12,7 +12,7 @@ def inspect_command(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
     verify: bool = typer.Option(False, "--verify", help="Bundles: also check every file's sha256."),
 ) -> None:
-    """Describe TARGET: tasks, layers, params and GFLOPs (GMACs); topologies of a bundle."""
+    """Describe TARGET: tasks, layers, params and GMACs/GFLOPs; topologies of a bundle."""
     from dymu_rt.compile.describe import describe, describe_bundle
 
     info = describe(target)
@@ -31,7 +31,7 @@ def _preset(d: dict) -> None:
     console.print(f"backbone {d['backbone']}, head {d['head']}, {d['layers']} layers per stream, "
                   f"input {d['input_size'][0]}x{d['input_size'][1]}")
     console.print(f"single-task anchor net (all {len(d['tasks'])} streams): {d['params'] / 1e6:.3f} M params, "
-                  f"{d['gflops']:.4f} GFLOPs (GMACs; FLOPs = 2 x MACs)")
+                  f"{d['gmacs']:.4f} GMACs (the paper's 'GFLOPs') = {d['gflops']:.4f} GFLOPs (2 x MACs)")
 
 
 def _run(d: dict) -> None:
@@ -48,11 +48,11 @@ def _bundle(d: dict) -> None:
                   f"tasks {', '.join(d['tasks'])}; {d['points']} grid points "
                   f"(step {d['grid']['step']:g}, c step {d['grid']['c_step']:g}), "
                   f"{d['n_topologies']} topologies, {d['bundle_bytes'] / 2**20:.2f} MiB")
-    t = Table(title="topologies (most points first; GFLOPs = GMACs)")
-    for col in ("topology", "points", "params (M)", "GFLOPs"):
+    t = Table(title="topologies (most points first; GMACs = the paper's GFLOPs)")
+    for col in ("topology", "points", "params (M)", "GMACs"):
         t.add_column(col, justify="left" if col == "topology" else "right")
     for top in d["topologies"]:
-        t.add_row(top["id"], str(top["n_points"]), f"{top['params'] / 1e6:.3f}", f"{top['gflops']:.4f}")
+        t.add_row(top["id"], str(top["n_points"]), f"{top['params'] / 1e6:.3f}", f"{top['gmacs']:.4f}")
     console.print(t)
     if d.get("verified"):
         console.print("all files match their sha256")

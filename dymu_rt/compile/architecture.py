@@ -50,9 +50,14 @@ class Architecture:
     bn_slots: tuple[str, ...]
 
     @property
-    def gflops(self) -> float:
-        """GMACs (the paper's "GFLOPs" convention, see dymu_rt.models.cost)."""
+    def gmacs(self) -> float:
+        """Multiply-accumulates / 1e9: the paper's "GFLOPs" (fvcore convention)."""
         return self.macs / 1e9
+
+    @property
+    def gflops(self) -> float:
+        """Floating-point operations / 1e9 = 2 x MACs / 1e9 (see dymu_rt.models.cost)."""
+        return 2 * self.macs / 1e9
 
     @property
     def table(self) -> np.ndarray:

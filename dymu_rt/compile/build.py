@@ -218,8 +218,8 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
 
     ``on_topology(id)`` is called after each topology graph is committed (tests use it to
     simulate a build killed between topologies). Summary keys: out, points, topologies,
-    built (graphs exported by this call), reused, bundle_bytes, seconds, gflops_min,
-    gflops_max, weights_bytes, noop.
+    built (graphs exported by this call), reused, bundle_bytes, seconds, gmacs_min,
+    gmacs_max (multiply-adds / 1e9), weights_bytes, noop.
     """
     t0 = time.perf_counter()
     run_dir, out = Path(run_dir), Path(out)
@@ -314,7 +314,7 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
         rel = B.graph_file(tid)
         topologies[tid] = {
             "parents": [list(row) for row in arch.parents], "params": arch.params, "macs": arch.macs,
-            "gflops": arch.gflops, "file": rel, "sha256": journal["files"][rel],
+            "gmacs": arch.gmacs, "file": rel, "sha256": journal["files"][rel],
             "n_points": counts[tid], "bn_slots": list(arch.bn_slots), "weights": "anchor",
         }
     manifest = {
@@ -501,9 +501,9 @@ def _remove_stale(out: Path, manifest: dict) -> None:
 
 
 def _summary(out: Path, manifest: dict, built: int, seconds: float, noop: bool) -> dict[str, Any]:
-    g = [t["gflops"] for t in manifest["topologies"].values()]
+    g = [t["macs"] / 1e9 for t in manifest["topologies"].values()]
     return {"out": str(out), "points": len(manifest["points"]), "topologies": len(manifest["topologies"]),
             "built": built, "reused": len(manifest["topologies"]) - built,
             "bundle_bytes": B.bundle_bytes(out), "seconds": seconds,
             "weights_bytes": manifest.get("weights", {}).get("bytes", 0),
-            "gflops_min": min(g) if g else 0.0, "gflops_max": max(g) if g else 0.0, "noop": noop}
+            "gmacs_min": min(g) if g else 0.0, "gmacs_max": max(g) if g else 0.0, "noop": noop}

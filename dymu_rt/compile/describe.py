@@ -12,6 +12,9 @@ from typing import Any
 from dymu_rt.errors import ValidationError
 
 
+UNITS = ("gmacs = multiply-accumulates / 1e9 (the paper's 'GFLOPs', fvcore convention); "
+         "gflops = floating-point operations / 1e9 = 2 x MACs / 1e9")
+
 def describe_preset(name: str) -> dict[str, Any]:
     """Tasks, layers, and the cost of the full single-task anchor net (identity tree)."""
     from dymu_rt.models.cost import CostModel
@@ -26,7 +29,8 @@ def describe_preset(name: str) -> dict[str, Any]:
                        "loss_weight": t.loss_weight} for t in preset.tasks],
             "backbone": f"{preset.backbone.kind}{preset.backbone.depth or ''} x{preset.backbone.width_mult:g}",
             "head": preset.head.kind, "layers": anchor.num_layers, "params": cost.params,
-            "macs": cost.macs, "gflops": cost.gmacs, "gflops_unit": "GMACs (FLOPs = 2 x MACs)",
+            "macs": cost.macs, "gmacs": cost.macs / 1e9, "gflops": 2 * cost.macs / 1e9,
+            "units": UNITS,
             "input_size": list(preset.input_size), "bn_delta_size": anchor.bn_delta_size}
 
 
@@ -46,15 +50,16 @@ def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, A
     from dymu_rt.compile.bundle import bundle_bytes, read_manifest, verify_bundle
 
     m = verify_bundle(path, check_hashes) if check_hashes else read_manifest(path)
-    tops = sorted(({"id": tid, "params": t["params"], "macs": t["macs"], "gflops": t["gflops"],
+    tops = sorted(({"id": tid, "params": t["params"], "macs": t["macs"], "gmacs": t["macs"] / 1e9,
+                    "gflops": 2 * t["macs"] / 1e9,
                     "n_points": t["n_points"], "file": t["file"]} for tid, t in m["topologies"].items()),
-                  key=lambda t: (-t["n_points"], t["gflops"], t["id"]))
+                  key=lambda t: (-t["n_points"], t["macs"], t["id"]))
     return {"what": "bundle", "path": str(path), "preset": m["preset"], "trained_on": m.get("trained_on"),
             "training_data": m.get("training_data"),
             "tasks": [t["name"] for t in m["tasks"]], "grid": m["grid"], "points": len(m["points"]),
             "n_topologies": len(tops), "topologies": tops, "bundle_bytes": bundle_bytes(path),
             "weights_bytes": m.get("weights", {}).get("bytes"),
-            "gflops_unit": "GMACs (FLOPs = 2 x MACs)",
+            "units": UNITS,
             "engines": {b: sorted(p) for b, p in m.get("engines", {}).items()},
             "latency_profiles": sorted(m.get("latency", {}))}
 

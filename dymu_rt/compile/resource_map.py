@@ -1,4 +1,4 @@
-"""The resource-usage map of a bundle: GFLOPs (GMACs) of the chosen tree over the grid.
+"""The resource-usage map of a bundle: GMACs (the paper's "GFLOPs") of the chosen tree over the grid.
 
 For N = 3 tasks, one ternary panel per resource preference c (a subset of the grid's c
 values when there are many): each grid point of the task simplex is drawn at its
@@ -22,7 +22,7 @@ def _point_table(manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.n
     tops = manifest["topologies"]
     r = np.asarray([p["r"] for p in manifest["points"]], dtype=np.float64)
     c = np.asarray([p["c"] for p in manifest["points"]], dtype=np.float64)
-    g = np.asarray([tops[p["topology"]]["gflops"] for p in manifest["points"]], dtype=np.float64)
+    g = np.asarray([tops[p["topology"]]["macs"] / 1e9 for p in manifest["points"]], dtype=np.float64)
     return r, c, g
 
 
@@ -37,7 +37,7 @@ def plot_resource_map(manifest: dict[str, Any], out: str | Path, max_panels: int
                       title: Optional[str] = None) -> Path:
     """Draw the map of ``manifest`` to PNG ``out`` (atomically); returns the path.
 
-    Needs only ``points`` ({r, c, topology}), ``topologies`` ({id: {gflops}}), ``tasks``
+    Needs only ``points`` ({r, c, topology}), ``topologies`` ({id: {macs}}), ``tasks``
     ([{name}]), ``grid`` ({step}) and ``preset``: any manifest-like point table works
     (dymu_rt.evaluate.report draws a dense controller map with it).
     """
@@ -53,7 +53,7 @@ def plot_resource_map(manifest: dict[str, Any], out: str | Path, max_panels: int
     n = len(tasks)
     norm = Normalize(vmin=g.min(), vmax=g.max() if g.max() > g.min() else g.min() + 1e-9)
     cmap = "viridis"
-    label = "GFLOPs (GMACs) of the selected tree"
+    label = "GMACs of the selected tree (the paper's GFLOPs)"
     n_top = len(manifest["topologies"])
     head = title or (f"{manifest['preset']}: resource usage over the grid "
                      f"({len(r)} points, {n_top} topologies)")

@@ -37,7 +37,7 @@ def dense_resource_table(edge, cost, task_names, step: str = "0.05",
             p = edge.architecture(rt, torch.tensor(float(c)))
             tid = topology_id(p)
             if tid not in tops:
-                tops[tid] = {"gflops": cost.tree_cost(p).gmacs}
+                tops[tid] = {"macs": cost.tree_cost(p).macs}
             points.append({"r": [float(v) for v in r], "c": float(c), "topology": tid})
     return {"points": points, "topologies": tops, "tasks": [{"name": n} for n in task_names],
             "grid": {"step": float(Fraction(step))},
@@ -95,12 +95,12 @@ def write_eval_plots(run_dir, report: dict[str, Any], out_dir: Path, trees=None)
     out_dir.mkdir(parents=True, exist_ok=True)
     anchor, edge = run.load_anchor(), run.load_edge_hypernet()
     cost = CostModel(anchor)
-    title = f"{report['preset']}: GFLOPs (GMACs) of the predicted tree"
+    title = f"{report['preset']}: GMACs (the paper's GFLOPs) of the predicted tree"
     table = dense_resource_table(edge, cost, names, "0.05" if n == 3 else "0.25")
     tops = table["topologies"]
-    usage = [(p["r"], p["c"], tops[p["topology"]]["gflops"]) for p in table["points"]]
+    usage = [(p["r"], p["c"], tops[p["topology"]]["macs"] / 1e9) for p in table["points"]]
     files = [plot_resource_usage(usage, out_dir / "resource_map.png", task_names=names,
-                                 value_label="GFLOPs (GMACs)", title=title),
+                                 value_label="GMACs", title=title),
              plot_resource_map(table, out_dir / "resource_map_points.png", title=title + " (grid points)")]
     drawn, info = [], []
     for label, r, c in picks:

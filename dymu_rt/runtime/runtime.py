@@ -353,7 +353,7 @@ class Runtime:
                                "latency_ms": self.latency.summary(), "cache": self.cache.stats()}
         if s is not None:
             topo = self.manifest["topologies"][s.topology]
-            # gmacs = multiply-accumulates / 1e9 (the bundle's "gflops" field, the paper's
+            # gmacs = multiply-accumulates / 1e9 (the bundle stores "macs"; the paper's "GFLOPs"
             # convention); gflops = 2 FLOPs per MAC / 1e9.
             out.update({"topology": s.topology, "r": list(s.r), "c": s.c, "binding": s.binding,
                         "grid_point": s.grid_point, "parents": topo["parents"], "params": topo["params"],

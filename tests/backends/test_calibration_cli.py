@@ -24,7 +24,7 @@ def make_bundle(root: Path, n_topologies: int = 2) -> Path:
     for i in range(n_topologies):
         tid = f"t{i:02d}"
         export_tiny_graph(root / "graphs" / f"{tid}.onnx", seed=i)
-        topologies[tid] = {"parents": [], "params": 0, "macs": 0, "gflops": 0.0, "file": f"graphs/{tid}.onnx",
+        topologies[tid] = {"parents": [], "params": 0, "macs": 0, "gmacs": 0.0, "file": f"graphs/{tid}.onnx",
                            "sha256": sha256_file(root / "graphs" / f"{tid}.onnx"), "n_points": 1, "bn_slots": []}
     manifest = {"schema_version": 1, "kind": "dymu-rt-bundle", "producer": {}, "preset": "fixture",
                 "tasks": [{"name": "semseg", "kind": "segmentation", "out_channels": 5},

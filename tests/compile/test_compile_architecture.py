@@ -43,7 +43,7 @@ def test_cost_and_slots(tiny_anchor):
     shared = Architecture.from_parents(tiny_anchor, np.zeros((L, N), dtype=int), "s", cm)
     assert full.macs == cm.full_cost().macs and full.params == cm.full_cost().params
     assert shared.macs < full.macs and shared.params < full.params
-    assert abs(full.gflops - full.macs / 1e9) < 1e-12
+    assert abs(full.gmacs - full.macs / 1e9) < 1e-12 and abs(full.gflops - 2 * full.macs / 1e9) < 1e-12
     assert len(full.bn_slots) == len(tiny_anchor.bn_layout)
     # Below the top layer only stream 0 is alive; every head reads its own top node.
     alive = {s.split(".")[0] for s in shared.bn_slots}

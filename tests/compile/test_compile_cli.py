@@ -23,8 +23,8 @@ def test_inspect_preset_json(capsys):
     d = json.loads(out)
     assert [t["name"] for t in d["tasks"]] == ["semseg", "normals", "depth"]
     assert d["layers"] == 9 and d["input_size"] == [64, 64]
-    assert d["params"] > 0 and 0 < d["gflops"] == pytest.approx(d["macs"] / 1e9)
-    assert "GMACs" in d["gflops_unit"]
+    assert d["params"] > 0 and 0 < d["gmacs"] == pytest.approx(d["macs"] / 1e9) and d["gflops"] == pytest.approx(2 * d["macs"] / 1e9)
+    assert "gmacs" in d["units"] and "2 x MACs" in d["units"]
 
 
 def test_inspect_unknown_target_is_one_line_error(capsys, tmp_path):

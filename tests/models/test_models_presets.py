@@ -59,4 +59,4 @@ def test_inspect_preset_json(capsys, name):
     assert [t["name"] for t in d["tasks"]] == [t.name for t in preset.tasks]
     assert d["layers"] == preset.build().num_layers
     assert d["input_size"] == list(preset.input_size)
-    assert d["params"] > 0 and d["macs"] > 0 and d["gflops"] == pytest.approx(d["macs"] / 1e9)
+    assert d["params"] > 0 and d["macs"] > 0 and d["gmacs"] == pytest.approx(d["macs"] / 1e9) and d["gflops"] == pytest.approx(2 * d["macs"] / 1e9)

@@ -233,7 +233,7 @@ def write_bundle(out: str | Path, seed: int = 0, step: str = "0.5", c_step: str 
         params, macs = tree_cost(parents)
         from dymu_rt.models.tree import used_nodes
         used = used_nodes(parents)
-        topologies[tid] = {"parents": parents.tolist(), "params": params, "macs": macs, "gflops": macs / 1e9,
+        topologies[tid] = {"parents": parents.tolist(), "params": params, "macs": macs, "gmacs": macs / 1e9,
                            "file": rel, "sha256": sha256_file(out / rel), "n_points": 1,
                            "bn_slots": [s["name"] for s in layout if used[s["layer"], s["stream"]]],
                            "exported_at": {"r": list(pref.r), "c": pref.c}}
