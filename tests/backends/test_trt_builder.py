@@ -274,7 +274,7 @@ def test_dla_profile_with_fixed_batch_and_fp16_is_accepted_and_shipped_ones_are_
     assert agx.dla_core == 0 and agx.batch_min == agx.batch_opt == agx.batch_max
     for q in profs.values():
         if q.backend == "tensorrt":
-            assert q.shape == (3, 64, 64) and q.device not in ("", "cpu")
+            assert q.shape is None and q.device not in ("", "cpu")   # input size from the bundle
 
 
 def test_profile_device_is_matched_against_the_gpu_name():
@@ -430,6 +430,13 @@ def test_build_tensorrt_needs_a_matching_profile(trt_build, tmp_path):
     run, profile, _ = trt_build
     with pytest.raises(ValidationError, match="--backend tensorrt needs --profile"):
         build_bundle(run, tmp_path / "b", backend="tensorrt", progress=False)
+    # A profile pinned to another input size than the run's is refused before anything is written.
+    import importlib.resources
+
+    text = (importlib.resources.files("dymu_rt.profiles") / "jetson-orin-nano.toml").read_text().replace("# shape = [3, 64, 64]", "shape = [3, 64, 64]", 1)
+    assert "\nshape = [3, 64, 64]" in text
+    pinned = tmp_path / "orin-64.toml"
+    pinned.write_text(text.replace('name = "jetson-orin-nano"', 'name = "orin-64"'))
     with pytest.raises(ValidationError, match="key 'input.shape' = \\[3, 64, 64\\] but run"):
-        build_bundle(run, tmp_path / "b", backend="tensorrt", profile="jetson-orin-nano", progress=False)
+        build_bundle(run, tmp_path / "b", backend="tensorrt", profile=str(pinned), progress=False)
     assert not (tmp_path / "b").exists()
