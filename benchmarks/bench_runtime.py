@@ -12,7 +12,7 @@ of the same topology, and to an uncached topology (engine cache cleared first). 
 GFLOP/s of every contender (2 × MACs / latency) against a large float32 matrix product on
 the same machine in the same run (as a fraction of it).
 
-    python benchmarks/bench_runtime.py RUN_DIR BUNDLE [--rounds 30] [--json out.json] [--png out.png]
+    python benchmarks/bench_runtime.py RUN_DIR BUNDLE [--rounds 30] [--threads 1] [--json out.json] [--png out.png]
 """
 
 from __future__ import annotations
@@ -50,7 +50,10 @@ def main() -> None:
     ap.add_argument("bundle", type=Path)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--per-round", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=0, help="0 = torch's default")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for BOTH PyTorch and ONNX Runtime (default 1: equal footing, and "
+                         "immune to OpenMP spin-wait collapse when another process holds a core; "
+                         "0 = each library's default)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--png", type=Path)
     args = ap.parse_args()
@@ -74,7 +77,18 @@ def main() -> None:
     h, w = preset.input_size
     x = torch.rand(1, 3, h, w)
     xn = x.numpy()
-    rt = Runtime.open(args.bundle)
+    profile = "x86-64-cpu"
+    if args.threads:
+        # Same thread count for ONNX Runtime as for PyTorch: a copy of the default profile.
+        import tempfile
+        import importlib.resources
+
+        text = (importlib.resources.files("dymu_rt.profiles") / "x86-64-cpu.toml").read_text()
+        text = text.replace('name = "x86-64-cpu"', f'name = "bench-threads-{args.threads}"')
+        text = text.replace("threads = 0", f"threads = {args.threads}")
+        profile = Path(tempfile.mkdtemp()) / f"bench-threads-{args.threads}.toml"
+        profile.write_text(text)
+    rt = Runtime.open(args.bundle, profile=str(profile))
     info = rt.set_preference(r, c)
 
     with torch.no_grad():
@@ -126,7 +140,7 @@ def main() -> None:
         "matmul_gflops": peak,
         "fraction_of_matmul": {k: 2 * macs / (v / 1e3) / 1e9 / peak for k, v in med.items()},
         "switch_ms": switch, "binding_mode": rt.stats().get("binding_mode"),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), "ort_threads": args.threads or "default",
     }
     print(json.dumps(res, indent=2))
     if args.json:
