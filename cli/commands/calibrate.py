@@ -11,7 +11,8 @@ from cli.common import console, print_json
 
 
 def calibrate_command(
-    bundle: Path = typer.Argument(Path("runs/synth-nyu/bundle"), help="Bundle directory written by `dymu-rt build`."),
+    bundle: Path = typer.Argument(..., help="Bundle directory written by `dymu-rt build` (the shipped "
+                                  "default bundle is read-only: calibrate a copy)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of calibration images (PNG/JPEG/...)."),
     synth: Optional[int] = typer.Option(None, "--synth", help="Calibrate on N procedural scenes instead."),
     method: str = typer.Option("minmax", "--method", help="minmax | entropy | percentile."),

@@ -234,10 +234,16 @@ def int8_graph(bundle: str | Path, manifest: Mapping, topology: str, activations
     """
     from dymu_rt.compile import bundle as B
 
-    fix = f"run `dymu-rt calibrate {bundle} --synth 64` (or --images DIR)"
+    from dymu_rt.runtime.runtime import is_shipped_bundle
+
+    if is_shipped_bundle(bundle):
+        fix = (f"the shipped bundle is read-only: copy it (cp -r {bundle} my-bundle) and run "
+               "`dymu-rt calibrate my-bundle --synth 64` (or --images DIR), then use --bundle my-bundle")
+    else:
+        fix = f"run `dymu-rt calibrate {bundle} --synth 64` (or --images DIR) first"
     rec = manifest.get(MANIFEST_KEY, {}).get("files", {}).get(topology)
     if rec is None:
-        raise BundleError(f"bundle {bundle}: no INT8 graph for topology {topology} (not calibrated); {fix} first")
+        raise BundleError(f"bundle {bundle}: no INT8 graph for topology {topology} (not calibrated); {fix}")
     entry = rec.get("uint8", rec) if activations == "uint8" else rec
     if check:
         cal = manifest[MANIFEST_KEY]

@@ -35,3 +35,13 @@ def test_default_bundle_runs_without_writing_into_the_package():
         rt.profile_topologies(iters=1, warmup=0)
     rt.close()
     assert _tree_snapshot(path) == before
+
+
+def test_int8_on_the_read_only_default_bundle_says_to_calibrate_a_copy():
+    from dymu_rt.errors import BundleError
+
+    path = default_bundle_path()
+    before = _tree_snapshot(path)
+    with pytest.raises(BundleError, match=r"read-only: copy it .*dymu-rt calibrate my-bundle"):
+        Runtime.open(path, profile="x86-64-cpu-int8")
+    assert _tree_snapshot(path) == before
