@@ -52,6 +52,11 @@ class TrainDefaults:
     layer_weighting: bool = True
     use_affinity: bool = True
     dichotomy: bool = True
+    # L_inactive with the active tasks' ν as a fixed target (gradient only into the inactive
+    # nodes, which branch off the closest active task). The paper does not say; False is the
+    # literal formula. On short schedules the literal form's symmetric pull drags the active
+    # task's own parents onto a common stream for every (r, c) (see RegularizerConfig).
+    inactive_detach: bool = False
     affinity_samples: int = 64
     eval_every: int = 0
     # Gumbel temperature ζ: 5, ×0.97 every ``gumbel_every`` steps (paper: 300 of 30K steps,
@@ -129,7 +134,7 @@ def _pascal_tasks(n: int) -> tuple[TaskSpec, ...]:
 _SYNTH_TRAIN = TrainDefaults(anchor_steps=600, anchor_batch=16, anchor_lr=2e-3,
                              edge_steps=400, weight_steps=300, controller_batch=16,
                              controller_lr=1e-3, decay_every=250, decay_gamma=0.3,
-                             affinity_samples=32, gumbel_every=0)
+                             affinity_samples=32, gumbel_every=0, inactive_detach=True)
 
 PRESETS: dict[str, Preset] = {
     "nyuv2": Preset(

@@ -192,7 +192,7 @@ def regularizer_config(cfg):
     return RegularizerConfig(lambda_active=cfg.lambda_active, lambda_inactive=cfg.lambda_inactive,
                              tau=cfg.tau, inactive_loss=cfg.inactive_loss,
                              layer_weighting=cfg.layer_weighting, use_affinity=cfg.use_affinity,
-                             dichotomy=cfg.dichotomy)
+                             dichotomy=cfg.dichotomy, inactive_detach=cfg.inactive_detach)
 
 
 def make_anchor_optimizer(params, cfg) -> torch.optim.Optimizer:

@@ -29,7 +29,8 @@ _OPTION_FLAGS = {"seed": "--seed", "n_train": "--n-train", "n_val": "--n-val"}
 
 # Which stages a training setting changes (a finished stage cannot take a new value).
 _EDGE_ONLY = ("lambda_active", "lambda_inactive", "tau", "inactive_loss", "layer_weighting",
-              "use_affinity", "dichotomy", "affinity_samples", "gumbel_every", "edge_steps")
+              "use_affinity", "dichotomy", "inactive_detach", "affinity_samples", "gumbel_every",
+              "edge_steps")
 _STEP_FIELDS = ("anchor_steps", "edge_steps", "weight_steps", "phn_steps")
 
 

@@ -191,3 +191,22 @@ def test_config_values_are_validated():
                 dict(dichotomy="no")):
         with pytest.raises(ValidationError):
             RegularizerConfig(**bad)
+
+
+def test_inactive_detach_moves_only_the_inactive_nodes():
+    # r = (0.8, 0.1, 0.1): task 0 active, 1 and 2 inactive. With inactive_detach the value of
+    # L_inactive is unchanged, but its gradient reaches only the inactive nodes' ν (they
+    # branch off the active task; the active task's own parent choice is left alone).
+    r = torch.tensor([0.8, 0.1, 0.1], dtype=torch.float64)
+    for detach in (False, True):
+        nu = _random_nu(4, 3, 7).requires_grad_(True)
+        cfg = RegularizerConfig(lambda_active=0.0, inactive_detach=detach)
+        omega, t = branching_regularizer(nu, r, 1.0, torch.eye(3, dtype=torch.float64), cfg)
+        ref = branching_regularizer(nu.detach(), r, 1.0, torch.eye(3, dtype=torch.float64),
+                                    RegularizerConfig(lambda_active=0.0))[1]
+        assert t["l_inactive"].item() == pytest.approx(ref["l_inactive"].item())
+        (g,) = torch.autograd.grad(omega, nu)
+        assert g[:, 1:].abs().sum() > 0
+        assert (g[:, 0].abs().sum() == 0) == detach
+    with pytest.raises(Exception):
+        RegularizerConfig(inactive_detach="yes")

@@ -148,11 +148,11 @@ def test_regularizer_settings_round_trip_through_the_run_config(tmp_path):
     resumed = open_run(tmp_path / "run", None, None)
     assert regularizer_config(resumed.preset().train) == RegularizerConfig(
         lambda_active=0.5, lambda_inactive=0.02, tau=0.25, inactive_loss=False, layer_weighting=False,
-        use_affinity=False, dichotomy=False)
+        use_affinity=False, dichotomy=False, inactive_detach=True)     # synth presets detach
     # Set later on a run created without them, too.
     other = open_run(tmp_path / "other", "synth-nyu", "synth")
-    assert regularizer_config(other.preset().train) == RegularizerConfig()
-    open_run(other.path, None, None, {"tau": 0.3, "use_affinity": False})
+    assert regularizer_config(other.preset().train) == RegularizerConfig(inactive_detach=True)
+    open_run(other.path, None, None, {"tau": 0.3, "use_affinity": False, "inactive_detach": False})
     assert regularizer_config(RunDir(other.path).preset().train) == RegularizerConfig(tau=0.3, use_affinity=False)
 
 
