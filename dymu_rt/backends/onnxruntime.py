@@ -275,7 +275,8 @@ class OrtEngine:
             so = _session_options(self._profile)
             # ORT 1.31's NCHWc layout transformer reads conv weights from the model, not from
             # add_initializer overrides: with it on, the override is silently ignored
-            # (tests/backends/test_backend_onnxruntime_binding.py catches this).
+            # (tests/backends/test_backend_onnxruntime.py::test_modes_agree_and_overrides_take_effect
+            # catches this).
             so.add_session_config_entry("optimization.disable_specified_optimizers", "NchwcTransformer")
             vals = []
             for s in self._slots:

@@ -4,17 +4,7 @@ import json
 
 import pytest
 
-from cli.main import main
-
-
-def _cli(capsys, *args):
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from cli_helpers import run_cli as _cli
 
 
 def test_inspect_preset_json(capsys):

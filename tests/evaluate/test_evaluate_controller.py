@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli.main import main
+from cli_helpers import run_cli as _cli
 from dymu_rt.errors import ValidationError
 from dymu_rt.evaluate.controller import DATA_REFERENCE, evaluate_controller
 from dymu_rt.evaluate.hypervolume import hypervolume
@@ -158,16 +158,6 @@ def test_tree_specs_are_validated(spec, match):
     with pytest.raises(ValidationError, match=match):
         parse_tree_spec(spec, 3)
     assert parse_tree_spec(" 0.6, 0.2,0.2 ; 0.5", 3).c == 0.5
-
-
-def _cli(capsys, *args):
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_cli_eval_json(capsys, eval_run, tmp_path):

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from cli.main import main
+from cli_helpers import run_cli as _cli
 from dymu_rt.models.presets import PRESETS
 
 ALL = ["nyuv2", "pascal3", "pascal5", "cifar100", "synth-nyu", "synth-pascal"]
@@ -37,16 +37,6 @@ def test_preset_builds_with_matching_node_boundaries(name):
     for t in preset.tasks:
         expect = (1, t.out_channels) if preset.head.kind == "linear" else (1, t.out_channels, h, w)
         assert tuple(out[t.name].shape) == expect, t.name
-
-
-def _cli(capsys, *args):
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in PAPER_SIZE else n

@@ -7,17 +7,7 @@ import pytest
 from PIL import Image
 
 from bundle_fixture import read_manifest
-from cli.main import main
-
-
-def _cli(capsys, *args):
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from cli_helpers import run_cli as _cli
 
 
 @pytest.fixture
