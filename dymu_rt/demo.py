@@ -47,10 +47,13 @@ class DemoSettings:
 
 
 def demo_preferences(n_tasks: int) -> list[tuple[tuple[float, ...], float]]:
-    """The preferences the demo runs: the first task favoured (0.8, the rest sharing 0.2) at
-    c = 0 and c = 1, then uniform r at c = 0.5. Exact simplex points for any N >= 2."""
+    """The preferences the demo runs: uniform r at c = 0 (every task matters, compute is
+    free: the largest trees), the first task favoured (0.8, the rest sharing 0.2) at c = 1
+    (the most frugal), then uniform r at c = 1. The side-by-side picture shows the first two,
+    the most different pair. Exact simplex points for any N >= 2."""
     skew = (0.8,) + tuple(0.2 / (n_tasks - 1) for _ in range(n_tasks - 1))
-    return [(skew, 0.0), (skew, 1.0), (tuple(1.0 / n_tasks for _ in range(n_tasks)), 0.5)]
+    uniform = tuple(1.0 / n_tasks for _ in range(n_tasks))
+    return [(uniform, 0.0), (skew, 1.0), (uniform, 1.0)]
 
 
 def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool = True,
