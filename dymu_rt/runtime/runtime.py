@@ -348,8 +348,11 @@ class Runtime:
     def stats(self) -> dict[str, Any]:
         """Current topology and its cost, binding, recent latency and engine-cache counters."""
         s = self._state
+        mode = getattr(self.backend, "binding", None)
+        if s is not None and getattr(s.engine, "mode", None) is not None:
+            mode = s.engine.mode    # the engine's own: INT8 (Q/DQ) engines bind a session per preference
         out: dict[str, Any] = {"backend": self.backend.name, "profile": self.profile.name,
-                               "binding_mode": getattr(self.backend, "binding", None),
+                               "precision": self.profile.precision, "binding_mode": mode,
                                "latency_ms": self.latency.summary(), "cache": self.cache.stats()}
         if s is not None:
             topo = self.manifest["topologies"][s.topology]

@@ -167,6 +167,8 @@ def test_int8_runtime_close_to_fp32(calibrated):
         ref, out, info = _pair(f32, i8, x, r, c)
         engine = i8.cache.get(info["topology"])
         assert engine.precision == "int8" and engine.mode == "session"
+        st = i8.stats()
+        assert st["precision"] == "int8" and st["binding_mode"] == "session"
         assert engine.graph == bundle / m["int8"]["files"][info["topology"]]["uint8"]["file"]   # x86: U8S8
         for k in ref:
             assert out[k].dtype == np.float32 and out[k].shape == ref[k].shape
