@@ -186,13 +186,13 @@ def validate_train_config(cfg) -> None:
 
 
 def regularizer_config(cfg):
-    """The branching regularizer's config from a preset's training settings."""
+    """The branching regularizer's config from a preset's training settings (every
+    RegularizerConfig field is a TrainDefaults field of the same name)."""
+    import dataclasses
+
     from dymu_rt.control.regularizer import RegularizerConfig
 
-    return RegularizerConfig(lambda_active=cfg.lambda_active, lambda_inactive=cfg.lambda_inactive,
-                             tau=cfg.tau, inactive_loss=cfg.inactive_loss,
-                             layer_weighting=cfg.layer_weighting, use_affinity=cfg.use_affinity,
-                             dichotomy=cfg.dichotomy, inactive_detach=cfg.inactive_detach)
+    return RegularizerConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(RegularizerConfig)})
 
 
 def make_anchor_optimizer(params, cfg) -> torch.optim.Optimizer:

@@ -16,6 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Optional
 
+from dymu_rt.control.regularizer import RegularizerConfig
 from dymu_rt.errors import ValidationError
 from dymu_rt.models.presets import Preset, TrainDefaults, get_preset
 from dymu_rt.train.checkpoint import RunDir
@@ -28,9 +29,9 @@ DATA_OPTIONS = ("seed", "n_train", "n_val")
 _OPTION_FLAGS = {"seed": "--seed", "n_train": "--n-train", "n_val": "--n-val"}
 
 # Which stages a training setting changes (a finished stage cannot take a new value).
-_EDGE_ONLY = ("lambda_active", "lambda_inactive", "tau", "inactive_loss", "layer_weighting",
-              "use_affinity", "dichotomy", "inactive_detach", "affinity_samples", "gumbel_every",
-              "edge_steps")
+# Every regularizer setting (the RegularizerConfig fields) is stage 1's alone.
+_EDGE_ONLY = tuple(f.name for f in dataclasses.fields(RegularizerConfig)) + (
+    "affinity_samples", "gumbel_every", "edge_steps")
 _STEP_FIELDS = ("anchor_steps", "edge_steps", "weight_steps", "phn_steps")
 
 
