@@ -390,16 +390,22 @@ def _is_timing_cache(path: Path) -> bool:
     return path.name.startswith("timing_") and path.suffix == ".cache"
 
 
-def _clear_engines(out: Path) -> None:
-    """Remove every engine of an earlier build; keep the per-device timing caches."""
+def _prune_engines(out: Path, keep=lambda rel: False) -> None:
+    """Remove the files under ``engines/`` that ``keep(relative path)`` rejects, and the
+    folders left empty; the per-device timing caches always stay."""
     root = out / "engines"
     if not root.is_dir():
         return
     for f in sorted(root.rglob("*"), reverse=True):
-        if f.is_file() and not _is_timing_cache(f):
+        if f.is_file() and not _is_timing_cache(f) and not keep(f.relative_to(out).as_posix()):
             f.unlink()
         elif f.is_dir() and not any(f.iterdir()):
             f.rmdir()
+
+
+def _clear_engines(out: Path) -> None:
+    """Remove every engine of an earlier build; keep the per-device timing caches."""
+    _prune_engines(out)
 
 
 def _remove_temporaries(out: Path) -> None:
@@ -486,17 +492,9 @@ def _remove_stale(out: Path, manifest: dict) -> None:
         for f in gdir.iterdir():
             if f"{B.GRAPHS_DIR}/{f.name}" not in keep:
                 f.unlink()
-    edir = out / "engines"
-    if edir.is_dir():
-        prefixes = {str(Path(rel).parent / Path(rel).name.split(".")[0]) + "." for rel in keep
-                    if rel.startswith("engines/")}
-        for f in sorted(edir.rglob("*"), reverse=True):
-            rel = f.relative_to(out).as_posix()
-            if f.is_file() and rel not in keep and not _is_timing_cache(f) and \
-                    not any(rel.startswith(p) for p in prefixes):
-                f.unlink()
-            elif f.is_dir() and not any(f.iterdir()):
-                f.rmdir()
+    prefixes = tuple({str(Path(rel).parent / Path(rel).name.split(".")[0]) + "." for rel in keep
+                      if rel.startswith("engines/")})
+    _prune_engines(out, keep=lambda rel: rel in keep or rel.startswith(prefixes))
     (out / B.JOURNAL).unlink(missing_ok=True)
 
 
