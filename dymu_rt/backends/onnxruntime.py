@@ -318,7 +318,11 @@ class OrtEngine:
         return dict(zip(self.output_names, outs))
 
     def memory_bytes(self) -> int:
-        """Weights held (graph bytes) times two: ORT keeps a pre-packed copy of conv weights."""
+        """Weights held (:func:`graph_weight_bytes` of the topology's graph: its file *plus
+        the external data it references*; schema 2 graphs keep their tensors in
+        ``graphs/weights.bin``, so the file alone is ~35x too small) times two: ORT keeps a
+        pre-packed copy of conv weights next to the initializers. Activations are not
+        counted (they depend on the batch and are freed between runs)."""
         return 2 * self._bytes
 
     def close(self) -> None:
@@ -425,6 +429,7 @@ class OnnxRuntimeBackend:
         ``session``, see the module docstring).
         """
         precision = self._precision(profile)
+        size = graph_weight_bytes(Path(graph))
         if precision == "int8":
             import onnx
 
@@ -438,11 +443,10 @@ class OnnxRuntimeBackend:
             if missing:
                 raise BundleError(f"INT8 graph {qdq} lacks the conv weights of slots {missing[:3]}; re-run "
                                   "`dymu-rt calibrate` on this bundle")
-            return OrtEngine(topology, "session", profile, model, slots, model_bytes=qdq.stat().st_size,
+            return OrtEngine(topology, "session", profile, model, slots, model_bytes=size,
                              graph_weights=gw, graph=qdq)
         if artifact is not None and artifact_precision(artifact["path"]) != precision:
             artifact = None             # an optimized graph of another precision: not ours
-        size = Path(graph).stat().st_size
         if self.binding == "affine" and artifact is not None:
             sess = _new_session(str(artifact["path"]), _session_options(profile, "none"))
             return OrtEngine(topology, "affine", profile, None, slots, session=sess, model_bytes=size)
@@ -451,3 +455,29 @@ class OnnxRuntimeBackend:
             sess = _new_session(model.SerializeToString(), _session_options(profile, "all"))
             return OrtEngine(topology, "affine", profile, None, slots, session=sess, model_bytes=size)
         return OrtEngine(topology, self.binding, profile, model, slots, model_bytes=size)
+
+
+def graph_weight_bytes(graph: Path) -> int:
+    """Bytes of the weights an ONNX graph holds: its file plus the external data its
+    initializers reference (``length`` of each external range; a reference without a length
+    counts its whole file once). Falls back to the file size when the graph cannot be read."""
+    size = Path(graph).stat().st_size
+    try:
+        import onnx
+
+        model = onnx.load(str(graph), load_external_data=False)
+    except Exception:  # unreadable graph: the loader reports it; here only an estimate
+        return size
+    ext, whole = 0, set()
+    for init in model.graph.initializer:
+        if init.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in init.external_data}
+        if "length" in info:
+            ext += int(info["length"])
+        elif "location" in info:
+            whole.add(info["location"])
+    for loc in whole:
+        f = Path(graph).parent / loc
+        ext += f.stat().st_size if f.is_file() else 0
+    return size + ext

@@ -9,9 +9,8 @@ the next load. Evicted engines are closed; a request already running on an ORT e
 its session alive (see ``OrtEngine.close``); engines that bind in place (TensorRT) must not
 be evicted while they run, which the Runtime guarantees by serializing loads with runs.
 
-An engine's size is ``size(topology, engine)`` (default ``engine.memory_bytes()``); the
-Runtime passes an estimate that counts the weights a graph references as external data
-(see ``Runtime._engine_bytes``). Thread-safe.
+An engine's size is its ``memory_bytes()`` (for ONNX Runtime: the weights its graph
+references, external data included). Thread-safe.
 """
 
 from __future__ import annotations
@@ -22,14 +21,12 @@ from typing import Any, Callable, Iterable, Optional
 
 
 class EngineCache:
-    """topology id -> engine, LRU-bounded by ``budget_bytes`` of engine sizes."""
+    """topology id -> engine, LRU-bounded by ``budget_bytes`` of ``engine.memory_bytes()``."""
 
     def __init__(self, budget_bytes: int, loader: Callable[[str], Any],
-                 size: Optional[Callable[[str, Any], int]] = None,
                  pinned: Optional[Callable[[], Iterable[str]]] = None) -> None:
         self.budget_bytes = int(budget_bytes)
         self._loader = loader
-        self._size = size or (lambda topology, engine: engine.memory_bytes())
         self._pinned = pinned or (lambda: ())
         self._engines: "OrderedDict[str, Any]" = OrderedDict()
         self._lock = threading.RLock()
@@ -60,9 +57,9 @@ class EngineCache:
             self.evictions += 1
 
     def bytes(self) -> int:
-        """Total size of the cached engines."""
+        """Total ``memory_bytes()`` of the cached engines."""
         with self._lock:
-            return sum(self._size(t, e) for t, e in self._engines.items())
+            return sum(e.memory_bytes() for e in self._engines.values())
 
     def __contains__(self, topology: str) -> bool:
         with self._lock:

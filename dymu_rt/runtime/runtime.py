@@ -17,8 +17,9 @@ The backend comes from the device profile (``backend`` key; ``Runtime.open(backe
 may only repeat it): ``--profile jetson-orin-nano`` runs TensorRT.
 
 Engines live in an LRU (:class:`~dymu_rt.runtime.cache.EngineCache`) bounded by the
-profile's ``engine_cache_mb``; see :meth:`Runtime._engine_bytes` for how an engine's size
-is estimated. The engine of the current preference is never evicted.
+profile's ``engine_cache_mb``, counting each engine's ``memory_bytes()`` (ONNX Runtime: the
+weights its graph references, see :func:`dymu_rt.backends.onnxruntime.graph_weight_bytes`).
+The engine of the current preference is never evicted.
 
 Thread safety: a preference is bound into an immutable state (engine + bound weights) that
 ``set_preference`` swaps in with one assignment; ``infer`` reads that state once, so
@@ -116,8 +117,7 @@ class Runtime:
         # Engines without prepare() (bind in place): runs, binds, loads and evictions.
         self._serial_lock = threading.RLock()
         self._bound_keys: dict[str, tuple[Any, tuple]] = {}    # topology -> (engine, key bound in it)
-        self._size_estimates: dict[str, int] = {}
-        self.cache = EngineCache(profile.engine_cache_mb * 2**20, self._load_engine, size=self._engine_bytes,
+        self.cache = EngineCache(profile.engine_cache_mb * 2**20, self._load_engine,
                                  pinned=lambda: () if self._state is None else (self._state.topology,))
         self.latency = LatencyWindow()
 
@@ -222,24 +222,6 @@ class Runtime:
         self.manifest = RB.update_manifest(self.root, edit)
         self._engine_files[topology] = entry
         return entry
-
-    def _engine_bytes(self, topology: str, engine) -> int:
-        """Bytes an engine counts against the LRU budget.
-
-        ONNX Runtime: the weights the graph holds — its file *plus the external data it
-        references* (schema 2 graphs keep their tensors in ``graphs/weights.bin``, so the
-        graph file alone is ~35x too small) — times two, because ORT keeps a pre-packed copy
-        of conv weights next to the initializers. Activations are not counted (they depend
-        on the batch and are freed between runs). Other backends: ``engine.memory_bytes()``
-        (TensorRT: serialized engine + I/O buffers + the shared scratch).
-        """
-        if self.backend.name != "onnxruntime":
-            return int(engine.memory_bytes())
-        est = self._size_estimates.get(topology)
-        if est is None:
-            topo = self.manifest["topologies"][topology]
-            est = self._size_estimates[topology] = 2 * graph_weight_bytes(self.root / topo["file"], topo.get("params"))
-        return est
 
     def _guard(self):
         """The lock that serializes loads/evictions with runs, for engines that bind in place."""
@@ -420,30 +402,3 @@ def check_input_shape(profile, manifest, root) -> None:
         raise ValidationError(f"profile '{profile.name}' key 'input.shape' = {want} but bundle {root} takes "
                               f"{have} images (preprocessing.input_size); use a profile for this input size or "
                               "set [input] shape in a copy of the profile")
-
-
-def graph_weight_bytes(graph: Path, params: Optional[int] = None) -> int:
-    """Bytes of the weights an ONNX graph holds: its file plus the external data its
-    initializers reference (``length`` of each external range; a reference without a length
-    counts its whole file once). Falls back to file + ``params`` x 4 when the graph cannot
-    be read."""
-    size = Path(graph).stat().st_size
-    try:
-        import onnx
-
-        model = onnx.load(str(graph), load_external_data=False)
-    except Exception:  # unreadable graph: the loader reports it; here only an estimate
-        return size + 4 * int(params or 0)
-    ext, whole = 0, set()
-    for init in model.graph.initializer:
-        if init.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        info = {e.key: e.value for e in init.external_data}
-        if "length" in info:
-            ext += int(info["length"])
-        elif "location" in info:
-            whole.add(info["location"])
-    for loc in whole:
-        f = Path(graph).parent / loc
-        ext += f.stat().st_size if f.is_file() else 0
-    return size + ext

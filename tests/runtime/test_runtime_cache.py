@@ -1,7 +1,5 @@
 """Engine LRU: cached switches cost no load; eviction under a byte budget."""
 
-import dataclasses
-
 from bundle_fixture import read_manifest
 from dymu_rt.runtime import Runtime
 from dymu_rt.runtime.cache import EngineCache
@@ -86,18 +84,10 @@ def test_pinned_engines_are_never_evicted():
     assert engines["a"].closed and engines["b"].closed and cache.topologies() == ["c"]
 
 
-def test_size_function_overrides_memory_bytes():
-    engines = {"a": _Fake(1), "b": _Fake(1)}
-    cache = EngineCache(150, lambda t: engines[t], size=lambda t, e: 100)
-    cache.get("a")
-    cache.get("b")
-    assert cache.bytes() == 100 and cache.topologies() == ["b"] and engines["a"].closed
-
-
 def test_ort_engine_size_counts_the_weights(bundle):
     import onnx
 
-    from dymu_rt.runtime.runtime import graph_weight_bytes
+    from dymu_rt.backends.onnxruntime import graph_weight_bytes
 
     m = read_manifest(bundle)
     rt = Runtime.open(bundle)
@@ -110,7 +100,7 @@ def test_ort_engine_size_counts_the_weights(bundle):
     ext = (graph.parent / "weights.bin").stat().st_size
     assert ext > graph.stat().st_size
     assert graph_weight_bytes(graph) == graph.stat().st_size + ext
-    assert rt._engine_bytes(tid, None) == 2 * (graph.stat().st_size + ext)
+    assert rt.cache.get(tid).memory_bytes() == 2 * (graph.stat().st_size + ext)
 
 
 def test_engine_memory_of_other_backends_is_their_own_report(bundle):
