@@ -24,6 +24,8 @@ _N_VAL = typer.Option(None, "--n-val", help="Validation samples (default: all / 
 _SAVE_EVERY = typer.Option(100, "--save-every", help="Save resumable state every N steps.")
 _BATCH = typer.Option(None, "--batch", help="Override the batch size.")
 _QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+_THREADS = typer.Option(None, "--threads", help="PyTorch threads (default: all cores). Fewer leave room "
+                        "for other work on the machine.")
 # Anchor optimizer.
 _LR = typer.Option(None, "--lr", help="Anchor learning rate (preset default otherwise).")
 _OPTIMIZER = typer.Option(None, "--optimizer", help="Anchor optimizer: adamw | adam | sgd.")
@@ -87,11 +89,13 @@ _FLAGS = {"anchor_steps": "--anchor-steps", "edge_steps": "--edge-steps", "weigh
 
 
 def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet, overrides: dict,
-         flags: Optional[dict] = None) -> None:
+         flags: Optional[dict] = None, threads: Optional[int] = None) -> None:
     from dymu_rt.errors import ValidationError
     from dymu_rt.train.common import check_positive
     from dymu_rt.train.pipeline import open_run, train
+    from dymu_rt.utils.threads import set_threads
 
+    set_threads(threads)
     flags = {**_FLAGS, **(flags or {})}
     for key, flag in flags.items():
         check_positive(overrides.get(key), flag)
@@ -151,6 +155,7 @@ def train_all(
     no_affinity: bool = _NO_AFFINITY,
     no_dichotomy: bool = _NO_DICHOTOMY,
     quiet: bool = _QUIET,
+    threads: Optional[int] = _THREADS,
 ) -> None:
     """Train all stages: anchor net, then edge hypernet (stage 1), then weight hypernet (stage 2).
 
@@ -167,7 +172,7 @@ def train_all(
                  **_regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
                                           no_affinity, no_dichotomy),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
-    _run("all", preset, out, data, seed, n_train, n_val, save_every, quiet, overrides)
+    _run("all", preset, out, data, seed, n_train, n_val, save_every, quiet, overrides, threads=threads)
 
 
 @app.command("anchor")
@@ -177,11 +182,12 @@ def anchor(
     batch: Optional[int] = _BATCH, n_train: Optional[int] = _N_TRAIN, n_val: Optional[int] = _N_VAL,
     save_every: int = _SAVE_EVERY, lr: Optional[float] = _LR, optimizer: Optional[str] = _OPTIMIZER,
     schedule: Optional[str] = _SCHEDULE, weight_decay: Optional[float] = _WEIGHT_DECAY,
-    quiet: bool = _QUIET,
+    quiet: bool = _QUIET, threads: Optional[int] = _THREADS,
 ) -> None:
     """Train each anchor stream on its own task."""
     _run("anchor", preset, out, data, seed, n_train, n_val, save_every, quiet,
-         _anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay), {"anchor_steps": "--steps"})
+         _anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay), {"anchor_steps": "--steps"},
+         threads=threads)
 
 
 @app.command("controller")
@@ -193,20 +199,20 @@ def controller(
     save_every: int = _SAVE_EVERY, tau: Optional[float] = _TAU, lambda_a: Optional[float] = _LAMBDA_A,
     lambda_i: Optional[float] = _LAMBDA_I, no_inactive_loss: bool = _NO_INACTIVE,
     no_layer_weighting: bool = _NO_LAYER_W, no_affinity: bool = _NO_AFFINITY,
-    no_dichotomy: bool = _NO_DICHOTOMY, quiet: bool = _QUIET,
+    no_dichotomy: bool = _NO_DICHOTOMY, quiet: bool = _QUIET, threads: Optional[int] = _THREADS,
 ) -> None:
     """Train the edge and weight hypernets (stages 1, 2)."""
     overrides = {**_regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
                                           no_affinity, no_dichotomy),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
-    _run("controller", None, out, None, seed, n_train, n_val, save_every, quiet, overrides)
+    _run("controller", None, out, None, seed, n_train, n_val, save_every, quiet, overrides, threads=threads)
 
 
 @app.command("phn-bn")
 def phn_bn(
     out: Path = _OUT, seed: Optional[int] = _SEED, steps: Optional[int] = typer.Option(
         None, "--steps", help="Training steps (default: the preset's weight-hypernet steps)."),
-    n_train: Optional[int] = _N_TRAIN, quiet: bool = _QUIET,
+    n_train: Optional[int] = _N_TRAIN, quiet: bool = _QUIET, threads: Optional[int] = _THREADS,
 ) -> None:
     """Train the PHN-BN baseline (BN from a hypernet of r)."""
-    _run("phn-bn", None, out, None, seed, n_train, None, 100, quiet, {"phn_steps": steps})
+    _run("phn-bn", None, out, None, seed, n_train, None, 100, quiet, {"phn_steps": steps}, threads=threads)

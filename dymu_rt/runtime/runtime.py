@@ -50,7 +50,10 @@ from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
 from dymu_rt.runtime.cache import EngineCache
 from dymu_rt.runtime.controller import Controller
 from dymu_rt.runtime.latency import LatencyWindow, choose_for_budget, time_engine
-from dymu_rt.runtime.preprocess import preprocess
+from dymu_rt.runtime.preprocess import check_input_size, preprocess
+
+#: Largest input batch ``profile_topologies`` allocates (float32 NCHW).
+MAX_BATCH_BYTES = 2**30
 
 
 def default_bundle_path() -> Path:
@@ -359,7 +362,15 @@ class Runtime:
         for name, v, lo in (("iters", iters, 1), ("warmup", warmup, 0), ("batch", batch, 1)):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ValidationError(f"--{name} = {v!r}; expected an integer >= {lo}")
-        h, w = self.preprocessing["input_size"]
+        h, w = check_input_size(self.preprocessing)
+        # Engines are built for batches up to the profile's batch_max (a TensorRT optimization
+        # profile's upper bound); past it a timing would describe no engine that runs.
+        if batch > self.profile.batch_max:
+            raise ValidationError(f"--batch = {batch}; profile '{self.profile.name}' runs batches of "
+                                  f"{self.profile.batch_min}..{self.profile.batch_max} (its [input] batch_max)")
+        if batch * 3 * h * w * 4 > MAX_BATCH_BYTES:
+            raise ValidationError(f"--batch = {batch} at {h} x {w} needs {batch * 3 * h * w * 4 / 2**30:.1f} GiB "
+                                  f"of input; the limit is {MAX_BATCH_BYTES / 2**30:g} GiB")
         x = np.random.default_rng(0).random((batch, 3, h, w), dtype=np.float32)
         table: dict[str, dict] = {}
         first = {}
