@@ -17,6 +17,7 @@ and :data:`MAX_INPUT_PIXELS` (:func:`check_input_size`) before a batch is alloca
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence, Union
 
@@ -83,13 +84,16 @@ def load_image(path: Union[str, Path]):
     if not _regular_file(path):
         raise ValidationError(f"image {path} is not a regular file; expected an image file")
     try:
-        with Image.open(path) as img:
-            w, h = img.size                 # from the header: nothing decoded yet
-            if w * h > MAX_IMAGE_PIXELS:
-                raise ValidationError(f"{path} is {w} x {h} = {w * h:,} pixels; the limit is "
-                                      f"{MAX_IMAGE_PIXELS:,} (downscale it first)")
-            img.load()                      # decode now: a truncated file fails here, not later
-            return ImageOps.exif_transpose(img)
+        with warnings.catch_warnings():
+            # PIL warns above its own limit; ours (checked next) is lower and says it in one line.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size             # from the header: nothing decoded yet
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise ValidationError(f"{path} is {w} x {h} = {w * h:,} pixels; the limit is "
+                                          f"{MAX_IMAGE_PIXELS:,} (downscale it first)")
+                img.load()                  # decode now: a truncated file fails here, not later
+                return ImageOps.exif_transpose(img)
     except Image.DecompressionBombError as e:   # not an OSError: PIL's own pixel limit
         raise ValidationError(f"{path} is refused as a decompression bomb ({e})") from None
     except UnidentifiedImageError:
