@@ -222,7 +222,11 @@ def parse_step(step: StepLike, what: str = "step") -> Fraction:
     if f <= 0 or f > 1:
         raise ValidationError(f"{what} = {step}: expected a value in (0, 1] that divides 1, e.g. 0.1")
     if (1 / f).denominator != 1:
-        raise ValidationError(f"{what} = {step}: 1 is not a whole number of steps ({float(1 / f):g}); "
+        try:
+            steps = f"{float(1 / f):g}"
+        except OverflowError:           # e.g. 10**500/3: too many steps for a float
+            steps = "too many to count"
+        raise ValidationError(f"{what} = {step}: 1 is not a whole number of steps ({steps}); "
                               f"expected a step that divides 1, e.g. 0.1, 0.125, 1/3")
     return f
 
@@ -251,8 +255,10 @@ def count_grid(n_tasks: int, step: StepLike, c_step: StepLike | None = None) -> 
 
 def _count_text(k: int) -> str:
     """A point count for a message: exact when short, else its order of magnitude."""
-    digits = len(str(k)) if k > 10**15 else 0
-    return f"{k:,}" if not digits else f"about 10^{digits - 1}"
+    if k <= 10**15:
+        return f"{k:,}"
+    # From the bit length: str() of a 5000-digit int is refused by Python (int_max_str_digits).
+    return f"about 10^{int(k.bit_length() * math.log10(2))}"
 
 
 def check_grid_size(n_tasks: int, step: StepLike, c_step: StepLike | None = None,
