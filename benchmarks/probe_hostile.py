@@ -279,6 +279,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=180.0)
     ap.add_argument("--only", default=None, help="Run only cases whose name contains this.")
+    ap.add_argument("--skip", default=None, help="Skip cases whose name contains this.")
     ap.add_argument("--no-strace", action="store_true")
     ap.add_argument("--keep", action="store_true", help="Keep the scratch folder.")
     args = ap.parse_args()
@@ -309,6 +310,8 @@ def main() -> None:
             c.watch = list(dict.fromkeys(c.watch + ["/tmp/dymu-outside-x"]))
     if args.only:
         cases = [c for c in cases if args.only in c.name]
+    if args.skip:
+        cases = [c for c in cases if args.skip not in c.name]
     results = []
     with Progress() as bar, cf.ThreadPoolExecutor(args.jobs) as pool:
         task = bar.add_task("probing", total=len(cases))
@@ -317,7 +320,8 @@ def main() -> None:
             results.append(fut.result())
             bar.update(task, advance=1, description=f"probing {futs[fut].name[:40]}")
     results.sort(key=lambda r: r["name"])
-    conc = concurrent_runs(work, good, image) if not args.only or "concurrent" in args.only else None
+    conc = (concurrent_runs(work, good, image) if (not args.only or "concurrent" in args.only)
+            and (not args.skip or "concurrent" not in args.skip) else None)
     image_rss = [r["peak_rss_bytes"] or 0 for r in results if r["category"] == "image"]
     worst = max(((r["peak_rss_bytes"] or 0, r["name"]) for r in results if r["category"] == "image"), default=(0, "-"))
     table = {

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from dymu_rt import __version__
+from dymu_rt.bundle.checksum import write_manifest
 from dymu_rt.compile import bundle as B
 from dymu_rt.compile.architecture import (
     Architecture,
@@ -343,7 +344,7 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
         "build": {"fingerprint": fingerprint, "backend": backend, "profile": prof.name if prof else None,
                   "run_dir": str(run_dir)},
     }
-    atomic_write_json(out / B.MANIFEST, manifest)
+    write_manifest(out, manifest)
     _remove_stale(out, manifest)
     summary = _summary(out, manifest, built=len(todo), seconds=time.perf_counter() - t0, noop=False)
     summary["engines_built"] = n_engines

@@ -16,6 +16,7 @@ graphs were self-contained and folded at their topology's first grid point
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -51,27 +52,53 @@ def is_bundle(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest of bundle ``path``, structurally checked (not the file hashes)."""
-    root = Path(path)
-    mpath = root / MANIFEST
-    if not root.is_dir():
-        raise BundleError(f"bundle not found: {root}")
-    if not mpath.is_file():
-        raise BundleError(f"{root} is not a dymu-rt bundle (no {MANIFEST}); build one with `dymu-rt build`")
+#: Largest manifest read (the paper-scale grids' manifests are a few MB).
+MAX_MANIFEST_BYTES = 64 * 2**20
+
+
+def load_manifest_json(path: str | Path) -> Any:
+    """The parsed manifest.json of bundle ``path`` (no schema check): the file must be a
+    regular file (not a link), at most MAX_MANIFEST_BYTES, valid UTF-8 JSON."""
+    from dymu_rt.bundle.paths import bundle_root, inside
+
+    root = bundle_root(path)
+    if not os.path.lexists(root / MANIFEST):
+        raise BundleError(f"{path} is not a dymu-rt bundle (no {MANIFEST}); build one with `dymu-rt build`")
+    mpath = inside(root, MANIFEST, "manifest")
+    size = mpath.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{mpath} is {size:,} bytes; a manifest is at most {MAX_MANIFEST_BYTES:,}")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        return json.loads(mpath.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{mpath} is not valid JSON ({e})") from None
+    except RecursionError:
+        raise BundleError(f"{mpath} is nested too deeply to be a dymu-rt manifest") from None
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of bundle ``path``: schema-checked (:mod:`dymu_rt.bundle.schema`: types,
+    names, paths, nesting, cross-section agreement) and checked against its checksum
+    (:mod:`dymu_rt.bundle.checksum`); not the files' hashes (:func:`verify_bundle`)."""
+    from dymu_rt.bundle.checksum import verify_checksum
+    from dymu_rt.bundle.schema import validate_manifest
+
+    root = Path(path)
+    mpath = root / MANIFEST
+    manifest = load_manifest_json(root)
     if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
         raise BundleError(f"{mpath} is not a dymu-rt bundle manifest (kind != {KIND!r})")
     version = manifest.get("schema_version")
-    if version not in READABLE_SCHEMAS:
+    if isinstance(version, bool) or version not in READABLE_SCHEMAS:
         raise BundleError(f"{mpath} has schema_version {version!r}; this dymu-rt reads "
                           f"{', '.join(map(str, READABLE_SCHEMAS))} (rebuild the bundle with this version)")
     missing = [k for k in REQUIRED_KEYS + (("weights",) if version >= 2 else ()) if k not in manifest]
     if missing:
         raise BundleError(f"{mpath} lacks keys {missing}")
+    validate_manifest(manifest, GRAPHS_DIR, WEIGHTS_FILE,
+                      {"edge_hypernet": EDGE_HYPERNET_FILE, "weight_hypernet": WEIGHT_HYPERNET_FILE,
+                       "fold_params": FOLD_PARAMS_FILE})
+    verify_checksum(root, manifest)
     return manifest
 
 
@@ -92,10 +119,11 @@ def manifest_files(manifest: dict[str, Any]) -> dict[str, str]:
 
 
 def check_file(root: Path, rel: str, sha256: Optional[str]) -> None:
-    """Raise BundleError unless ``root/rel`` exists (and matches ``sha256`` when given)."""
-    path = root / rel
-    if not path.is_file():
-        raise BundleError(f"bundle {root}: file {rel} is missing")
+    """Raise BundleError unless ``root/rel`` is a regular file inside the bundle, reached
+    through no link (:func:`dymu_rt.bundle.paths.inside`), and matches ``sha256`` when given."""
+    from dymu_rt.bundle.paths import inside
+
+    path = inside(Path(root), rel)
     if sha256 is not None and sha256_file(path) != sha256:
         raise BundleError(f"bundle {root}: file {rel} is corrupt (sha256 differs from the manifest); "
                           "rebuild with `dymu-rt build`")
@@ -114,6 +142,14 @@ def verify_bundle(path: str | Path, check_hashes: bool = True) -> dict[str, Any]
                           "(graphs resolve their external data there)")
     for rel, digest in sorted(manifest_files(manifest).items()):
         check_file(root, rel, digest if check_hashes else None)
+    from dymu_rt.bundle.paths import check_external_data
+
+    # Graphs name their external data themselves: no graph may send a reader outside.
+    for t in manifest["topologies"].values():
+        check_external_data(root, t["file"])
+    for entry in manifest["controller"].values():
+        if isinstance(entry, dict) and str(entry.get("file", "")).endswith(".onnx"):
+            check_external_data(root, entry["file"])
     topologies = manifest["topologies"]
     for i, p in enumerate(manifest["points"]):
         if p.get("topology") not in topologies:

@@ -117,10 +117,11 @@ def parse_r(text_or_seq, n_tasks: int, normalize: bool = False) -> tuple[float, 
         scaled = [v / top for v in vals]
         total = math.fsum(scaled)
         return tuple(v / total for v in scaled)
-    if any(v > 1.0 + SUM_TOLERANCE for v in vals):
-        raise ValidationError(f"r = {shown} has an entry above 1; expected N={n_tasks} entries >= 0 "
-                              f"summing to 1 (use --normalize to rescale)")
-    total = math.fsum(vals)
+    try:
+        total = math.fsum(vals)
+    except OverflowError:               # 1e308 + 1e308
+        raise ValidationError(f"r = {shown} sums to more than a float holds; expected N={n_tasks} entries "
+                              f">= 0 summing to 1 (use --normalize to rescale)") from None
     if abs(total - 1.0) > SUM_TOLERANCE:
         raise ValidationError(f"r = {shown} sums to {total:g}; expected N={n_tasks} entries >= 0 "
                               f"summing to 1 (use --normalize to rescale)")

@@ -30,13 +30,10 @@ _INFORMATIONAL = {"cpu", "files", "binding", "profile"}
 
 def open_manifest(path: Path) -> dict[str, Any]:
     """Validated manifest of bundle ``path`` (raises BundleError with a fix hint)."""
-    mpath = Path(path) / B.MANIFEST
-    if mpath.is_file():
-        try:
-            version = json.loads(mpath.read_text(encoding="utf-8")).get("schema_version")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            version = None
-        if isinstance(version, int) and version > B.SCHEMA_VERSION:
+    if (Path(path) / B.MANIFEST).is_file():
+        raw = B.load_manifest_json(path)         # refuses links, huge and deep files
+        version = raw.get("schema_version") if isinstance(raw, dict) else None
+        if isinstance(version, int) and not isinstance(version, bool) and version > B.SCHEMA_VERSION:
             raise BundleError(f"bundle {path} has schema_version {version}, newer than this dymu-rt "
                               f"understands ({B.SCHEMA_VERSION}); upgrade dymu-rt or rebuild the bundle")
     return B.verify_bundle(path)
@@ -74,10 +71,18 @@ def check_engines(root: Path, manifest: Mapping, backend, profile: str) -> dict 
 
 
 def update_manifest(root: Path, edit: Callable[[dict], None]) -> dict:
-    """Apply ``edit`` to the current manifest and rewrite it atomically; returns it."""
-    with _WRITE_LOCK:
-        mpath = Path(root) / B.MANIFEST
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    """Apply ``edit`` to the current manifest and rewrite it (and its checksum) atomically,
+    under the bundle's cross-process writer lock (:func:`dymu_rt.bundle.lock.bundle_lock`):
+    the manifest is re-read and re-validated under the lock, so concurrent writers in any
+    number of processes never lose each other's entries. Returns the new manifest."""
+    import copy
+
+    from dymu_rt.bundle.checksum import write_manifest
+    from dymu_rt.bundle.lock import bundle_lock
+
+    with _WRITE_LOCK, bundle_lock(root):
+        previous = B.read_manifest(root)
+        manifest = copy.deepcopy(previous)
         edit(manifest)
-        atomic_write_json(mpath, manifest)
+        write_manifest(root, manifest, previous)
         return manifest

@@ -22,9 +22,9 @@ def make_bundle(root: Path, n_topologies: int = 2) -> Path:
     (root / "graphs").mkdir(parents=True)
     topologies = {}
     for i in range(n_topologies):
-        tid = f"t{i:02d}"
+        tid = f"{i:02d}" * 8                  # a topology id: hex digits
         export_tiny_graph(root / "graphs" / f"{tid}.onnx", seed=i)
-        topologies[tid] = {"parents": [], "params": 0, "macs": 0, "gmacs": 0.0, "file": f"graphs/{tid}.onnx",
+        topologies[tid] = {"parents": [[0, 1]], "params": 0, "macs": 0, "gmacs": 0.0, "file": f"graphs/{tid}.onnx",
                            "sha256": sha256_file(root / "graphs" / f"{tid}.onnx"), "n_points": 1, "bn_slots": []}
     manifest = {"schema_version": 1, "kind": "dymu-rt-bundle", "producer": {}, "preset": "fixture",
                 "tasks": [{"name": "semseg", "kind": "segmentation", "out_channels": 5},
@@ -33,8 +33,11 @@ def make_bundle(root: Path, n_topologies: int = 2) -> Path:
                                   "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
                                   "normalize_in_graph": True},
                 "grid": {"step": 0.5, "c_step": 1.0, "n_points": 2},
-                "points": [{"r": [1.0, 0.0], "c": 0.0, "topology": "t00"}], "topologies": topologies,
-                "controller": {}, "bn_layout": [], "bn_eps": 1e-5, "topology_salt": "x",
+                "points": [{"r": [1.0, 0.0], "c": 0.0, "topology": "0000000000000000"}], "topologies": topologies,
+                "controller": {k: {"file": f"controller/{f}", "sha256": "0" * 64} for k, f in
+                               (("edge_hypernet", "edge_hypernet.onnx"), ("weight_hypernet", "weight_hypernet.onnx"),
+                                ("fold_params", "fold_params.safetensors"))},
+                "bn_layout": [], "bn_eps": 1e-5, "topology_salt": "x",
                 "latency": {}, "engines": {}}
     atomic_write_json(root / "manifest.json", manifest)
     return root
@@ -118,7 +121,7 @@ def test_rerun_reuses_cache_and_other_method_adds_a_key(bundle, base):
     after = json.loads((bundle / "manifest.json").read_text())["int8"]
     assert other["quantized"] == 2 and after["method"] == "percentile"
     assert all(after["files"][t]["key"] != before[t]["key"] for t in before)
-    assert len(list((bundle / "calibration" / "t00").iterdir())) == 2     # both results kept
+    assert len(list((bundle / "calibration" / "0000000000000000").iterdir())) == 2     # both results kept
 
 
 def test_synth_calibration_set(bundle):
@@ -133,7 +136,7 @@ def test_synth_calibration_set(bundle):
     ((), "exactly one calibration set"),
     (("--synth", "2", "--images", "."), "exactly one calibration set"),
     (("--synth", "0"), "--synth 0"),
-    (("--images", "{bundle}/graphs/t00.onnx"), "not a directory"),
+    (("--images", "{bundle}/graphs/0000000000000000.onnx"), "not a directory"),
     (("--images", "{bundle}/graphs"), "no image files"),
     (("--images", "{images}", "--method", "kl"), "--method 'kl'"),
     (("--images", "{images}", "--profile", "x86-64-cpu"), "precision 'fp32'"),
@@ -155,24 +158,24 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(bundle, base, args, me
 def test_corrupt_graph_and_missing_bundle_are_refused(bundle, base, tmp_path):
     with pytest.raises(BundleError, match="not found"):
         calibrate_bundle(tmp_path / "nope", images=base["images"], progress=False)
-    (bundle / "graphs" / "t01.onnx").write_bytes(b"broken")
-    with pytest.raises(BundleError, match="t01.onnx is corrupt"):
+    (bundle / "graphs" / "0101010101010101.onnx").write_bytes(b"broken")
+    with pytest.raises(BundleError, match="0101010101010101.onnx is corrupt"):
         calibrate_bundle(bundle, images=base["images"], progress=False)
     assert "int8" not in json.loads((bundle / "manifest.json").read_text())
     with pytest.raises(BundleError, match="dymu-rt calibrate"):
-        int8_graph(bundle, json.loads((bundle / "manifest.json").read_text()), "t00")
+        int8_graph(bundle, json.loads((bundle / "manifest.json").read_text()), "0000000000000000")
 
 
 def test_stale_or_tampered_int8_graph_is_refused(bundle, base):
     calibrate_bundle(bundle, images=base["images"], progress=False)
     manifest = json.loads((bundle / "manifest.json").read_text())
     rebuilt = json.loads(json.dumps(manifest))
-    rebuilt["topologies"]["t00"]["sha256"] = "0" * 64            # the FP32 graph changed since
-    with pytest.raises(BundleError, match="t00 was calibrated for another version.*dymu-rt calibrate"):
-        int8_graph(bundle, rebuilt, "t00", check=True)
-    (bundle / manifest["int8"]["files"]["t01"]["file"]).write_bytes(b"tampered")
+    rebuilt["topologies"]["0000000000000000"]["sha256"] = "0" * 64            # the FP32 graph changed since
+    with pytest.raises(BundleError, match="0000000000000000 was calibrated for another version.*dymu-rt calibrate"):
+        int8_graph(bundle, rebuilt, "0000000000000000", check=True)
+    (bundle / manifest["int8"]["files"]["0101010101010101"]["file"]).write_bytes(b"tampered")
     with pytest.raises(BundleError, match="corrupt"):
-        int8_graph(bundle, manifest, "t01", check=True)
+        int8_graph(bundle, manifest, "0101010101010101", check=True)
 
 
 def test_shipped_default_bundle_is_refused_and_untouched(base):

@@ -150,7 +150,7 @@ def _reseal_checksum(root: Path) -> None:
     """Rewrite the manifest-checksum file beside the manifest if the bundle has one (an
     attacker's last step); "edited" cases skip this."""
     try:
-        from dymu_rt.bundle.manifest import write_checksum   # after the bundle/ redesign
+        from dymu_rt.bundle.checksum import write_checksum
     except ImportError:
         return
     write_checksum(root)
