@@ -312,7 +312,7 @@ def test_prepare_graph_int8_uses_the_calibrated_bundle_graph(tmp_path):
     from dymu_rt.backends.calibration import calibrate_bundle
 
     bundle = make_bundle(tmp_path / "b", n_topologies=1)
-    g = bundle / "graphs" / "t00.onnx"
+    g = bundle / "graphs" / "0000000000000000.onnx"
     with pytest.raises(BundleError, match="dymu-rt calibrate"):
         B.prepare_graph(g, "int8", tmp_path, "0000000000000000")
     calibrate_bundle(bundle, images=write_images(tmp_path / "img", 3), progress=False)
