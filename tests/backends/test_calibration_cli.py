@@ -10,7 +10,8 @@ import pytest
 import torch
 from test_precision_graphs import export_tiny_graph
 
-from dymu_rt.backends.calibration import cache_key, calibrate_bundle, image_folder_set, int8_graph, synth_set
+from dymu_rt.backends.calibration import (cache_key, calibrate_bundle, image_folder_set, int8_graph, synth_set,
+                                          weights_sha256)
 from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.utils.io import atomic_write_json, sha256_file
 
@@ -99,7 +100,8 @@ def test_calibrate_cli_writes_qdq_graphs_and_manifest(bundle, base):
         assert path.parent.parent == bundle / "calibration" / tid
         assert sha256_file(path) == entry["sha256"]
         assert (path.parent / "ranges.json").is_file() and (path.parent / "meta.json").is_file()
-        assert entry["key"] == cache_key(manifest["topologies"][tid]["sha256"], rec["calibration"]["digest"], "minmax")
+        assert entry["key"] == cache_key(manifest["topologies"][tid]["sha256"], rec["calibration"]["digest"], "minmax",
+                                         weights_sha256(manifest))
         assert int8_graph(bundle, manifest, tid, check=True) == path
         u8 = bundle / entry["uint8"]["file"]          # ORT x86 variant: same ranges, uint8 activations
         assert u8.parent == path.parent and sha256_file(u8) == entry["uint8"]["sha256"]
