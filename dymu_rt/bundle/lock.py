@@ -27,12 +27,23 @@ except ImportError:          # pragma: no cover - not on Linux/macOS
 
 LOCK_FILE = ".lock"
 _THREAD_LOCK = threading.RLock()
+_HELD: dict[str, int] = {}          # bundle -> depth, for re-entry by the thread holding it
 
 
 @contextlib.contextmanager
 def bundle_lock(root: str | os.PathLike) -> Iterator[None]:
-    """Hold the bundle's writer lock for the ``with`` block (blocks until it is free)."""
+    """Hold the bundle's writer lock for the ``with`` block (blocks until it is free).
+    Re-entrant in the thread that holds it (a second flock on a new descriptor would wait
+    for ourselves)."""
+    key = os.path.realpath(root)
     with _THREAD_LOCK:
+        if _HELD.get(key):
+            _HELD[key] += 1
+            try:
+                yield
+            finally:
+                _HELD[key] -= 1
+            return
         fd = None
         if fcntl is not None:
             path = Path(root) / LOCK_FILE
@@ -49,8 +60,10 @@ def bundle_lock(root: str | os.PathLike) -> Iterator[None]:
         try:
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
+            _HELD[key] = 1
             yield
         finally:
+            _HELD.pop(key, None)
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)

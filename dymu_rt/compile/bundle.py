@@ -98,7 +98,19 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     validate_manifest(manifest, GRAPHS_DIR, WEIGHTS_FILE,
                       {"edge_hypernet": EDGE_HYPERNET_FILE, "weight_hypernet": WEIGHT_HYPERNET_FILE,
                        "fold_params": FOLD_PARAMS_FILE})
-    verify_checksum(root, manifest)
+    try:
+        verify_checksum(root, manifest)
+    except BundleError:
+        # A writer may have replaced manifest and checksum between our two reads: look
+        # again while no writer can run.
+        from dymu_rt.bundle.lock import bundle_lock
+
+        with bundle_lock(root):
+            manifest = load_manifest_json(root)
+            validate_manifest(manifest, GRAPHS_DIR, WEIGHTS_FILE,
+                              {"edge_hypernet": EDGE_HYPERNET_FILE, "weight_hypernet": WEIGHT_HYPERNET_FILE,
+                               "fold_params": FOLD_PARAMS_FILE})
+            verify_checksum(root, manifest)
     return manifest
 
 
