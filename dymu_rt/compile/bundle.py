@@ -152,6 +152,10 @@ def verify_bundle(path: str | Path, check_hashes: bool = True) -> dict[str, Any]
                                 str(Path(weights.get("file", "")).parent) != GRAPHS_DIR):
         raise BundleError(f"bundle {root}: manifest 'weights' must name a file in {GRAPHS_DIR}/ "
                           "(graphs resolve their external data there)")
+    for folder in (GRAPHS_DIR, CONTROLLER_DIR, "engines", "calibration"):
+        if (root / folder).is_symlink():
+            raise BundleError(f"bundle {root}: {folder} is a symbolic link; a bundle may not contain links "
+                              f"(they can point outside it)")
     for rel, digest in sorted(manifest_files(manifest).items()):
         check_file(root, rel, digest if check_hashes else None)
     from dymu_rt.bundle.paths import check_external_data

@@ -158,8 +158,12 @@ class Runtime:
                                   f"data; copy it first (cp -r {root} my-bundle) and pass --bundle my-bundle")
         be = get_backend(name, **({"binding": binding} if binding else {}))
         if rebuild_engines and (root / "manifest.json").is_file():
+            from dymu_rt.bundle.paths import inside
+
+            # Checked first: a linked engines folder must not send the removal elsewhere.
+            target = inside(root, RB.engines_dir(name, prof.name), "engines folder", must_exist=False)
             RB.update_manifest(root, lambda m: m.get("engines", {}).get(name, {}).pop(prof.name, None))
-            shutil.rmtree(root / RB.engines_dir(name, prof.name), ignore_errors=True)
+            shutil.rmtree(target, ignore_errors=True)
         manifest = RB.open_manifest(root)
         check_input_shape(prof, manifest, root)
         if be.name == "onnxruntime":
@@ -205,8 +209,11 @@ class Runtime:
         kwargs = {}
         if self.backend.name == "onnxruntime":
             kwargs = {"raw_weights": raw_weights(self._params, topo["bn_slots"]), "slots": topo["bn_slots"]}
+        from dymu_rt.bundle.paths import inside
+
+        target = inside(self.root, rel_dir, "engines folder", must_exist=False)     # no links on the way
         try:
-            rec = self.backend.compile(self.root / topo["file"], self.root / rel_dir, self.profile, topology,
+            rec = self.backend.compile(self.root / topo["file"], target, self.profile, topology,
                                        **kwargs)
         except OSError:
             self._cache_engines = False

@@ -227,6 +227,15 @@ def _mutations() -> dict[str, tuple[str, Mutation, bool]]:
             return m
         return f
 
+    def symlink_dir(rel):
+        def f(root, m, out):
+            target = out / ("linked_" + rel)
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(root / rel, ignore_errors=True)
+            (root / rel).symlink_to(target)
+            return None
+        return f
+
     def symlink_manifest(root, m, out):
         copy = _outside_copy(out, root / "manifest.json", "manifest.json")
         (root / "manifest.json").unlink()
@@ -314,6 +323,8 @@ def _mutations() -> dict[str, tuple[str, Mutation, bool]]:
         "symlink_weights": ("symlink", symlink("graphs/weights.bin"), True),
         "symlink_graphs_dir": ("symlink", symlink("graphs"), True),
         "symlink_manifest": ("symlink", symlink_manifest, False),
+        "symlink_engines_dir": ("symlink", symlink_dir("engines"), False),
+        "symlink_calibration_dir": ("symlink", symlink_dir("calibration"), False),
         # ONNX external data that leaves the graphs folder
         "external_data_traversal": ("external-data", external(outside_weights), True),
         "external_data_absolute": ("external-data", external(
