@@ -47,6 +47,7 @@ def describe_run(path: str | Path) -> dict[str, Any]:
 
 def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, Any]:
     """Topologies of a bundle with params/GFLOPs and point counts, most points first."""
+    from dymu_rt.bundle.checksum import read_digests
     from dymu_rt.compile.bundle import bundle_bytes, read_manifest, verify_bundle
 
     m = verify_bundle(path, check_hashes) if check_hashes else read_manifest(path)
@@ -61,7 +62,9 @@ def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, A
             "weights_bytes": m.get("weights", {}).get("bytes"),
             "units": UNITS,
             "engines": {b: sorted(p) for b, p in m.get("engines", {}).items()},
-            "latency_profiles": sorted(m.get("latency", {}))}
+            "latency_profiles": sorted(m.get("latency", {})),
+            # read_manifest verified it when present; "absent": written before checksums existed.
+            "manifest_checksum": "verified" if read_digests(path) is not None else "absent"}
 
 
 def describe(target: str) -> dict[str, Any]:
