@@ -51,8 +51,8 @@ def _prefs(n_tasks: int) -> list[tuple[list[float], float]]:
 
 
 def _bundle(path: Path, tmp: Path, calib: int, method: str) -> tuple[Path, str]:
-    from dymu_rt.backends.calibration import MANIFEST_KEY, calibrate_bundle
-    from dymu_rt.compile.bundle import read_manifest
+    from dymu_rt.compile.calibrate import MANIFEST_KEY, calibrate_bundle
+    from dymu_rt.bundle.layout import read_manifest
     from dymu_rt.runtime.runtime import is_shipped_bundle
 
     note = "in place"
@@ -72,7 +72,7 @@ def _val_set(manifest: dict, n: int, seed: int):
     """Preprocessed images [n, 3, H, W] and per-task (targets, masks) torch tensors."""
     import torch
 
-    from dymu_rt.backends.calibration import _normalize
+    from dymu_rt.compile.calibrate import _normalize
     from dymu_rt.data.synth import SynthDataset
 
     size = tuple(manifest["preprocessing"]["input_size"])

@@ -16,8 +16,8 @@ def plot_command(
     panels: int = typer.Option(6, "--panels", min=1, help="At most this many c values (N = 3 tasks)."),
 ) -> None:
     """Draw GFLOPs (GMACs) of the selected tree over the (r, c) grid."""
-    from dymu_rt.compile.bundle import read_manifest
-    from dymu_rt.compile.resource_map import plot_resource_map
+    from dymu_rt.bundle.layout import read_manifest
+    from dymu_rt.evaluate.resource_map import plot_resource_map
     from dymu_rt.errors import ValidationError
 
     manifest = read_manifest(bundle)

@@ -11,7 +11,7 @@ def profiles_command(
     as_json: bool = typer.Option(False, "--json", help="Print the profiles as JSON."),
 ) -> None:
     """List the device profiles: name, backend, precision, threads, batch range, description."""
-    from dymu_rt.backends.profile import list_profiles
+    from dymu_rt.backends.devices import list_profiles
 
     profs = list_profiles()
     if as_json:

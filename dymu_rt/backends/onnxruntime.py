@@ -37,7 +37,7 @@ unusable one when the runtime opens a bundle):
     The bundle's graphs, any binding mode above.
 ``int8``
     The Q/DQ graph ``dymu-rt calibrate`` recorded for the topology
-    (:func:`dymu_rt.backends.calibration.int8_graph`): on x86 the uint8-activation variant
+    (:func:`dymu_rt.compile.calibrate.int8_graph`): on x86 the uint8-activation variant
     (ORT's U8S8 fast path), elsewhere the symmetric int8 graph shared with TensorRT
     (``int8_activations=`` overrides). A preference is bound by
     :class:`~dymu_rt.backends.precision.GraphWeights` (per-channel weight scales, float
@@ -369,7 +369,7 @@ class OnnxRuntimeBackend:
         with a topology that has no (valid) calibrated Q/DQ graph (one line, with the fix)."""
         if self._precision(profile) != "int8":
             return
-        from dymu_rt.backends.calibration import int8_graph
+        from dymu_rt.compile.calibrate import int8_graph
 
         for tid in sorted(manifest["topologies"]):
             int8_graph(root, manifest, tid, self.int8_activations, check=True)
@@ -377,8 +377,8 @@ class OnnxRuntimeBackend:
     def int8_graph(self, graph: Path, topology: str) -> Path:
         """The calibrated Q/DQ graph of ``topology`` in the bundle that holds FP32 ``graph``
         (``BUNDLE/graphs/<topology>.onnx``), checked against the manifest."""
-        from dymu_rt.backends.calibration import int8_graph
-        from dymu_rt.compile import bundle as B
+        from dymu_rt.compile.calibrate import int8_graph
+        from dymu_rt.bundle import layout as B
 
         root = Path(graph).parent.parent
         if not B.is_bundle(root):

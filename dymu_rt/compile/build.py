@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from dymu_rt import __version__
-from dymu_rt.compile import bundle as B
+from dymu_rt.bundle import layout as B
 from dymu_rt.compile.architecture import (
     Architecture,
     materialize,
@@ -86,7 +86,7 @@ def check_backend(backend: str, profile: Optional[str]):
                                   "jetson-orin-nano; see `dymu-rt profiles`)")
     if profile is None:
         return None
-    from dymu_rt.backends.profile import load_profile
+    from dymu_rt.backends.devices import load_profile
 
     prof = load_profile(profile)
     if prof.backend != backend:
@@ -355,7 +355,7 @@ def _compile_engines(out: Path, journal: dict, topologies: list[str], prof, bar)
     ``engines/<backend>/<profile>/``, journaled (an engine whose file, sidecar and source graph
     are unchanged is reused); returns (the manifest ``engines`` section, engines built)."""
     from dymu_rt.backends.registry import get_backend
-    from dymu_rt.runtime.bundle import engines_dir
+    from dymu_rt.bundle.sections import engines_dir
 
     be = get_backend(prof.backend)
     rel_dir = engines_dir(be.name, prof.name)

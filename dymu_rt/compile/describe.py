@@ -47,7 +47,7 @@ def describe_run(path: str | Path) -> dict[str, Any]:
 
 def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, Any]:
     """Topologies of a bundle with params/GFLOPs and point counts, most points first."""
-    from dymu_rt.compile.bundle import bundle_bytes, read_manifest, verify_bundle
+    from dymu_rt.bundle.layout import bundle_bytes, read_manifest, verify_bundle
 
     m = verify_bundle(path, check_hashes) if check_hashes else read_manifest(path)
     tops = sorted(({"id": tid, "params": t["params"], "macs": t["macs"], "gmacs": t["macs"] / 1e9,
@@ -66,7 +66,7 @@ def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, A
 
 def describe(target: str) -> dict[str, Any]:
     """Describe ``target``: a bundle directory, a run directory, or a preset name."""
-    from dymu_rt.compile.bundle import MANIFEST
+    from dymu_rt.bundle.layout import MANIFEST
     from dymu_rt.models.presets import PRESETS, is_preset_name
 
     p = Path(target)

@@ -73,7 +73,7 @@ def write_eval_plots(run_dir, report: dict[str, Any], out_dir: Path, trees=None)
     c = 0 and 1. Each drawn tree is also recorded in ``report["trees"]`` (r, c, parent
     table, topology id, params, GMACs).
     """
-    from dymu_rt.compile.resource_map import plot_resource_map
+    from dymu_rt.evaluate.resource_map import plot_resource_map
     from dymu_rt.control.preference import Preference
     from dymu_rt.evaluate.plots import plot_controllability, plot_resource_usage, plot_trees
     from dymu_rt.models.cost import CostModel

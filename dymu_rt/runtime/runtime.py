@@ -45,7 +45,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from dymu_rt.errors import BundleError, ValidationError
-from dymu_rt.runtime import bundle as RB
+from dymu_rt.bundle import sections as RB
 from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
 from dymu_rt.runtime.cache import EngineCache
 from dymu_rt.runtime.controller import Controller
@@ -136,7 +136,7 @@ class Runtime:
         folder is writable and not the shipped one). ``rebuild_engines`` discards engines
         recorded for this backend/profile first (refused for the shipped bundle).
         """
-        from dymu_rt.backends.profile import load_profile
+        from dymu_rt.backends.devices import load_profile
         from dymu_rt.backends.registry import backend_names, get_backend
 
         root = Path(bundle_dir)

@@ -16,7 +16,7 @@ torch.set_num_threads(1)
 from bundle_fixture import make_params, read_manifest, weight_deltas, write_bundle  # noqa: E402
 from dymu_rt.backends import get_backend  # noqa: E402
 from dymu_rt.backends.onnxruntime import BINDING_MODES, device_facts, fact_mismatches  # noqa: E402
-from dymu_rt.backends.profile import load_profile, parse_profile  # noqa: E402
+from dymu_rt.backends.devices import load_profile, parse_profile  # noqa: E402
 from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError  # noqa: E402
 from dymu_rt.runtime.binding import raw_weights, slot_weights  # noqa: E402
 
@@ -118,7 +118,7 @@ def test_bad_profile_file(tmp_path):
 
 
 def test_shipped_profiles_valid():
-    from dymu_rt.backends.profile import list_profiles
+    from dymu_rt.backends.devices import list_profiles
 
     profs = {p.name: p for p in list_profiles()}
     assert profs["jetson-agx-orin"].dla_core == 0 and profs["jetson-agx-orin"].gpu_fallback
@@ -142,7 +142,7 @@ def mean_rel(a, b):
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
-    from dymu_rt.backends.calibration import calibrate_bundle, synth_set
+    from dymu_rt.compile.calibrate import calibrate_bundle, synth_set
 
     bundle = write_bundle(tmp_path_factory.mktemp("int8") / "bundle")
     calibrate_bundle(bundle, synth=16, progress=False)

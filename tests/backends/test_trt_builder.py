@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_precision_graphs import export_tiny_graph
 
-from dymu_rt.backends.profile import parse_profile
+from dymu_rt.backends.devices import parse_profile
 from dymu_rt.backends.tensorrt import builder as B
 from dymu_rt.errors import BundleError, ValidationError
 
@@ -265,7 +265,7 @@ def test_profile_validation_names_the_key(kw, key, text):
 
 
 def test_dla_profile_with_fixed_batch_and_fp16_is_accepted_and_shipped_ones_are_valid():
-    from dymu_rt.backends.profile import list_profiles
+    from dymu_rt.backends.devices import list_profiles
 
     p = trt_profile(dla_core=0, precision="int8", batch_min=4, batch_opt=4, batch_max=4, shape=[3, 48, 64])
     assert p.dla_core == 0 and p.shape == (3, 48, 64)
@@ -309,7 +309,7 @@ def test_prepare_graph_per_precision(graph, tmp_path):
 def test_prepare_graph_int8_uses_the_calibrated_bundle_graph(tmp_path):
     from test_calibration_cli import make_bundle, write_images
 
-    from dymu_rt.backends.calibration import calibrate_bundle
+    from dymu_rt.compile.calibrate import calibrate_bundle
 
     bundle = make_bundle(tmp_path / "b", n_topologies=1)
     g = bundle / "graphs" / "t00.onnx"
@@ -379,7 +379,7 @@ def trt_build(monkeypatch, tmp_path_factory):
 
 
 def test_build_tensorrt_compiles_one_engine_per_topology_and_records_them(trt_build, tmp_path):
-    from dymu_rt.compile import bundle as CB
+    from dymu_rt.bundle import layout as CB
     from dymu_rt.compile.build import build_bundle
 
     run, profile, holder = trt_build
@@ -401,7 +401,7 @@ def test_build_tensorrt_compiles_one_engine_per_topology_and_records_them(trt_bu
 
 
 def test_build_tensorrt_killed_mid_engines_resumes_and_other_request_clears_stale_engines(trt_build, tmp_path):
-    from dymu_rt.compile import bundle as CB
+    from dymu_rt.bundle import layout as CB
     from dymu_rt.compile.build import build_bundle
 
     run, profile, holder = trt_build

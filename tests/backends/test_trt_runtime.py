@@ -578,7 +578,7 @@ def _trt_runtime(bundle, backend):
     from test_trt_builder import trt_profile
 
     from dymu_rt.runtime import Runtime
-    from dymu_rt.runtime import bundle as RB
+    from dymu_rt.bundle import sections as RB
 
     manifest = RB.open_manifest(bundle)
     return Runtime(bundle, manifest, backend, trt_profile(name="orin-test"), cache_engines=True)

@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from dymu_rt.compile import bundle as B
+from dymu_rt.bundle import layout as B
 from dymu_rt.compile.build import build_bundle
 from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
 

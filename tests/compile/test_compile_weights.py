@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from dymu_rt.compile import bundle as B
+from dymu_rt.bundle import layout as B
 from dymu_rt.compile.architecture import materialize, preference_tensors
 from dymu_rt.compile.build import build_bundle, write_anchor_store
 from dymu_rt.compile.export import export_tree

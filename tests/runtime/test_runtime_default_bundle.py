@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dymu_rt.compile.bundle import verify_bundle
+from dymu_rt.bundle.layout import verify_bundle
 from dymu_rt.errors import ValidationError
 from dymu_rt.runtime import Runtime, default_bundle_path
 

@@ -192,8 +192,8 @@ def prepare_graph(graph: str | Path, precision: str, work_dir: str | Path, topol
         convert_fp16(graph, out)
         return out
     if precision == "int8":
-        from dymu_rt.backends.calibration import int8_graph
-        from dymu_rt.compile import bundle as B
+        from dymu_rt.compile.calibrate import int8_graph
+        from dymu_rt.bundle import layout as B
 
         root = graph.parent.parent
         if not B.is_bundle(root):

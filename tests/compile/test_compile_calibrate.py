@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_precision_graphs import export_tiny_graph
 
-from dymu_rt.backends.calibration import cache_key, calibrate_bundle, image_folder_set, int8_graph, synth_set
+from dymu_rt.compile.calibrate import cache_key, calibrate_bundle, image_folder_set, int8_graph, synth_set
 from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.utils.io import atomic_write_json, sha256_file
 

@@ -21,7 +21,7 @@ Results are cached per topology under ``BUNDLE/calibration/<topology>/<key>/`` w
 A re-run with the same graph, images and method reuses both graphs untouched; a run with
 another method or set adds a sibling key folder. The bundle manifest gains an ``int8``
 section naming, per topology, the Q/DQ graphs in use (written last, through
-:func:`dymu_rt.runtime.bundle.update_manifest`). The shipped default bundle is package data
+:func:`dymu_rt.bundle.sections.update_manifest`). The shipped default bundle is package data
 and is refused (copy it first).
 See ``calibration/README.md`` for the user-facing description.
 """
@@ -177,8 +177,8 @@ def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth
     "int8"``; it is recorded with the result. Returns a summary: topologies, quantized
     (this call), reused (from the cache), method, calibration set record.
     """
-    from dymu_rt.compile import bundle as B
-    from dymu_rt.runtime import bundle as RB
+    from dymu_rt.bundle import layout as B
+    from dymu_rt.bundle import sections as RB
     from dymu_rt.utils.progress import make_progress
 
     if (images is None) == (synth is None):
@@ -187,7 +187,7 @@ def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth
         raise ValidationError(f"--method {method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
     prof = None
     if profile is not None:
-        from dymu_rt.backends.profile import load_profile
+        from dymu_rt.backends.devices import load_profile
 
         prof = load_profile(profile)
         if prof.precision != "int8":
@@ -232,7 +232,7 @@ def int8_graph(bundle: str | Path, manifest: Mapping, topology: str, activations
     also refuse a graph whose sha256 differs from the record, or that was calibrated for
     another version of the topology's FP32 graph (the bundle was rebuilt since).
     """
-    from dymu_rt.compile import bundle as B
+    from dymu_rt.bundle import layout as B
 
     from dymu_rt.runtime.runtime import is_shipped_bundle
 

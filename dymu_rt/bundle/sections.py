@@ -1,7 +1,7 @@
 """Opening a bundle for inference: validation, and the run-time sections it records.
 
 :func:`open_manifest` refuses a bundle newer than this dymu-rt understands, then runs the
-compiler's :func:`dymu_rt.compile.bundle.verify_bundle` (kind, schema, every named file
+compiler's :func:`dymu_rt.bundle.layout.verify_bundle` (kind, schema, every named file
 present with its sha256, points -> known topologies) and checks that engines recorded for
 the requested backend/profile were built for this device (:func:`check_engines`).
 
@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from dymu_rt.compile import bundle as B
+from dymu_rt.bundle import layout as B
 from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.utils.io import atomic_write_json
 
@@ -45,7 +45,7 @@ def open_manifest(path: Path) -> dict[str, Any]:
 def engines_dir(backend: str, profile: str) -> str:
     """Bundle-relative folder of a backend's compiled artifacts for a profile (the profile
     name is checked again here: it becomes a path that ``--rebuild-engines`` deletes)."""
-    from dymu_rt.backends.profile import NAME_RE
+    from dymu_rt.backends.devices import NAME_RE
 
     for what, value in (("backend", backend), ("profile name", profile)):
         if not isinstance(value, str) or not NAME_RE.fullmatch(value) or value in (".", ".."):
