@@ -90,7 +90,7 @@ def main(argv=None) -> int:
 
     tmp = tempfile.TemporaryDirectory()
     bundle = args.bundle or _fixture_bundle(Path(tmp.name))
-    m = verify_bundle(bundle)
+    m = verify_bundle(bundle).to_dict()
     profile = load_profile("x86-64-cpu")
     import dataclasses
     profile = dataclasses.replace(profile, threads=args.threads)

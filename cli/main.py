@@ -18,7 +18,7 @@ import typer
 from dymu_rt import __version__
 from dymu_rt.errors import DymuError
 
-from cli.commands import (
+from dymu_rt.cli.commands import (
     build,
     calibrate,
     data,

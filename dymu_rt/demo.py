@@ -120,7 +120,7 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
     step(f"build the preference grid (step {s.grid})")
     build = build_bundle(run.path, out / "bundle", step=s.grid, progress=progress)
     manifest = read_manifest(out / "bundle")
-    plot_resource_map(manifest, out / "resource_map.png")
+    plot_resource_map(manifest.to_dict(), out / "resource_map.png")
     done(f"build the preference grid (step {s.grid})")
 
     # 5. profile + 6. run
@@ -147,14 +147,14 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
     return summary
 
 
-def _run_images(out: Path, image_paths: list[Path], manifest: dict, rt) -> list[dict]:
+def _run_images(out: Path, image_paths: list[Path], manifest, rt) -> list[dict]:
     """Run the images at demo_preferences(); write per-task PNGs and a side-by-side picture."""
     from PIL import Image
 
     from dymu_rt.runtime.outputs import make_tasks
     from dymu_rt.tasks import overview_image
 
-    tasks = make_tasks(manifest["tasks"])
+    tasks = make_tasks(manifest.tasks)
     images = [Image.open(p).convert("RGB") for p in image_paths]
     results, columns = [], []
     for r, c in demo_preferences(len(tasks)):

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.common import console
+from dymu_rt.cli.common import console
 
 
 def plot_command(
@@ -24,5 +24,5 @@ def plot_command(
     out = out or bundle / "resource_map.png"
     if out.suffix.lower() != ".png":
         raise ValidationError(f"--out {out}: expected a .png path")
-    plot_resource_map(manifest, out, max_panels=panels)
+    plot_resource_map(manifest.to_dict(), out, max_panels=panels)
     console.print(f"wrote {out}")

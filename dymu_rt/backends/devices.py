@@ -41,7 +41,10 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import re
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:      # Python 3.10 (JetPack 6): the same parser, from PyPI
+    import tomli as tomllib
 from pathlib import Path
 from typing import Any, Optional
 

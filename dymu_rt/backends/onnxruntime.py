@@ -37,7 +37,7 @@ unusable one when the runtime opens a bundle):
     The bundle's graphs, any binding mode above.
 ``int8``
     The Q/DQ graph ``dymu-rt calibrate`` recorded for the topology
-    (:func:`dymu_rt.compile.calibrate.int8_graph`): on x86 the uint8-activation variant
+    (:func:`dymu_rt.bundle.sections.int8_graph`): on x86 the uint8-activation variant
     (ORT's U8S8 fast path), elsewhere the symmetric int8 graph shared with TensorRT
     (``int8_activations=`` overrides). A preference is bound by
     :class:`~dymu_rt.backends.precision.GraphWeights` (per-channel weight scales, float
@@ -75,6 +75,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from dymu_rt.backends.base import Backend, Engine, EngineRequest
+from dymu_rt.bundle.layout import is_bundle, read_manifest
+from dymu_rt.bundle.sections import int8_graph
 from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
 from dymu_rt.utils.io import atomic_path, sha256_file
 
@@ -235,7 +238,7 @@ def affine_graph(model, raw: Mapping[str, np.ndarray], slots: Sequence[str]):
     return new
 
 
-class OrtEngine:
+class OrtEngine(Engine):
     """A loaded topology: one base session (``affine``) or a recipe for bound sessions."""
 
     def __init__(self, topology: str, mode: str, profile, model, slots: Sequence[str],
@@ -333,10 +336,12 @@ class OrtEngine:
         self._model = None
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(Backend):
     """Engines for ONNX Runtime on the CPU (see the module docstring for binding modes)."""
 
     name = "onnxruntime"
+    needs_raw_weights = True          # affine engines hold the raw conv weights (fold_params)
+    binding_modes = BINDING_MODES
 
     def __init__(self, binding: str = DEFAULT_BINDING, int8_activations: str = "auto") -> None:
         if binding not in BINDING_MODES:
@@ -360,31 +365,29 @@ class OnnxRuntimeBackend:
                                   f"one of {', '.join(PRECISIONS)}")
         return precision
 
-    def disk_cache(self, profile) -> bool:
+    def can_cache(self, profile) -> bool:
         """Whether engines for ``profile`` are cached on disk (fp32 ``affine`` only)."""
         return self.binding == "affine" and self._precision(profile) == "fp32"
 
-    def check_bundle(self, root: Path, manifest: Mapping, profile) -> None:
+    def check_bundle(self, root: Path, manifest, profile) -> None:
         """Refuse, at open time, a precision this backend cannot run on ``root``: fp16, or int8
         with a topology that has no (valid) calibrated Q/DQ graph (one line, with the fix)."""
         if self._precision(profile) != "int8":
             return
-        from dymu_rt.compile.calibrate import int8_graph
-
-        for tid in sorted(manifest["topologies"]):
+        for tid in sorted(manifest.topologies):
             int8_graph(root, manifest, tid, self.int8_activations, check=True)
 
-    def int8_graph(self, graph: Path, topology: str) -> Path:
-        """The calibrated Q/DQ graph of ``topology`` in the bundle that holds FP32 ``graph``
-        (``BUNDLE/graphs/<topology>.onnx``), checked against the manifest."""
-        from dymu_rt.compile.calibrate import int8_graph
-        from dymu_rt.bundle import layout as B
-
-        root = Path(graph).parent.parent
-        if not B.is_bundle(root):
-            raise BundleError(f"graph {graph} is not inside a bundle; INT8 needs the Q/DQ graph that "
-                              "`dymu-rt calibrate BUNDLE --synth 64` records in a bundle")
-        return int8_graph(root, B.read_manifest(root), topology, self.int8_activations, check=True)
+    def _int8_graph(self, request: EngineRequest) -> Path:
+        """The calibrated Q/DQ graph of the request's topology, checked against the manifest
+        of the bundle that holds its FP32 graph."""
+        root = request.bundle_root
+        manifest = request.manifest
+        if manifest is None:
+            if not is_bundle(root):
+                raise BundleError(f"graph {request.graph} is not inside a bundle; INT8 needs the Q/DQ graph that "
+                                  "`dymu-rt calibrate BUNDLE --synth 64` records in a bundle")
+            manifest = read_manifest(root)
+        return int8_graph(root, manifest, request.topology, self.int8_activations, check=True)
 
     def device_facts(self) -> dict[str, Any]:
         """See :func:`device_facts`."""
@@ -401,33 +404,34 @@ class OnnxRuntimeBackend:
             model = affine_graph(model, raw, slots)
         return model
 
-    def compile(self, graph: Path, out_dir: Path, profile, topology: str = "",
-                raw_weights: Optional[Mapping[str, np.ndarray]] = None,
-                slots: Sequence[str] = ()) -> dict:
+    def compile(self, request: EngineRequest, out_dir: Path) -> dict:
         """Cache the ORT_ENABLE_ALL-optimized ``affine`` graph under ``out_dir`` (atomic).
 
         Returns ``{file, sha256}`` with ``file`` relative to ``out_dir``. Only ``affine``
         engines are cached on disk (see the module docstring).
         """
-        if not self.disk_cache(profile):
+        profile = request.profile
+        if not self.can_cache(profile):
             raise ValueError("only fp32 affine engines are cached on disk")
-        model = self._graph(Path(graph), raw_weights, slots)
-        name = f"{topology or Path(graph).stem}.{profile.precision}.ort.onnx"
+        model = self._graph(Path(request.graph), request.raw_weights, request.slots)
+        name = f"{request.topology or Path(request.graph).stem}.{profile.precision}.ort.onnx"
         target = Path(out_dir) / name
         with atomic_path(target) as tmp:
             _new_session(model.SerializeToString(), _session_options(profile, "all", tmp))
         return {"file": name, "sha256": sha256_file(target)}
 
-    def load(self, graph: Path, artifact: Optional[dict], profile, topology: str,
-             raw_weights: Optional[Mapping[str, np.ndarray]] = None, slots: Sequence[str] = ()) -> OrtEngine:
-        """Load a topology's engine; ``artifact`` = ``{"path": cached optimized graph}`` or None.
+    def load(self, request: EngineRequest) -> OrtEngine:
+        """Load a topology's engine; ``request.artifact`` is a cached optimized graph or None.
 
-        ``slots`` are the topology's modulated BN slots; ``raw_weights`` their fold_params
-        (needed by ``affine``). A cached optimized graph is loaded with optimizations off
-        (they were applied when it was written). ``graph`` is always the bundle's FP32 graph;
-        an int8 profile loads the topology's calibrated Q/DQ graph instead (binding mode
-        ``session``, see the module docstring).
+        ``request.slots`` are the topology's modulated BN slots; ``request.raw_weights``
+        their fold_params (needed by ``affine``). A cached optimized graph is loaded with
+        optimizations off (they were applied when it was written). ``request.graph`` is
+        always the bundle's FP32 graph; an int8 profile loads the topology's calibrated Q/DQ
+        graph instead (binding mode ``session``, see the module docstring).
         """
+        profile, topology, graph, slots = request.profile, request.topology, Path(request.graph), request.slots
+        raw_weights = request.raw_weights
+        artifact = None if request.artifact is None else Path(request.artifact)
         precision = self._precision(profile)
         size = graph_weight_bytes(Path(graph))
         if precision == "int8":
@@ -435,7 +439,7 @@ class OnnxRuntimeBackend:
 
             from dymu_rt.backends.precision import GraphWeights
 
-            qdq = self.int8_graph(Path(graph), topology)
+            qdq = self._int8_graph(request)
             model = onnx.load(str(qdq))
             gw = GraphWeights(model)
             names = set(gw.names())
@@ -445,10 +449,10 @@ class OnnxRuntimeBackend:
                                   "`dymu-rt calibrate` on this bundle")
             return OrtEngine(topology, "session", profile, model, slots, model_bytes=size,
                              graph_weights=gw, graph=qdq)
-        if artifact is not None and artifact_precision(artifact["path"]) != precision:
+        if artifact is not None and artifact_precision(artifact) != precision:
             artifact = None             # an optimized graph of another precision: not ours
         if self.binding == "affine" and artifact is not None:
-            sess = _new_session(str(artifact["path"]), _session_options(profile, "none"))
+            sess = _new_session(str(artifact), _session_options(profile, "none"))
             return OrtEngine(topology, "affine", profile, None, slots, session=sess, model_bytes=size)
         model = self._graph(Path(graph), raw_weights, slots)
         if self.binding == "affine":

@@ -1,11 +1,11 @@
-"""Bundle layout, manifest reading and integrity checks (docs/INTERFACES.md, schema 2).
+"""Bundle layout on disk, integrity checks, the shipped default bundle (docs/INTERFACES.md, schema 2).
 
 A bundle is the output of ``dymu-rt build``: ``manifest.json`` (written last,
-atomically), one ONNX graph per topology under ``graphs/`` whose weights live once, in
-the shared ``graphs/weights.bin`` (ONNX external data, :mod:`dymu_rt.compile.weights`),
-and the controller under ``controller/``. Every file the manifest names carries its
-sha256; :func:`verify_bundle` checks them all and is what the runtime calls before
-trusting a bundle.
+atomically; typed by :mod:`dymu_rt.bundle.manifest`), one ONNX graph per topology under
+``graphs/`` whose weights live once, in the shared ``graphs/weights.bin`` (ONNX external
+data, :mod:`dymu_rt.compile.weights`), and the controller under ``controller/``. Every file
+the manifest names carries its sha256; :func:`verify_bundle` checks them all and is what
+the runtime calls before trusting a bundle.
 
 Schema 2 (this version) differs from schema 1 only in the graphs: exported at the anchor
 (BN deltas 0) with external weights, and the manifest's ``weights`` section; schema 1
@@ -15,30 +15,28 @@ graphs were self-contained and folded at their topology's first grid point
 
 from __future__ import annotations
 
-import json
+import importlib.resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
+from dymu_rt.bundle.manifest import (  # noqa: F401  (the layout's public names)
+    KIND, MANIFEST, READABLE_SCHEMAS, SCHEMA_VERSION, Manifest, read_manifest,
+)
 from dymu_rt.errors import BundleError
 from dymu_rt.utils.io import sha256_file
 
-SCHEMA_VERSION = 2
-#: Schema versions this dymu-rt reads (1: self-contained graphs, no ``weights`` section).
-READABLE_SCHEMAS = (1, 2)
-KIND = "dymu-rt-bundle"
-MANIFEST = "manifest.json"
 JOURNAL = ".build-journal.json"
 GRAPHS_DIR = "graphs"
 CONTROLLER_DIR = "controller"
+ENGINES_DIR = "engines"
 EDGE_HYPERNET_FILE = f"{CONTROLLER_DIR}/edge_hypernet.onnx"
 WEIGHT_HYPERNET_FILE = f"{CONTROLLER_DIR}/weight_hypernet.onnx"
 FOLD_PARAMS_FILE = f"{CONTROLLER_DIR}/fold_params.safetensors"
 #: The shared tensor file every graph references (next to the graphs: ONNX resolves
 #: external data relative to the graph's folder).
 WEIGHTS_FILE = f"{GRAPHS_DIR}/weights.bin"
-
-REQUIRED_KEYS = ("schema_version", "kind", "producer", "preset", "tasks", "preprocessing", "grid",
-                 "points", "topologies", "controller", "bn_layout", "bn_eps", "topology_salt")
+#: Controller entries a runtime needs (``manifest.controller``).
+CONTROLLER_FILES = ("edge_hypernet", "weight_hypernet", "fold_params")
 
 
 def graph_file(topology: str) -> str:
@@ -51,44 +49,25 @@ def is_bundle(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest of bundle ``path``, structurally checked (not the file hashes)."""
-    root = Path(path)
-    mpath = root / MANIFEST
-    if not root.is_dir():
-        raise BundleError(f"bundle not found: {root}")
-    if not mpath.is_file():
-        raise BundleError(f"{root} is not a dymu-rt bundle (no {MANIFEST}); build one with `dymu-rt build`")
+def _shipped() -> Path:
+    return Path(str(importlib.resources.files("dymu_rt.assets") / "default_bundle"))
+
+
+def default_bundle_path() -> Path:
+    """The bundle shipped as package data (``dymu_rt/assets/default_bundle``), or a BundleError."""
+    path = _shipped()
+    if not (path / MANIFEST).is_file():
+        raise BundleError("no --bundle given and no default bundle is installed "
+                          f"(expected {path}); pass --bundle DIR (build one with `dymu-rt build`)")
+    return path
+
+
+def is_shipped_bundle(path) -> bool:
+    """True when ``path`` is the default bundle shipped inside the package (read-only)."""
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{mpath} is not valid JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
-        raise BundleError(f"{mpath} is not a dymu-rt bundle manifest (kind != {KIND!r})")
-    version = manifest.get("schema_version")
-    if version not in READABLE_SCHEMAS:
-        raise BundleError(f"{mpath} has schema_version {version!r}; this dymu-rt reads "
-                          f"{', '.join(map(str, READABLE_SCHEMAS))} (rebuild the bundle with this version)")
-    missing = [k for k in REQUIRED_KEYS + (("weights",) if version >= 2 else ()) if k not in manifest]
-    if missing:
-        raise BundleError(f"{mpath} lacks keys {missing}")
-    return manifest
-
-
-def manifest_files(manifest: dict[str, Any]) -> dict[str, str]:
-    """Every file the manifest names (bundle-relative path -> sha256)."""
-    files = {t["file"]: t["sha256"] for t in manifest["topologies"].values()}
-    weights = manifest.get("weights")
-    if isinstance(weights, dict) and "file" in weights:
-        files[weights["file"]] = weights["sha256"]
-    for entry in manifest["controller"].values():
-        if isinstance(entry, dict) and "file" in entry:
-            files[entry["file"]] = entry["sha256"]
-    for backend in manifest.get("engines", {}).values():
-        for prof in backend.values():
-            for entry in prof.get("files", {}).values():
-                files[entry["file"]] = entry["sha256"]
-    return files
+        return Path(path).resolve() == _shipped().resolve()
+    except OSError:
+        return False
 
 
 def check_file(root: Path, rel: str, sha256: Optional[str]) -> None:
@@ -101,23 +80,18 @@ def check_file(root: Path, rel: str, sha256: Optional[str]) -> None:
                           "rebuild with `dymu-rt build`")
 
 
-def verify_bundle(path: str | Path, check_hashes: bool = True) -> dict[str, Any]:
-    """Check a bundle: manifest structure, every named file present and (by default)
-    matching its sha256 (the shared weight file included), every point mapped to a known
-    topology. Returns the manifest."""
+def verify_bundle(path: str | Path, check_hashes: bool = True) -> Manifest:
+    """Check a bundle: the manifest (schema, points -> known topologies), every named file
+    present and (by default) matching its sha256 (the shared weight file included).
+    Returns the typed manifest."""
     root = Path(path)
     manifest = read_manifest(root)
-    weights = manifest.get("weights")
-    if weights is not None and (not isinstance(weights, dict) or
-                                str(Path(weights.get("file", "")).parent) != GRAPHS_DIR):
+    weights = manifest.weights
+    if weights is not None and str(Path(weights.get("file", "")).parent) != GRAPHS_DIR:
         raise BundleError(f"bundle {root}: manifest 'weights' must name a file in {GRAPHS_DIR}/ "
                           "(graphs resolve their external data there)")
-    for rel, digest in sorted(manifest_files(manifest).items()):
+    for rel, digest in sorted(manifest.files().items()):
         check_file(root, rel, digest if check_hashes else None)
-    topologies = manifest["topologies"]
-    for i, p in enumerate(manifest["points"]):
-        if p.get("topology") not in topologies:
-            raise BundleError(f"bundle {root}: point {i} maps to unknown topology {p.get('topology')!r}")
     return manifest
 
 

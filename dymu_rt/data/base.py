@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from dymu_rt.data.classes import DENSE_TASK_KINDS
+from dymu_rt.tasks.labels import DENSE_TASK_KINDS
 from dymu_rt.errors import ValidationError
 
 Sample = dict

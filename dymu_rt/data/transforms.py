@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from dymu_rt.data.base import Sample
-from dymu_rt.data.classes import DENSE_TASK_KINDS
+from dymu_rt.tasks.labels import DENSE_TASK_KINDS
 
 _LABEL_KINDS = ("segmentation", "parts")
 _NEAREST_KINDS = ("segmentation", "parts", "saliency", "edges")
