@@ -67,8 +67,7 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
     from dymu_rt.evaluate.resource_map import plot_resource_map
     from dymu_rt.bundle.layout import read_manifest
     from dymu_rt.data.synth import SynthDataset
-    from dymu_rt.evaluate.controller import evaluate_controller
-    from dymu_rt.evaluate.report import write_eval_plots
+    from dymu_rt.evaluate.report import evaluate_run
     from dymu_rt.train.pipeline import open_run, train
     from dymu_rt.utils.io import atomic_write_json
 
@@ -110,10 +109,8 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
 
     # 3. evaluate
     step("evaluate the controller")
-    report = evaluate_controller(run.path, n_r=s.eval_n_r, cs=(0.0, 1.0), n_val=s.n_val,
-                                 n_cost=s.eval_n_cost, seed=seed, progress=progress)
-    report["plots"] = write_eval_plots(run.path, report, out / "eval")
-    atomic_write_json(out / "eval" / "report.json", report)
+    report = evaluate_run(run.path, n_r=s.eval_n_r, c=(0.0, 1.0), n_val=s.n_val, n_cost=s.eval_n_cost,
+                          plots=out / "eval", seed=seed, progress=progress)
     done("evaluate the controller")
 
     # 4. build

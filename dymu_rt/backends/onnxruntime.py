@@ -4,7 +4,7 @@ One *engine* per topology; a preference's BN-folded weights are *bound* into it.
 are bound is the binding mode (measured by ``benchmarks/bench_binding.py``):
 
 ``affine`` (default)
-    Graph surgery (onnx-graphsurgeon): each modulated folded conv becomes the raw conv
+    Graph surgery (plain protobuf edits): each modulated folded conv becomes the raw conv
     (weights from ``fold_params``, no bias) followed by a per-channel ``Mul`` by runtime
     input ``<slot>.scale`` and ``Add`` of ``<slot>.shift`` ([1, C, 1, 1] each). One session
     per topology serves every preference; a switch only builds new small input arrays
@@ -75,6 +75,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from dymu_rt.backends import onnx_proto
 from dymu_rt.backends.base import Backend, Engine, EngineRequest
 from dymu_rt.bundle.layout import is_bundle, read_manifest
 from dymu_rt.bundle.sections import int8_graph
@@ -203,38 +204,61 @@ def affine_graph(model, raw: Mapping[str, np.ndarray], slots: Sequence[str]):
 
     ``raw`` maps ``<slot>.weight`` to the raw (unfolded) conv weight (fold_params). The
     scale/shift become graph inputs ``<slot>.scale`` / ``<slot>.shift`` of shape [1, C, 1, 1].
-    Returns a new ``onnx.ModelProto`` (the input is left untouched).
+    Returns a new ModelProto (the input is left untouched). Plain protobuf edits
+    (:mod:`dymu_rt.backends.onnx_proto`), so the base install needs neither onnx nor
+    onnx-graphsurgeon; the Mul/Add go right after their conv, which keeps the node list in
+    topological order.
     """
-    import onnx
-    import onnx_graphsurgeon as gs
-
-    graph = gs.import_onnx(model)
-    by_weight = {}
-    for node in graph.nodes:
-        if node.op == "Conv" and len(node.inputs) > 1 and isinstance(node.inputs[1], gs.Constant):
-            by_weight[node.inputs[1].name] = node
+    new = type(model)()
+    new.CopyFrom(model)
+    g = new.graph
+    inits = {t.name: t for t in g.initializer}
+    by_index = {}
     for slot in slots:
-        conv = by_weight.get(f"{slot}.conv.weight")
-        if conv is None:
+        i = next((i for i, n in enumerate(g.node) if n.op_type == "Conv" and len(n.input) > 1
+                  and n.input[1] == f"{slot}.conv.weight"), None)
+        if i is None or f"{slot}.conv.weight" not in inits:
             raise ValidationError(f"graph has no Conv with weight '{slot}.conv.weight'; rebuild the bundle")
+        by_index[i] = slot
+    nodes = [type(n)() for n in g.node]
+    for n, src in zip(nodes, g.node):
+        n.CopyFrom(src)
+    del g.node[:]
+    replaced: set[str] = set()
+    for i, src in enumerate(nodes):
+        slot = by_index.get(i)
+        if slot is None:
+            g.node.append(src)
+            continue
         w = np.ascontiguousarray(raw[f"{slot}.weight"], dtype=np.float32)
         c = w.shape[0]
-        out = conv.outputs[0]
-        y = gs.Variable(f"{slot}.raw_conv_out", dtype=np.float32)
-        scaled = gs.Variable(f"{slot}.scaled", dtype=np.float32)
-        scale = gs.Variable(f"{slot}.scale", dtype=np.float32, shape=[1, c, 1, 1])
-        shift = gs.Variable(f"{slot}.shift", dtype=np.float32, shape=[1, c, 1, 1])
-        conv.inputs = [conv.inputs[0], gs.Constant(f"{slot}.conv.raw_weight", w)]
-        conv.outputs = [y]
-        graph.nodes.append(gs.Node("Mul", name=f"{slot}/bn_scale", inputs=[y, scale], outputs=[scaled]))
-        graph.nodes.append(gs.Node("Add", name=f"{slot}/bn_shift", inputs=[scaled, shift], outputs=[out]))
-        graph.inputs += [scale, shift]
-    graph.cleanup().toposort()
-    new = gs.export_onnx(graph)
+        out = src.output[0]
+        replaced.update(src.input[1:])
+        raw_name, y, scaled = f"{slot}.conv.raw_weight", f"{slot}.raw_conv_out", f"{slot}.scaled"
+        g.initializer.append(onnx_proto.array_to_tensor(w, raw_name, like=inits[f"{slot}.conv.weight"]))
+        conv = g.node.add()
+        conv.CopyFrom(src)
+        del conv.input[1:]
+        conv.input.append(raw_name)                    # no bias: the shift carries it
+        conv.output[0] = y
+        for op, name, ins, o in (("Mul", f"{slot}/bn_scale", [y, f"{slot}.scale"], scaled),
+                                 ("Add", f"{slot}/bn_shift", [scaled, f"{slot}.shift"], out)):
+            n = g.node.add()
+            n.op_type, n.name = op, name
+            n.input.extend(ins)
+            n.output.append(o)
+        for k in ("scale", "shift"):
+            vi = g.input.add()
+            vi.name = f"{slot}.{k}"
+            vi.type.tensor_type.elem_type = 1                      # float32
+            for d in (1, c, 1, 1):
+                vi.type.tensor_type.shape.dim.add().dim_value = d
+    # Drop the folded weights/biases nothing reads any more.
+    used = {i for n in g.node for i in n.input}
+    keep = [t for t in g.initializer if t.name not in replaced or t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
     new.ir_version = min(model.ir_version, 10)
-    del new.opset_import[:]
-    new.opset_import.extend(model.opset_import)
-    onnx.checker.check_model(new)
     return new
 
 
@@ -290,8 +314,6 @@ class OrtEngine(Engine):
                     vals += [a, v]      # the OrtValue borrows a's memory: keep both alive
             return Bound(_new_session(self._model.SerializeToString(), so), {}, tuple(vals))
         # session: a whole new model per preference
-        from onnx import numpy_helper
-
         if self._gw is not None:        # Q/DQ graph: int8 values, per-channel scales, float bias
             missing = [f"{s}.conv.weight" for s in self._slots if f"{s}.conv.weight" not in weights]
             if missing:
@@ -303,7 +325,7 @@ class OrtEngine(Engine):
         model.CopyFrom(self._model)
         for init in model.graph.initializer:
             if init.name in values:
-                init.CopyFrom(numpy_helper.from_array(values[init.name], init.name))
+                init.CopyFrom(onnx_proto.array_to_tensor(values[init.name], init.name, like=init))
         return Bound(_new_session(model.SerializeToString(), _session_options(self._profile)), {})
 
     def bind(self, weights: Mapping[str, np.ndarray]) -> None:
@@ -394,9 +416,7 @@ class OnnxRuntimeBackend(Backend):
         return device_facts()
 
     def _graph(self, graph: Path, raw: Optional[Mapping[str, np.ndarray]], slots: Sequence[str]):
-        import onnx
-
-        model = onnx.load(str(graph))
+        model = onnx_proto.load_model(graph)
         modulated_convs(model, slots)
         if self.binding == "affine":
             if raw is None:
@@ -467,14 +487,12 @@ def graph_weight_bytes(graph: Path) -> int:
     counts its whole file once). Falls back to the file size when the graph cannot be read."""
     size = Path(graph).stat().st_size
     try:
-        import onnx
-
-        model = onnx.load(str(graph), load_external_data=False)
+        model = onnx_proto.load_model(graph, external=False)
     except Exception:  # unreadable graph: the loader reports it; here only an estimate
         return size
     ext, whole = 0, set()
     for init in model.graph.initializer:
-        if init.data_location != onnx.TensorProto.EXTERNAL:
+        if init.data_location != onnx_proto.EXTERNAL:
             continue
         info = {e.key: e.value for e in init.external_data}
         if "length" in info:

@@ -144,7 +144,7 @@ def test_stale_or_tampered_int8_graph_is_refused(bundle, base):
 
 
 def test_shipped_default_bundle_is_refused_and_untouched(base):
-    from dymu_rt.runtime.runtime import default_bundle_path
+    from dymu_rt.bundle.layout import default_bundle_path
 
     shipped = default_bundle_path()
     before = (shipped / "manifest.json").read_bytes()
