@@ -4,8 +4,9 @@ The ONNX Runtime backend edits graphs before it runs them (affine binding insert
 Mul/Add after each modulated conv; ``session`` binding replaces initializers). That needs the
 ONNX protobuf messages, not the ``onnx`` package: ``protobuf`` comes with onnxruntime, and the
 message classes are built here from ONNX's own file descriptor (``onnx/onnx-ml.proto``,
-serialized from onnx 1.23.2; the wire format is stable across ONNX versions). When
-``onnx`` is installed its classes are used instead, so models pass between the two freely.
+serialized from onnx 1.23.2; the wire format is stable across ONNX versions). These classes
+are used even when ``onnx`` is installed: importing onnx costs ~0.4 s of a ~1 s cold start
+(benchmarks/bench_cold_start.py); ``prefer_onnx=True`` asks for onnx's own classes.
 
 :func:`load_model` reads a graph and (optionally) the external data it references;
 :func:`array_to_tensor` / :func:`tensor_to_array` convert float/int tensors.
@@ -112,7 +113,7 @@ EXTERNAL = 1                       # TensorProto.DataLocation.EXTERNAL
 
 
 @functools.lru_cache(maxsize=None)
-def _classes(prefer_onnx: bool = True) -> dict[str, Any]:
+def _classes(prefer_onnx: bool = False) -> dict[str, Any]:
     if prefer_onnx:
         try:
             import onnx
@@ -134,12 +135,12 @@ def _classes(prefer_onnx: bool = True) -> dict[str, Any]:
     return {n: cls(n) for n in ("ModelProto", "TensorProto", "NodeProto", "ValueInfoProto")}
 
 
-def message(name: str, prefer_onnx: bool = True):
+def message(name: str, prefer_onnx: bool = False):
     """The ONNX message class ``name`` (``ModelProto``, ``TensorProto``, ``NodeProto``, ``ValueInfoProto``)."""
     return _classes(prefer_onnx)[name]
 
 
-def load_model(path: str | Path, external: bool = True, prefer_onnx: bool = True):
+def load_model(path: str | Path, external: bool = True, prefer_onnx: bool = False):
     """The ModelProto of the graph file ``path``; with ``external``, every initializer stored as
     external data (``location`` / ``offset`` / ``length``, resolved next to the graph) is read in."""
     path = Path(path)

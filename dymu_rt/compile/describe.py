@@ -47,13 +47,13 @@ def describe_run(path: str | Path) -> dict[str, Any]:
 
 def describe(target: str) -> dict[str, Any]:
     """Describe ``target``: a bundle directory, a run directory, or a preset name."""
-    from dymu_rt.models.presets import PRESETS, is_preset_name
-
     p = Path(target)
     if p.is_dir() and (p / MANIFEST).is_file():
-        return describe_bundle(p)
+        return describe_bundle(p)                   # torch-free: the base install inspects bundles
     if p.is_dir() and (p / "config.json").is_file():
         return describe_run(p)
+    from dymu_rt.models.presets import PRESETS, is_preset_name
+
     if is_preset_name(target):
         return describe_preset(target)
     raise ValidationError(f"'{target}' is neither a bundle, a run directory nor a preset name "
