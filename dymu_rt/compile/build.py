@@ -44,7 +44,7 @@ import torch
 from dymu_rt import __version__
 from dymu_rt.backends.base import EngineRequest
 from dymu_rt.backends.devices import load_profile
-from dymu_rt.backends.registry import backend_class, get_backend
+from dymu_rt.backends.registry import DEFAULT_BACKEND, backend_class, get_backend
 from dymu_rt.bundle import layout as B
 from dymu_rt.bundle.manifest import Manifest, write_manifest
 from dymu_rt.bundle.sections import engines_dir
@@ -58,6 +58,14 @@ from dymu_rt.compile.fold import bn_eps, fold_bn, fold_params
 from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, TensorStore, write_store
 from dymu_rt.errors import BundleError, CheckpointError, ValidationError
 from dymu_rt.utils.io import atomic_path, atomic_write_json, read_json, sha256_file
+from dymu_rt.compile.export import export_hypernet
+from dymu_rt.compile.export import export_tree
+from dymu_rt.compile.export import export_tree_model
+from dymu_rt.control.preference import grid
+from dymu_rt.models.cost import CostModel
+from dymu_rt.models.tree import identity_table
+from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.utils.progress import make_progress
 
 
 
@@ -118,7 +126,6 @@ def export_topology(anchor, parents, path: Path, store: TensorStore) -> str:
     """Materialize tree ``parents`` at the anchor (BN deltas 0), fold, export with its
     weights referenced in ``store``; returns the graph file's sha256."""
     tree = fold_bn(materialize(anchor, parents))
-    from dymu_rt.compile.export import export_tree
 
     export_tree(tree, path, anchor.input_size, anchor.task_names, store=store)
     return sha256_file(path)
@@ -132,8 +139,6 @@ def write_anchor_store(anchor, path: Path) -> TensorStore:
     Every topology is a sub-tree of the full tree with the same module paths, so every
     topology graph finds its tensors here by name.
     """
-    from dymu_rt.compile.export import export_tree_model
-    from dymu_rt.models.tree import identity_table
 
     full = fold_bn(materialize(anchor, identity_table(anchor.num_layers, anchor.num_tasks)))
     model = export_tree_model(full, anchor.input_size, anchor.task_names)
@@ -144,7 +149,6 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(run_dir: str, store: dict) -> None:
-    from dymu_rt.train.checkpoint import RunDir
 
     torch.set_num_threads(1)
     _, anchor, _, _ = RunDir(run_dir).load_all()
@@ -206,7 +210,7 @@ def _prepare_out(out: Path, fingerprint: str) -> Optional[Manifest]:
 
 
 def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | None = None,
-                 backend: str = "onnxruntime", profile: Optional[str] = None, workers: int = 1,
+                 backend: str = DEFAULT_BACKEND, profile: Optional[str] = None, workers: int = 1,
                  progress: bool = True,
                  on_topology: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
     """Build a bundle from a trained run over a preference grid; returns a summary dict.
@@ -221,8 +225,6 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
     if not isinstance(workers, int) or workers < 1:
         raise ValidationError(f"--workers must be a positive integer, got {workers!r}")
     prof = check_backend(backend, profile)
-    from dymu_rt.control.preference import grid
-    from dymu_rt.train.checkpoint import RunDir
 
     run = RunDir(run_dir)
     cfg = run.read_config()
@@ -254,8 +256,6 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
         shutil.rmtree(out / B.GRAPHS_DIR, ignore_errors=True)
         _clear_engines(out)
 
-    from dymu_rt.models.cost import CostModel
-    from dymu_rt.utils.progress import make_progress
 
     salt = topology_salt(preset)
     cost = CostModel(anchor)
@@ -410,7 +410,6 @@ def _remove_temporaries(out: Path) -> None:
 def _write_controller(out: Path, journal: dict, anchor, edge, weight, n_tasks: int) -> None:
     from safetensors.torch import save_file
 
-    from dymu_rt.compile.export import export_hypernet
 
     def done(rel: str) -> None:
         journal["files"][rel] = sha256_file(out / rel)

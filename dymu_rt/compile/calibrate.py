@@ -21,8 +21,9 @@ Results are cached per topology under ``BUNDLE/calibration/<topology>/<key>/`` w
 A re-run with the same graph, images and method reuses both graphs untouched; a run with
 another method or set adds a sibling key folder. The bundle manifest gains an ``int8``
 section naming, per topology, the Q/DQ graphs in use (written last, through
-:func:`dymu_rt.bundle.sections.update_manifest`; the section's readers, :func:`~dymu_rt.bundle.sections.int8_graph`, live there too). The shipped default bundle is package data
-and is refused (copy it first).
+:func:`dymu_rt.bundle.sections.update_manifest`; the section's readers, such as
+:func:`~dymu_rt.bundle.sections.int8_graph`, live there too). The shipped default bundle is
+package data and is refused (copy it first).
 See ``calibration/README.md`` for the user-facing description.
 """
 

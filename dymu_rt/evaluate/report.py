@@ -21,15 +21,20 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from dymu_rt.control.preference import Preference, grid_r, make_preference
 from dymu_rt.errors import ValidationError
+from dymu_rt.evaluate.controller import evaluate_controller, resolve_reference
+from dymu_rt.evaluate.plots import plot_controllability, plot_resource_usage, plot_trees
+from dymu_rt.evaluate.resource_map import plot_resource_map
+from dymu_rt.models.cost import CostModel
+from dymu_rt.models.tree import topology_id
+from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.utils.io import atomic_write_json
 
 
 def dense_resource_table(edge, cost, task_names, step: str = "0.05",
                          cs=(0.0, 0.25, 0.5, 0.75, 1.0)) -> dict[str, Any]:
     """A manifest-like point table (points, topologies, tasks, grid) of tree GMACs."""
-    from dymu_rt.control.preference import grid_r
-    from dymu_rt.models.tree import topology_id
-
     points, tops = [], {}
     for r in grid_r(len(task_names), step):
         rt = torch.tensor([float(v) for v in r], dtype=torch.float32)
@@ -46,8 +51,6 @@ def dense_resource_table(edge, cost, task_names, step: str = "0.05",
 
 def parse_tree_spec(spec: str, n_tasks: int):
     """A ``--tree`` value "R;C" (e.g. "0.6,0.2,0.2;0.5") as a validated Preference."""
-    from dymu_rt.control.preference import make_preference
-
     if not isinstance(spec, str) or spec.count(";") != 1:
         raise ValidationError(f"--tree {spec!r}: expected 'R;C' with R one preference per task "
                               f"(N={n_tasks}, summing to 1) and C in [0, 1], e.g. "
@@ -73,12 +76,6 @@ def write_eval_plots(run_dir, report: dict[str, Any], out_dir: Path, trees=None)
     c = 0 and 1. Each drawn tree is also recorded in ``report["trees"]`` (r, c, parent
     table, topology id, params, GMACs).
     """
-    from dymu_rt.evaluate.resource_map import plot_resource_map
-    from dymu_rt.control.preference import Preference
-    from dymu_rt.evaluate.plots import plot_controllability, plot_resource_usage, plot_trees
-    from dymu_rt.models.cost import CostModel
-    from dymu_rt.models.tree import topology_id
-    from dymu_rt.train.checkpoint import RunDir
 
     out_dir = Path(out_dir)
     run = RunDir(run_dir)
@@ -131,9 +128,6 @@ def evaluate_run(run, grid: Optional[str] = None, c_grid: Optional[str] = None, 
     preferences whose predicted trees are drawn. ``plots``: the output folder (default
     ``RUN/eval``).
     """
-    from dymu_rt.evaluate.controller import evaluate_controller, resolve_reference
-    from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.utils.io import atomic_write_json
 
     for flag, value in (("--n-r", n_r), ("--n-cost", n_cost), ("--n-val", n_val)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
