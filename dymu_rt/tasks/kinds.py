@@ -27,6 +27,10 @@ from dymu_rt.tasks.render import IGNORE_COLOR, INVALID_COLOR, colorize, font, la
 
 #: kinds whose head size is a number of classes (given by the user), not fixed by the kind
 LABELLED_KINDS = ("segmentation", "parts", "classification")
+#: dense kinds whose targets are integer label maps (-1 = ignore)
+LABEL_MAP_KINDS = ("segmentation", "parts")
+#: dense kinds whose targets are resized by nearest neighbour (labels and binary maps)
+NEAREST_RESIZE_KINDS = LABEL_MAP_KINDS + ("saliency", "edges")
 
 
 class TaskOutput(abc.ABC):
