@@ -32,14 +32,13 @@ TRAIN_KEY = "train (anchor -> edge hypernet -> weight hypernet)"
 
 def _demo(policy: str, scale: float, threads: int, out: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
-    env["PYTHONPATH"] = str(ROOT)
     env["MPLCONFIGDIR"] = str(out / "mpl")
     first = ""
     if policy == "active":
         env["OMP_WAIT_POLICY"] = "ACTIVE"
     elif policy == "default":
         first = "import torch; "            # OpenMP loaded before dymu_rt can set a policy
-    code = (f"{first}import sys; from cli.main import main; "
+    code = (f"{first}import sys; from dymu_rt.cli.main import main; "
             f"main(['demo', '--out', {str(out / 'demo')!r}, '--scale', '{scale}', '--threads', '{threads}', '--quiet'])")
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)

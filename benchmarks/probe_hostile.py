@@ -15,7 +15,8 @@ A case counts as
 * a one-line error: non-zero exit and stderr is exactly one ``error: ...`` line;
 * a traceback: stderr holds ``Traceback``; a hang: no exit within ``--timeout`` s;
 * an accepted hostile input: exit 0 where the case must be refused;
-* a read outside: any open of a file the case placed outside the bundle (or /etc/passwd);
+* a read outside: any open of a file the case placed outside the bundle (or /etc/passwd),
+  seen by the audit hook, by strace, or by the file's access time moving;
 * a write outside: any create/write/remove/rename outside the bundle, the case's output
   folder and its scratch folder;
 * files lost: a file the user had (not written by dymu-rt) changed or gone afterwards.
@@ -94,7 +95,13 @@ def run_case(case: Case, work: Path, timeout: float, use_strace: bool) -> dict:
                "symlink,symlinkat,truncate,link,linkat", *cmd]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
            "MPLCONFIGDIR": str(cdir / "mpl"), "TMPDIR": str(cdir), "COLUMNS": "200", "HOME": str(cdir),
-           "PYTHONPATH": str(ROOT)}
+           }
+    # Files under watched folders get an access time of 1: any read by anyone (C++ libraries
+    # included, which raise no audit event) moves it (relatime updates atime older than mtime).
+    sentinels = [Path(dp) / f for w in case.watch if os.path.isdir(w) for dp, _, fs in os.walk(w) for f in fs]
+    sentinels = [f for f in sentinels if f.is_file() and not f.is_symlink()]
+    for f in sentinels:
+        os.utime(f, (1, f.stat().st_mtime))
     t0 = time.perf_counter()
     try:
         p = subprocess.run(cmd, cwd=cdir, env=env, capture_output=True, text=True, timeout=timeout)
@@ -108,6 +115,7 @@ def run_case(case: Case, work: Path, timeout: float, use_strace: bool) -> dict:
     one_line = (code not in (0, None) and not traceback and len(err_lines) == 1
                 and err_lines[0].startswith("error: "))
     touched = set(rep.get("touched", []))
+    touched |= {str(f) for f in sentinels if f.exists() and f.stat().st_atime != 1}
     writes = set(rep.get("writes_outside", []))
     for path, write, ok in _strace_paths(trace, cdir):
         if ok and _under(path, case.watch):
@@ -254,11 +262,11 @@ def concurrent_runs(work: Path, good: Path, image: Path, n: int = 8, timeout: fl
     file written must be recorded in the manifest afterwards."""
     b = work / "concurrent.bundle"
     shutil.copytree(good, b)
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1",
            "MPLCONFIGDIR": str(work / "mpl")}
     prefs = [("1,0,0", "0"), ("0,1,0", "0"), ("0,0,1", "0"), ("1,0,0", "1"), ("0,1,0", "1"), ("0,0,1", "1"),
              ("0.5,0.5,0", "0.5"), ("0.4,0.3,0.3", "0.25")][:n]
-    procs = [subprocess.Popen([sys.executable, "-m", "cli.main", "run", str(image), "--r", r, "--c", c,
+    procs = [subprocess.Popen([sys.executable, "-m", "dymu_rt.cli.main", "run", str(image), "--r", r, "--c", c,
                                "--bundle", str(b), "--out", str(work / f"conc.out{i}")], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for i, (r, c) in enumerate(prefs)]

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.common import console
+from dymu_rt.cli.common import console
 
 
 def demo_command(

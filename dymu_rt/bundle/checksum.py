@@ -71,15 +71,18 @@ def _write_digests(root: Path, digests: list[str]) -> None:
     atomic_write_json(root / CHECKSUM_FILE, {"canonical_sha256": digests, "format": _FORMAT})
 
 
-def write_manifest(root: str | Path, manifest: dict, previous: Optional[dict] = None) -> None:
-    """Write ``manifest`` and its checksum atomically, in the crash-safe order above.
-    ``previous``: the manifest being replaced (its digest stays valid until the rename)."""
+def write_with_checksum(root: str | Path, manifest: dict) -> None:
+    """Write ``manifest`` and its checksum atomically, in the crash-safe order above (the
+    digests listed before stay valid until the new manifest is in place)."""
     root = Path(root)
     new = canonical_digest(manifest)
-    old = canonical_digest(previous) if previous is not None else None
-    _write_digests(root, [new] + ([old] if old and old != new else []))
+    try:
+        old = [d for d in (read_digests(root) or []) if d != new]
+    except BundleError:
+        old = []
+    _write_digests(root, [new] + old[:4])
     atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    if old and old != new:
+    if old:
         _write_digests(root, [new])
 
 

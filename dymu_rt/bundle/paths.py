@@ -111,38 +111,96 @@ def check_external_data(root: Union[str, Path], graph_rel: str) -> None:
     """Refuse graph ``graph_rel`` unless every tensor stored outside it is a plain file in its
     own folder inside the bundle (ONNX resolves ``location`` against the graph's folder, and
     ONNX Runtime would otherwise read ``../../anything``)."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
     root = Path(root)
     path = inside(root, graph_rel, "graph")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, OSError, RuntimeError) as e:
-        raise BundleError(f"bundle {root}: graph {graph_rel} is not a readable ONNX model ({type(e).__name__})") from None
     folder = str(Path(graph_rel).parent)
-    for tensor in _tensors(model.graph):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        loc = next((e.value for e in tensor.external_data if e.key == "location"), None)
-        if not isinstance(loc, str) or "/" in loc or not _PART_RE.fullmatch(loc):
-            raise BundleError(f"bundle {root}: graph {graph_rel} stores tensor {_short(tensor.name, 60)} at "
-                              f"{_short(loc)}, outside the graph's folder; refused")
+    try:
+        locations = external_locations(path.read_bytes())
+    except ValueError:
+        raise BundleError(f"bundle {root}: graph {graph_rel} is not a readable ONNX model") from None
+    for loc in sorted(locations):
+        if "/" in loc or not _PART_RE.fullmatch(loc):
+            raise BundleError(f"bundle {root}: graph {graph_rel} stores tensors at {_short(loc)}, outside the "
+                              f"graph's folder; refused")
         inside(root, f"{folder}/{loc}", f"external data of {graph_rel}")
 
 
-def _tensors(graph):
-    """Every tensor of a graph: initializers, sparse initializers, node attributes, subgraphs."""
-    yield from graph.initializer
-    for sp in graph.sparse_initializer:
-        yield sp.values
-        yield sp.indices
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            if attr.HasField("g"):
-                yield from _tensors(attr.g)
-            for g in attr.graphs:
-                yield from _tensors(g)
+# -- the ONNX wire format, just enough to find external data -----------------------------------
+# Read without the onnx package (the runtime's base install has none) and without recursion
+# (a hostile graph can nest subgraphs arbitrarily deep). Field numbers from onnx.proto:
+# ModelProto.graph 7, .functions 25; FunctionProto.node 7; GraphProto.node 1, .initializer 5,
+# .sparse_initializer 15; NodeProto.attribute 5; AttributeProto.t 5, .g 6, .tensors 10,
+# .graphs 11, .sparse_tensor 22, .sparse_tensors 23; SparseTensorProto.values 1, .indices 2;
+# TensorProto.external_data 13 (StringStringEntryProto key 1, value 2), .data_location 14.
+_CHILDREN = {
+    "model": {7: "graph", 25: "function"},
+    "function": {7: "node"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+}
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("truncated varint")
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, i
+        shift += 7
+
+
+def _fields(buf: bytes):
+    """(field number, wire type, value) of one message: an int, or the bytes of a
+    length-delimited field."""
+    i = 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+        elif wire == 1:
+            value, i = None, i + 8
+        elif wire == 5:
+            value, i = None, i + 4
+        elif wire == 2:
+            n, i = _varint(buf, i)
+            if i + n > len(buf):
+                raise ValueError("truncated field")
+            value, i = buf[i:i + n], i + n
+        else:
+            raise ValueError(f"wire type {wire}")
+        if i > len(buf):
+            raise ValueError("truncated field")
+        yield num, wire, value
+
+
+def external_locations(model_bytes: bytes) -> set[str]:
+    """The ``location`` of every tensor a serialized ONNX model stores outside itself (a
+    ValueError when the bytes are not a well-formed protobuf message)."""
+    out: set[str] = set()
+    stack = [("model", model_bytes)]
+    while stack:
+        kind, buf = stack.pop()
+        if kind == "tensor":
+            external, location = False, None
+            for num, wire, value in _fields(buf):
+                if num == 14 and wire == 0:
+                    external = value == 1
+                elif num == 13 and wire == 2:
+                    entry = {n: v for n, w, v in _fields(value) if w == 2}
+                    if entry.get(1) == b"location":
+                        location = entry.get(2, b"").decode("utf-8", "replace")
+            if external:
+                out.add(location if location is not None else "")
+            continue
+        children = _CHILDREN[kind]
+        for num, wire, value in _fields(buf):
+            if wire == 2 and num in children:
+                stack.append((children[num], value))
+    return out

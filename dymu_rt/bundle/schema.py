@@ -57,7 +57,7 @@ def check_nesting(obj, limit: int = MAX_NESTING) -> None:
             raise BundleError(f"manifest is nested more than {limit} levels deep; not a dymu-rt manifest")
         if isinstance(node, dict):
             stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
+        elif isinstance(node, (list, tuple)):
             stack.extend((v, depth + 1) for v in node)
 
 
@@ -120,7 +120,8 @@ def one_of(*values) -> Check:
 
 def array(item: Check, min_len: int = 0, max_len: int = MAX_POINTS) -> Check:
     def f(v, path):
-        if not isinstance(v, list) or not min_len <= len(v) <= max_len:
+        # tuples too: a manifest built in memory (before JSON) holds them
+        if not isinstance(v, (list, tuple)) or not min_len <= len(v) <= max_len:
             _fail(path, v, f"a list of {min_len}..{max_len} entries")
         for i, x in enumerate(v):
             item(x, f"{path}[{i}]")
@@ -172,7 +173,7 @@ def _any_small(v, path):
         for k, x in v.items():
             string(256)(k, f"{path} key")
             _any_small(x, f"{path}.{k}")
-    elif isinstance(v, list):
+    elif isinstance(v, (list, tuple)):
         for i, x in enumerate(v):
             _any_small(x, f"{path}[{i}]")
     else:
@@ -226,10 +227,20 @@ _MANIFEST = table({
 })
 
 
-def validate_manifest(m: Any, graphs_dir: str = "graphs", weights_file: str = "graphs/weights.bin",
-                      controller_files: Mapping[str, str] | None = None) -> dict:
+#: Fixed paths of a bundle (dymu_rt.bundle.layout names them; repeated here because the
+#: layout imports the manifest, which imports this module).
+GRAPHS_DIR = "graphs"
+WEIGHTS_FILE = "graphs/weights.bin"
+CONTROLLER_FILES = {"edge_hypernet": "controller/edge_hypernet.onnx",
+                    "weight_hypernet": "controller/weight_hypernet.onnx",
+                    "fold_params": "controller/fold_params.safetensors"}
+
+
+def check_schema(m: Any, graphs_dir: str = GRAPHS_DIR, weights_file: str = WEIGHTS_FILE,
+                 controller_files: Mapping[str, str] | None = None) -> dict:
     """Return ``m`` if it is a well-formed manifest (see the module docstring), else raise a
     one-line BundleError naming the first bad key."""
+    controller_files = CONTROLLER_FILES if controller_files is None else controller_files
     check_nesting(m)
     _MANIFEST(m, "")
     n = len(m["tasks"])

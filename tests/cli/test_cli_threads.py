@@ -21,7 +21,7 @@ def _policy_after(code: str, env_policy: str | None) -> str:
 
 
 def test_passive_wait_policy_is_set_before_torch():
-    assert _policy_after("import cli.main", None) == "PASSIVE"
+    assert _policy_after("import dymu_rt.cli.main", None) == "PASSIVE"
     assert _policy_after("import dymu_rt", None) == "PASSIVE"
 
 

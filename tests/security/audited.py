@@ -82,7 +82,7 @@ def main() -> None:
     code = 0
     sys.addaudithook(hook)
     try:
-        from cli.main import main as cli_main
+        from dymu_rt.cli.main import main as cli_main
 
         cli_main(args)
     except SystemExit as e:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run_cli
-from dymu_rt.backends.calibration import cache_key, weights_sha256
+from dymu_rt.bundle.manifest import Manifest
+from dymu_rt.bundle.sections import cache_key, weights_sha256
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "compile"))
 from run_fixture import make_tiny_run  # noqa: E402
@@ -44,7 +45,8 @@ def test_corrupt_weights_refused_then_repaired_weights_calibrate(small_bundle, t
     m = json.loads((b / "manifest.json").read_text())
     digest = m["int8"]["calibration"]["digest"]
     for tid, rec in m["int8"]["files"].items():
-        assert rec["key"] == cache_key(m["topologies"][tid]["sha256"], digest, "minmax", weights_sha256(m))
+        assert rec["key"] == cache_key(m["topologies"][tid]["sha256"], digest, "minmax",
+                                       weights_sha256(Manifest.from_dict(m)))
 
 
 def test_cache_key_covers_every_input():

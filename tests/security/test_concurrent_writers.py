@@ -15,7 +15,7 @@ from dymu_rt.bundle.checksum import verify_checksum
 CHILD = """
 import sys
 from pathlib import Path
-from dymu_rt.runtime.bundle import update_manifest
+from dymu_rt.bundle.sections import update_manifest
 root, who, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 for i in range(n):
     def edit(m, i=i):
