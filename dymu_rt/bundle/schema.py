@@ -27,6 +27,10 @@ MAX_TASKS = 64
 MAX_POINTS = 1_000_000
 MAX_TOPOLOGIES = 100_000
 MAX_STRING = 4096
+#: Largest network input a bundle may ask for: each side, and H x W (the paper's largest
+#: input is 512 x 512; a float32 RGB batch of one at the limit is 192 MB).
+MAX_INPUT_SIDE = 8192
+MAX_INPUT_PIXELS = 16_000_000
 SHA256_LEN = 64
 
 Check = Callable[[Any, str], None]
@@ -186,7 +190,7 @@ def _file_entry(extra: Mapping[str, Check] = ()) -> Check:
 
 _TASK = table({"name": name, "kind": string(64), "out_channels": integer(1, 100_000)})
 _PREPROCESSING = table({
-    "input_size": array(integer(1), 2, 2), "scale": number(positive=True, hi=1.0),
+    "input_size": array(integer(1, MAX_INPUT_SIDE), 2, 2), "scale": number(positive=True, hi=1.0),
     "mean": array(number(), 3, 3), "std": array(number(positive=True), 3, 3),
 }, optional={"color": one_of("RGB"), "normalize_in_graph": boolean})
 _GRID = table({"step": number(positive=True, hi=1), "n_points": integer(0, MAX_POINTS)},
@@ -243,6 +247,9 @@ def check_schema(m: Any, graphs_dir: str = GRAPHS_DIR, weights_file: str = WEIGH
     controller_files = CONTROLLER_FILES if controller_files is None else controller_files
     check_nesting(m)
     _MANIFEST(m, "")
+    h, w = m["preprocessing"]["input_size"]
+    if h * w > MAX_INPUT_PIXELS:
+        _fail(".preprocessing.input_size", [h, w], f"at most {MAX_INPUT_PIXELS:,} pixels")
     n = len(m["tasks"])
     topologies = m["topologies"]
     for i, p in enumerate(m["points"]):

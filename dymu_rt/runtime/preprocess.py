@@ -23,6 +23,7 @@ from typing import Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
+from dymu_rt.bundle.schema import MAX_INPUT_PIXELS, MAX_INPUT_SIDE  # noqa: F401  (the limits' home)
 from dymu_rt.errors import ValidationError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
@@ -30,10 +31,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".g
 #: Largest image decoded (width x height): 64 Mpx, more than any camera's default output;
 #: decoded to RGB that is 192 MB, and a few working copies fit in 1 GB.
 MAX_IMAGE_PIXELS = 64_000_000
-#: Largest network input a bundle may ask for: each side, and H x W (the paper's largest
-#: input is 512 x 512; a float32 RGB batch of one at the limit is 192 MB).
-MAX_INPUT_SIDE = 8192
-MAX_INPUT_PIXELS = 16_000_000
 
 
 def _regular_file(p: Path) -> bool:
