@@ -80,6 +80,15 @@ def check_file(root: Path, rel: str, sha256: Optional[str]) -> None:
                           "rebuild with `dymu-rt build`")
 
 
+def check_folders(root: Path) -> None:
+    """Refuse a bundle whose own folders (graphs, controller, engines, calibration) are
+    symbolic links: they can point anywhere, and writers would follow them."""
+    for folder in (GRAPHS_DIR, CONTROLLER_DIR, ENGINES_DIR, "calibration"):
+        if (Path(root) / folder).is_symlink():
+            raise BundleError(f"bundle {root}: {folder} is a symbolic link; a bundle may not contain links "
+                              f"(they can point outside it)")
+
+
 def verify_bundle(path: str | Path, check_hashes: bool = True) -> Manifest:
     """Check a bundle: the manifest (schema, points -> known topologies), every named file
     present and (by default) matching its sha256 (the shared weight file included).
@@ -90,10 +99,7 @@ def verify_bundle(path: str | Path, check_hashes: bool = True) -> Manifest:
     if weights is not None and str(Path(weights.get("file", "")).parent) != GRAPHS_DIR:
         raise BundleError(f"bundle {root}: manifest 'weights' must name a file in {GRAPHS_DIR}/ "
                           "(graphs resolve their external data there)")
-    for folder in (GRAPHS_DIR, CONTROLLER_DIR, ENGINES_DIR, "calibration"):
-        if (root / folder).is_symlink():
-            raise BundleError(f"bundle {root}: {folder} is a symbolic link; a bundle may not contain links "
-                              f"(they can point outside it)")
+    check_folders(root)
     for rel, digest in sorted(manifest.files().items()):
         check_file(root, rel, digest if check_hashes else None)
     # Graphs name their external data themselves: no graph may send a reader outside.

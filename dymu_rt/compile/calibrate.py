@@ -196,6 +196,7 @@ def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth
     # Every input of the INT8 graphs, verified before use: the manifest (schema, checksum),
     # each graph and the weight file (sha256), the graphs' external data (inside the bundle).
     manifest = B.read_manifest(root)
+    B.check_folders(root)
     wsha = S.weights_sha256(manifest)
     if wsha:
         B.check_file(root, manifest.weights["file"], wsha)
