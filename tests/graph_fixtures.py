@@ -78,6 +78,9 @@ def export_tiny_graph(path: Path, seed: int = 0, size: int = 32) -> Path:
 def make_bundle(root: Path, n_topologies: int = 2) -> Path:
     """A bundle per docs/INTERFACES.md with tiny graphs (until the real build is used here)."""
     (root / "graphs").mkdir(parents=True)
+    (root / "controller").mkdir(parents=True)
+    for f in ("edge_hypernet.onnx", "weight_hypernet.onnx", "fold_params.safetensors"):
+        (root / "controller" / f).write_bytes(b"")      # placeholders: calibration never reads them
     topologies = {}
     for i in range(n_topologies):
         tid = f"{i:02d}" * 8                  # a topology id: hex digits

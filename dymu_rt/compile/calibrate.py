@@ -46,7 +46,7 @@ from dymu_rt.backends.precision import CALIBRATION_METHODS, ArrayReader, quantiz
 from dymu_rt.bundle import layout as B
 from dymu_rt.bundle import sections as S
 from dymu_rt.bundle.layout import is_shipped_bundle
-from dymu_rt.bundle.paths import check_external_data, inside
+from dymu_rt.bundle.paths import inside
 from dymu_rt.bundle.sections import CALIBRATION_DIR, cache_key
 from dymu_rt.errors import ValidationError
 from dymu_rt.utils.io import atomic_write_json, sha256_file
@@ -202,7 +202,7 @@ def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth
         B.check_file(root, manifest.weights["file"], wsha)
     for entry in manifest.topologies.values():
         B.check_file(root, entry.file, entry.sha256)
-        check_external_data(root, entry.file)
+    B.verify_bundle(root, check_hashes=False)     # the rest: no links, nothing outside, anywhere
     size = manifest.input_size
     pre = manifest.preprocessing
     cset = (image_folder_set(images, size, pre) if images is not None else synth_set(synth, size, seed, pre))
