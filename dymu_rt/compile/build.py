@@ -455,19 +455,21 @@ def _remove_owned(out: Path, journal: dict, keep: set[str]) -> None:
 
 #: Where a killed atomic writer of this tool can leave ``.<name>.<random>.tmp`` files, and
 #: the names it writes there; nothing else that ends in .tmp is ours to remove.
-_TMP = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp")
+_TMP = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp")
 
 
 def _remove_temporaries(out: Path) -> None:
-    """Remove temporaries a killed atomic writer of this tool left: ``.<name>.<8>.tmp`` where
+    """Remove temporaries a killed atomic writer of this tool left: ``.<name>.<random>.tmp`` where
     <name> is a file this tool writes there (manifest, journal, checksum, graphs, weights,
-    controller files, engines named by topology id)."""
+    controller files; anything in the engines folders, which only backends write)."""
     own = {B.MANIFEST, B.JOURNAL, "manifest.sha256.json"}
     folders = [(out, own), (out / B.GRAPHS_DIR, None), (out / B.CONTROLLER_DIR,
                {Path(f).name for f in (B.EDGE_HYPERNET_FILE, B.WEIGHT_HYPERNET_FILE, B.FOLD_PARAMS_FILE)})]
     engines = out / "engines"
     if engines.is_dir() and not engines.is_symlink():
-        folders += [(d, None) for d in engines.rglob("*") if d.is_dir() and not d.is_symlink()]
+        # engines/<backend>/<profile>/ hold only what backends write (engines, sidecars, timing
+        # caches): any temporary there is a killed writer's.
+        folders += [(d, "any") for d in engines.rglob("*") if d.is_dir() and not d.is_symlink()]
     for folder, names in folders:
         if not folder.is_dir() or folder.is_symlink():
             continue
@@ -476,7 +478,7 @@ def _remove_temporaries(out: Path) -> None:
             if not m or not f.is_file() or f.is_symlink():
                 continue
             name = m.group("name")
-            ours = name in names if names is not None else (
+            ours = True if names == "any" else name in names if names is not None else (
                 name == Path(B.WEIGHTS_FILE).name or TOPOLOGY_ID_RE.fullmatch(name.split(".")[0]) is not None)
             if ours:
                 f.unlink()
