@@ -3,7 +3,7 @@
     python benchmarks/probe_hostile.py [--out probe-out] [--jobs 2] [--only WORD] [--no-strace]
 
 Builds a corpus (``tests/security/corpus.py``): image bombs, bad arguments, broken run
-configs, grid explosions, ~45 hostile or broken bundles (each exercised by ``run``,
+configs, grid explosions, ~47 hostile or broken bundles (each exercised by ``run``,
 ``inspect --verify`` and ``profile``; the traversal ones by ``calibrate`` too), a build into a
 folder that is not a bundle, and concurrent ``run`` processes on one bundle. Each case runs
 ``dymu-rt`` in a fresh process (``tests/security/audited.py``: an audit hook on every open,
