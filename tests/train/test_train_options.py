@@ -188,8 +188,14 @@ def _resume(run):
     return train_anchor(run, n_train=4, n_val=2, progress=False, save_every=2)
 
 
+def _state_tensors(run):
+    """The tensor file the anchor state JSON commits to."""
+    meta = json.loads((run.path / "state" / "anchor.json").read_text())
+    return run.path / "state" / meta["tensors"]
+
+
 def test_truncated_state_file_is_a_checkpoint_error(stopped_anchor):
-    path = stopped_anchor.path / "state" / "anchor.safetensors"
+    path = _state_tensors(stopped_anchor)
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="not a valid safetensors"):
         _resume(stopped_anchor)
@@ -203,7 +209,7 @@ def test_truncated_state_file_is_a_checkpoint_error(stopped_anchor):
     ("bad_rng", "invalid RNG state"),
 ])
 def test_edited_state_tensors_are_a_checkpoint_error(stopped_anchor, edit, needle):
-    path = stopped_anchor.path / "state" / "anchor.safetensors"
+    path = _state_tensors(stopped_anchor)
     t = load_file(str(path))
     model_key = next(k for k in t if k.startswith("model.") and t[k].dim() == 4)
     opt_key = next(k for k in t if k.startswith("opt.") and t[k].dim() == 4)
