@@ -195,10 +195,29 @@ def unwrap(module: nn.Module) -> nn.Module:
 # differentiable all-reduces (sum, then the centred sum of squares: the two-pass variance
 # matches F.batch_norm to float precision, E[x²]−E[x]² would not). Works with gloo and NCCL.
 
-def _all_sum(t: torch.Tensor) -> torch.Tensor:
-    import torch.distributed.nn.functional as dnn
+class _AllSum(torch.autograd.Function):
+    """Sum over ranks whose gradient is the sum over ranks of the incoming gradients: each
+    rank's statistics feed every rank's loss, so each rank's inputs get all of their share."""
 
-    return dnn.all_reduce(t)
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        import torch.distributed as dist
+
+        out = t.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        import torch.distributed as dist
+
+        g = grad.clone()
+        dist.all_reduce(g)
+        return g
+
+
+def _all_sum(t: torch.Tensor) -> torch.Tensor:
+    return _AllSum.apply(t)
 
 
 def _synced_bn_forward(self: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
