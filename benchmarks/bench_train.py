@@ -21,6 +21,10 @@ Measures, in one run (the machine is shared: compare the ratios, not the absolut
 
 Threads are pinned: every process runs with OMP_NUM_THREADS / torch.set_num_threads as
 stated in its row. Writes a JSON report and a PNG bar chart next to it.
+
+``--device cuda`` measures one GPU instead: the anchor step at fp32, bf16 and bf16 with
+channels-last (one process, same batch), and the loader with ``--gpu-workers`` workers
+against the fastest of those step rates.
 """
 
 from __future__ import annotations
@@ -42,22 +46,63 @@ def _worker(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from dymu_rt.train.anchor import train_anchor
     from dymu_rt.train.checkpoint import RunDir
     from dymu_rt.train.setup import TrainSetup
 
     setup = TrainSetup.create(device="cpu", workers=0)
-    stamps: list[float] = []
-    run = RunDir(args.bench_run)
-    train_anchor(run, seed=0, save_every=10**9, n_train=args.batch, n_val=2, progress=False,
-                 stop_after=args.warmup + args.steps, on_step=lambda s: stamps.append(time.perf_counter()),
-                 setup=setup)
+    per_step = _timed_steps(RunDir(args.bench_run), setup, args)
     if setup.dist.is_main:
-        timed = stamps[args.warmup - 1:] if args.warmup > 0 else stamps
-        per_step = (timed[-1] - timed[0]) / (len(timed) - 1)
         Path(args.bench_report).write_text(json.dumps({"s_per_step": per_step, "world_size": setup.dist.world_size,
-                                                 "threads": args.threads}))
+                                                       "threads": args.threads}))
     setup.dist.close()
+
+
+def _timed_steps(run, setup, args) -> float:
+    """Seconds per anchor step after ``--warmup`` steps (CUDA synchronized at each stamp)."""
+    import torch
+
+    from dymu_rt.train.anchor import train_anchor
+
+    stamps: list[float] = []
+
+    def stamp(step: int) -> None:
+        if setup.dev.is_cuda:
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+
+    train_anchor(run, seed=0, save_every=10**9, n_train=args.batch, n_val=2, progress=False,
+                 stop_after=args.warmup + args.steps, on_step=stamp, setup=setup)
+    timed = stamps[args.warmup - 1:]
+    return (timed[-1] - timed[0]) / (len(timed) - 1)
+
+
+def _gpu(args) -> dict:
+    """One GPU: anchor step rate per precision, and the loader with many workers."""
+    import torch
+
+    from dymu_rt.models.presets import get_preset
+    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.train.device import DeviceSetup
+    from dymu_rt.train.setup import TrainSetup
+
+    report = {"preset": args.preset, "batch": args.batch, "device": torch.cuda.get_device_name(0),
+              "cpu_count": os.cpu_count(), "torch": torch.__version__, "training": [], "loader": []}
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        for i, (precision, cl) in enumerate((("fp32", False), ("bf16", False), ("bf16", True))):
+            name = f"cuda {precision}{' channels-last' if cl else ''}"
+            print(f"training: {name} ...", flush=True)
+            run = RunDir(Path(tmp) / f"r{i}")
+            run.init(get_preset(args.preset).with_train(anchor_batch=args.batch), data="synth")
+            setup = TrainSetup(DeviceSetup.create("cuda", precision, cl))
+            dt = _timed_steps(run, setup, args)
+            report["training"].append({"config": name, "processes": 1, "global_batch": args.batch,
+                                       "s_per_step": dt, "samples_per_s": args.batch / dt,
+                                       "max_memory_gib": torch.cuda.max_memory_allocated() / 2**30})
+            torch.cuda.reset_peak_memory_stats()
+    for workers in (args.gpu_workers, 0):
+        print(f"loader: {workers} workers ...", flush=True)
+        report["loader"].append(_loader_rate(args, workers))
+    return report
 
 
 def _env(threads: int) -> dict:
@@ -133,6 +178,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     ap.add_argument("--loader-batches", type=int, default=6)
     ap.add_argument("--out", default="bench_train.json")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--gpu-workers", type=int, default=8, help="loader workers measured with --device cuda")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--bench-run", help=argparse.SUPPRESS)
     ap.add_argument("--bench-report", help=argparse.SUPPRESS)
@@ -146,6 +193,19 @@ def main() -> None:
     import torch
     from rich.console import Console
     from rich.table import Table
+
+    if args.device == "cuda":
+        report = _gpu(args)
+        best = max(r["samples_per_s"] for r in report["training"])
+        for r in report["training"]:
+            r["speedup_vs_fp32"] = r["samples_per_s"] / report["training"][0]["samples_per_s"]
+        for r in report["loader"]:
+            r["loader_to_step_ratio"] = r["samples_per_s"] / best
+        out = Path(args.out)
+        out.write_text(json.dumps(report, indent=2))
+        _png(report, out.with_suffix(".png"))
+        print(json.dumps(report, indent=2))
+        return
 
     torch.set_num_threads(1)
     report = {"preset": args.preset, "batch": args.batch, "cpu_count": os.cpu_count(), "torch": torch.__version__,
