@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -141,10 +141,3 @@ def to_device(obj: Any, device: torch.device) -> Any:
 def fp32_outputs(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Model outputs as fp32 (losses are computed outside autocast, in fp32)."""
     return {k: v.float() for k, v in outputs.items()}
-
-
-@contextlib.contextmanager
-def no_autocast(device: torch.device) -> Iterator[None]:
-    """A region forced back to fp32 inside an autocast block."""
-    with torch.autocast(device.type, enabled=False):
-        yield

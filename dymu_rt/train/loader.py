@@ -62,29 +62,22 @@ class StepBatchSampler(Sampler):
         self.per_epoch = max(1, n // batch_size)
         self.local = batch_size // world_size
 
-    def global_indices(self, step: int) -> list[int]:
-        """Dataset indices of the whole global batch of ``step`` (every rank's slices)."""
-        epoch, within = divmod(step, self.per_epoch)
-        order = epoch_order(self.n, self.seed, epoch)
-        return order[within * self.batch_size:(within + 1) * self.batch_size].tolist()
-
-    def batch(self, step: int) -> list[tuple[int, int]]:
-        """This rank's (index, augmentation seed) pairs of ``step``."""
-        idx = self.global_indices(step)
-        lo = self.rank * self.local
-        return [(i, sample_seed(self.seed, step, lo + k)) for k, i in enumerate(idx[lo:lo + self.local])]
+    def _slice(self, step: int, order: list[int]) -> list[tuple[int, int]]:
+        """This rank's (index, augmentation seed) pairs of ``step`` from its epoch's order."""
+        within = step % self.per_epoch
+        lo = within * self.batch_size + self.rank * self.local
+        return [(i, sample_seed(self.seed, step, self.rank * self.local + k))
+                for k, i in enumerate(order[lo:lo + self.local])]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         step = self.start_step
         # One permutation per epoch, not per step: sampling stays O(batch) per step.
-        cached_epoch, order = None, None
+        cached_epoch, order = None, []
         while self.steps is None or step < self.start_step + self.steps:
-            epoch, within = divmod(step, self.per_epoch)
+            epoch = step // self.per_epoch
             if epoch != cached_epoch:
                 cached_epoch, order = epoch, epoch_order(self.n, self.seed, epoch).tolist()
-            idx = order[within * self.batch_size:(within + 1) * self.batch_size]
-            lo = self.rank * self.local
-            yield [(i, sample_seed(self.seed, step, lo + k)) for k, i in enumerate(idx[lo:lo + self.local])]
+            yield self._slice(step, order)
             step += 1
 
     def __len__(self) -> int:  # DataLoader asks; the stream is as long as the stage

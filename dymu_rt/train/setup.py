@@ -9,6 +9,7 @@ quick start use) and asks it for its batches and its optimizer step.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -45,7 +46,7 @@ class TrainSetup:
                 raise ValidationError(f"--device {spec}: under torchrun every rank uses its own GPU "
                                       "(cuda:LOCAL_RANK); give --device cuda or auto")
             if spec in ("auto", "cuda") and torch.cuda.is_available():
-                device = f"cuda:{int(_env('LOCAL_RANK', '0'))}"
+                device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         dev = DeviceSetup.create(device, precision, channels_last)
         return TrainSetup(dev, Distributed.from_env(dev.device), workers or 0, bool(sync_bn))
 
@@ -65,12 +66,6 @@ class TrainSetup:
         """What the run records about how a stage was trained."""
         return {**self.dev.to_dict(), "world_size": self.dist.world_size,
                 "backend": self.dist.backend, "workers": self.workers, "sync_bn": self.sync_bn}
-
-
-def _env(name: str, default: str) -> str:
-    import os
-
-    return os.environ.get(name, default)
 
 
 def backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: "torch.amp.GradScaler") -> None:

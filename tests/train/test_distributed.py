@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from dymu_rt.train.checkpoint import RunDir
