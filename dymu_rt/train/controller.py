@@ -21,6 +21,11 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from dymu_rt.control.affinity import compute_affinity
+from dymu_rt.control.gumbel import TemperatureSchedule, gumbel_softmax_sample
+from dymu_rt.control.hypernets import EdgeHypernet, WeightHypernet
+from dymu_rt.control.preference import sample_preferences
+from dymu_rt.control.regularizer import branching_regularizer
 from dymu_rt.errors import CheckpointError
 from dymu_rt.train.checkpoint import RunDir, optimizer_tensors, save_module
 from dymu_rt.train.common import (JsonlLog, check_positive, make_split, make_tasks,
@@ -34,7 +39,6 @@ from dymu_rt.utils.progress import make_progress
 
 
 def _sample_pref(rng: np.random.Generator, n: int, eta: float = 0.2, device=None):
-    from dymu_rt.control.preference import sample_preferences
 
     p = sample_preferences(n, 1, rng, eta=eta)[0]
     return (torch.tensor(p.r, dtype=torch.float32, device=device),
@@ -53,8 +57,6 @@ def compute_run_affinity(run: RunDir, anchor, data: str, seed: int, n_val: Optio
 
     Computed on rank 0 (on the anchor's device) and written there; every rank gets rank 0's.
     """
-    from dymu_rt.control.affinity import compute_affinity
-
     setup = setup or TrainSetup()
     path = run.path / "affinity.json"
     preset = run.preset()
@@ -179,10 +181,6 @@ def train_edge(run: RunDir, data: str = "synth", seed: int = 0, save_every: int 
     Under data parallelism every rank draws the same (r, c) and Gumbel noise (same seed,
     same RNG stream), so the ranks differ only in their slice of the batch.
     """
-    from dymu_rt.control.gumbel import TemperatureSchedule, gumbel_softmax_sample
-    from dymu_rt.control.hypernets import EdgeHypernet
-    from dymu_rt.control.regularizer import branching_regularizer
-
     setup = setup or TrainSetup()
     dev = setup.dev
     if run.stage_done("edge"):
@@ -236,8 +234,6 @@ def train_weight(run: RunDir, data: str = "synth", seed: int = 0, save_every: in
                  stop_after: Optional[int] = None, on_step: Optional[Callable[[int], None]] = None,
                  setup: Optional[TrainSetup] = None) -> dict:
     """Stage 2: train the weight hypernet on the edge hypernet's maximum-likelihood trees."""
-    from dymu_rt.control.hypernets import WeightHypernet
-
     setup = setup or TrainSetup()
     dev = setup.dev
     if run.stage_done("weight"):

@@ -15,6 +15,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from dymu_rt.control.hypernets import WeightHypernet
+from dymu_rt.control.preference import sample_preferences
 from dymu_rt.models.tree import identity_table
 from dymu_rt.train.checkpoint import RunDir, load_module, save_module
 from dymu_rt.train.common import (JsonlLog, check_positive, make_split, make_tasks, seed_everything, set_lr,
@@ -34,9 +36,7 @@ def shared_tree(num_layers: int, num_tasks: int) -> np.ndarray:
 
 class PHNBN(torch.nn.Module):
     """Anchor-structured net on the shared tree + a BN weight hypernet of (r, 0)."""
-
     def __init__(self, anchor) -> None:
-        from dymu_rt.control.hypernets import WeightHypernet
 
         super().__init__()
         self.net = anchor
@@ -44,7 +44,7 @@ class PHNBN(torch.nn.Module):
         self.parents = shared_tree(anchor.num_layers, anchor.num_tasks)
 
     def forward(self, x: torch.Tensor, r: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: D102
-        return self.net(x, self.parents, self.hyper(r, torch.zeros(())))
+        return self.net(x, self.parents, self.hyper(r, torch.zeros((), device=r.device)))
 
 
 def train_phn_bn(run: RunDir, data: str = "synth", seed: int = 0, n_train: Optional[int] = None,
@@ -54,8 +54,6 @@ def train_phn_bn(run: RunDir, data: str = "synth", seed: int = 0, n_train: Optio
     ``setup``: device, precision and data parallelism as for the other stages (the
     baseline is not resumable: it is retrained from the anchor when interrupted).
     """
-    from dymu_rt.control.preference import sample_preferences
-
     setup = setup or TrainSetup()
     dev, dist = setup.dev, setup.dist
     if run.stage_done("phn-bn"):

@@ -17,10 +17,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dymu_rt.control.regularizer import RegularizerConfig
+from dymu_rt.data import make_dataset
 from dymu_rt.errors import ValidationError
 from dymu_rt.models.presets import Preset, TrainDefaults, get_preset
+from dymu_rt.train.anchor import train_anchor
 from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.common import check_positive, validate_train_config
+from dymu_rt.train.controller import train_edge, train_weight
+from dymu_rt.train.phn import train_phn_bn
+from dymu_rt.train.setup import TrainSetup
 
 STAGE_GROUPS = {"all": ("anchor", "edge", "weight"), "anchor": ("anchor",),
                 "controller": ("edge", "weight"), "phn-bn": ("phn-bn",)}
@@ -56,8 +61,6 @@ def resolve_data(data: Optional[str]) -> str:
 
 def validate_data(preset: Preset, data: str) -> None:
     """DataError/ValidationError unless ``data`` serves ``preset``'s tasks (both splits)."""
-    from dymu_rt.data import make_dataset
-
     tasks = [t.name for t in preset.tasks]
     for split in ("train", "val"):
         make_dataset(data, split, size=tuple(preset.input_size), tasks=tasks, n=1)
@@ -200,11 +203,6 @@ def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train:
     as given (e.g. ``device="auto"``), stored in the run for the next resume. Under
     torchrun, every rank calls this; rank 0 alone writes the run folder.
     """
-    from dymu_rt.train.anchor import train_anchor
-    from dymu_rt.train.controller import train_edge, train_weight
-    from dymu_rt.train.phn import train_phn_bn
-    from dymu_rt.train.setup import TrainSetup
-
     setup = setup or TrainSetup()
     if stages not in STAGE_GROUPS:
         raise ValidationError(f"stage group '{stages}' is not valid; expected one of {', '.join(STAGE_GROUPS)}")
@@ -244,8 +242,6 @@ def run_training(out: str | Path, stages: str, preset: Optional[str] = None, dat
     others open it after), trains ``stages`` and leaves the process group. Returns the
     run config.
     """
-    from dymu_rt.train.setup import TrainSetup
-
     options = setup_options(out, **setup_given)
     setup = TrainSetup.create(**options)
     def create_or_reopen() -> None:
