@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from dymu_rt.errors import DymuError, ValidationError
 
@@ -84,8 +86,6 @@ class Distributed:
             raise ValidationError(f"torchrun environment is incomplete or malformed ({e}); "
                                   "launch with `torchrun --nproc-per-node N -m dymu_rt.cli train ...`") \
                 from None
-        import torch.distributed as dist
-
         backend = "nccl" if device.type == "cuda" else "gloo"
         if not dist.is_initialized():
             kw = {"device_id": device} if device.type == "cuda" else {}
@@ -94,26 +94,19 @@ class Distributed:
 
     def close(self) -> None:
         """Leave the process group (after the last collective)."""
-        if self.enabled:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
 
     # -- collectives ----------------------------------------------------------------
     def barrier(self) -> None:
         """Wait until every rank gets here (a no-op in a world of one)."""
         if self.enabled:
-            import torch.distributed as dist
-
             dist.barrier()
 
     def broadcast_object(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank (small JSON-like values only)."""
         if not self.enabled:
             return obj
-        import torch.distributed as dist
-
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
@@ -121,8 +114,6 @@ class Distributed:
     def broadcast_tensor(self, t: torch.Tensor) -> torch.Tensor:
         """Rank 0's tensor on every rank (same shape and dtype everywhere)."""
         if self.enabled:
-            import torch.distributed as dist
-
             dist.broadcast(t, src=0)
         return t
 
@@ -130,8 +121,6 @@ class Distributed:
         """The mean of a (detached) tensor over ranks, e.g. a loss to log."""
         if not self.enabled:
             return value
-        import torch.distributed as dist
-
         v = value.detach().clone()
         dist.all_reduce(v)
         return v / self.world_size
@@ -175,8 +164,6 @@ class Distributed:
         """
         if not self.enabled:
             return module
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
         ids = [device.index] if device.type == "cuda" else None
         return DDP(module, device_ids=ids, output_device=ids[0] if ids else None,
                    find_unused_parameters=find_unused)
@@ -201,16 +188,12 @@ class _AllSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, t: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        import torch.distributed as dist
-
         out = t.clone()
         dist.all_reduce(out)
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        import torch.distributed as dist
-
         g = grad.clone()
         dist.all_reduce(g)
         return g

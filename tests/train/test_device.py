@@ -75,7 +75,7 @@ def test_setup_options_are_recorded_and_reused_on_resume(tmp_path, tiny_preset):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "dymu_rt.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 @no_cuda
@@ -128,7 +128,7 @@ def test_two_step_ddp_on_two_gpus(tmp_path, tiny_preset):
     run = _run(tmp_path, tiny_preset.with_train(anchor_steps=2))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                        "-m", "cli.main", "train", "anchor", "--out", str(run.path), "--device", "cuda",
+                        "-m", "dymu_rt.cli", "train", "anchor", "--out", str(run.path), "--device", "cuda",
                         "--precision", "bf16", "--sync-bn", "--quiet"],
                        env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]

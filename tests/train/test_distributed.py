@@ -193,10 +193,15 @@ def test_rank_zero_errors_stop_every_rank_with_one_clear_line(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_a_global_batch_that_does_not_split_is_refused(tmp_path, tiny_preset):
+def test_a_global_batch_that_does_not_split_is_refused_before_training(tmp_path, tiny_preset):
+    """Every stage checks that the ranks divide --batch before it builds anything."""
+    from dymu_rt.errors import ValidationError
+    from dymu_rt.train.anchor import train_anchor
+    from dymu_rt.train.distributed import Distributed
+    from dymu_rt.train.setup import TrainSetup
+
     run = _new_run(tmp_path / "odd", tiny_preset.with_train(anchor_batch=3))
-    p = subprocess.run(_torchrun(["train", "anchor", "--out", str(run.path), "--device", "cpu", "--quiet"]),
-                       env=_env(), capture_output=True, text=True, timeout=300)
-    assert p.returncode != 0
-    assert "error: --batch 3 does not split over 2 processes; give a multiple of 2" in p.stderr
+    two_ranks = TrainSetup(dist=Distributed(rank=0, world_size=2))     # no process group needed to refuse
+    with pytest.raises(ValidationError, match="--batch 3 does not split over 2 processes; give a multiple of 2"):
+        train_anchor(run, n_train=8, n_val=4, progress=False, setup=two_ranks)
     assert not (run.path / "state").exists()
