@@ -162,7 +162,8 @@ def _png(report: dict, path: Path) -> None:
             ["#dd8452"] * len(report["training"]))
     ax.set_xscale("log")
     ax.set_xlabel("samples / s (log scale)")
-    ax.set_title(f"{report['preset']} anchor stage on this CPU, global batch {report['batch']}")
+    where = report.get("device", f"this CPU ({report.get('cpu_count')} cores, shared)")
+    ax.set_title(f"{report['preset']} anchor stage on {where}, global batch {report['batch']}")
     for i, (_, v) in enumerate(rows[::-1]):
         ax.text(v, i, f" {v:.3g}", va="center")
     fig.tight_layout()
