@@ -1,0 +1,394 @@
+"""``dymu-rt export triton``: a bundle as a Triton Inference Server model repository.
+
+Layout (``REPO/<model>/config.pbtxt``, ``REPO/<model>/<version>/...``)::
+
+    dymu/                          router: Python backend (BLS), inputs image, r, c
+      config.pbtxt
+      <v>/model.py                 template shipped with dymu-rt (dymu_rt/serve/triton/router/)
+      <v>/dymu_vendor/...          preference/tree/routing code vendored from dymu_rt (vendor.py)
+      <v>/router.json              tasks, topologies, grid points, BN layout, model names
+      <v>/bn_affine.safetensors    per-slot coefficients of scale/shift in the BN deltas
+    dymu_edge_hypernet/            the bundle's edge hypernet: r [1, N], c [1, 1] -> logits
+    dymu_weight_hypernet/          the bundle's weight hypernet: r, c -> BN deltas [D]
+    dymu_topo_<topology>/          one per topology: image [B, 3, H, W] and per modulated BN
+      <v>/model.onnx               slot <slot>.scale / <slot>.shift [B, C, 1, 1] -> one
+                                   output per task (self-contained ONNX, raw conv weights)
+
+Topology models are the runtime's ``affine`` graphs
+(:func:`dymu_rt.backends.onnxruntime.affine_graph`): the per-preference BN scale/shift are
+ordinary batched inputs, so Triton's dynamic batcher puts requests with different
+preferences of one topology into one run. The hypernets run on the CPU whatever the
+backend (tiny MLPs, as in the Runtime's controller).
+
+``--backend onnxruntime`` serves the topology models with Triton's ONNX Runtime backend on
+CPU instances (``KIND_CPU``). ``--backend tensorrt`` serves the same ONNX files on GPU
+instances (``KIND_GPU``) with the ONNX Runtime backend's TensorRT execution accelerator:
+TensorRT plans are tied to the TensorRT version and GPU of the serving container, so the
+server builds them on its own GPU at load time (engine cache enabled) instead of this
+machine shipping plans for a GPU it does not know.
+
+Versions: every model of one export gets the same version number, one more than the
+highest in the repository, and the router calls the others at exactly its own version, so
+a server never mixes models of two bundles. Exporting the same bundle with the same
+settings again changes nothing. The export is atomic: the new repository state is staged
+next to ``REPO`` (existing versions hard-linked, not copied) and swapped in by renames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from dymu_rt.errors import ValidationError
+from dymu_rt.serve.triton import config as C
+from dymu_rt.serve.triton import routing as R
+from dymu_rt.serve.triton.vendor import vendored_files
+from dymu_rt.utils.io import sha256_bytes, sha256_file
+
+BACKENDS = ("onnxruntime", "tensorrt")
+ROUTER = "dymu"
+EDGE = f"{ROUTER}_edge_hypernet"
+WEIGHT = f"{ROUTER}_weight_hypernet"
+TOPOLOGY_PREFIX = f"{ROUTER}_topo_"
+MAX_BATCH_LIMIT = 4096
+#: dynamic batcher wait for more requests (topology models and router)
+QUEUE_DELAY_US = 500
+ROUTER_TEMPLATE = Path(__file__).parent / "router" / "model.py"
+
+
+def topology_model(topology: str) -> str:
+    """Triton model name of a topology."""
+    return f"{TOPOLOGY_PREFIX}{topology}"
+
+
+# -- the bundle, read in one place ---------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class BundleView:
+    """What the export reads from a bundle (one reader: switch it, not the callers, when the
+    manifest's form changes)."""
+
+    root: Path
+    sha256: str                       # of manifest.json, which lists every file's sha256
+    producer: dict
+    tasks: list                       # [{name, kind, out_channels}]
+    input_size: tuple
+    num_layers: int
+    salt: str
+    points: list                      # [{r, c, topology}]
+    topologies: dict                  # id -> {file, bn_slots, params, macs}
+    bn_layout: list                   # [{name, offset, channels, ...}]
+    bn_eps: float
+    edge_file: Path
+    weight_file: Path
+    fold_params_file: Path
+
+
+def read_bundle(path) -> BundleView:
+    """Verify a bundle (every file's sha256) and return what the export needs."""
+    from dymu_rt.compile.bundle import MANIFEST, verify_bundle
+
+    root = Path(path)
+    m = verify_bundle(root)
+    topo0 = next(iter(m["topologies"].values()))
+    ctrl = m["controller"]
+    return BundleView(root=root, sha256=sha256_file(root / MANIFEST), producer=dict(m["producer"]),
+                      tasks=list(m["tasks"]), input_size=tuple(m["preprocessing"]["input_size"]),
+                      num_layers=int(m.get("num_layers", len(topo0["parents"]))), salt=m.get("topology_salt", ""),
+                      points=list(m["points"]), topologies=dict(m["topologies"]), bn_layout=list(m["bn_layout"]),
+                      bn_eps=float(m["bn_eps"]), edge_file=root / ctrl["edge_hypernet"]["file"],
+                      weight_file=root / ctrl["weight_hypernet"]["file"],
+                      fold_params_file=root / ctrl["fold_params"]["file"])
+
+
+# -- pieces ---------------------------------------------------------------------------------------
+
+def _dims(value_info) -> list[int]:
+    """ONNX value-info shape as Triton dims (symbolic or unknown -> -1)."""
+    return [d.dim_value if d.HasField("dim_value") else -1 for d in value_info.type.tensor_type.shape.dim]
+
+
+def _dtype(value_info) -> str:
+    import onnx
+
+    name = onnx.helper.tensor_dtype_to_np_dtype(value_info.type.tensor_type.elem_type).name
+    return {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
+            "int32": "TYPE_INT32"}[name]
+
+
+def _io(model, batched: bool) -> tuple[list[dict], list[dict]]:
+    """Config inputs/outputs of an ONNX model (batched: drop the leading batch dim)."""
+    def entry(v):
+        dims = _dims(v)
+        return C.tensor(v.name, _dtype(v), dims[1:] if batched else dims)
+    return [entry(v) for v in model.graph.input], [entry(v) for v in model.graph.output]
+
+
+def bn_coefficients(view: BundleView) -> dict[str, np.ndarray]:
+    """Per slot ``s0, k, h0, m`` with scale = s0 + k·Δγ, shift = h0 + Δβ + m·Δγ, evaluated with
+    the one binding formula (:func:`dymu_rt.runtime.binding.slot_weights`) at Δ = 0 and at
+    Δγ = 1 (the formula is affine in the deltas; see :mod:`dymu_rt.serve.triton.routing`)."""
+    from dymu_rt.runtime.binding import load_fold_params, slot_weights
+
+    params = load_fold_params(view.fold_params_file)
+    size = max((int(s["offset"]) + 2 * int(s["channels"]) for s in view.bn_layout), default=0)
+    slots = [s["name"] for s in view.bn_layout]
+    zero = np.zeros(size, np.float32)
+    unit = zero.copy()
+    for s in view.bn_layout:
+        unit[int(s["offset"]):int(s["offset"]) + int(s["channels"])] = 1.0      # Δγ = 1, Δβ = 0
+    at0 = slot_weights(params, view.bn_layout, zero, view.bn_eps, slots, "affine")
+    at1 = slot_weights(params, view.bn_layout, unit, view.bn_eps, slots, "affine")
+    out = {}
+    for s in slots:
+        s0, h0 = at0[f"{s}.scale"].astype(np.float64), at0[f"{s}.shift"].astype(np.float64)
+        out[f"{s}.s0"], out[f"{s}.h0"] = s0.astype(np.float32), h0.astype(np.float32)
+        out[f"{s}.k"] = (at1[f"{s}.scale"] - s0).astype(np.float32)
+        out[f"{s}.m"] = (at1[f"{s}.shift"] - h0).astype(np.float32)
+    return out
+
+
+def _topology_onnx(view: BundleView, topology: str, params: dict):
+    """The topology's affine graph (raw conv weights inside; scale/shift inputs)."""
+    import onnx
+
+    from dymu_rt.backends.onnxruntime import affine_graph
+    from dymu_rt.runtime.binding import raw_weights
+
+    topo = view.topologies[topology]
+    model = onnx.load(str(view.root / topo["file"]))            # pulls in the external weights
+    model = affine_graph(model, raw_weights(params, topo["bn_slots"]), topo["bn_slots"])
+    if model.ByteSize() >= 2 ** 31 - 1:
+        raise ValidationError(f"topology {topology} has {model.ByteSize() / 2**30:.1f} GiB of weights; a "
+                              "self-contained ONNX model must stay under 2 GiB")
+    return model
+
+
+def _instance_group(kind: str, count: int = 1) -> list[dict]:
+    return [{"count": count, "kind": C.Enum(kind)}]
+
+
+def _tensorrt_accelerator(model_name: str) -> dict:
+    params = {"precision_mode": "FP32", "max_workspace_size_bytes": str(1 << 30),
+              "trt_engine_cache_enable": "1", "trt_engine_cache_path": f"/tmp/dymu_trt_cache/{model_name}"}
+    return {"execution_accelerators": {"gpu_execution_accelerator": [
+        {"name": "tensorrt", "parameters": [{"key": k, "value": v} for k, v in params.items()]}]}}
+
+
+# -- the repository -------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Plan:
+    view: BundleView
+    backend: str
+    max_batch: int
+    version: int
+
+    @property
+    def params(self) -> list[dict]:
+        return C.parameters({C.PARAM_BUNDLE_SHA: self.view.sha256, C.PARAM_PRODUCER: self.view.producer,
+                             "dymu_rt.backend": self.backend})
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write a file in the staging tree; unlink first: it may be a hard link into the live REPO."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    path.write_bytes(data)
+
+
+def _model_versions(folder: Path) -> list[int]:
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"[1-9][0-9]*", p.name))
+
+
+def _existing(out: Path) -> tuple[int, Optional[dict]]:
+    """(highest version of any dymu model in ``out``, the newest router's spec or None);
+    refuses an ``out`` that holds something else."""
+    if not out.exists():
+        return 0, None
+    if not out.is_dir():
+        raise ValidationError(f"--out {out} exists and is not a directory; expected a new folder or a Triton "
+                              "repository written by `dymu-rt export triton`")
+    entries = list(out.iterdir())
+    if not entries:
+        return 0, None
+    router = out / ROUTER
+    if not (router / "config.pbtxt").is_file():
+        raise ValidationError(f"--out {out} is not empty and holds no {ROUTER}/config.pbtxt; expected a new "
+                              "folder or a Triton repository written by `dymu-rt export triton`")
+    top = 0
+    for d in entries:
+        if d.is_dir() and d.name.startswith(ROUTER) and (d / "config.pbtxt").is_file():
+            top = max([top, *_model_versions(d)])
+    versions = _model_versions(router)
+    spec = None
+    if versions:
+        try:
+            spec = json.loads((router / str(versions[-1]) / R.SPEC_FILE).read_text())
+        except (OSError, json.JSONDecodeError):
+            spec = None
+    return top, spec
+
+
+def _router_files(plan: _Plan, bn: dict, topo_io: dict[str, tuple[list, list]], hyper_out: dict) -> dict[str, bytes]:
+    from dymu_rt.utils.safetensors_np import dumps
+
+    view = plan.view
+    spec = {
+        "kind": R.SPEC_KIND, "bundle_sha256": view.sha256, "producer": view.producer, "backend": plan.backend,
+        "max_batch": plan.max_batch, "version": plan.version, "n_tasks": len(view.tasks),
+        "num_layers": view.num_layers, "topology_salt": view.salt, "tasks": view.tasks,
+        "input_size": list(view.input_size),
+        "models": {"edge_hypernet": EDGE, "weight_hypernet": WEIGHT, "edge_output": hyper_out[EDGE],
+                   "weight_output": hyper_out[WEIGHT]},
+        "topologies": {tid: {"model": topology_model(tid), "slots": list(t["bn_slots"]), "params": int(t["params"]),
+                             "macs": int(t["macs"]), "gmacs": int(t["macs"]) / 1e9}
+                       for tid, t in sorted(view.topologies.items())},
+        "points": [{"r": [float(v) for v in p["r"]], "c": float(p["c"]), "topology": p["topology"]}
+                   for p in view.points],
+        "bn_layout": {s["name"]: [int(s["offset"]), int(s["channels"])] for s in view.bn_layout},
+        "outputs": {o["name"]: o["dims"] for o in next(iter(topo_io.values()))[1]},
+    }
+    files = {f"{plan.version}/{k}": v for k, v in vendored_files().items()}
+    files[f"{plan.version}/model.py"] = ROUTER_TEMPLATE.read_bytes()
+    files[f"{plan.version}/{R.SPEC_FILE}"] = (json.dumps(spec, indent=1, sort_keys=True) + "\n").encode()
+    files[f"{plan.version}/{R.BN_FILE}"] = dumps(bn, {"bundle_sha256": view.sha256})
+    return files
+
+
+def _router_config(plan: _Plan, outputs: list[dict]) -> dict:
+    h, w = plan.view.input_size
+    n = len(plan.view.tasks)
+    return {
+        "name": ROUTER, "backend": "python", "max_batch_size": plan.max_batch,
+        "input": [C.tensor("image", "TYPE_FP32", [3, h, w]), C.tensor("r", "TYPE_FP32", [n]),
+                  C.tensor("c", "TYPE_FP32", [1])],
+        "output": [*outputs, C.tensor("topology", "TYPE_STRING", [1]), C.tensor("binding", "TYPE_STRING", [1]),
+                   C.tensor("grid_point", "TYPE_FP32", [n + 1]), C.tensor("gmacs", "TYPE_FP32", [1]),
+                   C.tensor("params", "TYPE_INT64", [1])],
+        "instance_group": _instance_group("KIND_CPU", 2),
+        "dynamic_batching": {"max_queue_delay_microseconds": QUEUE_DELAY_US},
+        "parameters": plan.params,
+    }
+
+
+def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
+                  on_step: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
+    """Write (or add a version to) the Triton model repository ``out`` for ``bundle``.
+
+    Returns a summary: ``repo``, ``version``, ``noop`` (same bundle and settings already
+    exported), ``models`` (names), ``topologies``, ``bundle_sha256``, ``backend``,
+    ``max_batch``. ``on_step(name)`` is called after each model is staged (progress).
+    """
+    import onnx
+
+    from dymu_rt.runtime.binding import load_fold_params
+
+    if backend not in BACKENDS:
+        raise ValidationError(f"--backend {backend!r} is unknown; expected one of {', '.join(BACKENDS)}")
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= MAX_BATCH_LIMIT:
+        raise ValidationError(f"--max-batch {max_batch!r}; expected an integer from 1 to {MAX_BATCH_LIMIT}")
+    out = Path(out)
+    view = read_bundle(bundle)
+    if out.resolve() == view.root.resolve() or view.root.resolve() in out.resolve().parents:
+        raise ValidationError(f"--out {out} is inside the bundle {view.root}; choose a folder outside it")
+    top, spec = _existing(out)
+    summary = {"repo": str(out), "bundle_sha256": view.sha256, "backend": backend, "max_batch": max_batch,
+               "topologies": len(view.topologies)}
+    if spec is not None and (spec.get("bundle_sha256"), spec.get("backend"), spec.get("max_batch")) == \
+            (view.sha256, backend, max_batch):
+        return {**summary, "version": int(spec.get("version", top)), "noop": True,
+                "models": sorted(p.name for p in out.iterdir() if p.is_dir())}
+    plan = _Plan(view, backend, max_batch, top + 1)
+    v = str(plan.version)
+    step = on_step or (lambda name: None)
+
+    stage = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        if out.exists():
+            shutil.copytree(out, stage, copy_function=_link_or_copy)
+        else:
+            stage.mkdir(parents=True)
+        models: list[str] = []
+
+        # hypernets: the bundle's ONNX graphs as they are (batch 1, CPU)
+        hyper_out = {}
+        for name, src in ((EDGE, view.edge_file), (WEIGHT, view.weight_file)):
+            model = onnx.load(str(src))
+            ins, outs = _io(model, batched=False)
+            hyper_out[name] = outs[0]["name"]
+            _write(stage / name / v / "model.onnx", src.read_bytes())
+            cfg = {"name": name, "platform": "onnxruntime_onnx", "max_batch_size": 0, "input": ins, "output": outs,
+                   "instance_group": _instance_group("KIND_CPU"), "parameters": plan.params}
+            _write(stage / name / "config.pbtxt", C.to_pbtxt(cfg).encode())
+            models.append(name)
+            step(name)
+
+        # one model per topology
+        params = load_fold_params(view.fold_params_file)
+        topo_io = {}
+        gpu = backend == "tensorrt"
+        for tid in sorted(view.topologies):
+            name = topology_model(tid)
+            model = _topology_onnx(view, tid, params)
+            ins, outs = _io(model, batched=True)
+            topo_io[tid] = (ins, outs)
+            _write(stage / name / v / "model.onnx", model.SerializeToString())
+            cfg = {"name": name, "platform": "onnxruntime_onnx", "max_batch_size": max_batch, "input": ins,
+                   "output": outs, "instance_group": _instance_group("KIND_GPU" if gpu else "KIND_CPU"),
+                   "dynamic_batching": {"max_queue_delay_microseconds": QUEUE_DELAY_US}}
+            if gpu:
+                cfg["optimization"] = _tensorrt_accelerator(name)
+            cfg["parameters"] = plan.params + C.parameters({"dymu_rt.topology": tid})
+            _write(stage / name / "config.pbtxt", C.to_pbtxt(cfg).encode())
+            models.append(name)
+            step(name)
+
+        # the router, last
+        for rel, data in _router_files(plan, bn_coefficients(view), topo_io, hyper_out).items():
+            _write(stage / ROUTER / rel, data)
+        _write(stage / ROUTER / "config.pbtxt",
+               C.to_pbtxt(_router_config(plan, next(iter(topo_io.values()))[1])).encode())
+        models.append(ROUTER)
+        step(ROUTER)
+        _swap(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return {**summary, "version": plan.version, "noop": False, "models": sorted(models)}
+
+
+def _link_or_copy(src: str, dst: str) -> str:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst
+
+
+def _swap(stage: Path, out: Path) -> None:
+    """Replace ``out`` by ``stage`` with renames (a reader sees the old or the new repository)."""
+    if not out.exists():
+        os.rename(stage, out)
+        return
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(out, old)
+    os.rename(stage, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def repository_digest(repo) -> str:
+    """sha256 over every file path and content of a repository (tests: nothing changed)."""
+    repo = Path(repo)
+    parts = [f"{p.relative_to(repo)}:{sha256_file(p)}" for p in sorted(repo.rglob("*")) if p.is_file()]
+    return sha256_bytes("\n".join(parts).encode())
