@@ -171,6 +171,25 @@ def _topology_onnx(view: BundleView, topology: str, params: dict):
     return model
 
 
+def _probe_outputs(model, input_size) -> dict[str, list[int]]:
+    """Task output dims (batch dropped) from one ONNX Runtime run at batch 1: the exporter
+    leaves spatial output dims symbolic, and Triton clients want them concrete. Also proves
+    the model loads and runs."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL     # one run: skip optimizing
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    h, w = input_size
+    feeds = {"image": np.zeros((1, 3, h, w), np.float32)}
+    for i in sess.get_inputs()[1:]:
+        feeds[i.name] = np.ones((1, *i.shape[1:]), np.float32)
+    names = [o.name for o in sess.get_outputs()]
+    return {n: list(v.shape[1:]) for n, v in zip(names, sess.run(names, feeds))}
+
+
 def _instance_group(kind: str, count: int = 1) -> list[dict]:
     return [{"count": count, "kind": C.Enum(kind)}]
 
@@ -341,6 +360,11 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
             name = topology_model(tid)
             model = _topology_onnx(view, tid, params)
             ins, outs = _io(model, batched=True)
+            dims = _probe_outputs(model, view.input_size)
+            outs = [C.tensor(o["name"], o["data_type"], dims[o["name"]]) for o in outs]
+            if topo_io and outs != next(iter(topo_io.values()))[1]:
+                raise ValidationError(f"bundle {view.root}: topology {tid} has task outputs {outs}, unlike the "
+                                      "others; rebuild the bundle")
             topo_io[tid] = (ins, outs)
             _write(stage / name / v / "model.onnx", model.SerializeToString())
             cfg = {"name": name, "platform": "onnxruntime_onnx", "max_batch_size": max_batch, "input": ins,
