@@ -45,6 +45,8 @@ def test_every_config_parses_and_matches_its_model(shipped_repo, shipped_bundle)
         assert _params(cfg)["dymu_rt.bundle_sha256"] == sha
         assert json.loads(_params(cfg)["dymu_rt.producer"]) == m["producer"]
         assert _kinds(cfg) == ["KIND_CPU"]
+    router = parse_config(shipped_repo / "dymu" / "config.pbtxt")
+    assert json.loads(_params(router)["dymu_rt.preprocessing"]) == m["preprocessing"]
     tid = next(iter(m["topologies"]))
     cfg = parse_config(shipped_repo / f"dymu_topo_{tid}" / "config.pbtxt")
     assert cfg.max_batch_size == 8 and cfg.HasField("dynamic_batching")

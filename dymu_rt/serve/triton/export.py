@@ -79,6 +79,7 @@ class BundleView:
     sha256: str                       # of manifest.json, which lists every file's sha256
     producer: dict
     tasks: list                       # [{name, kind, out_channels}]
+    preprocessing: dict               # what clients do to an image before sending it
     input_size: tuple
     num_layers: int
     salt: str
@@ -100,7 +101,8 @@ def read_bundle(path) -> BundleView:
     topo0 = next(iter(m["topologies"].values()))
     ctrl = m["controller"]
     return BundleView(root=root, sha256=sha256_file(root / MANIFEST), producer=dict(m["producer"]),
-                      tasks=list(m["tasks"]), input_size=tuple(m["preprocessing"]["input_size"]),
+                      tasks=list(m["tasks"]), preprocessing=dict(m["preprocessing"]),
+                      input_size=tuple(m["preprocessing"]["input_size"]),
                       num_layers=int(m.get("num_layers", len(topo0["parents"]))), salt=m.get("topology_salt", ""),
                       points=list(m["points"]), topologies=dict(m["topologies"]), bn_layout=list(m["bn_layout"]),
                       bn_eps=float(m["bn_eps"]), edge_file=root / ctrl["edge_hypernet"]["file"],
@@ -295,7 +297,8 @@ def _router_config(plan: _Plan, outputs: list[dict]) -> dict:
                    C.tensor("params", "TYPE_INT64", [1])],
         "instance_group": _instance_group("KIND_CPU", 2),
         "dynamic_batching": {"max_queue_delay_microseconds": QUEUE_DELAY_US},
-        "parameters": plan.params,
+        # clients read it with get_model_config("dymu"): how to turn a picture into `image`
+        "parameters": plan.params + C.parameters({"dymu_rt.preprocessing": plan.view.preprocessing}),
     }
 
 
