@@ -152,3 +152,20 @@ def test_failed_bls_call_is_an_error_response_not_a_crash(shipped_repo):
     images = np.zeros((1, 3, 64, 64), np.float32)
     (resp,) = router.execute([_request(images, [[0.2, 0.3, 0.5]], [0.5])])
     assert resp.has_error() and "dymu_weight_hypernet" in resp.error().message()
+
+
+def test_router_over_gpu_instances_asks_for_host_memory(small_bundle, tmp_path):
+    """--backend tensorrt: topology models on KIND_GPU answer in GPU memory unless the BLS call
+    asks for host memory (the stand-in enforces this as Triton does); the router asks."""
+    from dymu_rt.serve.triton import export_triton
+
+    repo = tmp_path / "repo"
+    export_triton(small_bundle, repo, backend="tensorrt", max_batch=4)
+    router, server, stub = load_router(repo, 1)
+    images = np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32)
+    request = _request(images, [[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]], [0.5, 0.1])
+    out = _outputs(router.execute([request])[0])
+    assert out["depth"].shape == (2, 1, 64, 64)
+    router.bls_kwargs = {}                      # without it the GPU output cannot reach numpy: an
+    (resp,) = router.execute([request])         # error response, not a crash
+    assert resp.has_error() and "stored in GPU" in resp.error().message()

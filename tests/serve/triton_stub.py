@@ -33,16 +33,29 @@ class TritonError:
         return self._message
 
 
+TRITONSERVER_MEMORY_CPU, TRITONSERVER_MEMORY_GPU = 0, 2
+
+
+class PreferredMemory:
+    def __init__(self, memory_type: int, device_id: int = 0) -> None:
+        self.memory_type, self.device_id = memory_type, device_id
+
+
 class Tensor:
-    def __init__(self, name: str, array: np.ndarray) -> None:
+    def __init__(self, name: str, array: np.ndarray, on_gpu: bool = False) -> None:
         if not isinstance(array, np.ndarray):
             raise TypeError(f"Tensor {name!r}: expected a numpy array, got {type(array).__name__}")
-        self._name, self._array = name, array
+        self._name, self._array, self._gpu = name, array, on_gpu
 
     def name(self) -> str:
         return self._name
 
+    def is_cpu(self) -> bool:
+        return not self._gpu
+
     def as_numpy(self) -> np.ndarray:
+        if self._gpu:       # what the real Tensor says for a BLS output left in GPU memory
+            raise RuntimeError("Tensor is stored in GPU and cannot be converted to NumPy.")
         return self._array
 
 
@@ -64,8 +77,9 @@ class InferenceRequest:
     server: "StubServer | None" = None          # where exec() sends BLS calls
 
     def __init__(self, model_name: str = "", requested_output_names=(), inputs=(), model_version: int = -1,
-                 request_id: str = "", correlation_id: int = 0) -> None:
+                 request_id: str = "", correlation_id: int = 0, preferred_memory=None) -> None:
         self.model_name, self.model_version = model_name, int(model_version)
+        self.preferred_memory = preferred_memory
         self._outputs, self._inputs = list(requested_output_names), list(inputs)
 
     def inputs(self):
@@ -152,7 +166,10 @@ class StubServer:
             names = request.requested_output_names()
             values = self._session(cfg.name, version).run(names, feeds)
             self.calls.append((cfg.name, version, len(next(iter(feeds.values()))) if cfg.max_batch_size else 1))
-            return InferenceResponse([Tensor(n, v) for n, v in zip(names, values)])
+            # GPU instances answer in GPU memory unless the caller asked for host memory
+            gpu = any(g.kind == 1 for g in cfg.instance_group) and not (
+                request.preferred_memory is not None and request.preferred_memory.memory_type == TRITONSERVER_MEMORY_CPU)
+            return InferenceResponse([Tensor(n, v, on_gpu=gpu) for n, v in zip(names, values)])
         except Exception as e:      # the real exec() reports every failure in the response
             return InferenceResponse([], TritonError(str(e)))
 
@@ -165,7 +182,7 @@ def load_router(repo: Path, version: int):
     server = StubServer(repo)
     stub = types.ModuleType("triton_python_backend_utils")
     for name in ("TritonError", "Tensor", "InferenceResponse", "InferenceRequest", "get_input_tensor_by_name",
-                 "get_output_tensor_by_name"):
+                 "get_output_tensor_by_name", "PreferredMemory", "TRITONSERVER_MEMORY_CPU"):
         setattr(stub, name, globals()[name])
     stub.InferenceRequest = type("InferenceRequest", (InferenceRequest,), {"server": server})
     sys.modules["triton_python_backend_utils"] = stub

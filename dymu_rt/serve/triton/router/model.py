@@ -40,6 +40,11 @@ class TritonPythonModel:
 
     def initialize(self, args):
         self.spec = RouterSpec.load(_HERE)
+        # Outputs of GPU instances (--backend tensorrt) come back in GPU memory unless host
+        # memory is asked for; numpy needs them on the host. (PreferredMemory: Triton >= 23.04.)
+        self.bls_kwargs = {}
+        if hasattr(pb_utils, "PreferredMemory"):
+            self.bls_kwargs["preferred_memory"] = pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0)
         self.version = int(args.get("model_version") or self.spec.spec["version"])
         self.max_batch = int(json.loads(args["model_config"]).get("max_batch_size", 0)) or self.spec.spec["max_batch"]
         self.task_outputs = list(self.spec.spec["outputs"])
@@ -49,11 +54,14 @@ class TritonPythonModel:
     def _call(self, model, inputs, outputs):
         request = pb_utils.InferenceRequest(
             model_name=model, model_version=self.version, requested_output_names=list(outputs),
-            inputs=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in inputs.items()])
+            inputs=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in inputs.items()], **self.bls_kwargs)
         response = request.exec()
         if response.has_error():
             raise _CallError(f"model {model} version {self.version}: {response.error().message()}")
-        return {k: pb_utils.get_output_tensor_by_name(response, k).as_numpy() for k in outputs}
+        try:
+            return {k: pb_utils.get_output_tensor_by_name(response, k).as_numpy() for k in outputs}
+        except Exception as e:   # e.g. an output left in GPU memory: this call fails, not the batch
+            raise _CallError(f"model {model} version {self.version}: cannot read its outputs ({e})") from None
 
     def _controller(self, pref):
         """Decision and BN deltas for one preference (both hypernets, batch 1)."""
