@@ -32,7 +32,7 @@ def triton_command(
     with make_progress(transient=True, disable=as_json) as progress:
         task = progress.add_task("export", total=None, info="")
         summary = export_triton(src, out, backend=backend, max_batch=max_batch,
-                                on_step=lambda name: progress.update(task, advance=1, info=name))
+                                on_step=lambda name, total: progress.update(task, advance=1, total=total, info=name))
     try:
         problems = check_repository(out)
         summary["checked"] = "every config.pbtxt parsed with Triton's ModelConfig; inputs/outputs match the models"

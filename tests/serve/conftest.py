@@ -27,6 +27,14 @@ def shipped_repo(shipped_bundle, tmp_path_factory):
     return repo
 
 
+def repository_digest(repo: Path) -> str:
+    """sha256 over every file path and content of a repository (to prove nothing changed)."""
+    from dymu_rt.utils.io import sha256_bytes, sha256_file
+
+    parts = [f"{p.relative_to(repo)}:{sha256_file(p)}" for p in sorted(Path(repo).rglob("*")) if p.is_file()]
+    return sha256_bytes("\n".join(parts).encode())
+
+
 def prune_bundle(src: Path, dst: Path, keep: int, tag: str = "") -> Path:
     """A valid smaller bundle: ``src`` with only its ``keep`` most used topologies and their
     grid points (``tag`` changes the manifest, as a rebuild would)."""

@@ -8,13 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import prune_bundle
+from conftest import prune_bundle, repository_digest
 
 from dymu_rt.errors import ValidationError
 from dymu_rt.serve.triton import check_repository, export_triton
 from dymu_rt.serve.triton import export as E
 from dymu_rt.serve.triton.config import parse_config
-from dymu_rt.serve.triton.export import repository_digest
 from dymu_rt.serve.triton.vendor import MODULES, PACKAGE, source_root, vendored_text
 from dymu_rt.utils.io import sha256_file
 

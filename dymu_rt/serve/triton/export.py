@@ -50,7 +50,7 @@ from dymu_rt.errors import ValidationError
 from dymu_rt.serve.triton import config as C
 from dymu_rt.serve.triton import routing as R
 from dymu_rt.serve.triton.vendor import vendored_files
-from dymu_rt.utils.io import sha256_bytes, sha256_file
+from dymu_rt.utils.io import sha256_file
 
 BACKENDS = ("onnxruntime", "tensorrt")
 ROUTER = "dymu"
@@ -303,7 +303,7 @@ def _router_config(plan: _Plan, outputs: list[dict]) -> dict:
 
 
 def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
-                  on_step: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
+                  on_step: Optional[Callable[[str, int], None]] = None) -> dict[str, Any]:
     """Write (or add a version to) the Triton model repository ``out`` for ``bundle``.
 
     Returns a summary: ``repo``, ``version``, ``noop`` (same bundle and settings already
@@ -331,7 +331,8 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
                 "models": sorted(p.name for p in out.iterdir() if p.is_dir())}
     plan = _Plan(view, backend, max_batch, top + 1)
     v = str(plan.version)
-    step = on_step or (lambda name: None)
+    total = len(view.topologies) + 3
+    step = (lambda name: on_step(name, total)) if on_step else (lambda name: None)
 
     stage = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
@@ -412,10 +413,3 @@ def _swap(stage: Path, out: Path) -> None:
     os.rename(out, old)
     os.rename(stage, out)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def repository_digest(repo) -> str:
-    """sha256 over every file path and content of a repository (tests: nothing changed)."""
-    repo = Path(repo)
-    parts = [f"{p.relative_to(repo)}:{sha256_file(p)}" for p in sorted(repo.rglob("*")) if p.is_file()]
-    return sha256_bytes("\n".join(parts).encode())
