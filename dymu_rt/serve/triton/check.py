@@ -19,17 +19,8 @@ from dymu_rt.serve.triton import routing as R
 
 def _model_io(path: Path) -> dict[str, tuple[str, list[int]]]:
     """name -> (Triton data type, dims with -1 for symbolic) of an ONNX model's inputs and outputs."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    out = {}
-    for v in [*model.graph.input, *model.graph.output]:
-        np_type = onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type)
-        dtype = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
-                 "int32": "TYPE_INT32"}.get(np_type.name, np_type.name)
-        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
-        out[v.name] = (dtype, dims)
-    return out
+    ins, outs = C.model_io(path)
+    return {e["name"]: (str(e["data_type"]), e["dims"]) for e in [*ins, *outs]}
 
 
 def _dtype_name(enum_value: int) -> str:
@@ -89,15 +80,10 @@ def _check_onnx(name: str, cfg, path: Path) -> list[str]:
             elif cfg.max_batch_size > 0 and dims[0] != -1:
                 problems.append(f"{name} v{path.parent.name}: {kind} {t.name!r} has a fixed first dimension "
                                 f"{dims[0]}; batching needs it dynamic")
-    for n in sorted(set(_model_inputs(path)) - {t.name for t in cfg.input}):
-        problems.append(f"{name} v{path.parent.name}: model input {n!r} is not declared in config.pbtxt")
+    for e in C.model_io(path)[0]:
+        if e["name"] not in {t.name for t in cfg.input}:
+            problems.append(f"{name} v{path.parent.name}: model input {e['name']!r} is not declared in config.pbtxt")
     return problems
-
-
-def _model_inputs(path: Path) -> list[str]:
-    import onnx
-
-    return [v.name for v in onnx.load(str(path), load_external_data=False).graph.input]
 
 
 def _check_router(repo: Path, cfg, configs: dict) -> list[str]:

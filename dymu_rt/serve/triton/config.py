@@ -79,6 +79,23 @@ def to_pbtxt(config: Mapping[str, Any]) -> str:
     return "\n".join(_lines(config, 0)) + "\n"
 
 
+def model_io(model) -> tuple[list[dict], list[dict]]:
+    """(inputs, outputs) of an ONNX model (a path or serialized bytes) as config entries with
+    the model's full dims (symbolic -> -1), read by ONNX Runtime (the base install's)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL     # metadata only
+    sess = ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
+                                providers=["CPUExecutionProvider"])
+
+    def entry(v):
+        return tensor(v.name, ONNX_TO_TRITON[v.type], [d if isinstance(d, int) else -1 for d in v.shape])
+
+    return [entry(v) for v in sess.get_inputs()], [entry(v) for v in sess.get_outputs()]
+
+
 def model_config_message():
     """Triton's ``ModelConfig`` protobuf class, or BackendUnavailable with the install hint."""
     try:

@@ -112,25 +112,12 @@ def read_bundle(path) -> BundleView:
 
 # -- pieces ---------------------------------------------------------------------------------------
 
-def _dims(value_info) -> list[int]:
-    """ONNX value-info shape as Triton dims (symbolic or unknown -> -1)."""
-    return [d.dim_value if d.HasField("dim_value") else -1 for d in value_info.type.tensor_type.shape.dim]
-
-
-def _dtype(value_info) -> str:
-    import onnx
-
-    name = onnx.helper.tensor_dtype_to_np_dtype(value_info.type.tensor_type.elem_type).name
-    return {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
-            "int32": "TYPE_INT32"}[name]
-
-
 def _io(model, batched: bool) -> tuple[list[dict], list[dict]]:
-    """Config inputs/outputs of an ONNX model (batched: drop the leading batch dim)."""
-    def entry(v):
-        dims = _dims(v)
-        return C.tensor(v.name, _dtype(v), dims[1:] if batched else dims)
-    return [entry(v) for v in model.graph.input], [entry(v) for v in model.graph.output]
+    """Config inputs/outputs of an ONNX model (path or bytes; batched: drop the batch dim)."""
+    ins, outs = C.model_io(model)
+    if batched:
+        ins, outs = ([{**e, "dims": e["dims"][1:]} for e in es] for es in (ins, outs))
+    return ins, outs
 
 
 def bn_coefficients(view: BundleView) -> dict[str, np.ndarray]:
@@ -310,8 +297,6 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
     exported), ``models`` (names), ``topologies``, ``bundle_sha256``, ``backend``,
     ``max_batch``. ``on_step(name)`` is called after each model is staged (progress).
     """
-    import onnx
-
     from dymu_rt.runtime.binding import load_fold_params
 
     if backend not in BACKENDS:
@@ -346,8 +331,7 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
         # hypernets: the bundle's ONNX graphs as they are (batch 1, CPU)
         hyper_out = {}
         for name, src in ((EDGE, view.edge_file), (WEIGHT, view.weight_file)):
-            model = onnx.load(str(src))
-            ins, outs = _io(model, batched=False)
+            ins, outs = _io(src, batched=False)
             hyper_out[name] = outs[0]["name"]
             _write(stage / name / v / "model.onnx", src.read_bytes())
             cfg = {"name": name, "platform": "onnxruntime_onnx", "max_batch_size": 0, "input": ins, "output": outs,
@@ -363,7 +347,7 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
         for tid in sorted(view.topologies):
             name = topology_model(tid)
             model = _topology_onnx(view, tid, params)
-            ins, outs = _io(model, batched=True)
+            ins, outs = _io(model.SerializeToString(), batched=True)
             dims = _probe_outputs(model, view.input_size)
             outs = [C.tensor(o["name"], o["data_type"], dims[o["name"]]) for o in outs]
             if topo_io and outs != next(iter(topo_io.values()))[1]:
