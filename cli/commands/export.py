@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.common import console, print_json
+from dymu_rt.cli.common import console, print_json
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 @pytest.fixture(scope="session")
 def shipped_bundle():
-    from dymu_rt.runtime.runtime import default_bundle_path
+    from dymu_rt.bundle.layout import default_bundle_path
 
     return default_bundle_path()
 

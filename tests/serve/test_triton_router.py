@@ -66,7 +66,7 @@ def _run(router, bundle, version_images_prefs, seed=0):
 
 @pytest.mark.parametrize("which", ["shipped", "pruned"])
 def test_router_matches_runtime_for_20_preferences(which, shipped_bundle, shipped_repo, small_bundle, tmp_path):
-    from dymu_rt.compile.bundle import read_manifest
+    from dymu_rt.bundle.layout import read_manifest
     from dymu_rt.serve.triton import export_triton
 
     if which == "shipped":
@@ -74,7 +74,7 @@ def test_router_matches_runtime_for_20_preferences(which, shipped_bundle, shippe
     else:                    # 3 topologies: most preferences fall back to the nearest grid point
         bundle, repo = small_bundle, tmp_path / "repo"
         export_triton(bundle, repo, max_batch=8)
-    m = read_manifest(bundle)
+    m = read_manifest(bundle).to_dict()
     router, server, _ = load_router(repo, 1)
     prefs = _preferences(len(m["tasks"]), m["points"], 20, seed=1)
     images = np.random.default_rng(2).random((20, 3, 64, 64), dtype=np.float32)
@@ -100,9 +100,9 @@ def test_router_matches_runtime_for_20_preferences(which, shipped_bundle, shippe
 def test_mixed_preferences_share_one_topology_call(shipped_repo, shipped_bundle):
     """Two images, two preferences, same topology: one BLS call of batch 2 (dynamic batching
     across preferences is what the batched scale/shift inputs are for)."""
-    from dymu_rt.compile.bundle import read_manifest
+    from dymu_rt.bundle.layout import read_manifest
 
-    m = read_manifest(shipped_bundle)
+    m = read_manifest(shipped_bundle).to_dict()
     tid = max(m["topologies"], key=lambda t: m["topologies"][t]["n_points"])
     pts = [p for p in m["points"] if p["topology"] == tid][:2]
     router, server, _ = load_router(shipped_repo, 1)

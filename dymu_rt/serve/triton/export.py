@@ -46,7 +46,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from dymu_rt.backends import onnx_proto
+from dymu_rt.backends.onnxruntime import affine_graph
+from dymu_rt.bundle.layout import MANIFEST, Manifest, verify_bundle
 from dymu_rt.errors import ValidationError
+from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
 from dymu_rt.serve.triton import config as C
 from dymu_rt.serve.triton import routing as R
 from dymu_rt.serve.triton.vendor import vendored_files
@@ -72,42 +76,26 @@ def topology_model(topology: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class BundleView:
-    """What the export reads from a bundle (one reader: switch it, not the callers, when the
-    manifest's form changes)."""
+    """A verified bundle: its folder, typed manifest and manifest sha256 (which, listing
+    every file's sha256, identifies the whole bundle)."""
 
     root: Path
-    sha256: str                       # of manifest.json, which lists every file's sha256
-    producer: dict
-    tasks: list                       # [{name, kind, out_channels}]
-    preprocessing: dict               # what clients do to an image before sending it
-    input_size: tuple
-    num_layers: int
-    salt: str
-    points: list                      # [{r, c, topology}]
-    topologies: dict                  # id -> {file, bn_slots, params, macs}
-    bn_layout: list                   # [{name, offset, channels, ...}]
-    bn_eps: float
-    edge_file: Path
-    weight_file: Path
-    fold_params_file: Path
+    manifest: Manifest
+    sha256: str
+
+    @property
+    def producer(self) -> dict:
+        return dict(self.manifest.data.get("producer", {}))
+
+    def file(self, name: str) -> Path:
+        """A controller file (``edge_hypernet``, ``weight_hypernet``, ``fold_params``)."""
+        return self.root / self.manifest.controller[name].file
 
 
 def read_bundle(path) -> BundleView:
-    """Verify a bundle (every file's sha256) and return what the export needs."""
-    from dymu_rt.compile.bundle import MANIFEST, verify_bundle
-
+    """Verify a bundle (every file's sha256) and return it with its manifest's sha256."""
     root = Path(path)
-    m = verify_bundle(root)
-    topo0 = next(iter(m["topologies"].values()))
-    ctrl = m["controller"]
-    return BundleView(root=root, sha256=sha256_file(root / MANIFEST), producer=dict(m["producer"]),
-                      tasks=list(m["tasks"]), preprocessing=dict(m["preprocessing"]),
-                      input_size=tuple(m["preprocessing"]["input_size"]),
-                      num_layers=int(m.get("num_layers", len(topo0["parents"]))), salt=m.get("topology_salt", ""),
-                      points=list(m["points"]), topologies=dict(m["topologies"]), bn_layout=list(m["bn_layout"]),
-                      bn_eps=float(m["bn_eps"]), edge_file=root / ctrl["edge_hypernet"]["file"],
-                      weight_file=root / ctrl["weight_hypernet"]["file"],
-                      fold_params_file=root / ctrl["fold_params"]["file"])
+    return BundleView(root, verify_bundle(root), sha256_file(root / MANIFEST))
 
 
 # -- pieces ---------------------------------------------------------------------------------------
@@ -124,17 +112,15 @@ def bn_coefficients(view: BundleView) -> dict[str, np.ndarray]:
     """Per slot ``s0, k, h0, m`` with scale = s0 + k·Δγ, shift = h0 + Δβ + m·Δγ, evaluated with
     the one binding formula (:func:`dymu_rt.runtime.binding.slot_weights`) at Δ = 0 and at
     Δγ = 1 (the formula is affine in the deltas; see :mod:`dymu_rt.serve.triton.routing`)."""
-    from dymu_rt.runtime.binding import load_fold_params, slot_weights
-
-    params = load_fold_params(view.fold_params_file)
-    size = max((int(s["offset"]) + 2 * int(s["channels"]) for s in view.bn_layout), default=0)
-    slots = [s["name"] for s in view.bn_layout]
-    zero = np.zeros(size, np.float32)
+    m = view.manifest
+    params = load_fold_params(view.file("fold_params"))
+    slots = [s["name"] for s in m.bn_layout]
+    zero = np.zeros(m.bn_delta_size, np.float32)
     unit = zero.copy()
-    for s in view.bn_layout:
+    for s in m.bn_layout:
         unit[int(s["offset"]):int(s["offset"]) + int(s["channels"])] = 1.0      # Δγ = 1, Δβ = 0
-    at0 = slot_weights(params, view.bn_layout, zero, view.bn_eps, slots, "affine")
-    at1 = slot_weights(params, view.bn_layout, unit, view.bn_eps, slots, "affine")
+    at0 = slot_weights(params, m.bn_layout, zero, m.bn_eps, slots, "affine")
+    at1 = slot_weights(params, m.bn_layout, unit, m.bn_eps, slots, "affine")
     out = {}
     for s in slots:
         s0, h0 = at0[f"{s}.scale"].astype(np.float64), at0[f"{s}.shift"].astype(np.float64)
@@ -146,14 +132,9 @@ def bn_coefficients(view: BundleView) -> dict[str, np.ndarray]:
 
 def _topology_onnx(view: BundleView, topology: str, params: dict):
     """The topology's affine graph (raw conv weights inside; scale/shift inputs)."""
-    import onnx
-
-    from dymu_rt.backends.onnxruntime import affine_graph
-    from dymu_rt.runtime.binding import raw_weights
-
-    topo = view.topologies[topology]
-    model = onnx.load(str(view.root / topo["file"]))            # pulls in the external weights
-    model = affine_graph(model, raw_weights(params, topo["bn_slots"]), topo["bn_slots"])
+    topo = view.manifest.topologies[topology]
+    model = onnx_proto.load_model(view.root / topo.file)        # pulls in the external weights
+    model = affine_graph(model, raw_weights(params, topo.bn_slots), topo.bn_slots)
     if model.ByteSize() >= 2 ** 31 - 1:
         raise ValidationError(f"topology {topology} has {model.ByteSize() / 2**30:.1f} GiB of weights; a "
                               "self-contained ONNX model must stay under 2 GiB")
@@ -249,20 +230,19 @@ def _existing(out: Path) -> tuple[int, Optional[dict]]:
 def _router_files(plan: _Plan, bn: dict, topo_io: dict[str, tuple[list, list]], hyper_out: dict) -> dict[str, bytes]:
     from dymu_rt.utils.safetensors_np import dumps
 
-    view = plan.view
+    view, m = plan.view, plan.view.manifest
     spec = {
         "kind": R.SPEC_KIND, "bundle_sha256": view.sha256, "producer": view.producer, "backend": plan.backend,
-        "max_batch": plan.max_batch, "version": plan.version, "n_tasks": len(view.tasks),
-        "num_layers": view.num_layers, "topology_salt": view.salt, "tasks": view.tasks,
-        "input_size": list(view.input_size),
+        "max_batch": plan.max_batch, "version": plan.version, "n_tasks": m.n_tasks,
+        "num_layers": m.num_layers, "topology_salt": m.topology_salt,
+        "tasks": [dataclasses.asdict(t) for t in m.tasks], "input_size": list(m.input_size),
         "models": {"edge_hypernet": EDGE, "weight_hypernet": WEIGHT, "edge_output": hyper_out[EDGE],
                    "weight_output": hyper_out[WEIGHT]},
-        "topologies": {tid: {"model": topology_model(tid), "slots": list(t["bn_slots"]), "params": int(t["params"]),
-                             "macs": int(t["macs"]), "gmacs": int(t["macs"]) / 1e9}
-                       for tid, t in sorted(view.topologies.items())},
-        "points": [{"r": [float(v) for v in p["r"]], "c": float(p["c"]), "topology": p["topology"]}
-                   for p in view.points],
-        "bn_layout": {s["name"]: [int(s["offset"]), int(s["channels"])] for s in view.bn_layout},
+        "topologies": {tid: {"model": topology_model(tid), "slots": list(t.bn_slots), "params": int(t.params),
+                             "macs": int(t.macs), "gmacs": t.gmacs}
+                       for tid, t in sorted(m.topologies.items())},
+        "points": [{"r": list(p.r), "c": p.c, "topology": p.topology} for p in m.points],
+        "bn_layout": {s["name"]: [int(s["offset"]), int(s["channels"])] for s in m.bn_layout},
         "outputs": {o["name"]: o["dims"] for o in next(iter(topo_io.values()))[1]},
     }
     files = {f"{plan.version}/{k}": v for k, v in vendored_files().items()}
@@ -273,8 +253,8 @@ def _router_files(plan: _Plan, bn: dict, topo_io: dict[str, tuple[list, list]], 
 
 
 def _router_config(plan: _Plan, outputs: list[dict]) -> dict:
-    h, w = plan.view.input_size
-    n = len(plan.view.tasks)
+    h, w = plan.view.manifest.input_size
+    n = plan.view.manifest.n_tasks
     return {
         "name": ROUTER, "backend": "python", "max_batch_size": plan.max_batch,
         "input": [C.tensor("image", "TYPE_FP32", [3, h, w]), C.tensor("r", "TYPE_FP32", [n]),
@@ -285,7 +265,7 @@ def _router_config(plan: _Plan, outputs: list[dict]) -> dict:
         "instance_group": _instance_group("KIND_CPU", 2),
         "dynamic_batching": {"max_queue_delay_microseconds": QUEUE_DELAY_US},
         # clients read it with get_model_config("dymu"): how to turn a picture into `image`
-        "parameters": plan.params + C.parameters({"dymu_rt.preprocessing": plan.view.preprocessing}),
+        "parameters": plan.params + C.parameters({"dymu_rt.preprocessing": dict(plan.view.manifest.preprocessing)}),
     }
 
 
@@ -297,8 +277,6 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
     exported), ``models`` (names), ``topologies``, ``bundle_sha256``, ``backend``,
     ``max_batch``. ``on_step(name)`` is called after each model is staged (progress).
     """
-    from dymu_rt.runtime.binding import load_fold_params
-
     if backend not in BACKENDS:
         raise ValidationError(f"--backend {backend!r} is unknown; expected one of {', '.join(BACKENDS)}")
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= MAX_BATCH_LIMIT:
@@ -308,15 +286,16 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
     if out.resolve() == view.root.resolve() or view.root.resolve() in out.resolve().parents:
         raise ValidationError(f"--out {out} is inside the bundle {view.root}; choose a folder outside it")
     top, spec = _existing(out)
+    m = view.manifest
     summary = {"repo": str(out), "bundle_sha256": view.sha256, "backend": backend, "max_batch": max_batch,
-               "topologies": len(view.topologies)}
+               "topologies": len(m.topologies)}
     if spec is not None and (spec.get("bundle_sha256"), spec.get("backend"), spec.get("max_batch")) == \
             (view.sha256, backend, max_batch):
         return {**summary, "version": int(spec.get("version", top)), "noop": True,
                 "models": sorted(p.name for p in out.iterdir() if p.is_dir())}
     plan = _Plan(view, backend, max_batch, top + 1)
     v = str(plan.version)
-    total = len(view.topologies) + 3
+    total = len(m.topologies) + 3
     step = (lambda name: on_step(name, total)) if on_step else (lambda name: None)
 
     stage = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -330,7 +309,7 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
 
         # hypernets: the bundle's ONNX graphs as they are (batch 1, CPU)
         hyper_out = {}
-        for name, src in ((EDGE, view.edge_file), (WEIGHT, view.weight_file)):
+        for name, src in ((EDGE, view.file("edge_hypernet")), (WEIGHT, view.file("weight_hypernet"))):
             ins, outs = _io(src, batched=False)
             hyper_out[name] = outs[0]["name"]
             _write(stage / name / v / "model.onnx", src.read_bytes())
@@ -341,14 +320,14 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
             step(name)
 
         # one model per topology
-        params = load_fold_params(view.fold_params_file)
+        params = load_fold_params(view.file("fold_params"))
         topo_io = {}
         gpu = backend == "tensorrt"
-        for tid in sorted(view.topologies):
+        for tid in sorted(m.topologies):
             name = topology_model(tid)
             model = _topology_onnx(view, tid, params)
             ins, outs = _io(model.SerializeToString(), batched=True)
-            dims = _probe_outputs(model, view.input_size)
+            dims = _probe_outputs(model, m.input_size)
             outs = [C.tensor(o["name"], o["data_type"], dims[o["name"]]) for o in outs]
             if topo_io and outs != next(iter(topo_io.values()))[1]:
                 raise ValidationError(f"bundle {view.root}: topology {tid} has task outputs {outs}, unlike the "
