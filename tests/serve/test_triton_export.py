@@ -255,3 +255,22 @@ def test_router_code_runs_without_dymu_rt_torch_onnx_or_safetensors(shipped_repo
     assert out.returncode == 0, out.stderr
     assert "refused: row 0: r = 0.5,0.5,0.5" in out.stdout
     assert out.stdout.split()[-2] in ("exact", "nearest-grid") and int(out.stdout.split()[-1]) > 0
+
+
+def test_export_needs_no_torch_or_onnx(small_bundle, tmp_path):
+    """The export runs on the base install: torch, onnx, onnx-graphsurgeon, scipy and
+    matplotlib refused in a fresh interpreter (the hypernets are the bundle's ONNX graphs)."""
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import sys
+        for name in ("torch", "onnx", "onnx_graphsurgeon", "scipy", "matplotlib"):
+            sys.modules[name] = None            # import of any of these now raises ImportError
+        from dymu_rt.serve.triton import export_triton
+        print(export_triton({str(small_bundle)!r}, {str(tmp_path / "repo")!r})["version"])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "1"
+    assert check_repository(tmp_path / "repo") == []
