@@ -196,3 +196,61 @@ def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train:
                 raise ValidationError(f"{run.path}: train the anchor first (dymu-rt train anchor)")
             train_phn_bn(run, data, seed, n_train, progress)
     return run.read_config()
+
+
+# -- the command line's options, checked here (the CLI only parses) --------------------------
+
+def _check(option: str, value, minimum: float, strict: bool = False) -> None:
+    if value is None:
+        return
+    if (value <= minimum) if strict else (value < minimum):
+        raise ValidationError(f"{option} {value} is not valid; expected {'>' if strict else '>='} {minimum:g}")
+
+
+def _choice(option: str, value: Optional[str], choices: tuple[str, ...]) -> Optional[str]:
+    if value is None:
+        return None
+    if value.lower() not in choices:
+        raise ValidationError(f"{option} '{value}' is not valid; expected one of {', '.join(choices)}")
+    return value.lower()
+
+
+def anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay) -> dict:
+    """Anchor-stage settings from the command line's options (validated; None = the preset's)."""
+    _check("--lr", lr, 0, strict=True)
+    _check("--weight-decay", weight_decay, 0)
+    return {"anchor_steps": steps, "anchor_batch": batch, "anchor_lr": lr,
+            "anchor_optimizer": _choice("--optimizer", optimizer, ("adamw", "adam", "sgd")),
+            "anchor_schedule": _choice("--schedule", schedule, ("cosine", "step")),
+            "anchor_weight_decay": weight_decay}
+
+
+def regularizer_overrides(tau, lambda_a, lambda_i, no_inactive, no_layer_w, no_affinity,
+                          no_dichotomy) -> dict:
+    """Stage-1 regularizer settings from the command line's options (validated; None = the preset's)."""
+    if tau is not None and not 0 < tau <= 1:
+        raise ValidationError(f"--tau {tau} is not valid; expected 0 < tau <= 1 (a threshold on r_i)")
+    _check("--lambda-a", lambda_a, 0)
+    _check("--lambda-i", lambda_i, 0)
+    return {"tau": tau, "lambda_active": lambda_a, "lambda_inactive": lambda_i,
+            "inactive_loss": False if no_inactive else None,
+            "layer_weighting": False if no_layer_w else None,
+            "use_affinity": False if no_affinity else None,
+            "dichotomy": False if no_dichotomy else None}
+
+
+_FLAGS = {"anchor_steps": "--anchor-steps", "edge_steps": "--edge-steps", "weight_steps": "--weight-steps",
+          "phn_steps": "--steps", "anchor_batch": "--batch", "controller_batch": "--batch"}
+
+
+def run_training(stages: str, preset, out, data, seed, n_train, n_val, save_every, overrides: dict,
+                 flags: Optional[dict] = None, progress: bool = True) -> dict:
+    """The ``dymu-rt train`` use case: check every option (``flags`` names the command-line flag of
+    each setting, for the messages), open or resume the run, train ``stages``; returns the config.
+    Nothing is written before every option has been checked."""
+    flags = {**_FLAGS, **(flags or {})}
+    for key, flag in flags.items():
+        check_positive(overrides.get(key), flag)
+    check_positive(save_every, "--save-every")
+    run = open_run(out, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val)
+    return train(run, stages, seed=seed, n_train=n_train, n_val=n_val, progress=progress, save_every=save_every)
