@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from dymu_rt.errors import BundleError
+from dymu_rt.utils import units
 from dymu_rt.utils.io import atomic_write_json
 
 SCHEMA_VERSION = 2
@@ -194,12 +195,12 @@ class TopologyEntry:
     @property
     def gmacs(self) -> float:
         """Multiply-accumulates / 1e9: what the paper's tables call "GFLOPs" (fvcore's convention)."""
-        return self.macs / 1e9
+        return units.gmacs(self.macs)
 
     @property
     def gflops(self) -> float:
         """Floating-point operations / 1e9, counting 2 FLOPs per MAC."""
-        return 2 * self.macs / 1e9
+        return units.gflops(self.macs)
 
 
 @dataclass(frozen=True)
