@@ -26,4 +26,7 @@ def prune_bundle(src: Path, dst: Path, keep: int, tag: str = "") -> Path:
     m["grid"]["n_points"] = len(m["points"])
     m["build"] = {**m.get("build", {}), "tag": tag}
     (dst / "manifest.json").write_text(json.dumps(m, indent=1, sort_keys=True))
+    from dymu_rt.bundle.checksum import write_checksum
+
+    write_checksum(dst)             # as the rebuild it stands for would have written it
     return dst
