@@ -48,11 +48,17 @@ class Architecture:
     params: int
     macs: int
     bn_slots: tuple[str, ...]
+    flops_paper: int = 0        # the paper's "GFLOPs" x 1e9 (fvcore convention, dymu_rt.models.cost)
 
     @property
     def gmacs(self) -> float:
-        """Multiply-accumulates / 1e9: the paper's "GFLOPs" (fvcore convention)."""
+        """Multiply-accumulates / 1e9 (conv and linear only)."""
         return self.macs / 1e9
+
+    @property
+    def gflops_paper(self) -> float:
+        """The paper's "GFLOPs": fvcore's count / 1e9 (MACs + BN, upsampling, pooling)."""
+        return self.flops_paper / 1e9
 
     @property
     def gflops(self) -> float:
@@ -75,7 +81,8 @@ class Architecture:
         slots = tuple(s.name for s in anchor.bn_layout if anchor.slot_alive(s, used))
         return Architecture(parents=tuple(tuple(int(v) for v in row) for row in canon),
                             id=topology_id(canon, salt), tasks=tuple(anchor.task_names),
-                            params=cost.params, macs=cost.macs, bn_slots=slots)
+                            params=cost.params, macs=cost.macs, bn_slots=slots,
+                            flops_paper=cost.flops_paper)
 
 
 class MaterializedTree(nn.Module):

@@ -342,7 +342,9 @@ class Runtime:
             # convention); gflops = 2 FLOPs per MAC / 1e9.
             out.update({"topology": s.topology, "r": list(s.r), "c": s.c, "binding": s.binding,
                         "grid_point": s.grid_point, "parents": topo["parents"], "params": topo["params"],
-                        "macs": topo["macs"], "gmacs": topo["macs"] / 1e9, "gflops": 2 * topo["macs"] / 1e9})
+                        "macs": topo["macs"], "gmacs": topo["macs"] / 1e9, "gflops": 2 * topo["macs"] / 1e9,
+                        # the paper's "GFLOPs" (fvcore convention); absent from older bundles
+                        "gflops_paper": topo.get("gflops_paper")})
         return out
 
     # -- profiling -----------------------------------------------------------------------------
