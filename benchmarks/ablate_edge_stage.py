@@ -16,7 +16,8 @@ Seeds are fixed (the run's seed), so a rerun on the same machine reproduces the 
 each setting costs one edge stage (about 1-2 minutes for synth-nyu on 2 cores).
 
 ``--stage2`` also trains each setting's weight hypernet, ``--eval`` then reports its HV /
-uniformity table (``dymu-rt eval``'s, same reference point, c in {0, 1}) and the
+uniformity table (``dymu-rt eval``'s, same reference point, c in {0, 1}; ``--phn`` trains
+the PHN-BN baseline once from the same anchor and adds its rows) and the
 controllability numbers of issue 12 (GMACs c-ratio over r ~ Dir(0.2), per-r monotone share
 on the 0.1 grid, smallest tree / anchor; dymu_rt.evaluate.controllability). ``--workers K``
 runs K settings at once (one torch thread each).
@@ -100,18 +101,41 @@ def _one(job: dict, tag: str, over: dict) -> dict:
                                   ("uniform", job["uniform"]), (f"r={job['r_text']}", [job["named"]]))}}
     if job["stage2"]:
         train_weight(run, cfg.get("data", "synth"), seed, 100, opts.get("n_train"), False)
-    if job["eval"]:
-        from dymu_rt.evaluate.controllability import controllability
-        from dymu_rt.evaluate.controller import evaluate_controller
-
-        rep = evaluate_controller(dst, n_r=job["n_eval_r"], n_val=job["n_val"], seed=seed, progress=False)
-        res["table"] = [{k: row[k] for k in ("method", "c", "hv", "uniformity", "params", "gmacs")}
-                        for row in rep["table"] if row["method"] != "PHN-BN"]
-        ctl = controllability(anchor, edge, cost)
-        res["controllability"] = {"c_ratio_gmacs": ctl["c_ratio"]["gmacs"], "monotone_share": ctl["monotone_share"],
-                                  "min_over_anchor": ctl["range"]["min_over_anchor"],
-                                  "span": ctl["range"]["max_over_min"]}
     return res
+
+
+def _phn(job: dict) -> str:
+    """Train the PHN-BN baseline once, on a copy of the source run's anchor (OUT/_phn-bn)."""
+    torch.set_num_threads(1)
+    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.train.phn import train_phn_bn
+
+    dst = Path(job["out"]) / "_phn-bn"
+    _prepare(Path(job["run"]), dst, {})
+    opts = job["opts"]
+    train_phn_bn(RunDir(dst), job["cfg"].get("data", "synth"), job["seed"], opts.get("n_train"), False)
+    return str(dst)
+
+
+def _evaluate(job: dict, tag: str, phn_dir: str | None) -> dict:
+    """HV / uniformity table (with PHN-BN when trained) and controllability of one setting."""
+    torch.set_num_threads(1)
+    from dymu_rt.evaluate.controllability import controllability
+    from dymu_rt.evaluate.controller import evaluate_controller
+    from dymu_rt.train.checkpoint import RunDir
+
+    dst = Path(job["out"]) / tag
+    run = RunDir(dst)
+    if phn_dir is not None:
+        shutil.copy(Path(phn_dir) / "phn_bn.safetensors", dst / "phn_bn.safetensors")
+        run.mark_done("phn-bn", {"copied_from": phn_dir})
+    rep = evaluate_controller(dst, n_r=job["n_eval_r"], n_val=job["n_val"], seed=job["seed"], progress=False)
+    ctl = controllability(run.load_anchor(), run.load_edge_hypernet())
+    return {"table": [{k: row[k] for k in ("method", "c", "hv", "uniformity", "params", "gmacs")}
+                      for row in rep["table"]],
+            "controllability": {"c_ratio_gmacs": ctl["c_ratio"]["gmacs"], "monotone_share": ctl["monotone_share"],
+                                "min_over_anchor": ctl["range"]["min_over_anchor"],
+                                "span": ctl["range"]["max_over_min"]}}
 
 
 def main(argv=None) -> int:
@@ -128,6 +152,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-eval-r", type=int, default=20, help="--eval: r ~ Dir(0.2) samples (x c in {0, 1})")
     ap.add_argument("--n-val", type=int, default=None, help="--eval: validation scenes (default: the run's)")
     ap.add_argument("--workers", type=int, default=1, help="settings trained at once (processes)")
+    ap.add_argument("--phn", action="store_true", help="--eval: also train PHN-BN once and put it in every table")
     args = ap.parse_args(argv)
 
     from dymu_rt.control.preference import parse_r, sample_preferences
@@ -156,15 +181,26 @@ def main(argv=None) -> int:
            "stage2": args.stage2 or args.eval, "eval": args.eval, "n_eval_r": args.n_eval_r,
            "n_val": args.n_val}
     items = list(settings.items())
-    if args.workers > 1 and len(items) > 1:
+    tags, overs = [t for t, _ in items], [o for _, o in items]
+    if args.workers > 1 and len(items) + args.phn > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(min(args.workers, len(items)), mp_context=mp.get_context("spawn")) as ex:
-            outs = list(ex.map(_one, [job] * len(items), [t for t, _ in items], [o for _, o in items]))
+        with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as ex:
+            phn_future = ex.submit(_phn, job) if args.phn else None
+            outs = list(ex.map(_one, [job] * len(items), tags, overs))
+            phn_dir = phn_future.result() if phn_future is not None else None
+            if args.eval:
+                evals = list(ex.map(_evaluate, [job] * len(items), tags, [phn_dir] * len(items)))
     else:
+        phn_dir = _phn(job) if args.phn else None
         outs = [_one(job, tag, over) for tag, over in items]
-    results = dict(zip([t for t, _ in items], outs))
+        if args.eval:
+            evals = [_evaluate(job, tag, phn_dir) for tag in tags]
+    if args.eval:
+        for res, ev in zip(outs, evals):
+            res.update(ev)
+    results = dict(zip(tags, outs))
     print(f"mean params (M) of the predicted trees at c = {', '.join(f'{c:g}' for c in CS)}")
     for tag, res in results.items():
         print(f"\n{tag}: {json.dumps(res['overrides'])} (edge stage {res['edge_seconds']} s)")
