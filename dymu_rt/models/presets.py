@@ -141,11 +141,19 @@ def _pascal_tasks(n: int) -> tuple[TaskSpec, ...]:
 #   c·λ_A·L_active at λ_A = 1 was ~0.007 per step against a task loss of ~1.5, and c had no
 #   measurable effect on the trees; at 5, mean params fall monotonically with c and uniform r
 #   goes from 0.527 M (c = 0) to 0.411 M (c >= 0.5), with a slightly higher HV.
+# * lambda_inactive = 0.02 (the paper's CIFAR value), measured on the BMTAS-recipe synth-nyu
+#   (issue 12; benchmarks/ablate_edge_stage.py --eval from one anchor, 16-core device, torch
+#   2.11): at 0.1 the inactive-task pull collapsed most Dir(0.2) trees to the smallest one at
+#   c = 0 already (mean 0.0198 GMACs, smallest 0.0181, anchor 0.0413; grid span 1.93x, 84.8 %
+#   of grid r's monotone in c, HV 0.835/0.828 at c = 0/1); at 0.02 trees span 2.15x, 95.5 %
+#   of r's are monotone, HV 0.852/0.842 at 0.0246/0.0239 GMACs. Neither moves the Dir(0.2)
+#   mean much with c (c = 1 / c = 0: 0.987 and 0.974): c acts only through L_active, which is
+#   0 whenever a single task is active (most Dir(0.2) samples at τ = 0.2).
 _SYNTH_TRAIN = TrainDefaults(anchor_steps=600, anchor_batch=16, anchor_lr=2e-3,
                              edge_steps=400, weight_steps=300, controller_batch=16,
                              controller_lr=1e-3, decay_every=250, decay_gamma=0.3,
                              affinity_samples=32, gumbel_every=0, inactive_detach=True,
-                             lambda_active=5.0)
+                             lambda_active=5.0, lambda_inactive=0.02)
 
 def _bmtas(kind: str, depth: int, width: float, affine_last_bn: bool, raspp: int = 128) -> BackboneSpec:
     """The paper's dense-net recipe (BMTAS): shared stem, per-task backbone at output
