@@ -132,8 +132,9 @@ def _pascal_tasks(n: int) -> tuple[TaskSpec, ...]:
     return tasks[:n]
 
 
-# CPU presets: ~1/75 of the paper's steps. Two settings differ from the paper's defaults
-# (which the paper presets keep), both measured on synth-nyu (runs/exp, issue 4 note):
+# CPU presets: ~1/75 of the paper's steps. Three settings differ from the paper's defaults
+# (which the paper presets keep), all measured on synth-nyu (the first two on the earlier,
+# head-dominated synth-nyu: issue 4 note; the third on the BMTAS recipe: issue 12):
 # * inactive_detach: the literal L_inactive also pulls the *active* task's nodes toward the
 #   inactive ones; with r ~ Dir(0.2) 98% of steps have an inactive task, and every tree
 #   collapsed onto one stream whatever (r, c). Detached, only inactive nodes move.
@@ -154,6 +155,7 @@ _SYNTH_TRAIN = TrainDefaults(anchor_steps=600, anchor_batch=16, anchor_lr=2e-3,
                              controller_lr=1e-3, decay_every=250, decay_gamma=0.3,
                              affinity_samples=32, gumbel_every=0, inactive_detach=True,
                              lambda_active=5.0, lambda_inactive=0.02)
+
 
 def _bmtas(kind: str, depth: int, width: float, affine_last_bn: bool, raspp: int = 128) -> BackboneSpec:
     """The paper's dense-net recipe (BMTAS): shared stem, per-task backbone at output
