@@ -182,22 +182,29 @@ def _synth_backbone(kind: str, depth: int, width: float, raspp: int, affine_last
 # 60.3). Stem + decoders stay ≤ 20 % of the anchor's params and GMACs (13.8 % of GMACs).
 _SYNTH_LIGHT = HeadSpec("light", 0, (), 16, 48)
 
+# The paper's schedule (Sec. 4 and Algorithm 1): Adam at 1e-3, ×0.3 every 14K steps, 30K
+# steps, for the anchor streams as for both controller stages.
+_PAPER_TRAIN = TrainDefaults(anchor_steps=30000, anchor_lr=1e-3, anchor_optimizer="adam",
+                             anchor_weight_decay=0.0, anchor_schedule="step", anchor_decay_every=14000,
+                             anchor_decay_gamma=0.3, edge_steps=30000, weight_steps=30000,
+                             controller_lr=1e-3, decay_every=14000, decay_gamma=0.3)
+
 PRESETS: dict[str, Preset] = {
     "nyuv2": Preset(
         "nyuv2", "NYU-v2 (paper): shared stem, ResNet-34 (OS 16) + R-ASPP + light DeepLabv3+ decoder "
         "per task (BMTAS), seg/normals/depth, 288x384",
         "nyuv2", _nyu_tasks(), _bmtas("resnet", 34, 1.0, affine_last_bn=True),
-        _LIGHT, (288, 384)),
+        _LIGHT, (288, 384), _PAPER_TRAIN),
     "pascal5": Preset(
         "pascal5", "PASCAL-Context 5 tasks (paper): shared stem, MobileNetV2 (OS 16) + R-ASPP + light "
         "DeepLabv3+ decoder per task (BMTAS), 512x512",
         "pascal", _pascal_tasks(5), _bmtas("mobilenetv2", 0, 1.0, affine_last_bn=False),
-        _LIGHT, (512, 512)),
+        _LIGHT, (512, 512), _PAPER_TRAIN),
     "pascal3": Preset(
         "pascal3", "PASCAL-Context 3 tasks (paper): seg/parts/saliency, shared stem, MobileNetV2 (OS 16) "
         "+ R-ASPP + light DeepLabv3+ decoder per task (BMTAS), 512x512",
         "pascal", _pascal_tasks(3), _bmtas("mobilenetv2", 0, 1.0, affine_last_bn=False),
-        _LIGHT, (512, 512)),
+        _LIGHT, (512, 512), _PAPER_TRAIN),
     "cifar100": Preset(
         "cifar100", "CIFAR-100 as 20 five-way tasks (paper): ResNet-9 (width 32-64-128-256; counts differ "
         "from the paper's, see `inspect`) + linear heads, 32x32",
