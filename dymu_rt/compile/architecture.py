@@ -27,6 +27,7 @@ from dymu_rt.models.cost import CostModel
 from dymu_rt.models.layers import modulated_bns
 from dymu_rt.models.tree import ancestor, canonicalize, topology_id, used_nodes, validate_parents
 from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.utils import units
 
 
 def topology_salt(preset) -> str:
@@ -53,8 +54,8 @@ class Architecture:
 
     @property
     def gmacs(self) -> float:
-        """Multiply-accumulates / 1e9 (conv and linear only)."""
-        return self.macs / 1e9
+        """Conv + linear multiply-accumulates / 1e9 (the paper's "GFLOPs" are fvcore's larger count: gflops_paper)."""
+        return units.gmacs(self.macs)
 
     @property
     def gflops_paper(self) -> float:
@@ -63,8 +64,8 @@ class Architecture:
 
     @property
     def gflops(self) -> float:
-        """Floating-point operations / 1e9 = 2 x MACs / 1e9 (see dymu_rt.models.cost)."""
-        return 2 * self.macs / 1e9
+        """Floating-point operations / 1e9 = 2 x MACs / 1e9."""
+        return units.gflops(self.macs)
 
     @property
     def table(self) -> np.ndarray:

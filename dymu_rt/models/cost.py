@@ -33,6 +33,7 @@ import torch.nn as nn
 
 from dymu_rt.models.layers import Resize
 from dymu_rt.models.tree import identity_table, used_nodes
+from dymu_rt.utils import units
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,17 +52,22 @@ class Cost:
     @property
     def gmacs(self) -> float:
         """MACs / 1e9 (conv + linear multiply-accumulates)."""
-        return self.macs / 1e9
+        return units.gmacs(self.macs)
+
+    @property
+    def gflops(self) -> float:
+        """2 x MACs / 1e9."""
+        return units.gflops(self.macs)
 
     @property
     def gflops_paper(self) -> float:
         """The paper's "GFLOPs": fvcore's count / 1e9 (see the module docstring)."""
-        return self.flops_paper / 1e9
+        return units.gflops_paper(self.flops_paper)
 
     def as_dict(self) -> dict:
         """The cost fields every report uses (inspect, bundles, eval, run)."""
         return {"params": self.params, "macs": self.macs, "gmacs": self.gmacs,
-                "gflops": 2 * self.gmacs, "gflops_paper": self.gflops_paper}
+                "gflops": self.gflops, "gflops_paper": self.gflops_paper}
 
 
 def _module_costs(module: nn.Module, x_args: tuple) -> tuple[int, int]:
