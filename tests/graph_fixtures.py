@@ -78,11 +78,14 @@ def export_tiny_graph(path: Path, seed: int = 0, size: int = 32) -> Path:
 def make_bundle(root: Path, n_topologies: int = 2) -> Path:
     """A bundle per docs/INTERFACES.md with tiny graphs (until the real build is used here)."""
     (root / "graphs").mkdir(parents=True)
+    (root / "controller").mkdir(parents=True)
+    for f in ("edge_hypernet.onnx", "weight_hypernet.onnx", "fold_params.safetensors"):
+        (root / "controller" / f).write_bytes(b"")      # placeholders: calibration never reads them
     topologies = {}
     for i in range(n_topologies):
-        tid = f"t{i:02d}"
+        tid = f"{i:02d}" * 8                  # a topology id: hex digits
         export_tiny_graph(root / "graphs" / f"{tid}.onnx", seed=i)
-        topologies[tid] = {"parents": [], "params": 0, "macs": 0, "gmacs": 0.0, "file": f"graphs/{tid}.onnx",
+        topologies[tid] = {"parents": [[0, 1]], "params": 0, "macs": 0, "gmacs": 0.0, "file": f"graphs/{tid}.onnx",
                            "sha256": sha256_file(root / "graphs" / f"{tid}.onnx"), "n_points": 1, "bn_slots": []}
     manifest = {"schema_version": 1, "kind": "dymu-rt-bundle", "producer": {}, "preset": "fixture",
                 "tasks": [{"name": "semseg", "kind": "segmentation", "out_channels": 5},
@@ -91,8 +94,11 @@ def make_bundle(root: Path, n_topologies: int = 2) -> Path:
                                   "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
                                   "normalize_in_graph": True},
                 "grid": {"step": 0.5, "c_step": 1.0, "n_points": 2},
-                "points": [{"r": [1.0, 0.0], "c": 0.0, "topology": "t00"}], "topologies": topologies,
-                "controller": {}, "bn_layout": [], "bn_eps": 1e-5, "topology_salt": "x",
+                "points": [{"r": [1.0, 0.0], "c": 0.0, "topology": "0000000000000000"}], "topologies": topologies,
+                "controller": {k: {"file": f"controller/{f}", "sha256": "0" * 64} for k, f in
+                               (("edge_hypernet", "edge_hypernet.onnx"), ("weight_hypernet", "weight_hypernet.onnx"),
+                                ("fold_params", "fold_params.safetensors"))},
+                "bn_layout": [], "bn_eps": 1e-5, "topology_salt": "x",
                 "latency": {}, "engines": {}}
     atomic_write_json(root / "manifest.json", manifest)
     return root

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -15,6 +16,8 @@ def demo_command(
                                 "factor (0 < scale <= 1; e.g. 0.05 for a smoke run). Same code path."),
     seed: int = typer.Option(0, help="Random seed."),
     quiet: bool = typer.Option(False, help="No progress bars."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="PyTorch threads (default: all cores). "
+                                          "Fewer leave room for other work on the machine."),
 ) -> None:
     """Run the whole pipeline on procedural scenes in minutes: render, train, evaluate,
     build a grid, profile, run images at several preferences; prints a summary table and
@@ -22,6 +25,9 @@ def demo_command(
     from rich.table import Table
 
     from dymu_rt.demo import run_demo
+    from dymu_rt.utils.threads import set_threads
+
+    set_threads(threads)
 
     s = run_demo(out, scale=scale, seed=seed, progress=not quiet, log=console.print)
     t = Table(title="dymu-rt demo: summary")

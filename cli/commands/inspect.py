@@ -98,3 +98,6 @@ def _bundle(d: dict) -> None:
     console.print(t)
     if d.get("verified"):
         console.print("all files match their sha256")
+        console.print("manifest matches its checksum (manifest.sha256.json)" if d.get("manifest_checksum") == "verified"
+                      else "manifest has no checksum (written before dymu-rt checksummed manifests): edits to it "
+                           "cannot be detected; rebuild the bundle to add one")

@@ -11,7 +11,8 @@ from dymu_rt.cli.common import console, print_json
 
 
 def run_command(
-    images: list[Path] = typer.Argument(..., help="Image files and/or folders of images."),
+    # str, not Path: Path("") is ".", and an empty argument must be refused, not read as the cwd.
+    images: list[str] = typer.Argument(..., help="Image files and/or folders of images."),
     r: str = typer.Option(..., "--r", help="Task preference r, one weight per task summing to 1, e.g. 0.6,0.2,0.2."),
     c: Optional[str] = typer.Option(None, "--c", help="Resource preference c in [0, 1] (larger = more frugal)."),
     bundle: Optional[Path] = typer.Option(None, "--bundle", help="Bundle directory (default: the installed one)."),

@@ -24,6 +24,8 @@ _N_VAL = typer.Option(None, "--n-val", help="Validation samples (default: all / 
 _SAVE_EVERY = typer.Option(100, "--save-every", help="Save resumable state every N steps.")
 _BATCH = typer.Option(None, "--batch", help="Override the batch size.")
 _QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+_THREADS = typer.Option(None, "--threads", help="PyTorch threads (default: all cores). Fewer leave room "
+                        "for other work on the machine.")
 # Where and how (saved in the run and reused on resume; each may change on resume).
 _DEVICE = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N (auto: CUDA when available; "
                        "under torchrun each rank takes cuda:LOCAL_RANK).")
@@ -53,7 +55,10 @@ _NO_DICHOTOMY = typer.Option(False, "--no-dichotomy", help="Ablation: treat ever
 def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet, overrides: dict,
          flags: Optional[dict] = None, setup: Optional[dict] = None) -> None:
     from dymu_rt.train.pipeline import run_training
+    from dymu_rt.utils.threads import set_threads
 
+    setup = dict(setup or {})
+    set_threads(setup.pop("threads", None))
     cfg = run_training(out, stages, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val,
                        progress=not quiet, save_every=save_every, flags=flags, **(setup or {}))
     if _is_main_rank():
@@ -67,9 +72,9 @@ def _is_main_rank() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _setup(device, precision, channels_last, workers, sync_bn=None) -> dict:
+def _setup(device, precision, channels_last, workers, sync_bn=None, threads=None) -> dict:
     return {"device": device, "precision": precision, "channels_last": channels_last, "workers": workers,
-            "sync_bn": sync_bn}
+            "sync_bn": sync_bn, "threads": threads}
 
 
 def _summary(cfg: dict) -> None:
@@ -122,6 +127,7 @@ def train_all(
     channels_last: Optional[bool] = _CHANNELS_LAST,
     workers: Optional[int] = _WORKERS,
     sync_bn: Optional[bool] = _SYNC_BN,
+    threads: Optional[int] = _THREADS,
 ) -> None:
     """Train all stages: anchor net, then edge hypernet (stage 1), then weight hypernet (stage 2).
 
@@ -140,7 +146,7 @@ def train_all(
                                           no_affinity, no_dichotomy),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
     _run("all", preset, out, data, seed, n_train, n_val, save_every, quiet, overrides,
-         setup=_setup(device, precision, channels_last, workers, sync_bn))
+         setup=_setup(device, precision, channels_last, workers, sync_bn, threads))
 
 
 @app.command("anchor")
@@ -152,14 +158,14 @@ def anchor(
     schedule: Optional[str] = _SCHEDULE, weight_decay: Optional[float] = _WEIGHT_DECAY,
     quiet: bool = _QUIET, device: Optional[str] = _DEVICE, precision: Optional[str] = _PRECISION,
     channels_last: Optional[bool] = _CHANNELS_LAST, workers: Optional[int] = _WORKERS,
-    sync_bn: Optional[bool] = _SYNC_BN,
+    sync_bn: Optional[bool] = _SYNC_BN, threads: Optional[int] = _THREADS,
 ) -> None:
     """Train each anchor stream on its own task."""
     from dymu_rt.train.pipeline import anchor_overrides
 
     _run("anchor", preset, out, data, seed, n_train, n_val, save_every, quiet,
          anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay), {"anchor_steps": "--steps"},
-         setup=_setup(device, precision, channels_last, workers, sync_bn))
+         setup=_setup(device, precision, channels_last, workers, sync_bn, threads))
 
 
 @app.command("controller")
@@ -174,6 +180,7 @@ def controller(
     no_dichotomy: bool = _NO_DICHOTOMY, quiet: bool = _QUIET,
     device: Optional[str] = _DEVICE, precision: Optional[str] = _PRECISION,
     channels_last: Optional[bool] = _CHANNELS_LAST, workers: Optional[int] = _WORKERS,
+    threads: Optional[int] = _THREADS,
 ) -> None:
     """Train the edge and weight hypernets (stages 1, 2)."""
     from dymu_rt.train.pipeline import regularizer_overrides
@@ -182,7 +189,7 @@ def controller(
                                           no_affinity, no_dichotomy),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
     _run("controller", None, out, None, seed, n_train, n_val, save_every, quiet, overrides,
-         setup=_setup(device, precision, channels_last, workers))
+         setup=_setup(device, precision, channels_last, workers, threads=threads))
 
 
 @app.command("phn-bn")
@@ -192,7 +199,8 @@ def phn_bn(
     n_train: Optional[int] = _N_TRAIN, quiet: bool = _QUIET,
     device: Optional[str] = _DEVICE, precision: Optional[str] = _PRECISION,
     channels_last: Optional[bool] = _CHANNELS_LAST, workers: Optional[int] = _WORKERS,
+    threads: Optional[int] = _THREADS,
 ) -> None:
     """Train the PHN-BN baseline (BN from a hypernet of r)."""
     _run("phn-bn", None, out, None, seed, n_train, None, 100, quiet, {"phn_steps": steps},
-         setup=_setup(device, precision, channels_last, workers))
+         setup=_setup(device, precision, channels_last, workers, threads=threads))

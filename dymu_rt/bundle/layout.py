@@ -22,6 +22,7 @@ from typing import Optional
 from dymu_rt.bundle.manifest import (  # noqa: F401  (the layout's public names)
     KIND, MANIFEST, READABLE_SCHEMAS, SCHEMA_VERSION, Manifest, read_manifest,
 )
+from dymu_rt.bundle.paths import check_external_data, inside
 from dymu_rt.errors import BundleError
 from dymu_rt.utils.io import sha256_file
 
@@ -71,13 +72,21 @@ def is_shipped_bundle(path) -> bool:
 
 
 def check_file(root: Path, rel: str, sha256: Optional[str]) -> None:
-    """Raise BundleError unless ``root/rel`` exists (and matches ``sha256`` when given)."""
-    path = root / rel
-    if not path.is_file():
-        raise BundleError(f"bundle {root}: file {rel} is missing")
+    """Raise BundleError unless ``root/rel`` is a regular file inside the bundle, reached
+    through no link (:func:`dymu_rt.bundle.paths.inside`), and matches ``sha256`` when given."""
+    path = inside(Path(root), rel)
     if sha256 is not None and sha256_file(path) != sha256:
         raise BundleError(f"bundle {root}: file {rel} is corrupt (sha256 differs from the manifest); "
                           "rebuild with `dymu-rt build`")
+
+
+def check_folders(root: Path) -> None:
+    """Refuse a bundle whose own folders (graphs, controller, engines, calibration) are
+    symbolic links: they can point anywhere, and writers would follow them."""
+    for folder in (GRAPHS_DIR, CONTROLLER_DIR, ENGINES_DIR, "calibration"):
+        if (Path(root) / folder).is_symlink():
+            raise BundleError(f"bundle {root}: {folder} is a symbolic link; a bundle may not contain links "
+                              f"(they can point outside it)")
 
 
 def verify_bundle(path: str | Path, check_hashes: bool = True) -> Manifest:
@@ -90,8 +99,13 @@ def verify_bundle(path: str | Path, check_hashes: bool = True) -> Manifest:
     if weights is not None and str(Path(weights.get("file", "")).parent) != GRAPHS_DIR:
         raise BundleError(f"bundle {root}: manifest 'weights' must name a file in {GRAPHS_DIR}/ "
                           "(graphs resolve their external data there)")
+    check_folders(root)
     for rel, digest in sorted(manifest.files().items()):
         check_file(root, rel, digest if check_hashes else None)
+    # Graphs name their external data themselves: no graph may send a reader outside.
+    for rel in sorted(manifest.files()):
+        if rel.endswith(".onnx"):
+            check_external_data(root, rel)
     return manifest
 
 

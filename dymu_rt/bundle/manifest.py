@@ -23,13 +23,17 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from dymu_rt.bundle.checksum import verify_checksum, write_with_checksum
+from dymu_rt.bundle.lock import LOCK_FILE, bundle_lock
+from dymu_rt.bundle.paths import bundle_root, inside
+from dymu_rt.bundle.schema import check_schema
 from dymu_rt.errors import BundleError
 from dymu_rt.utils import units
-from dymu_rt.utils.io import atomic_write_json
 
 SCHEMA_VERSION = 2
 #: Schema versions this dymu-rt reads (1: self-contained graphs, no ``weights`` section).
@@ -343,6 +347,12 @@ def validate_manifest(doc: Any, where: str = MANIFEST) -> None:
     for i, p in enumerate(doc["points"]):
         if p["topology"] not in doc["topologies"]:
             raise BundleError(f"{where}: point {i} maps to unknown topology {p['topology']!r}")
+    # Ranges, names, paths confined to the bundle, sizes and cross-section agreement
+    # (dymu_rt.bundle.schema); the structural types above are checked first.
+    try:
+        check_schema(doc)
+    except BundleError as e:
+        raise BundleError(f"{where}: {e}") from None
 
 
 def parse_manifest(text: str, where: str = MANIFEST) -> Manifest:
@@ -356,24 +366,50 @@ def parse_manifest(text: str, where: str = MANIFEST) -> Manifest:
     return Manifest.from_dict(doc, where, _owned=True)
 
 
-def read_manifest(path: str | Path) -> Manifest:
-    """The validated manifest of bundle folder ``path`` (not the file hashes: see
-    :func:`dymu_rt.bundle.layout.verify_bundle`)."""
-    root = Path(path)
+#: Largest manifest read (the paper-scale grids' manifests are a few MB).
+MAX_MANIFEST_BYTES = 64 * 2**20
+
+
+def _manifest_text(path: str | Path) -> tuple[Path, str]:
+    """(manifest path, its text): a regular file inside the bundle, reached through no link,
+    at most MAX_MANIFEST_BYTES."""
+    root = bundle_root(path)
     mpath = root / MANIFEST
-    if not root.is_dir():
-        raise BundleError(f"bundle not found: {root}")
-    if not mpath.is_file():
-        raise BundleError(f"{root} is not a dymu-rt bundle (no {MANIFEST}); build one with `dymu-rt build`")
+    if not os.path.lexists(mpath):
+        raise BundleError(f"{path} is not a dymu-rt bundle (no {MANIFEST}); build one with `dymu-rt build`")
+    inside(root, MANIFEST, "manifest")
+    size = mpath.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{mpath} is {size:,} bytes; a manifest is at most {MAX_MANIFEST_BYTES:,}")
     try:
-        text = mpath.read_text(encoding="utf-8")
+        return mpath, mpath.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise BundleError(f"{mpath} is not valid JSON ({e})") from None
-    return parse_manifest(text, str(mpath))
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """The validated manifest of bundle folder ``path``: schema (:func:`validate_manifest`)
+    and the checksum kept beside it (:mod:`dymu_rt.bundle.checksum`); not the files'
+    hashes (see :func:`dymu_rt.bundle.layout.verify_bundle`)."""
+    mpath, text = _manifest_text(path)
+    m = parse_manifest(text, str(mpath))
+    try:
+        verify_checksum(path, m.data)
+    except BundleError:
+        # A writer (update_manifest, which holds the lock file) may have replaced manifest and
+        # checksum between our two reads: look again while no writer can run.
+        if not os.path.lexists(Path(path) / LOCK_FILE):
+            raise
+        with bundle_lock(path):
+            mpath, text = _manifest_text(path)
+            m = parse_manifest(text, str(mpath))
+            verify_checksum(path, m.data)
+    return m
 
 
 def write_manifest(root: str | Path, manifest: Manifest | Mapping[str, Any]) -> Manifest:
-    """Validate and write ``root/manifest.json`` atomically; returns the typed manifest."""
+    """Validate and write ``root/manifest.json`` and its checksum atomically (crash-safe
+    order: :func:`dymu_rt.bundle.checksum.write_with_checksum`); returns the typed manifest."""
     m = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
-    atomic_write_json(Path(root) / MANIFEST, m.to_dict())
+    write_with_checksum(root, m.to_dict())
     return m

@@ -10,21 +10,21 @@
 
 :func:`open_manifest` is how the runtime opens a bundle (hashes checked);
 :func:`update_manifest` re-reads, edits and rewrites the manifest atomically under a
-process-wide lock (validated again, through :func:`dymu_rt.bundle.manifest.write_manifest`),
-so concurrent writers in one process never lose each other's entries.
+cross-process file lock (validated again, through :func:`dymu_rt.bundle.manifest.write_manifest`),
+so concurrent writers in any number of processes never lose each other's entries.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from dymu_rt.bundle import layout as L
-from dymu_rt.bundle.manifest import MANIFEST, Manifest, write_manifest
+from dymu_rt.bundle.lock import bundle_lock
+from dymu_rt.bundle.manifest import MANIFEST, Manifest, read_manifest, write_manifest
 from dymu_rt.errors import BundleError, ValidationError
 
 _WRITE_LOCK = threading.Lock()
@@ -109,9 +109,18 @@ def set_latency(doc: dict, profile: str, table: dict[str, dict]) -> None:
 
 # -- int8 -------------------------------------------------------------------------------------------
 
-def cache_key(graph_sha256: str, set_digest: str, method: str) -> str:
-    """Folder name of one (graph, calibration set, method) calibration result."""
-    return hashlib.sha256(f"{graph_sha256}\n{set_digest}\n{method}".encode()).hexdigest()[:16]
+def cache_key(graph_sha256: str, set_digest: str, method: str, weights_sha256: str = "") -> str:
+    """Folder name of one calibration result, named by every input of it: the graph, the
+    weight file its tensors live in (a key without it would hand back graphs quantized from
+    corrupt weights after the weights are repaired), the calibration set and the method."""
+    return hashlib.sha256(f"{graph_sha256}\n{weights_sha256}\n{set_digest}\n{method}".encode()).hexdigest()[:16]
+
+
+def weights_sha256(manifest: Manifest) -> str:
+    """The checksum of the bundle's shared weight file ("" for schema-1 bundles, whose
+    graphs hold their own weights)."""
+    w = manifest.weights
+    return w["sha256"] if isinstance(w, Mapping) else ""
 
 
 def set_int8(doc: dict, record: dict) -> None:
@@ -140,7 +149,8 @@ def int8_graph(bundle: str | Path, manifest: Manifest, topology: str, activation
     entry = rec.get("uint8", rec) if activations == "uint8" else rec
     if check:
         graph_sha = manifest.topologies[topology].sha256
-        if rec.get("key") != cache_key(graph_sha, cal.get("calibration", {}).get("digest", ""), cal.get("method", "")):
+        if rec.get("key") != cache_key(graph_sha, cal.get("calibration", {}).get("digest", ""), cal.get("method", ""),
+                                       weights_sha256(manifest)):
             raise BundleError(f"bundle {bundle}: the INT8 graph of topology {topology} was calibrated for another "
                               f"version of its FP32 graph (the bundle was rebuilt); {fix} again")
         L.check_file(Path(bundle), entry["file"], entry["sha256"])
@@ -155,13 +165,12 @@ def int8_sha256(manifest: Manifest, topology: str) -> Optional[str]:
 # -- writing ----------------------------------------------------------------------------------------
 
 def update_manifest(root: Path, edit: Callable[[dict], Any]) -> Manifest:
-    """Apply ``edit`` to the current manifest document and rewrite it atomically (validated);
-    returns the new typed manifest."""
-    with _WRITE_LOCK:
-        mpath = Path(root) / MANIFEST
-        try:
-            doc = json.loads(mpath.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise BundleError(f"{mpath}: cannot re-read the manifest to update it ({e})") from None
+    """Apply ``edit`` to the current manifest document and rewrite it (and its checksum)
+    atomically, under the bundle's cross-process writer lock
+    (:func:`dymu_rt.bundle.lock.bundle_lock`: flock on ``BUNDLE/.lock``). The manifest is
+    re-read and validated under the lock, so concurrent writers in any number of processes
+    never lose each other's entries. Returns the new typed manifest."""
+    with _WRITE_LOCK, bundle_lock(root):
+        doc = read_manifest(root).to_dict()
         edit(doc)
         return write_manifest(root, doc)

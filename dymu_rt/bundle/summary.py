@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dymu_rt.bundle.checksum import read_digests
 from dymu_rt.bundle.layout import bundle_bytes, read_manifest, verify_bundle
 
 #: how the cost columns are defined (shown with every cost table)
@@ -29,4 +30,6 @@ def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, A
             "weights_bytes": (m.weights or {}).get("bytes"),
             "units": UNITS,
             "engines": {b: sorted(p) for b, p in m.engines.items()},
-            "latency_profiles": sorted(m.latency)}
+            "latency_profiles": sorted(m.latency),
+            # read_manifest verified it when present; "absent": written before checksums existed.
+            "manifest_checksum": "verified" if read_digests(path) is not None else "absent"}

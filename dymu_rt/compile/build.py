@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
-import shutil
+import re
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -47,6 +48,7 @@ from dymu_rt.backends.devices import load_profile
 from dymu_rt.backends.registry import DEFAULT_BACKEND, backend_class, get_backend
 from dymu_rt.bundle import layout as B
 from dymu_rt.bundle.manifest import Manifest, write_manifest
+from dymu_rt.bundle.paths import TOPOLOGY_ID_RE, check_relpath
 from dymu_rt.bundle.sections import engines_dir
 from dymu_rt.compile.architecture import (
     Architecture,
@@ -162,17 +164,37 @@ def _worker_export(job: tuple) -> tuple[str, str]:
 
 # -- the build ------------------------------------------------------------------------------------
 
-def _load_journal(out: Path, fingerprint: str) -> dict[str, Any]:
-    """The journal of an interrupted build of the same request, or a fresh one."""
-    jpath = out / B.JOURNAL
-    if jpath.is_file():
-        try:
-            j = json.loads(jpath.read_text())
-            if j.get("fingerprint") == fingerprint:
-                return j
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            pass
-    return {"fingerprint": fingerprint, "files": {}}
+def _read_journal(out: Path) -> Optional[dict[str, Any]]:
+    """The build journal in ``out``, or None; a journal that is not one of ours is refused
+    (it would be the only proof that the folder's files are ours to replace)."""
+    path = out / B.JOURNAL
+    if not os.path.lexists(path):
+        return None
+    try:
+        if path.is_symlink() or not path.is_file():
+            raise ValueError
+        j = json.loads(path.read_text(encoding="utf-8"))
+        if not (isinstance(j, dict) and isinstance(j.get("fingerprint"), str) and isinstance(j.get("files"), dict)
+                and isinstance(j.get("owned", []), list)):
+            raise ValueError
+        for rel in [*j["files"], *j.get("owned", [])]:
+            check_relpath(rel, "build journal entry")
+    except (ValueError, UnicodeDecodeError, RecursionError, BundleError):
+        raise ValidationError(f"--out {out} holds a {B.JOURNAL} that is not a dymu-rt build journal; refusing to "
+                              f"build into it (nothing was changed): choose another directory") from None
+    return j
+
+
+def _load_journal(out: Path, fingerprint: str, owned: set[str]) -> dict[str, Any]:
+    """The journal of an interrupted build of the same request, or a fresh one. ``owned``:
+    the files this tool wrote in ``out`` before (the only ones a build may ever delete)."""
+    j = _read_journal(out)
+    if j is None or j.get("fingerprint") != fingerprint:
+        if j is not None:
+            owned = owned | set(j["files"]) | set(j.get("owned", []))
+        j = {"fingerprint": fingerprint, "files": {}}
+    j["owned"] = sorted(owned | set(j.get("owned", [])) | set(j["files"]))
+    return j
 
 
 def _file_done(out: Path, journal: dict, rel: str) -> bool:
@@ -180,33 +202,48 @@ def _file_done(out: Path, journal: dict, rel: str) -> bool:
     return digest is not None and (out / rel).is_file() and sha256_file(out / rel) == digest
 
 
-def _prepare_out(out: Path, fingerprint: str) -> Optional[Manifest]:
-    """Return the manifest if ``out`` already holds this exact build; else make ``out`` ready."""
+def _describe_entries(out: Path, limit: int = 3) -> str:
+    names = sorted(p.name for p in out.iterdir())
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _prepare_out(out: Path, fingerprint: str) -> tuple[Optional[Manifest], set[str]]:
+    """(the manifest if ``out`` already holds this exact build, else None; the files this
+    tool wrote in ``out`` before). Refuses any non-empty ``out`` that is not provably a
+    dymu-rt bundle (a manifest that passes the schema and its checksum) or an interrupted
+    build of one (a valid journal), naming it; nothing in it is touched then."""
     if out.exists() and not out.is_dir():
         raise ValidationError(f"--out {out} exists and is not a directory")
-    if B.is_bundle(out):
+    if not out.exists() or not any(out.iterdir()):
+        out.mkdir(parents=True, exist_ok=True)
+        return None, set()
+    journal = _read_journal(out)
+    owned = set() if journal is None else set(journal["files"]) | set(journal.get("owned", []))
+    if os.path.lexists(out / B.MANIFEST):
         try:
             manifest = B.read_manifest(out)
-        except BundleError:
-            manifest = None
-        same = manifest is not None and manifest.build_info.get("fingerprint") == fingerprint
-        if same:
+        except BundleError as e:
+            raise ValidationError(f"--out {out} holds a {B.MANIFEST} that is not a valid dymu-rt bundle manifest "
+                                  f"({e}); refusing to build into it (nothing was changed): choose another "
+                                  f"directory") from None
+        owned |= set(manifest.files())
+        if manifest.build_info.get("fingerprint") == fingerprint:
             try:
-                return B.verify_bundle(out)
+                return B.verify_bundle(out), owned
             except BundleError:
                 # Same build, some file damaged or missing: keep the intact files (their
                 # hashes are re-checked before reuse) and rebuild the rest.
-                journal = {"fingerprint": fingerprint, "files": manifest.files()}
+                journal = {"fingerprint": fingerprint, "files": manifest.files(), "owned": sorted(owned)}
                 if manifest.weights is not None and "tensors" in manifest.weights:
                     journal["weights"] = _store_json(dict(manifest.weights))
                 atomic_write_json(out / B.JOURNAL, journal)
         # Drop the manifest first, so that no manifest ever points at files this build is
         # about to replace.
         (out / B.MANIFEST).unlink()
-    elif out.is_dir() and any(out.iterdir()) and not (out / B.JOURNAL).is_file():
-        raise ValidationError(f"--out {out} exists and is not a dymu-rt bundle; choose another directory")
-    out.mkdir(parents=True, exist_ok=True)
-    return None
+    elif journal is None:
+        raise ValidationError(f"--out {out} is not empty ({_describe_entries(out)}) and is not a dymu-rt bundle; "
+                              f"refusing to build into it (nothing was changed): choose a new or empty directory")
+    return None, owned
 
 
 def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | None = None,
@@ -244,17 +281,17 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
     request = {"grid": grid_spec, "backend": backend, "profile": prof.name if prof else None,
                "producer": __version__, "schema_version": B.SCHEMA_VERSION}
     fingerprint = _run_fingerprint(run_dir, request)
-    existing = _prepare_out(out, fingerprint)
+    existing, owned = _prepare_out(out, fingerprint)
     if existing is not None:
         return _summary(out, existing, built=0, seconds=time.perf_counter() - t0, noop=True)
 
-    journal = _load_journal(out, fingerprint)
+    journal = _load_journal(out, fingerprint, owned)
     atomic_write_json(out / B.JOURNAL, journal)
     _remove_temporaries(out)
     if not journal["files"]:
-        # Fresh build of this request: graphs and engines of any earlier request are stale.
-        shutil.rmtree(out / B.GRAPHS_DIR, ignore_errors=True)
-        _clear_engines(out)
+        # Fresh build of this request: the graphs and engines an earlier request wrote are
+        # stale. Only files this tool wrote (the journal's "owned") are removed.
+        _remove_owned(out, journal, keep=set())
 
 
     salt = topology_salt(preset)
@@ -339,7 +376,7 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
                   "run_dir": str(run_dir)},
     }
     manifest = write_manifest(out, manifest)          # validated against the schema it is read with
-    _remove_stale(out, manifest)
+    _remove_stale(out, manifest, journal)
     summary = _summary(out, manifest, built=len(todo), seconds=time.perf_counter() - t0, noop=False)
     summary["engines_built"] = n_engines
     return summary
@@ -382,29 +419,69 @@ def _is_timing_cache(path: Path) -> bool:
     return path.name.startswith("timing_") and path.suffix == ".cache"
 
 
-def _prune_engines(out: Path, keep=lambda rel: False) -> None:
-    """Remove the files under ``engines/`` that ``keep(relative path)`` rejects, and the
-    folders left empty; the per-device timing caches always stay."""
+def _engine_companions(out: Path, rel: str) -> list[Path]:
+    """An engine file's companions the backend wrote beside it (sidecar, precision-converted
+    graph): ``<topology>.*`` in the engine's folder, links excluded."""
+    p = out / rel
+    tid = p.name.split(".")[0]
+    if not p.parent.is_dir() or p.parent.is_symlink():
+        return []
+    return [f for f in p.parent.iterdir() if f.name.startswith(f"{tid}.") and f.is_file() and not f.is_symlink()]
+
+
+def _remove_owned(out: Path, journal: dict, keep: set[str]) -> None:
+    """Remove the graph and engine files this tool wrote in ``out`` (the journal's
+    ``owned`` and ``files``) that ``keep`` does not name, with their companions, and the
+    engine folders left empty; the per-device timing caches always stay. A file a user put
+    in the bundle is never in ``owned`` and is never touched."""
+    keep_prefixes = tuple(str(Path(rel).parent / Path(rel).name.split(".")[0]) + "." for rel in keep
+                          if rel.startswith("engines/"))
+    for rel in sorted(set(journal.get("owned", [])) | set(journal["files"])):
+        if rel in keep or not rel.startswith((f"{B.GRAPHS_DIR}/", "engines/")):
+            continue
+        victims = [out / rel] + (_engine_companions(out, rel) if rel.startswith("engines/") else [])
+        for f in victims:
+            frel = f.relative_to(out).as_posix()
+            if frel in keep or frel.startswith(keep_prefixes) or _is_timing_cache(f):
+                continue
+            if f.is_file() and not f.is_symlink():
+                f.unlink()
     root = out / "engines"
-    if not root.is_dir():
-        return
-    for f in sorted(root.rglob("*"), reverse=True):
-        if f.is_file() and not _is_timing_cache(f) and not keep(f.relative_to(out).as_posix()):
-            f.unlink()
-        elif f.is_dir() and not any(f.iterdir()):
-            f.rmdir()
+    if root.is_dir() and not root.is_symlink():
+        for d in sorted((p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()), reverse=True):
+            if not any(d.iterdir()):
+                d.rmdir()
 
 
-def _clear_engines(out: Path) -> None:
-    """Remove every engine of an earlier build; keep the per-device timing caches."""
-    _prune_engines(out)
+#: Where a killed atomic writer of this tool can leave ``.<name>.<random>.tmp`` files, and
+#: the names it writes there; nothing else that ends in .tmp is ours to remove.
+_TMP = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp")
 
 
 def _remove_temporaries(out: Path) -> None:
-    """Remove ``.<name>.<random>.tmp`` files a killed atomic writer left in the bundle."""
-    for f in out.rglob(".*.tmp"):
-        if f.is_file():
-            f.unlink()
+    """Remove temporaries a killed atomic writer of this tool left: ``.<name>.<random>.tmp`` where
+    <name> is a file this tool writes there (manifest, journal, checksum, graphs, weights,
+    controller files; anything in the engines folders, which only backends write)."""
+    own = {B.MANIFEST, B.JOURNAL, "manifest.sha256.json"}
+    folders = [(out, own), (out / B.GRAPHS_DIR, None), (out / B.CONTROLLER_DIR,
+               {Path(f).name for f in (B.EDGE_HYPERNET_FILE, B.WEIGHT_HYPERNET_FILE, B.FOLD_PARAMS_FILE)})]
+    engines = out / "engines"
+    if engines.is_dir() and not engines.is_symlink():
+        # engines/<backend>/<profile>/ hold only what backends write (engines, sidecars, timing
+        # caches): any temporary there is a killed writer's.
+        folders += [(d, "any") for d in engines.rglob("*") if d.is_dir() and not d.is_symlink()]
+    for folder, names in folders:
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for f in folder.iterdir():
+            m = _TMP.fullmatch(f.name)
+            if not m or not f.is_file() or f.is_symlink():
+                continue
+            name = m.group("name")
+            ours = True if names == "any" else name in names if names is not None else (
+                name == Path(B.WEIGHTS_FILE).name or TOPOLOGY_ID_RE.fullmatch(name.split(".")[0]) is not None)
+            if ours:
+                f.unlink()
 
 
 def _write_controller(out: Path, journal: dict, anchor, edge, weight, n_tasks: int) -> None:
@@ -473,19 +550,11 @@ def _export_parallel(run_dir: Path, jobs: list, workers: int, commit, store: Ten
             raise
 
 
-def _remove_stale(out: Path, manifest: Manifest) -> None:
-    """Drop graph and engine files no manifest entry names (an engine's companions — its
-    sidecar, its precision-converted graph, ``<topology>.*`` next to it — and the timing
+def _remove_stale(out: Path, manifest: Manifest, journal: dict) -> None:
+    """Drop the graph and engine files this tool wrote that the new manifest does not name
+    (an engine's companions — its sidecar, its precision-converted graph — and the timing
     caches stay), then the journal (the build is complete)."""
-    keep = set(manifest.files())
-    gdir = out / B.GRAPHS_DIR
-    if gdir.is_dir():
-        for f in gdir.iterdir():
-            if f"{B.GRAPHS_DIR}/{f.name}" not in keep:
-                f.unlink()
-    prefixes = tuple({str(Path(rel).parent / Path(rel).name.split(".")[0]) + "." for rel in keep
-                      if rel.startswith("engines/")})
-    _prune_engines(out, keep=lambda rel: rel in keep or rel.startswith(prefixes))
+    _remove_owned(out, journal, keep=set(manifest.files()))
     (out / B.JOURNAL).unlink(missing_ok=True)
 
 

@@ -8,7 +8,11 @@ when the bundle's graphs do not normalize inside), identified by the sha256 of e
 those bytes — so the same pictures give the same identity wherever they come from.
 
 Results are cached per topology under ``BUNDLE/calibration/<topology>/<key>/`` with
-``key = sha256(graph sha256, set digest, method)[:16]``:
+``key = sha256(graph sha256, weights sha256, set digest, method)[:16]`` — every input of
+the result: the graph holds only the structure, its tensors are in ``graphs/weights.bin``,
+so a key without the weights' checksum would hand back graphs quantized from corrupt
+weights after the weights are repaired. Every input is verified before use (the whole
+manifest's schema and checksum, each graph's and the weight file's sha256):
 
 * ``ranges.json``    — ONNX Runtime's tensor-range calibration cache (the expensive part),
 * ``int8.onnx``      — the Q/DQ graph (:func:`dymu_rt.backends.precision.quantize_int8`):
@@ -42,6 +46,7 @@ from dymu_rt.backends.precision import CALIBRATION_METHODS, ArrayReader, quantiz
 from dymu_rt.bundle import layout as B
 from dymu_rt.bundle import sections as S
 from dymu_rt.bundle.layout import is_shipped_bundle
+from dymu_rt.bundle.paths import inside
 from dymu_rt.bundle.sections import CALIBRATION_DIR, cache_key
 from dymu_rt.errors import ValidationError
 from dymu_rt.utils.io import atomic_write_json, sha256_file
@@ -120,7 +125,7 @@ def _valid_graph(path: Path, digest: Optional[str]) -> bool:
 
 
 def calibrate_graph(graph: Path, graph_sha256: str, cache_root: Path, cset: CalibrationSet,
-                    method: str, input_name: str = "image") -> dict[str, Any]:
+                    method: str, input_name: str = "image", weights_sha: str = "") -> dict[str, Any]:
     """Quantize one topology graph, reusing ``cache_root/<key>/`` when it holds the result.
 
     Writes the int8-activation graph (TensorRT form) and the uint8-activation one (ONNX
@@ -130,7 +135,7 @@ def calibrate_graph(graph: Path, graph_sha256: str, cache_root: Path, cset: Cali
     """
     if method not in CALIBRATION_METHODS:
         raise ValidationError(f"--method {method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
-    key = cache_key(graph_sha256, cset.digest, method)
+    key = cache_key(graph_sha256, cset.digest, method, weights_sha)
     kdir = cache_root / key
     meta_path, ranges = kdir / "meta.json", kdir / "ranges.json"
     paths = {act: kdir / name for act, name in GRAPH_FILES.items()}
@@ -152,7 +157,8 @@ def calibrate_graph(graph: Path, graph_sha256: str, cache_root: Path, cset: Cali
         quantize_int8(graph, path, reader, method=method, cache_path=ranges, activations=act)
         digests[act] = sha256_file(path)
     if not reused:
-        atomic_write_json(meta_path, {"graph_sha256": graph_sha256, "calibration": cset.describe(),
+        atomic_write_json(meta_path, {"graph_sha256": graph_sha256, "weights_sha256": weights_sha,
+                                      "calibration": cset.describe(),
                                       "method": method, "int8_sha256": digests["int8"],
                                       "uint8_sha256": digests["uint8"]})
     return {"key": key, "dir": kdir, "file": paths["int8"], "sha256": digests["int8"],
@@ -187,7 +193,16 @@ def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth
                                   "is for profiles with precision = \"int8\"")
     root = Path(bundle)
     _refuse_shipped(root)
+    # Every input of the INT8 graphs, verified before use: the manifest (schema, checksum),
+    # each graph and the weight file (sha256), the graphs' external data (inside the bundle).
     manifest = B.read_manifest(root)
+    B.check_folders(root)
+    wsha = S.weights_sha256(manifest)
+    if wsha:
+        B.check_file(root, manifest.weights["file"], wsha)
+    for entry in manifest.topologies.values():
+        B.check_file(root, entry.file, entry.sha256)
+    B.verify_bundle(root, check_hashes=False)     # the rest: no links, nothing outside, anywhere
     size = manifest.input_size
     pre = manifest.preprocessing
     cset = (image_folder_set(images, size, pre) if images is not None else synth_set(synth, size, seed, pre))
@@ -196,9 +211,9 @@ def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth
     with make_progress(disable=not progress) as bar:
         task = bar.add_task("calibrating", total=len(manifest.topologies), info=method)
         for tid, entry in sorted(manifest.topologies.items()):
-            B.check_file(root, entry.file, entry.sha256)
-            res = calibrate_graph(root / entry.file, entry.sha256,
-                                  root / CALIBRATION_DIR / tid, cset, method)
+            cache_root = inside(root, f"{CALIBRATION_DIR}/{tid}", "calibration folder", must_exist=False)
+            res = calibrate_graph(root / entry.file, entry.sha256, cache_root, cset, method,
+                                  weights_sha=wsha)
             reused += res["reused"]
             files[tid] = {"file": res["file"].relative_to(root).as_posix(), "sha256": res["sha256"],
                           "key": res["key"],

@@ -25,6 +25,11 @@ from dymu_rt.errors import ValidationError
 
 SUM_TOLERANCE = 1e-6
 
+#: The most points :func:`grid` enumerates (build and eval refuse more, saying how many the
+#: request would make). N=3 at step 0.1 is 726 points, N=5 at 0.1 is 11,011, N=3 at 0.02 is
+#: 67,626; past this a grid costs gigabytes and hours without telling a user anything new.
+MAX_GRID_POINTS = 100_000
+
 StepLike = Union[str, float, int, Fraction]
 
 
@@ -67,7 +72,7 @@ def _to_floats(value, what: str) -> list[float]:
         for p in parts:
             try:
                 out.append(float(Fraction(p)) if "/" in p else float(p))
-            except (ValueError, ZeroDivisionError):
+            except (ValueError, ZeroDivisionError, OverflowError):
                 raise ValidationError(f"{what} = {value!r}: {p!r} is not a number; {example}") from None
         return out
     if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):
@@ -103,12 +108,20 @@ def parse_r(text_or_seq, n_tasks: int, normalize: bool = False) -> tuple[float, 
     if any(v < 0 for v in vals):
         raise ValidationError(f"r = {shown} has a negative entry; expected N={n_tasks} entries >= 0 "
                               f"summing to 1")
-    total = math.fsum(vals)
     if normalize:
-        if total <= 0:
+        # Scale by the largest entry first: 1e308 + 1e308 overflows a float sum.
+        top = max(vals)
+        if top <= 0:
             raise ValidationError(f"r = {shown} sums to 0; cannot normalize (expected N={n_tasks} "
                                   f"entries >= 0, at least one > 0)")
-        return tuple(v / total for v in vals)
+        scaled = [v / top for v in vals]
+        total = math.fsum(scaled)
+        return tuple(v / total for v in scaled)
+    try:
+        total = math.fsum(vals)
+    except OverflowError:               # 1e308 + 1e308
+        raise ValidationError(f"r = {shown} sums to more than a float holds; expected N={n_tasks} entries "
+                              f">= 0 summing to 1 (use --normalize to rescale)") from None
     if abs(total - 1.0) > SUM_TOLERANCE:
         raise ValidationError(f"r = {shown} sums to {total:g}; expected N={n_tasks} entries >= 0 "
                               f"summing to 1 (use --normalize to rescale)")
@@ -121,7 +134,7 @@ def parse_c(value) -> float:
         text = value.strip()
         try:
             c = float(Fraction(text)) if "/" in text else float(text)
-        except (ValueError, ZeroDivisionError):
+        except (ValueError, ZeroDivisionError, OverflowError):
             raise ValidationError(f"c = {value!r} is not a number; expected a value in [0, 1] "
                                   f"(larger = more frugal)") from None
     else:
@@ -208,9 +221,56 @@ def parse_step(step: StepLike, what: str = "step") -> Fraction:
     if f <= 0 or f > 1:
         raise ValidationError(f"{what} = {step}: expected a value in (0, 1] that divides 1, e.g. 0.1")
     if (1 / f).denominator != 1:
-        raise ValidationError(f"{what} = {step}: 1 is not a whole number of steps ({float(1 / f):g}); "
+        try:
+            steps = f"{float(1 / f):g}"
+        except OverflowError:           # e.g. 10**500/3: too many steps for a float
+            steps = "too many to count"
+        raise ValidationError(f"{what} = {step}: 1 is not a whole number of steps ({steps}); "
                               f"expected a step that divides 1, e.g. 0.1, 0.125, 1/3")
     return f
+
+
+def _check_n_tasks(n_tasks) -> int:
+    if isinstance(n_tasks, bool) or not isinstance(n_tasks, (int, np.integer)) or n_tasks < 1:
+        raise ValidationError(f"n_tasks = {n_tasks!r}: expected a positive integer")
+    return int(n_tasks)
+
+
+def count_grid_r(n_tasks: int, step: StepLike) -> int:
+    """How many r :func:`grid_r` makes, without making them: C(m + N - 1, N - 1), m = 1/step.
+
+    Stars and bars: an r on the grid is m steps shared among N tasks.
+    """
+    n = _check_n_tasks(n_tasks)
+    m = int(1 / parse_step(step))
+    return math.comb(m + n - 1, n - 1)
+
+
+def count_grid(n_tasks: int, step: StepLike, c_step: StepLike | None = None) -> int:
+    """How many points :func:`grid` makes: :func:`count_grid_r` × (1/c_step + 1)."""
+    n_c = int(1 / parse_step(step if c_step is None else c_step, "c_step")) + 1
+    return count_grid_r(n_tasks, step) * n_c
+
+
+def _count_text(k: int) -> str:
+    """A point count for a message: exact when short, else its order of magnitude."""
+    if k <= 10**15:
+        return f"{k:,}"
+    # From the bit length: str() of a 5000-digit int is refused by Python (int_max_str_digits).
+    return f"about 10^{int(k.bit_length() * math.log10(2))}"
+
+
+def check_grid_size(n_tasks: int, step: StepLike, c_step: StepLike | None = None,
+                    limit: int = MAX_GRID_POINTS) -> int:
+    """The grid's point count, or a ValidationError saying how many points it would make
+    when that is above ``limit`` (:data:`MAX_GRID_POINTS`)."""
+    k = count_grid(n_tasks, step, c_step)
+    if k > limit:
+        cs = step if c_step is None else c_step
+        raise ValidationError(
+            f"grid step {step} (c step {cs}) for N={n_tasks} tasks makes {_count_text(k)} preference points; "
+            f"the limit is {limit:,}: use a coarser step (e.g. 0.1 gives {count_grid(n_tasks, '0.1'):,})")
+    return k
 
 
 def grid_r(n_tasks: int, step: StepLike) -> list[tuple[Fraction, ...]]:
@@ -219,10 +279,13 @@ def grid_r(n_tasks: int, step: StepLike) -> list[tuple[Fraction, ...]]:
     There are C(m + N - 1, N - 1) of them for m = 1/step (N=3, step 0.1: 66), in
     lexicographically decreasing order of (r_1, r_2, ...) — r = (1, 0, ..., 0) first.
     """
-    if not isinstance(n_tasks, (int, np.integer)) or n_tasks < 1:
-        raise ValidationError(f"n_tasks = {n_tasks!r}: expected a positive integer")
+    n_tasks = _check_n_tasks(n_tasks)
     s = parse_step(step)
     m = int(1 / s)
+    k = count_grid_r(n_tasks, step)
+    if k > MAX_GRID_POINTS:
+        raise ValidationError(f"grid step {step} for N={n_tasks} tasks makes {_count_text(k)} task "
+                              f"preferences r; the limit is {MAX_GRID_POINTS:,}: use a coarser step")
     out = []
     # Stars and bars: choose N-1 bar positions among m + N - 1 slots.
     for bars in combinations(range(m + n_tasks - 1), n_tasks - 1):
@@ -239,6 +302,9 @@ def grid_r(n_tasks: int, step: StepLike) -> list[tuple[Fraction, ...]]:
 def grid_c(c_step: StepLike) -> list[Fraction]:
     """c in {0, c_step, 2 c_step, ..., 1} (exact)."""
     s = parse_step(c_step, "c_step")
+    if 1 / s + 1 > MAX_GRID_POINTS:
+        raise ValidationError(f"c_step = {c_step} makes {_count_text(int(1 / s) + 1)} values of c; "
+                              f"the limit is {MAX_GRID_POINTS:,}: use a coarser step")
     return [k * s for k in range(int(1 / s) + 1)]
 
 
@@ -246,8 +312,10 @@ def grid(n_tasks: int, step: StepLike, c_step: StepLike | None = None) -> list[P
     """The preference grid: :func:`grid_r` × c in {0, c_step, ..., 1} as float Preferences.
 
     ``c_step`` defaults to ``step``. Order: for each r (grid_r order), every c ascending.
-    N=3, step 0.1 -> 66 × 11 = 726 points.
+    N=3, step 0.1 -> 66 × 11 = 726 points. Refuses grids of more than
+    :data:`MAX_GRID_POINTS` points before making any (:func:`check_grid_size`).
     """
+    check_grid_size(n_tasks, step, c_step)
     rs = grid_r(n_tasks, step)
     cs = grid_c(step if c_step is None else c_step)
     return [Preference(tuple(float(v) for v in r), float(c)) for r in rs for c in cs]

@@ -7,32 +7,65 @@ orientation is applied (``ImageOps.exif_transpose``) so a phone photo is upright
 resize to ``input_size`` (bilinear), multiply by ``scale`` and, unless the graph does it
 (``normalize_in_graph``), subtract ``mean`` and divide by ``std``. A file that is not a
 readable image (or is truncated) is refused with one line naming it.
+
+Every size derived from input is bounded before memory is spent on it: an image's pixel
+count is read from its header and refused above :data:`MAX_IMAGE_PIXELS` before it is
+decoded (a 97-byte PNG can claim 50000 x 50000), PIL's decompression-bomb error becomes
+the same one line, and a bundle's ``input_size`` is checked against :data:`MAX_INPUT_SIDE`
+and :data:`MAX_INPUT_PIXELS` (:func:`check_input_size`) before a batch is allocated.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
+from dymu_rt.bundle.schema import MAX_INPUT_PIXELS, MAX_INPUT_SIDE  # noqa: F401  (the limits' home)
 from dymu_rt.errors import ValidationError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
+#: Largest image decoded (width x height): 64 Mpx, more than any camera's default output;
+#: decoded to RGB that is 192 MB, and a few working copies fit in 1 GB.
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+def _regular_file(p: Path) -> bool:
+    """True for a regular file (following symlinks); False for a FIFO, device or socket,
+    which would block or never end if opened as an image."""
+    import stat
+
+    try:
+        return stat.S_ISREG(p.stat().st_mode)
+    except OSError:
+        return False
+
 
 def collect_images(paths: Iterable[Union[str, Path]]) -> list[Path]:
-    """Expand files and folders (images directly inside, sorted) into a list of files."""
+    """Expand files and folders (images directly inside, sorted) into a list of files.
+
+    An empty argument is refused (``Path("")`` is the current folder, which the user did
+    not ask for), and so is anything that exists but is not a regular file or a folder.
+    """
     out: list[Path] = []
-    for p in map(Path, paths):
+    for raw in paths:
+        if isinstance(raw, str) and not raw.strip():
+            raise ValidationError(f"image argument {raw!r} is empty; expected an image file or a folder of images")
+        p = Path(raw)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and _regular_file(f))
             if not found:
                 raise ValidationError(f"folder {p} holds no images (expected files ending in "
                                       f"{', '.join(IMAGE_SUFFIXES)})")
             out += found
-        elif p.is_file():
+        elif _regular_file(p):
             out.append(p)
+        elif p.exists():
+            raise ValidationError(f"image {p} is not a regular file (a FIFO, device or socket); "
+                                  f"expected an image file or a folder of images")
         else:
             raise ValidationError(f"image {p} not found; expected an image file or a folder of images")
     if not out:
@@ -45,14 +78,41 @@ def load_image(path: Union[str, Path]):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
+    if not _regular_file(path):
+        raise ValidationError(f"image {path} is not a regular file; expected an image file")
     try:
-        with Image.open(path) as img:
-            img.load()                      # decode now: a truncated file fails here, not later
-            return ImageOps.exif_transpose(img)
+        with warnings.catch_warnings():
+            # PIL warns above its own limit; ours (checked next) is lower and says it in one line.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size             # from the header: nothing decoded yet
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise ValidationError(f"{path} is {w} x {h} = {w * h:,} pixels; the limit is "
+                                          f"{MAX_IMAGE_PIXELS:,} (downscale it first)")
+                img.load()                  # decode now: a truncated file fails here, not later
+                return ImageOps.exif_transpose(img)
+    except Image.DecompressionBombError as e:   # not an OSError: PIL's own pixel limit
+        raise ValidationError(f"{path} is refused as a decompression bomb ({e})") from None
     except UnidentifiedImageError:
         raise ValidationError(f"{path} is not an image file PIL can read; expected PNG, JPEG, ...") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        if isinstance(e, ValidationError):
+            raise
         raise ValidationError(f"{path} is not a readable image ({e}); is the file truncated?") from None
+
+
+def check_input_size(spec: Mapping) -> tuple[int, int]:
+    """``spec["input_size"]`` as (H, W), refused unless two integers in [1, MAX_INPUT_SIDE]
+    with H x W <= MAX_INPUT_PIXELS (a bundle's manifest is input too)."""
+    size = spec.get("input_size") if isinstance(spec, Mapping) else None
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
+        raise ValidationError(f"preprocessing.input_size = {size!r}; expected [H, W], two integers")
+    h, w = size
+    if not (1 <= h <= MAX_INPUT_SIDE and 1 <= w <= MAX_INPUT_SIDE) or h * w > MAX_INPUT_PIXELS:
+        raise ValidationError(f"preprocessing.input_size = [{h}, {w}]; expected sides in [1, {MAX_INPUT_SIDE}] "
+                              f"and at most {MAX_INPUT_PIXELS:,} pixels")
+    return h, w
 
 
 def to_rgb(img):
@@ -79,7 +139,9 @@ def preprocess_image(img, spec: Mapping) -> np.ndarray:
     """One PIL image -> float32 [3, H, W] as the bundle's graphs expect."""
     from PIL import Image
 
-    h, w = (int(v) for v in spec["input_size"])
+    h, w = check_input_size(spec)
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        raise ValidationError(f"image of {img.width} x {img.height} pixels; the limit is {MAX_IMAGE_PIXELS:,}")
     rgb = to_rgb(img)
     if rgb.size != (w, h):
         rgb = rgb.resize((w, h), Image.Resampling.BILINEAR)

@@ -50,13 +50,17 @@ from dymu_rt.backends.registry import backend_class, check_name, get_backend, wi
 from dymu_rt.bundle import sections as S
 from dymu_rt.bundle.layout import CONTROLLER_FILES, is_shipped_bundle
 from dymu_rt.bundle.manifest import Manifest
+from dymu_rt.bundle.paths import inside
 from dymu_rt.control.preference import Preference, make_preference, nearest
 from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
 from dymu_rt.runtime.cache import EngineCache
 from dymu_rt.runtime.controller import Controller
 from dymu_rt.runtime.latency import LatencyWindow, choose_for_budget, time_engine
-from dymu_rt.runtime.preprocess import preprocess
+from dymu_rt.runtime.preprocess import check_input_size, preprocess
+
+#: Largest input batch ``profile_topologies`` allocates (float32 NCHW).
+MAX_BATCH_BYTES = 2**30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,8 +138,10 @@ class Runtime:
                                   f"data; copy it first (cp -r {root} my-bundle) and pass --bundle my-bundle")
         be = _make_backend(name, prof, binding)
         if rebuild_engines and (root / "manifest.json").is_file():
+            # Checked first: a linked engines folder must not send the removal elsewhere.
+            target = inside(root, S.engines_dir(name, prof.name), "engines folder", must_exist=False)
             S.update_manifest(root, lambda doc: S.drop_engines(doc, name, prof.name))
-            shutil.rmtree(root / S.engines_dir(name, prof.name), ignore_errors=True)
+            shutil.rmtree(target, ignore_errors=True)
         manifest = S.open_manifest(root)
         check_input_shape(prof, manifest, root)
         be.check_bundle(root, manifest, prof)           # e.g. a precision this backend cannot run here
@@ -169,8 +175,9 @@ class Runtime:
         """Write the topology's compiled engine into the bundle and record it (best effort:
         a read-only bundle just runs without the disk cache)."""
         rel_dir = S.engines_dir(self.backend.name, self.profile.name)
+        target = inside(self.root, rel_dir, "engines folder", must_exist=False)     # no links on the way
         try:
-            rec = self.backend.compile(self._request(topology), self.root / rel_dir)
+            rec = self.backend.compile(self._request(topology), target)
         except OSError:
             self._cache_engines = False
             return None
@@ -314,7 +321,15 @@ class Runtime:
         for name, v, lo in (("iters", iters, 1), ("warmup", warmup, 0), ("batch", batch, 1)):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ValidationError(f"--{name} = {v!r}; expected an integer >= {lo}")
-        h, w = self.manifest.input_size
+        h, w = check_input_size(self.preprocessing)
+        # Engines are built for batches up to the profile's batch_max (a TensorRT optimization
+        # profile's upper bound); past it a timing would describe no engine that runs.
+        if batch > self.profile.batch_max:
+            raise ValidationError(f"--batch = {batch}; profile '{self.profile.name}' runs batches of "
+                                  f"{self.profile.batch_min}..{self.profile.batch_max} (its [input] batch_max)")
+        if batch * 3 * h * w * 4 > MAX_BATCH_BYTES:
+            raise ValidationError(f"--batch = {batch} at {h} x {w} needs {batch * 3 * h * w * 4 / 2**30:.1f} GiB "
+                                  f"of input; the limit is {MAX_BATCH_BYTES / 2**30:g} GiB")
         x = np.random.default_rng(0).random((batch, 3, h, w), dtype=np.float32)
         table: dict[str, dict] = {}
         first = self.manifest.first_points()

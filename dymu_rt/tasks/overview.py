@@ -1,8 +1,12 @@
 """One picture of a prediction: the input image and every task's picture side by side.
 
 Used by ``dymu-rt run`` and the demo. Every tile is scaled to a common height (at least
-``min_height``, so 32x32 CIFAR inputs stay legible), labelled above, and tiles are laid
-out left to right, wrapping after ``columns`` tiles when given.
+``min_height``, so 32x32 CIFAR inputs stay legible, and at most ``max_height``), labelled
+above, and tiles are laid out left to right, wrapping after ``columns`` tiles when given.
+
+The picture's size never follows the input's size unbounded: the row height is clamped
+to ``max_height`` and a tile is at most ``MAX_ASPECT`` times as wide as high (a 50000 x 1
+image is shrunk to fit, not the other panels blown up to 50000 pixels high).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from dymu_rt.tasks.render import font
 BACKGROUND = (255, 255, 255)
 LABEL_HEIGHT = 16
 GAP = 4
+MAX_HEIGHT = 512
+MAX_ASPECT = 4
 
 
 def as_rgb_image(image: Union[Image.Image, np.ndarray]) -> Image.Image:
@@ -33,9 +39,13 @@ def as_rgb_image(image: Union[Image.Image, np.ndarray]) -> Image.Image:
 
 
 def _scale_to_height(img: Image.Image, height: int) -> Image.Image:
-    if img.height == height:
-        return img
+    """``img`` scaled to ``height`` rows, or smaller to stay within MAX_ASPECT x height wide."""
     width = max(1, round(img.width * height / img.height))
+    if width > MAX_ASPECT * height:         # a very wide image: fit the width instead
+        width = MAX_ASPECT * height
+        height = max(1, round(img.height * width / img.width))
+    if (width, height) == img.size:
+        return img
     # Nearest keeps label maps crisp when enlarging; shrinking needs a filter.
     resample = Image.Resampling.NEAREST if height > img.height else Image.Resampling.LANCZOS
     return img.resize((width, height), resample)
@@ -43,12 +53,12 @@ def _scale_to_height(img: Image.Image, height: int) -> Image.Image:
 
 def overview_image(image: Union[Image.Image, np.ndarray], panels: Mapping[str, Image.Image],
                    columns: Optional[int] = None, min_height: int = 128,
-                   image_label: str = "input") -> Image.Image:
+                   image_label: str = "input", max_height: int = MAX_HEIGHT) -> Image.Image:
     """Tile the input ``image`` and the ``panels`` (label -> picture) with labels, as RGB."""
     if columns is not None and columns < 1:
         raise ValidationError(f"columns {columns!r} is invalid, expected an integer >= 1")
     first = as_rgb_image(image)
-    height = max(first.height, int(min_height))
+    height = min(max(first.height, int(min_height)), max(int(max_height), int(min_height)))
     tiles = [(image_label, _scale_to_height(first, height))]
     tiles += [(str(k), _scale_to_height(as_rgb_image(v), height)) for k, v in panels.items()]
     per_row = columns or len(tiles)

@@ -35,6 +35,12 @@ from dymu_rt.models.backbones import build_nodes
 from dymu_rt.models.presets import Preset
 from dymu_rt.utils.io import atomic_path, atomic_write_json, read_json
 
+def _short(value, limit: int = 60) -> str:
+    """A value for an error message, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 STAGES = ("anchor", "edge", "weight")
 CONFIG = "config.json"
 
@@ -102,6 +108,16 @@ class RunDir:
         cfg = read_json(self.config_path, "run config")
         if not isinstance(cfg, dict) or "preset" not in cfg or "stages" not in cfg:
             raise CheckpointError(f"{self.config_path} is not a dymu-rt run config")
+        stages = cfg["stages"]
+        if not isinstance(stages, dict) or not all(isinstance(v, dict) for v in stages.values()):
+            raise CheckpointError(f"{self.config_path}: 'stages' = {_short(stages)}; expected a table of "
+                                  f"stage name -> {{\"done\": true|false, ...}}")
+        for name, v in stages.items():
+            if not isinstance(v.get("done", False), bool):
+                raise CheckpointError(f"{self.config_path}: stages.{name}.done = {_short(v['done'])}; "
+                                      f"expected true or false")
+        if not isinstance(cfg["preset"], dict):
+            raise CheckpointError(f"{self.config_path}: 'preset' = {_short(cfg['preset'])}; expected a table")
         return cfg
 
     def init(self, preset: Preset, data: str, extra: Optional[dict] = None) -> dict[str, Any]:

@@ -60,15 +60,24 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+#: Largest JSON document read (run configs, manifests): real ones are kilobytes to a few MB.
+MAX_JSON_BYTES = 64 * 2**20
+
+
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     """Read a JSON file, turning a missing or malformed file into one clear error."""
     path = Path(path)
     if not path.is_file():
         raise DymuError(f"{what} not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise DymuError(f"{what} {path} is {size:,} bytes; the limit is {MAX_JSON_BYTES:,}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DymuError(f"{what} {path} is not valid JSON ({e})") from None
+    except RecursionError:      # e.g. 200,000 nested lists: json recurses once per level
+        raise DymuError(f"{what} {path} is nested too deeply to be a dymu-rt file") from None
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -227,6 +227,7 @@ def test_int8_backend_both_activation_variants(calibrated, activations):
 
 
 def test_uncalibrated_topology_refused_in_one_line(calibrated, tmp_path):
+    from dymu_rt.bundle.checksum import write_checksum
     from dymu_rt.runtime.runtime import Runtime
 
     bundle = tmp_path / "bundle"
@@ -235,11 +236,13 @@ def test_uncalibrated_topology_refused_in_one_line(calibrated, tmp_path):
     tid = sorted(m["topologies"])[1]
     del m["int8"]["files"][tid]
     (bundle / "manifest.json").write_text(json.dumps(m))
+    write_checksum(bundle)
     with pytest.raises(BundleError, match=f"topology {tid} .not calibrated.*dymu-rt calibrate {bundle}") as e:
         Runtime.open(bundle, profile="x86-64-cpu-int8")
     assert "\n" not in str(e.value)
     del m["int8"]
     (bundle / "manifest.json").write_text(json.dumps(m))
+    write_checksum(bundle)
     with pytest.raises(BundleError, match="dymu-rt calibrate"):
         Runtime.open(bundle, profile="x86-64-cpu-int8")
     Runtime.open(bundle)                                 # fp32 does not need calibration

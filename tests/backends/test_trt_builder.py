@@ -312,12 +312,12 @@ def test_prepare_graph_int8_uses_the_calibrated_bundle_graph(tmp_path):
     from dymu_rt.compile.calibrate import calibrate_bundle
 
     bundle = make_bundle(tmp_path / "b", n_topologies=1)
-    g = bundle / "graphs" / "t00.onnx"
+    g = bundle / "graphs" / "0000000000000000.onnx"
     with pytest.raises(BundleError, match="dymu-rt calibrate"):
-        B.prepare_graph(g, "int8", tmp_path, "t00")
+        B.prepare_graph(g, "int8", tmp_path, "0000000000000000")
     calibrate_bundle(bundle, images=write_images(tmp_path / "img", 3), progress=False)
-    qdq = B.prepare_graph(g, "int8", tmp_path, "t00")
-    assert qdq.name == "int8.onnx" and qdq.parent.parent == bundle / "calibration" / "t00"
+    qdq = B.prepare_graph(g, "int8", tmp_path, "0000000000000000")
+    assert qdq.name == "int8.onnx" and qdq.parent.parent == bundle / "calibration" / "0000000000000000"
 
 
 def test_network_flags_and_logger_are_shared():

@@ -11,7 +11,7 @@ import torch
 from graph_fixtures import make_bundle, write_images
 
 from dymu_rt.bundle.manifest import Manifest, read_manifest
-from dymu_rt.bundle.sections import cache_key, int8_graph
+from dymu_rt.bundle.sections import cache_key, int8_graph, weights_sha256
 from dymu_rt.compile.calibrate import calibrate_bundle, image_folder_set, synth_set
 from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.utils.io import atomic_write_json, sha256_file
@@ -64,7 +64,8 @@ def test_calibrate_cli_writes_qdq_graphs_and_manifest(bundle, base):
         assert path.parent.parent == bundle / "calibration" / tid
         assert sha256_file(path) == entry["sha256"]
         assert (path.parent / "ranges.json").is_file() and (path.parent / "meta.json").is_file()
-        assert entry["key"] == cache_key(manifest["topologies"][tid]["sha256"], rec["calibration"]["digest"], "minmax")
+        assert entry["key"] == cache_key(manifest["topologies"][tid]["sha256"], rec["calibration"]["digest"], "minmax",
+                                         weights_sha256(Manifest.from_dict(manifest)))
         assert int8_graph(bundle, Manifest.from_dict(manifest), tid, check=True) == path
         u8 = bundle / entry["uint8"]["file"]          # ORT x86 variant: same ranges, uint8 activations
         assert u8.parent == path.parent and sha256_file(u8) == entry["uint8"]["sha256"]
@@ -86,7 +87,7 @@ def test_rerun_reuses_cache_and_other_method_adds_a_key(bundle, base):
     after = json.loads((bundle / "manifest.json").read_text())["int8"]
     assert other["quantized"] == 2 and after["method"] == "percentile"
     assert all(after["files"][t]["key"] != before[t]["key"] for t in before)
-    assert len(list((bundle / "calibration" / "t00").iterdir())) == 2     # both results kept
+    assert len(list((bundle / "calibration" / "0000000000000000").iterdir())) == 2     # both results kept
 
 
 def test_synth_calibration_set(bundle):
@@ -101,7 +102,7 @@ def test_synth_calibration_set(bundle):
     ((), "exactly one calibration set"),
     (("--synth", "2", "--images", "."), "exactly one calibration set"),
     (("--synth", "0"), "--synth 0"),
-    (("--images", "{bundle}/graphs/t00.onnx"), "not a directory"),
+    (("--images", "{bundle}/graphs/0000000000000000.onnx"), "not a directory"),
     (("--images", "{bundle}/graphs"), "no image files"),
     (("--images", "{images}", "--method", "kl"), "--method 'kl'"),
     (("--images", "{images}", "--profile", "x86-64-cpu"), "precision 'fp32'"),
@@ -123,24 +124,24 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(bundle, base, args, me
 def test_corrupt_graph_and_missing_bundle_are_refused(bundle, base, tmp_path):
     with pytest.raises(BundleError, match="not found"):
         calibrate_bundle(tmp_path / "nope", images=base["images"], progress=False)
-    (bundle / "graphs" / "t01.onnx").write_bytes(b"broken")
-    with pytest.raises(BundleError, match="t01.onnx is corrupt"):
+    (bundle / "graphs" / "0101010101010101.onnx").write_bytes(b"broken")
+    with pytest.raises(BundleError, match="0101010101010101.onnx is corrupt"):
         calibrate_bundle(bundle, images=base["images"], progress=False)
     assert "int8" not in json.loads((bundle / "manifest.json").read_text())
     with pytest.raises(BundleError, match="dymu-rt calibrate"):
-        int8_graph(bundle, read_manifest(bundle), "t00")
+        int8_graph(bundle, read_manifest(bundle), "0000000000000000")
 
 
 def test_stale_or_tampered_int8_graph_is_refused(bundle, base):
     calibrate_bundle(bundle, images=base["images"], progress=False)
     manifest = json.loads((bundle / "manifest.json").read_text())
     rebuilt = json.loads(json.dumps(manifest))
-    rebuilt["topologies"]["t00"]["sha256"] = "0" * 64            # the FP32 graph changed since
-    with pytest.raises(BundleError, match="t00 was calibrated for another version.*dymu-rt calibrate"):
-        int8_graph(bundle, Manifest.from_dict(rebuilt), "t00", check=True)
-    (bundle / manifest["int8"]["files"]["t01"]["file"]).write_bytes(b"tampered")
+    rebuilt["topologies"]["0000000000000000"]["sha256"] = "0" * 64            # the FP32 graph changed since
+    with pytest.raises(BundleError, match="0000000000000000 was calibrated for another version.*dymu-rt calibrate"):
+        int8_graph(bundle, Manifest.from_dict(rebuilt), "0000000000000000", check=True)
+    (bundle / manifest["int8"]["files"]["0101010101010101"]["file"]).write_bytes(b"tampered")
     with pytest.raises(BundleError, match="corrupt"):
-        int8_graph(bundle, Manifest.from_dict(manifest), "t01", check=True)
+        int8_graph(bundle, Manifest.from_dict(manifest), "0101010101010101", check=True)
 
 
 def test_shipped_default_bundle_is_refused_and_untouched(base):

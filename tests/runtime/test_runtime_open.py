@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from dymu_rt.bundle.checksum import write_checksum
 from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
 from dymu_rt.runtime import Runtime, default_bundle_path
 
@@ -13,6 +14,7 @@ def _edit(bundle, fn):
     m = json.loads(path.read_text())
     fn(m)
     path.write_text(json.dumps(m))
+    write_checksum(bundle)          # as a dymu-rt on that other device would have written it
 
 
 def test_opens_fixture(bundle):
