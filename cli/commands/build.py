@@ -41,5 +41,5 @@ def build_command(
                             f"{summary['reused']} reused)")
     t.add_row("bundle size", f"{summary['bundle_bytes'] / 2**20:.2f} MiB")
     t.add_row("time", f"{summary['seconds']:.1f} s")
-    t.add_row("GMACs range (paper's GFLOPs)", f"{summary['gmacs_min']:.4f} - {summary['gmacs_max']:.4f}")
+    t.add_row("GMACs range (conv+linear MACs)", f"{summary['gmacs_min']:.4f} - {summary['gmacs_max']:.4f}")
     console.print(t)

@@ -44,7 +44,7 @@ def demo_command(
         k = primary.get(task, next(iter(metrics)))
         a.add_row(task, k, f"{metrics[k]:.3f}", f"{s['anchor_baselines'][task][k]:.3f}")
     console.print(a)
-    e = Table(title="controller (GMACs = the paper's GFLOPs)")
+    e = Table(title="controller (GMACs = conv+linear multiply-adds / 1e9)")
     for col in ("method", "c", "HV", "uniformity", "params (M)", "GMACs"):
         e.add_column(col, justify="left" if col == "method" else "right")
     for row in s["eval_table"]:

@@ -49,12 +49,14 @@ def _print(report: dict) -> None:
     from rich.table import Table
 
     t = Table(title=f"controller evaluation ({report['preset']}, {report['n_val']} val scenes; "
-                    "GMACs = the paper's GFLOPs, fvcore convention)")
-    for col in ("method", "c", "HV", "uniformity", "params (M)", "GMACs"):
-        t.add_column(col, justify="right" if col != "method" else "left")
+                    "GMACs = conv+linear MACs; GFLOPs (paper) = fvcore's count)")
+    for col in ("method", "c", "HV", "uniformity", "params (M)", "GMACs", "GFLOPs (paper)"):
+        t.add_column(col, justify="right" if col != "method" else "left", no_wrap=col == "method")
     for row in report["table"]:
+        gp = row.get("gflops_paper")
         t.add_row(row["method"], "-" if row["c"] is None else f"{row['c']:g}", f"{row['hv']:.4f}",
-                  f"{row['uniformity']:.4f}", f"{row['params'] / 1e6:.3f}", f"{row['gmacs']:.4f}")
+                  f"{row['uniformity']:.4f}", f"{row['params'] / 1e6:.3f}", f"{row['gmacs']:.4f}",
+                  "-" if gp is None else f"{gp:.4f}")
     console.print(t)
     console.print(f"HV reference point: {', '.join(f'{v:.4g}' for v in report['reference_point'])} "
                   f"({report['reference_source']})")
@@ -66,15 +68,19 @@ def _print(report: dict) -> None:
     t2 = Table(title="controllability: mean params (M) of predicted trees")
     t2.add_column("c")
     t2.add_column("mean over r ~ Dir(0.2)", justify="right")
+    t2.add_column("mean GMACs, r ~ Dir(0.2)", justify="right")
     t2.add_column("skewed r (0.85 on one task)", justify="right")
     t2.add_column("uniform r", justify="right")
     for c, v in ctl["mean_params_by_c"].items():
         sv = ctl["skewed_vs_uniform"][c]
-        t2.add_row(c, f"{v / 1e6:.3f}", f"{sv['skewed_mean_params'] / 1e6:.3f}", f"{sv['uniform_params'] / 1e6:.3f}")
+        gm = ctl.get("mean_gmacs_by_c", {}).get(c)
+        t2.add_row(c, f"{v / 1e6:.3f}", "-" if gm is None else f"{gm:.4f}",
+                   f"{sv['skewed_mean_params'] / 1e6:.3f}", f"{sv['uniform_params'] / 1e6:.3f}")
     console.print(t2)
     cp = report["controller_params"]
     for tr in report.get("trees", []):
         console.print(f"tree r = ({', '.join(f'{v:g}' for v in tr['r'])}), c = {tr['c']:g}: topology "
                       f"{tr['topology']}, {tr['params'] / 1e6:.3f} M params, {tr['gmacs']:.4f} GMACs")
     console.print(f"controller params: edge hypernet {cp['edge_hypernet']:,}, weight hypernet "
-                  f"{cp['weight_hypernet']:,}; distinct trees evaluated: {report['distinct_trees']}")
+                  f"{cp['weight_hypernet']:,}, both {cp['edge_hypernet'] + cp['weight_hypernet']:,}; "
+                  f"distinct trees evaluated: {report['distinct_trees']}")

@@ -11,11 +11,13 @@ def inspect_command(
     target: str = typer.Argument(..., help="A preset name, a run directory or a bundle directory."),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
     verify: bool = typer.Option(False, "--verify", help="Bundles: also check every file's sha256."),
+    size: str = typer.Option(None, "--size", help="Presets and runs: cost the anchor at this input "
+                             "size, HxW (e.g. 512x512; default: the preset's)."),
 ) -> None:
     """Describe TARGET: tasks, layers, params and GMACs/GFLOPs; topologies of a bundle."""
     from dymu_rt.compile.describe import describe, describe_bundle
 
-    info = describe(target)
+    info = describe(target, size)
     if verify and info["what"] == "bundle":
         info = describe_bundle(target, check_hashes=True)
         info["verified"] = True
@@ -25,13 +27,50 @@ def inspect_command(
     {"preset": _preset, "run": _run, "bundle": _bundle}[info["what"]](info)
 
 
+def _vs(ours: float, paper, fmt: str, scale: float = 1.0) -> str:
+    """``ours (paper X, +d%)``, or just ``ours`` without a paper number. When ours rounds to
+    the paper's figure at the paper's precision, say so instead of a spurious percentage."""
+    text = format(ours / scale, fmt)
+    if paper is None:
+        return text
+    p = paper / scale
+    digits = max(0, len(f"{p:g}".split(".")[1]) if "." in f"{p:g}" else 0)
+    if round(ours / scale, digits) == round(p, digits):
+        return f"{text} (paper {p:g}: equal at its rounding)"
+    return f"{text} (paper {p:g}, {100 * (ours / paper - 1):+.1f}%)"
+
+
+def _costs(d: dict) -> None:
+    ref = d.get("paper") or {}
+    h, w = d["size"]
+    at_paper_size = ref.get("size") == d["size"]
+    console.print(f"single-task anchor net (all {len(d['tasks'])} streams) at {h}x{w}: "
+                  f"{_vs(d['params'], ref.get('params'), '.3f', 1e6)} M params, {d['gmacs']:.4f} GMACs "
+                  f"(conv+linear) = {d['gflops']:.4f} GFLOPs (2 x MACs); "
+                  f"{_vs(d['gflops_paper'], ref.get('gflops_paper') if at_paper_size else None, '.4f')} "
+                  f"GFLOPs in the paper's convention (fvcore)")
+    if ref.get("size") and not at_paper_size:
+        console.print(f"  (the paper's GFLOPs are at {ref['size'][0]}x{ref['size'][1]}: "
+                      f"--size {ref['size'][0]}x{ref['size'][1]})")
+    nb = d["non_branchable"]
+    console.print(f"not branchable (shared stem + heads): {100 * nb['params_share']:.1f}% of params, "
+                  f"{100 * nb['gmacs_share']:.1f}% of GMACs")
+    phn = d["phn_shared_encoder"]
+    console.print(f"PHN baseline (shared encoder): {_vs(phn['params'], ref.get('phn_params'), '.3f', 1e6)} M params, "
+                  f"{phn['gflops_paper']:.4f} GFLOPs (paper's convention)")
+    cp = d["controller_params"]
+    console.print(f"controller: edge hypernet {_vs(cp['edge_hypernet'], ref.get('edge_hypernet'), '.3f', 1e6)} M, "
+                  f"both hypernets {_vs(cp['total'], ref.get('controller'), '.3f', 1e6)} M params")
+    if ref.get("note"):
+        console.print(f"[yellow]note[/yellow]: {ref['note']}")
+
+
 def _preset(d: dict) -> None:
     console.print(f"[bold]preset {d['name']}[/bold]: {d['description']}")
     console.print(f"tasks: {', '.join(t['name'] + ' (' + t['kind'] + ')' for t in d['tasks'])}")
     console.print(f"backbone {d['backbone']}, head {d['head']}, {d['layers']} layers per stream, "
                   f"input {d['input_size'][0]}x{d['input_size'][1]}")
-    console.print(f"single-task anchor net (all {len(d['tasks'])} streams): {d['params'] / 1e6:.3f} M params, "
-                  f"{d['gmacs']:.4f} GMACs (the paper's 'GFLOPs') = {d['gflops']:.4f} GFLOPs (2 x MACs)")
+    _costs(d)
 
 
 def _run(d: dict) -> None:
@@ -39,6 +78,7 @@ def _run(d: dict) -> None:
                   f"tasks {', '.join(d['tasks'])}")
     for stage, st in d["stages"].items():
         console.print(f"  stage {stage}: {'done' if st.get('done') else 'not done'}")
+    _costs(d)
 
 
 def _bundle(d: dict) -> None:
@@ -48,11 +88,13 @@ def _bundle(d: dict) -> None:
                   f"tasks {', '.join(d['tasks'])}; {d['points']} grid points "
                   f"(step {d['grid']['step']:g}, c step {d['grid']['c_step']:g}), "
                   f"{d['n_topologies']} topologies, {d['bundle_bytes'] / 2**20:.2f} MiB")
-    t = Table(title="topologies (most points first; GMACs = the paper's GFLOPs)")
-    for col in ("topology", "points", "params (M)", "GMACs"):
+    t = Table(title="topologies (most points first; GMACs = conv+linear MACs; GFLOPs (paper) = fvcore's count)")
+    for col in ("topology", "points", "params (M)", "GMACs", "GFLOPs (paper)"):
         t.add_column(col, justify="left" if col == "topology" else "right")
     for top in d["topologies"]:
-        t.add_row(top["id"], str(top["n_points"]), f"{top['params'] / 1e6:.3f}", f"{top['gmacs']:.4f}")
+        gp = top.get("gflops_paper")
+        t.add_row(top["id"], str(top["n_points"]), f"{top['params'] / 1e6:.3f}", f"{top['gmacs']:.4f}",
+                  "-" if gp is None else f"{gp:.4f}")
     console.print(t)
     if d.get("verified"):
         console.print("all files match their sha256")

@@ -42,7 +42,7 @@ def profile_command(
 
     tab = Table(title=f"{rt.profile.name}: {len(rows)} topologies, batch {batch}, {iters} runs each "
                       f"(stored in {rt.root / 'manifest.json'})",
-                caption="GMACs = multiply-adds / 1e9 (the paper's 'GFLOPs'); GFLOPs and the achieved "
+                caption="GMACs = conv+linear multiply-adds / 1e9; GFLOPs and the achieved "
                         "GFLOP/s count 2 FLOPs per MAC (GFLOP/s at p50, per image x batch).")
     for col in ("topology", "points", "GMACs", "GFLOPs", "params (M)", "p50 ms", "p90 ms", "p99 ms", "GFLOP/s"):
         tab.add_column(col, justify="left" if col == "topology" else "right", no_wrap=col == "topology")

@@ -20,7 +20,7 @@ def run_command(
                                 "backend key picks the backend (e.g. jetson-orin-nano -> TensorRT)."),
     out: Path = typer.Option(Path("dymu-out"), "--out", help="Folder for the output PNGs."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of a table: topology, "
-                                 "binding, gmacs (multiply-adds / 1e9), gflops (2 x MACs / 1e9), params, latency_ms, images and outputs (task -> file for "
+                                 "binding, gmacs (multiply-adds / 1e9), gflops (2 x MACs / 1e9), gflops_paper (the paper's fvcore count / 1e9), params, latency_ms, images and outputs (task -> file for "
                                  "one image; for several, a list of task -> file aligned with images)."),
     normalize: bool = typer.Option(False, "--normalize", help="Rescale r to sum to 1."),
     latency_budget: Optional[float] = typer.Option(None, "--latency-budget", help="Milliseconds: pick the "
@@ -56,6 +56,8 @@ def run_command(
     t.add_row("binding", s["binding"] + (f" (r={','.join(f'{v:g}' for v in gp['r'])}, c={gp['c']:g})" if gp else ""))
     t.add_row("GMACs (multiply-adds)", f"{s['gmacs']:.4f}")
     t.add_row("GFLOPs (2 x MACs)", f"{s['gflops']:.4f}")
+    if s.get("gflops_paper") is not None:
+        t.add_row("GFLOPs, the paper's convention (fvcore)", f"{s['gflops_paper']:.4f}")
     t.add_row("params", f"{s['params'] / 1e6:.3f} M")
     lat = s["latency_ms"]
     t.add_row("latency p50 / p90 / p99", f"{lat['p50_ms']:.2f} / {lat['p90_ms']:.2f} / {lat['p99_ms']:.2f} ms "

@@ -76,7 +76,7 @@ SCHEMA: dict[str, Any] = {
     "grid": dict,
     "points": [{"r": [_NUM], "c": _NUM, "topology": str}],
     "topologies": MapOf({"file": str, "sha256": str, "parents": [[int]], "params": int, "macs": int,
-                         "bn_slots": Optional_([str])}),
+                         "bn_slots": Optional_([str]), "gflops_paper": Optional_(_NUM)}),
     "controller": MapOf(_FILE),
     "bn_layout": [{"name": str, "channels": int, "offset": int}],
     "bn_eps": _NUM,
@@ -195,10 +195,13 @@ class TopologyEntry:
     params: int
     macs: int
     bn_slots: tuple[str, ...] = ()
+    # The paper's "GFLOPs": fvcore's count (MACs + BN, upsampling, pooling) / 1e9, as the
+    # build computed it (dymu_rt.models.cost); None in bundles built before it existed.
+    gflops_paper: Optional[float] = None
 
     @property
     def gmacs(self) -> float:
-        """Multiply-accumulates / 1e9: what the paper's tables call "GFLOPs" (fvcore's convention)."""
+        """Conv + linear multiply-accumulates / 1e9 (the paper's "GFLOPs" are fvcore's larger count: gflops_paper)."""
         return units.gmacs(self.macs)
 
     @property
@@ -250,7 +253,7 @@ class Manifest:
             doc = copy.deepcopy(doc)
         topologies = {
             tid: TopologyEntry(tid, t["file"], t["sha256"], tuple(tuple(row) for row in t["parents"]),
-                               t["params"], t["macs"], tuple(t.get("bn_slots", ())))
+                               t["params"], t["macs"], tuple(t.get("bn_slots", ())), t.get("gflops_paper"))
             for tid, t in doc["topologies"].items()}
         if not topologies:
             raise BundleError(f"{where}: the bundle has no topologies")

@@ -9,8 +9,9 @@ from dymu_rt.bundle.checksum import read_digests
 from dymu_rt.bundle.layout import bundle_bytes, read_manifest, verify_bundle
 
 #: how the cost columns are defined (shown with every cost table)
-UNITS = ("gmacs = multiply-accumulates / 1e9 (the paper's 'GFLOPs', fvcore convention); "
-         "gflops = floating-point operations / 1e9 = 2 x MACs / 1e9")
+UNITS = ("gmacs = multiply-accumulates / 1e9 (conv and linear only); gflops = floating-point "
+         "operations / 1e9 = 2 x MACs / 1e9; gflops_paper = the paper's 'GFLOPs' (fvcore: conv/linear "
+         "MACs + BN 2/elem (1 non-affine) + bilinear upsampling 4/out elem + adaptive pooling) / 1e9")
 
 
 def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, Any]:
@@ -20,7 +21,7 @@ def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, A
     for p in m.points:
         counts[p.topology] = counts.get(p.topology, 0) + 1
     tops = sorted(({"id": tid, "params": t.params, "macs": t.macs, "gmacs": t.gmacs, "gflops": t.gflops,
-                    "n_points": counts.get(tid, 0), "file": t.file} for tid, t in m.topologies.items()),
+                    "gflops_paper": t.gflops_paper, "n_points": counts.get(tid, 0), "file": t.file} for tid, t in m.topologies.items()),
                   key=lambda t: (-t["n_points"], t["macs"], t["id"]))
     return {"what": "bundle", "path": str(path), "preset": m.preset, "trained_on": m.data.get("trained_on"),
             "training_data": m.data.get("training_data"),

@@ -50,11 +50,17 @@ class Architecture:
     params: int
     macs: int
     bn_slots: tuple[str, ...]
+    flops_paper: int = 0        # the paper's "GFLOPs" x 1e9 (fvcore convention, dymu_rt.models.cost)
 
     @property
     def gmacs(self) -> float:
-        """Multiply-accumulates / 1e9: the paper's "GFLOPs" (fvcore convention)."""
+        """Conv + linear multiply-accumulates / 1e9 (the paper's "GFLOPs" are fvcore's larger count: gflops_paper)."""
         return units.gmacs(self.macs)
+
+    @property
+    def gflops_paper(self) -> float:
+        """The paper's "GFLOPs": fvcore's count / 1e9 (MACs + BN, upsampling, pooling)."""
+        return self.flops_paper / 1e9
 
     @property
     def gflops(self) -> float:
@@ -74,10 +80,11 @@ class Architecture:
         canon = canonicalize(p)
         cost = (cost_model or CostModel(anchor)).tree_cost(canon)
         used = used_nodes(canon)
-        slots = tuple(s.name for s in anchor.bn_layout if used[s.layer, s.stream])
+        slots = tuple(s.name for s in anchor.bn_layout if anchor.slot_alive(s, used))
         return Architecture(parents=tuple(tuple(int(v) for v in row) for row in canon),
                             id=topology_id(canon, salt), tasks=tuple(anchor.task_names),
-                            params=cost.params, macs=cost.macs, bn_slots=slots)
+                            params=cost.params, macs=cost.macs, bn_slots=slots,
+                            flops_paper=cost.flops_paper)
 
 
 class MaterializedTree(nn.Module):
@@ -95,6 +102,8 @@ class MaterializedTree(nn.Module):
         self.task_names = tuple(anchor.task_names)
         self.register_buffer("mean", anchor.mean.detach().clone())
         self.register_buffer("std", anchor.std.detach().clone())
+        # The shared stem (if any) runs once on the normalized image; row-0 nodes read it.
+        self.stem = copy.deepcopy(anchor.stem) if anchor.stem is not None else None
         # (name, input name or None for the image); layer-major order is topological.
         self.plan: list[tuple[str, Optional[str]]] = []
         for l in range(L):
@@ -116,6 +125,8 @@ class MaterializedTree(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # noqa: D102
         out_size = (x.shape[2], x.shape[3])
         h = (x - self.mean) / self.std
+        if self.stem is not None:
+            h = self.stem(h)
         feats: dict[str, torch.Tensor] = {}
         for name, src in self.plan:
             feats[name] = getattr(self, name)(h if src is None else feats[src])
@@ -139,14 +150,13 @@ def materialize(anchor: AnchorNet, parents, bn_deltas: Optional[torch.Tensor] = 
         if bn_deltas.numel() != anchor.bn_delta_size:
             raise ValueError(f"bn_deltas has size {bn_deltas.numel()}, expected {anchor.bn_delta_size}")
         used = used_nodes(canonicalize(p))
-        for l in range(anchor.num_layers):
-            for j in range(anchor.num_tasks):
-                if not used[l, j]:
-                    continue
-                node = getattr(tree, node_name(l, j))
-                for (_, bn), (dg, db) in zip(modulated_bns(node), anchor.node_deltas(bn_deltas, l, j), strict=True):
-                    bn.weight.add_(dg.to(bn.weight.dtype))
-                    bn.bias.add_(db.to(bn.bias.dtype))
+        units = [(l, j, getattr(tree, node_name(l, j))) for l in range(anchor.num_layers)
+                 for j in range(anchor.num_tasks) if used[l, j]]
+        units += [(anchor.num_layers, j, getattr(tree, f"head_{t}")) for j, t in enumerate(anchor.task_names)]
+        for l, j, module in units:
+            for (_, bn), (dg, db) in zip(modulated_bns(module), anchor.node_deltas(bn_deltas, l, j), strict=True):
+                bn.weight.add_(dg.to(bn.weight.dtype))
+                bn.bias.add_(db.to(bn.bias.dtype))
     for prm in tree.parameters():
         prm.requires_grad_(False)
     return tree.eval()
@@ -155,7 +165,7 @@ def materialize(anchor: AnchorNet, parents, bn_deltas: Optional[torch.Tensor] = 
 def slots_of(anchor: AnchorNet, parents) -> list:
     """The BNSlots of the nodes tree ``parents`` uses, in bn_layout order."""
     used = used_nodes(canonicalize(parents))
-    return [s for s in anchor.bn_layout if used[s.layer, s.stream]]
+    return [s for s in anchor.bn_layout if anchor.slot_alive(s, used)]
 
 
 def preference_tensors(r: Sequence[float], c: float,

@@ -346,7 +346,7 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
         rel = B.graph_file(tid)
         topologies[tid] = {
             "parents": [list(row) for row in arch.parents], "params": arch.params, "macs": arch.macs,
-            "gmacs": arch.gmacs, "file": rel, "sha256": journal["files"][rel],
+            "gmacs": arch.gmacs, "gflops_paper": arch.gflops_paper, "file": rel, "sha256": journal["files"][rel],
             "n_points": counts[tid], "bn_slots": list(arch.bn_slots), "weights": "anchor",
         }
     manifest = {

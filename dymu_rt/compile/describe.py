@@ -1,7 +1,7 @@
 """What ``dymu-rt inspect`` reports: a preset, a run directory or a bundle, as plain dicts.
 
-Costs follow :mod:`dymu_rt.models.cost`: ``gflops`` is GMACs (multiply-accumulates / 1e9,
-the paper's "GFLOPs" convention); FLOPs = 2 × MACs.
+Costs follow :mod:`dymu_rt.models.cost`: ``gmacs`` = conv + linear multiply-accumulates /
+1e9, ``gflops`` = 2 × MACs / 1e9, ``gflops_paper`` = the paper's "GFLOPs" (fvcore's count).
 """
 
 from __future__ import annotations
@@ -15,46 +15,93 @@ from dymu_rt.errors import ValidationError
 
 
 
-def describe_preset(name: str) -> dict[str, Any]:
-    """Tasks, layers, and the cost of the full single-task anchor net (identity tree)."""
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW`` (e.g. ``512x512``) as (H, W); a ValidationError names the value otherwise."""
+    parts = str(text).lower().split("x")
+    try:
+        h, w = (int(p) for p in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        h = w = None
+    if h is None or not (16 <= h <= 4096 and 16 <= w <= 4096):
+        raise ValidationError(f"--size '{text}': expected HxW with 16 <= H, W <= 4096 (e.g. 512x512)")
+    return h, w
+
+
+def anchor_costs(preset, anchor, size=None) -> dict[str, Any]:
+    """Cost fields of the single-task anchor and the PHN shared encoder, the non-branchable
+    share (stem + heads), controller sizes and the paper's numbers for this preset."""
+    from dymu_rt.control.hypernets import controller_sizes
     from dymu_rt.models.cost import CostModel
+    from dymu_rt.models.presets import PAPER_REFERENCE
+
+    cm = CostModel(anchor, size)
+    full, fixed, phn = cm.full_cost(), cm.fixed_cost(), cm.shared_encoder_cost()
+    out = {**full.as_dict(), "size": list(cm.size),
+           "non_branchable": {"params": fixed.params, "gmacs": fixed.gmacs,
+                              "params_share": fixed.params / full.params, "gmacs_share": fixed.macs / full.macs,
+                              "what": "shared stem + per-task heads: what no tree can prune"},
+           "phn_shared_encoder": phn.as_dict(),
+           "controller_params": controller_sizes(anchor.num_tasks, anchor.num_layers, anchor.bn_delta_size)}
+    ref = PAPER_REFERENCE.get(preset.name)
+    if ref is not None:
+        out["paper"] = dict(ref)
+    return out
+
+
+def describe_preset(name: str, size=None) -> dict[str, Any]:
+    """Tasks, layers, and the cost of the full single-task anchor net (identity tree) at the
+    preset's input size or ``size`` (H, W)."""
     from dymu_rt.models.presets import get_preset
 
     preset = get_preset(name)
     anchor = preset.build().eval()
-    cost = CostModel(anchor).full_cost()
+    bb = preset.backbone
     return {"what": "preset", "name": preset.name, "description": preset.description,
             "dataset": preset.dataset,
             "tasks": [{"name": t.name, "kind": t.kind, "out_channels": t.out_channels,
                        "loss_weight": t.loss_weight} for t in preset.tasks],
-            "backbone": f"{preset.backbone.kind}{preset.backbone.depth or ''} x{preset.backbone.width_mult:g}",
-            "head": preset.head.kind, "layers": anchor.num_layers, "params": cost.params,
-            "macs": cost.macs, "gmacs": cost.gmacs, "gflops": cost.gflops,
-            "units": UNITS,
+            "backbone": f"{bb.kind}{bb.depth or ''} x{bb.width_mult:g}",
+            "shared_stem": bb.shared_stem, "output_stride": bb.output_stride,
+            "raspp_channels": bb.raspp_channels,
+            "head": preset.head.kind, "layers": anchor.num_layers,
+            **anchor_costs(preset, anchor, size), "units": UNITS,
             "input_size": list(preset.input_size), "bn_delta_size": anchor.bn_delta_size}
 
 
-def describe_run(path: str | Path) -> dict[str, Any]:
-    """Preset name, data and per-stage status of a run directory."""
+def describe_run(path: str | Path, size=None) -> dict[str, Any]:
+    """Preset name, data, per-stage status, anchor costs and controller sizes of a run directory."""
     from dymu_rt.train.checkpoint import RunDir
 
-    cfg = RunDir(path).read_config()
+    run = RunDir(path)
+    cfg = run.read_config()
+    preset = run.preset()
+    anchor = preset.build().eval()
     return {"what": "run", "path": str(path), "preset": cfg["preset"]["name"], "data": cfg.get("data"),
             "tasks": [t["name"] for t in cfg["preset"]["tasks"]],
-            "input_size": list(cfg["preset"]["input_size"]),
+            "input_size": list(cfg["preset"]["input_size"]), "layers": anchor.num_layers,
+            **anchor_costs(preset, anchor, size), "units": UNITS,
             "stages": {k: dict(v) for k, v in cfg["stages"].items()}}
 
 
-def describe(target: str) -> dict[str, Any]:
-    """Describe ``target``: a bundle directory, a run directory, or a preset name."""
+def describe(target: str, size: str | None = None) -> dict[str, Any]:
+    """Describe ``target``: a bundle directory, a run directory, or a preset name.
+
+    ``size`` ("HxW") costs a preset's or run's anchor at that input size; a bundle's costs
+    are fixed at its input size.
+    """
+    hw = parse_size(size) if size is not None else None
     p = Path(target)
     if p.is_dir() and (p / MANIFEST).is_file():
+        if hw is not None:
+            raise ValidationError("--size applies to a preset or a run; a bundle's costs are "
+                                  "those of its input size")
         return describe_bundle(p)                   # torch-free: the base install inspects bundles
     if p.is_dir() and (p / "config.json").is_file():
-        return describe_run(p)
+        return describe_run(p, hw)
     from dymu_rt.models.presets import PRESETS, is_preset_name
 
     if is_preset_name(target):
-        return describe_preset(target)
+        return describe_preset(target, hw)
     raise ValidationError(f"'{target}' is neither a bundle, a run directory nor a preset name "
                           f"(presets: {', '.join(PRESETS)})")

@@ -45,7 +45,10 @@ def fold_convbn(unit: ConvBN, deltas: Optional[Deltas] = None) -> None:
         deltas = bn.delta
     dg, db = (None, None) if deltas is None else deltas
     conv = unit.conv
-    w, b = fold_conv_bn_tensors(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
+    # A BN without affine parameters (PASCAL's last BNs) is γ = 1, β = 0.
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
+    beta = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
+    w, b = fold_conv_bn_tensors(conv.weight, conv.bias, gamma, beta, bn.running_mean,
                                 bn.running_var, bn.eps, dg, db)
     conv.weight = nn.Parameter(w.detach().clone(), requires_grad=False)
     conv.bias = nn.Parameter(b.detach().clone(), requires_grad=False)
@@ -94,9 +97,9 @@ def fold_params(anchor, slots: Optional[Sequence] = None) -> dict[str, torch.Ten
 
 
 def slot_module(anchor, slot) -> ConvBN:
-    """The anchor's ConvBN behind a BNSlot (name ``node{l}_{j}.<path>``)."""
+    """The anchor's ConvBN behind a BNSlot (name ``node{l}_{j}.<path>`` or ``head_<task>.<path>``)."""
     _, path = slot.name.split(".", 1)
-    unit = anchor.node_module(slot.layer, slot.stream).get_submodule(path)
+    unit = anchor.slot_owner(slot).get_submodule(path)
     if not isinstance(unit, ConvBN):
         raise TypeError(f"slot {slot.name} is not a ConvBN")
     return unit

@@ -194,3 +194,11 @@ def export_onnx(module: nn.Module, path: str | Path) -> Path:
     finally:
         module.train(was_training)
     return path
+
+
+def controller_sizes(num_tasks: int, num_layers: int, delta_size: int) -> dict[str, int]:
+    """Parameter counts of the edge and weight hypernets an anchor of this shape gets, and
+    both together (the paper's "Control Params")."""
+    edge = count_params(EdgeHypernet(num_tasks, num_layers))
+    weight = count_params(WeightHypernet(num_tasks, delta_size))
+    return {"edge_hypernet": edge, "weight_hypernet": weight, "total": edge + weight}

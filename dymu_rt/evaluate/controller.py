@@ -157,7 +157,7 @@ def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Optio
                 cache[tid] = evaluate_tree(anchor, tasks, val, parents, None)
             tc = cost.tree_cost(parents)
             rows.append({"r": list(p.r), "c": p.c, "topology": tid, "parents": parents.tolist(),
-                         "params": tc.params, "gmacs": tc.gmacs,
+                         "params": tc.params, "gmacs": tc.gmacs, "gflops_paper": tc.gflops_paper,
                          "metrics": m_adapt if m_adapt is not None else cache[tid],
                          "metrics_no_adaptation": cache[tid]})
             bar.update(job, advance=1, info=f"{len(cache)} trees")
@@ -168,12 +168,13 @@ def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Optio
     if run.stage_done("phn-bn"):
 
         model = load_phn_bn(run)
-        phn_cost = cost.tree_cost(model.parents)
+        phn_cost = cost.tree_cost(model.parents, getattr(model, "head_streams", None))
         phn_rows = []
         for p in prefs:
             r = torch.tensor(p.r, dtype=torch.float32)
             phn_rows.append(evaluate_tree(None, tasks, val, forward=lambda x, r=r: model(x, r)))
-        phn = {"rows": phn_rows, "params": phn_cost.params, "gmacs": phn_cost.gmacs}
+        phn = {"rows": phn_rows, "params": phn_cost.params, "gmacs": phn_cost.gmacs,
+               "gflops_paper": phn_cost.gflops_paper}
         for row, m in zip(rows, phn_rows):
             row["metrics_phn_bn"] = m
 
@@ -194,13 +195,15 @@ def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Optio
     cost_rs = [q.r for q in sample_preferences(n, n_cost, rng)]
 
     def mean_cost(c_value: float) -> dict:
-        params, gm = [], []
+        params, gm, gp = [], [], []
         for r in cost_rs:
             t = cost.tree_cost(edge.architecture(torch.tensor(r, dtype=torch.float32),
                                                  torch.tensor(c_value, dtype=torch.float32)))
             params.append(t.params)
             gm.append(t.gmacs)
-        return {"params": float(np.mean(params)), "gmacs": float(np.mean(gm))}
+            gp.append(t.gflops_paper)
+        return {"params": float(np.mean(params)), "gmacs": float(np.mean(gm)),
+                "gflops_paper": float(np.mean(gp))}
 
     table = []
     c_values = sorted({row["c"] for row in rows})
@@ -217,15 +220,18 @@ def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Optio
             idx = [i for i, row in enumerate(rows) if row["c"] == c_value]
             table.append({"method": "PHN-BN", "c": c_value,
                           **summarize([_loss_vector(phn["rows"][i], tasks) for i in idx], rs),
-                          "params": phn["params"], "gmacs": phn["gmacs"]})
+                          "params": phn["params"], "gmacs": phn["gmacs"],
+                          "gflops_paper": phn["gflops_paper"]})
     # Single-task is one point whatever r is: its HV is that of a single loss vector.
     table.append({"method": "single-task (anchor)", "c": None,
                   **summarize([_loss_vector(single, tasks)], [[1.0 / n] * n]),
-                  "params": float(full.params), "gmacs": full.gmacs})
+                  "params": float(full.params), "gmacs": full.gmacs, "gflops_paper": full.gflops_paper})
 
-    control = {"mean_params_by_c": {}, "skewed_vs_uniform": {}}
+    control = {"mean_params_by_c": {}, "mean_gmacs_by_c": {}, "skewed_vs_uniform": {}}
     for c_value in (0.0, 0.25, 0.5, 0.75, 1.0):
-        control["mean_params_by_c"][str(c_value)] = mean_cost(c_value)["params"]
+        mc = mean_cost(c_value)
+        control["mean_params_by_c"][str(c_value)] = mc["params"]
+        control["mean_gmacs_by_c"][str(c_value)] = mc["gmacs"]
         skew = [cost.tree_cost(edge.architecture(torch.tensor(np.eye(n)[i] * 0.85 + 0.15 / n, dtype=torch.float32),
                                                  torch.tensor(c_value))).params for i in range(n)]
         uni = cost.tree_cost(edge.architecture(torch.full((n,), 1.0 / n), torch.tensor(c_value))).params
@@ -237,7 +243,9 @@ def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Optio
         "table": table,
         "controllability": control, "single_task": single,
         "controller_params": {"edge_hypernet": count_params(edge),
-                              "weight_hypernet": count_params(weight) if weight is not None else 0},
+                              "weight_hypernet": count_params(weight) if weight is not None else 0,
+                              "total": count_params(edge) + (count_params(weight) if weight is not None else 0)},
         "distinct_trees": len(cache), "preferences": rows,
-        "units": {"gmacs": "GMACs = the paper's GFLOPs (fvcore convention); FLOPs = 2 x MACs"},
+        "units": {"gmacs": "GMACs = conv + linear multiply-accumulates / 1e9; FLOPs = 2 x MACs",
+                  "gflops_paper": "the paper's GFLOPs: fvcore's count (MACs + BN, upsampling, pooling) / 1e9"},
     }

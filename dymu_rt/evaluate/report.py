@@ -93,7 +93,7 @@ def write_eval_plots(run_dir, report: dict[str, Any], out_dir: Path, trees=None)
     out_dir.mkdir(parents=True, exist_ok=True)
     anchor, edge = run.load_anchor(), run.load_edge_hypernet()
     cost = CostModel(anchor)
-    title = f"{report['preset']}: GMACs (the paper's GFLOPs) of the predicted tree"
+    title = f"{report['preset']}: GMACs (conv+linear MACs) of the predicted tree"
     table = dense_resource_table(edge, cost, names, "0.05" if n == 3 else "0.25")
     tops = table["topologies"]
     usage = [(p["r"], p["c"], units.gmacs(tops[p["topology"]]["macs"])) for p in table["points"]]

@@ -54,7 +54,7 @@ def plot_resource_map(manifest: dict[str, Any], out: str | Path, max_panels: int
     n = len(tasks)
     norm = Normalize(vmin=g.min(), vmax=g.max() if g.max() > g.min() else g.min() + 1e-9)
     cmap = "viridis"
-    label = "GMACs of the selected tree (the paper's GFLOPs)"
+    label = "GMACs (conv+linear MACs) of the selected tree"
     n_top = len(manifest["topologies"])
     head = title or (f"{manifest['preset']}: resource usage over the grid "
                      f"({len(r)} points, {n_top} topologies)")

@@ -1,8 +1,16 @@
 """Backbones split into L nodes, so any node can read any stream's previous node.
 
-A node is a slice of a standard backbone (the stem, then one residual / inverted-residual
-block each). Every stream of an anchor net has the same node structure, so a node's
-output shape is the same in every stream and cross-task edges are always well-typed.
+A node is a slice of a standard backbone (one residual / inverted-residual block each,
+preceded by the stem unless the stem is shared, and optionally followed by an R-ASPP).
+Every stream of an anchor net has the same node structure, so a node's output shape is the
+same in every stream and cross-task edges are always well-typed.
+
+The paper's dense nets follow BMTAS (supplement G): **one shared stem** outside the
+branchable layers (``shared_stem=True``; paid once, never modulated), per task the backbone
+at output stride 16 (MobileNetV2's 17 inverted residuals without the final 1280-channel
+conv; ResNet-34's 16 basic blocks), and a reduced ASPP (``raspp_channels``) as the stream's
+last branchable node. PASCAL's nets have no affine parameters in the last BN of each
+inverted residual and of the R-ASPP projection (``affine_last_bn=False``).
 
 * ResNet-18/34 (basic blocks), with dilated last stages for dense prediction
   (DeepLab; output stride 8 or 16).
@@ -21,7 +29,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from dymu_rt.models.layers import ConvBN
+from dymu_rt.models.layers import ConvBN, Resize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +41,9 @@ class BackboneSpec:
     width_mult: float = 1.0
     output_stride: int = 8          # dense prediction: 8 or 16; 32 = no dilation
     stem: str = "imagenet"          # imagenet (7x7/2 + maxpool) | small (3x3/1)
+    shared_stem: bool = False       # stem outside the streams (AnchorNet.stem), paid once
+    raspp_channels: int = 0         # > 0: an R-ASPP with this width is the last node
+    affine_last_bn: bool = True     # False: last BN of each IR block / R-ASPP projection has no γ, β
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,13 +78,13 @@ class BasicBlock(nn.Module):
 class ResNetStem(nn.Module):
     """ResNet stem: 7x7/2 conv + 3x3/2 max pool ("imagenet") or one 3x3 conv ("small")."""
 
-    def __init__(self, cout: int, kind: str) -> None:
+    def __init__(self, cout: int, kind: str, modulated: bool = True) -> None:
         super().__init__()
         if kind == "imagenet":
-            self.conv = ConvBN(3, cout, 7, stride=2)
+            self.conv = ConvBN(3, cout, 7, stride=2, modulated=modulated)
             self.pool: nn.Module = nn.MaxPool2d(3, stride=2, padding=1)
         elif kind == "small":
-            self.conv = ConvBN(3, cout, 3)
+            self.conv = ConvBN(3, cout, 3, modulated=modulated)
             self.pool = nn.Identity()
         else:
             raise ValueError(f"unknown stem {kind!r}")
@@ -84,14 +95,14 @@ class ResNetStem(nn.Module):
 
 
 def resnet_nodes(spec: BackboneSpec) -> tuple[list[nn.Module], list[NodeInfo]]:
-    """ResNet-18/34 as [stem, block, block, ...]."""
+    """ResNet-18/34 as [stem, block, block, ...] ([block, ...] with a shared stem)."""
     blocks = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}
     if spec.depth not in blocks:
         raise ValueError(f"resnet depth must be 18 or 34, got {spec.depth}")
     widths = [_ch(w, spec.width_mult) for w in (64, 128, 256, 512)]
     stem_stride = 4 if spec.stem == "imagenet" else 1
-    nodes: list[nn.Module] = [ResNetStem(widths[0], spec.stem)]
-    infos = [NodeInfo(widths[0], stem_stride)]
+    nodes: list[nn.Module] = [] if spec.shared_stem else [ResNetStem(widths[0], spec.stem)]
+    infos = [] if spec.shared_stem else [NodeInfo(widths[0], stem_stride)]
     cin, stride_now, dilation = widths[0], stem_stride, 1
     for n, w, s in zip(blocks[spec.depth], widths, (1, 2, 2, 2)):
         # DeepLab (torchvision's replace_stride_with_dilation): a stage that would exceed
@@ -112,7 +123,8 @@ def resnet_nodes(spec: BackboneSpec) -> tuple[list[nn.Module], list[NodeInfo]]:
 class InvertedResidual(nn.Module):
     """MobileNetV2 inverted residual: 1x1 expand, 3x3 depthwise, 1x1 project."""
 
-    def __init__(self, cin: int, cout: int, stride: int, expand: int, dilation: int = 1) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, expand: int, dilation: int = 1,
+                 affine_last: bool = True) -> None:
         super().__init__()
         hidden = cin * expand
         self.use_res = stride == 1 and cin == cout
@@ -120,7 +132,7 @@ class InvertedResidual(nn.Module):
         if expand != 1:
             layers += [ConvBN(cin, hidden, 1), nn.ReLU6(inplace=True)]
         layers += [ConvBN(hidden, hidden, 3, stride=stride, dilation=dilation, groups=hidden),
-                   nn.ReLU6(inplace=True), ConvBN(hidden, cout, 1)]
+                   nn.ReLU6(inplace=True), ConvBN(hidden, cout, 1, affine=affine_last)]
         self.block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
@@ -131,9 +143,9 @@ class InvertedResidual(nn.Module):
 class Stem(nn.Module):
     """A ConvBN + activation used as the first node."""
 
-    def __init__(self, cin: int, cout: int, stride: int, act: str = "relu6") -> None:
+    def __init__(self, cin: int, cout: int, stride: int, act: str = "relu6", modulated: bool = True) -> None:
         super().__init__()
-        self.conv = ConvBN(cin, cout, 3, stride=stride)
+        self.conv = ConvBN(cin, cout, 3, stride=stride, modulated=modulated)
         self.act = nn.ReLU6(inplace=True) if act == "relu6" else nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
@@ -141,12 +153,13 @@ class Stem(nn.Module):
 
 
 def mobilenetv2_nodes(spec: BackboneSpec) -> tuple[list[nn.Module], list[NodeInfo]]:
-    """MobileNetV2 (without the final 1x1 conv, as DeepLab uses it) as [stem, block, ...]."""
+    """MobileNetV2 (without the final 1x1 conv, as DeepLab uses it) as [stem, block, ...]
+    ([block, ...], 17 of them, with a shared stem)."""
     cfg = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
            (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
     c0 = _ch(32, spec.width_mult)
-    nodes: list[nn.Module] = [Stem(3, c0, 2)]
-    infos = [NodeInfo(c0, 2)]
+    nodes: list[nn.Module] = [] if spec.shared_stem else [Stem(3, c0, 2)]
+    infos = [] if spec.shared_stem else [NodeInfo(c0, 2)]
     cin, stride_now, dilation = c0, 2, 1
     for t, c, n, s in cfg:
         cout = _ch(c, spec.width_mult)
@@ -157,7 +170,8 @@ def mobilenetv2_nodes(spec: BackboneSpec) -> tuple[list[nn.Module], list[NodeInf
                 dilation *= s
             else:
                 dilation_here = dilation
-            nodes.append(InvertedResidual(cin, cout, stride, t, dilation=dilation_here if i == 0 else dilation))
+            nodes.append(InvertedResidual(cin, cout, stride, t, dilation=dilation_here if i == 0 else dilation,
+                                          affine_last=spec.affine_last_bn))
             stride_now *= stride
             infos.append(NodeInfo(cout, stride_now))
             cin = cout
@@ -200,15 +214,56 @@ def resnet9_nodes(spec: BackboneSpec) -> tuple[list[nn.Module], list[NodeInfo]]:
     return nodes, infos
 
 
-def build_nodes(spec: BackboneSpec) -> tuple[list[nn.Module], list[NodeInfo]]:
-    """The node list and node facts of a backbone spec."""
+class RASPP(nn.Module):
+    """Reduced ASPP (BMTAS): a 1x1 branch and an image-pooling branch of ``c`` channels
+    each, concatenated and projected 2c -> c. The last branchable node of a stream.
+
+    The pooling branch is Conv-BN-ReLU on the 1x1 pooled map (torchvision's ASPPPooling);
+    its BN needs batches of 2 or more in training mode, as every trainer here uses.
+    """
+
+    def __init__(self, cin: int, c: int, affine_project: bool = True) -> None:
+        super().__init__()
+        self.conv = ConvBN(cin, c, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool_conv = ConvBN(cin, c, 1)
+        self.up = Resize()
+        self.project = ConvBN(2 * c, c, 1, affine=affine_project)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        a = self.relu(self.conv(x))
+        p = self.up(self.relu(self.pool_conv(self.pool(x))), x.shape[-2:])
+        return self.relu(self.project(torch.cat([a, p], dim=1)))
+
+
+def build_stem(spec: BackboneSpec) -> Optional[tuple[nn.Module, NodeInfo]]:
+    """The shared stem (not modulated) and its output facts, or None when each stream has its own."""
+    if not spec.shared_stem:
+        return None
     if spec.kind == "resnet":
-        return resnet_nodes(spec)
+        c0 = _ch(64, spec.width_mult)
+        return ResNetStem(c0, spec.stem, modulated=False), NodeInfo(c0, 4 if spec.stem == "imagenet" else 1)
     if spec.kind == "mobilenetv2":
-        return mobilenetv2_nodes(spec)
-    if spec.kind == "resnet9":
-        return resnet9_nodes(spec)
-    raise ValueError(f"unknown backbone kind {spec.kind!r}")
+        c0 = _ch(32, spec.width_mult)
+        return Stem(3, c0, 2, modulated=False), NodeInfo(c0, 2)
+    raise ValueError(f"backbone {spec.kind!r} has no shared-stem form")
+
+
+def build_nodes(spec: BackboneSpec) -> tuple[list[nn.Module], list[NodeInfo]]:
+    """The node list and node facts of one stream of a backbone spec (R-ASPP included)."""
+    if spec.kind == "resnet":
+        nodes, infos = resnet_nodes(spec)
+    elif spec.kind == "mobilenetv2":
+        nodes, infos = mobilenetv2_nodes(spec)
+    elif spec.kind == "resnet9":
+        nodes, infos = resnet9_nodes(spec)
+    else:
+        raise ValueError(f"unknown backbone kind {spec.kind!r}")
+    if spec.raspp_channels > 0:
+        nodes.append(RASPP(infos[-1].out_channels, spec.raspp_channels, spec.affine_last_bn))
+        infos.append(NodeInfo(spec.raspp_channels, infos[-1].stride))
+    return nodes, infos
 
 
 def low_level_layer(spec: BackboneSpec, infos: list[NodeInfo]) -> Optional[int]:

@@ -1,7 +1,12 @@
-"""Task heads: DeepLabv3+ (ASPP + decoder with a low-level skip) and linear.
+"""Task heads: the light DeepLabv3+ decoder (BMTAS), the full DeepLabv3+ head, linear.
 
-Head BatchNorms are plain (not modulated): the weight hypernet modulates backbone nodes
-only, as in the paper.
+* ``light`` (the paper presets and synth presets): the stream's last node is an R-ASPP
+  (dymu_rt.models.backbones.RASPP); the head is the decoder only — the low-level skip
+  reduced to ``low_channels`` (48), two depthwise-separable 3x3 convs at
+  ``decoder_channels`` (128), the task's logits, a bilinear upsample to the input. Its BNs
+  are modulated by the weight hypernet like the nodes' (docs/INTERFACES.md, "BN
+  modulation").
+* ``deeplab`` (older runs): full ASPP + decoder, plain (unmodulated) BNs.
 """
 
 from __future__ import annotations
@@ -13,14 +18,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dymu_rt.models.layers import ConvBN
+from dymu_rt.models.layers import ConvBN, Resize
 
 
 @dataclasses.dataclass(frozen=True)
 class HeadSpec:
     """Head configuration shared by every task of a preset."""
 
-    kind: str = "deeplab"                 # deeplab | linear
+    kind: str = "deeplab"                 # light | deeplab | linear
     aspp_channels: int = 256
     aspp_rates: tuple[int, ...] = (12, 24, 36)
     low_channels: int = 48
@@ -73,6 +78,41 @@ class DeepLabV3PlusHead(nn.Module):
         return F.interpolate(y, size=out_size, mode="bilinear", align_corners=False)
 
 
+class SeparableConvBN(nn.Module):
+    """Depthwise 3x3 ConvBN + ReLU, then pointwise 1x1 ConvBN + ReLU (DeepLabv3+'s decoder)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.dw = ConvBN(cin, cin, 3, groups=cin)
+        self.pw = ConvBN(cin, cout, 1)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.relu(self.pw(self.relu(self.dw(x))))
+
+
+class LightDecoderHead(nn.Module):
+    """BMTAS's light DeepLabv3+ decoder: the R-ASPP output (top node) upsampled to the
+    stride-4 skip, concatenated with the skip reduced to ``low_channels``, two separable
+    3x3 convs at ``decoder_channels``, 1x1 logits, bilinear upsample to the input."""
+
+    def __init__(self, cin: int, low_cin: int, out_channels: int, spec: HeadSpec) -> None:
+        super().__init__()
+        self.low_reduce = ConvBN(low_cin, spec.low_channels, 1)
+        self.up = Resize()
+        self.sep1 = SeparableConvBN(cin + spec.low_channels, spec.decoder_channels)
+        self.sep2 = SeparableConvBN(spec.decoder_channels, spec.decoder_channels)
+        self.classifier = nn.Conv2d(spec.decoder_channels, out_channels, 1)
+        self.out_up = Resize()
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor, low: Optional[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:  # noqa: D102
+        lo = self.relu(self.low_reduce(low))
+        y = self.up(x, lo.shape[-2:])
+        y = self.sep2(self.sep1(torch.cat([y, lo], dim=1)))
+        return self.out_up(self.classifier(y), out_size)
+
+
 class LinearHead(nn.Module):
     """Global average pooling + linear classifier (CIFAR-100 tasks)."""
 
@@ -87,6 +127,8 @@ class LinearHead(nn.Module):
 
 def build_head(spec: HeadSpec, cin: int, low_cin: int, out_channels: int) -> nn.Module:
     """A head of ``spec.kind`` for a task with ``out_channels`` outputs."""
+    if spec.kind == "light":
+        return LightDecoderHead(cin, low_cin, out_channels, spec)
     if spec.kind == "deeplab":
         return DeepLabV3PlusHead(cin, low_cin, out_channels, spec)
     if spec.kind == "linear":

@@ -56,21 +56,34 @@ def modulate(bns: Sequence[ModulatedBatchNorm2d], deltas: Optional[Sequence[tupl
 class ConvBN(nn.Module):
     """Conv2d (no bias) followed by BatchNorm; the unit BN folding acts on.
 
-    ``modulated=True`` (backbone nodes) uses :class:`ModulatedBatchNorm2d`.
-    After folding (``dymu_rt.compile.fold``) ``bn`` becomes ``nn.Identity`` and ``conv``
+    ``modulated=True`` (nodes and light decoder heads) uses :class:`ModulatedBatchNorm2d`.
+    ``affine=False`` gives a BN without γ/β (BMTAS's PASCAL nets: the last BN of every
+    inverted residual and of the R-ASPP projection); it has nothing to modulate, so it is
+    a plain BatchNorm2d whatever ``modulated`` says. After folding (``dymu_rt.compile.fold``) ``bn`` becomes ``nn.Identity`` and ``conv``
     carries the bias.
     """
 
     def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1,
-                 groups: int = 1, modulated: bool = True) -> None:
+                 groups: int = 1, modulated: bool = True, affine: bool = True) -> None:
         super().__init__()
         pad = dilation * (k - 1) // 2
         self.conv = nn.Conv2d(cin, cout, k, stride=stride, padding=pad, dilation=dilation,
                               groups=groups, bias=False)
-        self.bn: nn.Module = ModulatedBatchNorm2d(cout) if modulated else nn.BatchNorm2d(cout)
+        if not affine:
+            self.bn: nn.Module = nn.BatchNorm2d(cout, affine=False)
+        else:
+            self.bn = ModulatedBatchNorm2d(cout) if modulated else nn.BatchNorm2d(cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self.bn(self.conv(x))
+
+
+class Resize(nn.Module):
+    """Bilinear resize to a given size (align_corners=False), as a module so that cost
+    counters see it (fvcore counts 4 FLOPs per output element of a bilinear upsample)."""
+
+    def forward(self, x: torch.Tensor, size) -> torch.Tensor:  # noqa: D102
+        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def modulated_bns(module: nn.Module) -> list[tuple[str, ModulatedBatchNorm2d]]:

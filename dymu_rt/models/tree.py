@@ -1,7 +1,8 @@
 """Parent tables: validation, dead-node pruning, canonical form, ancestors.
 
 A parent table is an int array of shape (L, N): ``parents[l, j] = k`` means node (l, j)
-reads node (l-1, k); row 0 is the stem (node (0, j) reads the image, ``parents[0, j] == j``).
+reads node (l-1, k); row 0 is the first per-task node (node (0, j) reads the shared stem's
+output, or the image when the streams have their own stem; ``parents[0, j] == j``).
 Task head j reads node (L-1, j). See docs/INTERFACES.md.
 """
 
@@ -22,10 +23,11 @@ def identity_table(num_layers: int, num_tasks: int) -> np.ndarray:
     return np.tile(np.arange(num_tasks, dtype=np.int64), (num_layers, 1))
 
 
-def validate_parents(parents, num_layers: int, num_tasks: int) -> np.ndarray:
+def validate_parents(parents, num_layers: int, num_tasks: int, head_streams=None) -> np.ndarray:
     """Return ``parents`` as an int64 (L, N) array, or raise a ValidationError.
 
-    Dead entries (-1) are accepted anywhere except on a node a task reaches.
+    Dead entries (-1) are accepted anywhere except on a node a task reaches
+    (``head_streams``: see :func:`used_nodes`).
     """
     p = np.asarray(parents)
     if p.shape != (num_layers, num_tasks):
@@ -38,7 +40,7 @@ def validate_parents(parents, num_layers: int, num_tasks: int) -> np.ndarray:
     p = p.astype(np.int64)
     if np.any((p < DEAD) | (p >= num_tasks)):
         raise ValidationError(f"parent table entries must be in [-1, {num_tasks}), got {p.tolist()}")
-    used = used_nodes(p)
+    used = used_nodes(p, head_streams)
     if np.any(p[used] == DEAD):
         raise ValidationError("a node reached by a task has no parent (-1)")
     stem = p[0]
@@ -47,12 +49,22 @@ def validate_parents(parents, num_layers: int, num_tasks: int) -> np.ndarray:
     return p
 
 
-def used_nodes(parents: np.ndarray) -> np.ndarray:
-    """Bool (L, N): True where a node is on some task's path (i.e. alive)."""
+def used_nodes(parents: np.ndarray, head_streams=None) -> np.ndarray:
+    """Bool (L, N): True where a node is on some task's path (i.e. alive).
+
+    Task heads read the top nodes ``head_streams`` (default: head j reads (L-1, j); only the
+    PHN baseline's fully shared encoder reads one top node for all heads).
+    """
     p = np.asarray(parents)
     L, N = p.shape
     used = np.zeros((L, N), dtype=bool)
-    used[L - 1, :] = True
+    if head_streams is None:
+        used[L - 1, :] = True
+    else:
+        hs = np.asarray(head_streams, dtype=np.int64)
+        if hs.shape != (N,) or np.any((hs < 0) | (hs >= N)):
+            raise ValidationError(f"head_streams must be {N} stream indices, got {hs.tolist()}")
+        used[L - 1, hs] = True
     for l in range(L - 1, 0, -1):
         for j in range(N):
             if used[l, j] and p[l, j] >= 0:

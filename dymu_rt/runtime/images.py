@@ -22,7 +22,8 @@ def run_images(rt, files: Sequence[Path], out: Path, r, c=None, latency_budget: 
     """Run each of ``files`` through Runtime ``rt`` at (r, c) — or at the smallest grid c whose
     measured p50 fits ``latency_budget`` ms — and write its PNGs under ``out``.
 
-    Returns the summary: topology, binding, grid_point, r, c, gmacs, gflops, macs, params,
+    Returns the summary: topology, binding, grid_point, r, c, gmacs, gflops, macs,
+    gflops_paper (the paper's fvcore count; None for older bundles), params,
     backend, latency_ms, profile, binding_mode, budget_choice, images and outputs (task ->
     file for one image; a list of those, aligned with images, for several).
     """
@@ -44,7 +45,7 @@ def run_images(rt, files: Sequence[Path], out: Path, r, c=None, latency_budget: 
     s = rt.stats()
     return {"topology": s["topology"], "binding": s["binding"], "grid_point": s["grid_point"],
             "r": s["r"], "c": s["c"], "gmacs": s["gmacs"], "gflops": s["gflops"], "macs": s["macs"],
-            "params": s["params"], "backend": s["backend"],
+            "gflops_paper": s.get("gflops_paper"), "params": s["params"], "backend": s["backend"],
             "latency_ms": s["latency_ms"], "profile": s["profile"], "binding_mode": s["binding_mode"],
             "budget_choice": choice, "images": [str(f) for f in files],
             "outputs": results[0] if len(results) == 1 else results}

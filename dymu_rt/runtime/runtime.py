@@ -302,7 +302,9 @@ class Runtime:
             topo = self.manifest.topologies[s.topology]
             out.update({"topology": s.topology, "r": list(s.r), "c": s.c, "binding": s.binding,
                         "grid_point": s.grid_point, "parents": [list(row) for row in topo.parents],
-                        "params": topo.params, "macs": topo.macs, "gmacs": topo.gmacs, "gflops": topo.gflops})
+                        "params": topo.params, "macs": topo.macs, "gmacs": topo.gmacs, "gflops": topo.gflops,
+                        # the paper's "GFLOPs" (fvcore convention); None in older bundles
+                        "gflops_paper": topo.gflops_paper})
         return out
 
     # -- profiling -----------------------------------------------------------------------------

@@ -1,17 +1,24 @@
 """Cost units, in one place: a tree's cost is stored as multiply-accumulates (MACs).
 
-* GMACs  = MACs / 1e9: what the paper's tables call "GFLOPs" (fvcore's convention);
-* GFLOPs = 2 FLOPs per MAC: 2 x MACs / 1e9.
+* GMACs  = conv + linear MACs / 1e9;
+* GFLOPs = 2 FLOPs per MAC: 2 x MACs / 1e9;
+* GFLOPs (paper) = fvcore's count / 1e9, the paper's "GFLOPs": MACs plus BatchNorm, bilinear
+  upsampling and adaptive pooling (dymu_rt.models.cost; 3-4 % above GMACs for MobileNetV2).
 """
 
 from __future__ import annotations
 
 
 def gmacs(macs: int | float) -> float:
-    """Multiply-accumulates / 1e9 (the paper's "GFLOPs")."""
+    """Conv + linear multiply-accumulates / 1e9."""
     return macs / 1e9
 
 
 def gflops(macs: int | float) -> float:
     """Floating-point operations / 1e9, counting 2 FLOPs per MAC."""
     return 2 * macs / 1e9
+
+
+def gflops_paper(flops_paper: int | float) -> float:
+    """fvcore's count (the paper's "GFLOPs") / 1e9."""
+    return flops_paper / 1e9

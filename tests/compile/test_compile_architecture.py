@@ -45,6 +45,9 @@ def test_cost_and_slots(tiny_anchor):
     assert shared.macs < full.macs and shared.params < full.params
     assert abs(full.gmacs - full.macs / 1e9) < 1e-12 and abs(full.gflops - 2 * full.macs / 1e9) < 1e-12
     assert len(full.bn_slots) == len(tiny_anchor.bn_layout)
-    # Below the top layer only stream 0 is alive; every head reads its own top node.
+    # Below the top layer only stream 0 is alive; every head reads its own top node; the
+    # light decoder heads' BNs are modulated slots of every tree.
     alive = {s.split(".")[0] for s in shared.bn_slots}
-    assert alive == {f"node{l}_0" for l in range(L - 1)} | {f"node{L - 1}_{j}" for j in range(N)}
+    assert alive == ({f"node{l}_0" for l in range(L - 1)} | {f"node{L - 1}_{j}" for j in range(N)}
+                     | {f"head_{t}" for t in tiny_anchor.task_names})
+    assert full.flops_paper == cm.full_cost().flops_paper > full.macs

@@ -46,10 +46,13 @@ def test_table_rows_per_c_with_baselines(report, eval_run):
     _, anchor, _, _ = RunDir(eval_run).load_all()
     cost = CostModel(anchor)
     assert single["params"] == cost.full_cost().params and single["gmacs"] == pytest.approx(cost.full_cost().gmacs)
-    from dymu_rt.train.phn import shared_tree
-
     phn = _row(report, "PHN-BN", 0.0)
-    assert phn["params"] == cost.tree_cost(shared_tree(anchor.num_layers, 3)).params < single["params"]
+    # PHN-BN is the shared-encoder net: one stream (stem, backbone, R-ASPP) for every head.
+    assert phn["params"] == cost.shared_encoder_cost().params < single["params"]
+    assert single["gflops_paper"] == pytest.approx(cost.full_cost().gflops_paper)
+    assert single["gflops_paper"] > single["gmacs"]
+    assert report["controller_params"]["total"] == (report["controller_params"]["edge_hypernet"]
+                                                    + report["controller_params"]["weight_hypernet"])
     # The weight hypernet changes the losses (it is not the w/o-adaptation row twice).
     assert any(_losses(p["metrics"]) != _losses(p["metrics_no_adaptation"]) for p in report["preferences"])
     assert report["controller_params"]["weight_hypernet"] > 0

@@ -18,7 +18,7 @@ def test_identity_tree_equals_per_stream_forward(tiny_preset):
     net = tiny_preset.build().eval()
     x = torch.rand(2, 3, 32, 32)
     out = net(x)
-    h = net.normalize(x)
+    h = net.run_stem(net.normalize(x))          # the shared stem runs once, before every stream
     for j, t in enumerate(net.tasks):
         cur, low = h, None
         for l in range(net.num_layers):
@@ -70,12 +70,19 @@ def test_bn_deltas_modulate_exactly_the_slots(tiny_preset):
     base = net(x)
     d = torch.zeros(net.bn_delta_size)
     assert torch.equal(net(x, bn_deltas=d)["depth"], base["depth"])
-    slot = net.bn_layout[-1]                  # a slot of the top node of the last stream
-    assert slot.layer == net.num_layers - 1 and slot.stream == net.num_tasks - 1
-    d[slot.offset + slot.channels: slot.offset + 2 * slot.channels] = 0.5   # Δβ
-    out = net(x, bn_deltas=d)
-    assert not torch.allclose(out["depth"], base["depth"])
-    assert torch.equal(out["semseg"], base["semseg"])    # other streams untouched
+    # A slot of the top node of the last stream, then one of the last task's head (the light
+    # decoder's BNs are modulated too, layer == L): each moves that task's output only.
+    top = [s for s in net.bn_layout if s.layer == net.num_layers - 1 and s.stream == net.num_tasks - 1]
+    head = net.bn_layout[-1]
+    assert top and head.layer == net.num_layers and head.name.startswith("head_depth.")
+    for slot in (top[-1], head):
+        d = torch.zeros(net.bn_delta_size)
+        d[slot.offset + slot.channels: slot.offset + 2 * slot.channels] = 0.5   # Δβ
+        out = net(x, bn_deltas=d)
+        assert not torch.allclose(out["depth"], base["depth"])
+        assert torch.equal(out["semseg"], base["semseg"])    # other streams untouched
+    # The shared stem is not modulated: no slot lives in it.
+    assert net.stem is not None and not any(s.name.startswith("stem") for s in net.bn_layout)
     offsets = [s.offset for s in net.bn_layout]
     assert offsets == sorted(offsets) and net.bn_delta_size == sum(2 * s.channels for s in net.bn_layout)
     assert len({s.name for s in net.bn_layout}) == len(net.bn_layout)

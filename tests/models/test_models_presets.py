@@ -23,7 +23,7 @@ def test_preset_builds_with_matching_node_boundaries(name):
     assert net.task_names == [t.name for t in preset.tasks] and net.num_tasks == len(preset.tasks)
     # Run every stream at a small input (shapes scale with the input; a multiple of 32).
     h = w = 32 if preset.head.kind == "linear" else 64
-    x = net.normalize(torch.rand(1, 3, h, w))
+    x = net.run_stem(net.normalize(torch.rand(1, 3, h, w)))
     with torch.no_grad():
         tops = []
         for j in range(net.num_tasks):

@@ -244,7 +244,8 @@ def test_router_code_runs_without_dymu_rt_torch_onnx_or_safetensors(shipped_repo
         (pref,) = spec.preferences(np.array([[0.2, 0.3, 0.5]], np.float32), np.array([[0.5]], np.float32))
         logits = np.zeros((spec.num_layers - 1, spec.n_tasks, spec.n_tasks), np.float32)
         d = spec.decide(pref, logits)
-        a = spec.affine_inputs(d.topology, np.zeros(3600, np.float32))
+        D = max(o + 2 * c for o, c in spec.spec["bn_layout"].values())   # the bundle's delta size
+        a = spec.affine_inputs(d.topology, np.zeros(D, np.float32))
         try:
             spec.preferences(np.array([[0.5, 0.5, 0.5]], np.float32), np.array([[0.5]], np.float32))
         except ValidationError as e:

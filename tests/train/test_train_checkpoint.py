@@ -19,9 +19,8 @@ def test_round_trip_is_exact(tmp_path, tiny_preset):
 
 def test_mismatched_checkpoint_refused(tmp_path, tiny_preset):
     import dataclasses
-    from dymu_rt.models.backbones import BackboneSpec
 
-    other = dataclasses.replace(tiny_preset, backbone=BackboneSpec("resnet", 18, 0.25, 8, "imagenet"))
+    other = dataclasses.replace(tiny_preset, backbone=dataclasses.replace(tiny_preset.backbone, width_mult=0.25))
     save_module(other.build(), tmp_path / "a.safetensors")
     with pytest.raises(CheckpointError, match="has shape"):
         load_module(tiny_preset.build(), tmp_path / "a.safetensors", "anchor checkpoint")

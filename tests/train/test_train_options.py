@@ -151,9 +151,11 @@ def test_regularizer_settings_round_trip_through_the_run_config(tmp_path):
         use_affinity=False, dichotomy=False, inactive_detach=True)     # synth presets detach
     # Set later on a run created without them, too.
     other = open_run(tmp_path / "other", "synth-nyu", "synth")
-    assert regularizer_config(other.preset().train) == RegularizerConfig(inactive_detach=True, lambda_active=5.0)
+    assert regularizer_config(other.preset().train) == RegularizerConfig(inactive_detach=True, lambda_active=5.0,
+                                                                         lambda_inactive=0.02)
     open_run(other.path, None, None, {"tau": 0.3, "use_affinity": False, "inactive_detach": False})
-    assert regularizer_config(RunDir(other.path).preset().train) == RegularizerConfig(tau=0.3, use_affinity=False, lambda_active=5.0)
+    assert regularizer_config(RunDir(other.path).preset().train) == RegularizerConfig(
+        tau=0.3, use_affinity=False, lambda_active=5.0, lambda_inactive=0.02)
 
 
 @pytest.mark.filterwarnings("error:Converting a tensor with requires_grad")
