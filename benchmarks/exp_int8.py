@@ -9,6 +9,8 @@ each timed at batch 1 in the same process, interleaved round-robin, against the 
 ``fp32``             the bundle's folded graph (what the FP32 runtime runs per preference
                      with ``session`` binding; the ``affine`` default adds a Mul/Add per slot)
 ``fp32-affine``      raw convs + per-channel BN scale/shift as runtime inputs (FP32 default)
+``fp32-affine-ext``  the same at ORT_ENABLE_EXTENDED (no NCHWc layout: the level at which
+                     sessions can share one copy of the weights, exp_ort_sharing.py)
 ``qdq-u8s8``         folded graph, QDQ, uint8 activations / int8 per-channel weights (today's
                      ORT INT8 path: a new session per preference)
 ``qdq-s8s8``         the same with symmetric int8 activations (the graph TensorRT takes)
@@ -37,9 +39,10 @@ from pathlib import Path
 import numpy as np
 
 
-def _so(ort, threads: int):
+def _so(ort, threads: int, extended: bool = False):
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED if extended
+                                   else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
@@ -67,7 +70,7 @@ def main() -> None:
     ap.add_argument("--calib", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--variants", default="fp32,fp32-affine,qdq-u8s8,qdq-s8s8,qop-u8s8,qdq-affine-u8s8,qdq-affine-s8s8")
+    ap.add_argument("--variants", default="fp32,fp32-affine,fp32-affine-ext,qdq-u8s8,qdq-s8s8,qop-u8s8,qdq-affine-u8s8,qdq-affine-s8s8")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -103,7 +106,8 @@ def main() -> None:
     onnx.save(affine_model, str(affine_path), save_as_external_data=True, location="affine.bin")
     folded_path = tmp / "folded.onnx"
     onnx.save(fp32_model, str(folded_path), save_as_external_data=True, location="folded.bin")
-    paths, extra = {"fp32": folded_path, "fp32-affine": affine_path}, {"fp32-affine": aff_feeds}
+    paths = {"fp32": folded_path, "fp32-affine": affine_path, "fp32-affine-ext": affine_path}
+    extra = {"fp32-affine": aff_feeds, "fp32-affine-ext": aff_feeds}
     quant_s = {}
     for v in variants:
         if v in paths:
@@ -112,15 +116,16 @@ def main() -> None:
         src = affine_path if affine else folded_path
         sym = "s8s8" in v
         feeds = [{"image": im, **(aff_feeds if affine else {})} for im in images[:-1]]
+        cache = tmp / f"ranges-{'affine' if affine else 'folded'}.json"
         t = time.perf_counter()
         quantize_static(
-            str(src), str(tmp / f"{v}.onnx"), Reader(feeds),
+            str(src), str(tmp / f"{v}.onnx"), None if cache.is_file() else Reader(feeds),
             quant_format=QuantFormat.QOperator if v.startswith("qop") else QuantFormat.QDQ,
             op_types_to_quantize=["Conv"] if affine else None,
             per_channel=True, reduce_range=False,
             activation_type=QuantType.QInt8 if sym else QuantType.QUInt8, weight_type=QuantType.QInt8,
             extra_options={"ActivationSymmetric": sym, "WeightSymmetric": True, "QuantizeBias": False},
-            calibration_cache_path=str(tmp / f"ranges-{'affine' if affine else 'folded'}.json"))
+            calibration_cache_path=str(cache))
         quant_s[v] = time.perf_counter() - t
         paths[v] = tmp / f"{v}.onnx"
         if affine:
@@ -129,7 +134,7 @@ def main() -> None:
 
     sessions, ops = {}, {}
     for v in variants:
-        so = _so(ort, args.threads)
+        so = _so(ort, args.threads, extended=v.endswith("-ext"))
         so.optimized_model_filepath = str(tmp / f"{v}.opt.onnx")
         sessions[v] = ort.InferenceSession(str(paths[v]), sess_options=so, providers=["CPUExecutionProvider"])
         opt = onnx.load(str(tmp / f"{v}.opt.onnx"), load_external_data=False)

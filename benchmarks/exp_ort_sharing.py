@@ -16,6 +16,15 @@ Modes (the graphs are the bundle's FP32 graphs; their tensors are external in we
                   (``SessionOptions.add_external_initializers``), ORT_ENABLE_ALL.
 ``shared-ext-extended``  the same at ORT_ENABLE_EXTENDED (no NCHWc layout transformer).
 ``shared-ext-noprepack`` ``shared-ext`` plus ``session.disable_prepacking``.
+``shared-init``   every session overrides every external initializer with
+                  ``SessionOptions.add_initializer`` of the one shared OrtValue (zero-copy view
+                  of the memory-mapped weights.bin), ORT_ENABLE_EXTENDED, prepacking off; the
+                  graph is loaded by path (its external data is then never read).
+``shared-init-all`` the same at ORT_ENABLE_ALL (NCHWc ignores the overrides of conv weights
+                  and copies them: the contrast).
+``+env`` suffix  the same, with every session drawing activations from one arena registered
+                  in the ORT environment (``session.use_env_allocators``, memory pattern off)
+                  instead of a per-session arena sized for its own plan.
 ``preopt-shared`` graphs optimized offline at ORT_ENABLE_ALL (NCHWc weights reordered once,
                   written as external data), their tensors deduplicated by content across
                   topologies into one buffer, sessions created with optimizations off and
@@ -41,7 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
-MODES = ("path", "shared-ext", "shared-ext-extended", "shared-ext-noprepack", "preopt-shared")
+MODES = ("path", "shared-ext", "shared-ext-extended", "shared-ext-noprepack", "preopt-shared",
+         "path+env", "shared-ext+env", "preopt-shared+env", "shared-init", "shared-init-all")
 
 
 def rss_mb() -> float:
@@ -65,7 +75,7 @@ def _external_refs(model):
     return out
 
 
-def _options(ort, threads: int, level: str, noprepack: bool = False):
+def _options(ort, threads: int, level: str, noprepack: bool = False, env: bool = False):
     so = ort.SessionOptions()
     so.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
                                    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -75,6 +85,9 @@ def _options(ort, threads: int, level: str, noprepack: bool = False):
     so.log_severity_level = 3
     if noprepack:
         so.add_session_config_entry("session.disable_prepacking", "1")
+    if env:
+        so.add_session_config_entry("session.use_env_allocators", "1")
+        so.enable_mem_pattern = False
     return so
 
 
@@ -99,6 +112,11 @@ def child(mode: str, graphs: list[str], threads: int, k: int) -> dict:
     import onnxruntime as ort
 
     ort.set_default_logger_severity(3)
+    env = mode.endswith("+env")
+    mode = mode.removesuffix("+env")
+    if env:
+        mi = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(mi, ort.OrtArenaCfg(0, -1, -1, -1))
     base = rss_mb()
     graphs = [Path(g) for g in graphs]
     shape = None
@@ -106,21 +124,28 @@ def child(mode: str, graphs: list[str], threads: int, k: int) -> dict:
     values: dict = {}           # (file, offset, length) -> OrtValue, shared by every session
     buffers: dict = {}          # file -> the one numpy copy of it
 
-    def value(folder: Path, loc: str, off: int, length: int, dtype, dims):
+    def value(folder: Path, loc: str, off: int, length: int, dtype, dims, mmap: bool = False):
         key = (str(folder / loc), off, length)
         if key not in values:
             if key[0] not in buffers:
-                buffers[key[0]] = np.fromfile(key[0], dtype=np.uint8)
+                buffers[key[0]] = (np.memmap(key[0], dtype=np.uint8, mode="r") if mmap
+                                   else np.fromfile(key[0], dtype=np.uint8))
             arr = buffers[key[0]][off:off + length].view(dtype).reshape(dims)
             values[key] = ort.OrtValue.ortvalue_from_numpy(arr)
         return values[key]
 
     def make(g: Path):
         if mode == "path":
-            return ort.InferenceSession(str(g), sess_options=_options(ort, threads, "all"),
+            return ort.InferenceSession(str(g), sess_options=_options(ort, threads, "all", env=env),
                                         providers=["CPUExecutionProvider"])
+        if mode.startswith("shared-init"):
+            so = _options(ort, threads, "all" if mode == "shared-init-all" else "extended", noprepack=True, env=env)
+            model = onnx.load(str(g), load_external_data=False)
+            for r in _external_refs(model):
+                so.add_initializer(r[0], value(g.parent, *r[1:], mmap=True))
+            return ort.InferenceSession(str(g), sess_options=so, providers=["CPUExecutionProvider"])
         level = {"shared-ext-extended": "extended", "preopt-shared": "none"}.get(mode, "all")
-        so = _options(ort, threads, level, noprepack=mode == "shared-ext-noprepack")
+        so = _options(ort, threads, level, noprepack=mode == "shared-ext-noprepack", env=env)
         model = onnx.load(str(g), load_external_data=False)
         refs = _external_refs(model)
         so.add_external_initializers([r[0] for r in refs], [value(g.parent, *r[1:]) for r in refs])
@@ -145,7 +170,7 @@ def child(mode: str, graphs: list[str], threads: int, k: int) -> dict:
                 lat.append(1e3 * (time.perf_counter() - t))
         keep.append(s)
         rss.append(rss_mb())
-    return {"mode": mode, "rss_base_mb": base, "rss_mb": rss, "create_ms": create_ms,
+    return {"mode": mode + ("+env" if env else ""), "rss_base_mb": base, "rss_mb": rss, "create_ms": create_ms,
             "latency_ms": statistics.median(lat), "k": k, "graphs": len(set(graphs[:k]))}
 
 
@@ -170,7 +195,7 @@ def main() -> None:
         opt = None
         for mode in args.modes.split(","):
             gs = graphs
-            if mode == "preopt-shared":
+            if mode.startswith("preopt-shared"):
                 if opt is None:
                     opt = preoptimize(graphs, Path(tmp), args.threads)
                 gs = opt
