@@ -233,9 +233,13 @@ def main() -> None:
     from dymu_rt.compile.bundle import bundle_bytes
     from safetensors import safe_open
 
+    size_of = {"F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "U8": 1, "I8": 1, "BOOL": 1, "F64": 8}
+
     def tensor_bytes(path: Path) -> int:
+        """Bytes of the tensors in a safetensors file (the anchor's weights: what is deployed)."""
         with safe_open(str(path), "np") as f:
-            return sum(f.get_slice(k).get_shape() and int(np.prod(f.get_slice(k).get_shape())) * 4 for k in f.keys())
+            return sum(int(np.prod(f.get_slice(k).get_shape(), dtype=np.int64)) * size_of[f.get_slice(k).get_dtype()]
+                       for k in f.keys())
 
     anchor_b = tensor_bytes(run / "anchor.safetensors")
     hyper_b = tensor_bytes(run / "edge_hypernet.safetensors") + tensor_bytes(run / "weight_hypernet.safetensors")
