@@ -21,6 +21,7 @@ from dymu_rt.errors import DymuError
 from cli.commands import (
     build,
     calibrate,
+    check,
     data,
     demo,
     evaluate,
@@ -82,6 +83,9 @@ app.command("profile", help="Time every topology of a bundle on this device.")(
 app.command("profiles", help="List the device profiles.")(profiles.profiles_command)
 app.command("calibrate", help="Calibrate INT8 quantization for a bundle's topologies.")(
     calibrate.calibrate_command
+)
+app.command("check", help="Compare every backend/precision of a bundle with FP32; exit 1 on a violation.")(
+    check.check_command
 )
 app.command("demo", help="Run the whole pipeline on procedural scenes in minutes.")(
     demo.demo_command

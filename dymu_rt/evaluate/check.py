@@ -192,11 +192,11 @@ def _contenders(bundle: Path, manifest: Mapping, profile: Optional[str], threads
     from dymu_rt.runtime import Runtime
 
     opened, skipped = [], {}
-    wanted = [("onnxruntime fp32", "x86-64-cpu", None)]
+    wanted = [("ort fp32", "x86-64-cpu", None)]
     if "int8" in manifest:
-        wanted.append(("onnxruntime int8", "x86-64-cpu-int8", None))
+        wanted.append(("ort int8", "x86-64-cpu-int8", None))
     else:
-        skipped["onnxruntime int8"] = f"not calibrated (run `dymu-rt calibrate {bundle} --synth 64`)"
+        skipped["ort int8"] = f"not calibrated (run `dymu-rt calibrate {bundle} --synth 64`)"
     if profile is not None:
         wanted.append((f"profile {profile}", profile, None))
     for name, prof, binding in wanted:
