@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.common import console, print_json
+from dymu_rt.cli.common import console, print_json
 
 
 def eval_command(
@@ -33,41 +33,11 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Evaluate a trained controller over preferences (HV, uniformity, params, GFLOPs)."""
-    from dymu_rt.errors import ValidationError
-    from dymu_rt.evaluate.controller import evaluate_controller, resolve_reference
-    from dymu_rt.evaluate.report import parse_tree_spec, write_eval_plots
-    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.evaluate.report import evaluate_run
 
-    # Everything the user typed is checked before the (long) evaluation starts.
-    for flag, value in (("--n-r", n_r), ("--n-cost", n_cost), ("--n-val", n_val)):
-        if value is not None and value < 1:
-            raise ValidationError(f"{flag} {value}: expected an integer >= 1")
-    if grid is not None and c is not None:
-        raise ValidationError("--c applies to sampled preferences; with --grid give the c step as --c-grid")
-    if grid is None and c_grid is not None:
-        raise ValidationError("--c-grid applies to --grid only; for sampled preferences use --c")
-    cs = None
-    if grid is None:
-        cs = [v for v in (c if c is not None else "0,1").split(",") if v.strip()]
-        if not cs:
-            raise ValidationError(f"--c {c!r}: expected comma-separated values in [0, 1]")
-    ref = None
-    if reference is not None:
-        try:
-            ref = [float(v) for v in reference.split(",")]
-        except ValueError:
-            raise ValidationError(f"--reference {reference!r}: expected comma-separated numbers") from None
-    preset = RunDir(run).preset()
-    resolve_reference(preset, ref)
-    trees = [parse_tree_spec(t, len(preset.tasks)) for t in tree or []]
-    report = evaluate_controller(run, mode="grid" if grid else "sampled", n_r=n_r, cs=cs, step=grid,
-                                 c_step=c_grid, n_val=n_val, n_cost=n_cost, seed=seed, reference=ref,
-                                 progress=not as_json)
+    report = evaluate_run(run, grid=grid, c_grid=c_grid, n_r=n_r, c=c, n_val=n_val, n_cost=n_cost,
+                          reference=reference, trees=tree or [], plots=plots, seed=seed, progress=not as_json)
     out_dir = plots or Path(run) / "eval"
-    report["plots"] = write_eval_plots(run, report, out_dir, trees=trees)
-    from dymu_rt.utils.io import atomic_write_json
-
-    atomic_write_json(out_dir / "report.json", report)
     if as_json:
         print_json({k: v for k, v in report.items() if k != "preferences"})
         return

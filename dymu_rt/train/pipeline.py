@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dymu_rt.control.regularizer import RegularizerConfig
+from dymu_rt.data import make_dataset
 from dymu_rt.errors import ValidationError
 from dymu_rt.models.presets import Preset, TrainDefaults, get_preset
+from dymu_rt.train.anchor import train_anchor
 from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.common import check_positive, validate_train_config
+from dymu_rt.train.controller import train_edge, train_weight
+from dymu_rt.train.phn import train_phn_bn
 
 STAGE_GROUPS = {"all": ("anchor", "edge", "weight"), "anchor": ("anchor",),
                 "controller": ("edge", "weight"), "phn-bn": ("phn-bn",)}
@@ -56,8 +60,6 @@ def resolve_data(data: Optional[str]) -> str:
 
 def validate_data(preset: Preset, data: str) -> None:
     """DataError/ValidationError unless ``data`` serves ``preset``'s tasks (both splits)."""
-    from dymu_rt.data import make_dataset
-
     tasks = [t.name for t in preset.tasks]
     for split in ("train", "val"):
         make_dataset(data, split, size=tuple(preset.input_size), tasks=tasks, n=1)
@@ -175,9 +177,6 @@ def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train:
 
     ``seed``, ``n_train``, ``n_val``: None reuses the run's recorded values.
     """
-    from dymu_rt.train.anchor import train_anchor
-    from dymu_rt.train.controller import train_edge, train_weight
-    from dymu_rt.train.phn import train_phn_bn
 
     if stages not in STAGE_GROUPS:
         raise ValidationError(f"stage group '{stages}' is not valid; expected one of {', '.join(STAGE_GROUPS)}")
