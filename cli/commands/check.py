@@ -26,7 +26,7 @@ def check_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Compare each available backend/precision with the FP32 reference per task; exit 1 on a violation."""
-    from dymu_rt.evaluate.check import check_bundle
+    from dymu_rt.check import check_bundle
 
     report = check_bundle(bundle, profile=profile, points=points, scenes=scenes, atol=atol, rtol=rtol,
                           seed=seed, threads=threads, progress=not as_json)

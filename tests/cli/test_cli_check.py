@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from cli_helpers import run_cli
-from dymu_rt.evaluate.check import _compare, sample_points
+from dymu_rt.check import _compare, sample_points
+from dymu_rt.bundle.manifest import Point
 from dymu_rt.runtime import default_bundle_path
 
 
@@ -56,7 +57,7 @@ def test_compare_matches_the_elementwise_rule_with_and_without_polygraphy(monkey
 
 
 def test_sample_points_cover_topologies_first():
-    m = {"points": [{"r": [1, 0], "c": c, "topology": t} for t, c in (("a", 0), ("a", 1), ("a", 0.5), ("b", 1))]}
-    pts = sample_points(m, 2)
-    assert {p["topology"] for p in pts} == {"a", "b"}
-    assert len(sample_points(m, 10)) == 4
+    points = [Point((1.0, 0.0), c, t) for t, c in (("a", 0), ("a", 1), ("a", 0.5), ("b", 1))]
+    pts = sample_points(points, 2)
+    assert {p.topology for p in pts} == {"a", "b"}
+    assert len(sample_points(points, 10)) == 4

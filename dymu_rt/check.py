@@ -30,7 +30,10 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.backends.devices import load_profile
+from dymu_rt.errors import DymuError, ValidationError
+from dymu_rt.runtime import Runtime
+from dymu_rt.utils.progress import make_progress
 
 #: element-wise tolerances per precision (``--atol/--rtol`` override them for every contender).
 #: FP32 vs FP32 differ by summation order only; FP16/INT8 outputs are judged mainly by the task
@@ -128,13 +131,14 @@ def _metric_change(task, ref_value: float, value: float) -> dict[str, Any]:
             "passed": bool(worse <= allowed + 1e-12 or not math.isfinite(worse))}
 
 
-def sample_points(manifest: Mapping, n: int) -> list[dict]:
-    """``n`` grid points, one per topology first (most frequent topologies first), deterministic."""
+def sample_points(points, n: int) -> list:
+    """``n`` of the grid ``points`` (``Manifest.points``), one per topology first (most
+    frequent topologies first), deterministic."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValidationError(f"--points {n!r}: expected a number of grid points >= 1")
     by_topo: dict[str, list] = {}
-    for p in manifest["points"]:
-        by_topo.setdefault(p["topology"], []).append(p)
+    for p in points:
+        by_topo.setdefault(p.topology, []).append(p)
     order = sorted(by_topo, key=lambda t: (-len(by_topo[t]), t))
     out, rank = [], 0
     while len(out) < n and rank < max(len(v) for v in by_topo.values()):
@@ -146,7 +150,7 @@ def sample_points(manifest: Mapping, n: int) -> list[dict]:
     return out
 
 
-def _scenes(manifest: Mapping, n: int, seed: int):
+def _scenes(manifest, n: int, seed: int):
     """Preprocessed images [n, 3, H, W] and per-task labels (targets, masks) as torch tensors."""
     import torch
 
@@ -154,17 +158,16 @@ def _scenes(manifest: Mapping, n: int, seed: int):
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValidationError(f"--scenes {n!r}: expected a number of labelled scenes >= 1")
-    pre = manifest["preprocessing"]
-    ds = SynthDataset(n, size=tuple(pre["input_size"]), seed=seed, split="val",
-                      tasks=[t["name"] for t in manifest["tasks"]])
+    pre = manifest.preprocessing
+    ds = SynthDataset(n, size=tuple(manifest.input_size), seed=seed, split="val", tasks=manifest.task_names)
     samples = [ds[i] for i in range(n)]
     images = np.stack([s["image"].numpy() for s in samples]).astype(np.float32)
     if not pre.get("normalize_in_graph", True):
         mean = np.asarray(pre["mean"], np.float32).reshape(1, -1, 1, 1)
         std = np.asarray(pre["std"], np.float32).reshape(1, -1, 1, 1)
         images = (images - mean) / std
-    targets = {t["name"]: torch.stack([s["targets"][t["name"]] for s in samples]) for t in manifest["tasks"]}
-    masks = {t["name"]: torch.stack([s["masks"][t["name"]] for s in samples]) for t in manifest["tasks"]}
+    targets = {t: torch.stack([s["targets"][t] for s in samples]) for t in manifest.task_names}
+    masks = {t: torch.stack([s["masks"][t] for s in samples]) for t in manifest.task_names}
     return images, targets, masks
 
 
@@ -186,14 +189,11 @@ def _infer_all(rt, images: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def _contenders(bundle: Path, manifest: Mapping, profile: Optional[str], threads: int):
+def _contenders(bundle: Path, manifest, profile: Optional[str], threads: int):
     """(name, precision, Runtime) of every contender that opens here, and {name: reason} skipped."""
-    from dymu_rt.errors import DymuError
-    from dymu_rt.runtime import Runtime
-
     opened, skipped = [], {}
     wanted = [("ort fp32", "x86-64-cpu", None)]
-    if "int8" in manifest:
+    if manifest.int8:
         wanted.append(("ort int8", "x86-64-cpu-int8", None))
     else:
         skipped["ort int8"] = f"not calibrated (run `dymu-rt calibrate {bundle} --synth 64`)"
@@ -213,8 +213,6 @@ def _contenders(bundle: Path, manifest: Mapping, profile: Optional[str], threads
 
 def _with_threads(profile: str, threads: int):
     """``profile`` (a name or a path) with ``threads`` set, as a Profile the Runtime accepts."""
-    from dymu_rt.backends.profile import load_profile
-
     prof = load_profile(profile)
     return dataclasses.replace(prof, threads=threads) if threads and prof.backend == "onnxruntime" else prof
 
@@ -227,10 +225,6 @@ def check_bundle(bundle, profile: Optional[str] = None, points: int = 3, scenes:
     ``atol``/``rtol`` override :data:`DEFAULT_TOLERANCE` for every contender. Returns a
     :class:`CheckReport`; the caller decides what a violation means (the CLI exits 1).
     """
-    from dymu_rt.runtime import Runtime
-    from dymu_rt.runtime.outputs import make_tasks
-    from dymu_rt.utils.progress import make_progress
-
     for name, v in (("--atol", atol), ("--rtol", rtol)):
         if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise ValidationError(f"{name} {v!r}: expected a number >= 0")
@@ -239,28 +233,32 @@ def check_bundle(bundle, profile: Optional[str] = None, points: int = 3, scenes:
     root = Path(bundle)
     ref = Runtime.open(root, profile=_with_threads("x86-64-cpu", threads), binding="session", cache_engines=False)
     manifest = ref.manifest
-    pts = sample_points(manifest, points)
+    pts = sample_points(manifest.points, points)
     images, targets, masks = _scenes(manifest, scenes, seed)
-    tasks = make_tasks(manifest["tasks"])
+    from dymu_rt.tasks import make_task     # the task meters need torch (the [train] extra)
+    from dymu_rt.tasks.kinds import LABELLED_KINDS
+
+    tasks = [make_task(t.kind, t.name, num_classes=t.out_channels if t.kind in LABELLED_KINDS else None)
+             for t in manifest.tasks]
     contenders, skipped = _contenders(root, manifest, profile, threads)
     results: list[ContenderResult] = []
     comparator = "numpy"
     with make_progress(disable=not progress) as bar:
         task = bar.add_task("check", total=len(pts) * (1 + len(contenders)), info="")
         for p in pts:
-            info = ref.set_preference(p["r"], p["c"])
+            info = ref.set_preference(p.r, p.c)
             want = _infer_all(ref, images)
             ref_metrics = _score(tasks, want, targets, masks)
             bar.update(task, advance=1, info=f"reference {info['topology']}")
             for name, precision, rt in contenders:
-                rt.set_preference(p["r"], p["c"])
+                rt.set_preference(p.r, p.c)
                 got = _infer_all(rt, images)
                 a, r = DEFAULT_TOLERANCE.get(precision, DEFAULT_TOLERANCE["fp32"])
                 a, r = (a if atol is None else float(atol)), (r if rtol is None else float(rtol))
                 cmp, comparator = _compare(want, got, a, r)
                 values = _score(tasks, got, targets, masks)
                 results.append(ContenderResult(
-                    contender=name, point={"r": list(p["r"]), "c": p["c"]}, topology=info["topology"],
+                    contender=name, point={"r": list(p.r), "c": p.c}, topology=info["topology"],
                     outputs=[OutputCompare(k, *cmp[k]) for k in want],
                     metrics={t.name: _metric_change(t, ref_metrics[t.name], values[t.name]) for t in tasks},
                     atol=a, rtol=r))
