@@ -49,23 +49,22 @@ RAW_SUFFIX = ".conv.raw_weight"
 def affine_model(graph: Path, pool, slots: Sequence[str]):
     """The affine FP32 graph of ``graph`` with every weight filled in (a ModelProto in memory).
 
-    ``pool`` is the bundle's :class:`~dymu_rt.runtime.weight_pool.WeightPool`: stored tensors
+    ``pool`` is the bundle's :class:`~dymu_rt.bundle.weight_pool.WeightPool`: stored tensors
     and derived raw conv weights. Used to calibrate and to quantize (ORT's quantizer needs
     the values); sessions that run FP32 share the pool's memory instead (ort_sharing).
     """
-    import onnx
-    from onnx import TensorProto, numpy_helper
+    from dymu_rt.backends import onnx_proto
+    from dymu_rt.backends.onnxruntime import affine_graph, modulated_convs
 
-    from dymu_rt.backends.ort_sharing import affine_structure
-
-    model = onnx.load(str(graph), load_external_data=False)
-    affine_structure(model, slots, RAW_SUFFIX)
+    model = onnx_proto.load_model(graph, external=False, prefer_onnx=True)   # ORT's quantizer wants onnx's class
+    modulated_convs(model, slots)
+    model = affine_graph(model, None, slots)
     for i, init in enumerate(model.graph.initializer):
-        if init.data_location != TensorProto.EXTERNAL:
+        if init.data_location != onnx_proto.EXTERNAL:
             continue
-        name = init.name
-        arr = pool.raw_weight(name[: -len(RAW_SUFFIX)]) if name.endswith(RAW_SUFFIX) else pool.tensor(name)
-        model.graph.initializer[i].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        arr = pool.array(init.name, RAW_SUFFIX)
+        model.graph.initializer[i].CopyFrom(onnx_proto.array_to_tensor(np.ascontiguousarray(arr), init.name,
+                                                                        like=init))
     return model
 
 

@@ -95,65 +95,12 @@ class OrtValueCache:
             self._values.clear()
 
 
+def pool_values(pool) -> OrtValueCache:
+    """The one OrtValue cache of ``pool`` (made on first use, shared by every engine)."""
+    with _ENV_LOCK:
+        return pool.views.setdefault("onnxruntime", OrtValueCache())
+
+
 def external_names(model) -> list[str]:
     """Names of ``model``'s initializers whose data is external (in the bundle's store)."""
-    from onnx import TensorProto
-
-    return [i.name for i in model.graph.initializer if i.data_location == TensorProto.EXTERNAL]
-
-
-def affine_structure(model, slots: Sequence[str], raw_suffix: str = ".conv.raw_weight"):
-    """Affine binding surgery on a graph *structure* (external data not loaded), in place.
-
-    Each modulated folded conv of ``slots`` (weight ``<slot>.conv.weight``, bias
-    ``<slot>.conv.bias``) becomes ``Conv(x, <slot><raw_suffix>)`` without bias, followed by
-    ``Mul`` by graph input ``<slot>.scale`` and ``Add`` of graph input ``<slot>.shift`` (both
-    [1, C, 1, 1]). The raw weight is a new external initializer with the folded one's shape
-    and external reference; it is never read from there (the runtime overrides it with the
-    raw weight derived once per runtime). Initializers no node uses any more are dropped.
-    Returns ``model``.
-    """
-    from onnx import NodeProto, TensorProto, helper
-
-    from dymu_rt.errors import ValidationError
-
-    g = model.graph
-    inits = {i.name: i for i in g.initializer}
-    convs = {n.input[1]: i for i, n in enumerate(g.node) if n.op_type == "Conv" and len(n.input) > 1}
-    nodes = []
-    for n in g.node:
-        copy = NodeProto()
-        copy.CopyFrom(n)
-        nodes.append([copy])
-    for slot in slots:
-        wname = f"{slot}.conv.weight"
-        if wname not in convs or wname not in inits:
-            raise ValidationError(f"graph has no Conv with weight '{wname}'; rebuild the bundle")
-        raw = TensorProto()
-        raw.CopyFrom(inits[wname])
-        raw.name = f"{slot}{raw_suffix}"
-        g.initializer.append(raw)
-        c = int(raw.dims[0])
-        conv = nodes[convs[wname]][0]
-        x, out = conv.input[0], conv.output[0]
-        y, scaled = f"{slot}.raw_conv_out", f"{slot}.scaled"
-        del conv.input[:]
-        conv.input.extend([x, raw.name])
-        conv.output[0] = y
-        nodes[convs[wname]] += [
-            helper.make_node("Mul", [y, f"{slot}.scale"], [scaled], name=f"{slot}/bn_scale"),
-            helper.make_node("Add", [scaled, f"{slot}.shift"], [out], name=f"{slot}/bn_shift")]
-        g.input.extend([helper.make_tensor_value_info(f"{slot}.{k}", TensorProto.FLOAT, [1, c, 1, 1])
-                        for k in ("scale", "shift")])
-    del g.node[:]
-    g.node.extend(n for group in nodes for n in group)
-    used = {i for n in g.node for i in n.input}
-    keep = []
-    for t in g.initializer:
-        if t.name in used:
-            kept = TensorProto()
-            kept.CopyFrom(t)
-            keep.append(kept)
-    del g.initializer[:]
-    g.initializer.extend(keep)
-    return model
+    return [i.name for i in model.graph.initializer if i.data_location == 1]      # TensorProto.EXTERNAL

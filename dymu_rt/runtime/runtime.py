@@ -50,6 +50,7 @@ from dymu_rt.backends.registry import backend_class, check_name, get_backend, wi
 from dymu_rt.bundle import sections as S
 from dymu_rt.bundle.layout import CONTROLLER_FILES, is_shipped_bundle
 from dymu_rt.bundle.manifest import Manifest
+from dymu_rt.bundle.weight_pool import WeightPool
 from dymu_rt.control.preference import Preference, make_preference, nearest
 from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
@@ -93,7 +94,12 @@ class Runtime:
         ctrl = manifest.controller
         self.controller = Controller(self.root / ctrl["edge_hypernet"].file, self.root / ctrl["weight_hypernet"].file,
                                      manifest.num_layers, self.n_tasks, manifest.bn_delta_size, manifest.topology_salt)
-        self._params = load_fold_params(self.root / ctrl["fold_params"].file)
+        # Store once, hold once: the weights file is mapped once and shared by every engine;
+        # raw conv weights are derived from it (bundle/weight_pool.py), not stored twice.
+        self.pool = WeightPool(self.root, manifest.weights, load_fold_params(self.root / ctrl["fold_params"].file),
+                               manifest.bn_eps)
+        self._params = self.pool.fold_params()
+        self._cache_engines = cache_engines and not backend.shares(self.pool)
         self._engine_files: dict[str, dict] = dict(
             (S.check_engines(self.root, manifest, backend, profile.name) or {}).get("files", {}))
         self._in_place = backend.binds_in_place
@@ -152,7 +158,7 @@ class Runtime:
         topo = self.manifest.topologies[topology]
         raw = raw_weights(self._params, topo.bn_slots) if self.backend.needs_raw_weights else None
         return EngineRequest(
-            self.root / topo.file, self.profile, topology, slots=topo.bn_slots, raw_weights=raw,
+            self.root / topo.file, self.profile, topology, slots=topo.bn_slots, raw_weights=raw, pool=self.pool,
             artifact=None if entry is None else self.root / entry["file"],
             artifact_sha256=None if entry is None else entry.get("sha256"),
             bundle=self.root, manifest=self.manifest)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dymu_rt.errors import BundleError
-from dymu_rt.runtime.weight_pool import WeightPool, anchor_scale, needs_raw_copy
+from dymu_rt.bundle.weight_pool import WeightPool, anchor_scale, needs_raw_copy
 
 EPS = 1e-5
 
