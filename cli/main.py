@@ -84,7 +84,7 @@ app.command("profiles", help="List the device profiles.")(profiles.profiles_comm
 app.command("calibrate", help="Calibrate INT8 quantization for a bundle's topologies.")(
     calibrate.calibrate_command
 )
-app.command("check", help="Compare every backend/precision of a bundle with FP32; exit 1 on a violation.")(
+app.command("check", help="Check every backend/precision against FP32 (exit 1 if off).")(
     check.check_command
 )
 app.command("demo", help="Run the whole pipeline on procedural scenes in minutes.")(

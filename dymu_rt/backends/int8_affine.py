@@ -60,7 +60,8 @@ def affine_model(graph: Path, pool, slots: Sequence[str]):
     modulated_convs(model, slots)
     model = affine_graph(model, None, slots)
     for i, init in enumerate(model.graph.initializer):
-        if init.data_location != onnx_proto.EXTERNAL:
+        # raw weights always come from the pool (affine_graph copied the folded tensor's proto)
+        if init.data_location != onnx_proto.EXTERNAL and not init.name.endswith(RAW_SUFFIX):
             continue
         arr = pool.array(init.name, RAW_SUFFIX)
         model.graph.initializer[i].CopyFrom(onnx_proto.array_to_tensor(np.ascontiguousarray(arr), init.name,
@@ -89,7 +90,8 @@ class _Reader:
         self.i = 0
 
 
-def _quantize(model, out: Path, reader, ranges: Path, method: str, activations: str) -> None:
+def _quantize(model, out: Path, reader, ranges: Path, method: str, activations: str,
+              op_types: Optional[list] = ("Conv",)) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from dymu_rt.backends.precision import _calibrate_method, _quiet_root_logger
@@ -98,7 +100,8 @@ def _quantize(model, out: Path, reader, ranges: Path, method: str, activations: 
         CalibrationDataReader.register(type(reader))
     sym = activations == "int8"
     with _quiet_root_logger():
-        quantize_static(model, str(out), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+        quantize_static(model, str(out), reader, quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=None if op_types is None else list(op_types),
                         per_channel=True, reduce_range=False,
                         activation_type=QuantType.QInt8 if sym else QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=_calibrate_method(method),
@@ -116,8 +119,11 @@ def calibrate_ranges(graph: Path, pool, slots: Sequence[str], feeds: Mapping[str
     model = affine_model(graph, pool, slots)
     with tempfile.TemporaryDirectory(prefix="dymu-calib-") as tmp, atomic_path(ranges) as dst:
         cache = Path(tmp) / "ranges.json"
+        # Calibrate the tensors of every quantizable op (not only convs): the ranges are then a
+        # superset serving both the affine graph (convs only) and TensorRT's folded graph
+        # (whose conv outputs are the affine graph's Add outputs).
         _quantize(model, Path(tmp) / "q.onnx", _Reader(np.asarray(images, np.float32), feeds), cache, method,
-                  "uint8")
+                  "uint8", op_types=None)
         dst.write_bytes(cache.read_bytes())
     return ranges
 
