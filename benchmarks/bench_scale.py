@@ -146,7 +146,7 @@ def probe_rss(bundle: str, profile: str, k: int) -> dict:
     from dymu_rt.runtime import Runtime
 
     rt = Runtime.open(bundle, profile=profile, cache_engines=False)
-    m = rt.manifest
+    m = json.loads((Path(bundle) / "manifest.json").read_text())
     first = {}
     for p in m["points"]:
         first.setdefault(p["topology"], p)
@@ -169,7 +169,7 @@ def probe_cold(bundle: str, profile: str) -> dict:
     t1 = time.perf_counter()
     rt = Runtime.open(bundle, profile=profile, cache_engines=False)
     t2 = time.perf_counter()
-    m = rt.manifest
+    m = json.loads((Path(bundle) / "manifest.json").read_text())
     p = max(m["points"], key=lambda p: m["topologies"][p["topology"]]["n_points"])
     rt.set_preference(p["r"], p["c"])
     t3 = time.perf_counter()
@@ -241,6 +241,7 @@ def main() -> None:
         res["vary"] = args.vary
     else:
         bundle, run = args.bundle, args.run
+        res["vary"] = f"given bundle (built from {run})"
     m = json.loads((bundle / "manifest.json").read_text())
     res["bundle"] = {"path": str(bundle), "preset": m["preset"], "points": len(m["points"]),
                      "topologies": len(m["topologies"]), "input_size": m["preprocessing"]["input_size"]}
@@ -248,7 +249,7 @@ def main() -> None:
     int8 = thread_profile("x86-64-cpu-int8", args.threads, tmp)
 
     # 2. sizes --------------------------------------------------------------------------------------
-    from dymu_rt.compile.bundle import bundle_bytes
+    from dymu_rt.bundle.layout import bundle_bytes
     from safetensors import safe_open
 
     size_of = {"F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "U8": 1, "I8": 1, "BOOL": 1, "F64": 8}
@@ -287,7 +288,7 @@ def main() -> None:
     contenders["ort-fp32"] = lambda: rt.infer(x)
     rt8 = None
     if "int8" not in skip:
-        from dymu_rt.backends.calibration import calibrate_bundle
+        from dymu_rt.compile.calibrate import calibrate_bundle
 
         t = time.perf_counter()
         cal = calibrate_bundle(bundle, synth=args.calib, progress=True)

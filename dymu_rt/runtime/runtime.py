@@ -56,7 +56,7 @@ from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
 from dymu_rt.runtime.cache import EngineCache
 from dymu_rt.runtime.controller import Controller
-from dymu_rt.runtime.latency import LatencyWindow, choose_for_budget, time_engine
+from dymu_rt.runtime.latency import LatencyWindow, choose_for_budget, measured_with, time_engine
 from dymu_rt.runtime.preprocess import preprocess
 
 
@@ -226,10 +226,14 @@ class Runtime:
             self.latency.clear()
         return {"topology": tid, "binding": binding, "grid_point": grid_point}
 
-    def choose_for_budget(self, r, budget_ms: float, normalize: bool = False) -> dict[str, Any]:
+    def choose_for_budget(self, r, budget_ms: float, normalize: bool = False,
+                          percentile: str = "p50") -> dict[str, Any]:
         """The smallest grid c for ``r`` whose topology's measured p50 fits ``budget_ms``
         (see :func:`dymu_rt.runtime.latency.choose_for_budget`)."""
-        return choose_for_budget(self.manifest, self.profile.name, r, budget_ms, self.n_tasks, normalize)
+        state = self._state
+        return choose_for_budget(self.manifest, self.profile.name, r, budget_ms, self.n_tasks, normalize,
+                                 percentile=percentile, current=None if state is None else state.topology,
+                                 cached=self.cache.topologies())
 
     # -- inference ----------------------------------------------------------------------------
 
@@ -332,9 +336,19 @@ class Runtime:
                 state = _State(tuple(p.r), p.c, tid, engine,
                                self._bind(engine, tid, self.controller.deltas(p.r, p.c)), "exact", None,
                                (tid, tuple(p.r), float(p.c)))
-                row = time_engine(lambda: self._run(state, x), iters, warmup)
-                table[tid] = {"p50_ms": row["p50_ms"], "p90_ms": row["p90_ms"], "p99_ms": row["p99_ms"],
-                              "batch": batch, "iters": iters}
+                row = time_engine(lambda: self._run(state, x), iters, warmup,
+                                  device_ms=lambda: getattr(engine, "last_timing", {}).get("gpu_compute_ms"))
+                # Switch costs: binding a preference (hypernets + bind) and a fresh engine load.
+                t0 = time.perf_counter()
+                self._bind(engine, tid, self.controller.deltas(p.r, p.c))
+                bind_ms = 1e3 * (time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                with self._guard():
+                    fresh = self._load_engine(tid)
+                load_ms = 1e3 * (time.perf_counter() - t0)
+                fresh.close()
+                table[tid] = {**row, "batch": batch, "iters": iters, "bind_ms": bind_ms, "load_ms": load_ms,
+                              **measured_with(self.profile.threads or os.cpu_count() or 1)}
                 if on_topology is not None:
                     on_topology(tid, table[tid])
         self.manifest = S.update_manifest(self.root, lambda doc: S.set_latency(doc, self.profile.name, table))
