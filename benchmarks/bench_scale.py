@@ -204,12 +204,18 @@ def main() -> None:
     ap.add_argument("--rss-k", default="1,4,8")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: eager,int8,rss,cold,switch")
     ap.add_argument("--out", type=Path, default=Path("bench-scale"))
+    ap.add_argument("--replot", type=Path, help="redraw table and PNG from a bench_scale.json (no measuring)")
     ap.add_argument("--probe", help=argparse.SUPPRESS)
     ap.add_argument("probe_args", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.probe:
         fn = {"rss": lambda b, p, k: probe_rss(b, p, int(k)), "cold": probe_cold}[args.probe]
         print(json.dumps(fn(*args.probe_args)))
+        return
+    if args.replot:
+        from rich.console import Console
+
+        report(json.loads(args.replot.read_text()), args.replot.with_suffix(".png"), Console())
         return
     skip = set(filter(None, args.skip.split(",")))
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -438,7 +444,7 @@ def report(res: dict, png: Path, console) -> None:
     ax.tick_params(axis="y", labelsize=7)
     ax = axes[2]
     s = res["size"]
-    parts = {"anchor weights": s["anchor_bytes"], "anchor+hypernets": s["anchor_bytes"] + s["hypernet_bytes"],
+    parts = {"anchor": s["anchor_bytes"], "anchor +\nhypernets": s["anchor_bytes"] + s["hypernet_bytes"],
              "bundle": s["bundle_bytes"]}
     ax.bar(list(parts), [v / 2**20 for v in parts.values()], color=["C7", "C7", "C4"])
     ax.set_ylabel("MiB")
