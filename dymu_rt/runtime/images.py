@@ -30,7 +30,8 @@ def run_images(rt, files: Sequence[Path], out: Path, r, c=None, latency_budget: 
     check_choice(c, latency_budget)
     choice = None
     if latency_budget is not None:
-        choice = rt.choose_for_budget(r, latency_budget, normalize=normalize, percentile=percentile)
+        choice = rt.choose_for_budget(r, latency_budget, normalize=normalize, percentile=percentile,
+                                      frames=max(1, len(files)))
         rt.set_preference(choice["r"], choice["c"])
     else:
         rt.set_preference(r, c, normalize=normalize)

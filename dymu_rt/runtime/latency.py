@@ -115,13 +115,16 @@ def time_engine(run: Callable[[], Any], iters: int, warmup: int,
 
 def choose_for_budget(manifest: Manifest, profile: str, r, budget_ms, n_tasks: int,
                       normalize: bool = False, percentile: str = "p50", current: Optional[str] = None,
-                      cached: Iterable[str] = ()) -> dict[str, Any]:
+                      cached: Iterable[str] = (), frames: int = 1) -> dict[str, Any]:
     """For task preference ``r`` (or the nearest grid r, L1 distance), the smallest grid c whose
     topology's measured latency at ``percentile`` (p50, p90 or p99) on ``profile``, plus the
     cost of switching to it, is within ``budget_ms``.
 
     The switch cost is 0 for the ``current`` topology, the row's ``bind_ms`` for a ``cached``
-    one and its ``load_ms`` otherwise (rows profiled before switch costs were stored count 0).
+    one and its ``load_ms`` otherwise (rows profiled before switch costs were stored count 0),
+    spread over the ``frames`` that will run at the chosen preference (a switch happens once).
+    With no current topology (a process starting) there is no switch: every choice pays its
+    first load alike, so it does not count.
     Returns {r (grid r used), r_snapped (bool), c, topology, percentile, latency_ms, switch_ms,
     total_ms, p50_ms, budget_ms}.
     """
@@ -150,11 +153,14 @@ def choose_for_budget(manifest: Manifest, profile: str, r, budget_ms, n_tasks: i
         raise ValidationError(f"the latency table for profile '{profile}' was measured at batch "
                               f"{','.join(map(str, batches))}, not 1; run `dymu-rt profile --profile {profile} "
                               "--batch 1` for a single-image latency budget")
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ValidationError(f"frames {frames!r}: expected an integer >= 1")
+
     def switch_ms(tid: str) -> float:
         row = rows[tid]
-        if tid == current:
+        if current is None or tid == current:
             return 0.0
-        return float(row.get("bind_ms", 0.0) if tid in cached else row.get("load_ms", 0.0))
+        return float(row.get("bind_ms", 0.0) if tid in cached else row.get("load_ms", 0.0)) / frames
 
     key = f"{percentile}_ms"
     timed = [(p, float(rows[p.topology].get(key, rows[p.topology]["p50_ms"])), switch_ms(p.topology))

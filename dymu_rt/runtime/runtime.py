@@ -227,13 +227,13 @@ class Runtime:
         return {"topology": tid, "binding": binding, "grid_point": grid_point}
 
     def choose_for_budget(self, r, budget_ms: float, normalize: bool = False,
-                          percentile: str = "p50") -> dict[str, Any]:
+                          percentile: str = "p50", frames: int = 1) -> dict[str, Any]:
         """The smallest grid c for ``r`` whose topology's measured p50 fits ``budget_ms``
         (see :func:`dymu_rt.runtime.latency.choose_for_budget`)."""
         state = self._state
         return choose_for_budget(self.manifest, self.profile.name, r, budget_ms, self.n_tasks, normalize,
                                  percentile=percentile, current=None if state is None else state.topology,
-                                 cached=self.cache.topologies())
+                                 cached=self.cache.topologies(), frames=frames)
 
     # -- inference ----------------------------------------------------------------------------
 

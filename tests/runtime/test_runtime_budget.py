@@ -125,9 +125,14 @@ def test_budget_by_percentile_and_switch_cost(bundle):
     assert by_p90["topology"] == second and by_p90["switch_ms"] == 0.0
     # not current, not cached: the load counts, so nothing fits 3 ms ...
     with pytest.raises(ValidationError, match="fits 3 ms at p90.*switch"):
-        choose_for_budget(man, "x86-64-cpu", r, 3, 3, percentile="p90")
+        choose_for_budget(man, "x86-64-cpu", r, 3, 3, percentile="p90", current=first)
+    # ... unless it is spread over enough frames (a switch happens once) ...
+    assert choose_for_budget(man, "x86-64-cpu", r, 3, 3, percentile="p90", current=first,
+                             frames=100)["switch_ms"] == 0.5
+    # ... and a starting process (no current topology) pays every first load alike: no switch
+    assert choose_for_budget(man, "x86-64-cpu", r, 3, 3, percentile="p90")["switch_ms"] == 0.0
     # ... cached: only the bind counts
-    cached = choose_for_budget(man, "x86-64-cpu", r, 3, 3, percentile="p90", cached=[second])
+    cached = choose_for_budget(man, "x86-64-cpu", r, 3, 3, percentile="p90", current=first, cached=[second])
     assert cached["switch_ms"] == 0.5 and cached["total_ms"] == 1.5
     with pytest.raises(ValidationError, match="--percentile 'p95'"):
         choose_for_budget(man, "x86-64-cpu", r, 3, 3, percentile="p95")
