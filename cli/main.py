@@ -25,6 +25,7 @@ from dymu_rt.cli.commands import (
     data,
     demo,
     evaluate,
+    export,
     inspect,
     plot,
     profile,
@@ -87,6 +88,7 @@ app.command("calibrate", help="Calibrate INT8 quantization for a bundle's topolo
 app.command("check", help="Check every backend/precision against FP32 (exit 1 if off).")(
     check.check_command
 )
+app.add_typer(export.app, name="export", help="Export a bundle for a serving system (Triton).")
 app.command("demo", help="Run the whole pipeline on procedural scenes in minutes.")(
     demo.demo_command
 )

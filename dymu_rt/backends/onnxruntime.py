@@ -6,9 +6,12 @@ are bound is the binding mode (measured by ``benchmarks/bench_binding.py``):
 ``affine`` (default)
     Graph surgery (plain protobuf edits): each modulated folded conv becomes the raw conv
     (weights from ``fold_params``, no bias) followed by a per-channel ``Mul`` by runtime
-    input ``<slot>.scale`` and ``Add`` of ``<slot>.shift`` ([1, C, 1, 1] each). One session
-    per topology serves every preference; a switch only builds new small input arrays
-    (microseconds), at a modest steady-state cost (the Mul/Add are not fused into the conv).
+    input ``<slot>.scale`` and ``Add`` of ``<slot>.shift`` (declared ``[batch, C, 1, 1]``,
+    the image's batch dimension). One session per topology serves every preference; a switch
+    only builds new small input arrays (microseconds), at a modest steady-state cost (the
+    Mul/Add are not fused into the conv). The runtime feeds ``[1, C, 1, 1]`` (one preference
+    for the whole batch; ONNX broadcasting); a server batching requests feeds one row per
+    image, so one run mixes preferences (:mod:`dymu_rt.serve.triton`).
 ``initializers``
     The folded graph with ``SessionOptions.add_initializer`` overriding the modulated
     conv weights/biases: a new session per preference. A switch costs a session creation
@@ -81,6 +84,8 @@ from dymu_rt.utils.io import atomic_path, sha256_file
 BINDING_MODES = ("affine", "initializers", "session")
 DEFAULT_BINDING = "affine"
 INPUT_NAME = "image"
+#: the symbolic first dimension of the affine inputs: the image's batch (see :func:`affine_graph`)
+AFFINE_BATCH = "batch"
 # Vector ISA flags that change which kernels/layouts ORT picks on a CPU.
 _ISA_FLAGS = ("sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_tile",
               "asimd", "sve", "asimddp")
@@ -201,8 +206,10 @@ def affine_graph(model, raw: Mapping[str, np.ndarray], slots: Sequence[str]):
     ``raw`` maps ``<slot>.weight`` to the raw (unfolded) conv weight (fold_params); ``None``
     for a graph loaded without its external data (the raw weight ``<slot>.conv.raw_weight``
     is then an external reference for the session to override, ``ort_sharing``). The
-    scale/shift become graph inputs ``<slot>.scale`` / ``<slot>.shift`` of shape [1, C, 1, 1].
-    Returns a new ModelProto (the input is left untouched). Plain protobuf edits
+    scale/shift become graph inputs ``<slot>.scale`` / ``<slot>.shift`` of shape
+    ``[batch, C, 1, 1]``: batch 1 applies one preference to every image (broadcast), batch B
+    gives each image its own, so a server's dynamic batcher can mix preferences of one
+    topology in one run. Returns a new ModelProto (the input is left untouched). Plain protobuf edits
     (:mod:`dymu_rt.backends.onnx_proto`), so the base install needs neither onnx nor
     onnx-graphsurgeon; the Mul/Add go right after their conv, which keeps the node list in
     topological order.
@@ -257,7 +264,8 @@ def affine_graph(model, raw: Mapping[str, np.ndarray], slots: Sequence[str]):
             vi = g.input.add()
             vi.name = f"{slot}.{k}"
             vi.type.tensor_type.elem_type = 1                      # float32
-            for d in (1, c, 1, 1):
+            vi.type.tensor_type.shape.dim.add().dim_param = AFFINE_BATCH    # the image's batch
+            for d in (c, 1, 1):
                 vi.type.tensor_type.shape.dim.add().dim_value = d
     # Drop the folded weights/biases nothing reads any more.
     used = {i for n in g.node for i in n.input}
@@ -456,8 +464,10 @@ class OnnxRuntimeBackend(Backend):
         """See :func:`device_facts`."""
         return device_facts()
 
-    def _graph(self, graph: Path, raw: Optional[Mapping[str, np.ndarray]], slots: Sequence[str]):
-        model = onnx_proto.load_model(graph)
+    def _graph(self, graph: Path, raw: Optional[Mapping[str, np.ndarray]], slots: Sequence[str], model=None):
+        """The model this backend runs for ``graph`` (``model``: its structure, already read)."""
+        model = onnx_proto.load_external(model if model is not None else onnx_proto.load_model(graph, external=False),
+                                         Path(graph).parent)
         modulated_convs(model, slots)
         if self.binding == "affine":
             if raw is None:
@@ -519,7 +529,8 @@ class OnnxRuntimeBackend(Backend):
         raw_weights = request.raw_weights
         artifact = None if request.artifact is None else Path(request.artifact)
         precision = self._precision(profile)
-        size = graph_weight_bytes(Path(graph))
+        structure = onnx_proto.load_model(graph, external=False)       # read once: size, then weights
+        size = Path(graph).stat().st_size + onnx_proto.external_bytes(structure, Path(graph).parent)
         if precision == "int8":
             return self._load_int8(request)
         if self.binding == "affine" and precision == "fp32" and self._shares(request):
@@ -529,7 +540,7 @@ class OnnxRuntimeBackend(Backend):
         if self.binding == "affine" and artifact is not None:
             sess = _new_session(str(artifact), _session_options(profile, "none"))
             return OrtEngine(topology, "affine", profile, None, slots, session=sess, model_bytes=size)
-        model = self._graph(Path(graph), raw_weights, slots)
+        model = self._graph(Path(graph), raw_weights, slots, structure)
         if self.binding == "affine":
             sess = _new_session(model.SerializeToString(), _session_options(profile, "all"))
             return OrtEngine(topology, "affine", profile, None, slots, session=sess, model_bytes=size)
@@ -545,16 +556,4 @@ def graph_weight_bytes(graph: Path) -> int:
         model = onnx_proto.load_model(graph, external=False)
     except Exception:  # unreadable graph: the loader reports it; here only an estimate
         return size
-    ext, whole = 0, set()
-    for init in model.graph.initializer:
-        if init.data_location != onnx_proto.EXTERNAL:
-            continue
-        info = {e.key: e.value for e in init.external_data}
-        if "length" in info:
-            ext += int(info["length"])
-        elif "location" in info:
-            whole.add(info["location"])
-    for loc in whole:
-        f = Path(graph).parent / loc
-        ext += f.stat().st_size if f.is_file() else 0
-    return size + ext
+    return size + onnx_proto.external_bytes(model, Path(graph).parent)

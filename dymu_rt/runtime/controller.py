@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dymu_rt.errors import BundleError
-from dymu_rt.models.tree import canonicalize, topology_id
+from dymu_rt.models.tree import topology_id, tree_from_logits
 
 
 class Controller:
@@ -26,6 +26,9 @@ class Controller:
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1          # tiny MLPs: threads only add overhead
+        # Basic (constant folding, redundant nodes) is all a 4-layer MLP gains from; the full
+        # optimizer only adds session-creation time to every cold start.
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         so.log_severity_level = 3
         try:
             self._edge = ort.InferenceSession(str(edge_path), so, providers=["CPUExecutionProvider"])
@@ -45,13 +48,10 @@ class Controller:
     def tree(self, r, c) -> np.ndarray:
         """Canonical parent table (L, N) of the maximum-likelihood tree for (r, c)."""
         logits = self.logits(r, c)
-        L, N = self.num_layers, self.n_tasks
-        if logits.shape != (L - 1, N, N):
-            raise BundleError(f"edge hypernet gives logits of shape {logits.shape}, expected {(L - 1, N, N)}")
-        table = np.empty((L, N), np.int64)
-        table[0] = np.arange(N)                      # row 0: the stem reads the image
-        table[1:] = logits.argmax(-1)                # head l-1 -> row l (INTERFACES.md)
-        return canonicalize(table)
+        try:
+            return tree_from_logits(logits, self.num_layers, self.n_tasks)
+        except ValueError as e:
+            raise BundleError(f"{e}; rebuild the bundle") from None
 
     def topology(self, r, c) -> tuple[str, np.ndarray]:
         """(topology id, canonical parent table) for (r, c)."""

@@ -25,6 +25,7 @@ from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.common import check_positive, validate_train_config
 from dymu_rt.train.controller import train_edge, train_weight
 from dymu_rt.train.phn import train_phn_bn
+from dymu_rt.train.setup import TrainSetup
 
 STAGE_GROUPS = {"all": ("anchor", "edge", "weight"), "anchor": ("anchor",),
                 "controller": ("edge", "weight"), "phn-bn": ("phn-bn",)}
@@ -171,28 +172,139 @@ def data_options(run: RunDir, seed: Optional[int] = None, n_train: Optional[int]
     return opts
 
 
+# How a run is trained (not what): recorded in the run so a resume reuses them, but any
+# of them may change on resume (another device, more workers): none changes the data
+# stream, and a resumed run on another device continues from the same step.
+SETUP_OPTIONS = ("device", "precision", "channels_last", "workers", "sync_bn")
+_SETUP_DEFAULTS = {"device": "auto", "precision": "fp32", "channels_last": False, "workers": 0,
+                   "sync_bn": False}
+
+
+def setup_options(out: str | Path, **given: Any) -> dict[str, Any]:
+    """The training-setup options for ``out``: the given ones (None = not given), else the
+    ones the run recorded last time, else the defaults (auto device, fp32, no workers)."""
+    unknown = set(given) - set(SETUP_OPTIONS)
+    if unknown:
+        raise ValidationError(f"unknown setup option(s) {sorted(unknown)}; expected {', '.join(SETUP_OPTIONS)}")
+    run = RunDir(out)
+    saved = run.read_config().get("train_setup", {}) if run.exists() else {}
+    saved = saved if isinstance(saved, dict) else {}
+    return {k: given[k] if given.get(k) is not None else saved.get(k, _SETUP_DEFAULTS[k]) for k in SETUP_OPTIONS}
+
+
 def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train: Optional[int] = None,
-          n_val: Optional[int] = None, progress: bool = True, save_every: int = 100) -> dict:
+          n_val: Optional[int] = None, progress: bool = True, save_every: int = 100,
+          setup=None, setup_record: Optional[dict] = None) -> dict:
     """Run the stages of ``stages`` ("all", "anchor", "controller", "phn-bn"); returns the config.
 
-    ``seed``, ``n_train``, ``n_val``: None reuses the run's recorded values.
+    ``seed``, ``n_train``, ``n_val``: None reuses the run's recorded values. ``setup``
+    (a :class:`~dymu_rt.train.setup.TrainSetup`): device, precision, workers and data
+    parallelism (default: CPU, fp32, one process). ``setup_record``: the setup options
+    as given (e.g. ``device="auto"``), stored in the run for the next resume. Under
+    torchrun, every rank calls this; rank 0 alone writes the run folder.
     """
-
+    setup = setup or TrainSetup()
     if stages not in STAGE_GROUPS:
         raise ValidationError(f"stage group '{stages}' is not valid; expected one of {', '.join(STAGE_GROUPS)}")
     check_positive(save_every, "--save-every")
-    opts = data_options(run, seed, n_train, n_val)
+
+    def record() -> dict:
+        opts = data_options(run, seed, n_train, n_val)
+        if setup_record is not None:
+            run.set_config_entry("train_setup", setup_record)
+        return opts
+
+    opts = setup.dist.main_first(record)
     seed, n_train, n_val = opts["seed"], opts["n_train"], opts["n_val"]
     data = run.read_config()["data"]
     for stage in STAGE_GROUPS[stages]:
         if stage == "anchor":
-            train_anchor(run, data, seed, save_every, n_train, n_val, progress)
+            train_anchor(run, data, seed, save_every, n_train, n_val, progress, setup=setup)
         elif stage == "edge":
-            train_edge(run, data, seed, save_every, n_train, n_val, progress)
+            train_edge(run, data, seed, save_every, n_train, n_val, progress, setup=setup)
         elif stage == "weight":
-            train_weight(run, data, seed, save_every, n_train, progress)
+            train_weight(run, data, seed, save_every, n_train, progress, setup=setup)
         else:
             if not run.stage_done("anchor"):
                 raise ValidationError(f"{run.path}: train the anchor first (dymu-rt train anchor)")
-            train_phn_bn(run, data, seed, n_train, progress)
+            train_phn_bn(run, data, seed, n_train, progress, setup=setup)
     return run.read_config()
+
+
+# -- the command line's options, checked here (the CLI only parses) --------------------------
+
+def _check(option: str, value, minimum: float, strict: bool = False) -> None:
+    if value is None:
+        return
+    if (value <= minimum) if strict else (value < minimum):
+        raise ValidationError(f"{option} {value} is not valid; expected {'>' if strict else '>='} {minimum:g}")
+
+
+def _choice(option: str, value: Optional[str], choices: tuple[str, ...]) -> Optional[str]:
+    if value is None:
+        return None
+    if value.lower() not in choices:
+        raise ValidationError(f"{option} '{value}' is not valid; expected one of {', '.join(choices)}")
+    return value.lower()
+
+
+def anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay) -> dict:
+    """Anchor-stage settings from the command line's options (validated; None = the preset's)."""
+    _check("--lr", lr, 0, strict=True)
+    _check("--weight-decay", weight_decay, 0)
+    return {"anchor_steps": steps, "anchor_batch": batch, "anchor_lr": lr,
+            "anchor_optimizer": _choice("--optimizer", optimizer, ("adamw", "adam", "sgd")),
+            "anchor_schedule": _choice("--schedule", schedule, ("cosine", "step")),
+            "anchor_weight_decay": weight_decay}
+
+
+def regularizer_overrides(tau, lambda_a, lambda_i, no_inactive, no_layer_w, no_affinity,
+                          no_dichotomy) -> dict:
+    """Stage-1 regularizer settings from the command line's options (validated; None = the preset's)."""
+    if tau is not None and not 0 < tau <= 1:
+        raise ValidationError(f"--tau {tau} is not valid; expected 0 < tau <= 1 (a threshold on r_i)")
+    _check("--lambda-a", lambda_a, 0)
+    _check("--lambda-i", lambda_i, 0)
+    return {"tau": tau, "lambda_active": lambda_a, "lambda_inactive": lambda_i,
+            "inactive_loss": False if no_inactive else None,
+            "layer_weighting": False if no_layer_w else None,
+            "use_affinity": False if no_affinity else None,
+            "dichotomy": False if no_dichotomy else None}
+
+
+_FLAGS = {"anchor_steps": "--anchor-steps", "edge_steps": "--edge-steps", "weight_steps": "--weight-steps",
+          "phn_steps": "--steps", "anchor_batch": "--batch", "controller_batch": "--batch"}
+
+
+def run_training(out: str | Path, stages: str, preset: Optional[str] = None, data: Optional[str] = None,
+                 overrides: Optional[dict] = None, seed: Optional[int] = None, n_train: Optional[int] = None,
+                 n_val: Optional[int] = None, progress: bool = True, save_every: int = 100,
+                 flags: Optional[dict] = None, **setup_given: Any) -> dict:
+    """``dymu-rt train``'s whole job, on one process or on every rank under torchrun.
+
+    Checks every option first (``flags`` names the command-line flag of each setting, for the
+    messages; nothing is written before every option has been checked), resolves the setup
+    options (given, else recorded in the run, else defaults), joins the process group when
+    launched by torchrun, creates or reopens the run on rank 0 (the others open it after),
+    trains ``stages`` and leaves the process group. Returns the run config.
+    """
+    overrides = overrides or {}
+    flags = {**_FLAGS, **(flags or {})}
+    for key, flag in flags.items():
+        check_positive(overrides.get(key), flag)
+    check_positive(save_every, "--save-every")
+    _check_data_options(seed, n_train, n_val)
+    _check("--workers", setup_given.get("workers"), 0)
+    options = setup_options(out, **setup_given)
+    setup = TrainSetup.create(**options)
+
+    def create_or_reopen() -> None:
+        open_run(out, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val)
+
+    try:
+        setup.dist.main_first(create_or_reopen)
+        return train(RunDir(out), stages, seed=seed, n_train=n_train, n_val=n_val,
+                     progress=progress and setup.dist.is_main, save_every=save_every, setup=setup,
+                     setup_record=options)
+    finally:
+        setup.dist.close()
