@@ -43,6 +43,15 @@ def load_fold_params(path: Path) -> dict[str, np.ndarray]:
         raise BundleError(f"{path}: cannot read fold parameters ({e}); rebuild the bundle") from None
 
 
+def bundle_fold_params(root: Path, manifest) -> "FoldParams":
+    """A bundle's fold parameters as the binding formulas read them (raw conv weights derived
+    from ``graphs/weights.bin`` where fold_params does not store them): for tools that bind
+    weights outside a Runtime (exporters, benchmarks). ``manifest`` is the typed Manifest."""
+    ctrl = manifest.controller
+    stored = load_fold_params(Path(root) / ctrl["fold_params"].file) if "fold_params" in ctrl else {}
+    return WeightPool(Path(root), manifest.weights, stored, manifest.bn_eps).fold_params()
+
+
 def anchor_scale(fold: Mapping[str, np.ndarray], slot: str, eps: float) -> np.ndarray:
     """``s0 = γ / sqrt(var + eps)`` of ``slot`` at the anchor (float32, as the fold computed it)."""
     gamma = np.asarray(fold[f"{slot}.bn_weight"], np.float32)
