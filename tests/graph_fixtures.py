@@ -87,7 +87,7 @@ def make_bundle(root: Path, n_topologies: int = 2) -> Path:
         export_tiny_graph(root / "graphs" / f"{tid}.onnx", seed=i)
         topologies[tid] = {"parents": [[0, 1]], "params": 0, "macs": 0, "gmacs": 0.0, "file": f"graphs/{tid}.onnx",
                            "sha256": sha256_file(root / "graphs" / f"{tid}.onnx"), "n_points": 1, "bn_slots": []}
-    manifest = {"schema_version": 1, "kind": "dymu-rt-bundle", "producer": {}, "preset": "fixture",
+    manifest = {"schema_version": 3, "kind": "dymu-rt-bundle", "producer": {}, "preset": "fixture",
                 "tasks": [{"name": "semseg", "kind": "segmentation", "out_channels": 5},
                           {"name": "depth", "kind": "depth", "out_channels": 1}],
                 "preprocessing": {"input_size": [32, 32], "color": "RGB", "scale": 1 / 255,
