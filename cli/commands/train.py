@@ -55,7 +55,7 @@ _NO_DICHOTOMY = typer.Option(False, "--no-dichotomy", help="Ablation: treat ever
 def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet, overrides: dict,
          flags: Optional[dict] = None, setup: Optional[dict] = None) -> None:
     from dymu_rt.train.pipeline import run_training
-    from dymu_rt.utils.threads import set_threads
+    from dymu_rt.train.common import set_threads
 
     setup = dict(setup or {})
     set_threads(setup.pop("threads", None))
