@@ -172,7 +172,7 @@ def _refuse_shipped(root: Path) -> None:
 def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth: Optional[int] = None,
                      method: str = "minmax", profile: Optional[str] = None, seed: int = 0,
                      progress: bool = True) -> dict[str, Any]:
-    """Write an INT8 Q/DQ graph for every topology of ``bundle``; record them in the manifest.
+    """Calibrate INT8 tensor ranges for every topology of ``bundle``; record them in the manifest.
 
     Exactly one of ``images`` (a folder) and ``synth`` (number of procedural scenes) gives
     the calibration set. ``profile``, when given, must be a profile with ``precision =
