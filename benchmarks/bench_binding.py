@@ -105,7 +105,11 @@ def main(argv=None) -> int:
     ctrl = Controller(bundle / m["controller"]["edge_hypernet"]["file"],
                       bundle / m["controller"]["weight_hypernet"]["file"], n_layers, len(m["tasks"]), D,
                       m.get("topology_salt", ""))
-    params = load_fold_params(bundle / m["controller"]["fold_params"]["file"])
+    from dymu_rt.bundle.weight_pool import WeightPool
+
+    # schema 3: raw conv weights are derived from graphs/weights.bin (store once)
+    params = WeightPool(bundle, m.get("weights"), load_fold_params(bundle / m["controller"]["fold_params"]["file"]),
+                        m["bn_eps"]).fold_params()
     slots, eps = topo["bn_slots"], m["bn_eps"]
     h, w = m["preprocessing"]["input_size"]
     x = rng.random((args.batch, 3, h, w), dtype=np.float32)
@@ -127,7 +131,9 @@ def main(argv=None) -> int:
     for mode in MODES:
         base = "affine" if mode.startswith("affine") else mode
         t0 = time.perf_counter()
-        eng = OnnxRuntimeBackend(binding=base).load(graph, None, profile, tid, raw_weights=raw, slots=slots)
+        from dymu_rt.backends.base import EngineRequest
+
+        eng = OnnxRuntimeBackend(binding=base).load(EngineRequest(graph, profile, tid, slots=slots, raw_weights=raw))
         runner = _IoRunner(eng) if mode == "affine+io" else eng
         wk = weights[eng.weight_kind]
         bounds[mode] = runner.prepare(wk[0])

@@ -21,6 +21,7 @@ from dymu_rt.errors import DymuError, missing_extra
 from dymu_rt.cli.commands import (
     build,
     calibrate,
+    check,
     data,
     demo,
     evaluate,
@@ -83,6 +84,9 @@ app.command("profile", help="Time every topology of a bundle on this device.")(
 app.command("profiles", help="List the device profiles.")(profiles.profiles_command)
 app.command("calibrate", help="Calibrate INT8 quantization for a bundle's topologies.")(
     calibrate.calibrate_command
+)
+app.command("check", help="Check every backend/precision against FP32 (exit 1 if off).")(
+    check.check_command
 )
 app.add_typer(export.app, name="export", help="Export a bundle for a serving system (Triton).")
 app.command("demo", help="Run the whole pipeline on procedural scenes in minutes.")(

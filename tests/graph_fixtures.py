@@ -79,15 +79,20 @@ def make_bundle(root: Path, n_topologies: int = 2) -> Path:
     """A bundle per docs/INTERFACES.md with tiny graphs (until the real build is used here)."""
     (root / "graphs").mkdir(parents=True)
     (root / "controller").mkdir(parents=True)
-    for f in ("edge_hypernet.onnx", "weight_hypernet.onnx", "fold_params.safetensors"):
+    for f in ("edge_hypernet.onnx", "weight_hypernet.onnx"):
         (root / "controller" / f).write_bytes(b"")      # placeholders: calibration never reads them
+    # Calibration reads (and verifies) fold_params: schema 3 derives raw conv weights and the
+    # anchor BN feeds from it. These graphs hold their own weights and have no modulated slot.
+    from safetensors.numpy import save_file
+
+    save_file({}, str(root / "controller" / "fold_params.safetensors"))
     topologies = {}
     for i in range(n_topologies):
         tid = f"{i:02d}" * 8                  # a topology id: hex digits
         export_tiny_graph(root / "graphs" / f"{tid}.onnx", seed=i)
         topologies[tid] = {"parents": [[0, 1]], "params": 0, "macs": 0, "gmacs": 0.0, "file": f"graphs/{tid}.onnx",
                            "sha256": sha256_file(root / "graphs" / f"{tid}.onnx"), "n_points": 1, "bn_slots": []}
-    manifest = {"schema_version": 1, "kind": "dymu-rt-bundle", "producer": {}, "preset": "fixture",
+    manifest = {"schema_version": 3, "kind": "dymu-rt-bundle", "producer": {}, "preset": "fixture",
                 "tasks": [{"name": "semseg", "kind": "segmentation", "out_channels": 5},
                           {"name": "depth", "kind": "depth", "out_channels": 1}],
                 "preprocessing": {"input_size": [32, 32], "color": "RGB", "scale": 1 / 255,
@@ -95,7 +100,8 @@ def make_bundle(root: Path, n_topologies: int = 2) -> Path:
                                   "normalize_in_graph": True},
                 "grid": {"step": 0.5, "c_step": 1.0, "n_points": 2},
                 "points": [{"r": [1.0, 0.0], "c": 0.0, "topology": "0000000000000000"}], "topologies": topologies,
-                "controller": {k: {"file": f"controller/{f}", "sha256": "0" * 64} for k, f in
+                "controller": {k: {"file": f"controller/{f}", "sha256": sha256_file(root / "controller" / f)}
+                               for k, f in
                                (("edge_hypernet", "edge_hypernet.onnx"), ("weight_hypernet", "weight_hypernet.onnx"),
                                 ("fold_params", "fold_params.safetensors"))},
                 "bn_layout": [], "bn_eps": 1e-5, "topology_salt": "x",

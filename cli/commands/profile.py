@@ -42,13 +42,17 @@ def profile_command(
 
     tab = Table(title=f"{rt.profile.name}: {len(rows)} topologies, batch {batch}, {iters} runs each "
                       f"(stored in {rt.root / 'manifest.json'})",
-                caption="GMACs = conv+linear multiply-adds / 1e9; GFLOPs and the achieved "
-                        "GFLOP/s count 2 FLOPs per MAC (GFLOP/s at p50, per image x batch).")
-    for col in ("topology", "points", "GMACs", "GFLOPs", "params (M)", "p50 ms", "p90 ms", "p99 ms", "GFLOP/s"):
+                caption="GMACs = conv+linear multiply-adds / 1e9; GFLOPs and the achieved GFLOP/s count 2 FLOPs "
+                        "per MAC (GFLOP/s at p50, per image x batch); load ms = switch to this topology uncached.")
+    for col in ("topology", "points", "GMACs", "GFLOPs", "params (M)", "n", "mean ms", "std", "p50 ms", "p90 ms",
+                "p99 ms", "load ms", "GFLOP/s"):
         tab.add_column(col, justify="left" if col == "topology" else "right", no_wrap=col == "topology")
     for row in rows:
         tab.add_row(row["topology"], str(row["n_points"]), f"{row['gmacs']:.4f}", f"{row['gflops']:.4f}",
                     f"{row['params'] / 1e6:.3f}",
+                    str(row.get("count", "")), f"{row.get('mean_ms', float('nan')):.3f}",
+                    f"{row.get('std_ms', float('nan')):.3f}",
                     f"{row['p50_ms']:.3f}", f"{row['p90_ms']:.3f}", f"{row['p99_ms']:.3f}",
+                    f"{row.get('load_ms', float('nan')):.1f}",
                     f"{row['achieved_gflop_s']:.2f}")
     console.print(tab)

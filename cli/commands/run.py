@@ -24,7 +24,10 @@ def run_command(
                                  "one image; for several, a list of task -> file aligned with images)."),
     normalize: bool = typer.Option(False, "--normalize", help="Rescale r to sum to 1."),
     latency_budget: Optional[float] = typer.Option(None, "--latency-budget", help="Milliseconds: pick the "
-                                                   "smallest grid c whose measured p50 fits (needs `dymu-rt profile`)."),
+                                                   "smallest grid c whose measured latency (at --percentile, "
+                                                   "plus the switch cost) fits (needs `dymu-rt profile`)."),
+    percentile: str = typer.Option("p50", "--percentile", help="Latency percentile the budget applies to: "
+                                   "p50 | p90 | p99."),
     binding: Optional[str] = typer.Option(None, "--binding", help="ONNX Runtime binding mode: affine "
                                           "(default, instant switches) | session (fastest per frame, ~20-200 ms per switch) | initializers."),
 ) -> None:
@@ -36,7 +39,7 @@ def run_command(
     check_choice(c, latency_budget)
     files = collect_images(images)
     rt = Runtime.open(bundle or default_bundle_path(), profile=profile, binding=binding)
-    summary = run_images(rt, files, out, r, c, latency_budget, normalize)
+    summary = run_images(rt, files, out, r, c, latency_budget, normalize, percentile)
     s, choice = summary, summary["budget_choice"]
     results = summary["outputs"] if len(files) > 1 else [summary["outputs"]]
     if as_json:
@@ -49,8 +52,9 @@ def run_command(
     t.add_column("value", justify="right")
     t.add_row("preference", f"r={','.join(f'{v:g}' for v in s['r'])}  c={s['c']:g}")
     if choice is not None:
-        t.add_row("latency budget", f"{choice['budget_ms']:g} ms -> c={choice['c']:g} (measured p50 "
-                  f"{choice['p50_ms']:.3g} ms{', r snapped to the grid' if choice['r_snapped'] else ''})")
+        t.add_row("latency budget", f"{choice['budget_ms']:g} ms -> c={choice['c']:g} (measured "
+                  f"{choice['percentile']} {choice['latency_ms']:.3g} ms + switch {choice['switch_ms']:.3g} ms"
+                  f"{', r snapped to the grid' if choice['r_snapped'] else ''})")
     t.add_row("topology", s["topology"])
     gp = s["grid_point"]
     t.add_row("binding", s["binding"] + (f" (r={','.join(f'{v:g}' for v in gp['r'])}, c={gp['c']:g})" if gp else ""))

@@ -63,6 +63,9 @@ class EngineRequest:
     manifest: Any = None
     timing_cache: Optional[Path] = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: the bundle's one host copy of its weights (:class:`dymu_rt.bundle.weight_pool.WeightPool`),
+    #: shared by every engine of a runtime (backends with ``shares_weights`` use it)
+    pool: Any = None
 
     @property
     def bundle_root(self) -> Path:
@@ -115,6 +118,11 @@ class Backend(abc.ABC):
     @classmethod
     def check_available(cls) -> None:
         """Raise BackendUnavailable (one line) unless this backend can run here."""
+
+    def shares(self, pool) -> bool:
+        """Whether this backend's engines read the bundle's one host copy of the weights
+        (``EngineRequest.pool``) instead of holding their own (no disk cache then)."""
+        return False
 
     def can_cache(self, profile) -> bool:
         """Whether compiled engines for ``profile`` are written into a bundle and reused."""

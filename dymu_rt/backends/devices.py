@@ -176,6 +176,8 @@ def list_profiles() -> list[DeviceProfile]:
 
 def load_profile(name_or_path: str | Path) -> DeviceProfile:
     """Load a shipped profile by name (e.g. ``x86-64-cpu``) or a TOML file by path."""
+    if isinstance(name_or_path, DeviceProfile):
+        return name_or_path                     # already loaded (e.g. a copy with other threads)
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():

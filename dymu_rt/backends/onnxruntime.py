@@ -39,20 +39,16 @@ unusable one when the runtime opens a bundle):
 ``fp32``
     The bundle's graphs, any binding mode above.
 ``int8``
-    The Q/DQ graph ``dymu-rt calibrate`` recorded for the topology
-    (:func:`dymu_rt.bundle.sections.int8_graph`): on x86 the uint8-activation variant
-    (ORT's U8S8 fast path), elsewhere the symmetric int8 graph shared with TensorRT
-    (``int8_activations=`` overrides). A preference is bound by
-    :class:`~dymu_rt.backends.precision.GraphWeights` (per-channel weight scales, float
-    bias, int8 values where a channel's BN factor flips sign) into a new fully optimized
-    session: binding mode ``session`` whatever mode was asked for. Measured on the
-    synth-nyu bundle (ORT 1.32, AVX-512 VNNI, 1 thread): ``add_initializer`` overrides are
-    silently ignored by ORT's ConstantFolding (it folds ``DequantizeLinear(weight)`` from the
-    model's values); with ConstantFolding disabled they take effect, but steady state is
-    ~1.45x slower than a fully optimized session while session creation costs the same
-    (~40 ms), so ``session`` wins in every regime; ``affine`` (Mul/Add after the conv) would
-    break the DQ-Conv-Q fusion that makes INT8 fast.
-    A topology without a calibrated graph is refused with the ``dymu-rt calibrate`` fix.
+    The *affine* Q/DQ graph of the topology (:mod:`dymu_rt.backends.int8_affine`): raw
+    convs quantized per channel (int8 values the same at every preference), the BN
+    scale/shift in float as runtime inputs after each dequantized conv output; derived at
+    load from the ranges ``dymu-rt calibrate`` stored (:func:`dymu_rt.bundle.sections.int8_ranges`)
+    and the bundle's weights; uint8 activations on x86 (U8S8), symmetric int8 elsewhere
+    (``int8_activations=`` overrides). Binding mode ``affine`` whatever mode was asked: one
+    session per topology, a preference switch is new feeds. Measured at the nyuv2 preset
+    (benchmarks/exp_int8.py, 1 thread, AVX-512 VNNI): 3.39x FP32 speed; the folded Q/DQ graph
+    with a session per preference ran 3.56x but a switch cost a session (seconds at nyuv2).
+    A topology without calibrated ranges is refused with the ``dymu-rt calibrate`` fix.
 ``fp16``
     Refused: ORT's CPU kernels gain nothing from an FP16 graph (measured 1.02-1.04x the
     FP32 latency) and only add FP16 rounding error. FP16 is for the TensorRT backend.
@@ -81,7 +77,7 @@ import numpy as np
 from dymu_rt.backends import onnx_proto
 from dymu_rt.backends.base import Backend, Engine, EngineRequest
 from dymu_rt.bundle.layout import is_bundle, read_manifest
-from dymu_rt.bundle.sections import int8_graph
+from dymu_rt.bundle.sections import int8_ranges
 from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
 from dymu_rt.utils.io import atomic_path, sha256_file
 
@@ -207,7 +203,9 @@ def modulated_convs(model, slots: Sequence[str]) -> list[str]:
 def affine_graph(model, raw: Mapping[str, np.ndarray], slots: Sequence[str]):
     """Graph surgery for ``affine`` binding: folded conv -> raw conv · scale + shift.
 
-    ``raw`` maps ``<slot>.weight`` to the raw (unfolded) conv weight (fold_params). The
+    ``raw`` maps ``<slot>.weight`` to the raw (unfolded) conv weight (fold_params); ``None``
+    for a graph loaded without its external data (the raw weight ``<slot>.conv.raw_weight``
+    is then an external reference for the session to override, ``ort_sharing``). The
     scale/shift become graph inputs ``<slot>.scale`` / ``<slot>.shift`` of shape
     ``[batch, C, 1, 1]``: batch 1 applies one preference to every image (broadcast), batch B
     gives each image its own, so a server's dynamic batcher can mix preferences of one
@@ -237,12 +235,20 @@ def affine_graph(model, raw: Mapping[str, np.ndarray], slots: Sequence[str]):
         if slot is None:
             g.node.append(src)
             continue
-        w = np.ascontiguousarray(raw[f"{slot}.weight"], dtype=np.float32)
-        c = w.shape[0]
         out = src.output[0]
         replaced.update(src.input[1:])
         raw_name, y, scaled = f"{slot}.conv.raw_weight", f"{slot}.raw_conv_out", f"{slot}.scaled"
-        g.initializer.append(onnx_proto.array_to_tensor(w, raw_name, like=inits[f"{slot}.conv.weight"]))
+        folded = inits[f"{slot}.conv.weight"]
+        c = int(folded.dims[0])
+        if raw is None:
+            # Structure only: the raw weight keeps the folded one's external reference (same
+            # shape); it is never read from there, the session gets the pool's array.
+            t = g.initializer.add()
+            t.CopyFrom(folded)
+            t.name = raw_name
+        else:
+            w = np.ascontiguousarray(raw[f"{slot}.weight"], dtype=np.float32)
+            g.initializer.append(onnx_proto.array_to_tensor(w, raw_name, like=folded))
         conv = g.node.add()
         conv.CopyFrom(src)
         del conv.input[1:]
@@ -274,8 +280,10 @@ class OrtEngine(Engine):
     """A loaded topology: one base session (``affine``) or a recipe for bound sessions."""
 
     def __init__(self, topology: str, mode: str, profile, model, slots: Sequence[str],
-                 session=None, model_bytes: int = 0, graph_weights=None, graph: Optional[Path] = None) -> None:
+                 session=None, model_bytes: int = 0, graph_weights=None, graph: Optional[Path] = None,
+                 shared: Optional[Mapping[str, int]] = None) -> None:
         self.topology = topology
+        self._shared = dict(shared or {})      # weights read from the runtime's pool: name -> bytes
         self.mode = mode
         self.weight_kind = "affine" if mode == "affine" else "folded"
         # INT8: how folded weights map onto the Q/DQ graph's initializers (None: fp32 graph)
@@ -351,12 +359,17 @@ class OrtEngine(Engine):
         return dict(zip(self.output_names, outs))
 
     def memory_bytes(self) -> int:
-        """Weights held (:func:`graph_weight_bytes` of the topology's graph: its file *plus
-        the external data it references*; schema 2 graphs keep their tensors in
-        ``graphs/weights.bin``, so the file alone is ~35x too small) times two: ORT keeps a
-        pre-packed copy of conv weights next to the initializers. Activations are not
-        counted (they depend on the batch and are freed between runs)."""
-        return 2 * self._bytes
+        """Bytes this engine holds on its own. A shared-weights engine: its graph structure
+        (its weights are in :meth:`shared_weights`, counted once per runtime by the engine
+        cache). Otherwise the weights held (:func:`graph_weight_bytes` of the topology's graph:
+        its file *plus the external data it references*) times two: ORT keeps a pre-packed
+        copy of conv weights next to the initializers. Activations are not counted (they
+        depend on the batch and are freed between runs)."""
+        return self._bytes if self._shared else 2 * self._bytes
+
+    def shared_weights(self) -> list[tuple[str, int]]:
+        """(tensor name, bytes) of the weights read from the runtime's one shared copy."""
+        return list(self._shared.items())
 
     def close(self) -> None:
         """Drop this engine's references; sessions still held by a ``Bound`` live on until
@@ -373,13 +386,17 @@ class OnnxRuntimeBackend(Backend):
     needs_raw_weights = True          # affine engines hold the raw conv weights (fold_params)
     binding_modes = BINDING_MODES
 
-    def __init__(self, binding: str = DEFAULT_BINDING, int8_activations: str = "auto") -> None:
+    def __init__(self, binding: str = DEFAULT_BINDING, int8_activations: str = "auto",
+                 share_weights: bool = True) -> None:
         if binding not in BINDING_MODES:
             raise ValidationError(f"binding mode {binding!r} is unknown; expected one of {', '.join(BINDING_MODES)}")
         if int8_activations not in INT8_ACTIVATIONS:
             raise ValidationError(f"int8_activations {int8_activations!r} is unknown; expected one of "
                                   f"{', '.join(INT8_ACTIVATIONS)}")
         self.binding = binding
+        #: FP32 ``affine`` engines of one runtime read one shared copy of the weights
+        #: (ort_sharing: RSS with 8 cached nyuv2 topologies 1.19x that with 1, vs 5.3x)
+        self.share_weights = bool(share_weights)
         self.int8_activations = int8_activations_for() if int8_activations == "auto" else int8_activations
         _ort()
 
@@ -396,8 +413,15 @@ class OnnxRuntimeBackend(Backend):
         return precision
 
     def can_cache(self, profile) -> bool:
-        """Whether engines for ``profile`` are cached on disk (fp32 ``affine`` only)."""
+        """Whether engines for ``profile`` are cached on disk (fp32 ``affine`` only, and only
+        for bundles whose weights are not shared: see :meth:`shares`)."""
         return self.binding == "affine" and self._precision(profile) == "fp32"
+
+    def shares(self, pool) -> bool:
+        """Whether engines read ``pool``'s one copy of the weights instead of their own: then
+        no optimized graph is cached on disk (it would hold, and store in the bundle, one more
+        copy of every weight per topology)."""
+        return self.share_weights and pool is not None and pool.has_store
 
     def check_bundle(self, root: Path, manifest, profile) -> None:
         """Refuse, at open time, a precision this backend cannot run on ``root``: fp16, or int8
@@ -405,19 +429,36 @@ class OnnxRuntimeBackend(Backend):
         if self._precision(profile) != "int8":
             return
         for tid in sorted(manifest.topologies):
-            int8_graph(root, manifest, tid, self.int8_activations, check=True)
+            int8_ranges(root, manifest, tid, check=True)
 
-    def _int8_graph(self, request: EngineRequest) -> Path:
-        """The calibrated Q/DQ graph of the request's topology, checked against the manifest
+    def _int8_ranges(self, request: EngineRequest) -> Path:
+        """The calibrated tensor ranges of the request's topology, checked against the manifest
         of the bundle that holds its FP32 graph."""
         root = request.bundle_root
         manifest = request.manifest
         if manifest is None:
             if not is_bundle(root):
-                raise BundleError(f"graph {request.graph} is not inside a bundle; INT8 needs the Q/DQ graph that "
+                raise BundleError(f"graph {request.graph} is not inside a bundle; INT8 needs the calibration that "
                                   "`dymu-rt calibrate BUNDLE --synth 64` records in a bundle")
             manifest = read_manifest(root)
-        return int8_graph(root, manifest, request.topology, self.int8_activations, check=True)
+        return int8_ranges(root, manifest, request.topology, check=True)
+
+    def _load_int8(self, request: EngineRequest) -> "OrtEngine":
+        """The affine Q/DQ engine of the request's topology (backends/int8_affine.py): derived
+        from the stored ranges and the bundle's weights, one session for every preference."""
+        from dymu_rt.backends.int8_affine import affine_qdq_model
+
+        if request.pool is None:
+            raise BundleError(f"topology {request.topology}: INT8 needs the bundle's weights (open the bundle "
+                              "with dymu_rt.runtime.Runtime)")
+        ranges = self._int8_ranges(request)
+        model = affine_qdq_model(Path(request.graph), request.pool, request.slots, ranges, self.int8_activations)
+        data = model.SerializeToString()
+        sess = _new_session(data, _session_options(request.profile, "all"))
+        eng = OrtEngine(request.topology, "affine", request.profile, None, request.slots, session=sess,
+                        model_bytes=len(data))
+        eng.precision = "int8"
+        return eng
 
     def device_facts(self) -> dict[str, Any]:
         """See :func:`device_facts`."""
@@ -433,6 +474,31 @@ class OnnxRuntimeBackend(Backend):
                 raise ValueError("affine binding needs the raw conv weights (fold_params)")
             model = affine_graph(model, raw, slots)
         return model
+
+    def _shares(self, request: EngineRequest) -> bool:
+        """Whether ``request``'s engine holds no weights of its own (``share_weights`` and a
+        bundle with a weights file: :mod:`dymu_rt.backends.ort_sharing`)."""
+        return self.shares(request.pool)
+
+    def _load_shared(self, request: EngineRequest) -> "OrtEngine":
+        """An ``affine`` FP32 engine whose session reads every weight from the bundle's one
+        host copy (``request.pool``): no bytes of its own but the graph structure."""
+        from dymu_rt.backends.ort_sharing import external_names, pool_values, shared_options
+
+        ort = _ort()
+        graph, pool = Path(request.graph), request.pool
+        model = onnx_proto.load_model(graph, external=False)
+        modulated_convs(model, request.slots)
+        model = affine_graph(model, None, request.slots)
+        so = _session_options(request.profile, "all")
+        shared_options(ort, so)
+        so.add_session_config_entry("session.model_external_initializers_file_folder_path", str(graph.parent))
+        names = external_names(model)
+        pool_values(pool).add_to(ort, so, {n: (lambda n=n: pool.array(n)) for n in names})
+        sess = _new_session(model.SerializeToString(), so)
+        return OrtEngine(request.topology, "affine", request.profile, None, request.slots, session=sess,
+                         model_bytes=len(model.SerializeToString()),
+                         shared={n: pool.array_bytes(n) for n in names})
 
     def compile(self, request: EngineRequest, out_dir: Path) -> dict:
         """Cache the ORT_ENABLE_ALL-optimized ``affine`` graph under ``out_dir`` (atomic).
@@ -466,20 +532,9 @@ class OnnxRuntimeBackend(Backend):
         structure = onnx_proto.load_model(graph, external=False)       # read once: size, then weights
         size = Path(graph).stat().st_size + onnx_proto.external_bytes(structure, Path(graph).parent)
         if precision == "int8":
-            import onnx
-
-            from dymu_rt.backends.precision import GraphWeights
-
-            qdq = self._int8_graph(request)
-            model = onnx.load(str(qdq))
-            gw = GraphWeights(model)
-            names = set(gw.names())
-            missing = [s for s in slots if f"{s}.conv.weight" not in names]
-            if missing:
-                raise BundleError(f"INT8 graph {qdq} lacks the conv weights of slots {missing[:3]}; re-run "
-                                  "`dymu-rt calibrate` on this bundle")
-            return OrtEngine(topology, "session", profile, model, slots, model_bytes=size,
-                             graph_weights=gw, graph=qdq)
+            return self._load_int8(request)
+        if self.binding == "affine" and precision == "fp32" and self._shares(request):
+            return self._load_shared(request)
         if artifact is not None and artifact_precision(artifact) != precision:
             artifact = None             # an optimized graph of another precision: not ours
         if self.binding == "affine" and artifact is not None:

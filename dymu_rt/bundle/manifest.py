@@ -35,9 +35,9 @@ from dymu_rt.bundle.schema import check_schema
 from dymu_rt.errors import BundleError
 from dymu_rt.utils import units
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Schema versions this dymu-rt reads (1: self-contained graphs, no ``weights`` section).
-READABLE_SCHEMAS = (1, 2)
+READABLE_SCHEMAS = (3,)
 KIND = "dymu-rt-bundle"
 MANIFEST = "manifest.json"
 #: Deeper JSON than this is refused before parsing it into objects (a manifest is ~5 deep).
@@ -333,11 +333,18 @@ def validate_manifest(doc: Any, where: str = MANIFEST) -> None:
         if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
             raise BundleError(f"{where} has schema_version {version}, newer than this dymu-rt understands "
                               f"({SCHEMA_VERSION}); upgrade dymu-rt or rebuild the bundle")
+        if isinstance(version, int) and not isinstance(version, bool) and version in (1, 2):
+            # Schema 1/2 bundles store the anchor's conv weights twice (fold_params and the
+            # graphs) and their INT8 graphs in full; schema 3 stores every tensor once.
+            raise BundleError(f"{where} has schema_version {version} (a bundle from before store-once weights); "
+                              f"this dymu-rt reads schema {SCHEMA_VERSION}: rebuild it with "
+                              "`dymu-rt build RUN_DIR --out BUNDLE` (and re-run `dymu-rt calibrate` for INT8)")
         raise BundleError(f"{where} has schema_version {_short(version)}; this dymu-rt reads "
                           f"{', '.join(map(str, READABLE_SCHEMAS))} (rebuild the bundle with this version)")
     missing = [k for k, spec in SCHEMA.items() if k not in doc and not isinstance(spec, Optional_)]
-    if version >= 2 and "weights" not in doc:
-        missing.append("weights")
+    # ``weights`` may be absent only in a bundle whose graphs hold their own weights (made by
+    # hand, e.g. test fixtures); `dymu-rt build` always writes it. The raw conv weights of
+    # such a bundle must then be in fold_params (bundle/weight_pool.py says so if not).
     if missing:
         raise BundleError(f"{where} lacks keys {missing}")
     try:

@@ -213,7 +213,8 @@ _BN_SLOT = table({"name": string(512), "layer": integer(0), "stream": integer(0)
 _LATENCY_ROW = table({"p50_ms": number(0.0), "p90_ms": number(0.0), "p99_ms": number(0.0)},
                      optional={"batch": integer(1), "iters": integer(1)})
 _ENGINE_PROFILE = table({"files": mapping(topology_id, _file_entry())}, extra=_any_small)
-_INT8 = table({"files": mapping(topology_id, _file_entry({"key": string(256), "uint8": _file_entry()}))},
+# Schema 3: calibration stores the tensor ranges only (the Q/DQ graphs are derived at use).
+_INT8 = table({"files": mapping(topology_id, table({"key": string(256), "ranges": _file_entry()}))},
               extra=_any_small)
 
 _MANIFEST = table({
@@ -283,7 +284,7 @@ def check_schema(m: Any, graphs_dir: str = GRAPHS_DIR, weights_file: str = WEIGH
                 if not e["file"].startswith(f"engines/{backend}/{prof}/"):
                     _fail(f".engines.{backend}.{prof}.files.{tid}.file", e["file"], f"a file in engines/{backend}/{prof}/")
     for tid, e in ((m.get("int8") or {}).get("files") or {}).items():
-        for f in (e["file"], (e.get("uint8") or {}).get("file", f"calibration/{tid}/")):
-            if not f.startswith(f"calibration/{tid}/"):
-                _fail(f".int8.files.{tid}.file", f, f"a file in calibration/{tid}/")
+        f = e["ranges"]["file"]
+        if not f.startswith(f"calibration/{tid}/"):
+            _fail(f".int8.files.{tid}.ranges.file", f, f"a file in calibration/{tid}/")
     return m

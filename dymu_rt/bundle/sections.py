@@ -5,7 +5,7 @@
   made for another device, :func:`engines_dir` is where they live.
 * ``latency[profile][topology]``: ``{p50_ms, p90_ms, p99_ms, batch, iters}`` measured by
   ``dymu-rt profile``.
-* ``int8``: per topology, the Q/DQ graphs ``dymu-rt calibrate`` wrote (:func:`int8_graph`
+* ``int8``: per topology, the tensor ranges ``dymu-rt calibrate`` wrote (:func:`int8_ranges`
   resolves one, :func:`cache_key` names a calibration result).
 
 :func:`open_manifest` is how the runtime opens a bundle (hashes checked);
@@ -109,11 +109,14 @@ def set_latency(doc: dict, profile: str, table: dict[str, dict]) -> None:
 
 # -- int8 -------------------------------------------------------------------------------------------
 
-def cache_key(graph_sha256: str, set_digest: str, method: str, weights_sha256: str = "") -> str:
+def cache_key(graph_sha256: str, set_digest: str, method: str, weights_sha256: str = "",
+              fold_sha256: str = "") -> str:
     """Folder name of one calibration result, named by every input of it: the graph, the
-    weight file its tensors live in (a key without it would hand back graphs quantized from
+    weight file its tensors live in and the fold parameters the raw conv weights and anchor
+    BN feeds are derived from (a key without them would hand back ranges computed from
     corrupt weights after the weights are repaired), the calibration set and the method."""
-    return hashlib.sha256(f"{graph_sha256}\n{weights_sha256}\n{set_digest}\n{method}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{graph_sha256}\n{weights_sha256}\n{fold_sha256}\n{set_digest}\n{method}"
+                          .encode()).hexdigest()[:16]
 
 
 def weights_sha256(manifest: Manifest) -> str:
@@ -123,19 +126,24 @@ def weights_sha256(manifest: Manifest) -> str:
     return w["sha256"] if isinstance(w, Mapping) else ""
 
 
+def fold_params_sha256(manifest: Manifest) -> str:
+    """The checksum of the controller's fold parameters ("" when the bundle has none)."""
+    entry = (manifest.controller or {}).get("fold_params")
+    return entry.sha256 if entry is not None else ""
+
+
 def set_int8(doc: dict, record: dict) -> None:
     """Edit (for :func:`update_manifest`): store the ``int8`` section."""
     doc[INT8_KEY] = record
 
 
-def int8_graph(bundle: str | Path, manifest: Manifest, topology: str, activations: str = "int8",
-               check: bool = False) -> Path:
-    """The Q/DQ graph recorded for ``topology`` (BundleError with a hint when absent).
+def int8_ranges(bundle: str | Path, manifest: Manifest, topology: str, check: bool = False) -> Path:
+    """The calibrated tensor ranges recorded for ``topology`` (BundleError with a hint when absent).
 
-    ``activations``: ``"int8"`` (the TensorRT form) or ``"uint8"`` (ONNX Runtime x86; falls
-    back to the int8 graph for records written before that variant existed). ``check``:
-    also refuse a graph whose sha256 differs from the record, or that was calibrated for
-    another version of the topology's FP32 graph (the bundle was rebuilt since).
+    The Q/DQ graphs are derived from these and the bundle's weights where they are used
+    (schema 3 stores no Q/DQ graph; :mod:`dymu_rt.compile.calibrate`). ``check``: also
+    refuse ranges whose sha256 differs from the record, or that were calibrated for another
+    version of the topology's FP32 graph (the bundle was rebuilt since).
     """
     if L.is_shipped_bundle(bundle):
         fix = (f"the shipped bundle is read-only: copy it (cp -r {bundle} my-bundle) and run "
@@ -144,22 +152,22 @@ def int8_graph(bundle: str | Path, manifest: Manifest, topology: str, activation
         fix = f"run `dymu-rt calibrate {bundle} --synth 64` (or --images DIR) first"
     cal = manifest.int8 or {}
     rec = cal.get("files", {}).get(topology)
-    if rec is None:
-        raise BundleError(f"bundle {bundle}: no INT8 graph for topology {topology} (not calibrated); {fix}")
-    entry = rec.get("uint8", rec) if activations == "uint8" else rec
+    if rec is None or "ranges" not in rec:
+        raise BundleError(f"bundle {bundle}: no INT8 calibration for topology {topology} (not calibrated); {fix}")
+    entry = rec["ranges"]
     if check:
         graph_sha = manifest.topologies[topology].sha256
         if rec.get("key") != cache_key(graph_sha, cal.get("calibration", {}).get("digest", ""), cal.get("method", ""),
-                                       weights_sha256(manifest)):
-            raise BundleError(f"bundle {bundle}: the INT8 graph of topology {topology} was calibrated for another "
+                                       weights_sha256(manifest), fold_params_sha256(manifest)):
+            raise BundleError(f"bundle {bundle}: the INT8 calibration of topology {topology} was made for another "
                               f"version of its FP32 graph (the bundle was rebuilt); {fix} again")
         L.check_file(Path(bundle), entry["file"], entry["sha256"])
     return Path(bundle) / entry["file"]
 
 
 def int8_sha256(manifest: Manifest, topology: str) -> Optional[str]:
-    """The recorded sha256 of ``topology``'s (int8-activation) Q/DQ graph, or None."""
-    return (manifest.int8 or {}).get("files", {}).get(topology, {}).get("sha256")
+    """The recorded sha256 of ``topology``'s calibrated ranges (what its INT8 graphs derive from), or None."""
+    return (manifest.int8 or {}).get("files", {}).get(topology, {}).get("ranges", {}).get("sha256")
 
 
 # -- writing ----------------------------------------------------------------------------------------

@@ -500,7 +500,9 @@ def _write_controller(out: Path, journal: dict, anchor, edge, weight, n_tasks: i
         done(B.WEIGHT_HYPERNET_FILE)
     if not _file_done(out, journal, B.FOLD_PARAMS_FILE):
         with atomic_path(out / B.FOLD_PARAMS_FILE) as tmp:
-            save_file(fold_params(anchor), str(tmp), metadata={"format": "dymu-rt fold_params v1"})
+            # Store once: raw conv weights are derived from graphs/weights.bin (see fold_params).
+            save_file(fold_params(anchor, raw="unrecoverable"), str(tmp),
+                      metadata={"format": "dymu-rt fold_params v2 (raw conv weights only where unrecoverable)"})
         done(B.FOLD_PARAMS_FILE)
 
 

@@ -8,26 +8,31 @@ when the bundle's graphs do not normalize inside), identified by the sha256 of e
 those bytes — so the same pictures give the same identity wherever they come from.
 
 Results are cached per topology under ``BUNDLE/calibration/<topology>/<key>/`` with
-``key = sha256(graph sha256, weights sha256, set digest, method)[:16]`` — every input of
-the result: the graph holds only the structure, its tensors are in ``graphs/weights.bin``,
-so a key without the weights' checksum would hand back graphs quantized from corrupt
-weights after the weights are repaired. Every input is verified before use (the whole
-manifest's schema and checksum, each graph's and the weight file's sha256):
+``key = sha256(graph sha256, weights sha256, fold-params sha256, set digest, method)[:16]``
+— every input of the result: the graph holds only the structure, its tensors are in
+``graphs/weights.bin`` and the raw conv weights and anchor BN feeds are derived from it and
+``controller/fold_params.safetensors`` (schema 3), so a key without their checksums would
+hand back ranges computed from corrupt weights after the weights are repaired. Every input
+is verified before use (the whole manifest's schema and checksum, each graph's, the weight
+file's and the fold parameters' sha256):
 
-* ``ranges.json``    — ONNX Runtime's tensor-range calibration cache (the expensive part),
-* ``int8.onnx``      — the Q/DQ graph (:func:`dymu_rt.backends.precision.quantize_int8`):
-  symmetric int8 activations, the form TensorRT takes,
-* ``int8-u8.onnx``   — the same ranges with asymmetric uint8 activations: ONNX Runtime's fast
-  x86 path (U8S8), which the ONNX Runtime backend's INT8 mode runs on x86 (S8S8 runs slower
-  than FP32 there; numbers in ``benchmarks/bench_precision.py``),
-* ``meta.json``      — what went in (graph sha256, set, method) and both graphs' sha256.
+* ``ranges.json``    — ONNX Runtime's tensor-range calibration cache of the topology's
+  *affine* graph (raw convs, BN scale/shift as inputs at the anchor: :mod:`dymu_rt.backends.int8_affine`),
+* ``meta.json``      — what went in (graph sha256, set, method) and the ranges' sha256.
 
-A re-run with the same graph, images and method reuses both graphs untouched; a run with
+Store once (schema 3): no Q/DQ graph is stored. The ranges are the whole result of
+calibration; the Q/DQ graphs are derived from them and the bundle's one copy of the weights
+where they are used: the affine U8S8 graph by the ONNX Runtime backend at engine load
+(:func:`dymu_rt.backends.int8_affine.affine_qdq_model`), the folded S8S8 graph by the
+TensorRT builder (:func:`dymu_rt.backends.precision.quantize_int8` with these ranges: the
+folded graph's tensors are a subset of the affine graph's). One calibration, one Q/DQ family.
+
+A re-run with the same graph, images and method reuses the ranges untouched; a run with
 another method or set adds a sibling key folder. The bundle manifest gains an ``int8``
-section naming, per topology, the Q/DQ graphs in use (written last, through
-:func:`dymu_rt.bundle.sections.update_manifest`; the section's readers, such as
-:func:`~dymu_rt.bundle.sections.int8_graph`, live there too). The shipped default bundle is
-package data and is refused (copy it first).
+section naming, per topology, the ranges in use (written last, through
+:func:`dymu_rt.bundle.sections.update_manifest`; the section's reader is
+:func:`~dymu_rt.bundle.sections.int8_ranges`). The shipped default bundle is package data
+and is refused (copy it first).
 See ``calibration/README.md`` for the user-facing description.
 """
 
@@ -42,18 +47,21 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from dymu_rt.backends.devices import load_profile
-from dymu_rt.backends.precision import CALIBRATION_METHODS, ArrayReader, quantize_int8
+from dymu_rt.backends.int8_affine import anchor_feeds, calibrate_ranges
+from dymu_rt.backends.precision import CALIBRATION_METHODS
 from dymu_rt.bundle import layout as B
 from dymu_rt.bundle import sections as S
 from dymu_rt.bundle.layout import is_shipped_bundle
 from dymu_rt.bundle.paths import inside
 from dymu_rt.bundle.sections import CALIBRATION_DIR, cache_key
+from dymu_rt.bundle.weight_pool import WeightPool, load_fold_params
+from dymu_rt.models.fold import slot_weights
 from dymu_rt.errors import ValidationError
 from dymu_rt.utils.io import atomic_write_json, sha256_file
 from dymu_rt.utils.progress import make_progress
 
-#: activation type -> file name of its Q/DQ graph in a cache key folder
-GRAPH_FILES = {"int8": "int8.onnx", "uint8": "int8-u8.onnx"}
+#: file name of the tensor ranges in a cache key folder
+RANGES_FILE = "ranges.json"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
 
@@ -120,49 +128,39 @@ def synth_set(n: int, size: tuple[int, int], seed: int = 0,
     return CalibrationSet(_normalize(images, preprocessing), {"kind": "synth", "n": n, "seed": seed})
 
 
-def _valid_graph(path: Path, digest: Optional[str]) -> bool:
-    return bool(digest) and path.is_file() and sha256_file(path) == digest
+def calibrate_graph(graph: Path, graph_sha256: str, cache_root: Path, cset: CalibrationSet, method: str,
+                    pool, slots, feeds: Mapping[str, np.ndarray], weights_sha: str = "",
+                    fold_sha: str = "") -> dict[str, Any]:
+    """Calibrate one topology's affine graph, reusing ``cache_root/<key>/`` when it holds the result.
 
-
-def calibrate_graph(graph: Path, graph_sha256: str, cache_root: Path, cset: CalibrationSet,
-                    method: str, input_name: str = "image", weights_sha: str = "") -> dict[str, Any]:
-    """Quantize one topology graph, reusing ``cache_root/<key>/`` when it holds the result.
-
-    Writes the int8-activation graph (TensorRT form) and the uint8-activation one (ONNX
-    Runtime x86) from one set of tensor ranges. Returns ``{"key", "dir", "file" (the int8
-    Q/DQ graph), "sha256", "uint8_file", "uint8_sha256", "reused"}`` (``reused``: nothing
-    had to be quantized).
+    ``pool`` is the bundle's :class:`~dymu_rt.bundle.weight_pool.WeightPool`, ``slots`` the
+    topology's modulated BN slots and ``feeds`` their anchor BN scale/shift. ``weights_sha``
+    and ``fold_sha``: the checksums of ``graphs/weights.bin`` and the fold parameters the
+    pool derives the raw weights and the anchor feeds from (part of the cache key: every
+    input of the result). Returns ``{"key", "dir", "ranges" (path), "sha256", "reused"}``.
     """
     if method not in CALIBRATION_METHODS:
         raise ValidationError(f"--method {method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
-    key = cache_key(graph_sha256, cset.digest, method, weights_sha)
+    key = cache_key(graph_sha256, cset.digest, method, weights_sha, fold_sha)
     kdir = cache_root / key
-    meta_path, ranges = kdir / "meta.json", kdir / "ranges.json"
-    paths = {act: kdir / name for act, name in GRAPH_FILES.items()}
+    meta_path, ranges = kdir / "meta.json", kdir / RANGES_FILE
     meta: dict[str, Any] = {}
     if meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             meta = {}
-    digests = {"int8": meta.get("int8_sha256"), "uint8": meta.get("uint8_sha256")}
-    reused = True
-    for act, path in paths.items():
-        if _valid_graph(path, digests[act]):
-            continue
-        reused = False
-        kdir.mkdir(parents=True, exist_ok=True)
-        # The tensor ranges are computed once (first graph) and reused by the second.
-        reader = None if ranges.is_file() else ArrayReader(cset.images, input_name)
-        quantize_int8(graph, path, reader, method=method, cache_path=ranges, activations=act)
-        digests[act] = sha256_file(path)
-    if not reused:
-        atomic_write_json(meta_path, {"graph_sha256": graph_sha256, "weights_sha256": weights_sha,
-                                      "calibration": cset.describe(),
-                                      "method": method, "int8_sha256": digests["int8"],
-                                      "uint8_sha256": digests["uint8"]})
-    return {"key": key, "dir": kdir, "file": paths["int8"], "sha256": digests["int8"],
-            "uint8_file": paths["uint8"], "uint8_sha256": digests["uint8"], "reused": reused}
+    digest = meta.get("ranges_sha256")
+    if digest and ranges.is_file() and sha256_file(ranges) == digest:
+        return {"key": key, "dir": kdir, "ranges": ranges, "sha256": digest, "reused": True}
+    kdir.mkdir(parents=True, exist_ok=True)
+    calibrate_ranges(graph, pool, slots, feeds, cset.images, ranges, method)
+    digest = sha256_file(ranges)
+    atomic_write_json(meta_path, {"graph_sha256": graph_sha256, "weights_sha256": weights_sha,
+                                  "fold_params_sha256": fold_sha, "calibration": cset.describe(), "method": method,
+                                  "graph": "affine (raw convs; BN scale/shift inputs at the anchor)",
+                                  "ranges_sha256": digest})
+    return {"key": key, "dir": kdir, "ranges": ranges, "sha256": digest, "reused": False}
 
 
 def _refuse_shipped(root: Path) -> None:
@@ -174,7 +172,7 @@ def _refuse_shipped(root: Path) -> None:
 def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth: Optional[int] = None,
                      method: str = "minmax", profile: Optional[str] = None, seed: int = 0,
                      progress: bool = True) -> dict[str, Any]:
-    """Write an INT8 Q/DQ graph for every topology of ``bundle``; record them in the manifest.
+    """Calibrate INT8 tensor ranges for every topology of ``bundle``; record them in the manifest.
 
     Exactly one of ``images`` (a folder) and ``synth`` (number of procedural scenes) gives
     the calibration set. ``profile``, when given, must be a profile with ``precision =
@@ -200,29 +198,37 @@ def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth
     wsha = S.weights_sha256(manifest)
     if wsha:
         B.check_file(root, manifest.weights["file"], wsha)
+    fsha = S.fold_params_sha256(manifest)
+    if fsha:     # the raw conv weights and the anchor BN feeds are derived from it (schema 3)
+        B.check_file(root, manifest.controller["fold_params"].file, fsha)
     for entry in manifest.topologies.values():
         B.check_file(root, entry.file, entry.sha256)
     B.verify_bundle(root, check_hashes=False)     # the rest: no links, nothing outside, anywhere
     size = manifest.input_size
     pre = manifest.preprocessing
     cset = (image_folder_set(images, size, pre) if images is not None else synth_set(synth, size, seed, pre))
+    ctrl = manifest.controller
+    fold_params = load_fold_params(root / ctrl["fold_params"].file) if "fold_params" in ctrl else {}
+    pool = WeightPool(root, manifest.weights, fold_params, manifest.bn_eps)
+    fold = pool.fold_params()
+    zero = np.zeros(int(manifest.bn_delta_size), np.float32)
     files: dict[str, dict] = {}
     reused = 0
     with make_progress(disable=not progress) as bar:
         task = bar.add_task("calibrating", total=len(manifest.topologies), info=method)
         for tid, entry in sorted(manifest.topologies.items()):
             cache_root = inside(root, f"{CALIBRATION_DIR}/{tid}", "calibration folder", must_exist=False)
+            feeds = anchor_feeds(slot_weights(fold, manifest.bn_layout, zero, manifest.bn_eps, entry.bn_slots,
+                                              "affine"))
             res = calibrate_graph(root / entry.file, entry.sha256, cache_root, cset, method,
-                                  weights_sha=wsha)
+                                  pool, entry.bn_slots, feeds, weights_sha=wsha, fold_sha=fsha)
             reused += res["reused"]
-            files[tid] = {"file": res["file"].relative_to(root).as_posix(), "sha256": res["sha256"],
-                          "key": res["key"],
-                          "uint8": {"file": res["uint8_file"].relative_to(root).as_posix(),
-                                    "sha256": res["uint8_sha256"]}}
-            bar.update(task, advance=1, info=f"{tid} ({'cached' if res['reused'] else 'quantized'})")
+            files[tid] = {"key": res["key"],
+                          "ranges": {"file": res["ranges"].relative_to(root).as_posix(), "sha256": res["sha256"]}}
+            bar.update(task, advance=1, info=f"{tid} ({'cached' if res['reused'] else 'calibrated'})")
     record = {"method": method, "calibration": cset.describe(), "profile": prof.name if prof else None,
-              "format": "onnx-qdq (int8 symmetric activations, per-channel int8 weights, float bias; "
-                        "'uint8': the same ranges with asymmetric uint8 activations, ONNX Runtime x86)",
+              "format": "ranges (ONNX Runtime calibration cache of the affine graph); Q/DQ graphs are derived "
+                        "at use: ONNX Runtime the affine U8S8 graph, TensorRT the folded S8S8 graph",
               "files": files}
     # Under the runtime's manifest lock, re-read: keep whatever other keys changed meanwhile.
     S.update_manifest(root, lambda doc: S.set_int8(doc, record))

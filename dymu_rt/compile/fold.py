@@ -75,18 +75,31 @@ def fold_bn(module: nn.Module, deltas: Optional[Mapping[str, Deltas]] = None) ->
 
 # -- raw fold parameters and binding (the bundle side of the same formula) ----------------------
 
-def fold_params(anchor, slots: Optional[Sequence] = None) -> dict[str, torch.Tensor]:
+def fold_params(anchor, slots: Optional[Sequence] = None, raw: str = "all") -> dict[str, torch.Tensor]:
     """Raw tensors every modulated slot needs to fold any preference's weights.
 
     Keys per slot ``name``: ``name.weight`` (raw conv weight), ``name.conv_bias`` (only if
     the conv has one), ``name.bn_weight``, ``name.bn_bias``, ``name.bn_mean``,
     ``name.bn_var``. Stored as ``controller/fold_params.safetensors`` in a bundle.
+
+    ``raw="unrecoverable"`` (what a bundle stores, schema 3) keeps ``name.weight`` only for
+    slots whose raw weight cannot be recovered from the anchor-folded conv weight the
+    bundle's weights file already holds (a BN scale γ/σ of 0 wipes a channel:
+    :func:`dymu_rt.bundle.weight_pool.needs_raw_copy`); every other raw weight is derived
+    from that one copy at run time, so no tensor is stored twice.
     """
+    from dymu_rt.bundle.weight_pool import needs_raw_copy
+
+    if raw not in ("all", "unrecoverable"):
+        raise ValueError(f"raw={raw!r}: expected 'all' or 'unrecoverable'")
     out: dict[str, torch.Tensor] = {}
     for s in slots if slots is not None else anchor.bn_layout:
         unit = slot_module(anchor, s)
         conv, bn = unit.conv, unit.bn
-        out[f"{s.name}.weight"] = conv.weight.detach().float().contiguous().clone()
+        stats = {"bn_weight": bn.weight, "bn_var": bn.running_var}
+        if raw == "all" or needs_raw_copy({f"{s.name}.{k}": v.detach().float().numpy() for k, v in stats.items()},
+                                          s.name, float(bn.eps)):
+            out[f"{s.name}.weight"] = conv.weight.detach().float().contiguous().clone()
         if conv.bias is not None:
             out[f"{s.name}.conv_bias"] = conv.bias.detach().float().contiguous().clone()
         out[f"{s.name}.bn_weight"] = bn.weight.detach().float().contiguous().clone()

@@ -11,24 +11,13 @@ shapes its results for the two kinds of engine (``OrtEngine.weight_kind``):
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from dymu_rt.bundle.weight_pool import load_fold_params  # noqa: F401  (re-exported: the runtime's reader)
 from dymu_rt.errors import BundleError
 from dymu_rt.models import fold
-
-
-def load_fold_params(path: Path) -> dict[str, np.ndarray]:
-    """The bundle's ``fold_params.safetensors`` as float32 numpy arrays (no pickle)."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    try:
-        return {k: np.asarray(v, np.float32) for k, v in load_file(str(path)).items()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise BundleError(f"{path}: cannot read fold parameters ({e}); rebuild the bundle") from None
 
 
 def raw_weights(params: Mapping[str, np.ndarray], slots: Sequence[str]) -> dict[str, np.ndarray]:

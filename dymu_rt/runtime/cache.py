@@ -9,8 +9,10 @@ the next load. Evicted engines are closed; a request already running on an ORT e
 its session alive (see ``OrtEngine.close``); engines that bind in place (TensorRT) must not
 be evicted while they run, which the Runtime guarantees by serializing loads with runs.
 
-An engine's size is its ``memory_bytes()`` (for ONNX Runtime: the weights its graph
-references, external data included). Thread-safe.
+An engine's size is its ``memory_bytes()`` (what it holds privately) plus, for engines that
+share one host copy of the bundle's weights (``shared_weights()``: (key, bytes) pairs), each
+shared tensor counted **once** for all the engines that reference it: K cached topologies
+of one bundle cost one copy of the weights they use, not K. Thread-safe.
 """
 
 from __future__ import annotations
@@ -57,9 +59,12 @@ class EngineCache:
             self.evictions += 1
 
     def bytes(self) -> int:
-        """Total ``memory_bytes()`` of the cached engines."""
+        """Private ``memory_bytes()`` of the cached engines plus their shared weights, each once."""
         with self._lock:
-            return sum(e.memory_bytes() for e in self._engines.values())
+            shared: dict = {}
+            for e in self._engines.values():
+                shared.update(getattr(e, "shared_weights", lambda: ())())
+            return sum(e.memory_bytes() for e in self._engines.values()) + sum(shared.values())
 
     def __contains__(self, topology: str) -> bool:
         with self._lock:

@@ -18,9 +18,10 @@ def check_choice(c, latency_budget) -> None:
 
 
 def run_images(rt, files: Sequence[Path], out: Path, r, c=None, latency_budget: Optional[float] = None,
-               normalize: bool = False) -> dict[str, Any]:
+               normalize: bool = False, percentile: str = "p50") -> dict[str, Any]:
     """Run each of ``files`` through Runtime ``rt`` at (r, c) — or at the smallest grid c whose
-    measured p50 fits ``latency_budget`` ms — and write its PNGs under ``out``.
+    measured latency at ``percentile`` (plus the switch cost to it) fits ``latency_budget``
+    ms — and write its PNGs under ``out``.
 
     Returns the summary: topology, binding, grid_point, r, c, gmacs, gflops, macs,
     gflops_paper (the paper's fvcore count; None for older bundles), params,
@@ -30,7 +31,8 @@ def run_images(rt, files: Sequence[Path], out: Path, r, c=None, latency_budget: 
     check_choice(c, latency_budget)
     choice = None
     if latency_budget is not None:
-        choice = rt.choose_for_budget(r, latency_budget, normalize=normalize)
+        choice = rt.choose_for_budget(r, latency_budget, normalize=normalize, percentile=percentile,
+                                      frames=max(1, len(files)))
         rt.set_preference(choice["r"], choice["c"])
     else:
         rt.set_preference(r, c, normalize=normalize)

@@ -1,10 +1,16 @@
 """Latency: a window of recent inference times, per-topology timing, and budget choice.
 
 ``dymu-rt profile`` times every topology of a bundle on this device (:func:`time_engine`)
-and stores ``latency[profile][topology] = {p50_ms, p90_ms, p99_ms, batch, iters}`` in the
-manifest. :func:`choose_for_budget` answers "which c, for this r, fits in B milliseconds":
-the smallest c (least frugal, most accurate) whose topology's measured p50 fits, using only
-rows timed at batch 1 (one image per inference, as ``dymu-rt run`` does).
+and stores ``latency[profile][topology]`` in the manifest: ``count``, ``mean_ms``,
+``std_ms``, ``p50_ms``, ``p90_ms``, ``p99_ms``, ``batch``, ``iters``, the switch costs
+``load_ms`` (engine load: a switch to this topology when it is not cached) and ``bind_ms``
+(hypernets + binding a preference: a switch when it is), what was measured with
+(``threads``, ``versions`` of the libraries, ``timestamp``) and, for backends that time the
+device themselves (TensorRT: CUDA events), ``gpu_compute_p50_ms`` etc. next to the host
+latency. :func:`choose_for_budget` answers "which c, for this r, fits in B milliseconds":
+the smallest c (least frugal, most accurate) whose topology's latency at the asked
+percentile, plus the switch cost when it is not the current topology, fits; only rows
+timed at batch 1 (one image per inference, as ``dymu-rt run`` does).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import math
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -52,25 +58,79 @@ class LatencyWindow:
             self._ms.clear()
 
 
-def time_engine(run: Callable[[], Any], iters: int, warmup: int) -> dict[str, float]:
-    """Warm up, then time ``iters`` calls of ``run`` (ms percentiles)."""
+#: the percentiles a latency budget may be asked at
+PERCENTILES = ("p50", "p90", "p99")
+
+
+def latency_stats(ms) -> dict[str, float]:
+    """count, mean, std (sample), p50/p90/p99 of a sequence of milliseconds."""
+    a = np.asarray(list(ms), dtype=np.float64)
+    out = {"count": int(a.size), "mean_ms": float(a.mean()) if a.size else float("nan"),
+           "std_ms": float(a.std(ddof=1)) if a.size > 1 else 0.0}
+    p = percentiles(a)
+    out.update({k: p[k] for k in ("p50_ms", "p90_ms", "p99_ms")})
+    return out
+
+
+def measured_with(threads: int) -> dict[str, Any]:
+    """What a latency row was measured with: thread count, library versions, UTC timestamp."""
+    import platform
+
+    import onnxruntime
+
+    from dymu_rt import __version__
+
+    versions = {"dymu_rt": __version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
+                "python": platform.python_version()}
+    try:
+        import tensorrt  # noqa: F401  (optional)
+
+        versions["tensorrt"] = tensorrt.__version__
+    except ImportError:
+        pass
+    return {"threads": int(threads), "versions": versions,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def time_engine(run: Callable[[], Any], iters: int, warmup: int,
+                device_ms: Callable[[], Optional[float]] = lambda: None) -> dict[str, float]:
+    """Warm up, then time ``iters`` calls of ``run``: :func:`latency_stats` of the host time,
+    plus ``gpu_compute_*`` stats when ``device_ms()`` reports the device time of each run
+    (TensorRT's CUDA events: ``TensorRTEngine.last_timing``)."""
     for _ in range(warmup):
         run()
-    ms = []
+    ms, dev = [], []
     for _ in range(iters):
         t0 = time.perf_counter()
         run()
         ms.append(1e3 * (time.perf_counter() - t0))
-    return percentiles(ms)
+        d = device_ms()
+        if d is not None:
+            dev.append(float(d))
+    out = latency_stats(ms)
+    if dev:
+        out.update({f"gpu_compute_{k}": v for k, v in latency_stats(dev).items() if k != "count"})
+    return out
 
 
 def choose_for_budget(manifest: Manifest, profile: str, r, budget_ms, n_tasks: int,
-                      normalize: bool = False) -> dict[str, Any]:
+                      normalize: bool = False, percentile: str = "p50", current: Optional[str] = None,
+                      cached: Iterable[str] = (), frames: int = 1) -> dict[str, Any]:
     """For task preference ``r`` (or the nearest grid r, L1 distance), the smallest grid c whose
-    topology's measured p50 on ``profile`` is within ``budget_ms``.
+    topology's measured latency at ``percentile`` (p50, p90 or p99) on ``profile``, plus the
+    cost of switching to it, is within ``budget_ms``.
 
-    Returns {r (grid r used), r_snapped (bool), c, topology, p50_ms, budget_ms}.
+    The switch cost is 0 for the ``current`` topology, the row's ``bind_ms`` for a ``cached``
+    one and its ``load_ms`` otherwise (rows profiled before switch costs were stored count 0),
+    spread over the ``frames`` that will run at the chosen preference (a switch happens once).
+    With no current topology (a process starting) there is no switch: every choice pays its
+    first load alike, so it does not count.
+    Returns {r (grid r used), r_snapped (bool), c, topology, percentile, latency_ms, switch_ms,
+    total_ms, p50_ms, budget_ms}.
     """
+    if percentile not in PERCENTILES:
+        raise ValidationError(f"--percentile {percentile!r}: expected one of {', '.join(PERCENTILES)}")
+    cached = set(cached)
     try:
         budget = float(budget_ms)
     except (TypeError, ValueError):
@@ -93,17 +153,30 @@ def choose_for_budget(manifest: Manifest, profile: str, r, budget_ms, n_tasks: i
         raise ValidationError(f"the latency table for profile '{profile}' was measured at batch "
                               f"{','.join(map(str, batches))}, not 1; run `dymu-rt profile --profile {profile} "
                               "--batch 1` for a single-image latency budget")
-    timed = [(p, rows[p.topology]["p50_ms"]) for p in cands if p.topology in rows]
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ValidationError(f"frames {frames!r}: expected an integer >= 1")
+
+    def switch_ms(tid: str) -> float:
+        row = rows[tid]
+        if current is None or tid == current:
+            return 0.0
+        return float(row.get("bind_ms", 0.0) if tid in cached else row.get("load_ms", 0.0)) / frames
+
+    key = f"{percentile}_ms"
+    timed = [(p, float(rows[p.topology].get(key, rows[p.topology]["p50_ms"])), switch_ms(p.topology))
+             for p in cands if p.topology in rows]
     if not timed:
         raise ValidationError(f"latency table for profile '{profile}' lacks the topologies of r="
                               f"{','.join(f'{v:g}' for v in r_grid)}; rerun `dymu-rt profile --profile {profile}`")
-    for p, ms in timed:
-        if ms <= budget:
+    for p, ms, sw in timed:
+        if ms + sw <= budget:
             return {"r": list(r_grid), "r_snapped": min(dist) > 1e-9, "c": p.c, "topology": p.topology,
-                    "p50_ms": ms, "budget_ms": budget}
-    fastest = min(timed, key=lambda t: t[1])
-    raise ValidationError(f"no topology for r={','.join(f'{v:g}' for v in r_grid)} fits {budget:g} ms on "
-                          f"'{profile}'; the fastest is {fastest[1]:.3g} ms (c={fastest[0].c:g})")
+                    "percentile": percentile, "latency_ms": ms, "switch_ms": sw, "total_ms": ms + sw,
+                    "p50_ms": float(rows[p.topology]["p50_ms"]), "budget_ms": budget}
+    fastest = min(timed, key=lambda t: t[1] + t[2])
+    raise ValidationError(f"no topology for r={','.join(f'{v:g}' for v in r_grid)} fits {budget:g} ms at "
+                          f"{percentile} on '{profile}'; the fastest is {fastest[1] + fastest[2]:.3g} ms "
+                          f"({percentile} {fastest[1]:.3g} + switch {fastest[2]:.3g}, c={fastest[0].c:g})")
 
 
 def profile_rows(manifest: Manifest, table: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -51,12 +51,13 @@ from dymu_rt.bundle import sections as S
 from dymu_rt.bundle.layout import CONTROLLER_FILES, is_shipped_bundle
 from dymu_rt.bundle.manifest import Manifest
 from dymu_rt.bundle.paths import inside
+from dymu_rt.bundle.weight_pool import WeightPool
 from dymu_rt.control.preference import Preference, make_preference, nearest
 from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
 from dymu_rt.runtime.cache import EngineCache
 from dymu_rt.runtime.controller import Controller
-from dymu_rt.runtime.latency import LatencyWindow, choose_for_budget, time_engine
+from dymu_rt.runtime.latency import LatencyWindow, choose_for_budget, measured_with, time_engine
 from dymu_rt.runtime.preprocess import check_input_size, preprocess
 
 #: Largest input batch ``profile_topologies`` allocates (float32 NCHW).
@@ -97,7 +98,12 @@ class Runtime:
         ctrl = manifest.controller
         self.controller = Controller(self.root / ctrl["edge_hypernet"].file, self.root / ctrl["weight_hypernet"].file,
                                      manifest.num_layers, self.n_tasks, manifest.bn_delta_size, manifest.topology_salt)
-        self._params = load_fold_params(self.root / ctrl["fold_params"].file)
+        # Store once, hold once: the weights file is mapped once and shared by every engine;
+        # raw conv weights are derived from it (bundle/weight_pool.py), not stored twice.
+        self.pool = WeightPool(self.root, manifest.weights, load_fold_params(self.root / ctrl["fold_params"].file),
+                               manifest.bn_eps)
+        self._params = self.pool.fold_params()
+        self._cache_engines = cache_engines and not backend.shares(self.pool)
         self._engine_files: dict[str, dict] = dict(
             (S.check_engines(self.root, manifest, backend, profile.name) or {}).get("files", {}))
         self._in_place = backend.binds_in_place
@@ -158,7 +164,7 @@ class Runtime:
         topo = self.manifest.topologies[topology]
         raw = raw_weights(self._params, topo.bn_slots) if self.backend.needs_raw_weights else None
         return EngineRequest(
-            self.root / topo.file, self.profile, topology, slots=topo.bn_slots, raw_weights=raw,
+            self.root / topo.file, self.profile, topology, slots=topo.bn_slots, raw_weights=raw, pool=self.pool,
             artifact=None if entry is None else self.root / entry["file"],
             artifact_sha256=None if entry is None else entry.get("sha256"),
             bundle=self.root, manifest=self.manifest)
@@ -227,10 +233,14 @@ class Runtime:
             self.latency.clear()
         return {"topology": tid, "binding": binding, "grid_point": grid_point}
 
-    def choose_for_budget(self, r, budget_ms: float, normalize: bool = False) -> dict[str, Any]:
+    def choose_for_budget(self, r, budget_ms: float, normalize: bool = False,
+                          percentile: str = "p50", frames: int = 1) -> dict[str, Any]:
         """The smallest grid c for ``r`` whose topology's measured p50 fits ``budget_ms``
         (see :func:`dymu_rt.runtime.latency.choose_for_budget`)."""
-        return choose_for_budget(self.manifest, self.profile.name, r, budget_ms, self.n_tasks, normalize)
+        state = self._state
+        return choose_for_budget(self.manifest, self.profile.name, r, budget_ms, self.n_tasks, normalize,
+                                 percentile=percentile, current=None if state is None else state.topology,
+                                 cached=self.cache.topologies(), frames=frames)
 
     # -- inference ----------------------------------------------------------------------------
 
@@ -343,9 +353,19 @@ class Runtime:
                 state = _State(tuple(p.r), p.c, tid, engine,
                                self._bind(engine, tid, self.controller.deltas(p.r, p.c)), "exact", None,
                                (tid, tuple(p.r), float(p.c)))
-                row = time_engine(lambda: self._run(state, x), iters, warmup)
-                table[tid] = {"p50_ms": row["p50_ms"], "p90_ms": row["p90_ms"], "p99_ms": row["p99_ms"],
-                              "batch": batch, "iters": iters}
+                row = time_engine(lambda: self._run(state, x), iters, warmup,
+                                  device_ms=lambda: getattr(engine, "last_timing", {}).get("gpu_compute_ms"))
+                # Switch costs: binding a preference (hypernets + bind) and a fresh engine load.
+                t0 = time.perf_counter()
+                self._bind(engine, tid, self.controller.deltas(p.r, p.c))
+                bind_ms = 1e3 * (time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                with self._guard():
+                    fresh = self._load_engine(tid)
+                load_ms = 1e3 * (time.perf_counter() - t0)
+                fresh.close()
+                table[tid] = {**row, "batch": batch, "iters": iters, "bind_ms": bind_ms, "load_ms": load_ms,
+                              **measured_with(self.profile.threads or os.cpu_count() or 1)}
                 if on_topology is not None:
                     on_topology(tid, table[tid])
         self.manifest = S.update_manifest(self.root, lambda doc: S.set_latency(doc, self.profile.name, table))

@@ -168,14 +168,15 @@ def test_int8_runtime_close_to_fp32(calibrated):
     for r, c in (([1.0, 0.0, 0.0], 0.5), ([0.5, 0.5, 0.0], 0.0), ([0.2, 0.3, 0.5], 0.9)):
         ref, out, info = _pair(f32, i8, x, r, c)
         engine = i8.cache.get(info["topology"])
-        assert engine.precision == "int8" and engine.mode == "session"
+        # the affine Q/DQ graph: one session per topology, a preference is new feeds
+        assert engine.precision == "int8" and engine.mode == "affine"
         st = i8.stats()
-        assert st["precision"] == "int8" and st["binding_mode"] == "session"
-        assert engine.graph == bundle / m["int8"]["files"][info["topology"]]["uint8"]["file"]   # x86: U8S8
+        assert st["precision"] == "int8" and st["binding_mode"] == "affine"
         for k in ref:
             assert out[k].dtype == np.float32 and out[k].shape == ref[k].shape
             assert 0 < mean_rel(out[k], ref[k]) < INT8_MEAN_REL, (r, c, k, mean_rel(out[k], ref[k]))
-    assert not (bundle / "engines").exists()          # INT8 sessions are per preference: no disk cache
+    assert not (bundle / "engines").exists()          # INT8 graphs are derived at load: no disk cache
+    assert not list((bundle / "calibration").rglob("*.onnx"))     # store once: ranges only
 
 
 def test_int8_preference_switch_binds_weights(calibrated):
@@ -191,8 +192,10 @@ def test_int8_preference_switch_binds_weights(calibrated):
     f32 = Runtime.open(bundle, cache_engines=False)
     i8 = Runtime.open(bundle, profile="x86-64-cpu-int8")
     ref_a, out_a, _ = _pair(f32, i8, x, a["r"], a["c"])
+    session_a = i8.cache.get(a["topology"])._session
     ref_b, out_b, info = _pair(f32, i8, x, b["r"], b["c"])
     assert info["topology"] == a["topology"] == b["topology"]
+    assert i8.cache.get(b["topology"])._session is session_a     # switched by feeds, no new session
     moved = False
     for k in ref_a:
         # B's INT8 output matches B's FP32 output, and is clearly nearer to it than A's FP32 output is
@@ -213,15 +216,19 @@ def test_int8_backend_both_activation_variants(calibrated, activations):
     p = make_params(0)
     fold = {k: v for k, v in p.items() if k.startswith("node")}
     # a preference other than the one the graph (and its calibration) was exported at
-    weights = slot_weights(fold, m["bn_layout"], weight_deltas(p, [0.3, 0.3, 0.4], 0.7), m["bn_eps"],
-                           topo["bn_slots"], "folded")
+    deltas = weight_deltas(p, [0.3, 0.3, 0.4], 0.7)
+    weights = {kind: slot_weights(fold, m["bn_layout"], deltas, m["bn_eps"], topo["bn_slots"], kind)
+               for kind in ("folded", "affine")}
     ref = get_backend("onnxruntime", binding="session").load(
         EngineRequest(bundle / topo["file"], load_profile("x86-64-cpu"), tid, slots=topo["bn_slots"]))
+    from dymu_rt.bundle.weight_pool import WeightPool
+
+    pool = WeightPool(bundle, m.get("weights"), fold, m["bn_eps"])
     eng = get_backend("onnxruntime", int8_activations=activations).load(
-        EngineRequest(bundle / topo["file"], load_profile("x86-64-cpu-int8"), tid, slots=topo["bn_slots"]))
-    rec = m["int8"]["files"][tid]
-    assert eng.graph == bundle / (rec["uint8"] if activations == "uint8" else rec)["file"]
-    want, got = ref.run(x, ref.prepare(weights)), eng.run(x, eng.prepare(weights))
+        EngineRequest(bundle / topo["file"], load_profile("x86-64-cpu-int8"), tid, slots=topo["bn_slots"],
+                      pool=pool))
+    assert eng.weight_kind == "affine"
+    want, got = ref.run(x, ref.prepare(weights["folded"])), eng.run(x, eng.prepare(weights["affine"]))
     for k in want:
         assert mean_rel(got[k], want[k]) < INT8_MEAN_REL, (k, mean_rel(got[k], want[k]))
 

@@ -306,7 +306,7 @@ def test_prepare_graph_per_precision(graph, tmp_path):
         B.prepare_graph(graph, "int8", tmp_path, "t00")
 
 
-def test_prepare_graph_int8_uses_the_calibrated_bundle_graph(tmp_path):
+def test_prepare_graph_int8_derives_the_qdq_graph_from_the_bundle_ranges(tmp_path):
     from graph_fixtures import make_bundle, write_images
 
     from dymu_rt.compile.calibrate import calibrate_bundle
@@ -316,8 +316,14 @@ def test_prepare_graph_int8_uses_the_calibrated_bundle_graph(tmp_path):
     with pytest.raises(BundleError, match="dymu-rt calibrate"):
         B.prepare_graph(g, "int8", tmp_path, "0000000000000000")
     calibrate_bundle(bundle, images=write_images(tmp_path / "img", 3), progress=False)
-    qdq = B.prepare_graph(g, "int8", tmp_path, "0000000000000000")
-    assert qdq.name == "int8.onnx" and qdq.parent.parent == bundle / "calibration" / "0000000000000000"
+    qdq = B.prepare_graph(g, "int8", tmp_path / "work", "0000000000000000")
+    # store once: derived next to the engines from the stored ranges, not read from the bundle
+    assert qdq == tmp_path / "work" / "0000000000000000.int8.onnx"
+    import onnx
+
+    model = onnx.load(str(qdq))
+    zps = [i for i in model.graph.initializer if i.name.endswith("_zero_point")]
+    assert zps and all(z.data_type == onnx.TensorProto.INT8 for z in zps)     # symmetric int8: TensorRT's form
 
 
 def test_network_flags_and_logger_are_shared():

@@ -305,6 +305,21 @@ def make_fake_run(mem):
 
         def synchronize(self):
             calls.append(("synchronize",))
+            self.synced = True
+
+        def record_event(self):
+            # A recorded CUDA event: GPU timestamps that become readable after synchronize.
+            calls.append(("record_event",))
+            stream, stamp = self, 2.5 * sum(c[0] == "record_event" for c in calls)
+
+            class Event:
+                def ms_since(self, start):
+                    assert stream.synced, "event read before the stream was synchronized"
+                    return stamp - start.stamp
+            ev = Event()
+            ev.stamp = stamp
+            self.synced = False
+            return ev
 
     cuda = types.SimpleNamespace(DeviceBuffer=mem.alloc)
     return trt, Eng(), Stream(), cuda, calls
@@ -321,6 +336,10 @@ def test_run_sets_shapes_addresses_and_executes_on_the_stream():
     assert out["semseg"].shape == (3, 2, 4, 4) and out["depth"].shape == (3, 1, 4, 4)
     assert np.all(out["semseg"] == x.sum())
     assert ("execute_async_v3", 99, ["depth", "image", "semseg"]) in calls and calls[-1] == ("synchronize",)
+    # GPU compute time comes from the events around execute_async_v3, not from the host clock
+    i = calls.index(("execute_async_v3", 99, ["depth", "image", "semseg"]))
+    assert calls[i - 1] == ("record_event",) and calls[i + 1] == ("record_event",)
+    assert engine.last_timing["gpu_compute_ms"] == 2.5 and engine.last_timing["host_ms"] > 0
     assert engine.memory_bytes() >= 1000 + 4096 + x.nbytes
     with pytest.raises(ValidationError, match=r"batch in 1\.\.4"):
         engine.run(np.ones((5, 3, 4, 4), np.float32))

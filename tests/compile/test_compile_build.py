@@ -31,7 +31,7 @@ def test_grid_point_counts():
 def test_manifest_contract(built, tiny_run):
     out, summary = built
     m = B.verify_bundle(out).to_dict()
-    assert m["schema_version"] == 2 and m["kind"] == "dymu-rt-bundle"
+    assert m["schema_version"] == 3 and m["kind"] == "dymu-rt-bundle"
     for key in ("producer", "preset", "trained_on", "tasks", "preprocessing", "grid", "points",
                 "topologies", "controller", "bn_layout", "bn_eps", "topology_salt", "weights", "latency",
                 "engines"):

@@ -11,7 +11,7 @@ import torch
 from graph_fixtures import make_bundle, write_images
 
 from dymu_rt.bundle.manifest import Manifest, read_manifest
-from dymu_rt.bundle.sections import cache_key, int8_graph, weights_sha256
+from dymu_rt.bundle.sections import cache_key, fold_params_sha256, int8_ranges, weights_sha256
 from dymu_rt.compile.calibrate import calibrate_bundle, image_folder_set, synth_set
 from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.utils.io import atomic_write_json, sha256_file
@@ -51,7 +51,7 @@ def test_image_folder_set_is_resized_rgb_in_unit_range(base):
     assert normalized.digest != cset.digest
 
 
-def test_calibrate_cli_writes_qdq_graphs_and_manifest(bundle, base):
+def test_calibrate_cli_writes_ranges_only_and_manifest(bundle, base):
     res = cli(bundle, "--images", base["images"], "--method", "minmax", "--json")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output)
@@ -59,22 +59,28 @@ def test_calibrate_cli_writes_qdq_graphs_and_manifest(bundle, base):
     manifest = json.loads((bundle / "manifest.json").read_text())
     rec = manifest["int8"]
     assert rec["method"] == "minmax" and rec["calibration"]["count"] == 6
+    from dymu_rt.backends.int8_affine import affine_qdq_model
+    from dymu_rt.bundle.weight_pool import WeightPool
+
     for tid, entry in rec["files"].items():
-        path = bundle / entry["file"]
-        assert path.parent.parent == bundle / "calibration" / tid
-        assert sha256_file(path) == entry["sha256"]
-        assert (path.parent / "ranges.json").is_file() and (path.parent / "meta.json").is_file()
+        path = bundle / entry["ranges"]["file"]
+        assert path.parent.parent == bundle / "calibration" / tid and path.name == "ranges.json"
+        assert sha256_file(path) == entry["ranges"]["sha256"] and (path.parent / "meta.json").is_file()
+        # store once: no Q/DQ graph is stored, only the ranges it derives from
+        assert not list(path.parent.glob("*.onnx"))
+        m = Manifest.from_dict(manifest)
         assert entry["key"] == cache_key(manifest["topologies"][tid]["sha256"], rec["calibration"]["digest"], "minmax",
-                                         weights_sha256(Manifest.from_dict(manifest)))
-        assert int8_graph(bundle, Manifest.from_dict(manifest), tid, check=True) == path
-        u8 = bundle / entry["uint8"]["file"]          # ORT x86 variant: same ranges, uint8 activations
-        assert u8.parent == path.parent and sha256_file(u8) == entry["uint8"]["sha256"]
-        assert int8_graph(bundle, Manifest.from_dict(manifest), tid, activations="uint8", check=True) == u8
+                                         weights_sha256(m), fold_params_sha256(m))
+        assert int8_ranges(bundle, m, tid, check=True) == path
         import onnxruntime as ort
 
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        outs = sess.run(None, {"image": np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)})
-        assert [o.shape for o in outs] == [(2, 5, 32, 32), (2, 1, 32, 32)]
+        graph = bundle / manifest["topologies"][tid]["file"]
+        for act in ("uint8", "int8"):               # ORT x86 form and TensorRT's symmetric form
+            model = affine_qdq_model(graph, WeightPool(bundle, None, {}, 1e-5), [], path, act)
+            assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+            sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+            outs = sess.run(None, {"image": np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)})
+            assert [o.shape for o in outs] == [(2, 5, 32, 32), (2, 1, 32, 32)]
 
 
 def test_rerun_reuses_cache_and_other_method_adds_a_key(bundle, base):
@@ -129,19 +135,19 @@ def test_corrupt_graph_and_missing_bundle_are_refused(bundle, base, tmp_path):
         calibrate_bundle(bundle, images=base["images"], progress=False)
     assert "int8" not in json.loads((bundle / "manifest.json").read_text())
     with pytest.raises(BundleError, match="dymu-rt calibrate"):
-        int8_graph(bundle, read_manifest(bundle), "0000000000000000")
+        int8_ranges(bundle, read_manifest(bundle), "0000000000000000")
 
 
-def test_stale_or_tampered_int8_graph_is_refused(bundle, base):
+def test_stale_or_tampered_int8_ranges_are_refused(bundle, base):
     calibrate_bundle(bundle, images=base["images"], progress=False)
     manifest = json.loads((bundle / "manifest.json").read_text())
     rebuilt = json.loads(json.dumps(manifest))
     rebuilt["topologies"]["0000000000000000"]["sha256"] = "0" * 64            # the FP32 graph changed since
-    with pytest.raises(BundleError, match="0000000000000000 was calibrated for another version.*dymu-rt calibrate"):
-        int8_graph(bundle, Manifest.from_dict(rebuilt), "0000000000000000", check=True)
-    (bundle / manifest["int8"]["files"]["0101010101010101"]["file"]).write_bytes(b"tampered")
+    with pytest.raises(BundleError, match="0000000000000000 was made for another version.*dymu-rt calibrate"):
+        int8_ranges(bundle, Manifest.from_dict(rebuilt), "0000000000000000", check=True)
+    (bundle / manifest["int8"]["files"]["0101010101010101"]["ranges"]["file"]).write_bytes(b"tampered")
     with pytest.raises(BundleError, match="corrupt"):
-        int8_graph(bundle, Manifest.from_dict(manifest), "0101010101010101", check=True)
+        int8_ranges(bundle, Manifest.from_dict(manifest), "0101010101010101", check=True)
 
 
 def test_shipped_default_bundle_is_refused_and_untouched(base):

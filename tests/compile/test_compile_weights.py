@@ -128,7 +128,13 @@ def _point_weights(root, m, loaded, point):
     rt, ct = preference_tensors(point["r"], point["c"])
     deltas = weight(rt, ct).reshape(-1).detach()
     topo = m["topologies"][point["topology"]]
-    params = load_file(str(root / m["controller"]["fold_params"]["file"]))
+    # Store once: fold_params holds no conv weight the weights file already has; the pool
+    # derives the raw weights from that one copy.
+    from dymu_rt.bundle.weight_pool import WeightPool
+
+    stored = load_file(str(root / m["controller"]["fold_params"]["file"]))
+    assert not any(k.endswith(".weight") and not k.endswith(".bn_weight") for k in stored)
+    params = WeightPool(root, m["weights"], stored, m["bn_eps"]).fold_params()
     bound = slot_weights(params, m["bn_layout"], deltas.numpy(), m["bn_eps"], topo["bn_slots"])
     ref = materialize(anchor, np.asarray(topo["parents"]), deltas)(torch.from_numpy(X))
     return topo, bound, ref

@@ -247,7 +247,7 @@ def write_bundle(out: str | Path, seed: int = 0, step: str = "0.5", c_step: str 
                      ("fold_params", "controller/fold_params.safetensors")):
         ctrl[key] = {"file": rel, "sha256": sha256_file(out / rel)}
     manifest = {
-        "schema_version": 1, "kind": "dymu-rt-bundle",
+        "schema_version": 3, "kind": "dymu-rt-bundle",
         "producer": {"dymu_rt": "fixture", "onnx": onnx.__version__},
         "preset": "fixture", "trained_on": "none", "tasks": TASKS,
         "preprocessing": {"input_size": [HW, HW], "color": "RGB", "scale": 1 / 255, "mean": MEAN, "std": STD,

@@ -93,3 +93,46 @@ def test_profile_records_the_batch_it_timed(bundle):
     assert {row["batch"] for row in table.values()} == {2}
     with pytest.raises(ValidationError, match="measured at batch 2, not 1"):
         rt.choose_for_budget("1,0,0", 100)
+
+
+def test_profile_rows_record_stats_switch_costs_and_context(bundle):
+    table = Runtime.open(bundle).profile_topologies(iters=4, warmup=1)
+    for row in table.values():
+        assert row["count"] == 4 and row["mean_ms"] > 0 and row["std_ms"] >= 0
+        assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert row["load_ms"] > 0 and row["bind_ms"] > 0                     # the switch costs
+        assert row["threads"] >= 1 and "onnxruntime" in row["versions"] and row["timestamp"].endswith("Z")
+        assert "gpu_compute_p50_ms" not in row                               # ORT: host time only
+
+
+def test_budget_by_percentile_and_switch_cost(bundle):
+    from dymu_rt.bundle.manifest import Manifest
+    from dymu_rt.runtime.latency import choose_for_budget
+
+    m = read_manifest(bundle)
+    r = [1.0, 0.0, 0.0]
+    row = sorted((p for p in m["points"] if p["r"] == r), key=lambda p: p["c"])
+    tops = list(dict.fromkeys(p["topology"] for p in row))
+    assert len(tops) >= 2, "fixture needs two topologies along c"
+    first, second = tops[0], tops[1]
+    table = {tid: {"p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "batch": 1, "load_ms": 50.0, "bind_ms": 0.5}
+             for tid in m["topologies"]}
+    table[first].update(p50_ms=2.0, p90_ms=9.0, p99_ms=9.0)          # least frugal: slow tail
+    m["latency"] = {"x86-64-cpu": table}
+    man = Manifest.from_dict(m)
+    assert choose_for_budget(man, "x86-64-cpu", r, 3, 3, current=first)["topology"] == first
+    by_p90 = choose_for_budget(man, "x86-64-cpu", r, 3, 3, percentile="p90", current=second)
+    assert by_p90["topology"] == second and by_p90["switch_ms"] == 0.0
+    # not current, not cached: the load counts, so nothing fits 3 ms ...
+    with pytest.raises(ValidationError, match="fits 3 ms at p90.*switch"):
+        choose_for_budget(man, "x86-64-cpu", r, 3, 3, percentile="p90", current=first)
+    # ... unless it is spread over enough frames (a switch happens once) ...
+    assert choose_for_budget(man, "x86-64-cpu", r, 3, 3, percentile="p90", current=first,
+                             frames=100)["switch_ms"] == 0.5
+    # ... and a starting process (no current topology) pays every first load alike: no switch
+    assert choose_for_budget(man, "x86-64-cpu", r, 3, 3, percentile="p90")["switch_ms"] == 0.0
+    # ... cached: only the bind counts
+    cached = choose_for_budget(man, "x86-64-cpu", r, 3, 3, percentile="p90", current=first, cached=[second])
+    assert cached["switch_ms"] == 0.5 and cached["total_ms"] == 1.5
+    with pytest.raises(ValidationError, match="--percentile 'p95'"):
+        choose_for_budget(man, "x86-64-cpu", r, 3, 3, percentile="p95")

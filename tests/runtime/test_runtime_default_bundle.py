@@ -19,10 +19,10 @@ def test_default_bundle_verifies_and_says_it_is_synthetic():
     assert m["trained_on"] == "synth" and "NOT trained on NYU-v2" in m["training_data"]
     assert m["preset"] == "synth-nyu" and len(m["topologies"]) >= 1
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    # 9 MiB: the BMTAS-recipe model (issue 12) also modulates its decoder BNs, so its weight
-    # hypernet (2.2 MiB) is as large as the graphs' weights; fold_params repeats the modulated
-    # convs once more (issue 14 stores the weights once).
-    assert size < 9 * 2**20, f"default bundle is {size / 2**20:.1f} MiB; it must stay a few MB"
+    # 7 MiB: the BMTAS-recipe model (issue 12) also modulates its decoder BNs, so its weight
+    # hypernet (2.2 MiB) is as large as the graphs' weights; with every tensor stored once
+    # (issue 14, schema 3) fold_params no longer repeats the modulated convs (6.2 MiB).
+    assert size < 7 * 2**20, f"default bundle is {size / 2**20:.1f} MiB; it must stay a few MB"
 
 
 def test_default_bundle_runs_without_writing_into_the_package():

@@ -51,5 +51,12 @@ def test_engine_budget_counts_the_external_weights(real):
     tid = rt.stats()["topology"]
     topo = rt.manifest.to_dict()["topologies"][tid]
     graph_file = (bundle / topo["file"]).stat().st_size
-    # Schema 2: tensors live in graphs/weights.bin, so the graph file alone is far too small.
-    assert rt.cache.bytes() >= 2 * 4 * topo["params"] > 2 * graph_file
+    # Tensors live in graphs/weights.bin (the graph file alone is far too small), and the
+    # engine reads them from the runtime's one shared copy: counted once, not twice.
+    one = rt.cache.bytes()
+    assert 4 * topo["params"] <= one < 2 * 4 * topo["params"] and one > 2 * graph_file
+    # A second topology adds only the weights the first does not already hold (hold once).
+    other = next(p for p in rt.manifest.points if p.topology != tid)
+    rt.set_preference(other.r, other.c)
+    params2 = rt.manifest.topologies[other.topology].params
+    assert rt.cache.bytes() < one + 4 * params2

@@ -13,7 +13,7 @@ import pytest
 
 from cli_helpers import run_cli
 from dymu_rt.bundle.manifest import Manifest
-from dymu_rt.bundle.sections import cache_key, weights_sha256
+from dymu_rt.bundle.sections import cache_key, fold_params_sha256, weights_sha256
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "compile"))
 from run_fixture import make_tiny_run  # noqa: E402
@@ -44,12 +44,29 @@ def test_corrupt_weights_refused_then_repaired_weights_calibrate(small_bundle, t
     assert code == 0, err
     m = json.loads((b / "manifest.json").read_text())
     digest = m["int8"]["calibration"]["digest"]
+    man = Manifest.from_dict(m)
     for tid, rec in m["int8"]["files"].items():
         assert rec["key"] == cache_key(m["topologies"][tid]["sha256"], digest, "minmax",
-                                       weights_sha256(Manifest.from_dict(m)))
+                                       weights_sha256(man), fold_params_sha256(man))
+
+
+def test_corrupt_fold_params_refused(small_bundle, tmp_path, capsys):
+    """Schema 3 derives the raw conv weights and the anchor BN feeds from fold_params: an input too."""
+    b = tmp_path / "b"
+    shutil.copytree(small_bundle, b)
+    f = b / "controller" / "fold_params.safetensors"
+    bad = bytearray(f.read_bytes())
+    bad[len(bad) // 2] ^= 0x40
+    f.write_bytes(bytes(bad))
+    code, _, err = run_cli(capsys, "calibrate", str(b), "--synth", "2")
+    assert code != 0 and "fold_params.safetensors is corrupt" in err and len(err.strip().splitlines()) == 1, err
+    assert not (b / "calibration").exists()
 
 
 def test_cache_key_covers_every_input():
-    base = cache_key("g" * 64, "d" * 64, "minmax", "w" * 64)
-    assert len({base, cache_key("h" * 64, "d" * 64, "minmax", "w" * 64), cache_key("g" * 64, "e" * 64, "minmax", "w" * 64),
-                cache_key("g" * 64, "d" * 64, "entropy", "w" * 64), cache_key("g" * 64, "d" * 64, "minmax", "v" * 64)}) == 5
+    base = cache_key("g" * 64, "d" * 64, "minmax", "w" * 64, "f" * 64)
+    assert len({base, cache_key("h" * 64, "d" * 64, "minmax", "w" * 64, "f" * 64),
+                cache_key("g" * 64, "e" * 64, "minmax", "w" * 64, "f" * 64),
+                cache_key("g" * 64, "d" * 64, "entropy", "w" * 64, "f" * 64),
+                cache_key("g" * 64, "d" * 64, "minmax", "v" * 64, "f" * 64),
+                cache_key("g" * 64, "d" * 64, "minmax", "w" * 64, "e" * 64)}) == 6

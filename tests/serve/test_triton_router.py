@@ -41,7 +41,11 @@ def _check_against_runtime(rt, prefs, images, rows):
         stats.append(s)
         for task, value in want.items():
             assert row[task].shape == value[0].shape
-            worst = max(worst, float(np.abs(row[task] - value[0]).max()))
+            # relative to the output's scale: two float32 paths (the Triton model embeds its
+            # weights, the Runtime binds the shared ones and derives raw conv weights W'/s0,
+            # schema 3), so rounding grows with the magnitude of the outputs
+            scale = max(1.0, float(np.abs(value[0]).max()))
+            worst = max(worst, float(np.abs(row[task] - value[0]).max()) / scale)
         assert row["topology"][0].decode() == s["topology"]
         assert row["binding"][0].decode() == s["binding"]
         at = s["grid_point"] or {"r": s["r"], "c": s["c"]}
@@ -84,7 +88,7 @@ def test_router_matches_runtime_for_20_preferences(which, shipped_bundle, shippe
     rt = Runtime.open(bundle, cache_engines=False)
     worst, stats = _check_against_runtime(rt, prefs, images, rows)
     rt.close()
-    assert worst <= 1e-5, f"router differs from Runtime.infer by {worst:.2e}"
+    assert worst <= 1e-5, f"router differs from Runtime.infer by {worst:.2e} (relative to the output's scale)"
     bindings = {s["binding"] for s in stats}
     topologies = {s["topology"] for s in stats[12:]}
     assert len(topologies) >= 2, "the mixed batch should span several topologies"

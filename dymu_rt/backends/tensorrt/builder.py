@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional
 
 from dymu_rt.backends.tensorrt.facts import import_tensorrt, write_sidecar
 from dymu_rt.bundle import layout as B
-from dymu_rt.bundle.sections import int8_graph, int8_sha256
+from dymu_rt.bundle.sections import int8_ranges
 from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.utils.io import atomic_write_bytes, sha256_file
 
@@ -176,9 +176,10 @@ def prepare_graph(graph: str | Path, precision: str, work_dir: str | Path, topol
     """The graph to build for ``precision`` (precision lives in the graph, DESIGN.md §6).
 
     fp32: the bundle graph. fp16: converted next to the engines (``<topology>.fp16.onnx``).
-    int8: the graph itself when it already is Q/DQ, else the Q/DQ graph that
-    ``dymu-rt calibrate`` recorded in the bundle (``manifest``: the bundle's, read from the
-    graph's bundle when not given; BundleError with a hint when there is none).
+    int8: the graph itself when it already is Q/DQ, else the symmetric-int8 Q/DQ graph derived
+    (next to the engines, ``<topology>.int8.onnx``) from the tensor ranges ``dymu-rt
+    calibrate`` recorded in the bundle (``manifest``: the bundle's, read from the graph's
+    bundle when not given; BundleError with a hint when there is none).
     """
     import onnx
 
@@ -202,7 +203,13 @@ def prepare_graph(graph: str | Path, precision: str, work_dir: str | Path, topol
                 raise BundleError(f"graph {graph} is FP32 and not inside a bundle; INT8 needs a Q/DQ graph from "
                                   "`dymu-rt calibrate`")
             manifest = B.read_manifest(root)
-        qdq = int8_graph(root, manifest, topology)
-        B.check_file(root, qdq.relative_to(root).as_posix(), int8_sha256(manifest, topology))
-        return qdq
+        # Store once: the bundle keeps the calibrated ranges only; the symmetric-int8 Q/DQ graph
+        # TensorRT takes (the folded graph: refit binds per-channel weight scales) is derived
+        # here from them and the graph's weights (compile/calibrate.py).
+        from dymu_rt.backends.precision import quantize_int8
+
+        ranges = int8_ranges(root, manifest, topology, check=True)
+        out = Path(work_dir) / f"{topology}.int8.onnx"
+        quantize_int8(graph, out, None, cache_path=ranges, activations="int8")
+        return out
     raise ValidationError(f"precision '{precision}' is not valid; expected fp32, fp16 or int8")

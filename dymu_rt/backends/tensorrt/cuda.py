@@ -119,6 +119,26 @@ class Stream:
         with activate():
             self._stream.synchronize()
 
+    def record_event(self) -> "Event":
+        """A CUDA event recorded now on this stream (completes when the work before it does)."""
+        return Event(self)
+
+
+class Event:
+    """A CUDA event recorded on a stream: GPU-side timestamps, as trtexec's "GPU Compute Time"
+    is measured (host timers would also count the launch latency and the copies)."""
+
+    def __init__(self, stream: Stream) -> None:
+        with activate():
+            self._event = _driver().Event()
+            self._event.record(stream._stream)
+
+    def ms_since(self, start: "Event") -> float:
+        """Milliseconds of GPU time between ``start`` and this event (both must have completed:
+        call after the stream's ``synchronize``)."""
+        with activate():
+            return float(start._event.time_till(self._event))
+
 
 def pagelocked_empty(shape, dtype) -> np.ndarray:
     """A page-locked host array (fast async copies)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -117,6 +118,10 @@ class TensorRTEngine(Engine):
         self._buffers: dict[str, Any] = {}
         self._refitter = None
         self.refits = 0
+        #: timings of the last run: ``host_ms`` (copies in, enqueue, GPU work, copies out, by the
+        #: host clock) and ``gpu_compute_ms`` (CUDA events around ``execute_async_v3`` only: the
+        #: engine's GPU time, trtexec's "GPU Compute Time"); empty before the first run.
+        self.last_timing: dict[str, float] = {}
 
     def _buffer(self, name: str, nbytes: int):
         buf = self._buffers.get(name)
@@ -145,6 +150,7 @@ class TensorRTEngine(Engine):
             return self._run(images)
 
     def _run(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
         ctx, name = self._context, self.inputs[0]
         if not ctx.set_input_shape(name, images.shape):
             raise ValidationError(f"images of shape {images.shape} do not fit engine input '{name}'")
@@ -157,11 +163,14 @@ class TensorRTEngine(Engine):
             dtype = np.dtype(self._trt.nptype(self._engine.get_tensor_dtype(out)))
             host[out] = np.empty(shape, dtype)
             ctx.set_tensor_address(out, self._buffer(out, host[out].nbytes).ptr)
+        start = self._stream.record_event()
         if not ctx.execute_async_v3(self._stream.handle):
             raise RuntimeError(f"TensorRT execution of topology {self.topology} failed (see the TensorRT log)")
+        end = self._stream.record_event()
         for out in self.outputs:
             self._stream.dtoh(host[out], self._buffers[out])
         self._stream.synchronize()
+        self.last_timing = {"host_ms": 1e3 * (time.perf_counter() - t0), "gpu_compute_ms": end.ms_since(start)}
         return host
 
     def bind(self, weights: Mapping[str, np.ndarray]) -> None:

@@ -50,7 +50,8 @@ from dymu_rt.backends import onnx_proto
 from dymu_rt.backends.onnxruntime import affine_graph
 from dymu_rt.bundle.layout import MANIFEST, Manifest, verify_bundle
 from dymu_rt.errors import ValidationError
-from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
+from dymu_rt.bundle.weight_pool import bundle_fold_params
+from dymu_rt.runtime.binding import raw_weights, slot_weights
 from dymu_rt.serve.triton import config as C
 from dymu_rt.serve.triton import routing as R
 from dymu_rt.serve.triton.vendor import vendored_files
@@ -113,7 +114,7 @@ def bn_coefficients(view: BundleView) -> dict[str, np.ndarray]:
     the one binding formula (:func:`dymu_rt.runtime.binding.slot_weights`) at Δ = 0 and at
     Δγ = 1 (the formula is affine in the deltas; see :mod:`dymu_rt.serve.triton.routing`)."""
     m = view.manifest
-    params = load_fold_params(view.file("fold_params"))
+    params = bundle_fold_params(view.root, m)        # raw conv weights derived (store once)
     slots = [s["name"] for s in m.bn_layout]
     zero = np.zeros(m.bn_delta_size, np.float32)
     unit = zero.copy()
@@ -320,7 +321,7 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
             step(name)
 
         # one model per topology
-        params = load_fold_params(view.file("fold_params"))
+        params = bundle_fold_params(view.root, m)    # raw conv weights derived (store once)
         topo_io = {}
         gpu = backend == "tensorrt"
         for tid in sorted(m.topologies):
