@@ -87,7 +87,7 @@ _FLAGS = {"anchor_steps": "--anchor-steps", "edge_steps": "--edge-steps", "weigh
 
 
 def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet, overrides: dict,
-         flags: Optional[dict] = None) -> None:
+         flags: Optional[dict] = None, method: str = "dymu", flow: Optional[int] = None) -> None:
     from dymu_rt.errors import ValidationError
     from dymu_rt.train.common import check_positive
     from dymu_rt.train.pipeline import open_run, train
@@ -100,7 +100,8 @@ def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet
     check_positive(n_val, "--n-val")
     if seed is not None and seed < 0:
         raise ValidationError(f"--seed {seed} is not valid; expected an integer >= 0")
-    run = open_run(out, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val)
+    run = open_run(out, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val, method=method,
+                   flow=flow)
     cfg = train(run, stages, seed=seed, n_train=n_train, n_val=n_val, progress=not quiet,
                 save_every=save_every)
     _summary(cfg)
@@ -121,6 +122,15 @@ def _summary(cfg: dict) -> None:
             for k, v in metrics.items():
                 table.add_row(task, k, f"{v:.4f}", f"{base.get(k, float('nan')):.4f}")
         console.print(table)
+    final = cfg["stages"].get("final", {})
+    if final.get("done") and "val" in final:
+        table = Table(title=f"{cfg.get('method')} (static architecture {final.get('topology')}) on the validation split")
+        for col in ("task", "metric", "value"):
+            table.add_column(col, justify="right" if col == "value" else "left")
+        for task, metrics in final["val"].items():
+            for k, v in metrics.items():
+                table.add_row(task, k, f"{v:.4f}")
+        console.print(table)
     done = [s for s, v in cfg["stages"].items() if v.get("done")]
     console.print(f"stages done: {', '.join(done) or 'none'}")
 
@@ -129,6 +139,11 @@ def _summary(cfg: dict) -> None:
 def train_all(
     ctx: typer.Context,
     preset: Optional[str] = _PRESET,
+    method: str = typer.Option("dymu", "--method", help="dymu (controllable, the default) | adashare | dag "
+                               "(static architectures; stage lengths: --anchor-steps warm-up, --edge-steps "
+                               "search, --weight-steps retrain / fine-tune)."),
+    flow: Optional[int] = typer.Option(None, "--flow", help="--method dag: the flow constant M (edges only "
+                                       "where j - i <= M; default 3)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (created, or resumed)."),
     data: Optional[str] = _DATA,
     seed: Optional[int] = _SEED,
@@ -167,7 +182,8 @@ def train_all(
                  **_regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
                                           no_affinity, no_dichotomy),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
-    _run("all", preset, out, data, seed, n_train, n_val, save_every, quiet, overrides)
+    _run("all", preset, out, data, seed, n_train, n_val, save_every, quiet, overrides, method=method.lower(),
+         flow=flow)
 
 
 @app.command("anchor")

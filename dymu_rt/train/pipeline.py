@@ -99,20 +99,27 @@ def _apply_overrides(run: RunDir, stored: Preset, overrides: dict[str, Any]) -> 
 
 def open_run(out: str | Path, preset: Optional[str], data: Optional[str],
              overrides: Optional[dict] = None, seed: Optional[int] = None,
-             n_train: Optional[int] = None, n_val: Optional[int] = None) -> RunDir:
+             n_train: Optional[int] = None, n_val: Optional[int] = None,
+             method: str = "dymu", flow: Optional[int] = None) -> RunDir:
     """Create a run for ``preset`` at ``out``, or reopen the run there (resume).
 
     Training-setting ``overrides`` (e.g. anchor_steps, anchor_optimizer, tau) apply to a
     new run, or to a resumed run whose stages they concern have not used them yet. The
     data source is validated (layout and tasks) before anything is written. ``seed``,
     ``n_train``, ``n_val`` given here are recorded in a new run, and checked against the
-    recorded ones when resuming (see :func:`data_options`).
+    recorded ones when resuming (see :func:`data_options`). ``method`` "adashare" or "dag"
+    (with its flow constant ``flow``) makes a static-architecture run
+    (:mod:`dymu_rt.train.static`); the stage-length overrides set its stage lengths.
     """
+    from dymu_rt.train import static
+
     run = RunDir(out)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     _check_overrides(overrides)
     _check_data_options(seed, n_train, n_val)
+    static.check_method(method, flow)
     if run.exists():
+        static.check_resume(run, method, overrides, flow)
         cfg = run.read_config()
         stored = run.preset()
         if preset is not None and preset != stored.name:
@@ -123,7 +130,7 @@ def open_run(out: str | Path, preset: Optional[str], data: Optional[str],
             if resolve_data(data) not in (saved, resolve_data(saved)):
                 raise ValidationError(f"{out} was trained on data '{saved}', not '{resolve_data(data)}'")
         _merge_data_options(run, cfg, seed, n_train, n_val)
-        if overrides:
+        if overrides and method == "dymu":
             _apply_overrides(run, stored, overrides)
         return run
     if preset is None:
@@ -137,6 +144,8 @@ def open_run(out: str | Path, preset: Optional[str], data: Optional[str],
     extra = {}
     if any(v is not None for v in (seed, n_train, n_val)):
         extra["data_options"] = {"seed": 0 if seed is None else seed, "n_train": n_train, "n_val": n_val}
+    if method != "dymu":
+        extra.update(static.new_run_extra(method, p, overrides, flow))
     run.init(p, data=source, extra=extra)
     return run
 
@@ -178,7 +187,20 @@ def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train:
     from dymu_rt.train.anchor import train_anchor
     from dymu_rt.train.controller import train_edge, train_weight
     from dymu_rt.train.phn import train_phn_bn
+    from dymu_rt.train.static import method_of
 
+    method = method_of(run)
+    if method != "dymu":
+        if stages != "all":
+            raise ValidationError(f"{run.path} is a {method} run: it trains as a whole (`dymu-rt train --out "
+                                  f"{run.path}`), not by stage group '{stages}'")
+        check_positive(save_every, "--save-every")
+        opts = data_options(run, seed, n_train, n_val)
+        from dymu_rt.train.adashare import train_adashare
+        from dymu_rt.train.dag import train_dag
+
+        trainer = train_adashare if method == "adashare" else train_dag
+        return trainer(run, run.read_config()["data"], opts["seed"], opts["n_train"], opts["n_val"], progress)
     if stages not in STAGE_GROUPS:
         raise ValidationError(f"stage group '{stages}' is not valid; expected one of {', '.join(STAGE_GROUPS)}")
     check_positive(save_every, "--save-every")
