@@ -12,7 +12,8 @@ from cli.common import console, print_json
 
 def run_command(
     images: list[Path] = typer.Argument(..., help="Image files and/or folders of images."),
-    r: str = typer.Option(..., "--r", help="Task preference r, one weight per task summing to 1, e.g. 0.6,0.2,0.2."),
+    r: Optional[str] = typer.Option(None, "--r", help="Task preference r, one weight per task summing to 1, e.g. "
+                                    "0.6,0.2,0.2 (a static AdaShare/DAG bundle accepts and ignores it)."),
     c: Optional[str] = typer.Option(None, "--c", help="Resource preference c in [0, 1] (larger = more frugal)."),
     bundle: Optional[Path] = typer.Option(None, "--bundle", help="Bundle directory (default: the installed one)."),
     profile: str = typer.Option("x86-64-cpu", "--profile", help="Device profile name or TOML path; its "
@@ -33,12 +34,25 @@ def run_command(
     from dymu_rt.runtime.outputs import make_tasks, write_outputs
     from dymu_rt.runtime.preprocess import collect_images, load_image
 
-    if (c is None) == (latency_budget is None):
+    from dymu_rt.runtime.bundle import static_section
+
+    path = bundle or default_bundle_path()
+    static = static_section(path)
+    if static is not None:
+        if c is not None or latency_budget is not None:
+            flag = "--c" if c is not None else "--latency-budget"
+            raise ValidationError(f"bundle {path} holds one static architecture ({static.get('method')}): it has no "
+                                  f"resource control, so {flag} cannot be honoured; omit it (--r is accepted and ignored)")
+    elif (c is None) == (latency_budget is None):
         raise ValidationError("give exactly one of --c (resource preference in [0, 1]) or --latency-budget MS")
+    elif r is None:
+        raise ValidationError("missing option --r (task preference, e.g. 0.6,0.2,0.2)")
     files = collect_images(images)
-    rt = Runtime.open(bundle or default_bundle_path(), profile=profile, binding=binding)
+    rt = Runtime.open(path, profile=profile, binding=binding)
     choice = None
-    if latency_budget is not None:
+    if static is not None:
+        rt.set_preference(r, None, normalize=normalize)
+    elif latency_budget is not None:
         choice = rt.choose_for_budget(r, latency_budget, normalize=normalize)
         rt.set_preference(choice["r"], choice["c"])
     else:
@@ -66,7 +80,8 @@ def run_command(
     t = Table(title=f"dymu-rt run: {len(files)} image(s) -> {out}")
     t.add_column("quantity")
     t.add_column("value", justify="right")
-    t.add_row("preference", f"r={','.join(f'{v:g}' for v in s['r'])}  c={s['c']:g}")
+    t.add_row("preference", f"static {static.get('method')} architecture (r ignored, no c)" if static else
+              f"r={','.join(f'{v:g}' for v in s['r'])}  c={s['c']:g}")
     if choice is not None:
         t.add_row("latency budget", f"{choice['budget_ms']:g} ms -> c={choice['c']:g} (measured p50 "
                   f"{choice['p50_ms']:.3g} ms{', r snapped to the grid' if choice['r_snapped'] else ''})")

@@ -42,7 +42,7 @@ def describe_run(path: str | Path) -> dict[str, Any]:
     return {"what": "run", "path": str(path), "preset": cfg["preset"]["name"], "data": cfg.get("data"),
             "tasks": [t["name"] for t in cfg["preset"]["tasks"]],
             "input_size": list(cfg["preset"]["input_size"]),
-            "stages": {k: dict(v) for k, v in cfg["stages"].items()}}
+            "stages": {k: dict(v) for k, v in cfg["stages"].items()}, "method": cfg.get("method", "dymu")}
 
 
 def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, Any]:
@@ -61,7 +61,12 @@ def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, A
             "weights_bytes": m.get("weights", {}).get("bytes"),
             "units": UNITS,
             "engines": {b: sorted(p) for b, p in m.get("engines", {}).items()},
-            "latency_profiles": sorted(m.get("latency", {}))}
+            "latency_profiles": sorted(m.get("latency", {})),
+            # An AdaShare / DAG bundle: one fixed architecture (dymu_rt.compile.static).
+            "static": None if not m.get("static") else {
+                "method": m["static"].get("method"), "preference": m["static"].get("preference"),
+                "shared_modules": m["static"].get("shared_modules", []),
+                "nodes": len(m["static"].get("graph", {}).get("nodes", []))}}
 
 
 def describe(target: str) -> dict[str, Any]:

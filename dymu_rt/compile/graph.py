@@ -162,11 +162,27 @@ class GraphModule(nn.Module):
         self.task_names = graph.tasks
         self.register_buffer("mean", mean.detach().clone().reshape(1, 3, 1, 1))
         self.register_buffer("std", std.detach().clone().reshape(1, 3, 1, 1))
-        self.m = nn.ModuleDict({_key(p): copy.deepcopy(owner.get_submodule(p)) for p in graph.modules_used()})
+        used = graph.modules_used()
+        # A path inside another used module (``blocks.2.downsample`` beside ``blocks.2``) is
+        # looked up in that module's copy, so both calls share one set of weights.
+        self._root = {p: min((q for q in used if p == q or p.startswith(q + ".")), key=len) for p in used}
+        # Registered first, so that a shared submodule's one name (module walks and the
+        # exporter's scopes name a module once, by its first path) is the alias, which
+        # spells the whole owner path: ``alias.blocks__2__downsample``.
+        self.alias = nn.ModuleDict()
+        self.m = nn.ModuleDict({_key(q): copy.deepcopy(owner.get_submodule(q))
+                                for q in dict.fromkeys(self._root.values())})
+        for p, q in self._root.items():
+            if p != q:
+                self.alias[_key(p)] = self.m[_key(q)].get_submodule(p[len(q) + 1:])
+
+    def module_of(self, path: str) -> nn.Module:
+        """The (copied) module of owner path ``path``."""
+        root = self._root[path]
+        return self.m[_key(root)] if path == root else self.alias[_key(path)]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # noqa: D102
-        out = run_graph(self.graph, lambda p: self.m[_key(p)], (x - self.mean) / self.std,
-                        (x.shape[2], x.shape[3]))
+        out = run_graph(self.graph, self.module_of, (x - self.mean) / self.std, (x.shape[2], x.shape[3]))
         return tuple(out[t] for t in self.task_names)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 from dymu_rt.compile import bundle as B
 from dymu_rt.errors import BundleError, ValidationError
@@ -40,6 +40,18 @@ def open_manifest(path: Path) -> dict[str, Any]:
             raise BundleError(f"bundle {path} has schema_version {version}, newer than this dymu-rt "
                               f"understands ({B.SCHEMA_VERSION}); upgrade dymu-rt or rebuild the bundle")
     return B.verify_bundle(path)
+
+
+def static_section(path) -> Optional[dict]:
+    """The ``static`` section of bundle ``path`` (an AdaShare/DAG bundle of one fixed
+    architecture), or None for a DYMU bundle or anything unreadable (full validation is
+    :func:`open_manifest`'s)."""
+    try:
+        m = json.loads((Path(path) / B.MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    static = m.get("static") if isinstance(m, dict) else None
+    return static if isinstance(static, dict) else None
 
 
 def engines_dir(backend: str, profile: str) -> str:

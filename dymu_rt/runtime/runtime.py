@@ -102,13 +102,17 @@ class Runtime:
         topo0 = next(iter(manifest["topologies"].values()), None)
         if topo0 is None:
             raise BundleError(f"bundle {root} has no topologies")
-        num_layers = int(manifest.get("num_layers", len(topo0["parents"])))
+        num_layers = int(manifest["num_layers"] if "num_layers" in manifest else len(topo0["parents"]))
         delta_size = int(manifest.get("bn_delta_size", max(
             (s["offset"] + 2 * s["channels"] for s in manifest["bn_layout"]), default=0)))
         ctrl = manifest["controller"]
-        self.controller = Controller(root / ctrl["edge_hypernet"]["file"], root / ctrl["weight_hypernet"]["file"],
-                                     num_layers, self.n_tasks, delta_size, manifest.get("topology_salt", ""))
-        self._params = load_fold_params(root / ctrl["fold_params"]["file"])
+        # A static bundle (AdaShare / DAG: dymu_rt.compile.static) has one topology and no
+        # controller: nothing to switch, nothing to bind.
+        self.static: Optional[dict] = manifest.get("static")
+        self.controller = None if self.static else Controller(
+            root / ctrl["edge_hypernet"]["file"], root / ctrl["weight_hypernet"]["file"],
+            num_layers, self.n_tasks, delta_size, manifest.get("topology_salt", ""))
+        self._params = {} if self.static else load_fold_params(root / ctrl["fold_params"]["file"])
         self._engine_files: dict[str, dict] = dict(
             (RB.check_engines(root, manifest, backend, profile.name) or {}).get("files", {}))
         self._in_place = bool(getattr(backend, "binds_in_place", False))
@@ -244,6 +248,8 @@ class Runtime:
         """Switch to preference (r, c) (validated); returns what ``stats()`` reports about it."""
         from dymu_rt.control.preference import Preference, make_preference, nearest
 
+        if self.static:
+            return self._set_static(r, c, normalize)
         pref = make_preference(r, c, self.n_tasks, normalize=normalize)
         with self._switch_lock:
             tid, _ = self.controller.topology(pref.r, pref.c)
@@ -265,9 +271,31 @@ class Runtime:
             self.latency.clear()
         return {"topology": tid, "binding": binding, "grid_point": grid_point}
 
+    def _set_static(self, r, c, normalize: bool) -> dict[str, Any]:
+        """A static bundle's one architecture: r is validated and ignored, c refused."""
+        from dymu_rt.control.preference import make_preference
+
+        if c is not None:
+            raise ValidationError(f"bundle {self.root} holds one static architecture "
+                                  f"({self.static.get('method')}): it has no resource control, so c = {c} "
+                                  "cannot be honoured; omit c")
+        r = tuple(make_preference(r, 0.0, self.n_tasks, normalize=normalize).r) if r is not None else \
+            tuple([1.0 / self.n_tasks] * self.n_tasks)
+        tid = next(iter(self.manifest["topologies"]))
+        with self._switch_lock:
+            with self._guard():
+                engine = self.cache.get(tid)
+            bound = self._bind(engine, tid, np.zeros(0, np.float32))
+            self._state = _State(r, None, tid, engine, bound, "static", None, (tid,))
+            self.latency.clear()
+        return {"topology": tid, "binding": "static", "grid_point": None}
+
     def choose_for_budget(self, r, budget_ms: float, normalize: bool = False) -> dict[str, Any]:
         """The smallest grid c for ``r`` whose topology's measured p50 fits ``budget_ms``
         (see :func:`dymu_rt.runtime.latency.choose_for_budget`)."""
+        if self.static:
+            raise ValidationError(f"bundle {self.root} holds one static architecture ({self.static.get('method')}): "
+                                  "there is no c to choose for a latency budget; run it without --latency-budget")
         return choose_for_budget(self.manifest, self.profile.name, r, budget_ms, self.n_tasks, normalize)
 
     # -- inference ----------------------------------------------------------------------------
@@ -372,9 +400,9 @@ class Runtime:
                 with self._guard():
                     engine = self.cache.get(tid)
                 p = first.get(tid) or {"r": [1 / self.n_tasks] * self.n_tasks, "c": 0.5}
-                state = _State(tuple(p["r"]), p["c"], tid, engine,
-                               self._bind(engine, tid, self.controller.deltas(p["r"], p["c"])), "exact", None,
-                               (tid, tuple(p["r"]), float(p["c"])))
+                deltas = np.zeros(0, np.float32) if self.static else self.controller.deltas(p["r"], p["c"])
+                state = _State(tuple(p["r"]), p["c"], tid, engine, self._bind(engine, tid, deltas), "exact", None,
+                               (tid, tuple(p["r"]), p["c"]))
                 row = time_engine(lambda: self._run(state, x), iters, warmup)
                 table[tid] = {"p50_ms": row["p50_ms"], "p90_ms": row["p90_ms"], "p99_ms": row["p99_ms"],
                               "batch": batch, "iters": iters}
