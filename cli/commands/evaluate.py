@@ -30,13 +30,24 @@ def eval_command(
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for PNG plots "
                                          "(default: RUN/eval)."),
     seed: int = typer.Option(0, help="Seed of the sampled preferences."),
+    single_task: Optional[Path] = typer.Option(None, "--single-task", help="AdaShare/DAG runs: a DYMU run of "
+                                               "the same preset whose anchor (the single-task nets) is the "
+                                               "reference of Δ_T (a DYMU run uses its own anchor)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Evaluate a trained controller over preferences (HV, uniformity, params, GFLOPs)."""
+    """Evaluate a trained controller over preferences (HV, uniformity, params, GFLOPs, Δ_T)."""
     from dymu_rt.errors import ValidationError
     from dymu_rt.evaluate.controller import evaluate_controller, resolve_reference
     from dymu_rt.evaluate.report import parse_tree_spec, write_eval_plots
     from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.train.static import method_of
+
+    if method_of(RunDir(run)) != "dymu":
+        _eval_static(run, n_val, reference, seed, single_task, plots, as_json, grid, c_grid, c, tree)
+        return
+    if single_task is not None:
+        raise ValidationError("--single-task applies to AdaShare/DAG runs; a DYMU run's own anchor is its "
+                              "single-task reference")
 
     # Everything the user typed is checked before the (long) evaluation starts.
     for flag, value in (("--n-r", n_r), ("--n-cost", n_cost), ("--n-val", n_val)):
@@ -65,6 +76,10 @@ def eval_command(
                                  progress=not as_json)
     out_dir = plots or Path(run) / "eval"
     report["plots"] = write_eval_plots(run, report, out_dir, trees=trees)
+    from dymu_rt.evaluate.compare import dymu_delta_t
+
+    # Δ_T (Choi & Im eqs. 10-11) at uniform r for c = 0 and 1, against this run's anchor.
+    report["delta_t"] = dymu_delta_t(run, (0.0, 1.0), n_val=n_val, seed=seed, single=report["single_task"])
     from dymu_rt.utils.io import atomic_write_json
 
     atomic_write_json(out_dir / "report.json", report)
@@ -73,6 +88,57 @@ def eval_command(
         return
     _print(report)
     console.print(f"report: {out_dir / 'report.json'}; plots: {', '.join(report['plots'])}")
+
+
+def _parse_reference(reference: Optional[str]):
+    from dymu_rt.errors import ValidationError
+
+    if reference is None:
+        return None
+    try:
+        return [float(v) for v in reference.split(",")]
+    except ValueError:
+        raise ValidationError(f"--reference {reference!r}: expected comma-separated numbers") from None
+
+
+def _eval_static(run, n_val, reference, seed, single_task, plots, as_json, grid, c_grid, c, tree) -> None:
+    """``eval`` of an AdaShare / DAG run (one architecture: no preference grid)."""
+    from dymu_rt.errors import ValidationError
+    from dymu_rt.evaluate.compare import evaluate_static
+    from dymu_rt.utils.io import atomic_write_json
+
+    for flag, value in (("--grid", grid), ("--c-grid", c_grid), ("--c", c), ("--tree", tree or None)):
+        if value is not None:
+            raise ValidationError(f"{flag} does not apply to {run}: it holds one static architecture (no "
+                                  "preferences to sweep)")
+    if n_val is not None and n_val < 1:
+        raise ValidationError(f"--n-val {n_val}: expected an integer >= 1")
+    report = evaluate_static(run, n_val=n_val, seed=seed, reference=_parse_reference(reference),
+                             single_task=None if single_task is None else str(single_task), progress=not as_json)
+    out_dir = plots or Path(run) / "eval"
+    atomic_write_json(out_dir / "report.json", report)
+    if as_json:
+        print_json(report)
+        return
+    from rich.table import Table
+
+    row = report["table"][0]
+    t = Table(title=f"{row['method']} ({report['preset']}, {report['n_val']} val scenes, topology "
+                    f"{report['topology']})")
+    for col in ("task", "metric", "value", "Δ_T_i %"):
+        t.add_column(col, justify="left" if col in ("task", "metric") else "right")
+    dt = report["delta_t"]
+    for task, metrics in report["metrics"].items():
+        for i, (k, v) in enumerate(metrics.items()):
+            t.add_row(task if i == 0 else "", k, f"{v:.4f}",
+                      f"{dt['per_task'][task]:+.2f}" if dt is not None and i == 0 else "")
+    console.print(t)
+    console.print(f"Δ_T = {dt['mean']:+.2f} % vs single-task ({dt['single_task_run']})" if dt is not None
+                  else f"Δ_T: n/a ({report['delta_t_note']})")
+    console.print(f"HV {row['hv']:.4f} (reference {', '.join(f'{v:.4g}' for v in report['reference_point'])}, "
+                  f"{report['reference_source']}), uniformity {row['uniformity']:.4f}, "
+                  f"{row['params'] / 1e6:.3f} M params, {row['gmacs']:.4f} GMACs")
+    console.print(f"report: {out_dir / 'report.json'}")
 
 
 def _print(report: dict) -> None:
@@ -86,6 +152,11 @@ def _print(report: dict) -> None:
         t.add_row(row["method"], "-" if row["c"] is None else f"{row['c']:g}", f"{row['hv']:.4f}",
                   f"{row['uniformity']:.4f}", f"{row['params'] / 1e6:.3f}", f"{row['gmacs']:.4f}")
     console.print(t)
+    dt = report.get("delta_t")
+    if dt:
+        console.print("Δ_T vs single-task at uniform r (%, Choi & Im eqs. 10-11): " + ", ".join(
+            f"c={c}: {v['mean']:+.2f}" for c, v in dt["by_c"].items()) +
+            (f"; PHN-BN: {dt['phn_bn']['mean']:+.2f}" if "phn_bn" in dt else ""))
     console.print(f"HV reference point: {', '.join(f'{v:.4g}' for v in report['reference_point'])} "
                   f"({report['reference_source']})")
     outside = sum(row.get("outside_reference", 0) for row in report["table"])
