@@ -32,11 +32,21 @@ from dymu_rt.utils.progress import make_progress
 
 
 def delta_t(mt: dict, st: dict, tasks) -> dict[str, Any]:
-    """{"mean": Δ_T, "per_task": {task: Δ_{T_i}}} of metrics ``mt`` against single-task ``st``."""
+    """{"mean": Δ_T, "per_task": {task: Δ_{T_i}}, "skipped": [...]} of metrics ``mt``
+    against single-task ``st``: every metric of known direction both report; a metric
+    whose single-task value is 0 (a relative change is undefined) is skipped and listed."""
     from dymu_rt.tasks.relative import delta_m
 
-    per = {t.name: delta_m({t.name: mt[t.name]}, {t.name: st[t.name]}, [t]) for t in tasks}
-    return {"mean": float(np.mean(list(per.values()))), "per_task": {k: float(v) for k, v in per.items()}}
+    per, skipped = {}, []
+    for t in tasks:
+        names = [m for m in t.metric_directions if m in mt[t.name] and m in st[t.name]]
+        keep = [m for m in names if float(st[t.name][m]) != 0.0]
+        skipped += [f"{t.name}.{m}" for m in names if m not in keep]
+        if not keep:
+            raise ValidationError(f"task {t.name!r}: every single-task metric is 0; Δ_T is undefined")
+        per[t.name] = delta_m({t.name: mt[t.name]}, {t.name: st[t.name]}, [t], metrics={t.name: keep})
+    return {"mean": float(np.mean(list(per.values()))), "per_task": {k: float(v) for k, v in per.items()},
+            "skipped": skipped}
 
 
 def _method(run: RunDir) -> str:
