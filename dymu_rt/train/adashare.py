@@ -8,8 +8,10 @@
   Gumbel-softmax samples (eq. 2) with τ annealed geometrically from 5 towards 0
   (``tau_final`` at the last step); the policy loss is eq. 5:
   Σ_k λ_k L_k + λ_sp L_sparsity (eq. 3) + λ_sh L_sharing (eq. 4), λ_k = the preset's task
-  loss weights. Curriculum: in epoch e (0-based, epochs of the policy half) only the last
-  e + 1 blocks have a learnable policy; the others are executed (select = 1);
+  loss weights. Curriculum: in epoch e (0-based) only the last e + 1 blocks have a
+  learnable policy; the others are executed (select = 1). An epoch is a pass over the
+  policy half, or search_steps / (2 · blocks) steps if that is shorter, so that on short
+  CPU schedules every block is open for at least the second half of the search;
 * then ``n_samples`` (8, as the paper) policies u ~ Bernoulli(α) are drawn and the one
   with the lowest weighted loss on the policy half (held out from W's updates) is kept;
 * **retrain** (``final_steps``): a fresh network with that fixed policy, trained from
@@ -153,7 +155,7 @@ def _fixed_train(net, tasks, preset, steps, batch, train_set, seed, v, bar, log,
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        bar.update(job, advance=1, info=f"loss={float(loss):.3f}")
+        bar.update(job, advance=1, info=f"loss={float(loss.detach()):.3f}")
         if (step + 1) % 10 == 0:
             log.write({"stage": what.split(" ")[1], "step": step + 1, "loss": float(loss.detach())})
 
@@ -175,7 +177,9 @@ def _search(net: AdaShareNet, tasks, ac: AdaShareConfig, train_set, seed, bar, l
     p_opt = torch.optim.Adam([net.policy_logits], lr=ac.policy_lr)
     w_batches = infinite_batches(w_split, ac.batch, seed)
     p_batches = infinite_batches(p_split, ac.batch, seed + 7)
-    epoch_len = max(1, len(p_split) // ac.batch)
+    # A curriculum "epoch" is a pass over the policy half, shortened on short CPU schedules
+    # so that every block's policy is open for at least the second half of the search.
+    epoch_len = max(1, min(len(p_split) // ac.batch, ac.search_steps // (2 * net.num_blocks)))
     B = net.num_blocks
     job = bar.add_task("adashare search (W: SGD | policy: Adam)", total=ac.search_steps, info="")
     net.train()
@@ -205,8 +209,8 @@ def _search(net: AdaShareNet, tasks, ac: AdaShareConfig, train_set, seed, bar, l
         info = f"τ={tau:.2f} open={int(open_.sum())}/{B} exec={float(alpha.mean()):.2f}"
         bar.update(job, advance=1, info=info)
         if (step + 1) % 10 == 0:
-            log.write({"stage": "search", "step": step + 1, "loss_w": float(loss_w), "task": float(task_loss),
-                       "sparsity": float(sp), "sharing": float(sh), "tau": tau, "open": int(open_.sum()),
+            log.write({"stage": "search", "step": step + 1, "loss_w": float(loss_w.detach()), "task": float(task_loss.detach()),
+                       "sparsity": float(sp.detach()), "sharing": float(sh.detach()), "tau": tau, "open": int(open_.sum()),
                        "exec_prob": float(alpha.mean())})
     # Sample 8 policies from α and keep the best on the held-out (policy) half.
     net.eval()
