@@ -206,12 +206,12 @@ def _search(net: AdaShareNet, tasks, ac: AdaShareConfig, train_set, seed, bar, l
         with torch.no_grad():
             net.policy_logits.grad[~rows] = 0          # closed blocks stay untouched
         p_opt.step()
-        info = f"τ={tau:.2f} open={int(open_.sum())}/{B} exec={float(alpha.mean()):.2f}"
+        info = f"τ={tau:.2f} open={int(open_.sum())}/{B} exec={float(alpha.mean().detach()):.2f}"
         bar.update(job, advance=1, info=info)
         if (step + 1) % 10 == 0:
             log.write({"stage": "search", "step": step + 1, "loss_w": float(loss_w.detach()), "task": float(task_loss.detach()),
                        "sparsity": float(sp.detach()), "sharing": float(sh.detach()), "tau": tau, "open": int(open_.sum()),
-                       "exec_prob": float(alpha.mean())})
+                       "exec_prob": float(alpha.mean().detach())})
     # Sample 8 policies from α and keep the best on the held-out (policy) half.
     net.eval()
     gen = torch.Generator().manual_seed(seed + 11)

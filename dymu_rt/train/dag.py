@@ -242,7 +242,7 @@ def _train(net: DagNet, tasks, preset, steps, batch, train_set, seed, bar, log, 
         opt.step()
         if u_opt:
             u_opt.step()
-        info = f"loss={float(loss.detach()):.3f}" + (f" Σσ(Γ)/task={float(torch.sigmoid(net.gamma).sum(1).mean()):.1f}"
+        info = f"loss={float(loss.detach()):.3f}" + (f" Σσ(Γ)/task={float(torch.sigmoid(net.gamma.detach()).sum(1).mean()):.1f}"
                                             if upper else "")
         bar.update(job, advance=1, info=info)
         if (step + 1) % 10 == 0:
