@@ -206,3 +206,30 @@ def graph_cost(module: GraphModule, input_size: tuple[int, int]) -> tuple[int, i
     macs = _module_macs(module, (torch.zeros(1, 3, h, w),))
     params = sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())
     return params, macs
+
+
+def lower_tree(anchor, parents) -> StaticGraph:
+    """A DYMU tree as a static graph: node (l, j) = module ``streams.<j>.<l>`` on its parent.
+
+    The tree IR (:mod:`dymu_rt.compile.architecture`) stays what DYMU bundles are built from
+    (its BN slots are what a preference binds); this lowering shows the static graph is the
+    more general form of the same thing (tests check both execute identically).
+    """
+    from dymu_rt.models.anchor import node_name
+    from dymu_rt.models.tree import ancestor, canonicalize, used_nodes
+
+    canon = canonicalize(parents)
+    used = used_nodes(canon)
+    L, N = canon.shape
+    nodes = []
+    for l in range(L):
+        for j in range(N):
+            if used[l, j]:
+                src = IMAGE if l == 0 else node_name(l - 1, int(canon[l, j]))
+                nodes.append(GraphNode(node_name(l, j), f"streams.{j}.{l}", ((src, 1.0),)))
+    heads = []
+    for j, task in enumerate(anchor.task_names):
+        low = None if anchor.low_level_layer is None else node_name(anchor.low_level_layer,
+                                                                    ancestor(canon, j, anchor.low_level_layer))
+        heads.append(GraphHead(task, f"heads.{task}", node_name(L - 1, j), low))
+    return StaticGraph("dymu-tree", tuple(nodes), tuple(heads))

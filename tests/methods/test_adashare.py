@@ -99,3 +99,21 @@ def test_round_trip_graph_module_and_onnx_equal_the_training_forward(tiny_preset
         onnx_out = ort.InferenceSession(model.SerializeToString()).run(None, {"image": x.numpy()})
         for t, o in zip(gm.task_names, onnx_out):
             assert np.abs(ref[t].numpy() - o).max() < 1e-4, t
+
+
+def test_a_dymu_tree_lowers_to_the_same_static_graph_ir(tiny_preset):
+    """The static graph generalizes the tree IR: a lowered tree runs like MaterializedTree."""
+    from dymu_rt.compile.architecture import materialize
+    from dymu_rt.compile.graph import lower_tree
+
+    torch.manual_seed(1)
+    anchor = tiny_preset.build().eval()
+    L, N = anchor.num_layers, anchor.num_tasks
+    parents = np.tile(np.arange(N), (L, 1))
+    parents[3:, :] = 0                                  # every task branches off stream 0 at layer 3
+    x = torch.rand(2, 3, *tiny_preset.input_size)
+    gm = materialize_graph(anchor, lower_tree(anchor, parents), tiny_preset.mean, tiny_preset.std)
+    with torch.no_grad():
+        a, b = materialize(anchor, parents)(x), gm(x)
+    assert all(torch.allclose(u, v, atol=1e-6) for u, v in zip(a, b))
+    assert not lower_tree(anchor, parents).shared_modules()   # a tree never reuses a node
