@@ -310,13 +310,14 @@ def plot_compare(report: dict, out) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5))
     colors = {"single": "#555555", "PHN": "#8c564b", "DYMU": "#1f77b4", "AdaShare": "#d62728", "DAG": "#2ca02c"}
-    for row in report["rows"]:
+    offsets = [(6, 4), (6, -16), (6, 14), (6, -26)]      # neighbours' labels apart
+    for i, row in enumerate(report["rows"]):
         x, y = row["latency_ms"]["p50"], row["delta_t"]["mean"]
         col = next((v for k, v in colors.items() if row["label"].startswith(k)), "#000000")
         ax.scatter([x], [y], s=30 + 400 * row["gmacs"] / max(r["gmacs"] for r in report["rows"]), color=col,
                    alpha=0.8, edgecolor="black", linewidth=0.5)
         ax.annotate(f"{row['label']}\n{row['params'] / 1e6:.2f} M, {row['gmacs']:.3f} GMACs", (x, y),
-                    textcoords="offset points", xytext=(6, 4), fontsize=7)
+                    textcoords="offset points", xytext=offsets[i % len(offsets)], fontsize=7)
     ax.axhline(0.0, color="#999999", lw=0.8, ls="--")
     lp = report["latency_protocol"]
     ax.set_xlabel(f"measured latency p50 (ms; ONNX Runtime CPU, {lp['threads']} thread(s), batch 1)")
