@@ -44,7 +44,7 @@ class DagConfig:
     channels: int = 0                # 0 = from the preset's backbone (its widest stage / 2)
     budget: float = 0.0              # κ; 0 = N (about one kept input per state)
     lambda_squeeze: float = 0.1
-    upper_lr: float = 0.01
+    upper_lr: float = 0.05          # Adam for A, B, Γ (short CPU searches: 5x a usual 1e-2)
 
 
 def dag_spec(preset, dc: DagConfig) -> DagSpec:
