@@ -65,7 +65,7 @@ app.add_typer(train.app, name="train", help="Train the anchor net and the hypern
 app.command("eval", help="Evaluate a controller over preferences (HV, cost).")(
     evaluate.eval_command
 )
-app.command("compare", help="Methods of one preset side by side: Δ_T, metrics, cost, latency (PNG).")(
+app.command("compare", help="Methods of one preset side by side (Δ_T, latency).")(
     compare.compare_command
 )
 app.command("inspect", help="Describe a preset, run or bundle (tasks, cost).")(
