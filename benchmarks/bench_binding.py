@@ -83,14 +83,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from dymu_rt.backends.onnxruntime import OnnxRuntimeBackend
-    from dymu_rt.backends.profile import load_profile
-    from dymu_rt.compile.bundle import verify_bundle
+    from dymu_rt.backends.devices import load_profile
+    from dymu_rt.bundle.layout import verify_bundle
     from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
     from dymu_rt.runtime.controller import Controller
 
     tmp = tempfile.TemporaryDirectory()
     bundle = args.bundle or _fixture_bundle(Path(tmp.name))
-    m = verify_bundle(bundle)
+    m = verify_bundle(bundle).to_dict()
     profile = load_profile("x86-64-cpu")
     import dataclasses
     profile = dataclasses.replace(profile, threads=args.threads)

@@ -51,9 +51,9 @@ def _prefs(n_tasks: int) -> list[tuple[list[float], float]]:
 
 
 def _bundle(path: Path, tmp: Path, calib: int, method: str) -> tuple[Path, str]:
-    from dymu_rt.backends.calibration import MANIFEST_KEY, calibrate_bundle
-    from dymu_rt.compile.bundle import read_manifest
-    from dymu_rt.runtime.runtime import is_shipped_bundle
+    from dymu_rt.compile.calibrate import calibrate_bundle
+    from dymu_rt.bundle.layout import read_manifest
+    from dymu_rt.bundle.layout import is_shipped_bundle
 
     note = "in place"
     if is_shipped_bundle(path) or not os.access(path, os.W_OK):
@@ -62,7 +62,7 @@ def _bundle(path: Path, tmp: Path, calib: int, method: str) -> tuple[Path, str]:
         for p in [dst, *dst.rglob("*")]:
             p.chmod(p.stat().st_mode | 0o200)
         path, note = dst, f"copied to {dst} (source read-only)"
-    if MANIFEST_KEY not in read_manifest(path):
+    if read_manifest(path).int8 is None:
         res = calibrate_bundle(path, synth=calib, method=method, progress=False)
         note += f"; calibrated here on {res['calibration']['count']} procedural scenes ({method})"
     return path, note
@@ -72,7 +72,7 @@ def _val_set(manifest: dict, n: int, seed: int):
     """Preprocessed images [n, 3, H, W] and per-task (targets, masks) torch tensors."""
     import torch
 
-    from dymu_rt.backends.calibration import _normalize
+    from dymu_rt.compile.calibrate import _normalize
     from dymu_rt.data.synth import SynthDataset
 
     size = tuple(manifest["preprocessing"]["input_size"])
@@ -115,8 +115,9 @@ def main(argv=None) -> dict:
 
     import onnxruntime as ort
 
-    from dymu_rt.runtime.outputs import make_tasks
     from dymu_rt.runtime.runtime import Runtime
+    from dymu_rt.tasks import make_task
+    from dymu_rt.tasks.kinds import LABELLED_KINDS
 
     with tempfile.TemporaryDirectory(prefix="dymu-bench-precision-") as tmp:
         bundle, note = _bundle(args.bundle, Path(tmp), args.calib, args.method)
@@ -126,8 +127,9 @@ def main(argv=None) -> dict:
         trt_form.backend.int8_activations = "int8"          # before any engine is loaded
         if rts["int8"].backend.int8_activations != "int8":
             rts["int8-trt"] = trt_form
-        manifest = rts["fp32"].manifest
-        tasks = make_tasks(manifest["tasks"])
+        manifest = rts["fp32"].manifest.to_dict()
+        tasks = [make_task(t["kind"], t["name"], num_classes=t["out_channels"] if t["kind"] in LABELLED_KINDS else None)
+                 for t in manifest["tasks"]]          # torch tasks: the meters score the outputs
         images, targets, masks = _val_set(manifest, args.n, args.seed)
         batch = rts["fp32"].profile.batch_max
 

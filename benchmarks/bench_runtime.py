@@ -111,9 +111,9 @@ def main() -> None:
     peak = matmul_gflops()
 
     # Switch latencies.
-    tops = list(rt.manifest["topologies"])
+    tops = list(rt.manifest.topologies)
     current = rt.stats()["topology"]
-    pts = rt.manifest["points"]
+    pts = rt.manifest.to_dict()["points"]
     same = next((p for p in pts if p["topology"] == current and (tuple(p["r"]), p["c"]) != (r, c)), None)
     other = next((p for p in pts if p["topology"] != current), None)
     switch = {}

@@ -16,9 +16,9 @@ from typing import Optional
 import typer
 
 from dymu_rt import __version__
-from dymu_rt.errors import DymuError
+from dymu_rt.errors import DymuError, missing_extra
 
-from cli.commands import (
+from dymu_rt.cli.commands import (
     build,
     calibrate,
     compare,
@@ -147,6 +147,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except ImportError as e:
+        line = missing_extra(e)
+        if debug or line is None:
+            raise
+        _fail(f"dymu-rt {args[0] if args else ''}: {line}".replace(" :", ":"), 2)
     except OSError as e:
         if debug:
             raise

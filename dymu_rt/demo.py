@@ -64,11 +64,10 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
     ``input_size`` overrides the preset's (tests use 32x32 to stay fast).
     """
     from dymu_rt.compile.build import build_bundle
-    from dymu_rt.compile.resource_map import plot_resource_map
-    from dymu_rt.compile.bundle import read_manifest
+    from dymu_rt.evaluate.resource_map import plot_resource_map
+    from dymu_rt.bundle.layout import read_manifest
     from dymu_rt.data.synth import SynthDataset
-    from dymu_rt.evaluate.controller import evaluate_controller
-    from dymu_rt.evaluate.report import write_eval_plots
+    from dymu_rt.evaluate.report import evaluate_run
     from dymu_rt.train.pipeline import open_run, train
     from dymu_rt.utils.io import atomic_write_json
 
@@ -110,17 +109,15 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
 
     # 3. evaluate
     step("evaluate the controller")
-    report = evaluate_controller(run.path, n_r=s.eval_n_r, cs=(0.0, 1.0), n_val=s.n_val,
-                                 n_cost=s.eval_n_cost, seed=seed, progress=progress)
-    report["plots"] = write_eval_plots(run.path, report, out / "eval")
-    atomic_write_json(out / "eval" / "report.json", report)
+    report = evaluate_run(run.path, n_r=s.eval_n_r, c=(0.0, 1.0), n_val=s.n_val, n_cost=s.eval_n_cost,
+                          plots=out / "eval", seed=seed, progress=progress)
     done("evaluate the controller")
 
     # 4. build
     step(f"build the preference grid (step {s.grid})")
     build = build_bundle(run.path, out / "bundle", step=s.grid, progress=progress)
     manifest = read_manifest(out / "bundle")
-    plot_resource_map(manifest, out / "resource_map.png")
+    plot_resource_map(manifest.to_dict(), out / "resource_map.png")
     done(f"build the preference grid (step {s.grid})")
 
     # 5. profile + 6. run
@@ -147,14 +144,14 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
     return summary
 
 
-def _run_images(out: Path, image_paths: list[Path], manifest: dict, rt) -> list[dict]:
+def _run_images(out: Path, image_paths: list[Path], manifest, rt) -> list[dict]:
     """Run the images at demo_preferences(); write per-task PNGs and a side-by-side picture."""
     from PIL import Image
 
     from dymu_rt.runtime.outputs import make_tasks
     from dymu_rt.tasks import overview_image
 
-    tasks = make_tasks(manifest["tasks"])
+    tasks = make_tasks(manifest.tasks)
     images = [Image.open(p).convert("RGB") for p in image_paths]
     results, columns = [], []
     for r, c in demo_preferences(len(tasks)):

@@ -5,6 +5,8 @@ traceback) and a non-zero exit; every other exception is a bug and keeps its
 traceback. Messages name the bad value and what was expected.
 """
 
+from __future__ import annotations
+
 
 class DymuError(Exception):
     """Base of every user-facing error (bad input, bad file, bad environment)."""
@@ -36,3 +38,17 @@ class NotImplementedYet(DymuError):
     """A command that a later issue implements."""
 
     exit_code = 3
+
+
+#: Modules the ``[train]`` extra installs (training, evaluation, building); the base install
+#: (``pip install dymu-rt``) runs bundles without them.
+TRAIN_EXTRA_MODULES = ("torch", "onnx", "onnx_graphsurgeon", "onnxscript", "scipy", "matplotlib")
+
+
+def missing_extra(error: ImportError) -> str | None:
+    """One line naming the extra to install when ``error`` is a missing ``[train]`` module, else None."""
+    root = (getattr(error, "name", None) or "").split(".")[0]
+    if root not in TRAIN_EXTRA_MODULES:
+        return None
+    return (f"this needs {root}, which the base install leaves out; install the training extra: "
+            'pip install "dymu-rt[train]"')

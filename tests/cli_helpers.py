@@ -1,6 +1,6 @@
 """Run the dymu-rt CLI in-process for tests (tests/ is on sys.path via tests/conftest.py)."""
 
-from cli.main import main
+from dymu_rt.cli.main import main
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from cli.common import console, print_json
+from dymu_rt.backends.registry import DEFAULT_BACKEND, backend_names
+from dymu_rt.cli.common import console, print_json
 
 
 def build_command(
@@ -15,7 +16,7 @@ def build_command(
     grid: str = typer.Option("0.1", "--grid", help="Step of the task-preference grid r (e.g. 0.1)."),
     c_grid: Optional[str] = typer.Option(None, "--c-grid", help="Step of the resource preference c "
                                          "(default: the --grid step)."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime | tensorrt."),
+    backend: str = typer.Option(DEFAULT_BACKEND, "--backend", help=" | ".join(backend_names()) + "."),
     profile: Optional[str] = typer.Option(None, "--profile", help="Device profile name or TOML path."),
     out: Optional[Path] = typer.Option(None, "--out", help="Bundle directory (default: RUN_DIR/bundle)."),
     workers: int = typer.Option(1, "--workers", help="Processes exporting topologies in parallel."),

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.common import console, print_json
+from dymu_rt.cli.common import console, print_json
 
 
 def compare_command(

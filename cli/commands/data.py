@@ -24,7 +24,7 @@ def synth(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Render a procedural multi-task dataset in a real dataset's on-disk layout."""
-    from cli.common import console, print_json
+    from dymu_rt.cli.common import console, print_json
     from dymu_rt.data.writer import write_synth_dataset
     from dymu_rt.errors import ValidationError
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cli.common import console
+from dymu_rt.cli.common import console
 
 
 def demo_command(

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.common import console, print_json
+from dymu_rt.cli.common import console, print_json
 
 
 def eval_command(
@@ -35,54 +35,23 @@ def eval_command(
                                                "reference of Δ_T (a DYMU run uses its own anchor)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Evaluate a trained controller over preferences (HV, uniformity, params, GFLOPs, Δ_T)."""
-    from dymu_rt.errors import ValidationError
-    from dymu_rt.evaluate.controller import evaluate_controller, resolve_reference
-    from dymu_rt.evaluate.report import parse_tree_spec, write_eval_plots
+    """Evaluate a trained controller over preferences (HV, uniformity, params, GFLOPs, Δ_T);
+    an AdaShare / DAG run: its one architecture (metrics, HV, uniformity, cost, Δ_T)."""
+    from dymu_rt.evaluate.compare import evaluate_static_run
+    from dymu_rt.evaluate.report import evaluate_run
     from dymu_rt.train.checkpoint import RunDir
     from dymu_rt.train.static import method_of
 
     if method_of(RunDir(run)) != "dymu":
-        _eval_static(run, n_val, reference, seed, single_task, plots, as_json, grid, c_grid, c, tree)
+        report = evaluate_static_run(run, n_val=n_val, reference=reference, seed=seed, single_task=single_task,
+                                     plots=plots, grid=grid, c_grid=c_grid, c=c, trees=tree or [],
+                                     progress=not as_json)
+        _print_static(report, as_json, plots or Path(run) / "eval")
         return
-    if single_task is not None:
-        raise ValidationError("--single-task applies to AdaShare/DAG runs; a DYMU run's own anchor is its "
-                              "single-task reference")
-
-    # Everything the user typed is checked before the (long) evaluation starts.
-    for flag, value in (("--n-r", n_r), ("--n-cost", n_cost), ("--n-val", n_val)):
-        if value is not None and value < 1:
-            raise ValidationError(f"{flag} {value}: expected an integer >= 1")
-    if grid is not None and c is not None:
-        raise ValidationError("--c applies to sampled preferences; with --grid give the c step as --c-grid")
-    if grid is None and c_grid is not None:
-        raise ValidationError("--c-grid applies to --grid only; for sampled preferences use --c")
-    cs = None
-    if grid is None:
-        cs = [v for v in (c if c is not None else "0,1").split(",") if v.strip()]
-        if not cs:
-            raise ValidationError(f"--c {c!r}: expected comma-separated values in [0, 1]")
-    ref = None
-    if reference is not None:
-        try:
-            ref = [float(v) for v in reference.split(",")]
-        except ValueError:
-            raise ValidationError(f"--reference {reference!r}: expected comma-separated numbers") from None
-    preset = RunDir(run).preset()
-    resolve_reference(preset, ref)
-    trees = [parse_tree_spec(t, len(preset.tasks)) for t in tree or []]
-    report = evaluate_controller(run, mode="grid" if grid else "sampled", n_r=n_r, cs=cs, step=grid,
-                                 c_step=c_grid, n_val=n_val, n_cost=n_cost, seed=seed, reference=ref,
-                                 progress=not as_json)
+    report = evaluate_run(run, grid=grid, c_grid=c_grid, n_r=n_r, c=c, n_val=n_val, n_cost=n_cost,
+                          reference=reference, trees=tree or [], plots=plots, seed=seed, progress=not as_json,
+                          single_task=single_task)
     out_dir = plots or Path(run) / "eval"
-    report["plots"] = write_eval_plots(run, report, out_dir, trees=trees)
-    from dymu_rt.evaluate.compare import dymu_delta_t
-
-    # Δ_T (Choi & Im eqs. 10-11) at uniform r for c = 0 and 1, against this run's anchor.
-    report["delta_t"] = dymu_delta_t(run, (0.0, 1.0), n_val=n_val, seed=seed, single=report["single_task"])
-    from dymu_rt.utils.io import atomic_write_json
-
-    atomic_write_json(out_dir / "report.json", report)
     if as_json:
         print_json({k: v for k, v in report.items() if k != "preferences"})
         return
@@ -90,33 +59,8 @@ def eval_command(
     console.print(f"report: {out_dir / 'report.json'}; plots: {', '.join(report['plots'])}")
 
 
-def _parse_reference(reference: Optional[str]):
-    from dymu_rt.errors import ValidationError
-
-    if reference is None:
-        return None
-    try:
-        return [float(v) for v in reference.split(",")]
-    except ValueError:
-        raise ValidationError(f"--reference {reference!r}: expected comma-separated numbers") from None
-
-
-def _eval_static(run, n_val, reference, seed, single_task, plots, as_json, grid, c_grid, c, tree) -> None:
-    """``eval`` of an AdaShare / DAG run (one architecture: no preference grid)."""
-    from dymu_rt.errors import ValidationError
-    from dymu_rt.evaluate.compare import evaluate_static
-    from dymu_rt.utils.io import atomic_write_json
-
-    for flag, value in (("--grid", grid), ("--c-grid", c_grid), ("--c", c), ("--tree", tree or None)):
-        if value is not None:
-            raise ValidationError(f"{flag} does not apply to {run}: it holds one static architecture (no "
-                                  "preferences to sweep)")
-    if n_val is not None and n_val < 1:
-        raise ValidationError(f"--n-val {n_val}: expected an integer >= 1")
-    report = evaluate_static(run, n_val=n_val, seed=seed, reference=_parse_reference(reference),
-                             single_task=None if single_task is None else str(single_task), progress=not as_json)
-    out_dir = plots or Path(run) / "eval"
-    atomic_write_json(out_dir / "report.json", report)
+def _print_static(report: dict, as_json: bool, out_dir: Path) -> None:
+    """An AdaShare / DAG run's evaluation (one architecture)."""
     if as_json:
         print_json(report)
         return

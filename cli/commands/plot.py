@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.common import console
+from dymu_rt.cli.common import console
 
 
 def plot_command(
@@ -16,13 +16,13 @@ def plot_command(
     panels: int = typer.Option(6, "--panels", min=1, help="At most this many c values (N = 3 tasks)."),
 ) -> None:
     """Draw GFLOPs (GMACs) of the selected tree over the (r, c) grid."""
-    from dymu_rt.compile.bundle import read_manifest
-    from dymu_rt.compile.resource_map import plot_resource_map
+    from dymu_rt.bundle.layout import read_manifest
+    from dymu_rt.evaluate.resource_map import plot_resource_map
     from dymu_rt.errors import ValidationError
 
     manifest = read_manifest(bundle)
     out = out or bundle / "resource_map.png"
     if out.suffix.lower() != ".png":
         raise ValidationError(f"--out {out}: expected a .png path")
-    plot_resource_map(manifest, out, max_panels=panels)
+    plot_resource_map(manifest.to_dict(), out, max_panels=panels)
     console.print(f"wrote {out}")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.common import console, print_json
+from dymu_rt.cli.common import console, print_json
 
 
 def profile_command(
@@ -24,21 +24,16 @@ def profile_command(
 ) -> None:
     """Warm up and time every topology; store the latency table in the bundle's manifest."""
     from dymu_rt.runtime import Runtime, default_bundle_path
+    from dymu_rt.runtime.latency import profile_rows
     from dymu_rt.utils.progress import make_progress
 
     rt = Runtime.open(bundle or default_bundle_path(), profile=profile, rebuild_engines=rebuild_engines)
-    topos = rt.manifest["topologies"]
     with make_progress(transient=True, disable=as_json) as bar:
-        task = bar.add_task("timing topologies", total=len(topos), info="")
+        task = bar.add_task("timing topologies", total=len(rt.manifest.topologies), info="")
         table = rt.profile_topologies(iters=iters, warmup=warmup, batch=batch,
                                       on_topology=lambda tid, row: bar.update(task, advance=1,
                                                                                info=f"{tid} {row['p50_ms']:.2f} ms"))
-    rows = []
-    for tid, lat in sorted(table.items(), key=lambda kv: kv[1]["p50_ms"]):
-        t = topos[tid]
-        rows.append({"topology": tid, "n_points": t["n_points"], "gmacs": t["macs"] / 1e9,
-                     "gflops": 2 * t["macs"] / 1e9, "params": t["params"], **lat,
-                     "achieved_gflop_s": 2 * t["macs"] * batch / (lat["p50_ms"] * 1e-3) / 1e9})
+    rows = profile_rows(rt.manifest, table)
     if as_json:
         print_json({"profile": rt.profile.name, "backend": rt.backend.name, "batch": batch, "iters": iters,
                     "topologies": rows})

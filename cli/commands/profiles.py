@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from cli.common import console, print_json
+from dymu_rt.cli.common import console, print_json
 
 
 def profiles_command(
     as_json: bool = typer.Option(False, "--json", help="Print the profiles as JSON."),
 ) -> None:
     """List the device profiles: name, backend, precision, threads, batch range, description."""
-    from dymu_rt.backends.profile import list_profiles
+    from dymu_rt.backends.devices import list_profiles
 
     profs = list_profiles()
     if as_json:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.common import console, print_json
+from dymu_rt.cli.common import console, print_json
 
 
 def run_command(
@@ -29,49 +29,19 @@ def run_command(
                                           "(default, instant switches) | session (fastest per frame, ~20-200 ms per switch) | initializers."),
 ) -> None:
     """Run IMAGES at preference (r, c); write one PNG per task per image and an overview PNG."""
-    from dymu_rt.errors import ValidationError
+    from dymu_rt.bundle.layout import static_section
     from dymu_rt.runtime import Runtime, default_bundle_path
-    from dymu_rt.runtime.outputs import make_tasks, write_outputs
-    from dymu_rt.runtime.preprocess import collect_images, load_image
-
-    from dymu_rt.runtime.bundle import static_section
+    from dymu_rt.runtime.images import check_choice, run_images
+    from dymu_rt.runtime.preprocess import collect_images
 
     path = bundle or default_bundle_path()
     static = static_section(path)
-    if static is not None:
-        if c is not None or latency_budget is not None:
-            flag = "--c" if c is not None else "--latency-budget"
-            raise ValidationError(f"bundle {path} holds one static architecture ({static.get('method')}): it has no "
-                                  f"resource control, so {flag} cannot be honoured; omit it (--r is accepted and ignored)")
-    elif (c is None) == (latency_budget is None):
-        raise ValidationError("give exactly one of --c (resource preference in [0, 1]) or --latency-budget MS")
-    elif r is None:
-        raise ValidationError("missing option --r (task preference, e.g. 0.6,0.2,0.2)")
+    check_choice(c, latency_budget, static, r, path)
     files = collect_images(images)
     rt = Runtime.open(path, profile=profile, binding=binding)
-    choice = None
-    if static is not None:
-        rt.set_preference(r, None, normalize=normalize)
-    elif latency_budget is not None:
-        choice = rt.choose_for_budget(r, latency_budget, normalize=normalize)
-        rt.set_preference(choice["r"], choice["c"])
-    else:
-        rt.set_preference(r, c, normalize=normalize)
-    tasks = make_tasks(rt.tasks)
-    results, stems = [], set()
-    for i, f in enumerate(files):
-        img = load_image(f)
-        raw = rt.infer([img])
-        stem = f.stem if f.stem not in stems else f"{f.stem}_{i}"
-        stems.add(stem)
-        results.append(write_outputs(img, {k: v[0] for k, v in raw.items()}, tasks, out, stem))
-    s = rt.stats()
-    summary = {"topology": s["topology"], "binding": s["binding"], "grid_point": s["grid_point"],
-               "r": s["r"], "c": s["c"], "gmacs": s["gmacs"], "gflops": s["gflops"], "macs": s["macs"],
-               "params": s["params"], "backend": s["backend"],
-               "latency_ms": s["latency_ms"], "profile": s["profile"], "binding_mode": s["binding_mode"],
-               "budget_choice": choice, "images": [str(f) for f in files],
-               "outputs": results[0] if len(results) == 1 else results}
+    summary = run_images(rt, files, out, r, c, latency_budget, normalize)
+    s, choice = summary, summary["budget_choice"]
+    results = summary["outputs"] if len(files) > 1 else [summary["outputs"]]
     if as_json:
         print_json(summary)
         return

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.common import console
+from dymu_rt.cli.common import console
 
 app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
 

@@ -1,52 +1,138 @@
-"""The protocol every inference backend implements.
+"""The contract every inference backend implements: :class:`Backend`, :class:`Engine`, :class:`EngineRequest`.
 
-A backend turns one topology graph (ONNX, BN folded) into an *engine* for a device
-profile, loads it, binds a preference's folded weights into it, runs batches, and
-reports memory. ONNX Runtime (CPU) is the default and works everywhere; TensorRT is an
-optional extra, imported lazily.
+A backend turns one topology graph (ONNX) into an *engine* for a device profile, loads it,
+binds a preference's weights into it, runs batches and reports memory. ONNX Runtime (CPU)
+is the default and works everywhere; TensorRT is an optional extra, imported lazily.
+
+Capabilities live in the class (the habit of Polygraphy's ``BaseRunner``), so callers never
+ask which backend they hold:
+
+* ``binds_in_place``: the engine's ``bind`` mutates it (TensorRT refit, one shared scratch
+  buffer and stream): the caller serializes binds, runs, loads and closes. Otherwise
+  ``prepare(weights)`` returns an immutable bound object and runs may overlap.
+* ``needs_raw_weights``: ``load``/``compile`` need the raw conv weights of the topology's
+  modulated slots (``EngineRequest.raw_weights``; ONNX Runtime's ``affine`` binding).
+* ``can_cache(profile)``: whether compiled engines for ``profile`` may be written into the
+  bundle (``compile``) and loaded back.
+* ``check_bundle(root, manifest, profile)``: refuse, when a bundle is opened, what this
+  backend cannot run (a precision without calibrated graphs...), with the fix.
+* ``binding_modes`` / ``binding``: the binding modes a backend offers (its constructor
+  takes ``binding=``; empty when it has only one) and the one an instance uses.
+* ``builds_ahead``: ``dymu-rt build`` compiles every topology's engine into the bundle
+  (TensorRT); otherwise engines are made (and cached) on first use.
+* ``needs_profile``: building for it needs an explicit device profile.
+* ``check_available()``: fail fast (BackendUnavailable, one line) unless the backend's
+  libraries and device are usable here.
+
+Engines say which weights they take (``weight_kind``): ``"folded"`` (``<slot>.conv.weight``
+and ``<slot>.conv.bias``) or ``"affine"`` (``<slot>.scale`` and ``<slot>.shift``);
+:mod:`dymu_rt.runtime.binding` computes both.
 """
 
 from __future__ import annotations
 
+import abc
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Protocol, runtime_checkable
+from typing import Any, ClassVar, Mapping, Optional, Sequence
 
 import numpy as np
 
 
-@runtime_checkable
-class Engine(Protocol):
+@dataclass(frozen=True)
+class EngineRequest:
+    """Everything a backend needs to compile or load the engine of one topology.
+
+    ``graph``: the bundle's FP32 topology graph. ``artifact``: a compiled engine file to
+    load (``None``: build from ``graph``), with its recorded ``artifact_sha256`` (checked by
+    backends that hash their artifacts). ``slots``: the topology's modulated BN slots;
+    ``raw_weights``: their raw conv weights (for backends with ``needs_raw_weights``).
+    ``bundle`` / ``manifest``: the bundle the graph belongs to, for sections a backend
+    reads (the ``int8`` Q/DQ graphs). ``timing_cache``: a TensorRT timing cache to use
+    when building in memory.
+    """
+
+    graph: Path
+    profile: Any
+    topology: str
+    slots: Sequence[str] = ()
+    raw_weights: Optional[Mapping[str, np.ndarray]] = None
+    artifact: Optional[Path] = None
+    artifact_sha256: Optional[str] = None
+    bundle: Optional[Path] = None
+    manifest: Any = None
+    timing_cache: Optional[Path] = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def bundle_root(self) -> Path:
+        """The bundle folder: given, or the graph's (``BUNDLE/graphs/<topology>.onnx``)."""
+        return Path(self.bundle) if self.bundle is not None else Path(self.graph).parent.parent
+
+
+class Engine(abc.ABC):
     """A loaded, runnable topology."""
 
     topology: str
+    #: which weights ``bind``/``prepare`` take: "folded" or "affine" (module docstring)
+    weight_kind: str = "folded"
+    #: the binding mode this engine uses, when the backend has several (reported by stats)
+    mode: Optional[str] = None
 
+    def prepare(self, weights: Mapping[str, np.ndarray]) -> Any:
+        """What ``run(images, bound)`` needs to run at ``weights``. Engines that bind in place
+        return the weights themselves: the caller binds them (serialized) before a run."""
+        return weights
+
+    @abc.abstractmethod
     def bind(self, weights: Mapping[str, np.ndarray]) -> None:
-        """Replace named initializers (stable names, e.g. ``node3_1.block.conv2.conv.weight``)
-        with the folded weights of another preference of the same topology."""
+        """Replace the named weights in place with another preference's."""
 
-    def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
+    @abc.abstractmethod
+    def run(self, images: np.ndarray, bound: Any = None) -> dict[str, np.ndarray]:
         """Run a float32 NCHW batch; returns task name -> raw output (NCHW or NC)."""
 
+    @abc.abstractmethod
     def memory_bytes(self) -> int:
         """Approximate resident memory of this engine (weights + workspace)."""
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Release the engine's resources."""
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """Factory of engines for one backend kind (``onnxruntime``, ``tensorrt``)."""
+class Backend(abc.ABC):
+    """Factory of engines for one backend kind (see the module docstring for capabilities)."""
 
-    name: str
+    name: ClassVar[str]
+    binds_in_place: ClassVar[bool] = False
+    needs_raw_weights: ClassVar[bool] = False
+    builds_ahead: ClassVar[bool] = False
+    needs_profile: ClassVar[bool] = False
+    binding_modes: ClassVar[tuple[str, ...]] = ()
+    binding: Optional[str] = None
 
+    @classmethod
+    def check_available(cls) -> None:
+        """Raise BackendUnavailable (one line) unless this backend can run here."""
+
+    def can_cache(self, profile) -> bool:
+        """Whether compiled engines for ``profile`` are written into a bundle and reused."""
+        return True
+
+    def check_bundle(self, root: Path, manifest, profile) -> None:
+        """Refuse at open time what this backend cannot run from bundle ``root``."""
+
+    @abc.abstractmethod
     def device_facts(self) -> dict:
-        """Facts an engine is tied to (backend version, device name, compute capability...).
-        Stored with built engines; a mismatch on load is refused."""
+        """Facts an engine is tied to (backend version, device, ISA...). Stored with compiled
+        engines; a mismatch on load is refused."""
 
-    def compile(self, graph: Path, out_dir: Path, profile: "object") -> dict:
-        """Build the engine artifact(s) for ``graph`` under ``out_dir`` for a device profile;
-        returns a JSON-able record ({file, sha256, ...}) for the manifest. Atomic."""
+    @abc.abstractmethod
+    def compile(self, request: EngineRequest, out_dir: Path) -> dict:
+        """Build the engine artifact of ``request`` under ``out_dir`` (atomic); returns a
+        JSON-able record ``{file, sha256, ...}`` with ``file`` relative to ``out_dir``."""
 
-    def load(self, graph: Path, artifact: dict | None, profile: "object", topology: str) -> Engine:
-        """Load an engine (from its compiled artifact if any, else from the graph)."""
+    @abc.abstractmethod
+    def load(self, request: EngineRequest) -> Engine:
+        """Load the engine of ``request`` (its artifact if any, else built from the graph)."""

@@ -4,7 +4,7 @@ One *engine* per topology; a preference's BN-folded weights are *bound* into it.
 are bound is the binding mode (measured by ``benchmarks/bench_binding.py``):
 
 ``affine`` (default)
-    Graph surgery (onnx-graphsurgeon): each modulated folded conv becomes the raw conv
+    Graph surgery (plain protobuf edits): each modulated folded conv becomes the raw conv
     (weights from ``fold_params``, no bias) followed by a per-channel ``Mul`` by runtime
     input ``<slot>.scale`` and ``Add`` of ``<slot>.shift`` ([1, C, 1, 1] each). One session
     per topology serves every preference; a switch only builds new small input arrays
@@ -37,7 +37,7 @@ unusable one when the runtime opens a bundle):
     The bundle's graphs, any binding mode above.
 ``int8``
     The Q/DQ graph ``dymu-rt calibrate`` recorded for the topology
-    (:func:`dymu_rt.backends.calibration.int8_graph`): on x86 the uint8-activation variant
+    (:func:`dymu_rt.bundle.sections.int8_graph`): on x86 the uint8-activation variant
     (ORT's U8S8 fast path), elsewhere the symmetric int8 graph shared with TensorRT
     (``int8_activations=`` overrides). A preference is bound by
     :class:`~dymu_rt.backends.precision.GraphWeights` (per-channel weight scales, float
@@ -75,6 +75,10 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from dymu_rt.backends import onnx_proto
+from dymu_rt.backends.base import Backend, Engine, EngineRequest
+from dymu_rt.bundle.layout import is_bundle, read_manifest
+from dymu_rt.bundle.sections import int8_graph
 from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
 from dymu_rt.utils.io import atomic_path, sha256_file
 
@@ -200,42 +204,65 @@ def affine_graph(model, raw: Mapping[str, np.ndarray], slots: Sequence[str]):
 
     ``raw`` maps ``<slot>.weight`` to the raw (unfolded) conv weight (fold_params). The
     scale/shift become graph inputs ``<slot>.scale`` / ``<slot>.shift`` of shape [1, C, 1, 1].
-    Returns a new ``onnx.ModelProto`` (the input is left untouched).
+    Returns a new ModelProto (the input is left untouched). Plain protobuf edits
+    (:mod:`dymu_rt.backends.onnx_proto`), so the base install needs neither onnx nor
+    onnx-graphsurgeon; the Mul/Add go right after their conv, which keeps the node list in
+    topological order.
     """
-    import onnx
-    import onnx_graphsurgeon as gs
-
-    graph = gs.import_onnx(model)
-    by_weight = {}
-    for node in graph.nodes:
-        if node.op == "Conv" and len(node.inputs) > 1 and isinstance(node.inputs[1], gs.Constant):
-            by_weight[node.inputs[1].name] = node
+    new = type(model)()
+    new.CopyFrom(model)
+    g = new.graph
+    inits = {t.name: t for t in g.initializer}
+    by_index = {}
     for slot in slots:
-        conv = by_weight.get(f"{slot}.conv.weight")
-        if conv is None:
+        i = next((i for i, n in enumerate(g.node) if n.op_type == "Conv" and len(n.input) > 1
+                  and n.input[1] == f"{slot}.conv.weight"), None)
+        if i is None or f"{slot}.conv.weight" not in inits:
             raise ValidationError(f"graph has no Conv with weight '{slot}.conv.weight'; rebuild the bundle")
+        by_index[i] = slot
+    nodes = [type(n)() for n in g.node]
+    for n, src in zip(nodes, g.node):
+        n.CopyFrom(src)
+    del g.node[:]
+    replaced: set[str] = set()
+    for i, src in enumerate(nodes):
+        slot = by_index.get(i)
+        if slot is None:
+            g.node.append(src)
+            continue
         w = np.ascontiguousarray(raw[f"{slot}.weight"], dtype=np.float32)
         c = w.shape[0]
-        out = conv.outputs[0]
-        y = gs.Variable(f"{slot}.raw_conv_out", dtype=np.float32)
-        scaled = gs.Variable(f"{slot}.scaled", dtype=np.float32)
-        scale = gs.Variable(f"{slot}.scale", dtype=np.float32, shape=[1, c, 1, 1])
-        shift = gs.Variable(f"{slot}.shift", dtype=np.float32, shape=[1, c, 1, 1])
-        conv.inputs = [conv.inputs[0], gs.Constant(f"{slot}.conv.raw_weight", w)]
-        conv.outputs = [y]
-        graph.nodes.append(gs.Node("Mul", name=f"{slot}/bn_scale", inputs=[y, scale], outputs=[scaled]))
-        graph.nodes.append(gs.Node("Add", name=f"{slot}/bn_shift", inputs=[scaled, shift], outputs=[out]))
-        graph.inputs += [scale, shift]
-    graph.cleanup().toposort()
-    new = gs.export_onnx(graph)
+        out = src.output[0]
+        replaced.update(src.input[1:])
+        raw_name, y, scaled = f"{slot}.conv.raw_weight", f"{slot}.raw_conv_out", f"{slot}.scaled"
+        g.initializer.append(onnx_proto.array_to_tensor(w, raw_name, like=inits[f"{slot}.conv.weight"]))
+        conv = g.node.add()
+        conv.CopyFrom(src)
+        del conv.input[1:]
+        conv.input.append(raw_name)                    # no bias: the shift carries it
+        conv.output[0] = y
+        for op, name, ins, o in (("Mul", f"{slot}/bn_scale", [y, f"{slot}.scale"], scaled),
+                                 ("Add", f"{slot}/bn_shift", [scaled, f"{slot}.shift"], out)):
+            n = g.node.add()
+            n.op_type, n.name = op, name
+            n.input.extend(ins)
+            n.output.append(o)
+        for k in ("scale", "shift"):
+            vi = g.input.add()
+            vi.name = f"{slot}.{k}"
+            vi.type.tensor_type.elem_type = 1                      # float32
+            for d in (1, c, 1, 1):
+                vi.type.tensor_type.shape.dim.add().dim_value = d
+    # Drop the folded weights/biases nothing reads any more.
+    used = {i for n in g.node for i in n.input}
+    keep = [t for t in g.initializer if t.name not in replaced or t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
     new.ir_version = min(model.ir_version, 10)
-    del new.opset_import[:]
-    new.opset_import.extend(model.opset_import)
-    onnx.checker.check_model(new)
     return new
 
 
-class OrtEngine:
+class OrtEngine(Engine):
     """A loaded topology: one base session (``affine``) or a recipe for bound sessions."""
 
     def __init__(self, topology: str, mode: str, profile, model, slots: Sequence[str],
@@ -287,8 +314,6 @@ class OrtEngine:
                     vals += [a, v]      # the OrtValue borrows a's memory: keep both alive
             return Bound(_new_session(self._model.SerializeToString(), so), {}, tuple(vals))
         # session: a whole new model per preference
-        from onnx import numpy_helper
-
         if self._gw is not None:        # Q/DQ graph: int8 values, per-channel scales, float bias
             missing = [f"{s}.conv.weight" for s in self._slots if f"{s}.conv.weight" not in weights]
             if missing:
@@ -300,7 +325,7 @@ class OrtEngine:
         model.CopyFrom(self._model)
         for init in model.graph.initializer:
             if init.name in values:
-                init.CopyFrom(numpy_helper.from_array(values[init.name], init.name))
+                init.CopyFrom(onnx_proto.array_to_tensor(values[init.name], init.name, like=init))
         return Bound(_new_session(model.SerializeToString(), _session_options(self._profile)), {})
 
     def bind(self, weights: Mapping[str, np.ndarray]) -> None:
@@ -333,10 +358,12 @@ class OrtEngine:
         self._model = None
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(Backend):
     """Engines for ONNX Runtime on the CPU (see the module docstring for binding modes)."""
 
     name = "onnxruntime"
+    needs_raw_weights = True          # affine engines hold the raw conv weights (fold_params)
+    binding_modes = BINDING_MODES
 
     def __init__(self, binding: str = DEFAULT_BINDING, int8_activations: str = "auto") -> None:
         if binding not in BINDING_MODES:
@@ -360,40 +387,36 @@ class OnnxRuntimeBackend:
                                   f"one of {', '.join(PRECISIONS)}")
         return precision
 
-    def disk_cache(self, profile) -> bool:
+    def can_cache(self, profile) -> bool:
         """Whether engines for ``profile`` are cached on disk (fp32 ``affine`` only)."""
         return self.binding == "affine" and self._precision(profile) == "fp32"
 
-    def check_bundle(self, root: Path, manifest: Mapping, profile) -> None:
+    def check_bundle(self, root: Path, manifest, profile) -> None:
         """Refuse, at open time, a precision this backend cannot run on ``root``: fp16, or int8
         with a topology that has no (valid) calibrated Q/DQ graph (one line, with the fix)."""
         if self._precision(profile) != "int8":
             return
-        from dymu_rt.backends.calibration import int8_graph
-
-        for tid in sorted(manifest["topologies"]):
+        for tid in sorted(manifest.topologies):
             int8_graph(root, manifest, tid, self.int8_activations, check=True)
 
-    def int8_graph(self, graph: Path, topology: str) -> Path:
-        """The calibrated Q/DQ graph of ``topology`` in the bundle that holds FP32 ``graph``
-        (``BUNDLE/graphs/<topology>.onnx``), checked against the manifest."""
-        from dymu_rt.backends.calibration import int8_graph
-        from dymu_rt.compile import bundle as B
-
-        root = Path(graph).parent.parent
-        if not B.is_bundle(root):
-            raise BundleError(f"graph {graph} is not inside a bundle; INT8 needs the Q/DQ graph that "
-                              "`dymu-rt calibrate BUNDLE --synth 64` records in a bundle")
-        return int8_graph(root, B.read_manifest(root), topology, self.int8_activations, check=True)
+    def _int8_graph(self, request: EngineRequest) -> Path:
+        """The calibrated Q/DQ graph of the request's topology, checked against the manifest
+        of the bundle that holds its FP32 graph."""
+        root = request.bundle_root
+        manifest = request.manifest
+        if manifest is None:
+            if not is_bundle(root):
+                raise BundleError(f"graph {request.graph} is not inside a bundle; INT8 needs the Q/DQ graph that "
+                                  "`dymu-rt calibrate BUNDLE --synth 64` records in a bundle")
+            manifest = read_manifest(root)
+        return int8_graph(root, manifest, request.topology, self.int8_activations, check=True)
 
     def device_facts(self) -> dict[str, Any]:
         """See :func:`device_facts`."""
         return device_facts()
 
     def _graph(self, graph: Path, raw: Optional[Mapping[str, np.ndarray]], slots: Sequence[str]):
-        import onnx
-
-        model = onnx.load(str(graph))
+        model = onnx_proto.load_model(graph)
         modulated_convs(model, slots)
         if self.binding == "affine":
             if raw is None:
@@ -401,33 +424,34 @@ class OnnxRuntimeBackend:
             model = affine_graph(model, raw, slots)
         return model
 
-    def compile(self, graph: Path, out_dir: Path, profile, topology: str = "",
-                raw_weights: Optional[Mapping[str, np.ndarray]] = None,
-                slots: Sequence[str] = ()) -> dict:
+    def compile(self, request: EngineRequest, out_dir: Path) -> dict:
         """Cache the ORT_ENABLE_ALL-optimized ``affine`` graph under ``out_dir`` (atomic).
 
         Returns ``{file, sha256}`` with ``file`` relative to ``out_dir``. Only ``affine``
         engines are cached on disk (see the module docstring).
         """
-        if not self.disk_cache(profile):
+        profile = request.profile
+        if not self.can_cache(profile):
             raise ValueError("only fp32 affine engines are cached on disk")
-        model = self._graph(Path(graph), raw_weights, slots)
-        name = f"{topology or Path(graph).stem}.{profile.precision}.ort.onnx"
+        model = self._graph(Path(request.graph), request.raw_weights, request.slots)
+        name = f"{request.topology or Path(request.graph).stem}.{profile.precision}.ort.onnx"
         target = Path(out_dir) / name
         with atomic_path(target) as tmp:
             _new_session(model.SerializeToString(), _session_options(profile, "all", tmp))
         return {"file": name, "sha256": sha256_file(target)}
 
-    def load(self, graph: Path, artifact: Optional[dict], profile, topology: str,
-             raw_weights: Optional[Mapping[str, np.ndarray]] = None, slots: Sequence[str] = ()) -> OrtEngine:
-        """Load a topology's engine; ``artifact`` = ``{"path": cached optimized graph}`` or None.
+    def load(self, request: EngineRequest) -> OrtEngine:
+        """Load a topology's engine; ``request.artifact`` is a cached optimized graph or None.
 
-        ``slots`` are the topology's modulated BN slots; ``raw_weights`` their fold_params
-        (needed by ``affine``). A cached optimized graph is loaded with optimizations off
-        (they were applied when it was written). ``graph`` is always the bundle's FP32 graph;
-        an int8 profile loads the topology's calibrated Q/DQ graph instead (binding mode
-        ``session``, see the module docstring).
+        ``request.slots`` are the topology's modulated BN slots; ``request.raw_weights``
+        their fold_params (needed by ``affine``). A cached optimized graph is loaded with
+        optimizations off (they were applied when it was written). ``request.graph`` is
+        always the bundle's FP32 graph; an int8 profile loads the topology's calibrated Q/DQ
+        graph instead (binding mode ``session``, see the module docstring).
         """
+        profile, topology, graph, slots = request.profile, request.topology, Path(request.graph), request.slots
+        raw_weights = request.raw_weights
+        artifact = None if request.artifact is None else Path(request.artifact)
         precision = self._precision(profile)
         size = graph_weight_bytes(Path(graph))
         if precision == "int8":
@@ -435,7 +459,7 @@ class OnnxRuntimeBackend:
 
             from dymu_rt.backends.precision import GraphWeights
 
-            qdq = self.int8_graph(Path(graph), topology)
+            qdq = self._int8_graph(request)
             model = onnx.load(str(qdq))
             gw = GraphWeights(model)
             names = set(gw.names())
@@ -445,10 +469,10 @@ class OnnxRuntimeBackend:
                                   "`dymu-rt calibrate` on this bundle")
             return OrtEngine(topology, "session", profile, model, slots, model_bytes=size,
                              graph_weights=gw, graph=qdq)
-        if artifact is not None and artifact_precision(artifact["path"]) != precision:
+        if artifact is not None and artifact_precision(artifact) != precision:
             artifact = None             # an optimized graph of another precision: not ours
         if self.binding == "affine" and artifact is not None:
-            sess = _new_session(str(artifact["path"]), _session_options(profile, "none"))
+            sess = _new_session(str(artifact), _session_options(profile, "none"))
             return OrtEngine(topology, "affine", profile, None, slots, session=sess, model_bytes=size)
         model = self._graph(Path(graph), raw_weights, slots)
         if self.binding == "affine":
@@ -463,14 +487,12 @@ def graph_weight_bytes(graph: Path) -> int:
     counts its whole file once). Falls back to the file size when the graph cannot be read."""
     size = Path(graph).stat().st_size
     try:
-        import onnx
-
-        model = onnx.load(str(graph), load_external_data=False)
+        model = onnx_proto.load_model(graph, external=False)
     except Exception:  # unreadable graph: the loader reports it; here only an estimate
         return size
     ext, whole = 0, set()
     for init in model.graph.initializer:
-        if init.data_location != onnx.TensorProto.EXTERNAL:
+        if init.data_location != onnx_proto.EXTERNAL:
             continue
         info = {e.key: e.value for e in init.external_data}
         if "length" in info:

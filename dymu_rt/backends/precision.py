@@ -14,7 +14,7 @@ here, on CPU, once:
   symmetric int8 weights, float biases: the form TensorRT's explicit quantization
   accepts). The same graph runs in ONNX Runtime's CPU INT8 mode.
 * :class:`GraphWeights` — how a preference's folded conv weights (stable names
-  ``<slot>.conv.weight`` / ``.conv.bias``, see ``dymu_rt.compile.fold.bind_slot_weights``)
+  ``<slot>.conv.weight`` / ``.conv.bias``, see ``dymu_rt.models.fold.slot_weights``)
   map onto the initializers of a converted graph, i.e. the names a TensorRT refit or an
   ONNX Runtime initializer override must set.
 

@@ -1,8 +1,10 @@
-"""Backends by name: ``get_backend("onnxruntime")`` / ``get_backend("tensorrt")``.
+"""Backends by name: the only list of backend names (``get_backend("onnxruntime")``).
 
 Backends are imported only when asked for, so the package imports (and its CPU paths work)
 on a machine without TensorRT. The TensorRT package (``dymu_rt.backends.tensorrt``) is
 expected to expose ``TensorRTBackend``; a missing import is a :class:`BackendUnavailable`.
+Everything else asks a backend's class for its capabilities
+(:class:`dymu_rt.backends.base.Backend`), never for its name.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ _BACKENDS = {
     "onnxruntime": ("dymu_rt.backends.onnxruntime", "OnnxRuntimeBackend"),
     "tensorrt": ("dymu_rt.backends.tensorrt", "TensorRTBackend"),
 }
+#: the backend that runs everywhere (CPU), used when nothing else is asked for
+DEFAULT_BACKEND = "onnxruntime"
 
 
 def backend_names() -> list[str]:
@@ -24,17 +28,39 @@ def backend_names() -> list[str]:
     return list(_BACKENDS)
 
 
-def get_backend(name: str, **options: Any):
-    """A backend instance by name; ``options`` go to its constructor (e.g. ``binding=``)."""
+def check_name(name: str) -> str:
+    """``name`` when it is a known backend, else a ValidationError listing the choices."""
     if name not in _BACKENDS:
         raise ValidationError(f"unknown backend {name!r}; expected one of {', '.join(_BACKENDS)}")
-    module, cls = _BACKENDS[name]
+    return name
+
+
+def backend_class(name: str):
+    """The class of backend ``name`` (imported now; BackendUnavailable if it cannot be)."""
+    module, cls = _BACKENDS[check_name(name)]
     try:
         mod = importlib.import_module(module)
     except ImportError as e:
-        raise BackendUnavailable(f"backend {name!r} is not available on this machine ({e})") from None
+        raise BackendUnavailable(f"backend {name!r} is not available on this machine ({e}); "
+                                 f"use --backend {DEFAULT_BACKEND}") from None
     try:
-        factory = getattr(mod, cls)
+        return getattr(mod, cls)
     except AttributeError:
         raise BackendUnavailable(f"backend {name!r}: {module} has no {cls}") from None
-    return factory(**options)
+
+
+def with_binding_modes() -> list[str]:
+    """Names of the backends that offer several binding modes (``binding=``)."""
+    names = []
+    for name in _BACKENDS:
+        try:
+            if backend_class(name).binding_modes:
+                names.append(name)
+        except BackendUnavailable:
+            continue
+    return names
+
+
+def get_backend(name: str, **options: Any):
+    """A backend instance by name; ``options`` go to its constructor (e.g. ``binding=``)."""
+    return backend_class(name)(**options)

@@ -1,13 +1,17 @@
-"""dymu_rt.compile: from a trained run to a bundle (DESIGN.md §2 steps 2-5, §4).
+"""dymu_rt.compile: from a trained run to a bundle (DESIGN.md §2 steps 2-5, §4). Needs the
+``[train]`` extra (torch, onnx); imports :mod:`dymu_rt.backends` and :mod:`dymu_rt.bundle`.
 
 * ``architecture``  the tree IR (:class:`Architecture`, topology ids salted by the model
   structure) and :func:`materialize` (static module of the used nodes).
-* ``fold``          BN folding, one walk over ConvBNs; the same formula on raw tensors
-  (:func:`bind_slot_weights`) for binding a preference's weights by name.
+* ``fold``          BN folding, one walk over ConvBNs (the formula itself, on arrays, is
+  :mod:`dymu_rt.models.fold`, which the runtime binds weights with).
 * ``export``        ONNX export of topology graphs and of the controller.
 * ``weights``       the bundle's shared weight file: graphs at the anchor, tensors stored once
   and referenced as ONNX external data.
-* ``build``         :func:`build_bundle`: grid -> topologies -> graphs, atomic and resumable.
-* ``bundle``        bundle layout, :func:`read_manifest`, :func:`verify_bundle`.
-* ``describe``, ``resource_map``  what ``dymu-rt inspect`` and ``dymu-rt plot`` show.
+* ``build``         :func:`build_bundle`: grid -> topologies -> graphs (-> engines for
+  backends that build ahead), atomic, journaled and resumable.
+* ``calibrate``     INT8 calibration sets and Q/DQ graphs per topology (the manifest's
+  ``int8`` section).
+* ``describe``      what ``dymu-rt inspect`` shows for a preset or a run (bundles:
+  :mod:`dymu_rt.bundle.summary`).
 """

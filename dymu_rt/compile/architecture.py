@@ -21,10 +21,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from dymu_rt.control.preference import make_preference
 from dymu_rt.models.anchor import AnchorNet, node_name
 from dymu_rt.models.cost import CostModel
 from dymu_rt.models.layers import modulated_bns
 from dymu_rt.models.tree import ancestor, canonicalize, topology_id, used_nodes, validate_parents
+from dymu_rt.train.checkpoint import RunDir
 
 
 def topology_salt(preset) -> str:
@@ -41,7 +43,6 @@ def topology_salt(preset) -> str:
 @dataclasses.dataclass(frozen=True)
 class Architecture:
     """One topology: canonical parent table, id, served tasks and cost at batch 1."""
-
     parents: tuple[tuple[int, ...], ...]
     id: str
     tasks: tuple[str, ...]
@@ -164,7 +165,6 @@ def preference_tensors(r: Sequence[float], c: float,
     simplex with ``n_tasks`` entries — default: as many as given —, c in [0, 1]); a bad
     preference raises :class:`~dymu_rt.errors.ValidationError`.
     """
-    from dymu_rt.control.preference import make_preference
 
     if n_tasks is None:
         try:
@@ -183,7 +183,6 @@ def materialize_run(run, r: Sequence[float], c: float) -> tuple[Architecture, Ma
     trained weight hypernet the anchor's BNs are used unmodulated. (r, c) is validated
     (:func:`preference_tensors`): a bad preference raises ValidationError.
     """
-    from dymu_rt.train.checkpoint import RunDir
 
     run = run if isinstance(run, RunDir) else RunDir(run)
     rt, ct = preference_tensors(r, c, len(run.preset().tasks))   # refuse a bad (r, c) before loading

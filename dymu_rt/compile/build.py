@@ -42,7 +42,12 @@ import numpy as np
 import torch
 
 from dymu_rt import __version__
-from dymu_rt.compile import bundle as B
+from dymu_rt.backends.base import EngineRequest
+from dymu_rt.backends.devices import load_profile
+from dymu_rt.backends.registry import DEFAULT_BACKEND, backend_class, get_backend
+from dymu_rt.bundle import layout as B
+from dymu_rt.bundle.manifest import Manifest, write_manifest
+from dymu_rt.bundle.sections import engines_dir
 from dymu_rt.compile.architecture import (
     Architecture,
     materialize,
@@ -51,10 +56,17 @@ from dymu_rt.compile.architecture import (
 )
 from dymu_rt.compile.fold import bn_eps, fold_bn, fold_params
 from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, TensorStore, write_store
-from dymu_rt.errors import BackendUnavailable, BundleError, CheckpointError, ValidationError
+from dymu_rt.errors import BundleError, CheckpointError, ValidationError
 from dymu_rt.utils.io import atomic_path, atomic_write_json, read_json, sha256_file
+from dymu_rt.compile.export import export_hypernet
+from dymu_rt.compile.export import export_tree
+from dymu_rt.compile.export import export_tree_model
+from dymu_rt.control.preference import grid
+from dymu_rt.models.cost import CostModel
+from dymu_rt.models.tree import identity_table
+from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.utils.progress import make_progress
 
-BACKENDS = ("onnxruntime", "tensorrt")
 
 
 # -- checks that must happen before anything is written ----------------------------------------
@@ -68,26 +80,17 @@ def describe_training_data(data) -> str:
 
 
 def check_backend(backend: str, profile: Optional[str]):
-    """Validate the backend (and profile) up front; TensorRT must be usable on this machine.
+    """Validate the backend (and profile) up front; the backend must be usable on this machine.
 
     Returns the loaded DeviceProfile or None.
     """
-    if backend not in BACKENDS:
-        raise ValidationError(f"unknown backend '{backend}'; expected one of {', '.join(BACKENDS)}")
-    if backend == "tensorrt":
-        try:
-            from dymu_rt.backends.tensorrt import check_available
-        except ImportError as e:
-            raise BackendUnavailable(f"TensorRT backend is not available on this machine ({e}); "
-                                     "use --backend onnxruntime") from None
-        check_available()
-        if profile is None:
-            raise ValidationError("--backend tensorrt needs --profile NAME (a TensorRT device profile, e.g. "
-                                  "jetson-orin-nano; see `dymu-rt profiles`)")
+    cls = backend_class(backend)
+    cls.check_available()
+    if cls.needs_profile and profile is None:
+        raise ValidationError(f"--backend {backend} needs --profile NAME (a {backend} device profile; see "
+                              "`dymu-rt profiles`)")
     if profile is None:
         return None
-    from dymu_rt.backends.profile import load_profile
-
     prof = load_profile(profile)
     if prof.backend != backend:
         raise ValidationError(f"profile '{prof.name}' is for backend '{prof.backend}', not '{backend}'")
@@ -123,7 +126,6 @@ def export_topology(anchor, parents, path: Path, store: TensorStore) -> str:
     """Materialize tree ``parents`` at the anchor (BN deltas 0), fold, export with its
     weights referenced in ``store``; returns the graph file's sha256."""
     tree = fold_bn(materialize(anchor, parents))
-    from dymu_rt.compile.export import export_tree
 
     export_tree(tree, path, anchor.input_size, anchor.task_names, store=store)
     return sha256_file(path)
@@ -137,8 +139,6 @@ def write_anchor_store(anchor, path: Path) -> TensorStore:
     Every topology is a sub-tree of the full tree with the same module paths, so every
     topology graph finds its tensors here by name.
     """
-    from dymu_rt.compile.export import export_tree_model
-    from dymu_rt.models.tree import identity_table
 
     full = fold_bn(materialize(anchor, identity_table(anchor.num_layers, anchor.num_tasks)))
     model = export_tree_model(full, anchor.input_size, anchor.task_names)
@@ -149,7 +149,6 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(run_dir: str, store: dict) -> None:
-    from dymu_rt.train.checkpoint import RunDir
 
     torch.set_num_threads(1)
     _, anchor, _, _ = RunDir(run_dir).load_all()
@@ -181,7 +180,7 @@ def _file_done(out: Path, journal: dict, rel: str) -> bool:
     return digest is not None and (out / rel).is_file() and sha256_file(out / rel) == digest
 
 
-def _prepare_out(out: Path, fingerprint: str) -> Optional[dict[str, Any]]:
+def _prepare_out(out: Path, fingerprint: str) -> Optional[Manifest]:
     """Return the manifest if ``out`` already holds this exact build; else make ``out`` ready."""
     if out.exists() and not out.is_dir():
         raise ValidationError(f"--out {out} exists and is not a directory")
@@ -190,16 +189,16 @@ def _prepare_out(out: Path, fingerprint: str) -> Optional[dict[str, Any]]:
             manifest = B.read_manifest(out)
         except BundleError:
             manifest = None
-        same = manifest is not None and manifest.get("build", {}).get("fingerprint") == fingerprint
+        same = manifest is not None and manifest.build_info.get("fingerprint") == fingerprint
         if same:
             try:
                 return B.verify_bundle(out)
             except BundleError:
                 # Same build, some file damaged or missing: keep the intact files (their
                 # hashes are re-checked before reuse) and rebuild the rest.
-                journal = {"fingerprint": fingerprint, "files": B.manifest_files(manifest)}
-                if isinstance(manifest.get("weights"), dict) and "tensors" in manifest["weights"]:
-                    journal["weights"] = _store_json(manifest["weights"])
+                journal = {"fingerprint": fingerprint, "files": manifest.files()}
+                if manifest.weights is not None and "tensors" in manifest.weights:
+                    journal["weights"] = _store_json(dict(manifest.weights))
                 atomic_write_json(out / B.JOURNAL, journal)
         # Drop the manifest first, so that no manifest ever points at files this build is
         # about to replace.
@@ -211,7 +210,7 @@ def _prepare_out(out: Path, fingerprint: str) -> Optional[dict[str, Any]]:
 
 
 def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | None = None,
-                 backend: str = "onnxruntime", profile: Optional[str] = None, workers: int = 1,
+                 backend: str = DEFAULT_BACKEND, profile: Optional[str] = None, workers: int = 1,
                  progress: bool = True,
                  on_topology: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
     """Build a bundle from a trained run over a preference grid; returns a summary dict.
@@ -226,8 +225,6 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
     if not isinstance(workers, int) or workers < 1:
         raise ValidationError(f"--workers must be a positive integer, got {workers!r}")
     prof = check_backend(backend, profile)
-    from dymu_rt.control.preference import grid
-    from dymu_rt.train.checkpoint import RunDir
 
     run = RunDir(run_dir)
     cfg = run.read_config()
@@ -264,8 +261,6 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
         shutil.rmtree(out / B.GRAPHS_DIR, ignore_errors=True)
         _clear_engines(out)
 
-    from dymu_rt.models.cost import CostModel
-    from dymu_rt.utils.progress import make_progress
 
     salt = topology_salt(preset)
     cost = CostModel(anchor)
@@ -308,7 +303,7 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
 
         engines: dict[str, Any] = {}
         n_engines = 0
-        if backend == "tensorrt":
+        if backend_class(backend).builds_ahead:
             engines, n_engines = _compile_engines(out, journal, list(archs), prof, bar)
 
     counts: dict[str, int] = {}
@@ -348,7 +343,7 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
         "build": {"fingerprint": fingerprint, "backend": backend, "profile": prof.name if prof else None,
                   "run_dir": str(run_dir)},
     }
-    atomic_write_json(out / B.MANIFEST, manifest)
+    manifest = write_manifest(out, manifest)          # validated against the schema it is read with
     _remove_stale(out, manifest)
     summary = _summary(out, manifest, built=len(todo), seconds=time.perf_counter() - t0, noop=False)
     summary["engines_built"] = n_engines
@@ -359,9 +354,6 @@ def _compile_engines(out: Path, journal: dict, topologies: list[str], prof, bar)
     """Compile every topology's graph with the profile's backend into
     ``engines/<backend>/<profile>/``, journaled (an engine whose file, sidecar and source graph
     are unchanged is reused); returns (the manifest ``engines`` section, engines built)."""
-    from dymu_rt.backends.registry import get_backend
-    from dymu_rt.runtime.bundle import engines_dir
-
     be = get_backend(prof.backend)
     rel_dir = engines_dir(be.name, prof.name)
     (out / rel_dir).mkdir(parents=True, exist_ok=True)
@@ -379,7 +371,7 @@ def _compile_engines(out: Path, journal: dict, topologies: list[str], prof, bar)
         reuse = (rel is not None and _file_done(out, journal, rel) and (out / f"{rel}.json").is_file()
                  and sources.get(rel, graph_sha) == graph_sha)
         if not reuse:
-            rec = be.compile(out / graph_rel, out / rel_dir, prof, tid)
+            rec = be.compile(EngineRequest(out / graph_rel, prof, tid, bundle=out), out / rel_dir)
             rel = f"{rel_dir}/{rec['file']}"
             journal["files"][rel] = rec["sha256"]
             sources[rel] = graph_sha
@@ -423,7 +415,6 @@ def _remove_temporaries(out: Path) -> None:
 def _write_controller(out: Path, journal: dict, anchor, edge, weight, n_tasks: int) -> None:
     from safetensors.torch import save_file
 
-    from dymu_rt.compile.export import export_hypernet
 
     def done(rel: str) -> None:
         journal["files"][rel] = sha256_file(out / rel)
@@ -487,11 +478,11 @@ def _export_parallel(run_dir: Path, jobs: list, workers: int, commit, store: Ten
             raise
 
 
-def _remove_stale(out: Path, manifest: dict) -> None:
+def _remove_stale(out: Path, manifest: Manifest) -> None:
     """Drop graph and engine files no manifest entry names (an engine's companions — its
     sidecar, its precision-converted graph, ``<topology>.*`` next to it — and the timing
     caches stay), then the journal (the build is complete)."""
-    keep = set(B.manifest_files(manifest))
+    keep = set(manifest.files())
     gdir = out / B.GRAPHS_DIR
     if gdir.is_dir():
         for f in gdir.iterdir():
@@ -503,10 +494,10 @@ def _remove_stale(out: Path, manifest: dict) -> None:
     (out / B.JOURNAL).unlink(missing_ok=True)
 
 
-def _summary(out: Path, manifest: dict, built: int, seconds: float, noop: bool) -> dict[str, Any]:
-    g = [t["macs"] / 1e9 for t in manifest["topologies"].values()]
-    return {"out": str(out), "points": len(manifest["points"]), "topologies": len(manifest["topologies"]),
-            "built": built, "reused": len(manifest["topologies"]) - built,
+def _summary(out: Path, manifest: Manifest, built: int, seconds: float, noop: bool) -> dict[str, Any]:
+    g = [t.gmacs for t in manifest.topologies.values()]
+    return {"out": str(out), "points": len(manifest.points), "topologies": len(manifest.topologies),
+            "built": built, "reused": len(manifest.topologies) - built,
             "bundle_bytes": B.bundle_bytes(out), "seconds": seconds,
-            "weights_bytes": manifest.get("weights", {}).get("bytes", 0),
+            "weights_bytes": (manifest.weights or {}).get("bytes", 0),
             "gmacs_min": min(g) if g else 0.0, "gmacs_max": max(g) if g else 0.0, "noop": noop}

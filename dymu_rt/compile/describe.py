@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dymu_rt.bundle.layout import MANIFEST
+from dymu_rt.bundle.summary import UNITS, describe_bundle
 from dymu_rt.errors import ValidationError
 
 
-UNITS = ("gmacs = multiply-accumulates / 1e9 (the paper's 'GFLOPs', fvcore convention); "
-         "gflops = floating-point operations / 1e9 = 2 x MACs / 1e9")
 
 def describe_preset(name: str) -> dict[str, Any]:
     """Tasks, layers, and the cost of the full single-task anchor net (identity tree)."""
@@ -45,40 +45,15 @@ def describe_run(path: str | Path) -> dict[str, Any]:
             "stages": {k: dict(v) for k, v in cfg["stages"].items()}, "method": cfg.get("method", "dymu")}
 
 
-def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, Any]:
-    """Topologies of a bundle with params/GFLOPs and point counts, most points first."""
-    from dymu_rt.compile.bundle import bundle_bytes, read_manifest, verify_bundle
-
-    m = verify_bundle(path, check_hashes) if check_hashes else read_manifest(path)
-    tops = sorted(({"id": tid, "params": t["params"], "macs": t["macs"], "gmacs": t["macs"] / 1e9,
-                    "gflops": 2 * t["macs"] / 1e9,
-                    "n_points": t["n_points"], "file": t["file"]} for tid, t in m["topologies"].items()),
-                  key=lambda t: (-t["n_points"], t["macs"], t["id"]))
-    return {"what": "bundle", "path": str(path), "preset": m["preset"], "trained_on": m.get("trained_on"),
-            "training_data": m.get("training_data"),
-            "tasks": [t["name"] for t in m["tasks"]], "grid": m["grid"], "points": len(m["points"]),
-            "n_topologies": len(tops), "topologies": tops, "bundle_bytes": bundle_bytes(path),
-            "weights_bytes": m.get("weights", {}).get("bytes"),
-            "units": UNITS,
-            "engines": {b: sorted(p) for b, p in m.get("engines", {}).items()},
-            "latency_profiles": sorted(m.get("latency", {})),
-            # An AdaShare / DAG bundle: one fixed architecture (dymu_rt.compile.static).
-            "static": None if not m.get("static") else {
-                "method": m["static"].get("method"), "preference": m["static"].get("preference"),
-                "shared_modules": m["static"].get("shared_modules", []),
-                "nodes": len(m["static"].get("graph", {}).get("nodes", []))}}
-
-
 def describe(target: str) -> dict[str, Any]:
     """Describe ``target``: a bundle directory, a run directory, or a preset name."""
-    from dymu_rt.compile.bundle import MANIFEST
-    from dymu_rt.models.presets import PRESETS, is_preset_name
-
     p = Path(target)
     if p.is_dir() and (p / MANIFEST).is_file():
-        return describe_bundle(p)
+        return describe_bundle(p)                   # torch-free: the base install inspects bundles
     if p.is_dir() and (p / "config.json").is_file():
         return describe_run(p)
+    from dymu_rt.models.presets import PRESETS, is_preset_name
+
     if is_preset_name(target):
         return describe_preset(target)
     raise ValidationError(f"'{target}' is neither a bundle, a run directory nor a preset name "

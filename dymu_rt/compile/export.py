@@ -35,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from dymu_rt.compile.weights import externalize
+from dymu_rt.control.hypernets import export_onnx
 from dymu_rt.utils.io import atomic_path
 
 OPSET = 17
@@ -187,7 +189,6 @@ def export_tree(tree: nn.Module, path: str | Path, input_size: tuple[int, int],
         if store is None:
             onnx.save(model, str(tmp))
         else:
-            from dymu_rt.compile.weights import externalize
 
             if not (path.parent / store.location).is_file():
                 raise FileNotFoundError(f"weights file {store.location} is not next to {path}")
@@ -205,7 +206,6 @@ def export_hypernet(net: nn.Module, n_tasks: int, path: str | Path, output_name:
     this adds graph-surgeon cleanup and the full checker. ``n_tasks`` and ``output_name``
     must match the hypernet (its ``n_tasks`` and ``onnx_output``), or ValueError.
     """
-    from dymu_rt.control.hypernets import export_onnx
 
     if getattr(net, "n_tasks", n_tasks) != n_tasks or getattr(net, "onnx_output", output_name) != output_name:
         raise ValueError(f"export_hypernet: {type(net).__name__} has {getattr(net, 'n_tasks', '?')} tasks and "

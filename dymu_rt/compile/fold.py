@@ -9,9 +9,10 @@ hypernet's (Δγ, Δβ) (zero for plain BNs)::
     W' = W · s[:, None, None, None]
     b' = (β + Δβ) + (b_conv − μ) · s
 
-The same formula, applied to the raw tensors stored in a bundle's ``fold_params``, is
-:func:`bind_slot_weights`: what a runtime uses to bind another preference's weights into a
-topology graph without re-exporting it (docs/INTERFACES.md, "Binding a point's weights").
+The formula itself lives in :mod:`dymu_rt.models.fold` (no torch): applied to the raw
+tensors stored in a bundle's ``fold_params`` (:func:`dymu_rt.models.fold.slot_weights`), it is
+what a runtime uses to bind another preference's weights into a topology graph without
+re-exporting it (docs/INTERFACES.md, "Binding a point's weights").
 
 Only eval-mode semantics are folded (running statistics); folding a module in training
 mode would change what it computes, so it is refused.
@@ -21,25 +22,13 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 
+from dymu_rt.models.fold import fold_conv_bn_tensors
 from dymu_rt.models.layers import ConvBN, ModulatedBatchNorm2d
 
 Deltas = tuple[torch.Tensor, torch.Tensor]
-
-
-def fold_conv_bn_tensors(weight, conv_bias, bn_weight, bn_bias, bn_mean, bn_var, eps: float,
-                         d_gamma=None, d_beta=None):
-    """Folded (W', b') from raw conv + BN tensors (torch tensors or numpy arrays alike)."""
-    gamma = bn_weight if d_gamma is None else bn_weight + d_gamma
-    beta = bn_bias if d_beta is None else bn_bias + d_beta
-    scale = gamma / (bn_var + eps) ** 0.5
-    shape = (-1,) + (1,) * (weight.ndim - 1)
-    w = weight * scale.reshape(shape)
-    b0 = -bn_mean if conv_bias is None else conv_bias - bn_mean
-    return w, beta + b0 * scale
 
 
 @torch.no_grad()
@@ -119,31 +108,3 @@ def bn_eps(anchor) -> float:
     if len(eps) > 1:
         raise ValueError(f"modulated BNs use several eps values {sorted(eps)}; the bundle needs one")
     return eps.pop() if eps else 1e-5
-
-
-def bind_slot_weights(params: Mapping[str, np.ndarray], layout: Sequence[Mapping],
-                      deltas: np.ndarray, eps: float,
-                      slot_names: Optional[Sequence[str]] = None) -> dict[str, np.ndarray]:
-    """Folded initializers ``<name>.conv.weight`` / ``<name>.conv.bias`` for one preference.
-
-    ``params`` is a bundle's fold_params (name -> array), ``layout`` its ``bn_layout``
-    (dicts with name/channels/offset), ``deltas`` the weight hypernet's output [D] for the
-    preference, ``slot_names`` the slots of one topology (default: all). float32 out.
-    """
-    deltas = np.asarray(deltas, dtype=np.float32).reshape(-1)
-    wanted = None if slot_names is None else set(slot_names)
-    out: dict[str, np.ndarray] = {}
-    for s in layout:
-        name = s["name"]
-        if wanted is not None and name not in wanted:
-            continue
-        c, o = int(s["channels"]), int(s["offset"])
-        w, b = fold_conv_bn_tensors(
-            np.asarray(params[f"{name}.weight"], dtype=np.float32),
-            None if f"{name}.conv_bias" not in params else np.asarray(params[f"{name}.conv_bias"], np.float32),
-            np.asarray(params[f"{name}.bn_weight"], np.float32), np.asarray(params[f"{name}.bn_bias"], np.float32),
-            np.asarray(params[f"{name}.bn_mean"], np.float32), np.asarray(params[f"{name}.bn_var"], np.float32),
-            float(eps), deltas[o:o + c], deltas[o + c:o + 2 * c])
-        out[f"{name}.conv.weight"] = np.ascontiguousarray(w, dtype=np.float32)
-        out[f"{name}.conv.bias"] = np.ascontiguousarray(b, dtype=np.float32)
-    return out

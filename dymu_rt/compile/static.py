@@ -9,7 +9,8 @@ step as a grid build's. The manifest is the schema-2 manifest with:
 
 * one topology (id = the graph's hash), no modulated BN slots (nothing to bind: the
   weights are the trained ones), ``weights`` "static";
-* one point (uniform r, ``c`` null) and an empty ``controller`` (no hypernets);
+* no grid points (``points`` [], ``grid.n_points`` 0) and an empty ``controller`` (no
+  hypernets);
 * a ``static`` section: method, graph, shared modules, and the preference contract —
   r is accepted and ignored (every task is served by the one graph), c and latency
   budgets are refused, since nothing could honour them.
@@ -26,9 +27,18 @@ from typing import Any, Optional
 import torch
 
 from dymu_rt import __version__
-from dymu_rt.compile import bundle as B
+from dymu_rt.backends.registry import backend_class
+from dymu_rt.bundle import layout as B
+from dymu_rt.bundle.manifest import write_manifest
+from dymu_rt.compile.build import (_clear_engines, _compile_engines, _prepare_out, _producer, _remove_temporaries,
+                                   _summary, check_backend, describe_training_data)
+from dymu_rt.compile.export import export_tree, export_tree_model
+from dymu_rt.compile.fold import fold_bn
 from dymu_rt.compile.graph import graph_cost
+from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, write_store
+from dymu_rt.train.static import method_of, static_module
 from dymu_rt.utils.io import atomic_write_json, sha256_file
+from dymu_rt.utils.progress import make_progress
 
 PREFERENCE_CONTRACT = ("one static architecture serves every task at once: r is accepted and ignored; "
                        "c (and --latency-budget) cannot be honoured and are refused")
@@ -39,14 +49,6 @@ def build_static_bundle(run, out: Path, backend: str = "onnxruntime", profile: O
                         progress: bool = True) -> dict[str, Any]:
     """Build the bundle of static run ``run`` (a RunDir) into ``out``; returns the summary
     dict of :func:`dymu_rt.compile.build.build_bundle`."""
-    from dymu_rt.compile.build import (_clear_engines, _compile_engines, _prepare_out, _producer,
-                                       _remove_temporaries, _summary, check_backend, describe_training_data)
-    from dymu_rt.compile.export import export_tree, export_tree_model
-    from dymu_rt.compile.fold import fold_bn
-    from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, write_store
-    from dymu_rt.train.static import method_of, static_module
-    from dymu_rt.utils.progress import make_progress
-
     t0 = time.perf_counter()
     out = Path(out)
     prof = check_backend(backend, profile)
@@ -81,10 +83,9 @@ def build_static_bundle(run, out: Path, backend: str = "onnxruntime", profile: O
         atomic_write_json(out / B.JOURNAL, journal)
         bar.update(job, advance=1)
         engines, n_engines = {}, 0
-        if backend == "tensorrt":
+        if backend_class(backend).builds_ahead:
             engines, n_engines = _compile_engines(out, journal, [tid], prof, bar)
         bar.update(job, advance=1)
-    n = len(preset.tasks)
     manifest = {
         "schema_version": B.SCHEMA_VERSION, "kind": B.KIND, "producer": _producer(),
         "preset": preset.name, "preset_config": preset.to_dict(), "trained_on": cfg.get("data"),
@@ -92,11 +93,10 @@ def build_static_bundle(run, out: Path, backend: str = "onnxruntime", profile: O
         "tasks": [{"name": t.name, "kind": t.kind, "out_channels": t.out_channels} for t in preset.tasks],
         "preprocessing": {"input_size": list(preset.input_size), "color": "RGB", "scale": 1 / 255,
                           "mean": list(preset.mean), "std": list(preset.std), "normalize_in_graph": True},
-        "grid": {"step": None, "c_step": None, "n_points": 1}, "topology_salt": "",
-        "num_layers": 0, "bn_delta_size": 0,
-        "points": [{"r": [1.0 / n] * n, "c": None, "topology": tid}],
-        "topologies": {tid: {"parents": None, "params": params, "macs": macs, "gmacs": macs / 1e9,
-                             "file": rel, "sha256": journal["files"][rel], "n_points": 1, "bn_slots": [],
+        "grid": {"step": None, "c_step": None, "n_points": 0}, "topology_salt": "",
+        "num_layers": 0, "bn_delta_size": 0, "points": [],
+        "topologies": {tid: {"parents": [], "params": params, "macs": macs, "gmacs": macs / 1e9,
+                             "file": rel, "sha256": journal["files"][rel], "n_points": 0, "bn_slots": [],
                              "weights": "static"}},
         "controller": {}, "bn_layout": [], "bn_eps": 1e-5,
         "weights": {"file": B.WEIGHTS_FILE, "sha256": store.sha256, "bytes": store.size, "at": "trained",
@@ -108,7 +108,7 @@ def build_static_bundle(run, out: Path, backend: str = "onnxruntime", profile: O
         "build": {"fingerprint": fingerprint, "backend": backend, "profile": prof.name if prof else None,
                   "run_dir": str(run.path)},
     }
-    atomic_write_json(out / B.MANIFEST, manifest)
+    manifest = write_manifest(out, manifest)          # validated against the schema it is read with
     (out / B.JOURNAL).unlink(missing_ok=True)
     summary = _summary(out, manifest, built=1, seconds=time.perf_counter() - t0, noop=False)
     summary["engines_built"] = n_engines

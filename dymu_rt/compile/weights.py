@@ -4,7 +4,7 @@ Why: graphs of different topologies hold the same tensors. Every graph is export
 *anchor* (BN folded with Δγ = Δβ = 0), so a given initializer name (``node3_1.conv1.conv.weight``,
 ``head_semseg.classifier.weight``) has the same value in every topology; a preference's
 weights differ only in the modulated slots, and the runtime binds those by name for every
-point anyway (:func:`dymu_rt.compile.fold.bind_slot_weights`). Embedding the weights in
+point anyway (:func:`dymu_rt.models.fold.slot_weights`). Embedding the weights in
 each graph made bundle size grow by a full weight copy per topology; with the store it
 grows only by the graph structure.
 

@@ -169,17 +169,15 @@ def sample_preferences(n_tasks: int, k: int, rng: np.random.Generator, eta: floa
 
 
 def sample_r(n_tasks: int, rng: np.random.Generator, batch: int | None = None, eta: float = 0.2):
-    """r ~ Dir(eta) as a float32 torch tensor: [N], or [batch, N] when ``batch`` is given.
+    """r ~ Dir(eta) as a float32 array: [N], or [batch, N] when ``batch`` is given
+    (``torch.from_numpy`` makes it a tensor without a copy; this module stays torch-free).
 
     Drawn from the numpy ``rng`` (not torch's global generator) so runs are reproducible
     from one seeded generator.
     """
-    import torch
-
     _check_sampling(n_tasks, 1 if batch is None else batch, eta)
-    r = _dirichlet(rng, n_tasks, 1 if batch is None else batch, eta)
-    t = torch.from_numpy(r.astype(np.float32))
-    return t[0] if batch is None else t
+    r = _dirichlet(rng, n_tasks, 1 if batch is None else batch, eta).astype(np.float32)
+    return r[0] if batch is None else r
 
 
 # -- exact grids -------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from dymu_rt.data.classes import DENSE_TASK_KINDS
+from dymu_rt.tasks.kinds import LABEL_MAP_KINDS
+from dymu_rt.tasks.labels import DENSE_TASK_KINDS
 from dymu_rt.errors import ValidationError
 
 Sample = dict
@@ -72,7 +73,7 @@ def dense_sample(image: np.ndarray, targets: dict[str, np.ndarray],
     out_t, out_m = {}, {}
     for name, t in targets.items():
         kind = DENSE_TASK_KINDS[name]
-        if kind in ("segmentation", "parts"):
+        if kind in LABEL_MAP_KINDS:
             out_t[name] = torch.from_numpy(np.ascontiguousarray(t, dtype=np.int64))
         elif kind == "normals":
             out_t[name] = torch.from_numpy(np.ascontiguousarray(

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from dymu_rt.data.base import DenseDataset, Sample, check_tasks, dense_sample
-from dymu_rt.data.classes import NYU_TASKS, NYU13_CLASSES
+from dymu_rt.tasks.labels import NYU_TASKS, NYU13_CLASSES
 from dymu_rt.data.files import expect_shape, load_npy, require_dir
 from dymu_rt.errors import DataError, ValidationError
 

@@ -36,7 +36,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from dymu_rt.data.base import DenseDataset, Sample, check_tasks, dense_sample
-from dymu_rt.data.classes import (HUMAN_PART_GROUPS_6, PASCAL_CLASSES, PASCAL_PERSON_CLASS_IND,
+from dymu_rt.tasks.labels import (HUMAN_PART_GROUPS_6, PASCAL_CLASSES, PASCAL_PERSON_CLASS_IND,
                                   PASCAL_TASKS)
 from dymu_rt.data.edges import label_edges
 from dymu_rt.data.files import expect_shape, load_image, load_mat

@@ -30,7 +30,7 @@ import numpy as np
 
 from dymu_rt.data import raycast
 from dymu_rt.data.base import DenseDataset, Sample, check_tasks, dense_sample, parse_size
-from dymu_rt.data.classes import NYU_TASKS, PASCAL_TASKS
+from dymu_rt.tasks.labels import NYU_TASKS, PASCAL_TASKS
 from dymu_rt.data.edges import label_edges
 from dymu_rt.data.scene import KIND_CLASSES, LAYOUTS, Scene, sample_scene
 from dymu_rt.errors import ValidationError

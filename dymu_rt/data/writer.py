@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 
 from dymu_rt.data.base import parse_size
-from dymu_rt.data.classes import HUMAN_PART_CLASSES, NYU13_CLASSES, PASCAL_CLASSES
+from dymu_rt.tasks.labels import HUMAN_PART_CLASSES, NYU13_CLASSES, PASCAL_CLASSES
 from dymu_rt.data.scene import LAYOUTS
 from dymu_rt.data.synth import SceneRender, render_index
 from dymu_rt.errors import ValidationError

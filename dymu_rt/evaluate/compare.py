@@ -136,6 +136,33 @@ def evaluate_static(run_dir, n_val: Optional[int] = None, seed: int = 0,
                       "delta_t": "percent; positive = better than single-task"}}
 
 
+def evaluate_static_run(run, n_val: Optional[int] = None, reference=None, seed: int = 0,
+                        single_task=None, plots=None, grid=None, c_grid=None, c=None, trees=(),
+                        progress: bool = True) -> dict:
+    """The ``dymu-rt eval`` use case for an AdaShare / DAG run: options a fixed architecture
+    cannot take are refused, :func:`evaluate_static` runs, ``report.json`` is written to
+    ``plots`` (default ``RUN/eval``); returns the report."""
+    from dymu_rt.utils.io import atomic_write_json
+
+    for flag, value in (("--grid", grid), ("--c-grid", c_grid), ("--c", c), ("--tree", list(trees) or None)):
+        if value is not None:
+            raise ValidationError(f"{flag} does not apply to {run}: it holds one static architecture (no "
+                                  "preferences to sweep)")
+    if n_val is not None and (isinstance(n_val, bool) or not isinstance(n_val, int) or n_val < 1):
+        raise ValidationError(f"--n-val {n_val}: expected an integer >= 1")
+    ref = None
+    if reference is not None:
+        try:
+            ref = [float(v) for v in (reference.split(",") if isinstance(reference, str) else reference)]
+        except ValueError:
+            raise ValidationError(f"--reference {reference!r}: expected comma-separated numbers") from None
+    report = evaluate_static(run, n_val=n_val, seed=seed, reference=ref,
+                             single_task=None if single_task is None else str(single_task), progress=progress)
+    out_dir = Path(plots) if plots is not None else Path(run) / "eval"
+    atomic_write_json(out_dir / "report.json", report)
+    return report
+
+
 def dymu_delta_t(run_dir, cs: Sequence[float] = (0.0, 1.0), n_val: Optional[int] = None, seed: int = 0,
                  single: Optional[dict] = None) -> dict:
     """Δ_T of a DYMU run at uniform r for each c (its own anchor = the single-task nets),

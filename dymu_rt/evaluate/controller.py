@@ -26,12 +26,18 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from dymu_rt.control.hypernets import count_params
+from dymu_rt.control.preference import Preference, grid, parse_c, parse_step, sample_preferences
 from dymu_rt.errors import ValidationError
+from dymu_rt.evaluate.hypervolume import hypervolume
+from dymu_rt.evaluate.uniformity import uniformity
 from dymu_rt.models.cost import CostModel
+from dymu_rt.models.presets import PRESETS
 from dymu_rt.models.tree import topology_id
 from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.common import make_split, make_tasks
 from dymu_rt.train.evaluation import evaluate_tree
+from dymu_rt.train.phn import load_phn_bn
 from dymu_rt.utils.progress import make_progress
 
 
@@ -41,7 +47,6 @@ def _loss_vector(metrics: dict, tasks) -> list[float]:
 
 def _prefs(n_tasks: int, mode: str, n_r: int, cs: Sequence[float], step: Optional[str],
            c_step: Optional[str], seed: int):
-    from dymu_rt.control.preference import Preference, grid, sample_preferences
 
     if mode == "grid":
         return grid(n_tasks, step or "0.25", c_step)
@@ -67,7 +72,6 @@ def resolve_reference(preset, reference: Optional[Sequence[float]] = None) -> tu
     tasks); else (None, :data:`DATA_REFERENCE`) — the caller then takes 1.1 × the worst
     loss it sees. Raises ValidationError for a reference of the wrong length or values.
     """
-    from dymu_rt.models.presets import PRESETS
 
     n = len(preset.tasks)
     names = ",".join(t.name for t in preset.tasks)
@@ -104,10 +108,6 @@ def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Optio
     with c step ``c_step`` (default ``step``); ``cs`` does not apply there. Every argument
     is validated before any evaluation (ValidationError with one line).
     """
-    from dymu_rt.control.hypernets import count_params
-    from dymu_rt.control.preference import parse_c, parse_step, sample_preferences
-    from dymu_rt.evaluate.hypervolume import hypervolume
-    from dymu_rt.evaluate.uniformity import uniformity
 
     if mode not in ("sampled", "grid"):
         raise ValidationError(f"mode = {mode!r}: expected 'sampled' or 'grid'")
@@ -166,7 +166,6 @@ def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Optio
     full = cost.full_cost()
     phn = None
     if run.stage_done("phn-bn"):
-        from dymu_rt.train.phn import load_phn_bn
 
         model = load_phn_bn(run)
         phn_cost = cost.tree_cost(model.parents)

@@ -16,20 +16,26 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
+from dymu_rt.control.preference import Preference, grid_r, make_preference
 from dymu_rt.errors import ValidationError
+from dymu_rt.evaluate.compare import dymu_delta_t
+from dymu_rt.evaluate.controller import evaluate_controller, resolve_reference
+from dymu_rt.evaluate.plots import plot_controllability, plot_resource_usage, plot_trees
+from dymu_rt.evaluate.resource_map import plot_resource_map
+from dymu_rt.models.cost import CostModel
+from dymu_rt.models.tree import topology_id
+from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.utils.io import atomic_write_json
 
 
 def dense_resource_table(edge, cost, task_names, step: str = "0.05",
                          cs=(0.0, 0.25, 0.5, 0.75, 1.0)) -> dict[str, Any]:
     """A manifest-like point table (points, topologies, tasks, grid) of tree GMACs."""
-    from dymu_rt.control.preference import grid_r
-    from dymu_rt.models.tree import topology_id
-
     points, tops = [], {}
     for r in grid_r(len(task_names), step):
         rt = torch.tensor([float(v) for v in r], dtype=torch.float32)
@@ -46,8 +52,6 @@ def dense_resource_table(edge, cost, task_names, step: str = "0.05",
 
 def parse_tree_spec(spec: str, n_tasks: int):
     """A ``--tree`` value "R;C" (e.g. "0.6,0.2,0.2;0.5") as a validated Preference."""
-    from dymu_rt.control.preference import make_preference
-
     if not isinstance(spec, str) or spec.count(";") != 1:
         raise ValidationError(f"--tree {spec!r}: expected 'R;C' with R one preference per task "
                               f"(N={n_tasks}, summing to 1) and C in [0, 1], e.g. "
@@ -73,12 +77,6 @@ def write_eval_plots(run_dir, report: dict[str, Any], out_dir: Path, trees=None)
     c = 0 and 1. Each drawn tree is also recorded in ``report["trees"]`` (r, c, parent
     table, topology id, params, GMACs).
     """
-    from dymu_rt.compile.resource_map import plot_resource_map
-    from dymu_rt.control.preference import Preference
-    from dymu_rt.evaluate.plots import plot_controllability, plot_resource_usage, plot_trees
-    from dymu_rt.models.cost import CostModel
-    from dymu_rt.models.tree import topology_id
-    from dymu_rt.train.checkpoint import RunDir
 
     out_dir = Path(out_dir)
     run = RunDir(run_dir)
@@ -115,3 +113,55 @@ def write_eval_plots(run_dir, report: dict[str, Any], out_dir: Path, trees=None)
     rows = [(row["r"], row["c"], [row["metrics"][t]["loss"] for t in names]) for row in report["preferences"]]
     files.append(plot_controllability(rows, out_dir / "controllability.png", task_names=names))
     return [str(f) for f in files]
+
+
+def evaluate_run(run, grid: Optional[str] = None, c_grid: Optional[str] = None, n_r: int = 20,
+                 c: Optional[str | Sequence[float]] = None, n_val: Optional[int] = None, n_cost: int = 1000,
+                 reference: Optional[str | Sequence[float]] = None, trees: Sequence[str] = (),
+                 plots: Optional[Path] = None, seed: int = 0, progress: bool = True,
+                 single_task=None) -> dict[str, Any]:
+    """The ``dymu-rt eval`` use case: evaluate a run's controller, draw its plots, write
+    ``report.json``; returns the report (its ``plots`` key lists the PNGs).
+
+    Every argument is checked before the (long) evaluation starts. ``grid`` / ``c_grid``:
+    evaluate a preference grid of these steps; otherwise ``n_r`` sampled r at each c of
+    ``c`` (comma-separated text or numbers; default 0, 1). ``reference``: the HV
+    reference point (comma-separated text or numbers, one loss per task). ``trees``: "R;C"
+    preferences whose predicted trees are drawn. ``plots``: the output folder (default
+    ``RUN/eval``).
+    """
+
+    if single_task is not None:
+        raise ValidationError("--single-task applies to AdaShare/DAG runs; a DYMU run's own anchor is its "
+                              "single-task reference")
+    for flag, value in (("--n-r", n_r), ("--n-cost", n_cost), ("--n-val", n_val)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValidationError(f"{flag} {value}: expected an integer >= 1")
+    if grid is not None and c is not None:
+        raise ValidationError("--c applies to sampled preferences; with --grid give the c step as --c-grid")
+    if grid is None and c_grid is not None:
+        raise ValidationError("--c-grid applies to --grid only; for sampled preferences use --c")
+    cs = None
+    if grid is None:
+        cs = [v for v in (c if c is not None else "0,1").split(",") if v.strip()] if isinstance(c, (str, type(None))) \
+            else list(c)
+        if not cs:
+            raise ValidationError(f"--c {c!r}: expected comma-separated values in [0, 1]")
+    ref = None
+    if reference is not None:
+        try:
+            ref = [float(v) for v in (reference.split(",") if isinstance(reference, str) else reference)]
+        except ValueError:
+            raise ValidationError(f"--reference {reference!r}: expected comma-separated numbers") from None
+    preset = RunDir(run).preset()
+    resolve_reference(preset, ref)
+    picks = [parse_tree_spec(t, len(preset.tasks)) for t in trees or []]
+    report = evaluate_controller(run, mode="grid" if grid else "sampled", n_r=n_r, cs=cs, step=grid,
+                                 c_step=c_grid, n_val=n_val, n_cost=n_cost, seed=seed, reference=ref,
+                                 progress=progress)
+    out_dir = Path(plots) if plots is not None else Path(run) / "eval"
+    report["plots"] = write_eval_plots(run, report, out_dir, trees=picks)
+    # Δ_T (Choi & Im eqs. 10-11) at uniform r for c = 0 and 1, against this run's anchor.
+    report["delta_t"] = dymu_delta_t(run, (0.0, 1.0), n_val=n_val, seed=seed, single=report["single_task"])
+    atomic_write_json(out_dir / "report.json", report)
+    return report

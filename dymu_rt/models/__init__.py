@@ -1,10 +1,24 @@
-"""Models: backbones split into nodes, heads, the anchor net, costs and presets."""
+"""Models: backbones split into nodes, heads, the anchor net, costs and presets.
 
-from dymu_rt.models.anchor import AnchorNet, BNSlot, TaskSpec, node_name
-from dymu_rt.models.backbones import BackboneSpec
-from dymu_rt.models.cost import Cost, CostModel
-from dymu_rt.models.heads import HeadSpec
-from dymu_rt.models.presets import PRESETS, Preset, get_preset
+Also the torch-free parts a runtime needs: :mod:`~dymu_rt.models.tree` (parent tables,
+canonical topology ids) and :mod:`~dymu_rt.models.fold` (the BN-folding formula on
+arrays). The names below are loaded on first use (PEP 562), so importing one of those
+submodules never imports torch.
+"""
 
-__all__ = ["AnchorNet", "BNSlot", "TaskSpec", "node_name", "BackboneSpec", "Cost", "CostModel",
-           "HeadSpec", "PRESETS", "Preset", "get_preset"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "AnchorNet": "anchor", "BNSlot": "anchor", "TaskSpec": "anchor", "node_name": "anchor",
+    "BackboneSpec": "backbones", "Cost": "cost", "CostModel": "cost", "HeadSpec": "heads",
+    "PRESETS": "presets", "Preset": "presets", "get_preset": "presets",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """A preference's BN weights for one topology, from ``fold_params`` and the weight hypernet.
 
 docs/INTERFACES.md "Binding": s = (γ+Δγ)/σ, W' = W·s, b' = (β+Δβ) + (b_conv − μ)·s. The
-formula itself lives in :func:`dymu_rt.compile.fold.fold_conv_bn_tensors`; this module only
+formula itself lives in :func:`dymu_rt.models.fold.fold_conv_bn_tensors` (no torch); this module only
 shapes its results for the two kinds of engine (``OrtEngine.weight_kind``):
 
 * ``folded``: ``<slot>.conv.weight`` = W', ``<slot>.conv.bias`` = b';
@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dymu_rt.errors import BundleError
+from dymu_rt.models import fold
 
 
 def load_fold_params(path: Path) -> dict[str, np.ndarray]:
@@ -37,28 +38,9 @@ def raw_weights(params: Mapping[str, np.ndarray], slots: Sequence[str]) -> dict[
 
 def slot_weights(params: Mapping[str, np.ndarray], layout: Sequence[Mapping], deltas: np.ndarray,
                  eps: float, slots: Sequence[str], kind: str) -> dict[str, np.ndarray]:
-    """Weights of ``slots`` at BN deltas ``deltas`` [D], for an engine of ``kind``."""
-    from dymu_rt.compile.fold import fold_conv_bn_tensors
-
-    deltas = np.asarray(deltas, np.float32).reshape(-1)
-    wanted = set(slots)
-    out: dict[str, np.ndarray] = {}
-    for s in layout:
-        name = s["name"]
-        if name not in wanted:
-            continue
-        c, o = int(s["channels"]), int(s["offset"])
-        w = params[f"{name}.weight"]
-        if kind == "affine":
-            w = np.ones((w.shape[0],), np.float32)
-        w2, b2 = fold_conv_bn_tensors(
-            w, params.get(f"{name}.conv_bias"), params[f"{name}.bn_weight"], params[f"{name}.bn_bias"],
-            params[f"{name}.bn_mean"], params[f"{name}.bn_var"], float(eps),
-            deltas[o:o + c], deltas[o + c:o + 2 * c])
-        key_w, key_b = ("scale", "shift") if kind == "affine" else ("conv.weight", "conv.bias")
-        out[f"{name}.{key_w}"] = np.ascontiguousarray(w2, np.float32)
-        out[f"{name}.{key_b}"] = np.ascontiguousarray(b2, np.float32)
-    missing = wanted - {s["name"] for s in layout}
-    if missing:
-        raise BundleError(f"topology names BN slots {sorted(missing)[:3]} that bn_layout lacks; rebuild the bundle")
-    return out
+    """Weights of ``slots`` at BN deltas ``deltas`` [D], for an engine of ``kind``
+    (:func:`dymu_rt.models.fold.slot_weights`; a slot missing from the layout is a BundleError)."""
+    try:
+        return fold.slot_weights(params, layout, deltas, eps, slots, kind)
+    except KeyError as e:
+        raise BundleError(f"topology names BN slots that bn_layout lacks ({e}); rebuild the bundle") from None

@@ -1,8 +1,10 @@
 """The bundle's controller at run time: edge hypernet -> exact tree, weight hypernet -> BN deltas.
 
 Both hypernets are small ONNX graphs (inputs ``r`` [1, N], ``c`` [1, 1]) run with ONNX
-Runtime on the CPU whatever the inference backend, so a preference off the grid gets the
-tree and weights the trained controller really predicts for it (DESIGN.md §2).
+Runtime on the CPU whatever the inference backend (no torch on the device), so a preference
+off the grid gets the tree and weights the trained controller really predicts for it
+(DESIGN.md §2); tests/runtime/test_runtime_controller.py checks them against the torch
+hypernets (same tree, deltas within 1e-5).
 """
 
 from __future__ import annotations
@@ -36,9 +38,13 @@ class Controller:
     def _feeds(r, c) -> dict[str, np.ndarray]:
         return {"r": np.asarray(r, np.float32).reshape(1, -1), "c": np.asarray([[c]], np.float32)}
 
+    def logits(self, r, c) -> np.ndarray:
+        """The edge hypernet's parent logits [L-1, N, N] for (r, c)."""
+        return self._edge.run(None, self._feeds(r, c))[0]
+
     def tree(self, r, c) -> np.ndarray:
         """Canonical parent table (L, N) of the maximum-likelihood tree for (r, c)."""
-        logits = self._edge.run(None, self._feeds(r, c))[0]
+        logits = self.logits(r, c)
         L, N = self.num_layers, self.n_tasks
         if logits.shape != (L - 1, N, N):
             raise BundleError(f"edge hypernet gives logits of shape {logits.shape}, expected {(L - 1, N, N)}")

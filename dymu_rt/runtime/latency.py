@@ -17,6 +17,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from dymu_rt.bundle.manifest import Manifest
+from dymu_rt.bundle.sections import latency_table
+from dymu_rt.control.preference import parse_r
 from dymu_rt.errors import ValidationError
 
 
@@ -61,15 +64,13 @@ def time_engine(run: Callable[[], Any], iters: int, warmup: int) -> dict[str, fl
     return percentiles(ms)
 
 
-def choose_for_budget(manifest: Mapping, profile: str, r, budget_ms, n_tasks: int,
+def choose_for_budget(manifest: Manifest, profile: str, r, budget_ms, n_tasks: int,
                       normalize: bool = False) -> dict[str, Any]:
     """For task preference ``r`` (or the nearest grid r, L1 distance), the smallest grid c whose
     topology's measured p50 on ``profile`` is within ``budget_ms``.
 
     Returns {r (grid r used), r_snapped (bool), c, topology, p50_ms, budget_ms}.
     """
-    from dymu_rt.control.preference import parse_r
-
     try:
         budget = float(budget_ms)
     except (TypeError, ValueError):
@@ -77,14 +78,14 @@ def choose_for_budget(manifest: Mapping, profile: str, r, budget_ms, n_tasks: in
     if not (math.isfinite(budget) and budget > 0):
         raise ValidationError(f"latency budget {budget_ms!r} ms is invalid; expected a number of milliseconds > 0")
     r = parse_r(r, n_tasks, normalize=normalize)
-    table = manifest.get("latency", {}).get(profile)
+    table = latency_table(manifest, profile)
     if not table:
         raise ValidationError(f"the bundle has no latency table for profile '{profile}'; "
                               f"run `dymu-rt profile --profile {profile}` on this device first")
-    grid_rs = sorted({tuple(p["r"]) for p in manifest["points"]})
+    grid_rs = sorted({p.r for p in manifest.points})
     dist = [sum(abs(a - b) for a, b in zip(g, r)) for g in grid_rs]
     r_grid = grid_rs[int(np.argmin(dist))]
-    cands = sorted((p for p in manifest["points"] if tuple(p["r"]) == r_grid), key=lambda p: p["c"])
+    cands = sorted((p for p in manifest.points if p.r == r_grid), key=lambda p: p.c)
     # A single image is run at batch 1: rows timed at another batch say nothing about it.
     rows = {tid: row for tid, row in table.items() if int(row.get("batch", 1)) == 1}
     if not rows:
@@ -92,14 +93,31 @@ def choose_for_budget(manifest: Mapping, profile: str, r, budget_ms, n_tasks: in
         raise ValidationError(f"the latency table for profile '{profile}' was measured at batch "
                               f"{','.join(map(str, batches))}, not 1; run `dymu-rt profile --profile {profile} "
                               "--batch 1` for a single-image latency budget")
-    timed = [(p, rows[p["topology"]]["p50_ms"]) for p in cands if p["topology"] in rows]
+    timed = [(p, rows[p.topology]["p50_ms"]) for p in cands if p.topology in rows]
     if not timed:
         raise ValidationError(f"latency table for profile '{profile}' lacks the topologies of r="
                               f"{','.join(f'{v:g}' for v in r_grid)}; rerun `dymu-rt profile --profile {profile}`")
     for p, ms in timed:
         if ms <= budget:
-            return {"r": list(r_grid), "r_snapped": min(dist) > 1e-9, "c": p["c"], "topology": p["topology"],
+            return {"r": list(r_grid), "r_snapped": min(dist) > 1e-9, "c": p.c, "topology": p.topology,
                     "p50_ms": ms, "budget_ms": budget}
     fastest = min(timed, key=lambda t: t[1])
     raise ValidationError(f"no topology for r={','.join(f'{v:g}' for v in r_grid)} fits {budget:g} ms on "
-                          f"'{profile}'; the fastest is {fastest[1]:.3g} ms (c={fastest[0]['c']:g})")
+                          f"'{profile}'; the fastest is {fastest[1]:.3g} ms (c={fastest[0].c:g})")
+
+
+def profile_rows(manifest: Manifest, table: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of a latency table joined with each topology's cost, fastest first: topology,
+    n_points, gmacs, gflops, params, the table's columns and ``achieved_gflop_s`` (2 FLOPs
+    per MAC x batch, at p50)."""
+    counts: dict[str, int] = {}
+    for p in manifest.points:
+        counts[p.topology] = counts.get(p.topology, 0) + 1
+    rows = []
+    for tid, lat in sorted(table.items(), key=lambda kv: kv[1]["p50_ms"]):
+        t = manifest.topologies[tid]
+        batch = int(lat.get("batch", 1))
+        rows.append({"topology": tid, "n_points": counts.get(tid, 0), "gmacs": t.gmacs, "gflops": t.gflops,
+                     "params": t.params, **lat,
+                     "achieved_gflop_s": t.gflops * batch / (lat["p50_ms"] * 1e-3)})
+    return rows

@@ -1,7 +1,8 @@
 """Pictures of a result: one PNG per task per image, plus a side-by-side overview PNG.
 
-Uses the task library (``dymu_rt.tasks``: ``make_task``, ``Task.postprocess``/``visualize``,
-``overview_image``) so every task kind is drawn the same way everywhere. Files are written
+Uses the torch-free half of the task library (:mod:`dymu_rt.tasks.kinds`: ``make_output``,
+``postprocess``/``visualize``; :func:`dymu_rt.tasks.overview.overview_image`), so every task
+kind is drawn the same way everywhere, and the runtime needs no torch. Files are written
 atomically.
 """
 
@@ -13,15 +14,15 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from dymu_rt.bundle.manifest import TaskEntry
+from dymu_rt.tasks.kinds import LABELLED_KINDS, TaskOutput, make_output
+from dymu_rt.tasks.overview import overview_image
 from dymu_rt.utils.io import atomic_write_bytes
 
 
-def make_tasks(task_specs: Sequence[Mapping]):
-    """Task objects for a manifest's ``tasks`` list."""
-    from dymu_rt.tasks import make_task
-
-    labelled = ("segmentation", "parts", "classification")
-    return [make_task(t["kind"], t["name"], num_classes=t["out_channels"] if t["kind"] in labelled else None)
+def make_tasks(task_specs: Sequence[TaskEntry]) -> list[TaskOutput]:
+    """Task outputs (postprocess + picture, no torch) for a manifest's tasks."""
+    return [make_output(t.kind, t.name, num_classes=t.out_channels if t.kind in LABELLED_KINDS else None)
             for t in task_specs]
 
 
@@ -37,8 +38,6 @@ def write_outputs(image, outputs: Mapping[str, np.ndarray], tasks, out_dir: Path
     ``image`` is the input picture (PIL), ``outputs`` one sample's raw outputs (no batch
     dim). Returns task name (and ``"overview"``) -> file path.
     """
-    from dymu_rt.tasks import overview_image
-
     out_dir = Path(out_dir)
     files, panels = {}, {}
     for task in tasks:

@@ -35,40 +35,28 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.resources
+import os
 import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from dymu_rt.backends.base import Backend, EngineRequest
+from dymu_rt.backends.devices import load_profile
+from dymu_rt.backends.registry import backend_class, check_name, get_backend, with_binding_modes
+from dymu_rt.bundle import sections as S
+from dymu_rt.bundle.layout import CONTROLLER_FILES, is_shipped_bundle
+from dymu_rt.bundle.manifest import Manifest
+from dymu_rt.control.preference import Preference, make_preference, nearest
 from dymu_rt.errors import BundleError, ValidationError
-from dymu_rt.runtime import bundle as RB
 from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
 from dymu_rt.runtime.cache import EngineCache
 from dymu_rt.runtime.controller import Controller
 from dymu_rt.runtime.latency import LatencyWindow, choose_for_budget, time_engine
 from dymu_rt.runtime.preprocess import preprocess
-
-
-def default_bundle_path() -> Path:
-    """The bundle shipped as package data (``dymu_rt/assets/default_bundle``), or a BundleError."""
-    path = Path(str(importlib.resources.files("dymu_rt.assets") / "default_bundle"))
-    if not (path / "manifest.json").is_file():
-        raise BundleError("no --bundle given and no default bundle is installed "
-                          f"(expected {path}); pass --bundle DIR (build one with `dymu-rt build`)")
-    return path
-
-
-def is_shipped_bundle(path) -> bool:
-    """True when ``path`` is the default bundle shipped inside the package (read-only)."""
-    shipped = Path(str(importlib.resources.files("dymu_rt.assets") / "default_bundle"))
-    try:
-        return Path(path).resolve() == shipped.resolve()
-    except OSError:
-        return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,37 +76,37 @@ class _State:
 class Runtime:
     """Preference-switched inference over a bundle (see the module docstring)."""
 
-    def __init__(self, root: Path, manifest: dict, backend, profile, cache_engines: bool) -> None:
-        self.root = root
+    def __init__(self, root: Path, manifest: Manifest, backend: Backend, profile, cache_engines: bool) -> None:
+        self.root = Path(root)
         self.read_only = False            # True for the shipped default bundle (package data)
         self.manifest = manifest
         self.backend = backend
         self.profile = profile
-        self.tasks = manifest["tasks"]
-        self.task_names = [t["name"] for t in self.tasks]
-        self.n_tasks = len(self.tasks)
-        self.preprocessing = manifest["preprocessing"]
+        self.tasks = manifest.tasks
+        self.task_names = manifest.task_names
+        self.n_tasks = manifest.n_tasks
+        self.preprocessing = manifest.preprocessing
         self._cache_engines = cache_engines
-        topo0 = next(iter(manifest["topologies"].values()), None)
-        if topo0 is None:
-            raise BundleError(f"bundle {root} has no topologies")
-        num_layers = int(manifest["num_layers"] if "num_layers" in manifest else len(topo0["parents"]))
-        delta_size = int(manifest.get("bn_delta_size", max(
-            (s["offset"] + 2 * s["channels"] for s in manifest["bn_layout"]), default=0)))
-        ctrl = manifest["controller"]
         # A static bundle (AdaShare / DAG: dymu_rt.compile.static) has one topology and no
         # controller: nothing to switch, nothing to bind.
-        self.static: Optional[dict] = manifest.get("static")
-        self.controller = None if self.static else Controller(
-            root / ctrl["edge_hypernet"]["file"], root / ctrl["weight_hypernet"]["file"],
-            num_layers, self.n_tasks, delta_size, manifest.get("topology_salt", ""))
-        self._params = {} if self.static else load_fold_params(root / ctrl["fold_params"]["file"])
+        self.static: Optional[Mapping[str, Any]] = manifest.static
+        ctrl = manifest.controller
+        if self.static:
+            self.controller, self._params = None, {}
+        else:
+            missing = [k for k in CONTROLLER_FILES if k not in manifest.controller]
+            if missing:
+                raise BundleError(f"bundle {root}: manifest 'controller' lacks {missing}; rebuild the bundle")
+            self.controller = Controller(self.root / ctrl["edge_hypernet"].file,
+                                         self.root / ctrl["weight_hypernet"].file, manifest.num_layers,
+                                         self.n_tasks, manifest.bn_delta_size, manifest.topology_salt)
+            self._params = load_fold_params(self.root / ctrl["fold_params"].file)
         self._engine_files: dict[str, dict] = dict(
-            (RB.check_engines(root, manifest, backend, profile.name) or {}).get("files", {}))
-        self._in_place = bool(getattr(backend, "binds_in_place", False))
+            (S.check_engines(self.root, manifest, backend, profile.name) or {}).get("files", {}))
+        self._in_place = backend.binds_in_place
         self._state: Optional[_State] = None
         self._switch_lock = threading.Lock()
-        # Engines without prepare() (bind in place): runs, binds, loads and evictions.
+        # Engines that bind in place: runs, binds, loads and evictions.
         self._serial_lock = threading.RLock()
         self._bound_keys: dict[str, tuple[Any, tuple]] = {}    # topology -> (engine, key bound in it)
         self.cache = EngineCache(profile.engine_cache_mb * 2**20, self._load_engine,
@@ -134,96 +122,69 @@ class Runtime:
         """Open and validate a bundle on device ``profile`` (name or TOML path).
 
         The backend is the profile's ``backend`` key; ``backend``, when given, must agree.
-        ``binding`` picks the ONNX Runtime binding mode (default ``affine``; see
-        :mod:`dymu_rt.backends.onnxruntime`). ``cache_engines`` writes compiled engines
-        (ORT optimized graphs, TensorRT engines) into the bundle (default: when the bundle
-        folder is writable and not the shipped one). ``rebuild_engines`` discards engines
-        recorded for this backend/profile first (refused for the shipped bundle).
+        ``binding`` picks the binding mode of a backend that has several (ONNX Runtime:
+        default ``affine``; see :mod:`dymu_rt.backends.onnxruntime`). ``cache_engines`` writes
+        compiled engines (ORT optimized graphs, TensorRT engines) into the bundle (default:
+        when the bundle folder is writable and not the shipped one). ``rebuild_engines``
+        discards engines recorded for this backend/profile first (refused for the shipped bundle).
         """
-        from dymu_rt.backends.profile import load_profile
-        from dymu_rt.backends.registry import backend_names, get_backend
-
         root = Path(bundle_dir)
-        if backend is not None and backend not in backend_names():
-            get_backend(backend)                        # raises: unknown backend, with the choices
+        if backend is not None:
+            check_name(backend)                         # unknown backend: one line, with the choices
         prof = load_profile(profile)
         name = backend or prof.backend
         if prof.backend != name:
             raise ValidationError(f"profile '{prof.name}' is for backend '{prof.backend}', not '{name}'")
-        if binding is not None and name != "onnxruntime":
-            raise ValidationError(f"--binding {binding!r} applies to the onnxruntime backend only; profile "
-                                  f"'{prof.name}' uses '{name}'")
         shipped = is_shipped_bundle(root)
         if rebuild_engines and shipped:
             raise ValidationError(f"--rebuild-engines: the shipped default bundle ({root}) is read-only package "
                                   f"data; copy it first (cp -r {root} my-bundle) and pass --bundle my-bundle")
-        be = get_backend(name, **({"binding": binding} if binding else {}))
+        be = _make_backend(name, prof, binding)
         if rebuild_engines and (root / "manifest.json").is_file():
-            RB.update_manifest(root, lambda m: m.get("engines", {}).get(name, {}).pop(prof.name, None))
-            shutil.rmtree(root / RB.engines_dir(name, prof.name), ignore_errors=True)
-        manifest = RB.open_manifest(root)
+            S.update_manifest(root, lambda doc: S.drop_engines(doc, name, prof.name))
+            shutil.rmtree(root / S.engines_dir(name, prof.name), ignore_errors=True)
+        manifest = S.open_manifest(root)
         check_input_shape(prof, manifest, root)
-        if be.name == "onnxruntime":
-            be.check_bundle(root, manifest, prof)       # precision: fp16 refused, int8 needs calibration
+        be.check_bundle(root, manifest, prof)           # e.g. a precision this backend cannot run here
         if cache_engines is None:
-            import os
-
             # The shipped default bundle is package data: never write into it.
             cache_engines = os.access(root, os.W_OK) and not shipped
-        can_cache = be.name != "onnxruntime" or be.disk_cache(prof)     # fp32 affine only
-        rt = cls(root, manifest, be, prof, bool(cache_engines) and can_cache)
+        rt = cls(root, manifest, be, prof, bool(cache_engines) and be.can_cache(prof))
         rt.read_only = shipped
         return rt
 
     # -- engines ---------------------------------------------------------------------------
 
+    def _request(self, topology: str, entry: Optional[dict] = None) -> EngineRequest:
+        topo = self.manifest.topologies[topology]
+        raw = raw_weights(self._params, topo.bn_slots) if self.backend.needs_raw_weights else None
+        return EngineRequest(
+            self.root / topo.file, self.profile, topology, slots=topo.bn_slots, raw_weights=raw,
+            artifact=None if entry is None else self.root / entry["file"],
+            artifact_sha256=None if entry is None else entry.get("sha256"),
+            bundle=self.root, manifest=self.manifest)
+
     def _load_engine(self, topology: str):
-        topo = self.manifest["topologies"][topology]
-        graph = self.root / topo["file"]
-        slots = topo["bn_slots"]
-        if self.backend.name != "onnxruntime":
-            # Compiled engines (TensorRT): the recorded one (hash checked by the backend),
-            # else compile it into the bundle and record it, else build it in memory.
-            entry = self._engine_files.get(topology)
-            if entry is None and self._cache_engines:
-                entry = self._compile(topology)
-            artifact = None if entry is None else {"path": self.root / entry["file"], "sha256": entry["sha256"]}
-            return self.backend.load(graph, artifact, self.profile, topology)
-        artifact = None
+        # The recorded compiled engine (checked by the backend), else compile it into the
+        # bundle and record it (when allowed), else the backend builds it in memory.
         entry = self._engine_files.get(topology)
         if entry is None and self._cache_engines:
             entry = self._compile(topology)
-        if entry is not None:
-            artifact = {"path": self.root / entry["file"]}
-        return self.backend.load(graph, artifact, self.profile, topology,
-                                 raw_weights=raw_weights(self._params, slots), slots=slots)
+        return self.backend.load(self._request(topology, entry))
 
     def _compile(self, topology: str) -> Optional[dict]:
-        """Write the topology's optimized graph into the bundle and record it (best effort:
+        """Write the topology's compiled engine into the bundle and record it (best effort:
         a read-only bundle just runs without the disk cache)."""
-        topo = self.manifest["topologies"][topology]
-        rel_dir = RB.engines_dir(self.backend.name, self.profile.name)
-        kwargs = {}
-        if self.backend.name == "onnxruntime":
-            kwargs = {"raw_weights": raw_weights(self._params, topo["bn_slots"]), "slots": topo["bn_slots"]}
+        rel_dir = S.engines_dir(self.backend.name, self.profile.name)
         try:
-            rec = self.backend.compile(self.root / topo["file"], self.root / rel_dir, self.profile, topology,
-                                       **kwargs)
+            rec = self.backend.compile(self._request(topology), self.root / rel_dir)
         except OSError:
             self._cache_engines = False
             return None
         entry = {"file": f"{rel_dir}/{rec['file']}", "sha256": rec["sha256"]}
         facts = self.backend.device_facts()
-
-        def edit(m: dict) -> None:
-            rec_p = m.setdefault("engines", {}).setdefault(self.backend.name, {}).setdefault(self.profile.name, {})
-            rec_p.update(facts)
-            rec_p["profile"] = self.profile.name
-            if getattr(self.backend, "binding", None) is not None:
-                rec_p["binding"] = self.backend.binding
-            rec_p.setdefault("files", {})[topology] = entry
-
-        self.manifest = RB.update_manifest(self.root, edit)
+        self.manifest = S.update_manifest(self.root, lambda doc: S.record_engine(
+            doc, self.backend.name, self.profile.name, facts, topology, entry, self.backend.binding))
         self._engine_files[topology] = entry
         return entry
 
@@ -232,36 +193,33 @@ class Runtime:
         return self._serial_lock if self._in_place else contextlib.nullcontext()
 
     def _weights(self, engine, topology: str, deltas: np.ndarray) -> dict[str, np.ndarray]:
-        return slot_weights(self._params, self.manifest["bn_layout"], deltas, self.manifest["bn_eps"],
-                            self.manifest["topologies"][topology]["bn_slots"],
-                            getattr(engine, "weight_kind", "folded"))
+        return slot_weights(self._params, self.manifest.bn_layout, deltas, self.manifest.bn_eps,
+                            self.manifest.topologies[topology].bn_slots, engine.weight_kind)
 
     def _bind(self, engine, topology: str, deltas: np.ndarray):
         weights = self._weights(engine, topology, deltas)
-        if hasattr(engine, "prepare"):
-            return engine.prepare(weights)
-        return weights                          # bound in place at run time, serialized
+        if self._in_place:
+            return weights                      # bound in place at run time, serialized
+        return engine.prepare(weights)
 
     # -- preference --------------------------------------------------------------------------
 
     def set_preference(self, r, c, normalize: bool = False) -> dict[str, Any]:
         """Switch to preference (r, c) (validated); returns what ``stats()`` reports about it."""
-        from dymu_rt.control.preference import Preference, make_preference, nearest
-
         if self.static:
             return self._set_static(r, c, normalize)
         pref = make_preference(r, c, self.n_tasks, normalize=normalize)
         with self._switch_lock:
             tid, _ = self.controller.topology(pref.r, pref.c)
             grid_point = None
-            if tid in self.manifest["topologies"]:
+            if tid in self.manifest.topologies:
                 binding, deltas = "exact", self.controller.deltas(pref.r, pref.c)
                 key = (tid, tuple(pref.r), float(pref.c))
             else:
-                points = self.manifest["points"]
-                i = nearest(pref, [Preference(tuple(p["r"]), float(p["c"])) for p in points])
-                grid_point = {"r": list(points[i]["r"]), "c": float(points[i]["c"])}
-                tid, binding = points[i]["topology"], "nearest-grid"
+                points = self.manifest.points
+                i = nearest(pref, [Preference(p.r, p.c) for p in points])
+                grid_point = {"r": list(points[i].r), "c": points[i].c}
+                tid, binding = points[i].topology, "nearest-grid"
                 deltas = self.controller.deltas(grid_point["r"], grid_point["c"])
                 key = (tid, tuple(grid_point["r"]), grid_point["c"])
             with self._guard():
@@ -273,15 +231,13 @@ class Runtime:
 
     def _set_static(self, r, c, normalize: bool) -> dict[str, Any]:
         """A static bundle's one architecture: r is validated and ignored, c refused."""
-        from dymu_rt.control.preference import make_preference
-
         if c is not None:
             raise ValidationError(f"bundle {self.root} holds one static architecture "
                                   f"({self.static.get('method')}): it has no resource control, so c = {c} "
                                   "cannot be honoured; omit c")
         r = tuple(make_preference(r, 0.0, self.n_tasks, normalize=normalize).r) if r is not None else \
             tuple([1.0 / self.n_tasks] * self.n_tasks)
-        tid = next(iter(self.manifest["topologies"]))
+        tid = next(iter(self.manifest.topologies))
         with self._switch_lock:
             with self._guard():
                 engine = self.cache.get(tid)
@@ -305,7 +261,7 @@ class Runtime:
         return preprocess(images, self.preprocessing)
 
     def _check_batch(self, x) -> np.ndarray:
-        h, w = self.preprocessing["input_size"]
+        h, w = self.manifest.input_size
         x = np.asarray(x)
         if x.ndim != 4 or x.shape[1:] != (3, h, w) or x.shape[0] < 1:
             raise ValidationError(f"images have shape {tuple(x.shape)}; expected a float32 batch "
@@ -342,7 +298,7 @@ class Runtime:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _run(self, state: _State, x: np.ndarray) -> dict[str, np.ndarray]:
-        if hasattr(state.engine, "prepare"):
+        if not self._in_place:
             return state.engine.run(x, state.bound)
         with self._serial_lock:
             # Refit only when another preference's weights are bound in this engine.
@@ -358,19 +314,17 @@ class Runtime:
     def stats(self) -> dict[str, Any]:
         """Current topology and its cost, binding, recent latency and engine-cache counters."""
         s = self._state
-        mode = getattr(self.backend, "binding", None)
-        if s is not None and getattr(s.engine, "mode", None) is not None:
+        mode = self.backend.binding
+        if s is not None and s.engine.mode is not None:
             mode = s.engine.mode    # the engine's own: INT8 (Q/DQ) engines bind a session per preference
         out: dict[str, Any] = {"backend": self.backend.name, "profile": self.profile.name,
                                "precision": self.profile.precision, "binding_mode": mode,
                                "latency_ms": self.latency.summary(), "cache": self.cache.stats()}
         if s is not None:
-            topo = self.manifest["topologies"][s.topology]
-            # gmacs = multiply-accumulates / 1e9 (the bundle stores "macs"; the paper's "GFLOPs"
-            # convention); gflops = 2 FLOPs per MAC / 1e9.
+            topo = self.manifest.topologies[s.topology]
             out.update({"topology": s.topology, "r": list(s.r), "c": s.c, "binding": s.binding,
-                        "grid_point": s.grid_point, "parents": topo["parents"], "params": topo["params"],
-                        "macs": topo["macs"], "gmacs": topo["macs"] / 1e9, "gflops": 2 * topo["macs"] / 1e9})
+                        "grid_point": s.grid_point, "parents": [list(row) for row in topo.parents],
+                        "params": topo.params, "macs": topo.macs, "gmacs": topo.gmacs, "gflops": topo.gflops})
         return out
 
     # -- profiling -----------------------------------------------------------------------------
@@ -387,29 +341,26 @@ class Runtime:
         for name, v, lo in (("iters", iters, 1), ("warmup", warmup, 0), ("batch", batch, 1)):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ValidationError(f"--{name} = {v!r}; expected an integer >= {lo}")
-        h, w = self.preprocessing["input_size"]
+        h, w = self.manifest.input_size
         x = np.random.default_rng(0).random((batch, 3, h, w), dtype=np.float32)
         table: dict[str, dict] = {}
-        first = {}
-        for p in self.manifest["points"]:
-            first.setdefault(p["topology"], p)
+        first = self.manifest.first_points()
         # The switch lock: no set_preference meanwhile (its load could evict the engine being
         # timed); the current preference's engine is pinned in the cache and stays usable.
         with self._switch_lock:
-            for tid in self.manifest["topologies"]:
+            for tid in self.manifest.topologies:
                 with self._guard():
                     engine = self.cache.get(tid)
-                p = first.get(tid) or {"r": [1 / self.n_tasks] * self.n_tasks, "c": 0.5}
-                deltas = np.zeros(0, np.float32) if self.static else self.controller.deltas(p["r"], p["c"])
-                state = _State(tuple(p["r"]), p["c"], tid, engine, self._bind(engine, tid, deltas), "exact", None,
-                               (tid, tuple(p["r"]), p["c"]))
+                p = first.get(tid) or Preference(tuple([1 / self.n_tasks] * self.n_tasks), 0.5)
+                deltas = np.zeros(0, np.float32) if self.static else self.controller.deltas(p.r, p.c)
+                state = _State(tuple(p.r), p.c, tid, engine, self._bind(engine, tid, deltas), "exact", None,
+                               (tid, tuple(p.r), float(p.c)))
                 row = time_engine(lambda: self._run(state, x), iters, warmup)
                 table[tid] = {"p50_ms": row["p50_ms"], "p90_ms": row["p90_ms"], "p99_ms": row["p99_ms"],
                               "batch": batch, "iters": iters}
                 if on_topology is not None:
                     on_topology(tid, table[tid])
-        self.manifest = RB.update_manifest(
-            self.root, lambda m: m.setdefault("latency", {}).__setitem__(self.profile.name, table))
+        self.manifest = S.update_manifest(self.root, lambda doc: S.set_latency(doc, self.profile.name, table))
         return table
 
     def close(self) -> None:
@@ -425,8 +376,18 @@ def check_input_shape(profile, manifest, root) -> None:
     if getattr(profile, "shape", None) is None:
         return
     want = [int(v) for v in profile.shape]
-    have = [3, *(int(v) for v in manifest["preprocessing"]["input_size"])]
+    have = [3, *manifest.input_size]
     if want != have:
         raise ValidationError(f"profile '{profile.name}' key 'input.shape' = {want} but bundle {root} takes "
                               f"{have} images (preprocessing.input_size); use a profile for this input size or "
                               "set [input] shape in a copy of the profile")
+
+
+def _make_backend(name: str, profile, binding: Optional[str]) -> Backend:
+    """The backend ``name`` for ``profile``, with binding mode ``binding`` when it offers several."""
+    if binding is None:
+        return get_backend(name)
+    if not backend_class(name).binding_modes:
+        raise ValidationError(f"--binding {binding!r} applies to the {' / '.join(with_binding_modes())} backend "
+                              f"only; profile '{profile.name}' uses '{name}'")
+    return get_backend(name, binding=binding)

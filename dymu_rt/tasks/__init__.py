@@ -4,22 +4,36 @@ One module per kind (``segmentation`` also serves "parts", ``depth``, ``normals`
 ``saliency``, ``edges``, ``classification``) on the contract in ``base``; ``registry``
 builds tasks by kind, ``weights`` holds the paper's loss scales, ``relative`` the
 multi-task Δm, ``overview`` the side-by-side picture of a prediction.
+
+The names below are loaded on first use (PEP 562): the torch-free modules (``kinds``,
+``render``, ``overview``) import without torch.
 """
 
-from dymu_rt.tasks.base import Meter, Task
-from dymu_rt.tasks.classification import ClassificationTask
-from dymu_rt.tasks.depth import DepthTask
-from dymu_rt.tasks.edges import EdgesTask
-from dymu_rt.tasks.normals import NormalsTask
-from dymu_rt.tasks.overview import overview_image
-from dymu_rt.tasks.registry import TASK_KINDS, make_task
-from dymu_rt.tasks.relative import delta_m
-from dymu_rt.tasks.saliency import SaliencyTask
-from dymu_rt.tasks.segmentation import PartsTask, SegmentationTask
-from dymu_rt.tasks.weights import PAPER_LOSS_WEIGHTS, paper_loss_weight
+from __future__ import annotations
 
-__all__ = [
-    "Task", "Meter", "make_task", "TASK_KINDS", "PAPER_LOSS_WEIGHTS", "paper_loss_weight", "delta_m",
-    "overview_image", "SegmentationTask", "PartsTask", "DepthTask", "NormalsTask", "SaliencyTask",
-    "EdgesTask", "ClassificationTask",
-]
+import importlib
+
+_EXPORTS = {
+    "Meter": "base",
+    "Task": "base",
+    "ClassificationTask": "classification",
+    "DepthTask": "depth",
+    "EdgesTask": "edges",
+    "NormalsTask": "normals",
+    "overview_image": "overview",
+    "TASK_KINDS": "registry",
+    "make_task": "registry",
+    "delta_m": "relative",
+    "SaliencyTask": "saliency",
+    "PartsTask": "segmentation",
+    "SegmentationTask": "segmentation",
+    "PAPER_LOSS_WEIGHTS": "weights",
+    "paper_loss_weight": "weights",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

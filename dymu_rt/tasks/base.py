@@ -23,12 +23,11 @@ from __future__ import annotations
 import abc
 from typing import ClassVar, Mapping, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from dymu_rt.errors import DataError, ValidationError
+from dymu_rt.errors import DataError
+from dymu_rt.tasks.kinds import TaskOutput
 
 
 class Meter(abc.ABC):
@@ -43,26 +42,17 @@ class Meter(abc.ABC):
         """The metrics over every batch seen so far (metric name -> value)."""
 
 
-class Task(abc.ABC):
-    """One task of a multi-task net: head size, loss, metrics, postprocessing, picture.
+class Task(TaskOutput):
+    """One task of a multi-task net: its output (:class:`~dymu_rt.tasks.kinds.TaskOutput`:
+    head size, postprocessing, picture) plus loss and metrics.
 
-    Subclasses set the class attributes ``kind``, ``primary_metric`` and
-    ``metric_directions`` (metric name -> True if higher is better); the keys of
-    ``metric_directions`` are exactly the keys a meter's ``compute`` returns.
+    Subclasses set the class attributes ``primary_metric`` and ``metric_directions``
+    (metric name -> True if higher is better); the keys of ``metric_directions`` are
+    exactly the keys a meter's ``compute`` returns.
     """
 
-    kind: ClassVar[str]
     primary_metric: ClassVar[str]
     metric_directions: ClassVar[Mapping[str, bool]]
-
-    def __init__(self, name: str, out_channels: int, loss_weight: float = 1.0) -> None:
-        self.name = name
-        self.out_channels = int(out_channels)
-        self.loss_weight = float(loss_weight)
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(name={self.name!r}, kind={self.kind!r}, "
-                f"out_channels={self.out_channels}, loss_weight={self.loss_weight:g})")
 
     @abc.abstractmethod
     def loss(self, pred: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -71,26 +61,6 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def new_meter(self) -> Meter:
         """A fresh streaming meter for this task's metrics."""
-
-    @abc.abstractmethod
-    def postprocess(self, out: np.ndarray) -> np.ndarray:
-        """Turn ONE raw output ([C, H, W] or [C], no batch dimension) into the task's answer."""
-
-    @abc.abstractmethod
-    def visualize(self, post: np.ndarray) -> Image.Image:
-        """An RGB picture (uint8, PIL) of one postprocessed output."""
-
-    # -- shared checks ---------------------------------------------------------------
-
-    def _check_out(self, out: np.ndarray, ndim: int) -> np.ndarray:
-        """``out`` as a float array of ``ndim`` dims whose first dim is ``out_channels``."""
-        out = np.asarray(out)
-        if out.ndim != ndim or out.shape[0] != self.out_channels:
-            want = "[C, H, W]" if ndim == 3 else "[C]"
-            raise ValidationError(
-                f"task {self.name!r}: raw output has shape {tuple(out.shape)}, expected {want} "
-                f"with C = {self.out_channels} (one sample, no batch dimension)")
-        return out.astype(np.float32, copy=False)
 
 
 # -- tensor helpers shared by the dense kinds ---------------------------------------------

@@ -18,31 +18,22 @@ images). Invalid (0) depth is black.
 
 from __future__ import annotations
 
-from typing import Optional
 
 import numpy as np
 import torch
-from PIL import Image
 
-from dymu_rt.errors import ValidationError
 from dymu_rt.tasks.base import Meter, Task, batch_hw, masked_mean, match_size, nan_if_empty, valid_mask
-from dymu_rt.tasks.render import colorize
+from dymu_rt.tasks.kinds import DepthOutput
 
 DELTA_THRESHOLD = 1.25
 
 
-class DepthTask(Task):
+class DepthTask(DepthOutput, Task):
     """Per-pixel depth regression in metres."""
 
-    kind = "depth"
     primary_metric = "rmse"
     metric_directions = {"abs_err": False, "rel_err": False, "rmse": False, "delta1": True}
 
-    def __init__(self, name: str, loss_weight: float = 1.0,
-                 value_range: Optional[tuple[float, float]] = None, cmap: str = "viridis") -> None:
-        super().__init__(name, 1, loss_weight)
-        self.value_range = _check_range(value_range)
-        self.cmap = cmap
 
     def _prepare(self, pred, target, mask):
         target = batch_hw(target, self).to(pred.device, torch.float32)
@@ -58,34 +49,6 @@ class DepthTask(Task):
 
     def new_meter(self) -> "DepthMeter":
         return DepthMeter(self)
-
-    def postprocess(self, out: np.ndarray) -> np.ndarray:
-        """Raw output [1, H, W] -> depth map [H, W] in metres (negative values clipped to 0)."""
-        return np.clip(self._check_out(out, 3)[0], 0.0, None)
-
-    def visualize(self, post: np.ndarray, value_range: Optional[tuple[float, float]] = None) -> Image.Image:
-        """Depth map [H, W] -> colormapped picture.
-
-        ``value_range`` (near, far) overrides the task's; with neither, the image's own
-        range of valid depths is used.
-        """
-        d = np.asarray(post, dtype=np.float32)
-        if d.ndim == 3 and d.shape[0] == 1:
-            d = d[0]
-        valid = np.isfinite(d) & (d > 0)
-        rng = _check_range(value_range) or self.value_range
-        if rng is None:
-            rng = (float(d[valid].min()), float(d[valid].max())) if valid.any() else (0.0, 1.0)
-        return Image.fromarray(colorize(d, self.cmap, rng[0], rng[1], valid), mode="RGB")
-
-
-def _check_range(value_range):
-    if value_range is None:
-        return None
-    lo, hi = (float(v) for v in value_range)
-    if not hi > lo:
-        raise ValidationError(f"depth value_range {value_range!r} is invalid, expected (near, far) with near < far")
-    return lo, hi
 
 
 class DepthMeter(Meter):

@@ -23,15 +23,13 @@ lower than published ODS-F and comparable only with each other. All in percent.
 
 from __future__ import annotations
 
-from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from dymu_rt.errors import ValidationError
 from dymu_rt.tasks.base import Meter, Task, zero_loss
+from dymu_rt.tasks.kinds import EdgesOutput
 from dymu_rt.tasks.saliency import binary_prepare
 
 
@@ -43,25 +41,12 @@ def dilate(edges: torch.Tensor, radius: int) -> torch.Tensor:
     return F.max_pool2d(x, 2 * radius + 1, stride=1, padding=radius)[:, 0] > 0
 
 
-class EdgesTask(Task):
+class EdgesTask(EdgesOutput, Task):
     """Per-pixel edge probability (one logit)."""
 
-    kind = "edges"
     primary_metric = "f_measure"
     metric_directions = {"f_measure": True, "precision": True, "recall": True}
 
-    def __init__(self, name: str, loss_weight: float = 1.0, pos_weight: Optional[float] = None,
-                 threshold: float = 0.5, tolerance: int = 0) -> None:
-        super().__init__(name, 1, loss_weight)
-        if pos_weight is not None and not 0.0 <= pos_weight <= 1.0:
-            raise ValidationError(f"edges pos_weight {pos_weight!r} is invalid, expected a value in [0, 1] or None")
-        if not 0.0 < threshold < 1.0:
-            raise ValidationError(f"edges threshold {threshold!r} is invalid, expected a value in (0, 1)")
-        if int(tolerance) != tolerance or tolerance < 0:
-            raise ValidationError(f"edges tolerance {tolerance!r} is invalid, expected a whole number of pixels >= 0")
-        self.pos_weight = pos_weight
-        self.threshold = float(threshold)
-        self.tolerance = int(tolerance)
 
     def loss(self, pred, target, mask=None):
         """Class-balanced BCE with logits averaged over valid pixels."""
@@ -76,20 +61,6 @@ class EdgesTask(Task):
 
     def new_meter(self) -> "EdgeMeter":
         return EdgeMeter(self)
-
-    def postprocess(self, out: np.ndarray) -> np.ndarray:
-        """Raw logit [1, H, W] -> edge probability [H, W] in [0, 1] (float32).
-
-        Binarize with ``post >= task.threshold`` for the edges the metrics count.
-        """
-        return (1.0 / (1.0 + np.exp(-self._check_out(out, 3)[0].astype(np.float64)))).astype(np.float32)
-
-    def visualize(self, post: np.ndarray) -> Image.Image:
-        """Edge probability [H, W] -> picture with dark edges on white, like a drawing."""
-        p = np.asarray(post, dtype=np.float32)
-        p = p[0] if p.ndim == 3 else p
-        g = ((1.0 - np.clip(np.nan_to_num(p), 0.0, 1.0)) * 255.0 + 0.5).astype(np.uint8)
-        return Image.fromarray(np.repeat(g[..., None], 3, axis=2), mode="RGB")
 
 
 class EdgeMeter(Meter):

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image
 
 from dymu_rt.tasks.base import Meter, Task, masked_mean, match_size, nan_if_empty, valid_mask
-from dymu_rt.tasks.render import INVALID_COLOR
+from dymu_rt.tasks.kinds import NormalsOutput
 from dymu_rt.errors import DataError
 
 WITHIN_DEGREES = (11.25, 22.5, 30.0)
@@ -30,15 +29,12 @@ def within_key(deg: float) -> str:
     return "within_" + f"{deg:g}".replace(".", "_")
 
 
-class NormalsTask(Task):
+class NormalsTask(NormalsOutput, Task):
     """Per-pixel unit surface normal (camera frame)."""
 
-    kind = "normals"
     primary_metric = "mean"
     metric_directions = {"mean": False, "median": False, **{within_key(d): True for d in WITHIN_DEGREES}}
 
-    def __init__(self, name: str, loss_weight: float = 1.0) -> None:
-        super().__init__(name, 3, loss_weight)
 
     def _prepare(self, pred, target, mask):
         """(cos between unit prediction and target [B, H, W], validity [B, H, W])."""
@@ -62,19 +58,6 @@ class NormalsTask(Task):
 
     def new_meter(self) -> "NormalsMeter":
         return NormalsMeter(self)
-
-    def postprocess(self, out: np.ndarray) -> np.ndarray:
-        """Raw output [3, H, W] -> unit normals [3, H, W] (float32; a 0-vector stays 0)."""
-        v = self._check_out(out, 3)
-        n = np.linalg.norm(v, axis=0, keepdims=True)
-        return np.where(n > 0, v / np.maximum(n, 1e-12), 0.0).astype(np.float32)
-
-    def visualize(self, post: np.ndarray) -> Image.Image:
-        """Unit normals [3, H, W] -> RGB = (n + 1) / 2; 0-vectors (invalid) are black."""
-        n = np.asarray(post, dtype=np.float32)
-        rgb = (np.clip((n.transpose(1, 2, 0) + 1.0) * 0.5, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        rgb[~np.any(n != 0, axis=0)] = INVALID_COLOR
-        return Image.fromarray(rgb, mode="RGB")
 
 
 class NormalsMeter(Meter):

@@ -8,6 +8,9 @@ from typing import Optional
 import numpy as np
 from PIL import ImageFont
 
+from dymu_rt.errors import ValidationError
+from dymu_rt.tasks import colormaps
+
 IGNORE_COLOR = (224, 224, 192)   # -1 labels, as PASCAL VOC draws its "void" border
 INVALID_COLOR = (0, 0, 0)        # invalid depth / normals pixels
 
@@ -34,16 +37,19 @@ def label_palette(n: int = 256) -> np.ndarray:
 
 def colorize(values: np.ndarray, cmap: str, vmin: float, vmax: float,
              valid: Optional[np.ndarray] = None, invalid_color=INVALID_COLOR) -> np.ndarray:
-    """Map a float [H, W] array through a matplotlib colormap to uint8 RGB [H, W, 3].
+    """Map a float [H, W] array through a colormap to uint8 RGB [H, W, 3].
 
     Values are clipped to [vmin, vmax]; pixels where ``valid`` is False get
-    ``invalid_color``.
+    ``invalid_color``. ``cmap`` is one of the bundled maps (:func:`dymu_rt.tasks.colormaps.names`:
+    viridis, magma, ...), matplotlib's exact colors without matplotlib.
     """
-    from matplotlib import colormaps  # imported here: only pictures need matplotlib
-
+    if cmap not in colormaps.names():
+        raise ValidationError(f"colormap {cmap!r} is unknown; expected one of {', '.join(colormaps.names())}")
     span = vmax - vmin if vmax > vmin else 1.0
     t = np.clip((np.nan_to_num(values, nan=vmin) - vmin) / span, 0.0, 1.0)
-    rgb = (colormaps[cmap](t)[..., :3] * 255.0 + 0.5).astype(np.uint8)
+    # matplotlib's own indexing: entry min(int(t * N), N - 1) of its N = 256 table.
+    idx = np.minimum((t * 256).astype(np.int64), 255)
+    rgb = colormaps.lut(cmap)[idx]
     if valid is not None:
         rgb[~valid] = invalid_color
     return rgb

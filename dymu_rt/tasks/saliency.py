@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from dymu_rt.tasks.base import Meter, Task, batch_hw, masked_mean, match_size, valid_mask
+from dymu_rt.tasks.kinds import SaliencyOutput
 
 BETA_SQ = 0.3
 N_THRESHOLDS = 256
@@ -47,15 +47,12 @@ def binary_iou(confusion: np.ndarray) -> float:
     return float(100.0 * (tp[present] / union[present]).mean()) if present.any() else float("nan")
 
 
-class SaliencyTask(Task):
+class SaliencyTask(SaliencyOutput, Task):
     """Per-pixel salient-object probability (one logit)."""
 
-    kind = "saliency"
     primary_metric = "max_f"
     metric_directions = {"max_f": True, "miou": True}
 
-    def __init__(self, name: str, loss_weight: float = 1.0) -> None:
-        super().__init__(name, 1, loss_weight)
 
     def loss(self, pred, target, mask=None):
         """Binary cross-entropy with logits, averaged over valid pixels."""
@@ -65,17 +62,6 @@ class SaliencyTask(Task):
 
     def new_meter(self) -> "SaliencyMeter":
         return SaliencyMeter(self)
-
-    def postprocess(self, out: np.ndarray) -> np.ndarray:
-        """Raw logit [1, H, W] -> saliency probability [H, W] in [0, 1] (float32)."""
-        return (1.0 / (1.0 + np.exp(-self._check_out(out, 3)[0].astype(np.float64)))).astype(np.float32)
-
-    def visualize(self, post: np.ndarray) -> Image.Image:
-        """Probability map [H, W] -> grey RGB picture (white = salient)."""
-        p = np.asarray(post, dtype=np.float32)
-        p = p[0] if p.ndim == 3 else p
-        g = (np.clip(np.nan_to_num(p), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        return Image.fromarray(np.repeat(g[..., None], 3, axis=2), mode="RGB")
 
 
 class SaliencyMeter(Meter):

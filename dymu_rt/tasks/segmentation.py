@@ -19,11 +19,10 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from dymu_rt.errors import DataError
 from dymu_rt.tasks.base import Meter, Task, match_size, valid_mask, zero_loss
-from dymu_rt.tasks.render import IGNORE_COLOR, label_palette
+from dymu_rt.tasks.kinds import PartsOutput, SegmentationOutput
 
 IGNORE_INDEX = -1
 
@@ -48,16 +47,12 @@ def _labels_and_valid(task: "SegmentationTask", pred: torch.Tensor, target: torc
     return pred, target, valid
 
 
-class SegmentationTask(Task):
+class SegmentationTask(SegmentationOutput, Task):
     """Per-pixel classification into ``num_classes`` labels (-1 = ignore)."""
 
-    kind = "segmentation"
     primary_metric = "miou"
     metric_directions = {"miou": True, "pixel_acc": True}
 
-    def __init__(self, name: str, num_classes: int, loss_weight: float = 1.0) -> None:
-        super().__init__(name, num_classes, loss_weight)
-        self.num_classes = int(num_classes)
 
     def loss(self, pred, target, mask=None):
         """Cross-entropy averaged over valid, non-ignored pixels."""
@@ -71,23 +66,9 @@ class SegmentationTask(Task):
     def new_meter(self) -> "ConfusionMeter":
         return ConfusionMeter(self)
 
-    def postprocess(self, out: np.ndarray) -> np.ndarray:
-        """Raw logits [C, H, W] -> label map [H, W] (int64, argmax over classes)."""
-        return self._check_out(out, 3).argmax(axis=0).astype(np.int64)
 
-    def visualize(self, post: np.ndarray) -> Image.Image:
-        """Label map [H, W] -> palette picture; -1 (ignore, e.g. in a ground truth) is light grey."""
-        labels = np.asarray(post).astype(np.int64)
-        pal = label_palette(max(256, self.num_classes))
-        rgb = pal[np.clip(labels, 0, len(pal) - 1)]
-        rgb[labels < 0] = IGNORE_COLOR
-        return Image.fromarray(rgb, mode="RGB")
-
-
-class PartsTask(SegmentationTask):
+class PartsTask(PartsOutput, SegmentationTask):
     """Human-part segmentation (PASCAL-Context ``human_parts``): segmentation by another name."""
-
-    kind = "parts"
 
 
 class ConfusionMeter(Meter):

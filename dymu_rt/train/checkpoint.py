@@ -28,7 +28,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dymu_rt import __version__
+from dymu_rt.control.hypernets import EdgeHypernet, WeightHypernet
 from dymu_rt.errors import CheckpointError
+from dymu_rt.models.backbones import build_nodes
 from dymu_rt.models.presets import Preset
 from dymu_rt.utils.io import atomic_path, atomic_write_json, read_json
 
@@ -78,7 +80,6 @@ def load_state_into(module: nn.Module, state: dict[str, torch.Tensor], path: Pat
 
 class RunDir:
     """A training run directory: preset, stage progress and the trained modules."""
-
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
@@ -161,7 +162,6 @@ class RunDir:
 
     def load_edge_hypernet(self):
         """The trained edge hypernet (eval mode)."""
-        from dymu_rt.control.hypernets import EdgeHypernet
 
         preset = self.preset()
         net = EdgeHypernet(len(preset.tasks), _num_layers(preset))
@@ -170,7 +170,6 @@ class RunDir:
 
     def load_weight_hypernet(self, delta_size: int):
         """The trained weight hypernet (eval mode)."""
-        from dymu_rt.control.hypernets import WeightHypernet
 
         preset = self.preset()
         net = WeightHypernet(len(preset.tasks), delta_size)
@@ -219,7 +218,6 @@ class RunDir:
 
 
 def _num_layers(preset: Preset) -> int:
-    from dymu_rt.models.backbones import build_nodes
 
     return len(build_nodes(preset.backbone)[1])
 

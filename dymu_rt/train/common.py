@@ -12,14 +12,15 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import torch
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.control.regularizer import RegularizerConfig
+from dymu_rt.data import make_dataset
+from dymu_rt.errors import CheckpointError, ValidationError
 from dymu_rt.models.presets import Preset
+from dymu_rt.tasks import make_task
 
 
 def make_tasks(preset: Preset) -> list:
     """The task objects (loss, metrics, visualization) of a preset, in stream order."""
-    from dymu_rt.tasks import make_task
-
     return [make_task(t.kind, t.name, num_classes=t.num_classes, loss_weight=t.loss_weight)
             for t in preset.tasks]
 
@@ -35,7 +36,6 @@ def make_split(preset: Preset, data: str, split: str, n: Optional[int] = None, a
     evaluation after it) share one in-memory cache of rendered scenes instead of
     rendering them again (rendering, not the model, dominates a CPU step otherwise).
     """
-    from dymu_rt.data import make_dataset
 
     key = (data, split, n, tuple(preset.input_size), tuple(t.name for t in preset.tasks), augment, seed)
     if data == "synth" and key in _SPLITS:
@@ -101,8 +101,6 @@ def rng_state() -> dict[str, torch.Tensor]:
 
 def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
     """Restore the torch RNG saved by :func:`rng_state` (CheckpointError if it is not one)."""
-    from dymu_rt.errors import CheckpointError
-
     if "rng.torch" in tensors:
         try:
             torch.set_rng_state(tensors["rng.torch"])
@@ -113,7 +111,6 @@ def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
 
 class JsonlLog:
     """Append-only training log (one JSON object per line)."""
-
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,7 +187,6 @@ def regularizer_config(cfg):
     RegularizerConfig field is a TrainDefaults field of the same name)."""
     import dataclasses
 
-    from dymu_rt.control.regularizer import RegularizerConfig
 
     return RegularizerConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(RegularizerConfig)})
 

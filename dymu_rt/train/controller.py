@@ -27,12 +27,16 @@ from dymu_rt.train.common import (JsonlLog, check_positive, infinite_batches, ma
                                   regularizer_config as _regularizer_config, restore_rng, rng_state,
                                   seed_everything, set_lr, step_decay_lr, validate_train_config,
                                   weighted_task_loss)
+from dymu_rt.control.affinity import compute_affinity
+from dymu_rt.control.gumbel import TemperatureSchedule, gumbel_softmax_sample
+from dymu_rt.control.hypernets import EdgeHypernet, WeightHypernet
+from dymu_rt.control.preference import sample_preferences
+from dymu_rt.control.regularizer import branching_regularizer
 from dymu_rt.utils.io import atomic_write_json, read_json
 from dymu_rt.utils.progress import make_progress
 
 
 def _sample_pref(rng: np.random.Generator, n: int, eta: float = 0.2):
-    from dymu_rt.control.preference import sample_preferences
 
     p = sample_preferences(n, 1, rng, eta=eta)[0]
     return torch.tensor(p.r, dtype=torch.float32), torch.tensor(p.c, dtype=torch.float32)
@@ -46,8 +50,6 @@ def _require(run: RunDir, stage: str) -> None:
 
 def compute_run_affinity(run: RunDir, anchor, data: str, seed: int, n_val: Optional[int]) -> np.ndarray:
     """RSA task affinity of the frozen anchor on K validation images (cached in the run)."""
-    from dymu_rt.control.affinity import compute_affinity
-
     path = run.path / "affinity.json"
     if path.is_file():
         return np.asarray(read_json(path, "task affinity")["affinity"], dtype=np.float64)
@@ -63,7 +65,6 @@ def compute_run_affinity(run: RunDir, anchor, data: str, seed: int, n_val: Optio
 
 class _Stage:
     """Resumable loop shared by the two controller stages."""
-
     def __init__(self, run: RunDir, name: str, module: torch.nn.Module, steps: int, seed: int,
                  save_every: int) -> None:
         check_positive(save_every, "--save-every")
@@ -133,10 +134,6 @@ def train_edge(run: RunDir, data: str = "synth", seed: int = 0, save_every: int 
                stop_after: Optional[int] = None, on_step: Optional[Callable[[int], None]] = None,
                regularizer_config=None) -> dict:
     """Stage 1: train the edge hypernet with the branching regularizer."""
-    from dymu_rt.control.gumbel import TemperatureSchedule, gumbel_softmax_sample
-    from dymu_rt.control.hypernets import EdgeHypernet
-    from dymu_rt.control.regularizer import branching_regularizer
-
     if run.stage_done("edge"):
         return run.read_config()["stages"]["edge"]
     _require(run, "anchor")
@@ -186,8 +183,6 @@ def train_weight(run: RunDir, data: str = "synth", seed: int = 0, save_every: in
                  n_train: Optional[int] = None, progress: bool = True,
                  stop_after: Optional[int] = None, on_step: Optional[Callable[[int], None]] = None) -> dict:
     """Stage 2: train the weight hypernet on the edge hypernet's maximum-likelihood trees."""
-    from dymu_rt.control.hypernets import WeightHypernet
-
     if run.stage_done("weight"):
         return run.read_config()["stages"]["weight"]
     _require(run, "edge")

@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from dymu_rt.tasks.kinds import LABELLED_KINDS
 from dymu_rt.utils.progress import make_progress
 
 
@@ -78,7 +79,7 @@ def _constant_output(task, train_set, n_stat: int = 256) -> torch.Tensor:
     for i in _stat_indices(len(train_set), n_stat):
         s = train_set[i]
         tg, mk = s["targets"][task.name], s["masks"][task.name]
-        if task.kind in ("segmentation", "parts", "classification"):
+        if task.kind in LABELLED_KINDS:
             counts += torch.bincount(tg[mk].long().reshape(-1), minlength=task.out_channels).double()
         elif task.kind == "normals":
             total += tg.permute(1, 2, 0)[mk].double().sum(0)
@@ -86,7 +87,7 @@ def _constant_output(task, train_set, n_stat: int = 256) -> torch.Tensor:
             v = tg[0][mk] if tg.dim() == 3 else tg[mk]
             total[0] += v.double().sum()
             n_valid += int(v.numel())
-    if task.kind in ("segmentation", "parts", "classification"):
+    if task.kind in LABELLED_KINDS:
         logits = torch.full((task.out_channels,), -10.0)
         logits[int(counts.argmax())] = 10.0
         return logits

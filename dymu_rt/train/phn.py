@@ -20,6 +20,8 @@ from dymu_rt.train.checkpoint import RunDir, load_module, save_module
 from dymu_rt.train.common import (JsonlLog, check_positive, infinite_batches, make_split, make_tasks,
                                   seed_everything, set_lr, step_decay_lr, validate_train_config,
                                   weighted_task_loss)
+from dymu_rt.control.hypernets import WeightHypernet
+from dymu_rt.control.preference import sample_preferences
 from dymu_rt.utils.progress import make_progress
 
 
@@ -33,9 +35,7 @@ def shared_tree(num_layers: int, num_tasks: int) -> np.ndarray:
 
 class PHNBN(torch.nn.Module):
     """Anchor-structured net on the shared tree + a BN weight hypernet of (r, 0)."""
-
     def __init__(self, anchor) -> None:
-        from dymu_rt.control.hypernets import WeightHypernet
 
         super().__init__()
         self.net = anchor
@@ -49,8 +49,6 @@ class PHNBN(torch.nn.Module):
 def train_phn_bn(run: RunDir, data: str = "synth", seed: int = 0, n_train: Optional[int] = None,
                  progress: bool = True) -> dict:
     """Train the PHN-BN baseline of ``run`` (saved as phn_bn.safetensors)."""
-    from dymu_rt.control.preference import sample_preferences
-
     if run.stage_done("phn-bn"):
         return run.read_config()["stages"]["phn-bn"]
     preset = run.preset()

@@ -17,10 +17,17 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dymu_rt.control.regularizer import RegularizerConfig
+from dymu_rt.data import make_dataset
 from dymu_rt.errors import ValidationError
 from dymu_rt.models.presets import Preset, TrainDefaults, get_preset
+from dymu_rt.train import static
+from dymu_rt.train.adashare import train_adashare
+from dymu_rt.train.anchor import train_anchor
 from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.common import check_positive, validate_train_config
+from dymu_rt.train.controller import train_edge, train_weight
+from dymu_rt.train.dag import train_dag
+from dymu_rt.train.phn import train_phn_bn
 
 STAGE_GROUPS = {"all": ("anchor", "edge", "weight"), "anchor": ("anchor",),
                 "controller": ("edge", "weight"), "phn-bn": ("phn-bn",)}
@@ -56,8 +63,6 @@ def resolve_data(data: Optional[str]) -> str:
 
 def validate_data(preset: Preset, data: str) -> None:
     """DataError/ValidationError unless ``data`` serves ``preset``'s tasks (both splits)."""
-    from dymu_rt.data import make_dataset
-
     tasks = [t.name for t in preset.tasks]
     for split in ("train", "val"):
         make_dataset(data, split, size=tuple(preset.input_size), tasks=tasks, n=1)
@@ -111,8 +116,6 @@ def open_run(out: str | Path, preset: Optional[str], data: Optional[str],
     (with its flow constant ``flow``) makes a static-architecture run
     (:mod:`dymu_rt.train.static`); the stage-length overrides set its stage lengths.
     """
-    from dymu_rt.train import static
-
     run = RunDir(out)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     _check_overrides(overrides)
@@ -184,21 +187,13 @@ def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train:
 
     ``seed``, ``n_train``, ``n_val``: None reuses the run's recorded values.
     """
-    from dymu_rt.train.anchor import train_anchor
-    from dymu_rt.train.controller import train_edge, train_weight
-    from dymu_rt.train.phn import train_phn_bn
-    from dymu_rt.train.static import method_of
-
-    method = method_of(run)
+    method = static.method_of(run)
     if method != "dymu":
         if stages != "all":
             raise ValidationError(f"{run.path} is a {method} run: it trains as a whole (`dymu-rt train --out "
                                   f"{run.path}`), not by stage group '{stages}'")
         check_positive(save_every, "--save-every")
         opts = data_options(run, seed, n_train, n_val)
-        from dymu_rt.train.adashare import train_adashare
-        from dymu_rt.train.dag import train_dag
-
         trainer = train_adashare if method == "adashare" else train_dag
         return trainer(run, run.read_config()["data"], opts["seed"], opts["n_train"], opts["n_val"], progress)
     if stages not in STAGE_GROUPS:

@@ -15,8 +15,9 @@ torch.set_num_threads(1)
 
 from bundle_fixture import make_params, read_manifest, weight_deltas, write_bundle  # noqa: E402
 from dymu_rt.backends import get_backend  # noqa: E402
+from dymu_rt.backends.base import EngineRequest  # noqa: E402
 from dymu_rt.backends.onnxruntime import BINDING_MODES, device_facts, fact_mismatches  # noqa: E402
-from dymu_rt.backends.profile import load_profile, parse_profile  # noqa: E402
+from dymu_rt.backends.devices import load_profile, parse_profile  # noqa: E402
 from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError  # noqa: E402
 from dymu_rt.runtime.binding import raw_weights, slot_weights  # noqa: E402
 
@@ -36,8 +37,8 @@ def fx(tmp_path_factory):
 def _run(mode, fx, r, c, artifact=None):
     bundle, m, tid, topo, p, fold = fx
     be = get_backend("onnxruntime", binding=mode)
-    eng = be.load(bundle / topo["file"], artifact, load_profile("x86-64-cpu"), tid,
-                  raw_weights=raw_weights(fold, topo["bn_slots"]), slots=topo["bn_slots"])
+    eng = be.load(EngineRequest(bundle / topo["file"], load_profile("x86-64-cpu"), tid, artifact=artifact,
+                                raw_weights=raw_weights(fold, topo["bn_slots"]), slots=topo["bn_slots"]))
     w = slot_weights(fold, m["bn_layout"], weight_deltas(p, r, c), m["bn_eps"], topo["bn_slots"], eng.weight_kind)
     eng.bind(w)
     return eng.run(X)
@@ -56,11 +57,11 @@ def test_modes_agree_and_overrides_take_effect(fx):
 def test_disk_cached_affine_graph_same_outputs(fx, tmp_path):
     bundle, m, tid, topo, p, fold = fx
     be = get_backend("onnxruntime")
-    rec = be.compile(bundle / topo["file"], tmp_path, load_profile("x86-64-cpu"), tid,
-                     raw_weights=raw_weights(fold, topo["bn_slots"]), slots=topo["bn_slots"])
+    rec = be.compile(EngineRequest(bundle / topo["file"], load_profile("x86-64-cpu"), tid,
+                                   raw_weights=raw_weights(fold, topo["bn_slots"]), slots=topo["bn_slots"]), tmp_path)
     assert (tmp_path / rec["file"]).is_file() and len(rec["sha256"]) == 64
     assert not list(tmp_path.glob(".*.tmp"))
-    cached = _run("affine", fx, [0.2, 0.3, 0.5], 0.9, artifact={"path": tmp_path / rec["file"]})
+    cached = _run("affine", fx, [0.2, 0.3, 0.5], 0.9, artifact=tmp_path / rec["file"])
     fresh = _run("affine", fx, [0.2, 0.3, 0.5], 0.9)
     for k in fresh:
         np.testing.assert_allclose(cached[k], fresh[k], rtol=1e-5, atol=1e-6)
@@ -69,8 +70,9 @@ def test_disk_cached_affine_graph_same_outputs(fx, tmp_path):
 def test_prepare_is_snapshot(fx):
     """prepare() leaves earlier Bound objects intact (what makes the Runtime thread-safe)."""
     bundle, m, tid, topo, p, fold = fx
-    eng = get_backend("onnxruntime").load(bundle / topo["file"], None, load_profile("x86-64-cpu"), tid,
-                                          raw_weights=raw_weights(fold, topo["bn_slots"]), slots=topo["bn_slots"])
+    eng = get_backend("onnxruntime").load(EngineRequest(bundle / topo["file"], load_profile("x86-64-cpu"), tid,
+                                                        raw_weights=raw_weights(fold, topo["bn_slots"]),
+                                                        slots=topo["bn_slots"]))
     mk = lambda r, c: eng.prepare(slot_weights(fold, m["bn_layout"], weight_deltas(p, r, c), m["bn_eps"],  # noqa: E731
                                                topo["bn_slots"], "affine"))
     a = mk([1, 0, 0], 0.0)
@@ -118,7 +120,7 @@ def test_bad_profile_file(tmp_path):
 
 
 def test_shipped_profiles_valid():
-    from dymu_rt.backends.profile import list_profiles
+    from dymu_rt.backends.devices import list_profiles
 
     profs = {p.name: p for p in list_profiles()}
     assert profs["jetson-agx-orin"].dla_core == 0 and profs["jetson-agx-orin"].gpu_fallback
@@ -142,7 +144,7 @@ def mean_rel(a, b):
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
-    from dymu_rt.backends.calibration import calibrate_bundle, synth_set
+    from dymu_rt.compile.calibrate import calibrate_bundle, synth_set
 
     bundle = write_bundle(tmp_path_factory.mktemp("int8") / "bundle")
     calibrate_bundle(bundle, synth=16, progress=False)
@@ -213,10 +215,10 @@ def test_int8_backend_both_activation_variants(calibrated, activations):
     # a preference other than the one the graph (and its calibration) was exported at
     weights = slot_weights(fold, m["bn_layout"], weight_deltas(p, [0.3, 0.3, 0.4], 0.7), m["bn_eps"],
                            topo["bn_slots"], "folded")
-    ref = get_backend("onnxruntime", binding="session").load(bundle / topo["file"], None, load_profile("x86-64-cpu"),
-                                                              tid, slots=topo["bn_slots"])
+    ref = get_backend("onnxruntime", binding="session").load(
+        EngineRequest(bundle / topo["file"], load_profile("x86-64-cpu"), tid, slots=topo["bn_slots"]))
     eng = get_backend("onnxruntime", int8_activations=activations).load(
-        bundle / topo["file"], None, load_profile("x86-64-cpu-int8"), tid, slots=topo["bn_slots"])
+        EngineRequest(bundle / topo["file"], load_profile("x86-64-cpu-int8"), tid, slots=topo["bn_slots"]))
     rec = m["int8"]["files"][tid]
     assert eng.graph == bundle / (rec["uint8"] if activations == "uint8" else rec)["file"]
     want, got = ref.run(x, ref.prepare(weights)), eng.run(x, eng.prepare(weights))
@@ -258,16 +260,17 @@ def test_engine_cache_files_carry_precision(fx, tmp_path):
 
     bundle, m, tid, topo, p, fold = fx
     be = get_backend("onnxruntime")
-    rec = be.compile(bundle / topo["file"], tmp_path, load_profile("x86-64-cpu"), tid,
-                     raw_weights=raw_weights(fold, topo["bn_slots"]), slots=topo["bn_slots"])
+    rec = be.compile(EngineRequest(bundle / topo["file"], load_profile("x86-64-cpu"), tid,
+                                   raw_weights=raw_weights(fold, topo["bn_slots"]), slots=topo["bn_slots"]), tmp_path)
     assert rec["file"] == f"{tid}.fp32.ort.onnx" and artifact_precision(rec["file"]) == "fp32"
     assert artifact_precision(f"{tid}.ort.onnx") == "fp32" and artifact_precision(f"{tid}.int8.ort.onnx") == "int8"
     with pytest.raises(ValueError, match="fp32 affine"):
-        be.compile(bundle / topo["file"], tmp_path, load_profile("x86-64-cpu-int8"), tid,
-                   raw_weights=raw_weights(fold, topo["bn_slots"]), slots=topo["bn_slots"])
+        be.compile(EngineRequest(bundle / topo["file"], load_profile("x86-64-cpu-int8"), tid,
+                                 raw_weights=raw_weights(fold, topo["bn_slots"]), slots=topo["bn_slots"]), tmp_path)
     # an optimized graph of another precision is never loaded as this profile's engine
     (tmp_path / f"{tid}.int8.ort.onnx").write_bytes(b"not an fp32 graph")
-    eng = be.load(bundle / topo["file"], {"path": tmp_path / f"{tid}.int8.ort.onnx"}, load_profile("x86-64-cpu"),
-                  tid, raw_weights=raw_weights(fold, topo["bn_slots"]), slots=topo["bn_slots"])
+    eng = be.load(EngineRequest(bundle / topo["file"], load_profile("x86-64-cpu"), tid,
+                                artifact=tmp_path / f"{tid}.int8.ort.onnx",
+                                raw_weights=raw_weights(fold, topo["bn_slots"]), slots=topo["bn_slots"]))
     assert set(eng.run(X, eng.prepare(slot_weights(fold, m["bn_layout"], weight_deltas(p, [1, 0, 0], 0.0),
                                                    m["bn_eps"], topo["bn_slots"], "affine")))) == {"semseg", "normals", "depth"}

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_precision_graphs import export_tiny_graph
+from graph_fixtures import export_tiny_graph
 
-from dymu_rt.backends.profile import parse_profile
+from dymu_rt.backends.devices import parse_profile
 from dymu_rt.backends.tensorrt import builder as B
 from dymu_rt.errors import BundleError, ValidationError
 
@@ -265,7 +265,7 @@ def test_profile_validation_names_the_key(kw, key, text):
 
 
 def test_dla_profile_with_fixed_batch_and_fp16_is_accepted_and_shipped_ones_are_valid():
-    from dymu_rt.backends.profile import list_profiles
+    from dymu_rt.backends.devices import list_profiles
 
     p = trt_profile(dla_core=0, precision="int8", batch_min=4, batch_opt=4, batch_max=4, shape=[3, 48, 64])
     assert p.dla_core == 0 and p.shape == (3, 48, 64)
@@ -307,9 +307,9 @@ def test_prepare_graph_per_precision(graph, tmp_path):
 
 
 def test_prepare_graph_int8_uses_the_calibrated_bundle_graph(tmp_path):
-    from test_calibration_cli import make_bundle, write_images
+    from graph_fixtures import make_bundle, write_images
 
-    from dymu_rt.backends.calibration import calibrate_bundle
+    from dymu_rt.compile.calibrate import calibrate_bundle
 
     bundle = make_bundle(tmp_path / "b", n_topologies=1)
     g = bundle / "graphs" / "t00.onnx"
@@ -333,6 +333,7 @@ class FakeTrtBuildBackend:
     """TensorRTBackend's compile contract without TensorRT: engine + sidecar + fp16 graph."""
 
     name = "tensorrt"
+    binds_in_place = True
 
     def __init__(self, fail_after=None):
         self.compiled, self.fail_after = [], fail_after
@@ -340,8 +341,10 @@ class FakeTrtBuildBackend:
     def device_facts(self):
         return dict(FACTS)
 
-    def compile(self, graph, out_dir, profile, topology=""):
+    def compile(self, request, out_dir):
         from dymu_rt.backends.tensorrt.facts import write_sidecar
+
+        graph, topology = request.graph, request.topology
         from dymu_rt.utils.io import atomic_write_bytes, sha256_file
 
         if self.fail_after is not None and len(self.compiled) >= self.fail_after:
@@ -370,22 +373,24 @@ def trt_build(monkeypatch, tmp_path_factory):
     profile = tmp_path_factory.mktemp("prof") / "orin-test.toml"
     profile.write_text('name = "orin-test"\nbackend = "tensorrt"\ndevice = "Orin"\nprecision = "fp16"\n'
                        '[input]\nshape = [3, 32, 32]\nbatch_min = 1\nbatch_opt = 1\nbatch_max = 2\n')
+    import dymu_rt.compile.build as build_mod
+
     holder = {"backend": FakeTrtBuildBackend()}
-    monkeypatch.setattr(trt_pkg, "check_available", lambda: dict(FACTS))
+    monkeypatch.setattr(trt_pkg.TensorRTBackend, "check_available", classmethod(lambda cls: None))
     real = registry.get_backend
-    monkeypatch.setattr(registry, "get_backend",
+    monkeypatch.setattr(build_mod, "get_backend",
                         lambda name, **kw: holder["backend"] if name == "tensorrt" else real(name, **kw))
     return run, str(profile), holder
 
 
 def test_build_tensorrt_compiles_one_engine_per_topology_and_records_them(trt_build, tmp_path):
-    from dymu_rt.compile import bundle as CB
+    from dymu_rt.bundle import layout as CB
     from dymu_rt.compile.build import build_bundle
 
     run, profile, holder = trt_build
     out = tmp_path / "b"
     summary = build_bundle(run, out, step="0.5", backend="tensorrt", profile=profile, progress=False)
-    m = CB.verify_bundle(out)                               # engine files hashed like the rest
+    m = CB.verify_bundle(out).to_dict()                               # engine files hashed like the rest
     rec = m["engines"]["tensorrt"]["orin-test"]
     assert set(rec["files"]) == set(m["topologies"]) == set(holder["backend"].compiled)
     assert {k: rec[k] for k in ("tensorrt", "gpu", "compute_capability")} == \
@@ -401,7 +406,7 @@ def test_build_tensorrt_compiles_one_engine_per_topology_and_records_them(trt_bu
 
 
 def test_build_tensorrt_killed_mid_engines_resumes_and_other_request_clears_stale_engines(trt_build, tmp_path):
-    from dymu_rt.compile import bundle as CB
+    from dymu_rt.bundle import layout as CB
     from dymu_rt.compile.build import build_bundle
 
     run, profile, holder = trt_build
@@ -413,12 +418,12 @@ def test_build_tensorrt_killed_mid_engines_resumes_and_other_request_clears_stal
     (out / "engines" / "tensorrt" / "orin-test" / ".x.engine.abc123.tmp").write_bytes(b"partial")
     holder["backend"] = FakeTrtBuildBackend()
     build_bundle(run, out, step="0.5", backend="tensorrt", profile=profile, progress=False)
-    m = CB.verify_bundle(out)
+    m = CB.verify_bundle(out).to_dict()
     assert len(holder["backend"].compiled) == len(m["topologies"]) - 1      # the finished one is reused
     assert not list(out.rglob("*.tmp"))
     # Another request (ONNX Runtime, other grid): graphs and engines of the old one are stale.
     build_bundle(run, out, step="1", backend="onnxruntime", progress=False)
-    m2 = CB.verify_bundle(out)
+    m2 = CB.verify_bundle(out).to_dict()
     assert m2["engines"] == {}
     left = [p.relative_to(out).as_posix() for p in (out / "engines").rglob("*") if p.is_file()]
     assert left == ["engines/tensorrt/timing_orin-nvgpu_sm87_trt10.3.0.cache"]   # device cache kept

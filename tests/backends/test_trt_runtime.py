@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from dymu_rt.backends.base import Backend, Engine, EngineRequest
 from dymu_rt.backends.tensorrt import engine as E
 from dymu_rt.backends.tensorrt import facts as F
 from dymu_rt.backends.tensorrt.refit import EngineRefitter
@@ -331,7 +332,7 @@ def test_run_sets_shapes_addresses_and_executes_on_the_stream():
 @pytest.mark.skipif(not _has_gpu_tensorrt(), reason="needs the tensorrt and pycuda packages and an NVIDIA GPU")
 def test_real_engine_build_run_refit_matches_onnxruntime(tmp_path):
     import onnxruntime as ort
-    from test_precision_graphs import export_tiny_graph
+    from graph_fixtures import export_tiny_graph
     from test_trt_builder import trt_profile
 
     from dymu_rt.backends.precision import GraphWeights
@@ -340,9 +341,10 @@ def test_real_engine_build_run_refit_matches_onnxruntime(tmp_path):
     (tmp_path / "graphs").mkdir()
     graph = export_tiny_graph(tmp_path / "graphs" / "t00.onnx")
     backend = TensorRTBackend()
-    rec = backend.compile(graph, tmp_path / "engines" / "tensorrt" / "p", trt_profile(), "t00")
-    eng = backend.load(graph, {"path": tmp_path / "engines" / "tensorrt" / "p" / rec["file"], "sha256": rec["sha256"]},
-                       trt_profile(), "t00")
+    rec = backend.compile(EngineRequest(graph, trt_profile(), "t00"), tmp_path / "engines" / "tensorrt" / "p")
+    eng = backend.load(EngineRequest(graph, trt_profile(), "t00",
+                                     artifact=tmp_path / "engines" / "tensorrt" / "p" / rec["file"],
+                                     artifact_sha256=rec["sha256"]))
     x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
     ref = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).run(None, {"image": x})
     out = eng.run(x)
@@ -495,8 +497,8 @@ def _backend_with_fakes(mem, eng):
     return be
 
 
-def test_load_wants_a_resolved_path_and_checks_hash_and_facts(tmp_path):
-    from test_precision_graphs import export_tiny_graph
+def test_load_checks_hash_and_facts(tmp_path):
+    from graph_fixtures import export_tiny_graph
     from test_trt_builder import trt_profile
 
     from dymu_rt.utils.io import sha256_file
@@ -511,21 +513,21 @@ def test_load_wants_a_resolved_path_and_checks_hash_and_facts(tmp_path):
     engine_file.write_bytes(b"ENGINE")
     F.write_sidecar(engine_file, {**FACTS, "graph": "missing.onnx", "precision": "fp32"})
     prof = trt_profile(device="Orin")
-    with pytest.raises(BundleError, match="has no 'path'"):
-        be.load(graph, {"file": "engines/tensorrt/p/t00.engine", "sha256": "x"}, prof, "t00")
+    with pytest.raises(BundleError, match="is missing"):
+        be.load(EngineRequest(graph, prof, "t00", artifact=tmp_path / "engines/tensorrt/p/nope.engine"))
     with pytest.raises(BundleError, match="is corrupt"):
-        be.load(graph, {"path": engine_file, "sha256": "0" * 64}, prof, "t00")
-    loaded = be.load(graph, {"path": engine_file, "sha256": sha256_file(engine_file)}, prof, "t00")
+        be.load(EngineRequest(graph, prof, "t00", artifact=engine_file, artifact_sha256="0" * 64))
+    loaded = be.load(EngineRequest(graph, prof, "t00", artifact=engine_file, artifact_sha256=sha256_file(engine_file)))
     assert loaded.memory_bytes() >= len(b"ENGINE")
     with pytest.raises(ValidationError, match="is for device 'H100'"):
-        be.load(graph, {"path": engine_file}, trt_profile(device="H100"), "t00")
+        be.load(EngineRequest(graph, trt_profile(device="H100"), "t00", artifact=engine_file))
     F.write_sidecar(engine_file, {**FACTS, "tensorrt": "11.0.0"})
     with pytest.raises(BundleError, match="built for another device or TensorRT"):
-        be.load(graph, {"path": engine_file}, prof, "t00")
+        be.load(EngineRequest(graph, prof, "t00", artifact=engine_file))
 
 
 def test_load_without_artifact_builds_in_a_temporary_folder_that_is_removed(tmp_path, monkeypatch):
-    from test_precision_graphs import export_tiny_graph
+    from graph_fixtures import export_tiny_graph
     from test_trt_builder import trt_profile
 
     from dymu_rt.backends.tensorrt import builder
@@ -540,7 +542,7 @@ def test_load_without_artifact_builds_in_a_temporary_folder_that_is_removed(tmp_
         seen.update(src=Path(src), cache=timing_cache, exists=Path(src).is_file())
         return b"ENGINE"
     monkeypatch.setattr(builder, "build_serialized", fake_build)
-    loaded = be.load(graph, None, trt_profile(precision="fp16"), "t00", timing_cache=tmp_path / "t.cache")
+    loaded = be.load(EngineRequest(graph, trt_profile(precision="fp16"), "t00", timing_cache=tmp_path / "t.cache"))
     assert seen["exists"] and seen["src"].name == "t00.fp16.onnx" and seen["cache"] == tmp_path / "t.cache"
     assert not seen["src"].parent.exists()                  # no leaked mkdtemp folder
     assert loaded._weights.precision == "fp16"
@@ -548,7 +550,24 @@ def test_load_without_artifact_builds_in_a_temporary_folder_that_is_removed(tmp_
 
 # -- Runtime with a TensorRT-kind backend: resolved path on load, compile-and-record on a miss ----
 
-class RecordingTrtBackend:
+class _NullEngine(Engine):
+    def __init__(self, topology):
+        self.topology = topology
+
+    def bind(self, weights):
+        pass
+
+    def run(self, images, bound=None):
+        return {}
+
+    def memory_bytes(self):
+        return 10
+
+    def close(self):
+        pass
+
+
+class RecordingTrtBackend(Backend):
     """Stands in for TensorRTBackend inside the Runtime (same name, compile/load contract)."""
 
     name = "tensorrt"
@@ -560,25 +579,24 @@ class RecordingTrtBackend:
     def device_facts(self):
         return dict(FACTS)
 
-    def compile(self, graph, out_dir, profile, topology=""):
+    def compile(self, request, out_dir):
         from dymu_rt.utils.io import atomic_write_bytes, sha256_file
 
-        target = Path(out_dir) / f"{topology}.engine"
-        atomic_write_bytes(target, b"ENGINE " + topology.encode())
-        self.compiled.append(topology)
+        target = Path(out_dir) / f"{request.topology}.engine"
+        atomic_write_bytes(target, b"ENGINE " + request.topology.encode())
+        self.compiled.append(request.topology)
         return {"file": target.name, "sha256": sha256_file(target), "sidecar": target.name + ".json"}
 
-    def load(self, graph, artifact, profile, topology):
-        self.loaded.append(artifact)
-        return types.SimpleNamespace(topology=topology, memory_bytes=lambda: 10, close=lambda: None,
-                                     bind=lambda w: None, run=lambda x: {})
+    def load(self, request):
+        self.loaded.append({"path": request.artifact, "sha256": request.artifact_sha256})
+        return _NullEngine(request.topology)
 
 
 def _trt_runtime(bundle, backend):
     from test_trt_builder import trt_profile
 
     from dymu_rt.runtime import Runtime
-    from dymu_rt.runtime import bundle as RB
+    from dymu_rt.bundle import sections as RB
 
     manifest = RB.open_manifest(bundle)
     return Runtime(bundle, manifest, backend, trt_profile(name="orin-test"), cache_engines=True)

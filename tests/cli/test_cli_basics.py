@@ -12,7 +12,7 @@ COMMANDS = ["data", "train", "eval", "inspect", "build", "plot", "run", "profile
 
 
 def dymu(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dymu_rt.cli", *args], capture_output=True, text=True,
                           env=env, timeout=120)
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from cli.main import _strip_debug, main
+from dymu_rt.cli.main import _strip_debug, main
 
 
 def run_main(capsys, *args):
@@ -38,7 +38,7 @@ def test_os_error_is_one_line_naming_the_path(capsys, tmp_path):
 
 
 def test_os_error_under_proc_is_one_line():
-    res = subprocess.run([sys.executable, "-m", "cli.main", "data", "synth", "--out", "/proc/x", "--n", "2",
+    res = subprocess.run([sys.executable, "-m", "dymu_rt.cli", "data", "synth", "--out", "/proc/x", "--n", "2",
                           "--size", "16"], capture_output=True, text=True, timeout=120)
     assert res.returncode != 0
     assert_one_error_line(res.stderr, "/proc/x")
@@ -47,7 +47,7 @@ def test_os_error_under_proc_is_one_line():
 def test_os_error_with_debug_anywhere_shows_the_traceback(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    res = subprocess.run([sys.executable, "-m", "cli.main", "data", "synth", "--out", str(blocker / "d"),
+    res = subprocess.run([sys.executable, "-m", "dymu_rt.cli", "data", "synth", "--out", str(blocker / "d"),
                           "--debug", "--n", "2", "--size", "16"], capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and "Traceback" in res.stderr and "NotADirectoryError" in res.stderr
 
@@ -123,7 +123,7 @@ def test_debug_is_accepted_anywhere(tmp_path, where):
     base = ["train", "controller", "--out", str(tmp_path / "nope")]
     args = {"first": ["--debug", *base], "after-subcommand": ["train", "--debug", *base[1:]],
             "last": [*base, "--debug"]}[where]
-    res = subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-m", "dymu_rt.cli", *args], capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and "Traceback" in res.stderr and "is not a run yet" in res.stderr
     assert "No such option" not in res.stderr
 
@@ -136,7 +136,7 @@ def test_strip_debug_keeps_arguments_after_a_separator():
 def test_help_lines_are_not_cut_off():
     env = {**os.environ, "COLUMNS": "80"}
     for args in (["--help"], ["train", "--help"]):
-        res = subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
+        res = subprocess.run([sys.executable, "-m", "dymu_rt.cli", *args], capture_output=True, text=True,
                              env=env, timeout=120)
         assert res.returncode == 0
         in_commands = False

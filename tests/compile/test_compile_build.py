@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from dymu_rt.compile import bundle as B
+from dymu_rt.bundle import layout as B
 from dymu_rt.compile.build import build_bundle
 from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
 
@@ -30,7 +30,7 @@ def test_grid_point_counts():
 
 def test_manifest_contract(built, tiny_run):
     out, summary = built
-    m = B.verify_bundle(out)
+    m = B.verify_bundle(out).to_dict()
     assert m["schema_version"] == 2 and m["kind"] == "dymu-rt-bundle"
     for key in ("producer", "preset", "trained_on", "tasks", "preprocessing", "grid", "points",
                 "topologies", "controller", "bn_layout", "bn_eps", "topology_salt", "weights", "latency",
@@ -62,7 +62,7 @@ def test_points_map_to_the_edge_hypernets_tree(built, tiny_run):
     from dymu_rt.train.checkpoint import RunDir
 
     out, _ = built
-    m = B.read_manifest(out)
+    m = B.read_manifest(out).to_dict()
     _, anchor, edge, _ = RunDir(tiny_run).load_all()
     from dymu_rt.models.tree import canonicalize
 
@@ -127,7 +127,7 @@ def test_corrupted_graph_is_detected(built, tmp_path):
     src, _ = built
     out = tmp_path / "copy"
     shutil.copytree(src, out)
-    m = B.verify_bundle(out)
+    m = B.verify_bundle(out).to_dict()
     victim = out / next(iter(m["topologies"].values()))["file"]
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -145,7 +145,7 @@ def test_damaged_bundle_rebuild_redoes_only_the_damaged_file(built, tiny_run, tm
     src, _ = built
     out = tmp_path / "copy"
     shutil.copytree(src, out)
-    m = B.verify_bundle(out)
+    m = B.verify_bundle(out).to_dict()
     victim = out / next(iter(m["topologies"].values()))["file"]
     victim.write_bytes(b"garbage")
     s = build_bundle(tiny_run, out, step="0.5", progress=False)
@@ -159,7 +159,7 @@ def test_damaged_weight_file_is_detected_and_rebuilt_alone(built, tiny_run, tmp_
     src, _ = built
     out = tmp_path / "copy"
     shutil.copytree(src, out)
-    m = B.verify_bundle(out)
+    m = B.verify_bundle(out).to_dict()
     weights = out / m["weights"]["file"]
     data = bytearray(weights.read_bytes())
     data[len(data) // 3] ^= 0x01                    # one flipped bit in one weight
@@ -169,7 +169,7 @@ def test_damaged_weight_file_is_detected_and_rebuilt_alone(built, tiny_run, tmp_
     graphs = {p: p.stat().st_mtime_ns for p in (out / "graphs").glob("*.onnx")}
     s = build_bundle(tiny_run, out, step="0.5", progress=False)
     assert not s["noop"] and s["built"] == 0          # same anchor -> same bytes: graphs stay valid
-    assert B.verify_bundle(out)["weights"]["sha256"] == m["weights"]["sha256"]
+    assert B.verify_bundle(out).to_dict()["weights"]["sha256"] == m["weights"]["sha256"]
     assert {p: p.stat().st_mtime_ns for p in (out / "graphs").glob("*.onnx")} == graphs
 
 
@@ -180,7 +180,7 @@ def test_different_grid_rebuilds_and_drops_stale_graphs(tiny_run, built, tmp_pat
     out = tmp_path / "copy"
     shutil.copytree(src, out)
     s = build_bundle(tiny_run, out, step="0.5", c_step="1", progress=False)
-    m = B.verify_bundle(out)
+    m = B.verify_bundle(out).to_dict()
     assert not s["noop"] and m["grid"]["n_points"] == 6 * 2
     assert {p.name for p in (out / "graphs").iterdir()} == {f"{t}.onnx" for t in m["topologies"]} | {"weights.bin"}
 

@@ -9,7 +9,8 @@ from onnx import numpy_helper
 
 from dymu_rt.compile.architecture import materialize, slots_of
 from dymu_rt.compile.export import IR_VERSION, OPSET, export_tree
-from dymu_rt.compile.fold import bind_slot_weights, fold_bn, fold_params
+from dymu_rt.compile.fold import fold_bn, fold_params
+from dymu_rt.models.fold import slot_weights
 from dymu_rt.models.tree import identity_table
 
 
@@ -83,7 +84,7 @@ def test_bind_by_name_equals_export_at_other_preference(tiny_anchor, exported):
     p, a, _, b, _ = exported
     params = {k: v.numpy() for k, v in fold_params(tiny_anchor).items()}
     layout = [{"name": s.name, "channels": s.channels, "offset": s.offset} for s in tiny_anchor.bn_layout]
-    bound = bind_slot_weights(params, layout, _deltas(tiny_anchor, 1).numpy(), 1e-5,
+    bound = slot_weights(params, layout, _deltas(tiny_anchor, 1).numpy(), 1e-5,
                               [s.name for s in slots_of(tiny_anchor, p)])
     model = onnx.load(str(a))
     replaced = 0

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dymu_rt.compile.fold import bind_slot_weights, fold_bn, fold_conv_bn_tensors, fold_params
+from dymu_rt.compile.fold import fold_bn, fold_params
+from dymu_rt.models.fold import fold_conv_bn_tensors, slot_weights
 from dymu_rt.models.layers import ConvBN, ModulatedBatchNorm2d, modulate
 from run_fixture import randomize_bn
 
@@ -52,11 +53,11 @@ def test_fold_refuses_training_mode_and_unknown_names():
 
 
 def test_numpy_formula_and_binding_match_torch(tiny_anchor):
-    """bind_slot_weights (the runtime's formula on fold_params) equals folding the module."""
+    """slot_weights (the runtime's formula on fold_params) equals folding the module."""
     params = {k: v.numpy() for k, v in fold_params(tiny_anchor).items()}
     layout = [{"name": s.name, "channels": s.channels, "offset": s.offset} for s in tiny_anchor.bn_layout]
     d = np.random.default_rng(0).normal(0, 0.2, tiny_anchor.bn_delta_size).astype(np.float32)
-    bound = bind_slot_weights(params, layout, d, 1e-5)
+    bound = slot_weights(params, layout, d, 1e-5)
     assert len(bound) == 2 * len(layout)
     s = tiny_anchor.bn_layout[5]
     unit = tiny_anchor.node_module(s.layer, s.stream).get_submodule(s.name.split(".", 1)[1])
@@ -66,5 +67,5 @@ def test_numpy_formula_and_binding_match_torch(tiny_anchor):
                                 dt[s.offset + s.channels:s.offset + 2 * s.channels])
     np.testing.assert_allclose(bound[f"{s.name}.conv.weight"], w.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(bound[f"{s.name}.conv.bias"], b.detach().numpy(), rtol=1e-5, atol=1e-6)
-    only = bind_slot_weights(params, layout, d, 1e-5, slot_names=[s.name])
+    only = slot_weights(params, layout, d, 1e-5, slots=[s.name])
     assert set(only) == {f"{s.name}.conv.weight", f"{s.name}.conv.bias"}

@@ -13,11 +13,12 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from dymu_rt.compile import bundle as B
+from dymu_rt.bundle import layout as B
 from dymu_rt.compile.architecture import materialize, preference_tensors
 from dymu_rt.compile.build import build_bundle, write_anchor_store
 from dymu_rt.compile.export import export_tree
-from dymu_rt.compile.fold import bind_slot_weights, fold_bn
+from dymu_rt.compile.fold import fold_bn
+from dymu_rt.models.fold import slot_weights
 from dymu_rt.compile.weights import ALIGN, read_tensor
 
 X = np.random.default_rng(7).random((2, 3, 32, 32), dtype=np.float32)
@@ -63,7 +64,7 @@ def _external(model):
 def test_size_independent_of_topology_count(bundles, loaded):
     (small, s), (large, l) = bundles
     assert l["topologies"] > s["topologies"] >= 2
-    ms, ml = B.verify_bundle(small), B.verify_bundle(large)
+    ms, ml = B.verify_bundle(small).to_dict(), B.verify_bundle(large).to_dict()
     # One weight file, identical whatever the grid: the anchor's tensors, once.
     assert ms["weights"]["sha256"] == ml["weights"]["sha256"]
     anchor = loaded[0]
@@ -83,7 +84,7 @@ def test_size_independent_of_topology_count(bundles, loaded):
 
 def test_graphs_load_by_path_and_reference_the_shared_file(bundles):
     (_, _), (root, _) = bundles
-    m = B.verify_bundle(root)
+    m = B.verify_bundle(root).to_dict()
     index = m["weights"]["tensors"]
     size = m["weights"]["bytes"]
     seen: dict[str, tuple] = {}
@@ -116,7 +117,7 @@ def test_graphs_load_by_path_and_reference_the_shared_file(bundles):
 def test_graphs_equal_the_torch_tree_at_zero_deltas(bundles, loaded):
     anchor = loaded[0]
     (_, _), (root, _) = bundles
-    m = B.read_manifest(root)
+    m = B.read_manifest(root).to_dict()
     for t in list(m["topologies"].values())[:4]:
         ref = materialize(anchor, np.asarray(t["parents"]))(torch.from_numpy(X))
         _close(_session(root / t["file"]).run(None, {"image": X}), ref)
@@ -128,14 +129,14 @@ def _point_weights(root, m, loaded, point):
     deltas = weight(rt, ct).reshape(-1).detach()
     topo = m["topologies"][point["topology"]]
     params = load_file(str(root / m["controller"]["fold_params"]["file"]))
-    bound = bind_slot_weights(params, m["bn_layout"], deltas.numpy(), m["bn_eps"], topo["bn_slots"])
+    bound = slot_weights(params, m["bn_layout"], deltas.numpy(), m["bn_eps"], topo["bn_slots"])
     ref = materialize(anchor, np.asarray(topo["parents"]), deltas)(torch.from_numpy(X))
     return topo, bound, ref
 
 
 def test_binding_a_preference_by_name_gives_its_torch_output(bundles, loaded):
     (_, _), (root, _) = bundles
-    m = B.read_manifest(root)
+    m = B.read_manifest(root).to_dict()
     for point in m["points"][1::7]:
         topo, bound, ref = _point_weights(root, m, loaded, point)
         path = root / topo["file"]
@@ -202,4 +203,4 @@ def test_parallel_build_writes_the_same_bytes(bundles, tiny_run, tmp_path):
     s = build_bundle(tiny_run, tmp_path / "p", step="0.5", c_step="1", workers=2, progress=False)
     assert s["built"] == s["topologies"]
     ms, mp = B.verify_bundle(small), B.verify_bundle(tmp_path / "p")
-    assert B.manifest_files(mp) == B.manifest_files(ms)
+    assert mp.files() == ms.files()

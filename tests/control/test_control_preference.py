@@ -78,8 +78,8 @@ def test_sampling_is_on_the_simplex_and_reproducible():
     # eta = 0.2 is sparse: most of the mass usually sits on one task.
     assert np.mean([max(p.r) for p in a]) > 0.7
     r = sample_r(4, np.random.default_rng(1), batch=5)
-    assert r.shape == (5, 4) and r.dtype == torch.float32
-    assert torch.allclose(r.sum(1), torch.ones(5))
+    assert r.shape == (5, 4) and r.dtype == np.float32
+    assert np.allclose(r.sum(1), np.ones(5))
     assert sample_r(4, np.random.default_rng(1)).shape == (4,)
     with pytest.raises(ValidationError):
         sample_preferences(3, 2, np.random.default_rng(0), eta=0)

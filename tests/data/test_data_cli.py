@@ -20,7 +20,7 @@ PASCAL = ("semseg", "human_parts", "saliency", "normals", "edges")
 
 
 def dymu(*args):
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "dymu_rt.cli", *args], capture_output=True,
                           text=True, timeout=120)
 
 
@@ -85,7 +85,7 @@ def test_refuses_non_empty_out_unless_overwrite(tmp_path):
     (["--layout", "coco"], "--layout 'coco'"),
 ])
 def test_bad_options_are_one_line(tmp_path, capsys, args, needle):
-    from cli.main import main
+    from dymu_rt.cli.main import main
 
     with pytest.raises(SystemExit) as exc:
         main(["data", "synth", "--out", str(tmp_path / "x"), "--n", "2", *args])

@@ -5,11 +5,12 @@ scratch buffer and stream). Wraps real ONNX Runtime engines, so its outputs are 
 import threading
 import time
 
+from dymu_rt.backends.base import Backend, Engine, EngineRequest
 from dymu_rt.runtime import Runtime
 from dymu_rt.runtime.binding import raw_weights
 
 
-class InPlaceBackend:
+class InPlaceBackend(Backend):
     name = "fake-inplace"
     binds_in_place = True
 
@@ -34,12 +35,16 @@ class InPlaceBackend:
     def device_facts(self):
         return {}
 
-    def load(self, graph, artifact, profile, topology):
+    def compile(self, request, out_dir):
+        raise NotImplementedError("in-place fake engines are never cached on disk")
+
+    def load(self, request):
         self.enter("load")
+        topology = request.topology
         try:
-            slots = self._manifest["topologies"][topology]["bn_slots"]
-            inner = self._ort.load(graph, None, profile, topology, raw_weights=raw_weights(self._params, slots),
-                                   slots=slots)
+            slots = self._manifest.topologies[topology].bn_slots
+            inner = self._ort.load(EngineRequest(request.graph, request.profile, topology,
+                                                 raw_weights=raw_weights(self._params, slots), slots=slots))
             time.sleep(self.delay)
             eng = InPlaceEngine(self, inner)
             self.engines.setdefault(topology, []).append(eng)
@@ -48,7 +53,7 @@ class InPlaceBackend:
             self.leave()
 
 
-class InPlaceEngine:
+class InPlaceEngine(Engine):
     def __init__(self, backend, inner):
         self.topology, self.weight_kind = inner.topology, inner.weight_kind
         self._be, self._inner, self._bound = backend, inner, None
@@ -63,7 +68,7 @@ class InPlaceEngine:
         finally:
             self._be.leave()
 
-    def run(self, images):
+    def run(self, images, bound=None):
         self._be.enter("run")
         try:
             if self.closed:

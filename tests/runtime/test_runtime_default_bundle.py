@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dymu_rt.compile.bundle import verify_bundle
+from dymu_rt.bundle.layout import verify_bundle
 from dymu_rt.errors import ValidationError
 from dymu_rt.runtime import Runtime, default_bundle_path
 
@@ -15,7 +15,7 @@ def _tree_snapshot(root):
 
 def test_default_bundle_verifies_and_says_it_is_synthetic():
     path = default_bundle_path()
-    m = verify_bundle(path, check_hashes=True)
+    m = verify_bundle(path, check_hashes=True).to_dict()
     assert m["trained_on"] == "synth" and "NOT trained on NYU-v2" in m["training_data"]
     assert m["preset"] == "synth-nyu" and len(m["topologies"]) >= 1
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

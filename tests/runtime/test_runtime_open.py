@@ -127,7 +127,7 @@ def test_profile_name_that_is_not_a_plain_folder_name_is_refused(bundle, tmp_pat
 
 
 def test_engines_dir_rejects_traversal_even_without_parse():
-    from dymu_rt.runtime.bundle import engines_dir
+    from dymu_rt.bundle.sections import engines_dir
 
     assert engines_dir("tensorrt", "jetson-orin-nano") == "engines/tensorrt/jetson-orin-nano"
     for bad in ("../x", "..", "a/b"):

@@ -49,7 +49,7 @@ def test_engine_budget_counts_the_external_weights(real):
     rt = Runtime.open(bundle)
     rt.set_preference([1, 0, 0], 0)
     tid = rt.stats()["topology"]
-    topo = rt.manifest["topologies"][tid]
+    topo = rt.manifest.to_dict()["topologies"][tid]
     graph_file = (bundle / topo["file"]).stat().st_size
     # Schema 2: tensors live in graphs/weights.bin, so the graph file alone is far too small.
     assert rt.cache.bytes() >= 2 * 4 * topo["params"] > 2 * graph_file

@@ -52,3 +52,25 @@ def test_overview_tiles_input_and_panels_with_labels():
     assert grid.height == 4 + 2 * (16 + 64 + 4)
     with pytest.raises(ValidationError, match="expected \\[H, W, 3\\]"):
         overview_image(np.zeros((3, H, W)), panels)
+
+
+@pytest.mark.parametrize("cmap", ["viridis", "magma", "plasma", "inferno", "cividis", "turbo", "gray"])
+def test_bundled_colormaps_are_matplotlibs(cmap):
+    """The torch/matplotlib-free colormap tables give matplotlib's exact colors."""
+    from matplotlib import colormaps as mpl
+
+    from dymu_rt.tasks.render import colorize
+
+    v = np.random.default_rng(0).random((40, 50)).astype(np.float32) * 3.0
+    v[0, :4] = [0.0, 3.0, -1.0, np.nan]
+    t = np.clip((np.nan_to_num(v, nan=0.0) - 0.0) / 3.0, 0.0, 1.0)
+    want = (mpl[cmap](t)[..., :3] * 255.0 + 0.5).astype(np.uint8)
+    assert np.array_equal(colorize(v, cmap, 0.0, 3.0), want)
+
+
+def test_unknown_colormap_is_one_line():
+    from dymu_rt.errors import ValidationError
+    from dymu_rt.tasks.render import colorize
+
+    with pytest.raises(ValidationError, match="colormap 'jet' is unknown; expected one of viridis"):
+        colorize(np.zeros((2, 2)), "jet", 0.0, 1.0)

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from dymu_rt.backends.tensorrt.facts import import_tensorrt, write_sidecar
+from dymu_rt.bundle import layout as B
+from dymu_rt.bundle.sections import int8_graph, int8_sha256
 from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.utils.io import atomic_write_bytes, sha256_file
 
@@ -169,12 +171,14 @@ def build_engine(graph: str | Path, engine_path: str | Path, profile, facts: Map
     return record
 
 
-def prepare_graph(graph: str | Path, precision: str, work_dir: str | Path, topology: str) -> Path:
+def prepare_graph(graph: str | Path, precision: str, work_dir: str | Path, topology: str,
+                  manifest=None) -> Path:
     """The graph to build for ``precision`` (precision lives in the graph, DESIGN.md §6).
 
     fp32: the bundle graph. fp16: converted next to the engines (``<topology>.fp16.onnx``).
     int8: the graph itself when it already is Q/DQ, else the Q/DQ graph that
-    ``dymu-rt calibrate`` recorded in the bundle (BundleError with a hint when there is none).
+    ``dymu-rt calibrate`` recorded in the bundle (``manifest``: the bundle's, read from the
+    graph's bundle when not given; BundleError with a hint when there is none).
     """
     import onnx
 
@@ -192,15 +196,13 @@ def prepare_graph(graph: str | Path, precision: str, work_dir: str | Path, topol
         convert_fp16(graph, out)
         return out
     if precision == "int8":
-        from dymu_rt.backends.calibration import int8_graph
-        from dymu_rt.compile import bundle as B
-
         root = graph.parent.parent
-        if not B.is_bundle(root):
-            raise BundleError(f"graph {graph} is FP32 and not inside a bundle; INT8 needs a Q/DQ graph from "
-                              "`dymu-rt calibrate`")
-        manifest = B.read_manifest(root)
+        if manifest is None:
+            if not B.is_bundle(root):
+                raise BundleError(f"graph {graph} is FP32 and not inside a bundle; INT8 needs a Q/DQ graph from "
+                                  "`dymu-rt calibrate`")
+            manifest = B.read_manifest(root)
         qdq = int8_graph(root, manifest, topology)
-        B.check_file(root, qdq.relative_to(root).as_posix(), manifest["int8"]["files"][topology]["sha256"])
+        B.check_file(root, qdq.relative_to(root).as_posix(), int8_sha256(manifest, topology))
         return qdq
     raise ValidationError(f"precision '{precision}' is not valid; expected fp32, fp16 or int8")

@@ -19,10 +19,11 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from dymu_rt.backends.base import Backend, Engine, EngineRequest
 from dymu_rt.backends.tensorrt.facts import (
     check_available,
     check_device,
@@ -99,7 +100,7 @@ class SharedScratch:
             self.buffer = None
 
 
-class TensorRTEngine:
+class TensorRTEngine(Engine):
     """A deserialized engine of one topology with its context, I/O buffers and refitter."""
 
     def __init__(self, topology: str, trt, engine, scratch: SharedScratch, stream, cuda,
@@ -130,8 +131,9 @@ class TensorRTEngine:
         lo, _, hi = self._engine.get_tensor_profile_shape(self.inputs[0], 0)
         return int(lo[0]), int(hi[0])
 
-    def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """Run a float32 NCHW batch; returns output name (task) -> array."""
+    def run(self, images: np.ndarray, bound: Any = None) -> dict[str, np.ndarray]:
+        """Run a float32 NCHW batch with the weights bound in place (``bound`` is ignored: a
+        refitted engine holds its weights); returns output name (task) -> array."""
         if self._context is None:
             raise RuntimeError(f"TensorRT engine of topology {self.topology} is closed")
         images = np.ascontiguousarray(images, dtype=np.float32)
@@ -190,13 +192,20 @@ class TensorRTEngine:
             self._context = self._engine = self._refitter = None
 
 
-class TensorRTBackend:
+class TensorRTBackend(Backend):
     """Engines for TensorRT on an NVIDIA GPU. Raises BackendUnavailable at once without one."""
 
     name = "tensorrt"
     #: Engines refit in place and share one scratch buffer and stream: runs must not overlap
     #: binds, loads or closes (the Runtime serializes them).
     binds_in_place = True
+    builds_ahead = True               # `dymu-rt build` compiles every topology's engine
+    needs_profile = True              # engines are built for one device profile
+
+    @classmethod
+    def check_available(cls) -> None:
+        """TensorRT, pycuda and a GPU usable here (BackendUnavailable otherwise)."""
+        check_available()
 
     def __init__(self) -> None:
         self._trt = import_tensorrt()
@@ -215,21 +224,22 @@ class TensorRTBackend:
         """TensorRT version, GPU name, compute capability."""
         return dict(self._facts)
 
-    def compile(self, graph: Path, out_dir: Path, profile, topology: str = "") -> dict:
-        """Build ``out_dir/<topology>.engine`` (+ ``.engine.json`` sidecar) for ``profile``.
+    def compile(self, request: EngineRequest, out_dir: Path) -> dict:
+        """Build ``out_dir/<topology>.engine`` (+ ``.engine.json`` sidecar) for the request's profile.
 
         Returns ``{file, sha256, sidecar, precision}`` with paths relative to ``out_dir``.
         The timing cache is shared per device one level up (``engines/tensorrt/``).
         """
         from dymu_rt.backends.tensorrt.builder import build_engine, prepare_graph, timing_cache_path
 
+        graph, profile, topology = Path(request.graph), request.profile, request.topology
         if profile.backend != "tensorrt":
             raise ValidationError(f"profile '{profile.name}' is for backend '{profile.backend}', not 'tensorrt'")
         check_device(profile, self._facts)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         tid = topology or Path(graph).stem
-        src = prepare_graph(graph, profile.precision, out_dir, tid)
+        src = prepare_graph(graph, profile.precision, out_dir, tid, request.manifest)
         engine = out_dir / f"{tid}.engine"
         with active(self._cuda):
             build_engine(src, engine, profile, self._facts, timing_cache_path(out_dir.parent, self._facts),
@@ -237,25 +247,24 @@ class TensorRTBackend:
         return {"file": engine.name, "sha256": sha256_file(engine), "sidecar": engine.name + ".json",
                 "precision": profile.precision}
 
-    def load(self, graph: Path, artifact: Optional[dict], profile, topology: str,
-             timing_cache: Optional[Path] = None) -> TensorRTEngine:
-        """Load a built engine (``artifact = {"path": engine file, "sha256": optional}``, hash
-        and facts checked against this machine) or, without one, build it in memory from
-        ``graph`` (in a temporary folder removed afterwards; ``timing_cache`` when given)."""
+    def load(self, request: EngineRequest) -> TensorRTEngine:
+        """Load a built engine (``request.artifact``; its hash, when recorded, and its facts
+        checked against this machine) or, without one, build it in memory from
+        ``request.graph`` (in a temporary folder removed afterwards; ``request.timing_cache``
+        when given)."""
         from dymu_rt.backends.precision import GraphWeights
         from dymu_rt.backends.tensorrt.builder import build_serialized, prepare_graph
 
+        graph, profile, topology = Path(request.graph), request.profile, request.topology
+        timing_cache = request.timing_cache
         check_device(profile, self._facts)
-        if artifact is not None:
-            if "path" not in artifact:
-                raise BundleError(f"TensorRT engine record of topology {topology} has no 'path' "
-                                  f"(got keys {sorted(artifact)}); pass the resolved engine file")
-            path = Path(artifact["path"])
+        if request.artifact is not None:
+            path = Path(request.artifact)
             if not path.is_file():
                 raise BundleError(f"TensorRT engine {path} is missing; rebuild it with "
                                   "`dymu-rt build --backend tensorrt`")
             data = path.read_bytes()
-            want = artifact.get("sha256")
+            want = request.artifact_sha256
             if want is not None:
                 if sha256_bytes(data) != want:
                     raise BundleError(f"TensorRT engine {path} is corrupt (sha256 differs from the manifest); "
@@ -264,11 +273,12 @@ class TensorRTBackend:
             check_facts(rec, self._facts, path)
             src = path.parent / rec.get("graph", "")
             if not src.is_file():
-                src = prepare_graph(graph, rec.get("precision", profile.precision), path.parent, topology)
+                src = prepare_graph(graph, rec.get("precision", profile.precision), path.parent, topology,
+                                    request.manifest)
             weights = GraphWeights(src)
         else:
             with tempfile.TemporaryDirectory(prefix="dymu-trt-") as work:
-                src = prepare_graph(graph, profile.precision, work, topology)
+                src = prepare_graph(graph, profile.precision, work, topology, request.manifest)
                 with active(self._cuda):
                     data = build_serialized(src, profile, timing_cache, self._trt)
                 weights = GraphWeights(src)          # read before the folder goes

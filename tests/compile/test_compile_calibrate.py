@@ -8,47 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_precision_graphs import export_tiny_graph
+from graph_fixtures import make_bundle, write_images
 
-from dymu_rt.backends.calibration import cache_key, calibrate_bundle, image_folder_set, int8_graph, synth_set
+from dymu_rt.bundle.manifest import Manifest, read_manifest
+from dymu_rt.bundle.sections import cache_key, int8_graph
+from dymu_rt.compile.calibrate import calibrate_bundle, image_folder_set, synth_set
 from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.utils.io import atomic_write_json, sha256_file
 
 torch.set_num_threads(1)
-
-
-def make_bundle(root: Path, n_topologies: int = 2) -> Path:
-    """A bundle per docs/INTERFACES.md with tiny graphs (until the real build is used here)."""
-    (root / "graphs").mkdir(parents=True)
-    topologies = {}
-    for i in range(n_topologies):
-        tid = f"t{i:02d}"
-        export_tiny_graph(root / "graphs" / f"{tid}.onnx", seed=i)
-        topologies[tid] = {"parents": [], "params": 0, "macs": 0, "gmacs": 0.0, "file": f"graphs/{tid}.onnx",
-                           "sha256": sha256_file(root / "graphs" / f"{tid}.onnx"), "n_points": 1, "bn_slots": []}
-    manifest = {"schema_version": 1, "kind": "dymu-rt-bundle", "producer": {}, "preset": "fixture",
-                "tasks": [{"name": "semseg", "kind": "segmentation", "out_channels": 5},
-                          {"name": "depth", "kind": "depth", "out_channels": 1}],
-                "preprocessing": {"input_size": [32, 32], "color": "RGB", "scale": 1 / 255,
-                                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                                  "normalize_in_graph": True},
-                "grid": {"step": 0.5, "c_step": 1.0, "n_points": 2},
-                "points": [{"r": [1.0, 0.0], "c": 0.0, "topology": "t00"}], "topologies": topologies,
-                "controller": {}, "bn_layout": [], "bn_eps": 1e-5, "topology_salt": "x",
-                "latency": {}, "engines": {}}
-    atomic_write_json(root / "manifest.json", manifest)
-    return root
-
-
-def write_images(folder: Path, n: int = 6) -> Path:
-    from PIL import Image
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
-    (folder / "notes.txt").write_text("not an image")
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +35,7 @@ def bundle(base, tmp_path):
 def cli(*args):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from dymu_rt.cli.main import app
 
     return CliRunner().invoke(app, ["calibrate", *map(str, args)])
 
@@ -97,10 +65,10 @@ def test_calibrate_cli_writes_qdq_graphs_and_manifest(bundle, base):
         assert sha256_file(path) == entry["sha256"]
         assert (path.parent / "ranges.json").is_file() and (path.parent / "meta.json").is_file()
         assert entry["key"] == cache_key(manifest["topologies"][tid]["sha256"], rec["calibration"]["digest"], "minmax")
-        assert int8_graph(bundle, manifest, tid, check=True) == path
+        assert int8_graph(bundle, Manifest.from_dict(manifest), tid, check=True) == path
         u8 = bundle / entry["uint8"]["file"]          # ORT x86 variant: same ranges, uint8 activations
         assert u8.parent == path.parent and sha256_file(u8) == entry["uint8"]["sha256"]
-        assert int8_graph(bundle, manifest, tid, activations="uint8", check=True) == u8
+        assert int8_graph(bundle, Manifest.from_dict(manifest), tid, activations="uint8", check=True) == u8
         import onnxruntime as ort
 
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -139,7 +107,7 @@ def test_synth_calibration_set(bundle):
     (("--images", "{images}", "--profile", "x86-64-cpu"), "precision 'fp32'"),
 ])
 def test_bad_inputs_are_one_line_errors_and_write_nothing(bundle, base, args, message):
-    from cli.main import main
+    from dymu_rt.cli.main import main
 
     before = (bundle / "manifest.json").read_bytes()
     argv = [a.format(bundle=bundle, images=base["images"]) for a in args]
@@ -160,7 +128,7 @@ def test_corrupt_graph_and_missing_bundle_are_refused(bundle, base, tmp_path):
         calibrate_bundle(bundle, images=base["images"], progress=False)
     assert "int8" not in json.loads((bundle / "manifest.json").read_text())
     with pytest.raises(BundleError, match="dymu-rt calibrate"):
-        int8_graph(bundle, json.loads((bundle / "manifest.json").read_text()), "t00")
+        int8_graph(bundle, read_manifest(bundle), "t00")
 
 
 def test_stale_or_tampered_int8_graph_is_refused(bundle, base):
@@ -169,14 +137,14 @@ def test_stale_or_tampered_int8_graph_is_refused(bundle, base):
     rebuilt = json.loads(json.dumps(manifest))
     rebuilt["topologies"]["t00"]["sha256"] = "0" * 64            # the FP32 graph changed since
     with pytest.raises(BundleError, match="t00 was calibrated for another version.*dymu-rt calibrate"):
-        int8_graph(bundle, rebuilt, "t00", check=True)
+        int8_graph(bundle, Manifest.from_dict(rebuilt), "t00", check=True)
     (bundle / manifest["int8"]["files"]["t01"]["file"]).write_bytes(b"tampered")
     with pytest.raises(BundleError, match="corrupt"):
-        int8_graph(bundle, manifest, "t01", check=True)
+        int8_graph(bundle, Manifest.from_dict(manifest), "t01", check=True)
 
 
 def test_shipped_default_bundle_is_refused_and_untouched(base):
-    from dymu_rt.runtime.runtime import default_bundle_path
+    from dymu_rt.bundle.layout import default_bundle_path
 
     shipped = default_bundle_path()
     before = (shipped / "manifest.json").read_bytes()

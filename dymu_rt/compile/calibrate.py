@@ -21,8 +21,9 @@ Results are cached per topology under ``BUNDLE/calibration/<topology>/<key>/`` w
 A re-run with the same graph, images and method reuses both graphs untouched; a run with
 another method or set adds a sibling key folder. The bundle manifest gains an ``int8``
 section naming, per topology, the Q/DQ graphs in use (written last, through
-:func:`dymu_rt.runtime.bundle.update_manifest`). The shipped default bundle is package data
-and is refused (copy it first).
+:func:`dymu_rt.bundle.sections.update_manifest`; the section's readers, such as
+:func:`~dymu_rt.bundle.sections.int8_graph`, live there too). The shipped default bundle is
+package data and is refused (copy it first).
 See ``calibration/README.md`` for the user-facing description.
 """
 
@@ -36,15 +37,19 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from dymu_rt.backends.devices import load_profile
 from dymu_rt.backends.precision import CALIBRATION_METHODS, ArrayReader, quantize_int8
-from dymu_rt.errors import BundleError, ValidationError
+from dymu_rt.bundle import layout as B
+from dymu_rt.bundle import sections as S
+from dymu_rt.bundle.layout import is_shipped_bundle
+from dymu_rt.bundle.sections import CALIBRATION_DIR, cache_key
+from dymu_rt.errors import ValidationError
 from dymu_rt.utils.io import atomic_write_json, sha256_file
+from dymu_rt.utils.progress import make_progress
 
-CALIBRATION_DIR = "calibration"
 #: activation type -> file name of its Q/DQ graph in a cache key folder
 GRAPH_FILES = {"int8": "int8.onnx", "uint8": "int8-u8.onnx"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
-MANIFEST_KEY = "int8"
 
 
 @dataclass
@@ -110,11 +115,6 @@ def synth_set(n: int, size: tuple[int, int], seed: int = 0,
     return CalibrationSet(_normalize(images, preprocessing), {"kind": "synth", "n": n, "seed": seed})
 
 
-def cache_key(graph_sha256: str, set_digest: str, method: str) -> str:
-    """Folder name of one (graph, calibration set, method) result."""
-    return hashlib.sha256(f"{graph_sha256}\n{set_digest}\n{method}".encode()).hexdigest()[:16]
-
-
 def _valid_graph(path: Path, digest: Optional[str]) -> bool:
     return bool(digest) and path.is_file() and sha256_file(path) == digest
 
@@ -160,8 +160,6 @@ def calibrate_graph(graph: Path, graph_sha256: str, cache_root: Path, cset: Cali
 
 
 def _refuse_shipped(root: Path) -> None:
-    from dymu_rt.runtime.runtime import is_shipped_bundle
-
     if is_shipped_bundle(root):
         raise ValidationError(f"the shipped default bundle ({root}) is read-only package data; copy it first "
                               f"(cp -r {root} my-bundle) and run `dymu-rt calibrate my-bundle --synth 64`")
@@ -177,18 +175,12 @@ def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth
     "int8"``; it is recorded with the result. Returns a summary: topologies, quantized
     (this call), reused (from the cache), method, calibration set record.
     """
-    from dymu_rt.compile import bundle as B
-    from dymu_rt.runtime import bundle as RB
-    from dymu_rt.utils.progress import make_progress
-
     if (images is None) == (synth is None):
         raise ValidationError("give exactly one calibration set: --images DIR or --synth N")
     if method not in CALIBRATION_METHODS:
         raise ValidationError(f"--method {method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
     prof = None
     if profile is not None:
-        from dymu_rt.backends.profile import load_profile
-
         prof = load_profile(profile)
         if prof.precision != "int8":
             raise ValidationError(f"--profile {prof.name}: has precision '{prof.precision}'; INT8 calibration "
@@ -196,16 +188,16 @@ def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth
     root = Path(bundle)
     _refuse_shipped(root)
     manifest = B.read_manifest(root)
-    size = tuple(int(v) for v in manifest["preprocessing"]["input_size"])
-    pre = manifest["preprocessing"]
+    size = manifest.input_size
+    pre = manifest.preprocessing
     cset = (image_folder_set(images, size, pre) if images is not None else synth_set(synth, size, seed, pre))
     files: dict[str, dict] = {}
     reused = 0
     with make_progress(disable=not progress) as bar:
-        task = bar.add_task("calibrating", total=len(manifest["topologies"]), info=method)
-        for tid, entry in sorted(manifest["topologies"].items()):
-            B.check_file(root, entry["file"], entry["sha256"])
-            res = calibrate_graph(root / entry["file"], entry["sha256"],
+        task = bar.add_task("calibrating", total=len(manifest.topologies), info=method)
+        for tid, entry in sorted(manifest.topologies.items()):
+            B.check_file(root, entry.file, entry.sha256)
+            res = calibrate_graph(root / entry.file, entry.sha256,
                                   root / CALIBRATION_DIR / tid, cset, method)
             reused += res["reused"]
             files[tid] = {"file": res["file"].relative_to(root).as_posix(), "sha256": res["sha256"],
@@ -218,38 +210,6 @@ def calibrate_bundle(bundle: str | Path, images: str | Path | None = None, synth
                         "'uint8': the same ranges with asymmetric uint8 activations, ONNX Runtime x86)",
               "files": files}
     # Under the runtime's manifest lock, re-read: keep whatever other keys changed meanwhile.
-    RB.update_manifest(root, lambda m: m.__setitem__(MANIFEST_KEY, record))
+    S.update_manifest(root, lambda doc: S.set_int8(doc, record))
     return {"bundle": str(root), "topologies": len(files), "quantized": len(files) - reused, "reused": reused,
             "method": method, "calibration": record["calibration"]}
-
-
-def int8_graph(bundle: str | Path, manifest: Mapping, topology: str, activations: str = "int8",
-               check: bool = False) -> Path:
-    """The Q/DQ graph recorded for ``topology`` (BundleError with a hint when absent).
-
-    ``activations``: ``"int8"`` (the TensorRT form) or ``"uint8"`` (ONNX Runtime x86; falls
-    back to the int8 graph for records written before that variant existed). ``check``:
-    also refuse a graph whose sha256 differs from the record, or that was calibrated for
-    another version of the topology's FP32 graph (the bundle was rebuilt since).
-    """
-    from dymu_rt.compile import bundle as B
-
-    from dymu_rt.runtime.runtime import is_shipped_bundle
-
-    if is_shipped_bundle(bundle):
-        fix = (f"the shipped bundle is read-only: copy it (cp -r {bundle} my-bundle) and run "
-               "`dymu-rt calibrate my-bundle --synth 64` (or --images DIR), then use --bundle my-bundle")
-    else:
-        fix = f"run `dymu-rt calibrate {bundle} --synth 64` (or --images DIR) first"
-    rec = manifest.get(MANIFEST_KEY, {}).get("files", {}).get(topology)
-    if rec is None:
-        raise BundleError(f"bundle {bundle}: no INT8 graph for topology {topology} (not calibrated); {fix}")
-    entry = rec.get("uint8", rec) if activations == "uint8" else rec
-    if check:
-        cal = manifest[MANIFEST_KEY]
-        graph_sha = manifest["topologies"][topology]["sha256"]
-        if rec.get("key") != cache_key(graph_sha, cal.get("calibration", {}).get("digest", ""), cal.get("method", "")):
-            raise BundleError(f"bundle {bundle}: the INT8 graph of topology {topology} was calibrated for another "
-                              f"version of its FP32 graph (the bundle was rebuilt); {fix} again")
-        B.check_file(Path(bundle), entry["file"], entry["sha256"])
-    return Path(bundle) / entry["file"]

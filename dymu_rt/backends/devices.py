@@ -40,17 +40,19 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import re
-import tomllib
 from pathlib import Path
 from typing import Any, Optional
 
+try:
+    import tomllib
+except ModuleNotFoundError:      # Python 3.10 (JetPack 6): the same parser, from PyPI
+    import tomli as tomllib
+
+from dymu_rt.backends.registry import backend_names
+from dymu_rt.bundle.sections import NAME_RE  # a profile name is a folder name (engines/<backend>/<name>)
 from dymu_rt.errors import ValidationError
 
-BACKENDS = ("onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
-#: A profile name is used as a folder name (``engines/<backend>/<name>``) and manifest key.
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,8 +127,9 @@ def parse_profile(data: dict[str, Any], source: str = "<profile>") -> DeviceProf
             raise ValidationError(f"{source}: key 'input.shape' = {shape!r} must be [3, height, width] "
                                   "with positive integers")
         flat["shape"] = tuple(shape)
-    if flat["backend"] not in BACKENDS:
-        raise ValidationError(f"{source}: key 'backend' = {flat['backend']!r}; expected one of {BACKENDS}")
+    if flat["backend"] not in backend_names():
+        raise ValidationError(f"{source}: key 'backend' = {flat['backend']!r}; expected one of "
+                              f"{tuple(backend_names())}")
     if flat.get("precision", "fp32") not in PRECISIONS:
         raise ValidationError(f"{source}: key 'precision' = {flat['precision']!r}; expected one of {PRECISIONS}")
     if flat.get("threads", 0) < 0:

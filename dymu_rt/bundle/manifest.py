@@ -1,0 +1,376 @@
+"""The typed bundle manifest: one reader (:func:`read_manifest`), one writer (:func:`write_manifest`).
+
+``manifest.json`` (docs/INTERFACES.md, schema 2) is parsed once into a frozen
+:class:`Manifest`: tasks, preprocessing, grid points, :class:`TopologyEntry` per topology
+(with ``.gmacs`` / ``.gflops``: the one place MACs become the paper's units), the
+controller files, the BN layout and the three run-time sections (``engines``, ``latency``,
+``int8``, see :mod:`dymu_rt.bundle.sections`). Nothing else reads the manifest by string keys.
+
+Reading validates the JSON against :data:`SCHEMA` before anything is trusted: a wrong type,
+a ``true`` schema version, a missing key or a pathologically nested document is one
+``BundleError`` line naming the key and what was expected. :meth:`Manifest.from_dict` is the
+single door every manifest goes through (read from disk, written by the build, edited by a
+section writer): checks that later need to see every manifest (path containment, a
+checksum of the canonical content) belong in :func:`validate_manifest`.
+
+The parsed manifest keeps the document it came from (``Manifest.data``, a private deep
+copy) so a writer round-trips keys this version does not model (forward-compatible
+additions such as ``preset_config`` or ``training_data``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from dymu_rt.errors import BundleError
+from dymu_rt.utils.io import atomic_write_json
+
+SCHEMA_VERSION = 2
+#: Schema versions this dymu-rt reads (1: self-contained graphs, no ``weights`` section).
+READABLE_SCHEMAS = (1, 2)
+KIND = "dymu-rt-bundle"
+MANIFEST = "manifest.json"
+#: Deeper JSON than this is refused before parsing it into objects (a manifest is ~5 deep).
+MAX_DEPTH = 32
+
+# -- schema ----------------------------------------------------------------------------------
+# A tiny structural schema: a type (or tuple of types), {key: spec} for an object with those
+# required keys (extra keys allowed), [spec] for a list of spec, MapOf(spec) for an object of
+# arbitrary keys. Enough to turn a hand-edited or hostile manifest into one clear line.
+
+
+@dataclass(frozen=True)
+class MapOf:
+    """Schema: an object whose values all follow ``spec``."""
+
+    spec: Any
+
+
+@dataclass(frozen=True)
+class Optional_:
+    """Schema: a key that may be absent."""
+
+    spec: Any
+
+
+_NUM = (int, float)
+_FILE = {"file": str, "sha256": str}
+SCHEMA: dict[str, Any] = {
+    "schema_version": int,
+    "kind": str,
+    "producer": MapOf(str),
+    "preset": str,
+    "tasks": [{"name": str, "kind": str, "out_channels": int}],
+    "preprocessing": {"input_size": [int], "mean": [_NUM], "std": [_NUM], "scale": _NUM,
+                      "normalize_in_graph": Optional_(bool), "color": Optional_(str)},
+    "grid": dict,
+    "points": [{"r": [_NUM], "c": _NUM, "topology": str}],
+    "topologies": MapOf({"file": str, "sha256": str, "parents": [[int]], "params": int, "macs": int,
+                         "bn_slots": Optional_([str])}),
+    "controller": MapOf(_FILE),
+    "bn_layout": [{"name": str, "channels": int, "offset": int}],
+    "bn_eps": _NUM,
+    "topology_salt": str,
+    "num_layers": Optional_(int),
+    "bn_delta_size": Optional_(int),
+    "weights": Optional_({"file": str, "sha256": str}),
+    "engines": Optional_(MapOf(MapOf({"files": Optional_(MapOf(_FILE))}))),
+    "latency": Optional_(MapOf(MapOf({"p50_ms": _NUM}))),
+    "int8": Optional_(dict),
+    # AdaShare / DAG bundles: one static architecture (dymu_rt.compile.static).
+    "static": Optional_({"method": str, "graph": dict}),
+}
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true/false",
+               dict: "an object", list: "a list"}
+
+
+def _type_name(t) -> str:
+    if isinstance(t, tuple):
+        return "a number" if set(t) == {int, float} else " or ".join(_type_name(x) for x in t)
+    return _TYPE_NAMES.get(t, getattr(t, "__name__", str(t)))
+
+
+def _check(value: Any, spec: Any, where: str) -> None:
+    """Raise BundleError naming ``where`` unless ``value`` follows ``spec``."""
+    if isinstance(spec, Optional_):
+        spec = spec.spec
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            raise BundleError(f"manifest key {where!r} must be an object, got {type(value).__name__}")
+        for key, sub in spec.items():
+            if key not in value:
+                if isinstance(sub, Optional_):
+                    continue
+                raise BundleError(f"manifest key {where + '.' + key if where else key!r} is missing")
+            _check(value[key], sub, f"{where}.{key}" if where else key)
+        return
+    if isinstance(spec, list):
+        if not isinstance(value, list):
+            raise BundleError(f"manifest key {where!r} must be a list, got {type(value).__name__}")
+        for i, item in enumerate(value):
+            _check(item, spec[0], f"{where}[{i}]")
+        return
+    if isinstance(spec, MapOf):
+        if not isinstance(value, dict):
+            raise BundleError(f"manifest key {where!r} must be an object, got {type(value).__name__}")
+        for key, item in value.items():
+            _check(item, spec.spec, f"{where}.{key}")
+        return
+    types = spec if isinstance(spec, tuple) else (spec,)
+    # bool is an int to Python; to a manifest it never is (schema_version: true is refused).
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if ok and isinstance(value, float) and not math.isfinite(value):
+        ok = False
+    if not ok:
+        raise BundleError(f"manifest key {where!r} = {_short(value)} must be {_type_name(spec)}")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _depth_ok(text: str) -> bool:
+    """True when no JSON container nests deeper than MAX_DEPTH (checked on the text, so a
+    hostile document cannot exhaust the parser's recursion)."""
+    depth = deepest = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+# -- typed view --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """One task of the bundle: its output name, kind (``dymu_rt.tasks`` kind) and channels."""
+
+    name: str
+    kind: str
+    out_channels: int
+
+
+@dataclass(frozen=True)
+class Point:
+    """One grid point (r, c) and the topology the edge hypernet gives it."""
+
+    r: tuple[float, ...]
+    c: float
+    topology: str
+
+
+@dataclass(frozen=True)
+class TopologyEntry:
+    """One distinct tree: its graph file, parent table and cost (MACs and parameters)."""
+
+    id: str
+    file: str
+    sha256: str
+    parents: tuple[tuple[int, ...], ...]
+    params: int
+    macs: int
+    bn_slots: tuple[str, ...] = ()
+
+    @property
+    def gmacs(self) -> float:
+        """Multiply-accumulates / 1e9: what the paper's tables call "GFLOPs" (fvcore's convention)."""
+        return self.macs / 1e9
+
+    @property
+    def gflops(self) -> float:
+        """Floating-point operations / 1e9, counting 2 FLOPs per MAC."""
+        return 2 * self.macs / 1e9
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A bundle-relative file and its sha256."""
+
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated bundle manifest (see the module docstring). Build with :meth:`from_dict`."""
+
+    schema_version: int
+    preset: str
+    tasks: tuple[TaskEntry, ...]
+    preprocessing: Mapping[str, Any]
+    grid: Mapping[str, Any]
+    points: tuple[Point, ...]
+    topologies: Mapping[str, TopologyEntry]
+    controller: Mapping[str, FileRef]
+    bn_layout: tuple[Mapping[str, Any], ...]
+    bn_eps: float
+    bn_delta_size: int
+    num_layers: int
+    topology_salt: str
+    weights: Optional[Mapping[str, Any]]
+    engines: Mapping[str, Mapping[str, Mapping[str, Any]]]
+    latency: Mapping[str, Mapping[str, Mapping[str, Any]]]
+    int8: Optional[Mapping[str, Any]]
+    #: {method, graph, shared_modules, preference} of a static (AdaShare / DAG) bundle, else None
+    static: Optional[Mapping[str, Any]] = None
+    data: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    # -- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str = MANIFEST) -> "Manifest":
+        """Validate ``doc`` (the parsed JSON) and return the typed manifest."""
+        validate_manifest(doc, where)
+        topologies = {
+            tid: TopologyEntry(tid, t["file"], t["sha256"], tuple(tuple(row) for row in t["parents"]),
+                               t["params"], t["macs"], tuple(t.get("bn_slots", ())))
+            for tid, t in doc["topologies"].items()}
+        if not topologies:
+            raise BundleError(f"{where}: the bundle has no topologies")
+        num_layers = doc.get("num_layers", len(next(iter(topologies.values())).parents))
+        delta_size = doc.get("bn_delta_size", max(
+            (s["offset"] + 2 * s["channels"] for s in doc["bn_layout"]), default=0))
+        return cls(
+            schema_version=doc["schema_version"], preset=doc["preset"],
+            tasks=tuple(TaskEntry(t["name"], t["kind"], t["out_channels"]) for t in doc["tasks"]),
+            preprocessing=copy.deepcopy(doc["preprocessing"]), grid=copy.deepcopy(doc["grid"]),
+            points=tuple(Point(tuple(float(v) for v in p["r"]), float(p["c"]), p["topology"])
+                         for p in doc["points"]),
+            topologies=topologies,
+            controller={k: FileRef(v["file"], v["sha256"]) for k, v in doc["controller"].items()
+                        if isinstance(v, dict) and "file" in v},
+            bn_layout=tuple(copy.deepcopy(doc["bn_layout"])), bn_eps=float(doc["bn_eps"]),
+            bn_delta_size=int(delta_size), num_layers=int(num_layers), topology_salt=doc["topology_salt"],
+            weights=copy.deepcopy(doc.get("weights")), engines=copy.deepcopy(doc.get("engines", {})),
+            latency=copy.deepcopy(doc.get("latency", {})), int8=copy.deepcopy(doc.get("int8")),
+            static=copy.deepcopy(doc.get("static")), data=copy.deepcopy(doc))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (a fresh copy: editing it never changes this manifest)."""
+        return copy.deepcopy(dict(self.data))
+
+    # -- derived -----------------------------------------------------------------------------
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def build_info(self) -> Mapping[str, Any]:
+        """The ``build`` record (fingerprint, backend, profile, run_dir), {} when absent."""
+        info = self.data.get("build")
+        return info if isinstance(info, dict) else {}
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        h, w = self.preprocessing["input_size"]
+        return int(h), int(w)
+
+    def files(self) -> dict[str, str]:
+        """Every file the manifest names (bundle-relative path -> sha256)."""
+        files = {t.file: t.sha256 for t in self.topologies.values()}
+        if self.weights is not None and "file" in self.weights:
+            files[self.weights["file"]] = self.weights["sha256"]
+        for ref in self.controller.values():
+            files[ref.file] = ref.sha256
+        for backend in self.engines.values():
+            for prof in backend.values():
+                for entry in prof.get("files", {}).values():
+                    files[entry["file"]] = entry["sha256"]
+        return files
+
+    def first_points(self) -> dict[str, Point]:
+        """Topology id -> its first grid point (the point a topology is profiled at)."""
+        first: dict[str, Point] = {}
+        for p in self.points:
+            first.setdefault(p.topology, p)
+        return first
+
+
+def validate_manifest(doc: Any, where: str = MANIFEST) -> None:
+    """Every check a manifest passes before it is trusted (raises one BundleError line).
+
+    The single place manifest-wide checks live: kind, schema version, :data:`SCHEMA`,
+    points -> known topologies.
+    """
+    if not isinstance(doc, dict) or doc.get("kind") != KIND:
+        raise BundleError(f"{where} is not a dymu-rt bundle manifest (kind != {KIND!r})")
+    version = doc.get("schema_version")
+    if isinstance(version, bool) or version not in READABLE_SCHEMAS:
+        if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+            raise BundleError(f"{where} has schema_version {version}, newer than this dymu-rt understands "
+                              f"({SCHEMA_VERSION}); upgrade dymu-rt or rebuild the bundle")
+        raise BundleError(f"{where} has schema_version {_short(version)}; this dymu-rt reads "
+                          f"{', '.join(map(str, READABLE_SCHEMAS))} (rebuild the bundle with this version)")
+    missing = [k for k, spec in SCHEMA.items() if k not in doc and not isinstance(spec, Optional_)]
+    if version >= 2 and "weights" not in doc:
+        missing.append("weights")
+    if missing:
+        raise BundleError(f"{where} lacks keys {missing}")
+    try:
+        _check(doc, SCHEMA, "")
+    except BundleError as e:
+        raise BundleError(f"{where}: {e}") from None
+    for i, p in enumerate(doc["points"]):
+        if p["topology"] not in doc["topologies"]:
+            raise BundleError(f"{where}: point {i} maps to unknown topology {p['topology']!r}")
+
+
+def parse_manifest(text: str, where: str = MANIFEST) -> Manifest:
+    """Parse and validate manifest JSON text."""
+    if not _depth_ok(text):
+        raise BundleError(f"{where} nests deeper than {MAX_DEPTH} levels; not a dymu-rt manifest")
+    try:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise BundleError(f"{where} is not valid JSON ({e})") from None
+    return Manifest.from_dict(doc, where)
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """The validated manifest of bundle folder ``path`` (not the file hashes: see
+    :func:`dymu_rt.bundle.layout.verify_bundle`)."""
+    root = Path(path)
+    mpath = root / MANIFEST
+    if not root.is_dir():
+        raise BundleError(f"bundle not found: {root}")
+    if not mpath.is_file():
+        raise BundleError(f"{root} is not a dymu-rt bundle (no {MANIFEST}); build one with `dymu-rt build`")
+    try:
+        text = mpath.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise BundleError(f"{mpath} is not valid JSON ({e})") from None
+    return parse_manifest(text, str(mpath))
+
+
+def write_manifest(root: str | Path, manifest: Manifest | Mapping[str, Any]) -> Manifest:
+    """Validate and write ``root/manifest.json`` atomically; returns the typed manifest."""
+    m = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(dict(manifest))
+    atomic_write_json(Path(root) / MANIFEST, m.to_dict())
+    return m
