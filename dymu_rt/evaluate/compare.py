@@ -337,14 +337,20 @@ def plot_compare(report: dict, out) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5))
     colors = {"single": "#555555", "PHN": "#8c564b", "DYMU": "#1f77b4", "AdaShare": "#d62728", "DAG": "#2ca02c"}
-    offsets = [(6, 4), (6, -16), (6, 14), (6, -26)]      # neighbours' labels apart
-    for i, row in enumerate(report["rows"]):
+    rows = report["rows"]
+    xs = [r["latency_ms"]["p50"] for r in rows]
+    span = (max(xs) - min(xs)) or 1.0
+    gmax = max(r["gmacs"] for r in rows)
+    for i, row in enumerate(rows):
         x, y = row["latency_ms"]["p50"], row["delta_t"]["mean"]
         col = next((v for k, v in colors.items() if row["label"].startswith(k)), "#000000")
-        ax.scatter([x], [y], s=30 + 400 * row["gmacs"] / max(r["gmacs"] for r in report["rows"]), color=col,
-                   alpha=0.8, edgecolor="black", linewidth=0.5)
-        ax.annotate(f"{row['label']}\n{row['params'] / 1e6:.2f} M, {row['gmacs']:.3f} GMACs", (x, y),
-                    textcoords="offset points", xytext=offsets[i % len(offsets)], fontsize=7)
+        ax.scatter([x], [y], s=30 + 400 * row["gmacs"] / gmax, color=col, alpha=0.8, edgecolor="black",
+                   linewidth=0.5)
+        # Points close in latency get their labels stacked apart (rank within the cluster).
+        rank = sum(1 for j in range(i) if abs(xs[j] - x) < 0.06 * span)
+        ax.annotate(f"{row['label']}: {row['params'] / 1e6:.2f} M, {row['gmacs']:.3f} GMACs", (x, y),
+                    textcoords="offset points", xytext=(10, 6 - 16 * rank), fontsize=7,
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#777777"} if rank else None)
     ax.axhline(0.0, color="#999999", lw=0.8, ls="--")
     lp = report["latency_protocol"]
     ax.set_xlabel(f"measured latency p50 (ms; ONNX Runtime CPU, {lp['threads']} thread(s), batch 1)")
