@@ -81,7 +81,7 @@ def _module_of_scope(scope: str, by_atom: dict[str, list[str]]) -> str | None:
             hits = [n for n in by_atom.get(re.sub(r"_\d+$", "", atom), ()) if n.startswith(prefix) and n != cur]
         if not hits and len(by_atom.get(atom, ())) == 1:
             # A module registered under two parents is named by its first path only (an
-            # alias of a shared submodule, dymu_rt.compile.graph): a unique name is exact.
+            # alias of a shared submodule, dymu_rt.models.graph): a unique name is exact.
             hits = list(by_atom[atom])
         if not hits:
             return None

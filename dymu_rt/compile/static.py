@@ -1,7 +1,7 @@
 """Bundle of one static architecture (an AdaShare or DAG run): the same compiler, one topology.
 
-The run's :class:`~dymu_rt.compile.graph.StaticGraph` becomes a
-:class:`~dymu_rt.compile.graph.GraphModule`, is folded by the same walk as every DYMU tree
+The run's :class:`~dymu_rt.models.graph.StaticGraph` becomes a
+:class:`~dymu_rt.models.graph.GraphModule`, is folded by the same walk as every DYMU tree
 (:func:`dymu_rt.compile.fold.fold_bn`), its tensors written once to ``graphs/weights.bin``
 (:func:`dymu_rt.compile.weights.write_store`) and exported by the same exporter
 (:func:`dymu_rt.compile.export.export_tree`); TensorRT engines are compiled by the same
@@ -34,7 +34,7 @@ from dymu_rt.compile.build import (_clear_engines, _compile_engines, _prepare_ou
                                    _summary, check_backend, describe_training_data)
 from dymu_rt.compile.export import export_tree, export_tree_model
 from dymu_rt.compile.fold import fold_bn
-from dymu_rt.compile.graph import graph_cost
+from dymu_rt.models.graph import graph_cost
 from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, write_store
 from dymu_rt.train.static import method_of, static_module
 from dymu_rt.utils.io import atomic_write_json, sha256_file

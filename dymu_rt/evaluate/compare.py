@@ -1,42 +1,41 @@
-"""Δ_T and the side-by-side comparison of methods on one preset (the papers' tables).
+"""Δ_T, the evaluation of AdaShare / DAG runs, and how a comparison is shown (table, PNG).
 
 Δ_T (Choi & Im eqs. 10-11; AdaShare's Δ): per task, the mean relative change of every
 metric against the single-task nets, sign flipped where lower is better, in percent;
 Δ_T = the mean over tasks (:func:`dymu_rt.tasks.relative.delta_m`). The single-task nets
 are a DYMU run's anchor (N independent streams, trained on the same data for as many
-steps as a static method's warm-up and final stage by default).
-
-:func:`compare_runs` evaluates every method a set of runs of one preset holds — from the
-DYMU run: single-task (anchor), PHN-BN (if trained; uniform r), DYMU at c = 0 and c = 1
-(uniform r); and every AdaShare / DAG run — on the same validation scenes, and measures
-each architecture's latency on this machine: the architecture is folded and exported as
-the bundles export it, and run by ONNX Runtime (CPU, ``threads`` intra-op threads,
-batch 1, ORT_ENABLE_ALL, fully folded weights), timed in interleaved rounds so that load
-from other processes hits every row alike; the median is reported.
+steps as a static method's warm-up and final stage by default). The comparison itself
+(which compiles every architecture to time it) is :mod:`dymu_rt.compile.compare`.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
+from dymu_rt.control.preference import sample_preferences
 from dymu_rt.errors import ValidationError
+from dymu_rt.evaluate.controller import resolve_reference
+from dymu_rt.evaluate.hypervolume import hypervolume
+from dymu_rt.evaluate.plots import _pyplot, _save
+from dymu_rt.evaluate.uniformity import uniformity
+from dymu_rt.models.graph import graph_cost, materialize_graph
+from dymu_rt.tasks.relative import delta_m
 from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.common import make_split, make_tasks
 from dymu_rt.train.evaluation import evaluate_tree
-from dymu_rt.utils.progress import make_progress
+from dymu_rt.train.phn import load_phn_bn
+from dymu_rt.train.static import load_static, method_of
+from dymu_rt.utils.io import atomic_write_json
 
 
 def delta_t(mt: dict, st: dict, tasks) -> dict[str, Any]:
     """{"mean": Δ_T, "per_task": {task: Δ_{T_i}}, "skipped": [...]} of metrics ``mt``
     against single-task ``st``: every metric of known direction both report; a metric
     whose single-task value is 0 (a relative change is undefined) is skipped and listed."""
-    from dymu_rt.tasks.relative import delta_m
-
     per, skipped = {}, []
     for t in tasks:
         names = [m for m in t.metric_directions if m in mt[t.name] and m in st[t.name]]
@@ -49,13 +48,8 @@ def delta_t(mt: dict, st: dict, tasks) -> dict[str, Any]:
             "skipped": skipped}
 
 
-def _method(run: RunDir) -> str:
-    from dymu_rt.train.static import method_of
-
-    return method_of(run)
-
-
-def _label(run: RunDir) -> str:
+def method_label(run: RunDir) -> str:
+    """How a run is named in tables: DYMU, AdaShare, DAG M=<flow>."""
     cfg = run.read_config()
     m = cfg.get("method", "dymu")
     if m == "adashare":
@@ -68,19 +62,17 @@ def _label(run: RunDir) -> str:
 def single_task_metrics(dymu_run, n_val: Optional[int], seed: int, val=None) -> dict:
     """Per-task validation metrics of a DYMU run's anchor (the N single-task streams)."""
     run = dymu_run if isinstance(dymu_run, RunDir) else RunDir(dymu_run)
-    if _method(run) != "dymu":
+    if method_of(run) != "dymu":
         raise ValidationError(f"--single-task {run.path}: expected a DYMU run (its anchor = the single-task "
-                              f"nets), got a {_method(run)} run")
+                              f"nets), got a {method_of(run)} run")
     preset = run.preset()
     anchor = run.load_anchor()
     val = val if val is not None else make_split(preset, run.read_config()["data"], "val", n=n_val, seed=seed)
     return evaluate_tree(anchor, make_tasks(preset), val, None, None)
 
 
-def _static_forward(run: RunDir):
+def static_forward(run: RunDir):
     """(preset, net, graph, forward x -> outputs) of a static run, the training-time forward."""
-    from dymu_rt.train.static import load_static
-
     preset, net, graph, dec = load_static(run)
     if graph.method == "adashare":
         v = torch.as_tensor(dec["policy"], dtype=torch.float32)
@@ -95,12 +87,6 @@ def evaluate_static(run_dir, n_val: Optional[int] = None, seed: int = 0,
     """``dymu-rt eval`` of an AdaShare / DAG run: metrics, HV and uniformity of its one loss
     vector (uniformity averaged over ``n_r`` sampled r), params, GMACs and Δ_T against the
     anchor of DYMU run ``single_task`` (``delta_t`` null without one)."""
-    from dymu_rt.compile.graph import graph_cost, materialize_graph
-    from dymu_rt.control.preference import sample_preferences
-    from dymu_rt.evaluate.controller import resolve_reference
-    from dymu_rt.evaluate.hypervolume import hypervolume
-    from dymu_rt.evaluate.uniformity import uniformity
-
     run = RunDir(run_dir)
     ref, ref_source = resolve_reference(run.preset(), reference)
     st_run = None
@@ -110,7 +96,7 @@ def evaluate_static(run_dir, n_val: Optional[int] = None, seed: int = 0,
                 st_run.preset().name != run.preset().name:
             raise ValidationError(f"--single-task {single_task} is a run of preset '{st_run.preset().name}', "
                                   f"not '{run.preset().name}'")
-    preset, net, graph, forward = _static_forward(run)
+    preset, net, graph, forward = static_forward(run)
     tasks = make_tasks(preset)
     val = make_split(preset, run.read_config()["data"], "val", n=n_val, seed=seed)
     metrics = evaluate_tree(None, tasks, val, forward=forward, progress=progress, description="eval (val)")
@@ -123,11 +109,11 @@ def evaluate_static(run_dir, n_val: Optional[int] = None, seed: int = 0,
     if st_run is not None:
         single = single_task_metrics(st_run, n_val, seed, val=val)
         dt = {**delta_t(metrics, single, tasks), "single_task_run": str(single_task)}
-    row = {"method": _label(run), "c": None, "hv": float(hypervolume(losses[None], np.asarray(ref))),
+    row = {"method": method_label(run), "c": None, "hv": float(hypervolume(losses[None], np.asarray(ref))),
            "uniformity": float(np.mean([uniformity(np.asarray(r), losses) for r in rs])), "n_points": 1,
            "outside_reference": int(not np.all(losses < ref)), "params": float(params), "gmacs": macs / 1e9,
            "delta_t": None if dt is None else dt["mean"]}
-    return {"run": str(run_dir), "method": _method(run), "preset": preset.name, "tasks": [t.name for t in tasks],
+    return {"run": str(run_dir), "method": method_of(run), "preset": preset.name, "tasks": [t.name for t in tasks],
             "n_val": len(val), "topology": graph.id, "reference_point": list(map(float, ref)),
             "reference_source": ref_source, "table": [row], "metrics": metrics, "delta_t": dt,
             "delta_t_note": None if dt is not None else
@@ -142,8 +128,6 @@ def evaluate_static_run(run, n_val: Optional[int] = None, reference=None, seed: 
     """The ``dymu-rt eval`` use case for an AdaShare / DAG run: options a fixed architecture
     cannot take are refused, :func:`evaluate_static` runs, ``report.json`` is written to
     ``plots`` (default ``RUN/eval``); returns the report."""
-    from dymu_rt.utils.io import atomic_write_json
-
     for flag, value in (("--grid", grid), ("--c-grid", c_grid), ("--c", c), ("--tree", list(trees) or None)):
         if value is not None:
             raise ValidationError(f"{flag} does not apply to {run}: it holds one static architecture (no "
@@ -180,160 +164,13 @@ def dymu_delta_t(run_dir, cs: Sequence[float] = (0.0, 1.0), n_val: Optional[int]
         m = evaluate_tree(anchor, tasks, val, edge.architecture(r, ct), weight(r, ct) if weight is not None else None)
         out["by_c"][f"{float(c):g}"] = delta_t(m, single, tasks)
     if run.stage_done("phn-bn"):
-        from dymu_rt.train.phn import load_phn_bn
-
         phn = load_phn_bn(run)
         out["phn_bn"] = delta_t(evaluate_tree(None, tasks, val, forward=lambda x: phn(x, r)), single, tasks)
     return out
 
 
-# -- the comparison --------------------------------------------------------------------------------
-
-def _contenders(runs: Sequence[RunDir]) -> list[dict]:
-    """Every row the runs hold: {label, method, forward, module (eval, unfolded), tasks}."""
-    from dymu_rt.compile.architecture import materialize
-    from dymu_rt.compile.graph import materialize_graph
-    from dymu_rt.models.tree import identity_table
-
-    rows = []
-    for run in runs:
-        if _method(run) == "dymu":
-            preset, anchor, edge, weight = run.load_all()
-            n = len(preset.tasks)
-            rows.append({"label": "single-task", "run": str(run.path), "module": materialize(
-                anchor, identity_table(anchor.num_layers, n)), "forward": lambda x, a=anchor: a(x)})
-            if run.stage_done("phn-bn"):
-                from dymu_rt.train.phn import load_phn_bn
-
-                phn = load_phn_bn(run)
-                r = torch.full((n,), 1.0 / n)
-                rows.append({"label": "PHN-BN (uniform r)", "run": str(run.path),
-                             "module": materialize(anchor, phn.parents, phn.hyper(r, torch.zeros(())).reshape(-1)),
-                             "forward": lambda x, p=phn, r=r: p(x, r)})
-            for c in (0.0, 1.0):
-                r, ct = torch.full((n,), 1.0 / n), torch.tensor(c)
-                parents = edge.architecture(r, ct)
-                deltas = weight(r, ct).reshape(-1) if weight is not None else None
-                rows.append({"label": f"DYMU c={c:g} (uniform r)", "run": str(run.path),
-                             "module": materialize(anchor, parents, deltas),
-                             "forward": lambda x, a=anchor, p=parents, d=deltas: a(x, p, d)})
-        else:
-            preset, net, graph, forward = _static_forward(run)
-            rows.append({"label": _label(run), "run": str(run.path),
-                         "module": materialize_graph(net, graph, preset.mean, preset.std), "forward": forward})
-    return rows
-
-
-def _check_same(runs: Sequence[RunDir]) -> None:
-    if not runs:
-        raise ValidationError("compare: give at least one run directory")
-    first = runs[0].read_config()
-    for run in runs[1:]:
-        cfg = run.read_config()
-        if cfg["preset"]["name"] != first["preset"]["name"]:
-            raise ValidationError(f"compare: {run.path} is a run of preset '{cfg['preset']['name']}', but "
-                                  f"{runs[0].path} is '{first['preset']['name']}'; compare runs of one preset")
-        if cfg.get("data") != first.get("data"):
-            raise ValidationError(f"compare: {run.path} was trained on '{cfg.get('data')}', {runs[0].path} on "
-                                  f"'{first.get('data')}'")
-    if sum(_method(r) == "dymu" for r in runs) != 1:
-        raise ValidationError("compare: give exactly one DYMU run (its anchor is the single-task baseline of Δ_T)")
-    for r in runs:
-        done = "weight" if _method(r) == "dymu" else "final"
-        if not r.stage_done(done):
-            raise ValidationError(f"compare: {r.path} has not finished training (stage '{done}')")
-
-
-def _time_rows(rows: list[dict], input_size, threads: int, rounds: int, iters: int, warmup: int,
-               progress) -> None:
-    """Fold + export each row's module, then time all of them in interleaved rounds."""
-    import onnxruntime as ort
-
-    from dymu_rt.compile.export import export_tree_model
-    from dymu_rt.compile.fold import fold_bn
-
-    h, w = input_size
-    x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
-    sessions = []
-    for row in rows:
-        model = export_tree_model(fold_bn(row["module"]), (h, w), list(row["module"].task_names))
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        for _ in range(warmup):
-            sess.run(None, {"image": x})
-        sessions.append(sess)
-        row["times"] = []
-    job = progress.add_task("latency (interleaved rounds)", total=rounds, info="")
-    for _ in range(rounds):
-        for row, sess in zip(rows, sessions):
-            for _ in range(iters):
-                t0 = time.perf_counter()
-                sess.run(None, {"image": x})
-                row["times"].append(1e3 * (time.perf_counter() - t0))
-        progress.update(job, advance=1)
-    for row in rows:
-        t = np.asarray(row.pop("times"))
-        row["latency_ms"] = {"p50": float(np.median(t)), "p90": float(np.percentile(t, 90)), "n": int(t.size)}
-
-
-def compare_runs(run_dirs: Sequence, n_val: Optional[int] = None, seed: int = 0, threads: int = 1,
-                 rounds: int = 10, iters: int = 20, warmup: int = 10, progress: bool = True) -> dict:
-    """Every method of ``run_dirs`` (one DYMU run + any AdaShare / DAG runs of the same preset)
-    side by side: Δ_T, per-task metrics, params, GMACs, measured latency. JSON-able."""
-    from dymu_rt.compile.graph import graph_cost
-
-    for name, v, lo in (("threads", threads, 1), ("rounds", rounds, 1), ("iters", iters, 1), ("warmup", warmup, 0)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValidationError(f"--{name} {v!r} is not valid; expected an integer >= {lo}")
-    runs = [RunDir(d) for d in run_dirs]
-    _check_same(runs)
-    preset = runs[0].preset()
-    tasks = make_tasks(preset)
-    torch.set_num_threads(threads)
-    val = make_split(preset, runs[0].read_config()["data"], "val", n=n_val, seed=seed)
-    rows = _contenders(runs)
-    with make_progress(disable=not progress) as bar:
-        job = bar.add_task("evaluating methods", total=len(rows), info="")
-        for row in rows:
-            with torch.no_grad():
-                row["metrics"] = evaluate_tree(None, tasks, val, forward=row["forward"])
-            params, macs = graph_cost(row["module"], tuple(preset.input_size)) if hasattr(row["module"], "graph") \
-                else (sum(p.numel() for p in row["module"].parameters()), _macs(row["module"], preset.input_size))
-            row.update(params=int(params), macs=int(macs), gmacs=macs / 1e9)
-            bar.update(job, advance=1, info=row["label"])
-        single = next(r for r in rows if r["label"] == "single-task")["metrics"]
-        for row in rows:
-            row["delta_t"] = delta_t(row["metrics"], single, tasks)
-        _time_rows(rows, tuple(preset.input_size), threads, rounds, iters, warmup, bar)
-    out = []
-    for row in rows:
-        out.append({k: row[k] for k in ("label", "run", "metrics", "delta_t", "params", "macs", "gmacs", "latency_ms")})
-    return {"preset": preset.name, "tasks": [t.name for t in tasks], "n_val": len(val), "seed": seed,
-            "primary": {t.name: t.primary_metric for t in tasks},
-            "latency_protocol": {"backend": "onnxruntime (CPU, ORT_ENABLE_ALL, folded graph)", "threads": threads,
-                                 "batch": 1, "rounds": rounds, "iters_per_round": iters, "warmup": warmup,
-                                 "statistic": "median over all timed runs, rounds interleaved across methods"},
-            "rows": out,
-            "units": {"delta_t": "percent vs single-task, positive = better (Choi & Im eqs. 10-11)",
-                      "gmacs": "GMACs = the paper's GFLOPs (fvcore convention)"}}
-
-
-def _macs(module, input_size) -> int:
-    from dymu_rt.models.cost import _module_macs
-
-    h, w = input_size
-    with torch.no_grad():
-        return _module_macs(module, (torch.zeros(1, 3, h, w),))
-
-
 def plot_compare(report: dict, out) -> Path:
     """PNG: Δ_T against measured latency (p50) for every row of a comparison."""
-    from dymu_rt.evaluate.plots import _pyplot, _save
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5))
     colors = {"single": "#555555", "PHN": "#8c564b", "DYMU": "#1f77b4", "AdaShare": "#d62728", "DAG": "#2ca02c"}
@@ -377,5 +214,5 @@ def compare_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["delta_t", "single_task_metrics", "evaluate_static", "dymu_delta_t", "compare_runs", "plot_compare",
-           "compare_markdown"]
+__all__ = ["delta_t", "single_task_metrics", "evaluate_static", "evaluate_static_run", "dymu_delta_t",
+           "plot_compare", "compare_markdown"]

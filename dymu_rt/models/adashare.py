@@ -11,7 +11,7 @@ executed. Per task and block the policy holds two logits (select, skip);
 ``x_{b+1} = v·block_b(x_b) + (1 − v)·shortcut_b(x_b)`` (eq. 2's soft decisions used in
 forward and backward, as the paper does).
 
-:func:`lower_policy` turns a 0/1 policy into the :class:`~dymu_rt.compile.graph.StaticGraph`
+:func:`lower_policy` turns a 0/1 policy into the :class:`~dymu_rt.models.graph.StaticGraph`
 the compiler exports: tasks that took the same decisions so far share one computation,
 and a block used by several tasks after their paths diverged is one set of weights
 applied to each task's input.
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dymu_rt.compile.graph import IMAGE, GraphHead, GraphNode, StaticGraph
+from dymu_rt.models.graph import IMAGE, GraphHead, GraphNode, StaticGraph
 from dymu_rt.models.backbones import BasicBlock, InvertedResidual, Residual, build_nodes, low_level_layer
 from dymu_rt.models.heads import build_head
 

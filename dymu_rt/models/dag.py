@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dymu_rt.compile.graph import IMAGE, GraphHead, GraphNode, StaticGraph
+from dymu_rt.models.graph import IMAGE, GraphHead, GraphNode, StaticGraph
 from dymu_rt.models.heads import build_head
 from dymu_rt.models.layers import ConvBN
 

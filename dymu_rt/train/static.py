@@ -11,7 +11,7 @@ A static run directory::
 
     RUN/config.json          method, method_config, preset, data, stages (warmup, search, final)
     RUN/model.safetensors    the trained network (the final stage's weights)
-    RUN/architecture.json    the static graph (dymu_rt.compile.graph) + the method's decisions
+    RUN/architecture.json    the static graph (dymu_rt.models.graph) + the method's decisions
 
 Stages are resumable at stage granularity: a finished stage's result is saved
 (``state/<stage>.safetensors``) and a re-run continues after the last finished one.
@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import torch
 
-from dymu_rt.compile.graph import StaticGraph, materialize_graph
+from dymu_rt.models.graph import StaticGraph, materialize_graph
 from dymu_rt.errors import CheckpointError, ValidationError
 from dymu_rt.train.checkpoint import RunDir, load_module, load_tensors, load_state_into, save_module
 from dymu_rt.utils.io import atomic_write_json, read_json

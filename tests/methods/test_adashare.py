@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dymu_rt.compile.graph import StaticGraph, materialize_graph
+from dymu_rt.models.graph import StaticGraph, materialize_graph
 from dymu_rt.models.adashare import AdaShareNet, lower_policy
 from dymu_rt.train.adashare import (curriculum_open, sample_policy, select_weights, sharing_loss, sparsity_loss,
                                     temperature)
@@ -104,7 +104,7 @@ def test_round_trip_graph_module_and_onnx_equal_the_training_forward(tiny_preset
 def test_a_dymu_tree_lowers_to_the_same_static_graph_ir(tiny_preset):
     """The static graph generalizes the tree IR: a lowered tree runs like MaterializedTree."""
     from dymu_rt.compile.architecture import materialize
-    from dymu_rt.compile.graph import lower_tree
+    from dymu_rt.models.graph import lower_tree
 
     torch.manual_seed(1)
     anchor = tiny_preset.build().eval()

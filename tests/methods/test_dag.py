@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dymu_rt.compile.graph import materialize_graph
+from dymu_rt.models.graph import materialize_graph
 from dymu_rt.models.dag import DagNet, DagSpec, allowed_edges, lower_masks
 from dymu_rt.train.dag import flow_reduction, prune_to_paths, reachable, reduce_network, squeeze_loss
 

@@ -31,6 +31,10 @@ from typing import Any, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from dymu_rt.models.anchor import node_name
+from dymu_rt.models.cost import _module_macs
+from dymu_rt.models.tree import ancestor, canonicalize, used_nodes
+
 IMAGE = "image"
 
 
@@ -200,8 +204,6 @@ def materialize_graph(owner: nn.Module, graph: StaticGraph, mean, std) -> GraphM
 def graph_cost(module: GraphModule, input_size: tuple[int, int]) -> tuple[int, int]:
     """(params, MACs) at batch 1: parameters counted once (shared weights too), MACs of
     every call (a shared block run on two inputs costs twice). fvcore convention."""
-    from dymu_rt.models.cost import _module_macs
-
     h, w = input_size
     macs = _module_macs(module, (torch.zeros(1, 3, h, w),))
     params = sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())
@@ -215,9 +217,6 @@ def lower_tree(anchor, parents) -> StaticGraph:
     (its BN slots are what a preference binds); this lowering shows the static graph is the
     more general form of the same thing (tests check both execute identically).
     """
-    from dymu_rt.models.anchor import node_name
-    from dymu_rt.models.tree import ancestor, canonicalize, used_nodes
-
     canon = canonicalize(parents)
     used = used_nodes(canon)
     L, N = canon.shape
