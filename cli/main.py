@@ -25,6 +25,7 @@ from dymu_rt.cli.commands import (
     data,
     demo,
     evaluate,
+    export,
     inspect,
     plot,
     profile,
@@ -87,6 +88,7 @@ app.command("profiles", help="List the device profiles.")(profiles.profiles_comm
 app.command("calibrate", help="Calibrate INT8 quantization for a bundle's topologies.")(
     calibrate.calibrate_command
 )
+app.add_typer(export.app, name="export", help="Export a bundle for a serving system (Triton).")
 app.command("demo", help="Run the whole pipeline on procedural scenes in minutes.")(
     demo.demo_command
 )

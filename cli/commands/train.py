@@ -24,6 +24,17 @@ _N_VAL = typer.Option(None, "--n-val", help="Validation samples (default: all / 
 _SAVE_EVERY = typer.Option(100, "--save-every", help="Save resumable state every N steps.")
 _BATCH = typer.Option(None, "--batch", help="Override the batch size.")
 _QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+# Where and how (saved in the run and reused on resume; each may change on resume).
+_DEVICE = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N (auto: CUDA when available; "
+                       "under torchrun each rank takes cuda:LOCAL_RANK).")
+_PRECISION = typer.Option(None, "--precision", help="fp32 | bf16 | fp16 (autocast; fp16 adds loss "
+                          "scaling and needs CUDA). BN statistics, losses and Ω stay fp32.")
+_CHANNELS_LAST = typer.Option(None, "--channels-last/--no-channels-last",
+                              help="NHWC activations (faster convolutions on tensor cores).")
+_WORKERS = typer.Option(None, "--workers", help="Input worker processes (0: load in the training "
+                        "process). Batches are the same for any number.")
+_SYNC_BN = typer.Option(None, "--sync-bn/--no-sync-bn", help="Anchor stage under torchrun: BN "
+                        "statistics of the global batch instead of each rank's slice.")
 # Anchor optimizer.
 _LR = typer.Option(None, "--lr", help="Anchor learning rate (preset default otherwise).")
 _OPTIMIZER = typer.Option(None, "--optimizer", help="Anchor optimizer: adamw | adam | sgd.")
@@ -87,10 +98,11 @@ _FLAGS = {"anchor_steps": "--anchor-steps", "edge_steps": "--edge-steps", "weigh
 
 
 def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet, overrides: dict,
-         flags: Optional[dict] = None, method: str = "dymu", flow: Optional[int] = None) -> None:
+         flags: Optional[dict] = None, setup: Optional[dict] = None, method: str = "dymu",
+         flow: Optional[int] = None) -> None:
     from dymu_rt.errors import ValidationError
     from dymu_rt.train.common import check_positive
-    from dymu_rt.train.pipeline import open_run, train
+    from dymu_rt.train.pipeline import run_training
 
     flags = {**_FLAGS, **(flags or {})}
     for key, flag in flags.items():
@@ -100,11 +112,23 @@ def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet
     check_positive(n_val, "--n-val")
     if seed is not None and seed < 0:
         raise ValidationError(f"--seed {seed} is not valid; expected an integer >= 0")
-    run = open_run(out, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val, method=method,
-                   flow=flow)
-    cfg = train(run, stages, seed=seed, n_train=n_train, n_val=n_val, progress=not quiet,
-                save_every=save_every)
-    _summary(cfg)
+    cfg = run_training(out, stages, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val,
+                       progress=not quiet, save_every=save_every, method=method, flow=flow, **(setup or {}))
+    if _is_main_rank():
+        _summary(cfg)
+
+
+def _is_main_rank() -> bool:
+    """False on torchrun ranks > 0 (only rank 0 prints the summary)."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _setup(device, precision, channels_last, workers, sync_bn=None) -> dict:
+    _check("--workers", workers, 0)
+    return {"device": device, "precision": precision, "channels_last": channels_last, "workers": workers,
+            "sync_bn": sync_bn}
 
 
 def _summary(cfg: dict) -> None:
@@ -166,6 +190,11 @@ def train_all(
     no_affinity: bool = _NO_AFFINITY,
     no_dichotomy: bool = _NO_DICHOTOMY,
     quiet: bool = _QUIET,
+    device: Optional[str] = _DEVICE,
+    precision: Optional[str] = _PRECISION,
+    channels_last: Optional[bool] = _CHANNELS_LAST,
+    workers: Optional[int] = _WORKERS,
+    sync_bn: Optional[bool] = _SYNC_BN,
 ) -> None:
     """Train all stages: anchor net, then edge hypernet (stage 1), then weight hypernet (stage 2).
 
@@ -182,8 +211,8 @@ def train_all(
                  **_regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
                                           no_affinity, no_dichotomy),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
-    _run("all", preset, out, data, seed, n_train, n_val, save_every, quiet, overrides, method=method.lower(),
-         flow=flow)
+    _run("all", preset, out, data, seed, n_train, n_val, save_every, quiet, overrides,
+         setup=_setup(device, precision, channels_last, workers, sync_bn), method=method.lower(), flow=flow)
 
 
 @app.command("anchor")
@@ -193,11 +222,14 @@ def anchor(
     batch: Optional[int] = _BATCH, n_train: Optional[int] = _N_TRAIN, n_val: Optional[int] = _N_VAL,
     save_every: int = _SAVE_EVERY, lr: Optional[float] = _LR, optimizer: Optional[str] = _OPTIMIZER,
     schedule: Optional[str] = _SCHEDULE, weight_decay: Optional[float] = _WEIGHT_DECAY,
-    quiet: bool = _QUIET,
+    quiet: bool = _QUIET, device: Optional[str] = _DEVICE, precision: Optional[str] = _PRECISION,
+    channels_last: Optional[bool] = _CHANNELS_LAST, workers: Optional[int] = _WORKERS,
+    sync_bn: Optional[bool] = _SYNC_BN,
 ) -> None:
     """Train each anchor stream on its own task."""
     _run("anchor", preset, out, data, seed, n_train, n_val, save_every, quiet,
-         _anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay), {"anchor_steps": "--steps"})
+         _anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay), {"anchor_steps": "--steps"},
+         setup=_setup(device, precision, channels_last, workers, sync_bn))
 
 
 @app.command("controller")
@@ -210,12 +242,15 @@ def controller(
     lambda_i: Optional[float] = _LAMBDA_I, no_inactive_loss: bool = _NO_INACTIVE,
     no_layer_weighting: bool = _NO_LAYER_W, no_affinity: bool = _NO_AFFINITY,
     no_dichotomy: bool = _NO_DICHOTOMY, quiet: bool = _QUIET,
+    device: Optional[str] = _DEVICE, precision: Optional[str] = _PRECISION,
+    channels_last: Optional[bool] = _CHANNELS_LAST, workers: Optional[int] = _WORKERS,
 ) -> None:
     """Train the edge and weight hypernets (stages 1, 2)."""
     overrides = {**_regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
                                           no_affinity, no_dichotomy),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
-    _run("controller", None, out, None, seed, n_train, n_val, save_every, quiet, overrides)
+    _run("controller", None, out, None, seed, n_train, n_val, save_every, quiet, overrides,
+         setup=_setup(device, precision, channels_last, workers))
 
 
 @app.command("phn-bn")
@@ -223,6 +258,9 @@ def phn_bn(
     out: Path = _OUT, seed: Optional[int] = _SEED, steps: Optional[int] = typer.Option(
         None, "--steps", help="Training steps (default: the preset's weight-hypernet steps)."),
     n_train: Optional[int] = _N_TRAIN, quiet: bool = _QUIET,
+    device: Optional[str] = _DEVICE, precision: Optional[str] = _PRECISION,
+    channels_last: Optional[bool] = _CHANNELS_LAST, workers: Optional[int] = _WORKERS,
 ) -> None:
     """Train the PHN-BN baseline (BN from a hypernet of r)."""
-    _run("phn-bn", None, out, None, seed, n_train, None, 100, quiet, {"phn_steps": steps})
+    _run("phn-bn", None, out, None, seed, n_train, None, 100, quiet, {"phn_steps": steps},
+         setup=_setup(device, precision, channels_last, workers))

@@ -6,9 +6,12 @@ are bound is the binding mode (measured by ``benchmarks/bench_binding.py``):
 ``affine`` (default)
     Graph surgery (plain protobuf edits): each modulated folded conv becomes the raw conv
     (weights from ``fold_params``, no bias) followed by a per-channel ``Mul`` by runtime
-    input ``<slot>.scale`` and ``Add`` of ``<slot>.shift`` ([1, C, 1, 1] each). One session
-    per topology serves every preference; a switch only builds new small input arrays
-    (microseconds), at a modest steady-state cost (the Mul/Add are not fused into the conv).
+    input ``<slot>.scale`` and ``Add`` of ``<slot>.shift`` (declared ``[batch, C, 1, 1]``,
+    the image's batch dimension). One session per topology serves every preference; a switch
+    only builds new small input arrays (microseconds), at a modest steady-state cost (the
+    Mul/Add are not fused into the conv). The runtime feeds ``[1, C, 1, 1]`` (one preference
+    for the whole batch; ONNX broadcasting); a server batching requests feeds one row per
+    image, so one run mixes preferences (:mod:`dymu_rt.serve.triton`).
 ``initializers``
     The folded graph with ``SessionOptions.add_initializer`` overriding the modulated
     conv weights/biases: a new session per preference. A switch costs a session creation
@@ -85,6 +88,8 @@ from dymu_rt.utils.io import atomic_path, sha256_file
 BINDING_MODES = ("affine", "initializers", "session")
 DEFAULT_BINDING = "affine"
 INPUT_NAME = "image"
+#: the symbolic first dimension of the affine inputs: the image's batch (see :func:`affine_graph`)
+AFFINE_BATCH = "batch"
 # Vector ISA flags that change which kernels/layouts ORT picks on a CPU.
 _ISA_FLAGS = ("sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_tile",
               "asimd", "sve", "asimddp")
@@ -203,8 +208,10 @@ def affine_graph(model, raw: Mapping[str, np.ndarray], slots: Sequence[str]):
     """Graph surgery for ``affine`` binding: folded conv -> raw conv · scale + shift.
 
     ``raw`` maps ``<slot>.weight`` to the raw (unfolded) conv weight (fold_params). The
-    scale/shift become graph inputs ``<slot>.scale`` / ``<slot>.shift`` of shape [1, C, 1, 1].
-    Returns a new ModelProto (the input is left untouched). Plain protobuf edits
+    scale/shift become graph inputs ``<slot>.scale`` / ``<slot>.shift`` of shape
+    ``[batch, C, 1, 1]``: batch 1 applies one preference to every image (broadcast), batch B
+    gives each image its own, so a server's dynamic batcher can mix preferences of one
+    topology in one run. Returns a new ModelProto (the input is left untouched). Plain protobuf edits
     (:mod:`dymu_rt.backends.onnx_proto`), so the base install needs neither onnx nor
     onnx-graphsurgeon; the Mul/Add go right after their conv, which keeps the node list in
     topological order.
@@ -251,7 +258,8 @@ def affine_graph(model, raw: Mapping[str, np.ndarray], slots: Sequence[str]):
             vi = g.input.add()
             vi.name = f"{slot}.{k}"
             vi.type.tensor_type.elem_type = 1                      # float32
-            for d in (1, c, 1, 1):
+            vi.type.tensor_type.shape.dim.add().dim_param = AFFINE_BATCH    # the image's batch
+            for d in (c, 1, 1):
                 vi.type.tensor_type.shape.dim.add().dim_value = d
     # Drop the folded weights/biases nothing reads any more.
     used = {i for n in g.node for i in n.input}

@@ -52,7 +52,7 @@ def rsa_affinity(features: Sequence[Sequence[torch.Tensor]]) -> np.ndarray:
         row_max = d.max(dim=1, keepdim=True).values
         d_hat = d / torch.where(row_max > 0, row_max, torch.ones_like(row_max))
         per_layer.append(1.0 - d_hat)
-    a = torch.stack(per_layer).mean(0).numpy()
+    a = torch.stack(per_layer).mean(0).cpu().numpy()
     np.fill_diagonal(a, 1.0)          # cdist's diagonal is ~1e-8, not exactly 0
     return np.clip(a, 0.0, 1.0)
 

@@ -146,19 +146,26 @@ _SYNTH_TRAIN = TrainDefaults(anchor_steps=600, anchor_batch=16, anchor_lr=2e-3,
                              affinity_samples=32, gumbel_every=0, inactive_detach=True,
                              lambda_active=5.0)
 
+# The paper's schedule (Sec. 4 and Algorithm 1): Adam at 1e-3, ×0.3 every 14K steps, 30K
+# steps, for the anchor streams as for both controller stages.
+_PAPER_TRAIN = TrainDefaults(anchor_steps=30000, anchor_lr=1e-3, anchor_optimizer="adam",
+                             anchor_weight_decay=0.0, anchor_schedule="step", anchor_decay_every=14000,
+                             anchor_decay_gamma=0.3, edge_steps=30000, weight_steps=30000,
+                             controller_lr=1e-3, decay_every=14000, decay_gamma=0.3)
+
 PRESETS: dict[str, Preset] = {
     "nyuv2": Preset(
         "nyuv2", "NYU-v2 (paper): ResNet-34 + DeepLabv3+, seg/normals/depth, 288x384",
         "nyuv2", _nyu_tasks(), BackboneSpec("resnet", 34, 1.0, 8, "imagenet"),
-        HeadSpec("deeplab", 256, (12, 24, 36), 48, 256), (288, 384)),
+        HeadSpec("deeplab", 256, (12, 24, 36), 48, 256), (288, 384), _PAPER_TRAIN),
     "pascal5": Preset(
         "pascal5", "PASCAL-Context 5 tasks (paper): MobileNetV2 + DeepLabv3+, 512x512",
         "pascal", _pascal_tasks(5), BackboneSpec("mobilenetv2", 0, 1.0, 16, "imagenet"),
-        HeadSpec("deeplab", 256, (6, 12, 18), 48, 256), (512, 512)),
+        HeadSpec("deeplab", 256, (6, 12, 18), 48, 256), (512, 512), _PAPER_TRAIN),
     "pascal3": Preset(
         "pascal3", "PASCAL-Context 3 tasks (paper): seg/parts/saliency, MobileNetV2 + DeepLabv3+",
         "pascal", _pascal_tasks(3), BackboneSpec("mobilenetv2", 0, 1.0, 16, "imagenet"),
-        HeadSpec("deeplab", 256, (6, 12, 18), 48, 256), (512, 512)),
+        HeadSpec("deeplab", 256, (6, 12, 18), 48, 256), (512, 512), _PAPER_TRAIN),
     "cifar100": Preset(
         "cifar100", "CIFAR-100 as 20 five-way tasks (paper): ResNet-9 + linear heads, 32x32",
         "cifar100", tuple(TaskSpec(s, "classification", 5, 1.0, 5) for s in CIFAR100_SUPERCLASSES),

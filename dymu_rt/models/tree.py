@@ -72,6 +72,23 @@ def canonicalize(parents) -> np.ndarray:
     return p
 
 
+def tree_from_logits(logits, num_layers: int, num_tasks: int) -> np.ndarray:
+    """Canonical parent table (L, N) of the maximum-likelihood tree for edge-hypernet logits.
+
+    ``logits`` [L-1, N, N]: head ``l-1`` gives row ``l`` (row j = parent distribution of node
+    j); the argmax parent per node is the tree the paper runs at inference. Raises ValueError
+    for logits of another shape.
+    """
+    logits = np.asarray(logits)
+    L, N = int(num_layers), int(num_tasks)
+    if logits.shape != (L - 1, N, N):
+        raise ValueError(f"edge hypernet logits have shape {tuple(logits.shape)}, expected {(L - 1, N, N)}")
+    table = np.empty((L, N), np.int64)
+    table[0] = np.arange(N)                      # row 0: the stem reads the image
+    table[1:] = logits.argmax(-1)
+    return canonicalize(table)
+
+
 def topology_id(parents, salt: str = "") -> str:
     """Stable id of a tree: sha256 of its canonical table (and an optional model salt)."""
     canon = canonicalize(parents)

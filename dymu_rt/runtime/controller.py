@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dymu_rt.errors import BundleError
-from dymu_rt.models.tree import canonicalize, topology_id
+from dymu_rt.models.tree import topology_id, tree_from_logits
 
 
 class Controller:
@@ -45,13 +45,10 @@ class Controller:
     def tree(self, r, c) -> np.ndarray:
         """Canonical parent table (L, N) of the maximum-likelihood tree for (r, c)."""
         logits = self.logits(r, c)
-        L, N = self.num_layers, self.n_tasks
-        if logits.shape != (L - 1, N, N):
-            raise BundleError(f"edge hypernet gives logits of shape {logits.shape}, expected {(L - 1, N, N)}")
-        table = np.empty((L, N), np.int64)
-        table[0] = np.arange(N)                      # row 0: the stem reads the image
-        table[1:] = logits.argmax(-1)                # head l-1 -> row l (INTERFACES.md)
-        return canonicalize(table)
+        try:
+            return tree_from_logits(logits, self.num_layers, self.n_tasks)
+        except ValueError as e:
+            raise BundleError(f"{e}; rebuild the bundle") from None
 
     def topology(self, r, c) -> tuple[str, np.ndarray]:
         """(topology id, canonical parent table) for (r, c)."""

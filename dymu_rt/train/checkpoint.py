@@ -7,8 +7,9 @@ Layout of a run directory (``dymu-rt train --out RUN``)::
     RUN/edge_hypernet.safetensors   edge hypernet (stage "edge")
     RUN/weight_hypernet.safetensors weight hypernet (stage "weight")
     RUN/affinity.json               RSA task affinity used by stage "edge"
-    RUN/state/<stage>.safetensors   resumable training state (model + optimizer tensors)
-    RUN/state/<stage>.json          step counter, RNG seeds, scalar optimizer state
+    RUN/state/<stage>.stepK.safetensors  resumable training state (model + optimizer tensors)
+    RUN/state/<stage>.json          step counter, RNG seeds, scalar optimizer state, and
+                                    the name of the tensor file (the JSON is the commit)
     RUN/logs/<stage>.jsonl          training curves
 
 Every file is written atomically; a killed run resumes from the last state file.
@@ -189,11 +190,30 @@ class RunDir:
 
     # -- resumable state --------------------------------------------------------------
     def save_state(self, stage: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        """Save resumable training state: tensors first, then the JSON that points at them."""
-        tpath = self.path / "state" / f"{stage}.safetensors"
-        with atomic_path(tpath) as tmp:
+        """Save resumable training state, never half-written.
+
+        The tensors go to a file named after the step, then the JSON that names it is
+        renamed into place: that rename is the commit. A kill before it leaves the previous
+        state whole (the JSON still names the previous tensors); older tensor files are
+        removed only after it.
+        """
+        folder = self.path / "state"
+        name = f"{stage}.step{int(meta['step'])}.safetensors"
+        with atomic_path(folder / name) as tmp:
             save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-        atomic_write_json(self.path / "state" / f"{stage}.json", meta)
+        atomic_write_json(folder / f"{stage}.json", {**meta, "tensors": name})
+        for old in folder.glob(f"{stage}.*safetensors"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+    def state_tensors_path(self, stage: str, meta: dict[str, Any]) -> Path:
+        """The tensor file a state JSON names (``<stage>.safetensors`` in older runs)."""
+        name = meta.get("tensors", f"{stage}.safetensors")
+        if not isinstance(name, str) or Path(name).name != name or not name.endswith(".safetensors"):
+            raise CheckpointError(f"training state {self.path / 'state' / (stage + '.json')} names "
+                                  f"an invalid tensor file {name!r}; delete the state/ folder to "
+                                  "restart the stage")
+        return self.path / "state" / name
 
     def load_state(self, stage: str) -> Optional[tuple[dict[str, torch.Tensor], dict[str, Any]]]:
         """The last saved state of ``stage`` or None."""
@@ -206,12 +226,12 @@ class RunDir:
                 not isinstance(meta.get("optimizer"), dict):
             raise CheckpointError(f"training state {jpath} is malformed (expected a step counter and "
                                   "optimizer state); delete the state/ folder to restart the stage")
-        return load_tensors(self.path / "state" / f"{stage}.safetensors", "training state"), meta
+        return load_tensors(self.state_tensors_path(stage, meta), "training state"), meta
 
     def restore_state(self, stage: str, module: nn.Module, opt: torch.optim.Optimizer,
                       tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Load a saved state's model and optimizer tensors, validated (CheckpointError)."""
-        path = self.path / "state" / f"{stage}.safetensors"
+        path = self.state_tensors_path(stage, meta)
         model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         load_state_into(module, model, path, "training state")
         restore_optimizer(opt, tensors, meta["optimizer"], path=path)

@@ -7,7 +7,7 @@ import math
 import os
 import random
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from dymu_rt.data import make_dataset
 from dymu_rt.errors import CheckpointError, ValidationError
 from dymu_rt.models.presets import Preset
 from dymu_rt.tasks import make_task
+from dymu_rt.train.loader import collate, infinite_batches  # noqa: F401  (their home is loader)
 
 
 def make_tasks(preset: Preset) -> list:
@@ -49,26 +50,6 @@ def make_split(preset: Preset, data: str, split: str, n: Optional[int] = None, a
     return ds
 
 
-def infinite_batches(dataset, batch_size: int, seed: int, start_step: int = 0) -> Iterator[dict]:
-    """Shuffled batches forever; deterministic given (seed, epoch), resumable by step."""
-    n = len(dataset)
-    per_epoch = max(1, n // batch_size)
-    step = start_step
-    while True:
-        epoch, within = divmod(step, per_epoch)
-        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        order = torch.randperm(n, generator=g)
-        for b in range(within, per_epoch):
-            idx = order[b * batch_size:(b + 1) * batch_size].tolist()
-            yield collate([dataset[i] for i in idx])
-            step += 1
-
-
-def collate(samples: list[dict]) -> dict:
-    """Stack a list of samples (image, targets, masks) into a batch."""
-    return torch.utils.data.default_collate(samples)
-
-
 def step_decay_lr(base_lr: float, step: int, every: int, gamma: float) -> float:
     """Step decay: base · gamma^(step // every) (the paper's ×0.3 every 14K steps)."""
     return base_lr * (gamma ** (step // every)) if every > 0 else base_lr
@@ -94,16 +75,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict[str, torch.Tensor]:
-    """The torch CPU RNG state, as a tensor to store with training state."""
-    return {"rng.torch": torch.get_rng_state()}
+def rng_state(device: Optional[torch.device] = None) -> dict[str, torch.Tensor]:
+    """The torch RNG states to store with training state: CPU, plus ``device``'s CUDA
+    generator (Gumbel noise of a stage on a GPU is drawn there)."""
+    states = {"rng.torch": torch.get_rng_state()}
+    if device is not None and device.type == "cuda":
+        states["rng.cuda"] = torch.cuda.get_rng_state(device)
+    return states
 
 
-def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
-    """Restore the torch RNG saved by :func:`rng_state` (CheckpointError if it is not one)."""
+def restore_rng(tensors: dict[str, torch.Tensor], device: Optional[torch.device] = None) -> None:
+    """Restore the torch RNGs saved by :func:`rng_state` (CheckpointError if they are not).
+
+    A CUDA state is restored only on a CUDA device: a run resumed on another device
+    continues with that device's own stream.
+    """
     if "rng.torch" in tensors:
         try:
             torch.set_rng_state(tensors["rng.torch"])
+            if device is not None and device.type == "cuda" and "rng.cuda" in tensors:
+                torch.cuda.set_rng_state(tensors["rng.cuda"], device)
         except (RuntimeError, TypeError, ValueError) as e:
             raise CheckpointError(f"training state holds an invalid RNG state ({str(e).splitlines()[0]}); "
                                   "delete the state/ folder of the run to restart the stage") from None
@@ -135,7 +126,7 @@ def weighted_task_loss(tasks: list, outputs: dict, batch: dict, r: Optional[torc
     for t in tasks:
         losses.append(t.loss(outputs[t.name], batch["targets"][t.name], batch["masks"][t.name]))
     per = torch.stack(losses)
-    weights = torch.tensor([t.loss_weight for t in tasks], dtype=per.dtype)
+    weights = torch.tensor([t.loss_weight for t in tasks], dtype=per.dtype, device=per.device)
     if r is None:
         return per.sum(), per.detach()
     return (r * weights * per).sum(), per.detach()

@@ -21,25 +21,28 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from dymu_rt.errors import CheckpointError
-from dymu_rt.train.checkpoint import RunDir, optimizer_tensors, save_module
-from dymu_rt.train.common import (JsonlLog, check_positive, infinite_batches, make_split, make_tasks,
-                                  regularizer_config as _regularizer_config, restore_rng, rng_state,
-                                  seed_everything, set_lr, step_decay_lr, validate_train_config,
-                                  weighted_task_loss)
 from dymu_rt.control.affinity import compute_affinity
 from dymu_rt.control.gumbel import TemperatureSchedule, gumbel_softmax_sample
 from dymu_rt.control.hypernets import EdgeHypernet, WeightHypernet
 from dymu_rt.control.preference import sample_preferences
 from dymu_rt.control.regularizer import branching_regularizer
+from dymu_rt.errors import CheckpointError
+from dymu_rt.train.checkpoint import RunDir, optimizer_tensors, save_module
+from dymu_rt.train.common import (JsonlLog, check_positive, make_split, make_tasks,
+                                  regularizer_config as _regularizer_config, restore_rng, rng_state,
+                                  seed_everything, set_lr, step_decay_lr, validate_train_config,
+                                  weighted_task_loss)
+from dymu_rt.train.device import fp32_outputs
+from dymu_rt.train.setup import TrainSetup, backward_step, restore_scaler, scaler_meta
 from dymu_rt.utils.io import atomic_write_json, read_json
 from dymu_rt.utils.progress import make_progress
 
 
-def _sample_pref(rng: np.random.Generator, n: int, eta: float = 0.2):
+def _sample_pref(rng: np.random.Generator, n: int, eta: float = 0.2, device=None):
 
     p = sample_preferences(n, 1, rng, eta=eta)[0]
-    return torch.tensor(p.r, dtype=torch.float32), torch.tensor(p.c, dtype=torch.float32)
+    return (torch.tensor(p.r, dtype=torch.float32, device=device),
+            torch.tensor(p.c, dtype=torch.float32, device=device))
 
 
 def _require(run: RunDir, stage: str) -> None:
@@ -48,39 +51,59 @@ def _require(run: RunDir, stage: str) -> None:
                               f"(run `dymu-rt train --out {run.path}`)")
 
 
-def compute_run_affinity(run: RunDir, anchor, data: str, seed: int, n_val: Optional[int]) -> np.ndarray:
-    """RSA task affinity of the frozen anchor on K validation images (cached in the run)."""
+def compute_run_affinity(run: RunDir, anchor, data: str, seed: int, n_val: Optional[int],
+                         setup: Optional[TrainSetup] = None) -> np.ndarray:
+    """RSA task affinity of the frozen anchor on K validation images (cached in the run).
+
+    Computed on rank 0 (on the anchor's device) and written there; every rank gets rank 0's.
+    """
+    setup = setup or TrainSetup()
     path = run.path / "affinity.json"
-    if path.is_file():
-        return np.asarray(read_json(path, "task affinity")["affinity"], dtype=np.float64)
     preset = run.preset()
-    k = preset.train.affinity_samples
-    val = make_split(preset, data, "val", n=n_val, seed=seed)
-    images = torch.stack([val[i]["image"] for i in range(min(k, len(val)))])
-    a = np.asarray(compute_affinity(anchor, images, images.shape[0]), dtype=np.float64)
-    atomic_write_json(path, {"affinity": a.tolist(), "tasks": [t.name for t in preset.tasks],
-                             "k": int(images.shape[0])})
+    a = np.zeros((len(preset.tasks), len(preset.tasks)), dtype=np.float64)
+    if setup.dist.is_main:
+        if path.is_file():
+            a = np.asarray(read_json(path, "task affinity")["affinity"], dtype=np.float64)
+        else:
+            k = preset.train.affinity_samples
+            val = make_split(preset, data, "val", n=n_val, seed=seed)
+            images = torch.stack([val[i]["image"] for i in range(min(k, len(val)))])
+            a = np.asarray(compute_affinity(anchor, images.to(setup.device), images.shape[0]), dtype=np.float64)
+            atomic_write_json(path, {"affinity": a.tolist(), "tasks": [t.name for t in preset.tasks],
+                                     "k": int(images.shape[0])})
+    if setup.dist.enabled:
+        t = setup.dist.broadcast_tensor(torch.tensor(a, device=setup.device))
+        a = t.cpu().numpy()
     return a
 
 
 class _Stage:
-    """Resumable loop shared by the two controller stages."""
+    """Resumable loop shared by the two controller stages.
+
+    ``module`` is the hypernet being trained (on ``setup``'s device); ``model`` is what the
+    step calls: the module itself, or its DDP wrapper under torchrun.
+    """
+
     def __init__(self, run: RunDir, name: str, module: torch.nn.Module, steps: int, seed: int,
-                 save_every: int) -> None:
+                 save_every: int, setup: TrainSetup) -> None:
         check_positive(save_every, "--save-every")
-        self.run, self.name, self.module, self.steps, self.save_every = run, name, module, steps, save_every
+        self.run, self.name, self.steps, self.save_every, self.setup = run, name, steps, save_every, setup
+        self.module = setup.dev.prepare(module)
         preset = run.preset()
         self.cfg = preset.train
         validate_train_config(self.cfg)
-        self.opt = torch.optim.Adam(module.parameters(), lr=self.cfg.controller_lr)
+        setup.dist.local_batch(self.cfg.controller_batch)
+        self.opt = torch.optim.Adam(self.module.parameters(), lr=self.cfg.controller_lr)
+        self.scaler = setup.dev.grad_scaler()
         self.start = 0
         self.rng = np.random.default_rng(seed + (1 if name == "edge" else 2))
-        self.log = JsonlLog(run.path / "logs" / f"{name}.jsonl")
+        self.log = JsonlLog(run.path / "logs" / f"{name}.jsonl") if setup.dist.is_main else None
         state = run.load_state(name)
         if state is not None:
             tensors, meta = state
-            run.restore_state(name, module, self.opt, tensors, meta)
-            restore_rng(tensors)
+            run.restore_state(name, self.module, self.opt, tensors, meta)
+            restore_rng(tensors, setup.device)
+            restore_scaler(self.scaler, meta.get("scaler"))
             try:
                 self.rng.bit_generator.state = meta["np_rng"]
             except (KeyError, TypeError, ValueError) as e:
@@ -88,52 +111,78 @@ class _Stage:
                                       f"numpy RNG state ({e}); delete the state/ folder of the run "
                                       "to restart the stage") from None
             self.start = int(meta["step"])
-            self.log.truncate_after(self.start)
+            if self.log is not None:
+                self.log.truncate_after(self.start)
+        self.model = setup.dist.wrap(self.module, setup.device)
 
     def lr(self, step: int) -> float:
         return step_decay_lr(self.cfg.controller_lr, step, self.cfg.decay_every, self.cfg.decay_gamma)
 
     def save(self, step: int) -> None:
+        if not self.setup.dist.is_main:
+            return
         tensors = {f"model.{k}": v for k, v in self.module.state_dict().items()}
         opt_t, opt_meta = optimizer_tensors(self.opt)
         tensors.update(opt_t)
-        tensors.update(rng_state())
+        tensors.update(rng_state(self.setup.device))
         self.run.save_state(self.name, tensors, {"step": step, "optimizer": opt_meta,
-                                                 "np_rng": self.rng.bit_generator.state})
+                                                 "np_rng": self.rng.bit_generator.state,
+                                                 "scaler": scaler_meta(self.scaler)})
+
+    def finish(self, summary: dict) -> dict:
+        """Save the trained module and mark the stage done (rank 0); every rank waits."""
+        if self.setup.dist.is_main:
+            save_module(self.module, self.run.module_path(_MODULE_FILES[self.name]))
+            self.run.mark_done(self.name, {**summary, "trained_with": self.setup.to_dict()})
+        self.setup.dist.barrier()
+        return self.run.read_config()["stages"][self.name]
+
+
+_MODULE_FILES = {"edge": "edge_hypernet", "weight": "weight_hypernet"}
 
 
 def _loop(stage: _Stage, step_fn, progress: bool, description: str, stop_after, on_step) -> bool:
-    """Run ``step_fn(step) -> (loss, info dict)``; False when stopped early."""
-    data_iter_step = stage.start
-    with make_progress(disable=not progress) as bar:
+    """Run ``step_fn(step) -> (loss, info dict)``; False when stopped early.
+
+    ``info`` values may be tensors: they are read (a device sync) only on logged steps.
+    """
+    dist = stage.setup.dist
+    with make_progress(disable=not (progress and dist.is_main)) as bar:
         job = bar.add_task(description, total=stage.steps, completed=stage.start, info="")
         step = stage.start
         while step < stage.steps:
             if stop_after is not None and step >= stop_after:
                 stage.save(step)
+                dist.barrier()
                 return False
             set_lr(stage.opt, stage.lr(step))
             loss, info = step_fn(step)
-            stage.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            stage.opt.step()
+            backward_step(loss, stage.opt, stage.scaler)
             step += 1
             if step % 10 == 0 or step == stage.steps:
-                stage.log.write({"step": step, "loss": float(loss.detach()), **info})
-            bar.update(job, advance=1, info=f"loss={float(loss.detach()):.3f}")
+                loss_g = float(dist.mean(loss.detach()))
+                if stage.log is not None:
+                    stage.log.write({"step": step, "loss": loss_g, **{k: float(v) for k, v in info.items()}})
+                bar.update(job, info=f"loss={loss_g:.3f}")
+            bar.update(job, advance=1)
             if step % stage.save_every == 0 and step < stage.steps:
                 stage.save(step)
             if on_step is not None:
                 on_step(step)
-    del data_iter_step
     return True
 
 
 def train_edge(run: RunDir, data: str = "synth", seed: int = 0, save_every: int = 100,
                n_train: Optional[int] = None, n_val: Optional[int] = None, progress: bool = True,
                stop_after: Optional[int] = None, on_step: Optional[Callable[[int], None]] = None,
-               regularizer_config=None) -> dict:
-    """Stage 1: train the edge hypernet with the branching regularizer."""
+               regularizer_config=None, setup: Optional[TrainSetup] = None) -> dict:
+    """Stage 1: train the edge hypernet with the branching regularizer.
+
+    Under data parallelism every rank draws the same (r, c) and Gumbel noise (same seed,
+    same RNG stream), so the ranks differ only in their slice of the batch.
+    """
+    setup = setup or TrainSetup()
+    dev = setup.dev
     if run.stage_done("edge"):
         return run.read_config()["stages"]["edge"]
     _require(run, "anchor")
@@ -142,35 +191,36 @@ def train_edge(run: RunDir, data: str = "synth", seed: int = 0, save_every: int 
     preset = run.preset()
     cfg = preset.train
     seed_everything(seed + 11)
-    anchor = run.load_anchor()
+    anchor = dev.prepare(run.load_anchor())
     tasks = make_tasks(preset)
     n = len(tasks)
-    affinity = torch.tensor(compute_run_affinity(run, anchor, data, seed, n_val), dtype=torch.float32)
+    affinity = torch.tensor(compute_run_affinity(run, anchor, data, seed, n_val, setup),
+                            dtype=torch.float32, device=dev.device)
     reg_cfg = regularizer_config or _regularizer_config(cfg)
-    edge = EdgeHypernet(n, anchor.num_layers)
-    stage = _Stage(run, "edge", edge, cfg.edge_steps, seed, save_every)
+    stage = _Stage(run, "edge", EdgeHypernet(n, anchor.num_layers), cfg.edge_steps, seed, save_every, setup)
     schedule = TemperatureSchedule(every=cfg.gumbel_interval())
-    batches = infinite_batches(make_split(preset, data, "train", n=n_train, augment=True, seed=seed),
-                               cfg.controller_batch, seed + 1, start_step=stage.start)
+    train_set = make_split(preset, data, "train", n=n_train, augment=True, seed=seed)
 
-    def step_fn(step: int):
-        r, c = _sample_pref(stage.rng, n)
-        batch = next(batches)
-        logits = edge(r, c)
-        nu = gumbel_softmax_sample(logits, schedule.at(step))
-        out = anchor.forward_soft(batch["image"], list(nu))
-        task_loss, per = weighted_task_loss(tasks, out, batch, r)
-        omega, terms = branching_regularizer(nu, r, c, affinity, reg_cfg)
-        info = {"task_loss": float(task_loss.detach()), "omega": float(omega.detach()), "c": float(c),
-                "temperature": schedule.at(step),
-                **{k: float(v) for k, v in terms.items() if torch.is_tensor(v) or isinstance(v, float)}}
-        return task_loss + omega, info
+    with setup.batches(train_set, cfg.controller_batch, seed + 1, start_step=stage.start) as batches:
+        def step_fn(step: int):
+            r, c = _sample_pref(stage.rng, n, device=dev.device)
+            batch = dev.batch(next(batches))
+            logits = stage.model(r, c)
+            # Gumbel sampling and Ω stay in fp32; only the anchor's forward is autocast.
+            nu = gumbel_softmax_sample(logits.float(), schedule.at(step))
+            with dev.autocast():
+                out = anchor.forward_soft(batch["image"], list(nu))
+            task_loss, per = weighted_task_loss(tasks, fp32_outputs(out), batch, r)
+            omega, terms = branching_regularizer(nu, r, c, affinity, reg_cfg)
+            info = {"task_loss": task_loss.detach(), "omega": omega.detach(), "c": c,
+                    "temperature": schedule.at(step),
+                    **{k: v.detach() if torch.is_tensor(v) else v for k, v in terms.items()
+                       if torch.is_tensor(v) or isinstance(v, float)}}
+            return task_loss + omega, info
 
-    if not _loop(stage, step_fn, progress, "stage 1: edge hypernet", stop_after, on_step):
-        return {"done": False}
-    save_module(edge, run.module_path("edge_hypernet"))
-    run.mark_done("edge", {"step": cfg.edge_steps, "regularizer": _cfg_dict(reg_cfg)})
-    return run.read_config()["stages"]["edge"]
+        if not _loop(stage, step_fn, progress, "stage 1: edge hypernet", stop_after, on_step):
+            return {"done": False}
+    return stage.finish({"step": cfg.edge_steps, "regularizer": _cfg_dict(reg_cfg)})
 
 
 def _cfg_dict(cfg) -> dict:
@@ -181,8 +231,11 @@ def _cfg_dict(cfg) -> dict:
 
 def train_weight(run: RunDir, data: str = "synth", seed: int = 0, save_every: int = 100,
                  n_train: Optional[int] = None, progress: bool = True,
-                 stop_after: Optional[int] = None, on_step: Optional[Callable[[int], None]] = None) -> dict:
+                 stop_after: Optional[int] = None, on_step: Optional[Callable[[int], None]] = None,
+                 setup: Optional[TrainSetup] = None) -> dict:
     """Stage 2: train the weight hypernet on the edge hypernet's maximum-likelihood trees."""
+    setup = setup or TrainSetup()
+    dev = setup.dev
     if run.stage_done("weight"):
         return run.read_config()["stages"]["weight"]
     _require(run, "edge")
@@ -190,29 +243,28 @@ def train_weight(run: RunDir, data: str = "synth", seed: int = 0, save_every: in
     preset = run.preset()
     cfg = preset.train
     seed_everything(seed + 22)
-    anchor = run.load_anchor()
-    edge = run.load_edge_hypernet()
+    anchor = dev.prepare(run.load_anchor())
+    edge = dev.prepare(run.load_edge_hypernet())
     for p in edge.parameters():
         p.requires_grad_(False)
     tasks = make_tasks(preset)
     n = len(tasks)
-    weight = WeightHypernet(n, anchor.bn_delta_size)
-    stage = _Stage(run, "weight", weight, cfg.weight_steps, seed, save_every)
-    batches = infinite_batches(make_split(preset, data, "train", n=n_train, augment=True, seed=seed),
-                               cfg.controller_batch, seed + 2, start_step=stage.start)
+    stage = _Stage(run, "weight", WeightHypernet(n, anchor.bn_delta_size), cfg.weight_steps, seed,
+                   save_every, setup)
+    train_set = make_split(preset, data, "train", n=n_train, augment=True, seed=seed)
 
-    def step_fn(step: int):
-        r, c = _sample_pref(stage.rng, n)
-        batch = next(batches)
-        with torch.no_grad():
-            parents = edge.architecture(r, c)
-        deltas = weight(r, c)
-        out = anchor(batch["image"], parents, deltas)
-        task_loss, per = weighted_task_loss(tasks, out, batch, r)
-        return task_loss, {"c": float(c), **{t.name: float(v) for t, v in zip(tasks, per)}}
+    with setup.batches(train_set, cfg.controller_batch, seed + 2, start_step=stage.start) as batches:
+        def step_fn(step: int):
+            r, c = _sample_pref(stage.rng, n, device=dev.device)
+            batch = dev.batch(next(batches))
+            with torch.no_grad():
+                parents = edge.architecture(r, c)
+            deltas = stage.model(r, c)
+            with dev.autocast():
+                out = anchor(batch["image"], parents, deltas)
+            task_loss, per = weighted_task_loss(tasks, fp32_outputs(out), batch, r)
+            return task_loss, {"c": c, **{t.name: v for t, v in zip(tasks, per)}}
 
-    if not _loop(stage, step_fn, progress, "stage 2: weight hypernet", stop_after, on_step):
-        return {"done": False}
-    save_module(weight, run.module_path("weight_hypernet"))
-    run.mark_done("weight", {"step": cfg.weight_steps})
-    return run.read_config()["stages"]["weight"]
+        if not _loop(stage, step_fn, progress, "stage 2: weight hypernet", stop_after, on_step):
+            return {"done": False}
+    return stage.finish({"step": cfg.weight_steps})

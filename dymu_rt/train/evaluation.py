@@ -25,10 +25,12 @@ def _batches(dataset, batch_size: int):
 @torch.no_grad()
 def evaluate_tree(anchor, tasks, dataset, parents=None, bn_deltas: Optional[torch.Tensor] = None,
                   batch_size: int = 32, progress: bool = False, description: str = "eval",
-                  forward=None) -> dict[str, dict[str, float]]:
+                  forward=None, device: Optional[torch.device] = None) -> dict[str, dict[str, float]]:
     """Per-task metrics (and mean loss under key "loss") of one tree on ``dataset``.
 
     ``forward`` (images -> outputs) replaces ``anchor(x, parents, bn_deltas)`` when given.
+    ``device``: where the forward pass runs (the anchor and deltas must already be there;
+    default: the CPU). Metrics and losses are computed on the CPU in fp32.
     """
     was = anchor.training if anchor is not None else False
     if anchor is not None:
@@ -40,7 +42,9 @@ def evaluate_tree(anchor, tasks, dataset, parents=None, bn_deltas: Optional[torc
         job = bar.add_task(description, total=len(dataset), info="")
         for batch in _batches(dataset, batch_size):
             x = batch["image"]
-            out = forward(x) if forward is not None else anchor(x, parents, bn_deltas)
+            xd = x if device is None else x.to(device, non_blocking=True)
+            out = forward(xd) if forward is not None else anchor(xd, parents, bn_deltas)
+            out = {k: v.detach().float().cpu() for k, v in out.items()}
             b = x.shape[0]
             for t in tasks:
                 tgt, msk = batch["targets"][t.name], batch["masks"][t.name]

@@ -28,6 +28,7 @@ from dymu_rt.train.common import check_positive, validate_train_config
 from dymu_rt.train.controller import train_edge, train_weight
 from dymu_rt.train.dag import train_dag
 from dymu_rt.train.phn import train_phn_bn
+from dymu_rt.train.setup import TrainSetup
 
 STAGE_GROUPS = {"all": ("anchor", "edge", "weight"), "anchor": ("anchor",),
                 "controller": ("edge", "weight"), "phn-bn": ("phn-bn",)}
@@ -181,17 +182,59 @@ def data_options(run: RunDir, seed: Optional[int] = None, n_train: Optional[int]
     return opts
 
 
+# How a run is trained (not what): recorded in the run so a resume reuses them, but any
+# of them may change on resume (another device, more workers): none changes the data
+# stream, and a resumed run on another device continues from the same step.
+SETUP_OPTIONS = ("device", "precision", "channels_last", "workers", "sync_bn")
+_SETUP_DEFAULTS = {"device": "auto", "precision": "fp32", "channels_last": False, "workers": 0,
+                   "sync_bn": False}
+
+
+def setup_options(out: str | Path, **given: Any) -> dict[str, Any]:
+    """The training-setup options for ``out``: the given ones (None = not given), else the
+    ones the run recorded last time, else the defaults (auto device, fp32, no workers)."""
+    unknown = set(given) - set(SETUP_OPTIONS)
+    if unknown:
+        raise ValidationError(f"unknown setup option(s) {sorted(unknown)}; expected {', '.join(SETUP_OPTIONS)}")
+    run = RunDir(out)
+    saved = run.read_config().get("train_setup", {}) if run.exists() else {}
+    saved = saved if isinstance(saved, dict) else {}
+    return {k: given[k] if given.get(k) is not None else saved.get(k, _SETUP_DEFAULTS[k]) for k in SETUP_OPTIONS}
+
+
+def _check_static_setup(method: str, setup, record: Optional[dict]) -> None:
+    """AdaShare / DAG train in one CPU process in fp32: refuse a setup asking for more."""
+    rec = record or {}
+    asked = [f"--{k.replace('_', '-')} {rec[k]}" for k, default in (("device", "auto"), ("precision", "fp32"),
+                                                                   ("workers", 0)) if rec.get(k, default) not in
+             (default, "cpu", None)]
+    asked += ["--channels-last"] if rec.get("channels_last") else []
+    asked += ["--sync-bn"] if rec.get("sync_bn") else []
+    if getattr(setup.dist, "world_size", 1) > 1:
+        asked.append("torchrun")
+    if asked:
+        raise ValidationError(f"--method {method} trains in one CPU process in fp32; {', '.join(asked)} "
+                              "applies to --method dymu only")
+
+
 def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train: Optional[int] = None,
-          n_val: Optional[int] = None, progress: bool = True, save_every: int = 100) -> dict:
+          n_val: Optional[int] = None, progress: bool = True, save_every: int = 100,
+          setup=None, setup_record: Optional[dict] = None) -> dict:
     """Run the stages of ``stages`` ("all", "anchor", "controller", "phn-bn"); returns the config.
 
-    ``seed``, ``n_train``, ``n_val``: None reuses the run's recorded values.
+    ``seed``, ``n_train``, ``n_val``: None reuses the run's recorded values. ``setup``
+    (a :class:`~dymu_rt.train.setup.TrainSetup`): device, precision, workers and data
+    parallelism (default: CPU, fp32, one process). ``setup_record``: the setup options
+    as given (e.g. ``device="auto"``), stored in the run for the next resume. Under
+    torchrun, every rank calls this; rank 0 alone writes the run folder.
     """
+    setup = setup or TrainSetup()
     method = static.method_of(run)
     if method != "dymu":
         if stages != "all":
             raise ValidationError(f"{run.path} is a {method} run: it trains as a whole (`dymu-rt train --out "
                                   f"{run.path}`), not by stage group '{stages}'")
+        _check_static_setup(method, setup, setup_record)
         check_positive(save_every, "--save-every")
         opts = data_options(run, seed, n_train, n_val)
         trainer = train_adashare if method == "adashare" else train_dag
@@ -199,18 +242,53 @@ def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train:
     if stages not in STAGE_GROUPS:
         raise ValidationError(f"stage group '{stages}' is not valid; expected one of {', '.join(STAGE_GROUPS)}")
     check_positive(save_every, "--save-every")
-    opts = data_options(run, seed, n_train, n_val)
+
+    def record() -> dict:
+        opts = data_options(run, seed, n_train, n_val)
+        if setup_record is not None:
+            run.set_config_entry("train_setup", setup_record)
+        return opts
+
+    opts = setup.dist.main_first(record)
     seed, n_train, n_val = opts["seed"], opts["n_train"], opts["n_val"]
     data = run.read_config()["data"]
     for stage in STAGE_GROUPS[stages]:
         if stage == "anchor":
-            train_anchor(run, data, seed, save_every, n_train, n_val, progress)
+            train_anchor(run, data, seed, save_every, n_train, n_val, progress, setup=setup)
         elif stage == "edge":
-            train_edge(run, data, seed, save_every, n_train, n_val, progress)
+            train_edge(run, data, seed, save_every, n_train, n_val, progress, setup=setup)
         elif stage == "weight":
-            train_weight(run, data, seed, save_every, n_train, progress)
+            train_weight(run, data, seed, save_every, n_train, progress, setup=setup)
         else:
             if not run.stage_done("anchor"):
                 raise ValidationError(f"{run.path}: train the anchor first (dymu-rt train anchor)")
-            train_phn_bn(run, data, seed, n_train, progress)
+            train_phn_bn(run, data, seed, n_train, progress, setup=setup)
     return run.read_config()
+
+
+def run_training(out: str | Path, stages: str, preset: Optional[str] = None, data: Optional[str] = None,
+                 overrides: Optional[dict] = None, seed: Optional[int] = None, n_train: Optional[int] = None,
+                 n_val: Optional[int] = None, progress: bool = True, save_every: int = 100,
+                 method: str = "dymu", flow: Optional[int] = None, **setup_given: Any) -> dict:
+    """``dymu-rt train``'s whole job, on one process or on every rank under torchrun.
+
+    Resolves the setup options (given, else recorded in the run, else defaults), joins the
+    process group when launched by torchrun, creates or reopens the run on rank 0 (the
+    others open it after), trains ``stages`` and leaves the process group. Returns the
+    run config.
+    """
+    options = setup_options(out, **setup_given)
+    static.check_method(method, flow)
+    setup = TrainSetup.create(**options)
+    if method != "dymu":
+        _check_static_setup(method, setup, options)     # before anything is written
+    def create_or_reopen() -> None:
+        open_run(out, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val, method=method, flow=flow)
+
+    try:
+        setup.dist.main_first(create_or_reopen)
+        return train(RunDir(out), stages, seed=seed, n_train=n_train, n_val=n_val,
+                     progress=progress and setup.dist.is_main, save_every=save_every, setup=setup,
+                     setup_record=options)
+    finally:
+        setup.dist.close()

@@ -274,3 +274,28 @@ def test_engine_cache_files_carry_precision(fx, tmp_path):
                                 raw_weights=raw_weights(fold, topo["bn_slots"]), slots=topo["bn_slots"]))
     assert set(eng.run(X, eng.prepare(slot_weights(fold, m["bn_layout"], weight_deltas(p, [1, 0, 0], 0.0),
                                                    m["bn_eps"], topo["bn_slots"], "affine")))) == {"semseg", "normals", "depth"}
+
+
+def test_affine_inputs_take_one_row_per_image(fx):
+    """The affine graph declares scale/shift as [batch, C, 1, 1] (the image's batch): the
+    Runtime's one row broadcasts over the batch, and B rows give each image its own
+    preference (what a server's dynamic batcher needs) with the same answers."""
+    from dymu_rt.backends.onnxruntime import AFFINE_BATCH, Bound
+
+    bundle, m, tid, topo, p, fold = fx
+    eng = get_backend("onnxruntime").load(EngineRequest(bundle / topo["file"], load_profile("x86-64-cpu"), tid,
+                                                        raw_weights=raw_weights(fold, topo["bn_slots"]),
+                                                        slots=topo["bn_slots"]))
+    bound = [eng.prepare(slot_weights(fold, m["bn_layout"], weight_deltas(p, r, c), m["bn_eps"], topo["bn_slots"],
+                                      "affine")) for r, c in (([0.2, 0.3, 0.5], 0.9), ([0.7, 0.2, 0.1], 0.1))]
+    shapes = {i.name: i.shape for i in bound[0].session.get_inputs()}
+    slot = topo["bn_slots"][0]
+    assert shapes[f"{slot}.scale"][0] == shapes[f"{slot}.shift"][0] == shapes["image"][0] == AFFINE_BATCH
+    mixed = Bound(bound[0].session, {k: np.concatenate([bound[0].feeds[k], bound[1].feeds[k]])
+                                     for k in bound[0].feeds})
+    out = eng.run(X, mixed)
+    alone = [eng.run(X, b) for b in bound]
+    for k in out:
+        np.testing.assert_allclose(out[k][0], alone[0][k][0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out[k][1], alone[1][k][1], rtol=1e-5, atol=1e-6)
+    assert any(not np.allclose(alone[0][k][1], alone[1][k][1], atol=1e-4) for k in out)

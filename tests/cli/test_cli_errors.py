@@ -155,7 +155,10 @@ def test_training_flags_are_saved_in_the_run_config(capsys, tmp_path, monkeypatc
 
     calls = []
 
+    setups = []
+
     def fake_train(run, stages, **kw):         # the stages themselves are tested in tests/train
+        setups.append((kw.pop("setup"), kw.pop("setup_record")))
         calls.append((stages, kw))
         pipeline.data_options(run, kw["seed"], kw["n_train"], kw["n_val"])
         return run.read_config()

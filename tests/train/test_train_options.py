@@ -188,8 +188,14 @@ def _resume(run):
     return train_anchor(run, n_train=4, n_val=2, progress=False, save_every=2)
 
 
+def _state_tensors(run):
+    """The tensor file the anchor state JSON commits to."""
+    meta = json.loads((run.path / "state" / "anchor.json").read_text())
+    return run.path / "state" / meta["tensors"]
+
+
 def test_truncated_state_file_is_a_checkpoint_error(stopped_anchor):
-    path = stopped_anchor.path / "state" / "anchor.safetensors"
+    path = _state_tensors(stopped_anchor)
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="not a valid safetensors"):
         _resume(stopped_anchor)
@@ -203,7 +209,7 @@ def test_truncated_state_file_is_a_checkpoint_error(stopped_anchor):
     ("bad_rng", "invalid RNG state"),
 ])
 def test_edited_state_tensors_are_a_checkpoint_error(stopped_anchor, edit, needle):
-    path = stopped_anchor.path / "state" / "anchor.safetensors"
+    path = _state_tensors(stopped_anchor)
     t = load_file(str(path))
     model_key = next(k for k in t if k.startswith("model.") and t[k].dim() == 4)
     opt_key = next(k for k in t if k.startswith("opt.") and t[k].dim() == 4)
@@ -281,3 +287,17 @@ def test_constant_depth_is_the_mean_over_up_to_256_samples(tiny_preset):
     ds = make_split(tiny_preset, "synth", "train", n=6, augment=False)
     vals = torch.cat([ds[i]["targets"]["depth"][0][ds[i]["masks"]["depth"]] for i in range(6)])
     assert _constant_output(depth, ds).item() == pytest.approx(vals.double().mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["nyuv2", "pascal3", "pascal5"])
+def test_paper_presets_default_to_the_papers_schedule(name):
+    """Adam 1e-3, ×0.3 every 14K steps, 30K steps, for the anchor and both controller stages."""
+    from dymu_rt.models.presets import get_preset
+    from dymu_rt.train.common import anchor_lr, step_decay_lr
+
+    cfg = get_preset(name).train
+    assert cfg.anchor_optimizer == "adam" and cfg.anchor_steps == cfg.edge_steps == cfg.weight_steps == 30000
+    for lr in (lambda s: anchor_lr(cfg, s), lambda s: step_decay_lr(cfg.controller_lr, s, cfg.decay_every,
+                                                                      cfg.decay_gamma)):
+        assert [round(lr(s), 8) for s in (0, 13999, 14000, 27999, 28000, 29999)] == \
+            [1e-3, 1e-3, 3e-4, 3e-4, 9e-5, 9e-5]

@@ -1,0 +1,378 @@
+"""``dymu-rt export triton``: a bundle as a Triton Inference Server model repository.
+
+Layout (``REPO/<model>/config.pbtxt``, ``REPO/<model>/<version>/...``)::
+
+    dymu/                          router: Python backend (BLS), inputs image, r, c
+      config.pbtxt
+      <v>/model.py                 template shipped with dymu-rt (dymu_rt/serve/triton/router/)
+      <v>/dymu_vendor/...          preference/tree/routing code vendored from dymu_rt (vendor.py)
+      <v>/router.json              tasks, topologies, grid points, BN layout, model names
+      <v>/bn_affine.safetensors    per-slot coefficients of scale/shift in the BN deltas
+    dymu_edge_hypernet/            the bundle's edge hypernet: r [1, N], c [1, 1] -> logits
+    dymu_weight_hypernet/          the bundle's weight hypernet: r, c -> BN deltas [D]
+    dymu_topo_<topology>/          one per topology: image [B, 3, H, W] and per modulated BN
+      <v>/model.onnx               slot <slot>.scale / <slot>.shift [B, C, 1, 1] -> one
+                                   output per task (self-contained ONNX, raw conv weights)
+
+Topology models are the runtime's ``affine`` graphs
+(:func:`dymu_rt.backends.onnxruntime.affine_graph`): the per-preference BN scale/shift are
+ordinary batched inputs, so Triton's dynamic batcher puts requests with different
+preferences of one topology into one run. The hypernets run on the CPU whatever the
+backend (tiny MLPs, as in the Runtime's controller).
+
+``--backend onnxruntime`` serves the topology models with Triton's ONNX Runtime backend on
+CPU instances (``KIND_CPU``). ``--backend tensorrt`` serves the same ONNX files on GPU
+instances (``KIND_GPU``) with the ONNX Runtime backend's TensorRT execution accelerator:
+TensorRT plans are tied to the TensorRT version and GPU of the serving container, so the
+server builds them on its own GPU at load time (engine cache enabled) instead of this
+machine shipping plans for a GPU it does not know.
+
+Versions: every model of one export gets the same version number, one more than the
+highest in the repository, and the router calls the others at exactly its own version, so
+a server never mixes models of two bundles. Exporting the same bundle with the same
+settings again changes nothing. The export is atomic: the new repository state is staged
+next to ``REPO`` (existing versions hard-linked, not copied) and swapped in by renames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from dymu_rt.backends import onnx_proto
+from dymu_rt.backends.onnxruntime import affine_graph
+from dymu_rt.bundle.layout import MANIFEST, Manifest, verify_bundle
+from dymu_rt.errors import ValidationError
+from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
+from dymu_rt.serve.triton import config as C
+from dymu_rt.serve.triton import routing as R
+from dymu_rt.serve.triton.vendor import vendored_files
+from dymu_rt.utils.io import sha256_file
+
+BACKENDS = ("onnxruntime", "tensorrt")
+ROUTER = "dymu"
+EDGE = f"{ROUTER}_edge_hypernet"
+WEIGHT = f"{ROUTER}_weight_hypernet"
+TOPOLOGY_PREFIX = f"{ROUTER}_topo_"
+MAX_BATCH_LIMIT = 4096
+#: dynamic batcher wait for more requests (topology models and router)
+QUEUE_DELAY_US = 500
+ROUTER_TEMPLATE = Path(__file__).parent / "router" / "model.py"
+
+
+def topology_model(topology: str) -> str:
+    """Triton model name of a topology."""
+    return f"{TOPOLOGY_PREFIX}{topology}"
+
+
+# -- the bundle, read in one place ---------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class BundleView:
+    """A verified bundle: its folder, typed manifest and manifest sha256 (which, listing
+    every file's sha256, identifies the whole bundle)."""
+
+    root: Path
+    manifest: Manifest
+    sha256: str
+
+    @property
+    def producer(self) -> dict:
+        return dict(self.manifest.data.get("producer", {}))
+
+    def file(self, name: str) -> Path:
+        """A controller file (``edge_hypernet``, ``weight_hypernet``, ``fold_params``)."""
+        return self.root / self.manifest.controller[name].file
+
+
+def read_bundle(path) -> BundleView:
+    """Verify a bundle (every file's sha256) and return it with its manifest's sha256."""
+    root = Path(path)
+    return BundleView(root, verify_bundle(root), sha256_file(root / MANIFEST))
+
+
+# -- pieces ---------------------------------------------------------------------------------------
+
+def _io(model, batched: bool) -> tuple[list[dict], list[dict]]:
+    """Config inputs/outputs of an ONNX model (path or bytes; batched: drop the batch dim)."""
+    ins, outs = C.model_io(model)
+    if batched:
+        ins, outs = ([{**e, "dims": e["dims"][1:]} for e in es] for es in (ins, outs))
+    return ins, outs
+
+
+def bn_coefficients(view: BundleView) -> dict[str, np.ndarray]:
+    """Per slot ``s0, k, h0, m`` with scale = s0 + k·Δγ, shift = h0 + Δβ + m·Δγ, evaluated with
+    the one binding formula (:func:`dymu_rt.runtime.binding.slot_weights`) at Δ = 0 and at
+    Δγ = 1 (the formula is affine in the deltas; see :mod:`dymu_rt.serve.triton.routing`)."""
+    m = view.manifest
+    params = load_fold_params(view.file("fold_params"))
+    slots = [s["name"] for s in m.bn_layout]
+    zero = np.zeros(m.bn_delta_size, np.float32)
+    unit = zero.copy()
+    for s in m.bn_layout:
+        unit[int(s["offset"]):int(s["offset"]) + int(s["channels"])] = 1.0      # Δγ = 1, Δβ = 0
+    at0 = slot_weights(params, m.bn_layout, zero, m.bn_eps, slots, "affine")
+    at1 = slot_weights(params, m.bn_layout, unit, m.bn_eps, slots, "affine")
+    out = {}
+    for s in slots:
+        s0, h0 = at0[f"{s}.scale"].astype(np.float64), at0[f"{s}.shift"].astype(np.float64)
+        out[f"{s}.s0"], out[f"{s}.h0"] = s0.astype(np.float32), h0.astype(np.float32)
+        out[f"{s}.k"] = (at1[f"{s}.scale"] - s0).astype(np.float32)
+        out[f"{s}.m"] = (at1[f"{s}.shift"] - h0).astype(np.float32)
+    return out
+
+
+def _topology_onnx(view: BundleView, topology: str, params: dict):
+    """The topology's affine graph (raw conv weights inside; scale/shift inputs)."""
+    topo = view.manifest.topologies[topology]
+    model = onnx_proto.load_model(view.root / topo.file)        # pulls in the external weights
+    model = affine_graph(model, raw_weights(params, topo.bn_slots), topo.bn_slots)
+    if model.ByteSize() >= 2 ** 31 - 1:
+        raise ValidationError(f"topology {topology} has {model.ByteSize() / 2**30:.1f} GiB of weights; a "
+                              "self-contained ONNX model must stay under 2 GiB")
+    return model
+
+
+def _probe_outputs(model, input_size) -> dict[str, list[int]]:
+    """Task output dims (batch dropped) from one ONNX Runtime run at batch 1: the exporter
+    leaves spatial output dims symbolic, and Triton clients want them concrete. Also proves
+    the model loads and runs."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL     # one run: skip optimizing
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    h, w = input_size
+    feeds = {"image": np.zeros((1, 3, h, w), np.float32)}
+    for i in sess.get_inputs()[1:]:
+        feeds[i.name] = np.ones((1, *i.shape[1:]), np.float32)
+    names = [o.name for o in sess.get_outputs()]
+    return {n: list(v.shape[1:]) for n, v in zip(names, sess.run(names, feeds))}
+
+
+def _instance_group(kind: str, count: int = 1) -> list[dict]:
+    return [{"count": count, "kind": C.Enum(kind)}]
+
+
+def _tensorrt_accelerator(model_name: str) -> dict:
+    params = {"precision_mode": "FP32", "max_workspace_size_bytes": str(1 << 30),
+              "trt_engine_cache_enable": "1", "trt_engine_cache_path": f"/tmp/dymu_trt_cache/{model_name}"}
+    return {"execution_accelerators": {"gpu_execution_accelerator": [
+        {"name": "tensorrt", "parameters": [{"key": k, "value": v} for k, v in params.items()]}]}}
+
+
+# -- the repository -------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Plan:
+    view: BundleView
+    backend: str
+    max_batch: int
+    version: int
+
+    @property
+    def params(self) -> list[dict]:
+        return C.parameters({C.PARAM_BUNDLE_SHA: self.view.sha256, C.PARAM_PRODUCER: self.view.producer,
+                             "dymu_rt.backend": self.backend})
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write a file in the staging tree; unlink first: it may be a hard link into the live REPO."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    path.write_bytes(data)
+
+
+def _model_versions(folder: Path) -> list[int]:
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"[1-9][0-9]*", p.name))
+
+
+def _existing(out: Path) -> tuple[int, Optional[dict]]:
+    """(highest version of any dymu model in ``out``, the newest router's spec or None);
+    refuses an ``out`` that holds something else."""
+    if not out.exists():
+        return 0, None
+    if not out.is_dir():
+        raise ValidationError(f"--out {out} exists and is not a directory; expected a new folder or a Triton "
+                              "repository written by `dymu-rt export triton`")
+    entries = list(out.iterdir())
+    if not entries:
+        return 0, None
+    router = out / ROUTER
+    if not (router / "config.pbtxt").is_file():
+        raise ValidationError(f"--out {out} is not empty and holds no {ROUTER}/config.pbtxt; expected a new "
+                              "folder or a Triton repository written by `dymu-rt export triton`")
+    top = 0
+    for d in entries:
+        if d.is_dir() and d.name.startswith(ROUTER) and (d / "config.pbtxt").is_file():
+            top = max([top, *_model_versions(d)])
+    versions = _model_versions(router)
+    spec = None
+    if versions:
+        try:
+            spec = json.loads((router / str(versions[-1]) / R.SPEC_FILE).read_text())
+        except (OSError, json.JSONDecodeError):
+            spec = None
+    return top, spec
+
+
+def _router_files(plan: _Plan, bn: dict, topo_io: dict[str, tuple[list, list]], hyper_out: dict) -> dict[str, bytes]:
+    from dymu_rt.utils.safetensors_np import dumps
+
+    view, m = plan.view, plan.view.manifest
+    spec = {
+        "kind": R.SPEC_KIND, "bundle_sha256": view.sha256, "producer": view.producer, "backend": plan.backend,
+        "max_batch": plan.max_batch, "version": plan.version, "n_tasks": m.n_tasks,
+        "num_layers": m.num_layers, "topology_salt": m.topology_salt,
+        "tasks": [dataclasses.asdict(t) for t in m.tasks], "input_size": list(m.input_size),
+        "models": {"edge_hypernet": EDGE, "weight_hypernet": WEIGHT, "edge_output": hyper_out[EDGE],
+                   "weight_output": hyper_out[WEIGHT]},
+        "topologies": {tid: {"model": topology_model(tid), "slots": list(t.bn_slots), "params": int(t.params),
+                             "macs": int(t.macs), "gmacs": t.gmacs}
+                       for tid, t in sorted(m.topologies.items())},
+        "points": [{"r": list(p.r), "c": p.c, "topology": p.topology} for p in m.points],
+        "bn_layout": {s["name"]: [int(s["offset"]), int(s["channels"])] for s in m.bn_layout},
+        "outputs": {o["name"]: o["dims"] for o in next(iter(topo_io.values()))[1]},
+    }
+    files = {f"{plan.version}/{k}": v for k, v in vendored_files().items()}
+    files[f"{plan.version}/model.py"] = ROUTER_TEMPLATE.read_bytes()
+    files[f"{plan.version}/{R.SPEC_FILE}"] = (json.dumps(spec, indent=1, sort_keys=True) + "\n").encode()
+    files[f"{plan.version}/{R.BN_FILE}"] = dumps(bn, {"bundle_sha256": view.sha256})
+    return files
+
+
+def _router_config(plan: _Plan, outputs: list[dict]) -> dict:
+    h, w = plan.view.manifest.input_size
+    n = plan.view.manifest.n_tasks
+    return {
+        "name": ROUTER, "backend": "python", "max_batch_size": plan.max_batch,
+        "input": [C.tensor("image", "TYPE_FP32", [3, h, w]), C.tensor("r", "TYPE_FP32", [n]),
+                  C.tensor("c", "TYPE_FP32", [1])],
+        "output": [*outputs, C.tensor("topology", "TYPE_STRING", [1]), C.tensor("binding", "TYPE_STRING", [1]),
+                   C.tensor("grid_point", "TYPE_FP32", [n + 1]), C.tensor("gmacs", "TYPE_FP32", [1]),
+                   C.tensor("params", "TYPE_INT64", [1])],
+        "instance_group": _instance_group("KIND_CPU", 2),
+        "dynamic_batching": {"max_queue_delay_microseconds": QUEUE_DELAY_US},
+        # clients read it with get_model_config("dymu"): how to turn a picture into `image`
+        "parameters": plan.params + C.parameters({"dymu_rt.preprocessing": dict(plan.view.manifest.preprocessing)}),
+    }
+
+
+def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
+                  on_step: Optional[Callable[[str, int], None]] = None) -> dict[str, Any]:
+    """Write (or add a version to) the Triton model repository ``out`` for ``bundle``.
+
+    Returns a summary: ``repo``, ``version``, ``noop`` (same bundle and settings already
+    exported), ``models`` (names), ``topologies``, ``bundle_sha256``, ``backend``,
+    ``max_batch``. ``on_step(name)`` is called after each model is staged (progress).
+    """
+    if backend not in BACKENDS:
+        raise ValidationError(f"--backend {backend!r} is unknown; expected one of {', '.join(BACKENDS)}")
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= MAX_BATCH_LIMIT:
+        raise ValidationError(f"--max-batch {max_batch!r}; expected an integer from 1 to {MAX_BATCH_LIMIT}")
+    out = Path(out)
+    view = read_bundle(bundle)
+    if out.resolve() == view.root.resolve() or view.root.resolve() in out.resolve().parents:
+        raise ValidationError(f"--out {out} is inside the bundle {view.root}; choose a folder outside it")
+    top, spec = _existing(out)
+    m = view.manifest
+    summary = {"repo": str(out), "bundle_sha256": view.sha256, "backend": backend, "max_batch": max_batch,
+               "topologies": len(m.topologies)}
+    if spec is not None and (spec.get("bundle_sha256"), spec.get("backend"), spec.get("max_batch")) == \
+            (view.sha256, backend, max_batch):
+        return {**summary, "version": int(spec.get("version", top)), "noop": True,
+                "models": sorted(p.name for p in out.iterdir() if p.is_dir())}
+    plan = _Plan(view, backend, max_batch, top + 1)
+    v = str(plan.version)
+    total = len(m.topologies) + 3
+    step = (lambda name: on_step(name, total)) if on_step else (lambda name: None)
+
+    stage = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        if out.exists():
+            shutil.copytree(out, stage, copy_function=_link_or_copy)
+        else:
+            stage.mkdir(parents=True)
+        models: list[str] = []
+
+        # hypernets: the bundle's ONNX graphs as they are (batch 1, CPU)
+        hyper_out = {}
+        for name, src in ((EDGE, view.file("edge_hypernet")), (WEIGHT, view.file("weight_hypernet"))):
+            ins, outs = _io(src, batched=False)
+            hyper_out[name] = outs[0]["name"]
+            _write(stage / name / v / "model.onnx", src.read_bytes())
+            cfg = {"name": name, "platform": "onnxruntime_onnx", "max_batch_size": 0, "input": ins, "output": outs,
+                   "instance_group": _instance_group("KIND_CPU"), "parameters": plan.params}
+            _write(stage / name / "config.pbtxt", C.to_pbtxt(cfg).encode())
+            models.append(name)
+            step(name)
+
+        # one model per topology
+        params = load_fold_params(view.file("fold_params"))
+        topo_io = {}
+        gpu = backend == "tensorrt"
+        for tid in sorted(m.topologies):
+            name = topology_model(tid)
+            model = _topology_onnx(view, tid, params)
+            ins, outs = _io(model.SerializeToString(), batched=True)
+            dims = _probe_outputs(model, m.input_size)
+            outs = [C.tensor(o["name"], o["data_type"], dims[o["name"]]) for o in outs]
+            if topo_io and outs != next(iter(topo_io.values()))[1]:
+                raise ValidationError(f"bundle {view.root}: topology {tid} has task outputs {outs}, unlike the "
+                                      "others; rebuild the bundle")
+            topo_io[tid] = (ins, outs)
+            _write(stage / name / v / "model.onnx", model.SerializeToString())
+            cfg = {"name": name, "platform": "onnxruntime_onnx", "max_batch_size": max_batch, "input": ins,
+                   "output": outs, "instance_group": _instance_group("KIND_GPU" if gpu else "KIND_CPU"),
+                   "dynamic_batching": {"max_queue_delay_microseconds": QUEUE_DELAY_US}}
+            if gpu:
+                cfg["optimization"] = _tensorrt_accelerator(name)
+            cfg["parameters"] = plan.params + C.parameters({"dymu_rt.topology": tid})
+            _write(stage / name / "config.pbtxt", C.to_pbtxt(cfg).encode())
+            models.append(name)
+            step(name)
+
+        # the router, last
+        for rel, data in _router_files(plan, bn_coefficients(view), topo_io, hyper_out).items():
+            _write(stage / ROUTER / rel, data)
+        _write(stage / ROUTER / "config.pbtxt",
+               C.to_pbtxt(_router_config(plan, next(iter(topo_io.values()))[1])).encode())
+        models.append(ROUTER)
+        step(ROUTER)
+        _swap(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return {**summary, "version": plan.version, "noop": False, "models": sorted(models)}
+
+
+def _link_or_copy(src: str, dst: str) -> str:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst
+
+
+def _swap(stage: Path, out: Path) -> None:
+    """Replace ``out`` by ``stage`` with renames (a reader sees the old or the new repository)."""
+    if not out.exists():
+        os.rename(stage, out)
+        return
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(out, old)
+    os.rename(stage, out)
+    shutil.rmtree(old, ignore_errors=True)
