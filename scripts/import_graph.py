@@ -31,7 +31,7 @@ from pathlib import Path
 
 #: bottom first (the order of .importlinter's layers contract, reversed)
 LAYERS = ["errors", "utils", "tasks", "data", "models", "control", "train", "evaluate", "bundle", "backends",
-          "compile", "runtime", "demo", "cli"]
+          "compile", "runtime", "serve", "demo", "cli"]
 HEAVY = ("torch", "matplotlib", "scipy")
 
 

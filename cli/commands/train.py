@@ -50,70 +50,14 @@ _NO_AFFINITY = typer.Option(False, "--no-affinity", help="Ablation: task affinit
 _NO_DICHOTOMY = typer.Option(False, "--no-dichotomy", help="Ablation: treat every task as active.")
 
 
-def _check(option: str, value, minimum: float, strict: bool = False) -> None:
-    from dymu_rt.errors import ValidationError
-
-    if value is None:
-        return
-    if (value <= minimum) if strict else (value < minimum):
-        raise ValidationError(f"{option} {value} is not valid; expected {'>' if strict else '>='} {minimum:g}")
-
-
-def _choice(option: str, value: Optional[str], choices: tuple[str, ...]) -> Optional[str]:
-    from dymu_rt.errors import ValidationError
-
-    if value is None:
-        return None
-    if value.lower() not in choices:
-        raise ValidationError(f"{option} '{value}' is not valid; expected one of {', '.join(choices)}")
-    return value.lower()
-
-
-def _anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay) -> dict:
-    _check("--lr", lr, 0, strict=True)
-    _check("--weight-decay", weight_decay, 0)
-    return {"anchor_steps": steps, "anchor_batch": batch, "anchor_lr": lr,
-            "anchor_optimizer": _choice("--optimizer", optimizer, ("adamw", "adam", "sgd")),
-            "anchor_schedule": _choice("--schedule", schedule, ("cosine", "step")),
-            "anchor_weight_decay": weight_decay}
-
-
-def _regularizer_overrides(tau, lambda_a, lambda_i, no_inactive, no_layer_w, no_affinity,
-                           no_dichotomy) -> dict:
-    if tau is not None and not 0 < tau <= 1:
-        from dymu_rt.errors import ValidationError
-
-        raise ValidationError(f"--tau {tau} is not valid; expected 0 < tau <= 1 (a threshold on r_i)")
-    _check("--lambda-a", lambda_a, 0)
-    _check("--lambda-i", lambda_i, 0)
-    return {"tau": tau, "lambda_active": lambda_a, "lambda_inactive": lambda_i,
-            "inactive_loss": False if no_inactive else None,
-            "layer_weighting": False if no_layer_w else None,
-            "use_affinity": False if no_affinity else None,
-            "dichotomy": False if no_dichotomy else None}
-
-
-_FLAGS = {"anchor_steps": "--anchor-steps", "edge_steps": "--edge-steps", "weight_steps": "--weight-steps",
-          "phn_steps": "--steps", "anchor_batch": "--batch", "controller_batch": "--batch"}
-
-
 def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet, overrides: dict,
          flags: Optional[dict] = None, setup: Optional[dict] = None, method: str = "dymu",
          flow: Optional[int] = None) -> None:
-    from dymu_rt.errors import ValidationError
-    from dymu_rt.train.common import check_positive
     from dymu_rt.train.pipeline import run_training
 
-    flags = {**_FLAGS, **(flags or {})}
-    for key, flag in flags.items():
-        check_positive(overrides.get(key), flag)
-    check_positive(save_every, "--save-every")
-    check_positive(n_train, "--n-train")
-    check_positive(n_val, "--n-val")
-    if seed is not None and seed < 0:
-        raise ValidationError(f"--seed {seed} is not valid; expected an integer >= 0")
     cfg = run_training(out, stages, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val,
-                       progress=not quiet, save_every=save_every, method=method, flow=flow, **(setup or {}))
+                       progress=not quiet, save_every=save_every, flags=flags, method=method, flow=flow,
+                       **(setup or {}))
     if _is_main_rank():
         _summary(cfg)
 
@@ -126,7 +70,6 @@ def _is_main_rank() -> bool:
 
 
 def _setup(device, precision, channels_last, workers, sync_bn=None) -> dict:
-    _check("--workers", workers, 0)
     return {"device": device, "precision": precision, "channels_last": channels_last, "workers": workers,
             "sync_bn": sync_bn}
 
@@ -204,11 +147,12 @@ def train_all(
     if ctx.invoked_subcommand is not None:
         return
     from dymu_rt.errors import ValidationError
+    from dymu_rt.train.pipeline import anchor_overrides, regularizer_overrides
 
     if out is None:
         raise ValidationError("missing option --out (the run directory)")
-    overrides = {**_anchor_overrides(anchor_steps, batch, lr, optimizer, schedule, weight_decay),
-                 **_regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
+    overrides = {**anchor_overrides(anchor_steps, batch, lr, optimizer, schedule, weight_decay),
+                 **regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
                                           no_affinity, no_dichotomy),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
     _run("all", preset, out, data, seed, n_train, n_val, save_every, quiet, overrides,
@@ -227,8 +171,10 @@ def anchor(
     sync_bn: Optional[bool] = _SYNC_BN,
 ) -> None:
     """Train each anchor stream on its own task."""
+    from dymu_rt.train.pipeline import anchor_overrides
+
     _run("anchor", preset, out, data, seed, n_train, n_val, save_every, quiet,
-         _anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay), {"anchor_steps": "--steps"},
+         anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay), {"anchor_steps": "--steps"},
          setup=_setup(device, precision, channels_last, workers, sync_bn))
 
 
@@ -246,7 +192,9 @@ def controller(
     channels_last: Optional[bool] = _CHANNELS_LAST, workers: Optional[int] = _WORKERS,
 ) -> None:
     """Train the edge and weight hypernets (stages 1, 2)."""
-    overrides = {**_regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
+    from dymu_rt.train.pipeline import regularizer_overrides
+
+    overrides = {**regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
                                           no_affinity, no_dichotomy),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
     _run("controller", None, out, None, seed, n_train, n_val, save_every, quiet, overrides,

@@ -145,17 +145,40 @@ def load_model(path: str | Path, external: bool = True, prefer_onnx: bool = Fals
     external data (``location`` / ``offset`` / ``length``, resolved next to the graph) is read in."""
     path = Path(path)
     model = message("ModelProto", prefer_onnx).FromString(path.read_bytes())
-    if external:
-        for init in model.graph.initializer:
-            if init.data_location != EXTERNAL:
-                continue
-            info = {e.key: e.value for e in init.external_data}
-            with open(path.parent / info["location"], "rb") as f:
-                f.seek(int(info.get("offset", 0)))
-                length = info.get("length")
-                init.raw_data = f.read(int(length)) if length is not None else f.read()
-            del init.external_data[:]
-            init.data_location = 0                     # DEFAULT: the bytes are inline now
+    return load_external(model, path.parent) if external else model
+
+
+def external_bytes(model, folder: str | Path) -> int:
+    """Bytes of external data ``model``'s initializers reference (``length`` of each range; a
+    reference without a length counts its whole file once)."""
+    ext, whole = 0, set()
+    for init in model.graph.initializer:
+        if init.data_location != EXTERNAL:
+            continue
+        info = {e.key: e.value for e in init.external_data}
+        if "length" in info:
+            ext += int(info["length"])
+        elif "location" in info:
+            whole.add(info["location"])
+    for loc in whole:
+        f = Path(folder) / loc
+        ext += f.stat().st_size if f.is_file() else 0
+    return ext
+
+
+def load_external(model, folder: str | Path):
+    """Read the external data of ``model``'s initializers (files under ``folder``) inline, in place;
+    returns ``model``."""
+    for init in model.graph.initializer:
+        if init.data_location != EXTERNAL:
+            continue
+        info = {e.key: e.value for e in init.external_data}
+        with open(Path(folder) / info["location"], "rb") as f:
+            f.seek(int(info.get("offset", 0)))
+            length = info.get("length")
+            init.raw_data = f.read(int(length)) if length is not None else f.read()
+        del init.external_data[:]
+        init.data_location = 0                     # DEFAULT: the bytes are inline now
     return model
 
 

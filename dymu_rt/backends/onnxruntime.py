@@ -423,8 +423,10 @@ class OnnxRuntimeBackend(Backend):
         """See :func:`device_facts`."""
         return device_facts()
 
-    def _graph(self, graph: Path, raw: Optional[Mapping[str, np.ndarray]], slots: Sequence[str]):
-        model = onnx_proto.load_model(graph)
+    def _graph(self, graph: Path, raw: Optional[Mapping[str, np.ndarray]], slots: Sequence[str], model=None):
+        """The model this backend runs for ``graph`` (``model``: its structure, already read)."""
+        model = onnx_proto.load_external(model if model is not None else onnx_proto.load_model(graph, external=False),
+                                         Path(graph).parent)
         modulated_convs(model, slots)
         if self.binding == "affine":
             if raw is None:
@@ -461,7 +463,8 @@ class OnnxRuntimeBackend(Backend):
         raw_weights = request.raw_weights
         artifact = None if request.artifact is None else Path(request.artifact)
         precision = self._precision(profile)
-        size = graph_weight_bytes(Path(graph))
+        structure = onnx_proto.load_model(graph, external=False)       # read once: size, then weights
+        size = Path(graph).stat().st_size + onnx_proto.external_bytes(structure, Path(graph).parent)
         if precision == "int8":
             import onnx
 
@@ -482,7 +485,7 @@ class OnnxRuntimeBackend(Backend):
         if self.binding == "affine" and artifact is not None:
             sess = _new_session(str(artifact), _session_options(profile, "none"))
             return OrtEngine(topology, "affine", profile, None, slots, session=sess, model_bytes=size)
-        model = self._graph(Path(graph), raw_weights, slots)
+        model = self._graph(Path(graph), raw_weights, slots, structure)
         if self.binding == "affine":
             sess = _new_session(model.SerializeToString(), _session_options(profile, "all"))
             return OrtEngine(topology, "affine", profile, None, slots, session=sess, model_bytes=size)
@@ -498,16 +501,4 @@ def graph_weight_bytes(graph: Path) -> int:
         model = onnx_proto.load_model(graph, external=False)
     except Exception:  # unreadable graph: the loader reports it; here only an estimate
         return size
-    ext, whole = 0, set()
-    for init in model.graph.initializer:
-        if init.data_location != onnx_proto.EXTERNAL:
-            continue
-        info = {e.key: e.value for e in init.external_data}
-        if "length" in info:
-            ext += int(info["length"])
-        elif "location" in info:
-            whole.add(info["location"])
-    for loc in whole:
-        f = Path(graph).parent / loc
-        ext += f.stat().st_size if f.is_file() else 0
-    return size + ext
+    return size + onnx_proto.external_bytes(model, Path(graph).parent)

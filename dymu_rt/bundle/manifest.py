@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from dymu_rt.errors import BundleError
+from dymu_rt.utils import units
 from dymu_rt.utils.io import atomic_write_json
 
 SCHEMA_VERSION = 2
@@ -196,12 +197,12 @@ class TopologyEntry:
     @property
     def gmacs(self) -> float:
         """Multiply-accumulates / 1e9: what the paper's tables call "GFLOPs" (fvcore's convention)."""
-        return self.macs / 1e9
+        return units.gmacs(self.macs)
 
     @property
     def gflops(self) -> float:
         """Floating-point operations / 1e9, counting 2 FLOPs per MAC."""
-        return 2 * self.macs / 1e9
+        return units.gflops(self.macs)
 
 
 @dataclass(frozen=True)
@@ -240,9 +241,13 @@ class Manifest:
     # -- construction ----------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, doc: Any, where: str = MANIFEST) -> "Manifest":
-        """Validate ``doc`` (the parsed JSON) and return the typed manifest."""
+    def from_dict(cls, doc: Any, where: str = MANIFEST, _owned: bool = False) -> "Manifest":
+        """Validate ``doc`` (the parsed JSON) and return the typed manifest. The manifest keeps
+        its own copy of ``doc`` (``_owned``: the caller hands over a document nobody else holds,
+        e.g. one just parsed, and it is kept as is)."""
         validate_manifest(doc, where)
+        if not _owned:
+            doc = copy.deepcopy(doc)
         topologies = {
             tid: TopologyEntry(tid, t["file"], t["sha256"], tuple(tuple(row) for row in t["parents"]),
                                t["params"], t["macs"], tuple(t.get("bn_slots", ())))
@@ -255,17 +260,16 @@ class Manifest:
         return cls(
             schema_version=doc["schema_version"], preset=doc["preset"],
             tasks=tuple(TaskEntry(t["name"], t["kind"], t["out_channels"]) for t in doc["tasks"]),
-            preprocessing=copy.deepcopy(doc["preprocessing"]), grid=copy.deepcopy(doc["grid"]),
+            preprocessing=doc["preprocessing"], grid=doc["grid"],
             points=tuple(Point(tuple(float(v) for v in p["r"]), float(p["c"]), p["topology"])
                          for p in doc["points"]),
             topologies=topologies,
             controller={k: FileRef(v["file"], v["sha256"]) for k, v in doc["controller"].items()
                         if isinstance(v, dict) and "file" in v},
-            bn_layout=tuple(copy.deepcopy(doc["bn_layout"])), bn_eps=float(doc["bn_eps"]),
+            bn_layout=tuple(doc["bn_layout"]), bn_eps=float(doc["bn_eps"]),
             bn_delta_size=int(delta_size), num_layers=int(num_layers), topology_salt=doc["topology_salt"],
-            weights=copy.deepcopy(doc.get("weights")), engines=copy.deepcopy(doc.get("engines", {})),
-            latency=copy.deepcopy(doc.get("latency", {})), int8=copy.deepcopy(doc.get("int8")),
-            static=copy.deepcopy(doc.get("static")), data=copy.deepcopy(doc))
+            weights=doc.get("weights"), engines=doc.get("engines", {}),
+            latency=doc.get("latency", {}), int8=doc.get("int8"), static=doc.get("static"), data=doc)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (a fresh copy: editing it never changes this manifest)."""
@@ -350,7 +354,7 @@ def parse_manifest(text: str, where: str = MANIFEST) -> Manifest:
         doc = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as e:
         raise BundleError(f"{where} is not valid JSON ({e})") from None
-    return Manifest.from_dict(doc, where)
+    return Manifest.from_dict(doc, where, _owned=True)
 
 
 def read_manifest(path: str | Path) -> Manifest:
@@ -371,6 +375,6 @@ def read_manifest(path: str | Path) -> Manifest:
 
 def write_manifest(root: str | Path, manifest: Manifest | Mapping[str, Any]) -> Manifest:
     """Validate and write ``root/manifest.json`` atomically; returns the typed manifest."""
-    m = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(dict(manifest))
+    m = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
     atomic_write_json(Path(root) / MANIFEST, m.to_dict())
     return m

@@ -27,6 +27,7 @@ from dymu_rt.models.cost import CostModel
 from dymu_rt.models.layers import modulated_bns
 from dymu_rt.models.tree import ancestor, canonicalize, topology_id, used_nodes, validate_parents
 from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.utils import units
 
 
 def topology_salt(preset) -> str:
@@ -53,12 +54,12 @@ class Architecture:
     @property
     def gmacs(self) -> float:
         """Multiply-accumulates / 1e9: the paper's "GFLOPs" (fvcore convention)."""
-        return self.macs / 1e9
+        return units.gmacs(self.macs)
 
     @property
     def gflops(self) -> float:
-        """Floating-point operations / 1e9 = 2 x MACs / 1e9 (see dymu_rt.models.cost)."""
-        return 2 * self.macs / 1e9
+        """Floating-point operations / 1e9 = 2 x MACs / 1e9."""
+        return units.gflops(self.macs)
 
     @property
     def table(self) -> np.ndarray:

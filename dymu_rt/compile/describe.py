@@ -29,7 +29,7 @@ def describe_preset(name: str) -> dict[str, Any]:
                        "loss_weight": t.loss_weight} for t in preset.tasks],
             "backbone": f"{preset.backbone.kind}{preset.backbone.depth or ''} x{preset.backbone.width_mult:g}",
             "head": preset.head.kind, "layers": anchor.num_layers, "params": cost.params,
-            "macs": cost.macs, "gmacs": cost.macs / 1e9, "gflops": 2 * cost.macs / 1e9,
+            "macs": cost.macs, "gmacs": cost.gmacs, "gflops": cost.gflops,
             "units": UNITS,
             "input_size": list(preset.input_size), "bn_delta_size": anchor.bn_delta_size}
 

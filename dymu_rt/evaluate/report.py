@@ -30,6 +30,7 @@ from dymu_rt.evaluate.resource_map import plot_resource_map
 from dymu_rt.models.cost import CostModel
 from dymu_rt.models.tree import topology_id
 from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.utils import units
 from dymu_rt.utils.io import atomic_write_json
 
 
@@ -96,7 +97,7 @@ def write_eval_plots(run_dir, report: dict[str, Any], out_dir: Path, trees=None)
     title = f"{report['preset']}: GMACs (the paper's GFLOPs) of the predicted tree"
     table = dense_resource_table(edge, cost, names, "0.05" if n == 3 else "0.25")
     tops = table["topologies"]
-    usage = [(p["r"], p["c"], tops[p["topology"]]["macs"] / 1e9) for p in table["points"]]
+    usage = [(p["r"], p["c"], units.gmacs(tops[p["topology"]]["macs"])) for p in table["points"]]
     files = [plot_resource_usage(usage, out_dir / "resource_map.png", task_names=names,
                                  value_label="GMACs", title=title),
              plot_resource_map(table, out_dir / "resource_map_points.png", title=title + " (grid points)")]

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from dymu_rt.utils import units
 from dymu_rt.utils.io import atomic_path
 
 
@@ -22,7 +23,7 @@ def _point_table(manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.n
     tops = manifest["topologies"]
     r = np.asarray([p["r"] for p in manifest["points"]], dtype=np.float64)
     c = np.asarray([p["c"] for p in manifest["points"]], dtype=np.float64)
-    g = np.asarray([tops[p["topology"]]["macs"] / 1e9 for p in manifest["points"]], dtype=np.float64)
+    g = np.asarray([units.gmacs(tops[p["topology"]]["macs"]) for p in manifest["points"]], dtype=np.float64)
     return r, c, g
 
 

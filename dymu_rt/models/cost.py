@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from dymu_rt.models.tree import identity_table, used_nodes
+from dymu_rt.utils import units
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,12 @@ class Cost:
     @property
     def gmacs(self) -> float:
         """MACs / 1e9 (the paper's "GFLOPs")."""
-        return self.macs / 1e9
+        return units.gmacs(self.macs)
+
+    @property
+    def gflops(self) -> float:
+        """2 x MACs / 1e9."""
+        return units.gflops(self.macs)
 
 
 def _module_macs(module: nn.Module, x_args: tuple) -> int:

@@ -266,17 +266,71 @@ def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train:
     return run.read_config()
 
 
+# -- the command line's options, checked here (the CLI only parses) --------------------------
+
+def _check(option: str, value, minimum: float, strict: bool = False) -> None:
+    if value is None:
+        return
+    if (value <= minimum) if strict else (value < minimum):
+        raise ValidationError(f"{option} {value} is not valid; expected {'>' if strict else '>='} {minimum:g}")
+
+
+def _choice(option: str, value: Optional[str], choices: tuple[str, ...]) -> Optional[str]:
+    if value is None:
+        return None
+    if value.lower() not in choices:
+        raise ValidationError(f"{option} '{value}' is not valid; expected one of {', '.join(choices)}")
+    return value.lower()
+
+
+def anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay) -> dict:
+    """Anchor-stage settings from the command line's options (validated; None = the preset's)."""
+    _check("--lr", lr, 0, strict=True)
+    _check("--weight-decay", weight_decay, 0)
+    return {"anchor_steps": steps, "anchor_batch": batch, "anchor_lr": lr,
+            "anchor_optimizer": _choice("--optimizer", optimizer, ("adamw", "adam", "sgd")),
+            "anchor_schedule": _choice("--schedule", schedule, ("cosine", "step")),
+            "anchor_weight_decay": weight_decay}
+
+
+def regularizer_overrides(tau, lambda_a, lambda_i, no_inactive, no_layer_w, no_affinity,
+                          no_dichotomy) -> dict:
+    """Stage-1 regularizer settings from the command line's options (validated; None = the preset's)."""
+    if tau is not None and not 0 < tau <= 1:
+        raise ValidationError(f"--tau {tau} is not valid; expected 0 < tau <= 1 (a threshold on r_i)")
+    _check("--lambda-a", lambda_a, 0)
+    _check("--lambda-i", lambda_i, 0)
+    return {"tau": tau, "lambda_active": lambda_a, "lambda_inactive": lambda_i,
+            "inactive_loss": False if no_inactive else None,
+            "layer_weighting": False if no_layer_w else None,
+            "use_affinity": False if no_affinity else None,
+            "dichotomy": False if no_dichotomy else None}
+
+
+_FLAGS = {"anchor_steps": "--anchor-steps", "edge_steps": "--edge-steps", "weight_steps": "--weight-steps",
+          "phn_steps": "--steps", "anchor_batch": "--batch", "controller_batch": "--batch"}
+
+
 def run_training(out: str | Path, stages: str, preset: Optional[str] = None, data: Optional[str] = None,
                  overrides: Optional[dict] = None, seed: Optional[int] = None, n_train: Optional[int] = None,
                  n_val: Optional[int] = None, progress: bool = True, save_every: int = 100,
-                 method: str = "dymu", flow: Optional[int] = None, **setup_given: Any) -> dict:
+                 flags: Optional[dict] = None, method: str = "dymu", flow: Optional[int] = None,
+                 **setup_given: Any) -> dict:
     """``dymu-rt train``'s whole job, on one process or on every rank under torchrun.
 
-    Resolves the setup options (given, else recorded in the run, else defaults), joins the
-    process group when launched by torchrun, creates or reopens the run on rank 0 (the
-    others open it after), trains ``stages`` and leaves the process group. Returns the
-    run config.
+    Checks every option first (``flags`` names the command-line flag of each setting, for the
+    messages; nothing is written before every option has been checked), resolves the setup
+    options (given, else recorded in the run, else defaults), joins the process group when
+    launched by torchrun, creates or reopens the run on rank 0 (the others open it after),
+    trains ``stages`` and leaves the process group. Returns the run config.
     """
+    overrides = overrides or {}
+    flags = {**_FLAGS, **(flags or {})}
+    for key, flag in flags.items():
+        check_positive(overrides.get(key), flag)
+    check_positive(save_every, "--save-every")
+    _check_data_options(seed, n_train, n_val)
+    _check("--workers", setup_given.get("workers"), 0)
     options = setup_options(out, **setup_given)
     static.check_method(method, flow)
     setup = TrainSetup.create(**options)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import prune_bundle, repository_digest
+from serve_helpers import prune_bundle, repository_digest
 
 from dymu_rt.errors import ValidationError
 from dymu_rt.serve.triton import check_repository, export_triton
