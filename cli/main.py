@@ -21,6 +21,7 @@ from dymu_rt.errors import DymuError, missing_extra
 from dymu_rt.cli.commands import (
     build,
     calibrate,
+    compare,
     data,
     demo,
     evaluate,
@@ -64,6 +65,9 @@ app.add_typer(data.app, name="data", help="Render procedural multi-task scenes."
 app.add_typer(train.app, name="train", help="Train the anchor net and the hypernets.")
 app.command("eval", help="Evaluate a controller over preferences (HV, cost).")(
     evaluate.eval_command
+)
+app.command("compare", help="Methods of one preset side by side (Δ_T, latency).")(
+    compare.compare_command
 )
 app.command("inspect", help="Describe a preset, run or bundle (tasks, cost).")(
     inspect.inspect_command

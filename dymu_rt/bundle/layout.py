@@ -71,6 +71,20 @@ def is_shipped_bundle(path) -> bool:
         return False
 
 
+def static_section(path) -> Optional[dict]:
+    """The ``static`` section of bundle ``path`` (an AdaShare/DAG bundle of one fixed
+    architecture), or None for a DYMU bundle or anything unreadable (full validation is
+    :func:`verify_bundle`'s); lets a command refuse options before opening the bundle."""
+    import json
+
+    try:
+        m = json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    static = m.get("static") if isinstance(m, dict) else None
+    return static if isinstance(static, dict) else None
+
+
 def check_file(root: Path, rel: str, sha256: Optional[str]) -> None:
     """Raise BundleError unless ``root/rel`` is a regular file inside the bundle, reached
     through no link (:func:`dymu_rt.bundle.paths.inside`), and matches ``sha256`` when given."""
