@@ -56,7 +56,7 @@ def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet
          flags: Optional[dict] = None, setup: Optional[dict] = None, method: str = "dymu",
          flow: Optional[int] = None) -> None:
     from dymu_rt.train.pipeline import run_training
-    from dymu_rt.utils.threads import set_threads
+    from dymu_rt.train.common import set_threads
 
     setup = dict(setup or {})
     set_threads(setup.pop("threads", None))

@@ -202,3 +202,12 @@ def anchor_lr(cfg, step: int) -> float:
         every = cfg.anchor_decay_every or max(1, total * 14 // 30)
         return step_decay_lr(cfg.anchor_lr, step, every, cfg.anchor_decay_gamma)
     return cosine_lr(cfg.anchor_lr, step, total, min(50, total // 10))
+
+
+def set_threads(threads: int | None, option: str = "--threads") -> None:
+    """Use ``threads`` intra-op threads in PyTorch (None: leave PyTorch's default, all cores)."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValidationError(f"{option} = {threads!r}; expected an integer >= 1 (threads for PyTorch)")
+    torch.set_num_threads(threads)

@@ -1,4 +1,7 @@
-"""CPU threading policy: how PyTorch's OpenMP threads wait, and how many there are.
+"""CPU threading policy: how PyTorch's OpenMP threads wait (set before torch is imported).
+
+How many threads training uses is :func:`dymu_rt.train.common.set_threads` (the layer that
+has torch).
 
 OpenMP's default wait policy lets a worker thread spin for a while after each parallel
 region, waiting for the next one. On a machine of its own that saves a wake-up; next to
@@ -15,7 +18,6 @@ from __future__ import annotations
 import os
 import sys
 
-from dymu_rt.errors import ValidationError
 
 
 def ensure_passive_wait_policy() -> bool:
@@ -27,14 +29,3 @@ def ensure_passive_wait_policy() -> bool:
         return False
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     return True
-
-
-def set_threads(threads: int | None, option: str = "--threads") -> None:
-    """Use ``threads`` intra-op threads in PyTorch (None: leave PyTorch's default, all cores)."""
-    if threads is None:
-        return
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValidationError(f"{option} = {threads!r}; expected an integer >= 1 (threads for PyTorch)")
-    import torch
-
-    torch.set_num_threads(threads)

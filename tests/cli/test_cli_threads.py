@@ -46,7 +46,7 @@ def test_threads_is_validated(cmd, value, tmp_path, capsys, monkeypatch):
 def test_threads_sets_torch_threads(monkeypatch):
     import torch
 
-    from dymu_rt.utils.threads import set_threads
+    from dymu_rt.train.common import set_threads
 
     before = torch.get_num_threads()
     try:

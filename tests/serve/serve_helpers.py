@@ -5,6 +5,8 @@ import json
 import shutil
 from pathlib import Path
 
+from dymu_rt.bundle.checksum import write_checksum
+
 
 def repository_digest(repo: Path) -> str:
     """sha256 over every file path and content of a repository (to prove nothing changed)."""
@@ -26,4 +28,5 @@ def prune_bundle(src: Path, dst: Path, keep: int, tag: str = "") -> Path:
     m["grid"]["n_points"] = len(m["points"])
     m["build"] = {**m.get("build", {}), "tag": tag}
     (dst / "manifest.json").write_text(json.dumps(m, indent=1, sort_keys=True))
+    write_checksum(dst)          # as the build that made it would have (bundles carry a checksum)
     return dst
