@@ -73,16 +73,15 @@ def is_shipped_bundle(path) -> bool:
 
 def static_section(path) -> Optional[dict]:
     """The ``static`` section of bundle ``path`` (an AdaShare/DAG bundle of one fixed
-    architecture), or None for a DYMU bundle or anything unreadable (full validation is
-    :func:`verify_bundle`'s); lets a command refuse options before opening the bundle."""
-    import json
-
+    architecture), or None for a DYMU bundle or anything unreadable; lets a command refuse
+    options before opening the bundle. Read like every manifest (:func:`read_manifest`: no
+    link, size and nesting limits, schema, checksum), so a hostile bundle is never parsed
+    here either; the error itself is left to the full open (:func:`verify_bundle`)."""
     try:
-        m = json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        m = read_manifest(path)
+    except (BundleError, OSError):
         return None
-    static = m.get("static") if isinstance(m, dict) else None
-    return static if isinstance(static, dict) else None
+    return dict(m.static) if m.static else None
 
 
 def check_file(root: Path, rel: str, sha256: Optional[str]) -> None:
