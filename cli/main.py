@@ -22,6 +22,7 @@ from dymu_rt.cli.commands import (
     build,
     calibrate,
     check,
+    compare,
     data,
     demo,
     evaluate,
@@ -65,6 +66,9 @@ app.add_typer(data.app, name="data", help="Render procedural multi-task scenes."
 app.add_typer(train.app, name="train", help="Train the anchor net and the hypernets.")
 app.command("eval", help="Evaluate a controller over preferences (HV, cost).")(
     evaluate.eval_command
+)
+app.command("compare", help="Methods of one preset side by side (Δ_T, latency).")(
+    compare.compare_command
 )
 app.command("inspect", help="Describe a preset, run or bundle (tasks, cost).")(
     inspect.inspect_command

@@ -30,19 +30,59 @@ def eval_command(
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for PNG plots "
                                          "(default: RUN/eval)."),
     seed: int = typer.Option(0, help="Seed of the sampled preferences."),
+    single_task: Optional[Path] = typer.Option(None, "--single-task", help="AdaShare/DAG runs: a DYMU run of "
+                                               "the same preset whose anchor (the single-task nets) is the "
+                                               "reference of Δ_T (a DYMU run uses its own anchor)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Evaluate a trained controller over preferences (HV, uniformity, params, GFLOPs)."""
+    """Evaluate a trained controller over preferences (HV, uniformity, params, GFLOPs, Δ_T);
+    an AdaShare / DAG run: its one architecture (metrics, HV, uniformity, cost, Δ_T)."""
+    from dymu_rt.evaluate.compare import evaluate_static_run
     from dymu_rt.evaluate.report import evaluate_run
+    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.train.static import method_of
 
+    if method_of(RunDir(run)) != "dymu":
+        report = evaluate_static_run(run, n_val=n_val, reference=reference, seed=seed, single_task=single_task,
+                                     plots=plots, grid=grid, c_grid=c_grid, c=c, trees=tree or [],
+                                     progress=not as_json)
+        _print_static(report, as_json, plots or Path(run) / "eval")
+        return
     report = evaluate_run(run, grid=grid, c_grid=c_grid, n_r=n_r, c=c, n_val=n_val, n_cost=n_cost,
-                          reference=reference, trees=tree or [], plots=plots, seed=seed, progress=not as_json)
+                          reference=reference, trees=tree or [], plots=plots, seed=seed, progress=not as_json,
+                          single_task=single_task)
     out_dir = plots or Path(run) / "eval"
     if as_json:
         print_json({k: v for k, v in report.items() if k != "preferences"})
         return
     _print(report)
     console.print(f"report: {out_dir / 'report.json'}; plots: {', '.join(report['plots'])}")
+
+
+def _print_static(report: dict, as_json: bool, out_dir: Path) -> None:
+    """An AdaShare / DAG run's evaluation (one architecture)."""
+    if as_json:
+        print_json(report)
+        return
+    from rich.table import Table
+
+    row = report["table"][0]
+    t = Table(title=f"{row['method']} ({report['preset']}, {report['n_val']} val scenes, topology "
+                    f"{report['topology']})")
+    for col in ("task", "metric", "value", "Δ_T_i %"):
+        t.add_column(col, justify="left" if col in ("task", "metric") else "right")
+    dt = report["delta_t"]
+    for task, metrics in report["metrics"].items():
+        for i, (k, v) in enumerate(metrics.items()):
+            t.add_row(task if i == 0 else "", k, f"{v:.4f}",
+                      f"{dt['per_task'][task]:+.2f}" if dt is not None and i == 0 else "")
+    console.print(t)
+    console.print(f"Δ_T = {dt['mean']:+.2f} % vs single-task ({dt['single_task_run']})" if dt is not None
+                  else f"Δ_T: n/a ({report['delta_t_note']})")
+    console.print(f"HV {row['hv']:.4f} (reference {', '.join(f'{v:.4g}' for v in report['reference_point'])}, "
+                  f"{report['reference_source']}), uniformity {row['uniformity']:.4f}, "
+                  f"{row['params'] / 1e6:.3f} M params, {row['gmacs']:.4f} GMACs")
+    console.print(f"report: {out_dir / 'report.json'}")
 
 
 def _print(report: dict) -> None:
@@ -58,6 +98,11 @@ def _print(report: dict) -> None:
                   f"{row['uniformity']:.4f}", f"{row['params'] / 1e6:.3f}", f"{row['gmacs']:.4f}",
                   "-" if gp is None else f"{gp:.4f}")
     console.print(t)
+    dt = report.get("delta_t")
+    if dt:
+        console.print("Δ_T vs single-task at uniform r (%, Choi & Im eqs. 10-11): " + ", ".join(
+            f"c={c}: {v['mean']:+.2f}" for c, v in dt["by_c"].items()) +
+            (f"; PHN-BN: {dt['phn_bn']['mean']:+.2f}" if "phn_bn" in dt else ""))
     console.print(f"HV reference point: {', '.join(f'{v:.4g}' for v in report['reference_point'])} "
                   f"({report['reference_source']})")
     outside = sum(row.get("outside_reference", 0) for row in report["table"])

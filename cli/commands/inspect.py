@@ -74,7 +74,7 @@ def _preset(d: dict) -> None:
 
 
 def _run(d: dict) -> None:
-    console.print(f"[bold]run {d['path']}[/bold]: preset {d['preset']}, data {d['data']}, "
+    console.print(f"[bold]run {d['path']}[/bold] ({d.get('method', 'dymu')}): preset {d['preset']}, data {d['data']}, "
                   f"tasks {', '.join(d['tasks'])}")
     for stage, st in d["stages"].items():
         console.print(f"  stage {stage}: {'done' if st.get('done') else 'not done'}")
@@ -83,6 +83,20 @@ def _run(d: dict) -> None:
 
 def _bundle(d: dict) -> None:
     from rich.table import Table
+
+    st = d.get("static")
+    if st:
+        top = d["topologies"][0]
+        console.print(f"[bold]bundle {d['path']}[/bold]: preset {d['preset']} (trained on "
+                      f"{d.get('training_data') or d['trained_on']}), tasks {', '.join(d['tasks'])}")
+        console.print(f"static architecture ({st['method']}): one topology {top['id']}, {st['nodes']} graph nodes, "
+                      f"{top['params'] / 1e6:.3f} M params, {top['gmacs']:.4f} GMACs, "
+                      f"{d['bundle_bytes'] / 2**20:.2f} MiB; weights shared across tasks: "
+                      f"{', '.join(st['shared_modules']) or 'none'}")
+        console.print(f"preferences: {st['preference']}")
+        if d.get("verified"):
+            console.print("all files match their sha256")
+        return
 
     console.print(f"[bold]bundle {d['path']}[/bold]: preset {d['preset']} (trained on {d.get('training_data') or d['trained_on']}), "
                   f"tasks {', '.join(d['tasks'])}; {d['points']} grid points "

@@ -13,7 +13,8 @@ from dymu_rt.cli.common import console, print_json
 def run_command(
     # str, not Path: Path("") is ".", and an empty argument must be refused, not read as the cwd.
     images: list[str] = typer.Argument(..., help="Image files and/or folders of images."),
-    r: str = typer.Option(..., "--r", help="Task preference r, one weight per task summing to 1, e.g. 0.6,0.2,0.2."),
+    r: Optional[str] = typer.Option(None, "--r", help="Task preference r, one weight per task summing to 1, e.g. "
+                                    "0.6,0.2,0.2 (a static AdaShare/DAG bundle accepts and ignores it)."),
     c: Optional[str] = typer.Option(None, "--c", help="Resource preference c in [0, 1] (larger = more frugal)."),
     bundle: Optional[Path] = typer.Option(None, "--bundle", help="Bundle directory (default: the installed one)."),
     profile: str = typer.Option("x86-64-cpu", "--profile", help="Device profile name or TOML path; its "
@@ -32,13 +33,16 @@ def run_command(
                                           "(default, instant switches) | session (fastest per frame, ~20-200 ms per switch) | initializers."),
 ) -> None:
     """Run IMAGES at preference (r, c); write one PNG per task per image and an overview PNG."""
+    from dymu_rt.bundle.layout import static_section
     from dymu_rt.runtime import Runtime, default_bundle_path
     from dymu_rt.runtime.images import check_choice, run_images
     from dymu_rt.runtime.preprocess import collect_images
 
-    check_choice(c, latency_budget)
+    path = bundle or default_bundle_path()
+    static = static_section(path)
+    check_choice(c, latency_budget, static, r, path)
     files = collect_images(images)
-    rt = Runtime.open(bundle or default_bundle_path(), profile=profile, binding=binding)
+    rt = Runtime.open(path, profile=profile, binding=binding)
     summary = run_images(rt, files, out, r, c, latency_budget, normalize, percentile)
     s, choice = summary, summary["budget_choice"]
     results = summary["outputs"] if len(files) > 1 else [summary["outputs"]]
@@ -50,7 +54,8 @@ def run_command(
     t = Table(title=f"dymu-rt run: {len(files)} image(s) -> {out}")
     t.add_column("quantity")
     t.add_column("value", justify="right")
-    t.add_row("preference", f"r={','.join(f'{v:g}' for v in s['r'])}  c={s['c']:g}")
+    t.add_row("preference", f"static {static.get('method')} architecture (r ignored, no c)" if static else
+              f"r={','.join(f'{v:g}' for v in s['r'])}  c={s['c']:g}")
     if choice is not None:
         t.add_row("latency budget", f"{choice['budget_ms']:g} ms -> c={choice['c']:g} (measured "
                   f"{choice['percentile']} {choice['latency_ms']:.3g} ms + switch {choice['switch_ms']:.3g} ms"

@@ -53,14 +53,16 @@ _NO_DICHOTOMY = typer.Option(False, "--no-dichotomy", help="Ablation: treat ever
 
 
 def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet, overrides: dict,
-         flags: Optional[dict] = None, setup: Optional[dict] = None) -> None:
+         flags: Optional[dict] = None, setup: Optional[dict] = None, method: str = "dymu",
+         flow: Optional[int] = None) -> None:
     from dymu_rt.train.pipeline import run_training
     from dymu_rt.train.common import set_threads
 
     setup = dict(setup or {})
     set_threads(setup.pop("threads", None))
     cfg = run_training(out, stages, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val,
-                       progress=not quiet, save_every=save_every, flags=flags, **(setup or {}))
+                       progress=not quiet, save_every=save_every, flags=flags, method=method, flow=flow,
+                       **(setup or {}))
     if _is_main_rank():
         _summary(cfg)
 
@@ -92,6 +94,15 @@ def _summary(cfg: dict) -> None:
             for k, v in metrics.items():
                 table.add_row(task, k, f"{v:.4f}", f"{base.get(k, float('nan')):.4f}")
         console.print(table)
+    final = cfg["stages"].get("final", {})
+    if final.get("done") and "val" in final:
+        table = Table(title=f"{cfg.get('method')} (static architecture {final.get('topology')}) on the validation split")
+        for col in ("task", "metric", "value"):
+            table.add_column(col, justify="right" if col == "value" else "left")
+        for task, metrics in final["val"].items():
+            for k, v in metrics.items():
+                table.add_row(task, k, f"{v:.4f}")
+        console.print(table)
     done = [s for s, v in cfg["stages"].items() if v.get("done")]
     console.print(f"stages done: {', '.join(done) or 'none'}")
 
@@ -100,6 +111,11 @@ def _summary(cfg: dict) -> None:
 def train_all(
     ctx: typer.Context,
     preset: Optional[str] = _PRESET,
+    method: str = typer.Option("dymu", "--method", help="dymu (controllable, the default) | adashare | dag "
+                               "(static architectures; stage lengths: --anchor-steps warm-up, --edge-steps "
+                               "search, --weight-steps retrain / fine-tune)."),
+    flow: Optional[int] = typer.Option(None, "--flow", help="--method dag: the flow constant M (edges only "
+                                       "where j - i <= M; default 3)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (created, or resumed)."),
     data: Optional[str] = _DATA,
     seed: Optional[int] = _SEED,
@@ -146,7 +162,7 @@ def train_all(
                                           no_affinity, no_dichotomy),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
     _run("all", preset, out, data, seed, n_train, n_val, save_every, quiet, overrides,
-         setup=_setup(device, precision, channels_last, workers, sync_bn, threads))
+         setup=_setup(device, precision, channels_last, workers, sync_bn, threads), method=method.lower(), flow=flow)
 
 
 @app.command("anchor")

@@ -71,6 +71,19 @@ def is_shipped_bundle(path) -> bool:
         return False
 
 
+def static_section(path) -> Optional[dict]:
+    """The ``static`` section of bundle ``path`` (an AdaShare/DAG bundle of one fixed
+    architecture), or None for a DYMU bundle or anything unreadable; lets a command refuse
+    options before opening the bundle. Read like every manifest (:func:`read_manifest`: no
+    link, size and nesting limits, schema, checksum), so a hostile bundle is never parsed
+    here either; the error itself is left to the full open (:func:`verify_bundle`)."""
+    try:
+        m = read_manifest(path)
+    except (BundleError, OSError):
+        return None
+    return dict(m.static) if m.static else None
+
+
 def check_file(root: Path, rel: str, sha256: Optional[str]) -> None:
     """Raise BundleError unless ``root/rel`` is a regular file inside the bundle, reached
     through no link (:func:`dymu_rt.bundle.paths.inside`), and matches ``sha256`` when given."""

@@ -87,6 +87,8 @@ SCHEMA: dict[str, Any] = {
     "engines": Optional_(MapOf(MapOf({"files": Optional_(MapOf(_FILE))}))),
     "latency": Optional_(MapOf(MapOf({"p50_ms": _NUM}))),
     "int8": Optional_(dict),
+    # AdaShare / DAG bundles: one static architecture (dymu_rt.compile.static).
+    "static": Optional_({"method": str, "graph": dict}),
 }
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true/false",
@@ -239,6 +241,8 @@ class Manifest:
     engines: Mapping[str, Mapping[str, Mapping[str, Any]]]
     latency: Mapping[str, Mapping[str, Mapping[str, Any]]]
     int8: Optional[Mapping[str, Any]]
+    #: {method, graph, shared_modules, preference} of a static (AdaShare / DAG) bundle, else None
+    static: Optional[Mapping[str, Any]] = None
     data: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     # -- construction ----------------------------------------------------------------------
@@ -272,7 +276,7 @@ class Manifest:
             bn_layout=tuple(doc["bn_layout"]), bn_eps=float(doc["bn_eps"]),
             bn_delta_size=int(delta_size), num_layers=int(num_layers), topology_salt=doc["topology_salt"],
             weights=doc.get("weights"), engines=doc.get("engines", {}),
-            latency=doc.get("latency", {}), int8=doc.get("int8"), data=doc)
+            latency=doc.get("latency", {}), int8=doc.get("int8"), static=doc.get("static"), data=doc)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (a fresh copy: editing it never changes this manifest)."""

@@ -8,6 +8,8 @@ path elsewhere) or to exhaust memory (a 60000 x 60000 input size, millions of po
 It also checks what must agree between sections: every point's r has one entry per task
 and names a known topology; each topology's graph is ``graphs/<id>.onnx``; the BN layout
 is contiguous and covers ``bn_delta_size``; engine and INT8 files live in their folders.
+A manifest with a ``static`` section (an AdaShare / DAG bundle) is checked against the
+static form instead: exactly one topology, no points, no controller, no BN layout.
 
 Values that are well-formed but edited (a different ``bn_eps``) pass the schema; the
 manifest checksum (:mod:`dymu_rt.bundle.checksum`) catches those.
@@ -184,6 +186,10 @@ def _any_small(v, path):
         scalar(v, path)
 
 
+def _fail_any(v, path):
+    _fail(path, v, "no entry (a static bundle has no controller)")
+
+
 def _file_entry(extra: Mapping[str, Check] = ()) -> Check:
     return table({"file": relpath, "sha256": sha256}, optional=extra)
 
@@ -231,6 +237,32 @@ _MANIFEST = table({
     "preset_config": _any_small, "trained_on": string(), "training_data": string(),
 })
 
+# A static bundle (AdaShare / DAG, dymu_rt.compile.static): one fixed architecture, so no
+# grid, no points, no controller, no BN layout; exactly one topology (its id is a topology
+# id like any other), no parent table. Every other section is checked as above.
+_STATIC_SECTION = table({"method": one_of("adashare", "dag"), "graph": _any_small},
+                        optional={"shared_modules": array(string(512), 0, 100_000), "preference": string()})
+_STATIC_GRID = table({"n_points": integer(0, 0)},
+                     optional={"step": number(positive=True, hi=1), "c_step": number(positive=True, hi=1)})
+_STATIC_TOPOLOGY = table({
+    "parents": array(array(integer(-1, MAX_TASKS), 1, MAX_TASKS), 0, 0),
+    "params": integer(0), "macs": integer(0), "file": relpath, "sha256": sha256,
+}, optional={"gmacs": number(0.0), "gflops_paper": number(0.0), "n_points": integer(0, 0),
+             "bn_slots": array(string(512), 0, 0), "weights": one_of("static"), "exported_at": _any_small})
+_STATIC_MANIFEST = table({
+    "schema_version": integer(), "kind": one_of("dymu-rt-bundle"), "producer": _any_small,
+    "preset": _any_small, "tasks": array(_TASK, 1, MAX_TASKS), "preprocessing": _PREPROCESSING,
+    "grid": _STATIC_GRID, "points": array(_POINT, 0, 0),
+    "topologies": mapping(topology_id, _STATIC_TOPOLOGY, 1), "controller": table({}, extra=_fail_any),
+    "bn_layout": array(_BN_SLOT, 0, 0), "bn_eps": number(positive=True, hi=1.0),
+    "topology_salt": string(256), "static": _STATIC_SECTION,
+}, optional={
+    "weights": _WEIGHTS, "latency": mapping(name, mapping(topology_id, _LATENCY_ROW), 1024),
+    "engines": mapping(name, mapping(name, _ENGINE_PROFILE, 1024), 64), "int8": _INT8,
+    "bn_delta_size": integer(0, 0), "num_layers": integer(0, 0), "build": _any_small,
+    "preset_config": _any_small, "trained_on": string(), "training_data": string(),
+})
+
 
 #: Fixed paths of a bundle (dymu_rt.bundle.layout names them; repeated here because the
 #: layout imports the manifest, which imports this module).
@@ -247,7 +279,10 @@ def check_schema(m: Any, graphs_dir: str = GRAPHS_DIR, weights_file: str = WEIGH
     one-line BundleError naming the first bad key."""
     controller_files = CONTROLLER_FILES if controller_files is None else controller_files
     check_nesting(m)
-    _MANIFEST(m, "")
+    static = isinstance(m, dict) and m.get("static") is not None
+    (_STATIC_MANIFEST if static else _MANIFEST)(m, "")
+    if static and len(m["topologies"]) != 1:
+        _fail(".topologies", sorted(m["topologies"]), "exactly one topology (a static bundle)")
     h, w = m["preprocessing"]["input_size"]
     if h * w > MAX_INPUT_PIXELS:
         _fail(".preprocessing.input_size", [h, w], f"at most {MAX_INPUT_PIXELS:,} pixels")
@@ -263,7 +298,7 @@ def check_schema(m: Any, graphs_dir: str = GRAPHS_DIR, weights_file: str = WEIGH
             _fail(f".topologies.{tid}.file", t["file"], f"{graphs_dir}/{tid}.onnx")
     if "weights" in m and m["weights"] is not None and m["weights"]["file"] != weights_file:
         _fail(".weights.file", m["weights"]["file"], weights_file)
-    for k, f in (controller_files or {}).items():
+    for k, f in ({} if static else controller_files or {}).items():
         if m["controller"][k]["file"] != f:
             _fail(f".controller.{k}.file", m["controller"][k]["file"], f)
     offset = 0

@@ -32,4 +32,9 @@ def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, A
             "engines": {b: sorted(p) for b, p in m.engines.items()},
             "latency_profiles": sorted(m.latency),
             # read_manifest verified it when present; "absent": written before checksums existed.
-            "manifest_checksum": "verified" if read_digests(path) is not None else "absent"}
+            "manifest_checksum": "verified" if read_digests(path) is not None else "absent",
+            # An AdaShare / DAG bundle: one fixed architecture (dymu_rt.compile.static).
+            "static": None if not m.static else {
+                "method": m.static.get("method"), "preference": m.static.get("preference"),
+                "shared_modules": list(m.static.get("shared_modules", [])),
+                "nodes": len(m.static.get("graph", {}).get("nodes", []))}}

@@ -265,6 +265,11 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
 
     run = RunDir(run_dir)
     cfg = run.read_config()
+    if cfg.get("method", "dymu") != "dymu":
+        # AdaShare / DAG runs: one static architecture, no grid (dymu_rt.compile.static).
+        from dymu_rt.compile.static import build_static_bundle
+
+        return build_static_bundle(run, out, backend, profile, progress)
     if not run.stage_done("weight"):
         raise CheckpointError(f"{run_dir}: stage 'weight' has not finished; a bundle needs the weight "
                               f"hypernet (run `dymu-rt train --out {run_dir}`)")

@@ -81,7 +81,7 @@ def describe_run(path: str | Path, size=None) -> dict[str, Any]:
             "tasks": [t["name"] for t in cfg["preset"]["tasks"]],
             "input_size": list(cfg["preset"]["input_size"]), "layers": anchor.num_layers,
             **anchor_costs(preset, anchor, size), "units": UNITS,
-            "stages": {k: dict(v) for k, v in cfg["stages"].items()}}
+            "stages": {k: dict(v) for k, v in cfg["stages"].items()}, "method": cfg.get("method", "dymu")}
 
 
 def describe(target: str, size: str | None = None) -> dict[str, Any]:

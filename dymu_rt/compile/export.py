@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -74,6 +75,14 @@ def _module_of_scope(scope: str, by_atom: dict[str, list[str]]) -> str | None:
     for atom in scope.split("/"):
         prefix = f"{cur}." if cur else ""
         hits = [n for n in by_atom.get(atom, ()) if n.startswith(prefix) and n != cur]
+        if not hits and re.search(r"_\d+$", atom):
+            # A module called more than once (weights shared by several inputs, as in a
+            # static graph) gets ``_<n>`` appended to its scope atom from the 2nd call on.
+            hits = [n for n in by_atom.get(re.sub(r"_\d+$", "", atom), ()) if n.startswith(prefix) and n != cur]
+        if not hits and len(by_atom.get(atom, ())) == 1:
+            # A module registered under two parents is named by its first path only (an
+            # alias of a shared submodule, dymu_rt.models.graph): a unique name is exact.
+            hits = list(by_atom[atom])
         if not hits:
             return None
         cur = min(hits, key=lambda n: n.count("."))
@@ -89,23 +98,32 @@ def _restore_conv_initializers(graph, module: nn.Module) -> None:
     for name, _ in module.named_modules():
         if name:
             by_atom.setdefault(_unqualified(name), []).append(name)
-    seen = set()
+    seen: dict[str, tuple] = {}
     for node in graph.nodes:
         if node.op != "Conv":
             continue
         path = _module_of_scope(node.name.strip("/").rsplit("/", 1)[0], by_atom)
         conv = convs.get(path)
-        if conv is None or path in seen:
+        if conv is None:
             raise RuntimeError(f"cannot map ONNX node {node.name!r} to a Conv2d module of the tree")
-        seen.add(path)
-        node.inputs[1] = gs.Constant(f"{path}.weight", conv.weight.detach().cpu().numpy().astype(np.float32))
-        if conv.bias is not None:
-            bias = gs.Constant(f"{path}.bias", conv.bias.detach().cpu().numpy().astype(np.float32))
+        if path not in seen:
+            seen[path] = (gs.Constant(f"{path}.weight", conv.weight.detach().cpu().numpy().astype(np.float32)),
+                          None if conv.bias is None else
+                          gs.Constant(f"{path}.bias", conv.bias.detach().cpu().numpy().astype(np.float32)))
+        # A conv called several times (shared weights) reads one pair of initializers. The
+        # exporter's own tensors of the same names are renamed out of the way (cleanup
+        # drops them), so no two distinct tensors share a name.
+        for i, new in ((1, seen[path][0]), (2, seen[path][1])):
+            old = node.inputs[i] if len(node.inputs) > i else None
+            if new is not None and old is not None and old is not new and old.name == new.name:
+                old.name = f"{old.name}.exported"
+        node.inputs[1], bias = seen[path]
+        if bias is not None:
             if len(node.inputs) > 2:
                 node.inputs[2] = bias
             else:
                 node.inputs.append(bias)
-    missing = set(convs) - seen
+    missing = set(convs) - set(seen)
     if missing:
         raise RuntimeError(f"convs missing from the exported graph: {sorted(missing)[:3]}")
 

@@ -23,6 +23,7 @@ import torch
 
 from dymu_rt.control.preference import Preference, grid_r, make_preference
 from dymu_rt.errors import ValidationError
+from dymu_rt.evaluate.compare import dymu_delta_t
 from dymu_rt.evaluate.controller import evaluate_controller, resolve_reference
 from dymu_rt.evaluate.plots import plot_controllability, plot_resource_usage, plot_trees
 from dymu_rt.evaluate.resource_map import plot_resource_map
@@ -118,7 +119,8 @@ def write_eval_plots(run_dir, report: dict[str, Any], out_dir: Path, trees=None)
 def evaluate_run(run, grid: Optional[str] = None, c_grid: Optional[str] = None, n_r: int = 20,
                  c: Optional[str | Sequence[float]] = None, n_val: Optional[int] = None, n_cost: int = 1000,
                  reference: Optional[str | Sequence[float]] = None, trees: Sequence[str] = (),
-                 plots: Optional[Path] = None, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+                 plots: Optional[Path] = None, seed: int = 0, progress: bool = True,
+                 single_task=None) -> dict[str, Any]:
     """The ``dymu-rt eval`` use case: evaluate a run's controller, draw its plots, write
     ``report.json``; returns the report (its ``plots`` key lists the PNGs).
 
@@ -130,6 +132,9 @@ def evaluate_run(run, grid: Optional[str] = None, c_grid: Optional[str] = None, 
     ``RUN/eval``).
     """
 
+    if single_task is not None:
+        raise ValidationError("--single-task applies to AdaShare/DAG runs; a DYMU run's own anchor is its "
+                              "single-task reference")
     for flag, value in (("--n-r", n_r), ("--n-cost", n_cost), ("--n-val", n_val)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ValidationError(f"{flag} {value}: expected an integer >= 1")
@@ -157,5 +162,7 @@ def evaluate_run(run, grid: Optional[str] = None, c_grid: Optional[str] = None, 
                                  progress=progress)
     out_dir = Path(plots) if plots is not None else Path(run) / "eval"
     report["plots"] = write_eval_plots(run, report, out_dir, trees=picks)
+    # Δ_T (Choi & Im eqs. 10-11) at uniform r for c = 0 and 1, against this run's anchor.
+    report["delta_t"] = dymu_delta_t(run, (0.0, 1.0), n_val=n_val, seed=seed, single=report["single_task"])
     atomic_write_json(out_dir / "report.json", report)
     return report

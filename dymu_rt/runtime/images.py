@@ -11,10 +11,21 @@ from dymu_rt.runtime.outputs import make_tasks, write_outputs
 from dymu_rt.runtime.preprocess import load_image
 
 
-def check_choice(c, latency_budget) -> None:
-    """Exactly one of a resource preference ``c`` and a latency budget (checked before any work)."""
+def check_choice(c, latency_budget, static: Optional[dict] = None, r=None, bundle=None) -> None:
+    """Exactly one of a resource preference ``c`` and a latency budget, and an r (checked before
+    any work). A ``static`` bundle (its manifest's ``static`` section: AdaShare / DAG) takes
+    neither: it has no resource control; its r is accepted and ignored."""
+    if static is not None:
+        if c is not None or latency_budget is not None:
+            flag = "--c" if c is not None else "--latency-budget"
+            raise ValidationError(f"bundle {bundle} holds one static architecture ({static.get('method')}): it has "
+                                  f"no resource control, so {flag} cannot be honoured; omit it (--r is accepted "
+                                  "and ignored)")
+        return
     if (c is None) == (latency_budget is None):
         raise ValidationError("give exactly one of --c (resource preference in [0, 1]) or --latency-budget MS")
+    if r is None:
+        raise ValidationError("missing option --r (task preference, e.g. 0.6,0.2,0.2)")
 
 
 def run_images(rt, files: Sequence[Path], out: Path, r, c=None, latency_budget: Optional[float] = None,
@@ -28,9 +39,11 @@ def run_images(rt, files: Sequence[Path], out: Path, r, c=None, latency_budget: 
     backend, latency_ms, profile, binding_mode, budget_choice, images and outputs (task ->
     file for one image; a list of those, aligned with images, for several).
     """
-    check_choice(c, latency_budget)
+    check_choice(c, latency_budget, rt.static, r, rt.root)
     choice = None
-    if latency_budget is not None:
+    if rt.static:
+        rt.set_preference(r, None, normalize=normalize)
+    elif latency_budget is not None:
         choice = rt.choose_for_budget(r, latency_budget, normalize=normalize, percentile=percentile,
                                       frames=max(1, len(files)))
         rt.set_preference(choice["r"], choice["c"])

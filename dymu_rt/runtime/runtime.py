@@ -40,7 +40,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -92,17 +92,24 @@ class Runtime:
         self.n_tasks = manifest.n_tasks
         self.preprocessing = manifest.preprocessing
         self._cache_engines = cache_engines
-        missing = [k for k in CONTROLLER_FILES if k not in manifest.controller]
-        if missing:
-            raise BundleError(f"bundle {root}: manifest 'controller' lacks {missing}; rebuild the bundle")
+        # A static bundle (AdaShare / DAG: dymu_rt.compile.static) has one topology and no
+        # controller: nothing to switch, nothing to bind.
+        self.static: Optional[Mapping[str, Any]] = manifest.static
         ctrl = manifest.controller
-        self.controller = Controller(self.root / ctrl["edge_hypernet"].file, self.root / ctrl["weight_hypernet"].file,
-                                     manifest.num_layers, self.n_tasks, manifest.bn_delta_size, manifest.topology_salt)
-        # Store once, hold once: the weights file is mapped once and shared by every engine;
-        # raw conv weights are derived from it (bundle/weight_pool.py), not stored twice.
-        self.pool = WeightPool(self.root, manifest.weights, load_fold_params(self.root / ctrl["fold_params"].file),
-                               manifest.bn_eps)
-        self._params = self.pool.fold_params()
+        if self.static:
+            self.controller, self.pool, self._params = None, None, {}
+        else:
+            missing = [k for k in CONTROLLER_FILES if k not in manifest.controller]
+            if missing:
+                raise BundleError(f"bundle {root}: manifest 'controller' lacks {missing}; rebuild the bundle")
+            self.controller = Controller(self.root / ctrl["edge_hypernet"].file,
+                                         self.root / ctrl["weight_hypernet"].file, manifest.num_layers,
+                                         self.n_tasks, manifest.bn_delta_size, manifest.topology_salt)
+            # Store once, hold once: the weights file is mapped once and shared by every engine;
+            # raw conv weights are derived from it (bundle/weight_pool.py), not stored twice.
+            self.pool = WeightPool(self.root, manifest.weights,
+                                   load_fold_params(self.root / ctrl["fold_params"].file), manifest.bn_eps)
+            self._params = self.pool.fold_params()
         self._cache_engines = cache_engines and not backend.shares(self.pool)
         self._engine_files: dict[str, dict] = dict(
             (S.check_engines(self.root, manifest, backend, profile.name) or {}).get("files", {}))
@@ -212,6 +219,8 @@ class Runtime:
 
     def set_preference(self, r, c, normalize: bool = False) -> dict[str, Any]:
         """Switch to preference (r, c) (validated); returns what ``stats()`` reports about it."""
+        if self.static:
+            return self._set_static(r, c, normalize)
         pref = make_preference(r, c, self.n_tasks, normalize=normalize)
         with self._switch_lock:
             tid, _ = self.controller.topology(pref.r, pref.c)
@@ -233,10 +242,30 @@ class Runtime:
             self.latency.clear()
         return {"topology": tid, "binding": binding, "grid_point": grid_point}
 
+    def _set_static(self, r, c, normalize: bool) -> dict[str, Any]:
+        """A static bundle's one architecture: r is validated and ignored, c refused."""
+        if c is not None:
+            raise ValidationError(f"bundle {self.root} holds one static architecture "
+                                  f"({self.static.get('method')}): it has no resource control, so c = {c} "
+                                  "cannot be honoured; omit c")
+        r = tuple(make_preference(r, 0.0, self.n_tasks, normalize=normalize).r) if r is not None else \
+            tuple([1.0 / self.n_tasks] * self.n_tasks)
+        tid = next(iter(self.manifest.topologies))
+        with self._switch_lock:
+            with self._guard():
+                engine = self.cache.get(tid)
+            bound = self._bind(engine, tid, np.zeros(0, np.float32))
+            self._state = _State(r, None, tid, engine, bound, "static", None, (tid,))
+            self.latency.clear()
+        return {"topology": tid, "binding": "static", "grid_point": None}
+
     def choose_for_budget(self, r, budget_ms: float, normalize: bool = False,
                           percentile: str = "p50", frames: int = 1) -> dict[str, Any]:
-        """The smallest grid c for ``r`` whose topology's measured p50 fits ``budget_ms``
-        (see :func:`dymu_rt.runtime.latency.choose_for_budget`)."""
+        """The smallest grid c for ``r`` whose topology's measured latency (``percentile``, plus
+        the switch cost) fits ``budget_ms`` (see :func:`dymu_rt.runtime.latency.choose_for_budget`)."""
+        if self.static:
+            raise ValidationError(f"bundle {self.root} holds one static architecture ({self.static.get('method')}): "
+                                  "there is no c to choose for a latency budget; run it without --latency-budget")
         state = self._state
         return choose_for_budget(self.manifest, self.profile.name, r, budget_ms, self.n_tasks, normalize,
                                  percentile=percentile, current=None if state is None else state.topology,
@@ -350,14 +379,14 @@ class Runtime:
                 with self._guard():
                     engine = self.cache.get(tid)
                 p = first.get(tid) or Preference(tuple([1 / self.n_tasks] * self.n_tasks), 0.5)
-                state = _State(tuple(p.r), p.c, tid, engine,
-                               self._bind(engine, tid, self.controller.deltas(p.r, p.c)), "exact", None,
+                deltas = np.zeros(0, np.float32) if self.static else self.controller.deltas(p.r, p.c)
+                state = _State(tuple(p.r), p.c, tid, engine, self._bind(engine, tid, deltas), "exact", None,
                                (tid, tuple(p.r), float(p.c)))
                 row = time_engine(lambda: self._run(state, x), iters, warmup,
                                   device_ms=lambda: getattr(engine, "last_timing", {}).get("gpu_compute_ms"))
                 # Switch costs: binding a preference (hypernets + bind) and a fresh engine load.
                 t0 = time.perf_counter()
-                self._bind(engine, tid, self.controller.deltas(p.r, p.c))
+                self._bind(engine, tid, deltas)
                 bind_ms = 1e3 * (time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 with self._guard():

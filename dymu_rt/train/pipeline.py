@@ -20,10 +20,13 @@ from dymu_rt.control.regularizer import RegularizerConfig
 from dymu_rt.data import make_dataset
 from dymu_rt.errors import ValidationError
 from dymu_rt.models.presets import Preset, TrainDefaults, get_preset
+from dymu_rt.train import static
+from dymu_rt.train.adashare import train_adashare
 from dymu_rt.train.anchor import train_anchor
 from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.common import check_positive, validate_train_config
 from dymu_rt.train.controller import train_edge, train_weight
+from dymu_rt.train.dag import train_dag
 from dymu_rt.train.phn import train_phn_bn
 from dymu_rt.train.setup import TrainSetup
 
@@ -102,20 +105,25 @@ def _apply_overrides(run: RunDir, stored: Preset, overrides: dict[str, Any]) -> 
 
 def open_run(out: str | Path, preset: Optional[str], data: Optional[str],
              overrides: Optional[dict] = None, seed: Optional[int] = None,
-             n_train: Optional[int] = None, n_val: Optional[int] = None) -> RunDir:
+             n_train: Optional[int] = None, n_val: Optional[int] = None,
+             method: str = "dymu", flow: Optional[int] = None) -> RunDir:
     """Create a run for ``preset`` at ``out``, or reopen the run there (resume).
 
     Training-setting ``overrides`` (e.g. anchor_steps, anchor_optimizer, tau) apply to a
     new run, or to a resumed run whose stages they concern have not used them yet. The
     data source is validated (layout and tasks) before anything is written. ``seed``,
     ``n_train``, ``n_val`` given here are recorded in a new run, and checked against the
-    recorded ones when resuming (see :func:`data_options`).
+    recorded ones when resuming (see :func:`data_options`). ``method`` "adashare" or "dag"
+    (with its flow constant ``flow``) makes a static-architecture run
+    (:mod:`dymu_rt.train.static`); the stage-length overrides set its stage lengths.
     """
     run = RunDir(out)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     _check_overrides(overrides)
     _check_data_options(seed, n_train, n_val)
+    static.check_method(method, flow)
     if run.exists():
+        static.check_resume(run, method, overrides, flow)
         cfg = run.read_config()
         stored = run.preset()
         if preset is not None and preset != stored.name:
@@ -126,7 +134,7 @@ def open_run(out: str | Path, preset: Optional[str], data: Optional[str],
             if resolve_data(data) not in (saved, resolve_data(saved)):
                 raise ValidationError(f"{out} was trained on data '{saved}', not '{resolve_data(data)}'")
         _merge_data_options(run, cfg, seed, n_train, n_val)
-        if overrides:
+        if overrides and method == "dymu":
             _apply_overrides(run, stored, overrides)
         return run
     if preset is None:
@@ -140,6 +148,8 @@ def open_run(out: str | Path, preset: Optional[str], data: Optional[str],
     extra = {}
     if any(v is not None for v in (seed, n_train, n_val)):
         extra["data_options"] = {"seed": 0 if seed is None else seed, "n_train": n_train, "n_val": n_val}
+    if method != "dymu":
+        extra.update(static.new_run_extra(method, p, overrides, flow))
     run.init(p, data=source, extra=extra)
     return run
 
@@ -192,6 +202,21 @@ def setup_options(out: str | Path, **given: Any) -> dict[str, Any]:
     return {k: given[k] if given.get(k) is not None else saved.get(k, _SETUP_DEFAULTS[k]) for k in SETUP_OPTIONS}
 
 
+def _check_static_setup(method: str, setup, record: Optional[dict]) -> None:
+    """AdaShare / DAG train in one CPU process in fp32: refuse a setup asking for more."""
+    rec = record or {}
+    asked = [f"--{k.replace('_', '-')} {rec[k]}" for k, default in (("device", "auto"), ("precision", "fp32"),
+                                                                   ("workers", 0)) if rec.get(k, default) not in
+             (default, "cpu", None)]
+    asked += ["--channels-last"] if rec.get("channels_last") else []
+    asked += ["--sync-bn"] if rec.get("sync_bn") else []
+    if getattr(setup.dist, "world_size", 1) > 1:
+        asked.append("torchrun")
+    if asked:
+        raise ValidationError(f"--method {method} trains in one CPU process in fp32; {', '.join(asked)} "
+                              "applies to --method dymu only")
+
+
 def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train: Optional[int] = None,
           n_val: Optional[int] = None, progress: bool = True, save_every: int = 100,
           setup=None, setup_record: Optional[dict] = None) -> dict:
@@ -204,6 +229,16 @@ def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train:
     torchrun, every rank calls this; rank 0 alone writes the run folder.
     """
     setup = setup or TrainSetup()
+    method = static.method_of(run)
+    if method != "dymu":
+        if stages != "all":
+            raise ValidationError(f"{run.path} is a {method} run: it trains as a whole (`dymu-rt train --out "
+                                  f"{run.path}`), not by stage group '{stages}'")
+        _check_static_setup(method, setup, setup_record)
+        check_positive(save_every, "--save-every")
+        opts = data_options(run, seed, n_train, n_val)
+        trainer = train_adashare if method == "adashare" else train_dag
+        return trainer(run, run.read_config()["data"], opts["seed"], opts["n_train"], opts["n_val"], progress)
     if stages not in STAGE_GROUPS:
         raise ValidationError(f"stage group '{stages}' is not valid; expected one of {', '.join(STAGE_GROUPS)}")
     check_positive(save_every, "--save-every")
@@ -279,7 +314,8 @@ _FLAGS = {"anchor_steps": "--anchor-steps", "edge_steps": "--edge-steps", "weigh
 def run_training(out: str | Path, stages: str, preset: Optional[str] = None, data: Optional[str] = None,
                  overrides: Optional[dict] = None, seed: Optional[int] = None, n_train: Optional[int] = None,
                  n_val: Optional[int] = None, progress: bool = True, save_every: int = 100,
-                 flags: Optional[dict] = None, **setup_given: Any) -> dict:
+                 flags: Optional[dict] = None, method: str = "dymu", flow: Optional[int] = None,
+                 **setup_given: Any) -> dict:
     """``dymu-rt train``'s whole job, on one process or on every rank under torchrun.
 
     Checks every option first (``flags`` names the command-line flag of each setting, for the
@@ -296,10 +332,12 @@ def run_training(out: str | Path, stages: str, preset: Optional[str] = None, dat
     _check_data_options(seed, n_train, n_val)
     _check("--workers", setup_given.get("workers"), 0)
     options = setup_options(out, **setup_given)
+    static.check_method(method, flow)
     setup = TrainSetup.create(**options)
-
+    if method != "dymu":
+        _check_static_setup(method, setup, options)     # before anything is written
     def create_or_reopen() -> None:
-        open_run(out, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val)
+        open_run(out, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val, method=method, flow=flow)
 
     try:
         setup.dist.main_first(create_or_reopen)

@@ -1,0 +1,58 @@
+"""``dymu-rt compare``: every method of one preset side by side (Δ_T, metrics, cost, latency)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dymu_rt.cli.common import console, print_json
+
+
+def compare_command(
+    runs: list[Path] = typer.Argument(..., help="One DYMU run (single-task, PHN-BN, DYMU c=0/1 come from it) "
+                                      "and any AdaShare / DAG runs of the same preset."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for compare.json, compare.md and "
+                                       "compare.png (default: DYMU_RUN/compare)."),
+    n_val: Optional[int] = typer.Option(None, "--n-val", help="Validation scenes (default: all)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the validation split."),
+    threads: int = typer.Option(1, "--threads", help="ONNX Runtime / torch threads for the latency."),
+    rounds: int = typer.Option(10, "--rounds", help="Interleaved timing rounds."),
+    iters: int = typer.Option(20, "--iters", help="Timed runs per method per round."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Put single-task, PHN-BN, DYMU c=0/1, AdaShare and DAG runs of one preset side by side."""
+    from dymu_rt.errors import ValidationError
+    from dymu_rt.compile.compare import compare_runs
+    from dymu_rt.evaluate.compare import compare_markdown, plot_compare
+    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.train.static import method_of
+    from dymu_rt.utils.io import atomic_write_json
+
+    if n_val is not None and n_val < 1:
+        raise ValidationError(f"--n-val {n_val}: expected an integer >= 1")
+    report = compare_runs(runs, n_val=n_val, seed=seed, threads=threads, rounds=rounds, iters=iters,
+                          progress=not as_json)
+    dymu = next(r for r in runs if method_of(RunDir(r)) == "dymu")
+    out = out or Path(dymu) / "compare"
+    out.mkdir(parents=True, exist_ok=True)
+    report["png"] = str(plot_compare(report, out / "compare.png"))
+    atomic_write_json(out / "compare.json", report)
+    (out / "compare.md").write_text(compare_markdown(report), encoding="utf-8")
+    if as_json:
+        print_json(report)
+        return
+    from rich.table import Table
+
+    prim = report["primary"]
+    t = Table(title=f"{report['preset']}: methods side by side ({report['n_val']} val scenes; latency: ONNX "
+                    f"Runtime CPU, {threads} thread(s), batch 1, median)")
+    for col in ["method", "Δ_T %"] + [f"{k} {v}" for k, v in prim.items()] + ["params (M)", "GMACs", "p50 ms"]:
+        t.add_column(col, justify="left" if col == "method" else "right")
+    for row in report["rows"]:
+        t.add_row(row["label"], f"{row['delta_t']['mean']:+.2f}",
+                  *[f"{row['metrics'][k][v]:.3f}" for k, v in prim.items()],
+                  f"{row['params'] / 1e6:.3f}", f"{row['gmacs']:.4f}", f"{row['latency_ms']['p50']:.3f}")
+    console.print(t)
+    console.print(f"written: {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")

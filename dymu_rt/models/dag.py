@@ -1,0 +1,196 @@
+"""The flow-restricted DAG central network (Choi & Im, CVPR 2023, Sec. 3).
+
+Hidden states v_1..v_N (topologically sorted, all of one shape) with an operation
+e_ij (ConvBN 3x3 + ReLU, weights θ_ij shared by the tasks) for every i < j with
+j − i <= M (**flow restriction**, Sec. 3.1). A shared stem gives v_0 (and the stride-4
+feature the DeepLab heads' skip reads). Per task k, with task-specific weights:
+
+* read-in  (eq. 3): v_0 enters every state with weight σ(α_i^k);
+* states   (eq. 4): v_j^k = 1/In(v_j^k) · [σ(α_j^k) v_0 + Σ_i σ(γ_ij^k) e_ij(v_i^k)] — we count
+  the read-in as one of v_j's inputs, so v_1 (no edge reaches it) is σ(α_1^k) v_0;
+* read-out (eq. 5): v_L^k = Σ_i σ(β_i^k) v_i^k, then the task head (eq. 6).
+
+:meth:`DagNet.forward` takes the three weight tensors directly: sigmoids of the
+upper-level parameters in the warm-up/search stages, the 0/1 masks of the flow-based
+reduction (Algorithm 1, :mod:`dymu_rt.train.dag`) in the fine-tune stage, where the
+paper drops the sigmoid and In counts the kept inputs only.
+
+Our synth variant (``DagSpec`` from the preset: stride-8 states at a width derived from
+the preset's backbone) is ours; the paper's VGG-16 states are not built here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from dymu_rt.models.graph import IMAGE, GraphHead, GraphNode, StaticGraph
+from dymu_rt.models.heads import build_head
+from dymu_rt.models.layers import ConvBN
+
+
+@dataclasses.dataclass(frozen=True)
+class DagSpec:
+    """Central network shape: N hidden states of ``channels`` at stride 8, flow constant M."""
+
+    states: int = 8
+    flow: int = 3
+    channels: int = 32
+    low_channels: int = 16
+
+
+def allowed_edges(n_states: int, flow: int) -> list[tuple[int, int]]:
+    """The edges (i, j), 1 <= i < j <= N, that the flow restriction j − i <= M keeps."""
+    return [(i, j) for j in range(1, n_states + 1) for i in range(1, j) if j - i <= flow]
+
+
+class EdgeOp(nn.Module):
+    """e_ij: ConvBN 3x3 + ReLU (a VGG-style operation between two states)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = ConvBN(c, c, 3, modulated=False)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.relu(self.conv(x))
+
+
+class _Stage(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = ConvBN(cin, cout, 3, stride=2, modulated=False)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.relu(self.conv(x))
+
+
+class DagNet(nn.Module):
+    """Stem, flow-restricted edges, heads and the upper-level parameters A, B, Γ."""
+
+    def __init__(self, preset, spec: DagSpec) -> None:
+        super().__init__()
+        if spec.states < 2 or spec.flow < 1:
+            raise ValueError(f"DAG needs >= 2 states and flow >= 1, got {spec.states}, {spec.flow}")
+        self.spec = spec
+        self.task_names = [t.name for t in preset.tasks]
+        self.input_size = tuple(preset.input_size)
+        c, lc = spec.channels, spec.low_channels
+        # Stride 4 (the DeepLab skip), then stride 8 = v_0.
+        self.stem_low = nn.Sequential(_Stage(3, lc), _Stage(lc, lc))
+        self.stem = _Stage(lc, c)
+        self.edge_list = allowed_edges(spec.states, spec.flow)
+        self.edges = nn.ModuleDict({f"e{i}_{j}": EdgeOp(c) for i, j in self.edge_list})
+        self.heads = nn.ModuleDict({t.name: build_head(preset.head, c, lc, t.out_channels) for t in preset.tasks})
+        K, N, E = len(self.task_names), spec.states, len(self.edge_list)
+        # Upper-level parameters, 0 (σ = 0.5) at the start and frozen in the warm-up.
+        self.alpha = nn.Parameter(torch.zeros(K, N))
+        self.beta = nn.Parameter(torch.zeros(K, N))
+        self.gamma = nn.Parameter(torch.zeros(K, E))
+        self.register_buffer("mean", torch.tensor(preset.mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(preset.std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def upper_parameters(self) -> list[nn.Parameter]:
+        return [self.alpha, self.beta, self.gamma]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if n not in ("alpha", "beta", "gamma")]
+
+    def soft_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """σ(A), σ(B), σ(Γ) (eqs. 3-5)."""
+        return torch.sigmoid(self.alpha), torch.sigmoid(self.beta), torch.sigmoid(self.gamma)
+
+    def forward(self, x: torch.Tensor, weights=None) -> dict[str, torch.Tensor]:
+        """Task -> raw output with read-in/read-out/edge weights ``weights`` = (A [K, N],
+        B [K, N], G [K, E]) (default: the sigmoids). Zero weights drop the input entirely
+        (it neither runs nor counts in In), which is what the reduced graph computes."""
+        A, B, G = self.soft_weights() if weights is None else weights
+        out_size = (x.shape[2], x.shape[3])
+        low = self.stem_low((x - self.mean) / self.std)
+        v0 = self.stem(low)
+        N = self.spec.states
+        into: dict[int, list[tuple[int, int]]] = {j: [] for j in range(1, N + 1)}
+        for e, (i, j) in enumerate(self.edge_list):
+            into[j].append((e, i))
+        outs = {}
+        for k, task in enumerate(self.task_names):
+            states: dict[int, Optional[torch.Tensor]] = {}
+            for j in range(1, N + 1):
+                terms = []
+                if _on(A[k, j - 1]):
+                    terms.append(A[k, j - 1] * v0)
+                for e, i in into[j]:
+                    if _on(G[k, e]) and states[i] is not None:
+                        terms.append(G[k, e] * self.edges[f"e{i}_{j}"](states[i]))
+                states[j] = None if not terms else sum(terms[1:], terms[0]) / len(terms)
+            top = None
+            for i in range(1, N + 1):
+                if _on(B[k, i - 1]) and states[i] is not None:
+                    t = B[k, i - 1] * states[i]
+                    top = t if top is None else top + t
+            if top is None:
+                raise ValueError(f"task {task!r}: no state reaches the read-out")
+            outs[task] = self.heads[task](top, low, out_size)
+        return outs
+
+
+def _on(w: torch.Tensor) -> bool:
+    return bool(w.requires_grad) or float(w) != 0.0
+
+
+def lower_masks(net: DagNet, A, B, G) -> StaticGraph:
+    """The static graph of reduced 0/1 masks A [K, N], B [K, N], G [K, E].
+
+    Exactly :meth:`DagNet.forward` with those masks: a state is the mean of its kept
+    inputs (weight 1/In each), the read-out the sum of the kept states. Tasks whose
+    states have the same upstream sub-graph share their computation; an edge used by
+    several tasks on different inputs shares its weights.
+    """
+    A, B, G = (np.asarray(t, dtype=np.float64) for t in (A, B, G))
+    K, N = len(net.task_names), net.spec.states
+    nodes = [GraphNode("low", "stem_low", ((IMAGE, 1.0),)), GraphNode("v0", "stem", (("low", 1.0),))]
+    by_sig: dict[tuple, str] = {}
+
+    def node(sig: tuple, make) -> str:
+        if sig not in by_sig:
+            nodes.append(make(f"n{len(by_sig)}"))
+            by_sig[sig] = nodes[-1].name
+        return by_sig[sig]
+
+    heads = []
+    for k, task in enumerate(net.task_names):
+        state: dict[int, Optional[tuple[str, tuple]]] = {}
+        for j in range(1, N + 1):
+            ins: list[tuple[str, tuple]] = []
+            if A[k, j - 1] != 0:
+                ins.append(("v0", ("v0",)))
+            for e, (i, jj) in enumerate(net.edge_list):
+                if jj == j and G[k, e] != 0 and state.get(i) is not None:
+                    src, ssig = state[i]
+                    esig = ("edge", i, j, ssig)
+                    ins.append((node(esig, lambda n, i=i, j=j, src=src: GraphNode(n, f"edges.e{i}_{j}",
+                                                                               ((src, 1.0),))), esig))
+            if not ins:
+                state[j] = None
+                continue
+            if len(ins) == 1:
+                state[j] = ins[0]
+                continue
+            sig = ("state", j, tuple(s for _, s in ins))
+            w = 1.0 / len(ins)
+            state[j] = (node(sig, lambda n, ins=ins, w=w: GraphNode(n, None, tuple((s, w) for s, _ in ins))), sig)
+        kept = [state[i] for i in range(1, N + 1) if B[k, i - 1] != 0 and state[i] is not None]
+        if not kept:
+            raise ValueError(f"task {task!r}: no state reaches the read-out")
+        if len(kept) == 1:
+            top = kept[0][0]
+        else:
+            sig = ("readout", tuple(s for _, s in kept))
+            top = node(sig, lambda n, kept=kept: GraphNode(n, None, tuple((s, 1.0) for s, _ in kept)))
+        heads.append(GraphHead(task, f"heads.{task}", top, "low"))
+    return StaticGraph("dag", tuple(nodes), tuple(heads))

@@ -1,0 +1,249 @@
+"""DAG central network training (Choi & Im, CVPR 2023, Sec. 3.2): warm-up, search, fine-tune.
+
+* **warm-up** (``warmup_steps``): A, B, Γ fixed at 0 (σ = 0.5) and frozen; the network
+  weights Θ trained on the task loss (eq. 7) with the preset's anchor optimizer;
+* **search** (``search_steps``): A, B, Γ (Adam, ``upper_lr``) and Θ trained together on
+  L_task + λ_sq L_sq (eq. 8), L_sq = Σ_k max(Σ_{γ∈Γ^k} σ(γ) − κ, 0) (eq. 9, budget κ);
+* **flow-based reduction** (Algorithm 1, :func:`flow_reduction`) per task, then the edges
+  on no read-in → read-out path are dropped (:func:`prune_to_paths`);
+* **fine-tune** (``final_steps``): the masks fixed (no sigmoid, eq. 3-5 with 0/1 weights),
+  Θ re-trained from the search's weights.
+
+Algorithm 1 as printed sets N_β = max(N_α + 1, argmax B) and keeps the states
+[N_α, N_β): the state with the largest read-out weight would then be cut off. We read
+the bound as inclusive, N_β = max(N_α, argmax B) + 1, so that state stays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+import torch
+
+from dymu_rt.models.dag import DagNet, DagSpec, lower_masks
+from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.train.common import (JsonlLog, anchor_lr, infinite_batches, make_anchor_optimizer, make_split,
+                                  make_tasks, seed_everything, set_lr, weighted_task_loss)
+from dymu_rt.train.evaluation import evaluate_tree
+from dymu_rt.train.static import load_stage, save_result, save_stage
+from dymu_rt.utils.progress import make_progress
+
+
+@dataclasses.dataclass(frozen=True)
+class DagConfig:
+    """DAG-network settings (stored in the run's ``method_config``)."""
+
+    warmup_steps: int
+    search_steps: int
+    final_steps: int
+    batch: int = 16
+    flow: int = 3                    # M
+    states: int = 8                  # N
+    channels: int = 0                # 0 = from the preset's backbone (its widest stage / 2)
+    budget: float = 0.0              # κ; 0 = N (about one kept input per state)
+    lambda_squeeze: float = 0.1
+    upper_lr: float = 0.05          # Adam for A, B, Γ (short CPU searches: 5x a usual 1e-2)
+
+
+def dag_spec(preset, dc: DagConfig) -> DagSpec:
+    """The central network's shape for ``preset``: stride-8 states, width from the backbone."""
+    from dymu_rt.models.backbones import build_nodes
+
+    widest = max(i.out_channels for i in build_nodes(preset.backbone)[1])
+    c = dc.channels or max(16, widest // 2)
+    return DagSpec(states=dc.states, flow=dc.flow, channels=c, low_channels=max(8, c // 2))
+
+
+# -- the paper's pieces -------------------------------------------------------------------------
+
+def squeeze_loss(gamma: torch.Tensor, budget: float) -> torch.Tensor:
+    """Eq. 9: Σ_k max(Σ_{γ ∈ Γ^k} σ(γ) − κ, 0) for Γ [tasks, edges]."""
+    return torch.clamp(torch.sigmoid(gamma).sum(dim=1) - budget, min=0).sum()
+
+
+def reachable(psi: np.ndarray, src: int, dst: int) -> bool:
+    """Depth-first search: is ``dst`` reachable from ``src`` along edges psi[i, j] > 0?"""
+    seen, stack = {src}, [src]
+    while stack:
+        i = stack.pop()
+        if i == dst:
+            return True
+        for j in np.nonzero(psi[i] > 0)[0]:
+            if int(j) not in seen:
+                seen.add(int(j))
+                stack.append(int(j))
+    return False
+
+
+def flow_scores(psi: np.ndarray) -> np.ndarray:
+    """Algorithm 1 line 13: the information flow S[i, j] of every edge of Ψ.
+
+    S_ij = ψ_ij · (mean inflow of i / total outflow of i) / (mean outflow of j / total
+    inflow of j). The source has no inflow and the sink no outflow: their terms are 1. An
+    edge out of a state nothing reaches, or into a state that leads nowhere, carries no
+    flow: it gets the smallest positive score, so it goes first.
+    """
+    n = psi.shape[0]
+    S = np.zeros_like(psi, dtype=np.float64)
+    tiny = np.finfo(np.float64).tiny
+    for i in range(n):
+        for j in range(n):
+            w = psi[i, j]
+            if w <= 0:
+                continue
+            ins, outs_i = psi[:, i], psi[i, :]
+            outs_j, ins_j = psi[j, :], psi[:, j]
+            mean_in_i = 1.0 if i == 0 else (ins.sum() / max(1, np.count_nonzero(ins)))
+            mean_out_j = 1.0 if j == n - 1 else (outs_j.sum() / max(1, np.count_nonzero(outs_j)))
+            if mean_in_i <= 0 or mean_out_j <= 0:
+                S[i, j] = tiny
+                continue
+            S[i, j] = w * (mean_in_i / outs_i.sum()) / (mean_out_j / ins_j.sum())
+    return S
+
+
+def flow_reduction(G: np.ndarray, A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Algorithm 1 for one task: Γ [N, N] (edge i -> j weights, 0 = no edge), A, B [N]
+    (read-in / read-out weights, after the sigmoid) -> 0/1 (Γ̂, Â, B̂).
+
+    Edges are removed lowest flow first while the read-out stays reachable from the
+    read-in (checked by DFS); the edge whose removal would disconnect them stops it.
+    """
+    G, A, B = np.asarray(G, np.float64), np.asarray(A, np.float64), np.asarray(B, np.float64)
+    N = len(A)
+    na = int(np.argmax(A))
+    nb = max(na, int(np.argmax(B))) + 1              # exclusive bound (see the module docstring)
+    G = G.copy()
+    G[:na, :] = 0
+    G[:, nb:] = 0
+    psi = np.zeros((N + 2, N + 2))
+    psi[1:N + 1, 1:N + 1] = G
+    psi[0, na + 1:nb + 1] = A[na:nb]
+    psi[na + 1:nb + 1, N + 1] = B[na:nb]
+    best = psi.copy()
+    while True:
+        S = flow_scores(psi)
+        if not (S > 0).any():
+            break
+        i, j = np.unravel_index(np.argmin(np.where(S > 0, S, np.inf)), S.shape)
+        psi[i, j] = 0
+        if reachable(psi, 0, N + 1):
+            best = psi.copy()
+        else:
+            break
+    D = (best > 0).astype(np.int64)
+    return D[1:N + 1, 1:N + 1], D[0, 1:N + 1], D[1:N + 1, N + 1]
+
+
+def prune_to_paths(G: np.ndarray, A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keep only the 0/1 edges on some read-in -> read-out path (nothing else can matter)."""
+    N = len(A)
+    psi = np.zeros((N + 2, N + 2), np.int64)
+    psi[1:N + 1, 1:N + 1], psi[0, 1:N + 1], psi[1:N + 1, N + 1] = G, A, B
+    fwd = {i for i in range(N + 2) if reachable(psi, 0, i)}
+    bwd = {i for i in range(N + 2) if reachable(psi, i, N + 1)}
+    keep = np.zeros_like(psi)
+    for i, j in zip(*np.nonzero(psi)):
+        if i in fwd and j in bwd:
+            keep[i, j] = 1
+    return keep[1:N + 1, 1:N + 1], keep[0, 1:N + 1], keep[1:N + 1, N + 1]
+
+
+def reduce_network(net: DagNet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masks A [K, N], B [K, N], G [K, E] of the reduced, pruned per-task sub-networks."""
+    sa, sb, sg = (t.detach().numpy() for t in net.soft_weights())
+    K, N = sa.shape
+    A, B, G = np.zeros_like(sa), np.zeros_like(sb), np.zeros_like(sg)
+    for k in range(K):
+        gm = np.zeros((N, N))
+        for e, (i, j) in enumerate(net.edge_list):
+            gm[i - 1, j - 1] = sg[k, e]
+        g, a, b = prune_to_paths(*flow_reduction(gm, sa[k], sb[k]))
+        A[k], B[k] = a, b
+        for e, (i, j) in enumerate(net.edge_list):
+            G[k, e] = g[i - 1, j - 1]
+    return A, B, G
+
+
+# -- stages ---------------------------------------------------------------------------------------
+
+def train_dag(run: RunDir, data: str, seed: int, n_train: Optional[int], n_val: Optional[int],
+              progress: bool = True) -> dict:
+    """Train (or resume, by stage) a DAG run; returns the run config."""
+    cfg = run.read_config()
+    dc = DagConfig(**cfg["method_config"])
+    preset = run.preset()
+    tasks = make_tasks(preset)
+    train_set = make_split(preset, data, "train", n=n_train, augment=True, seed=seed)
+    log = JsonlLog(run.path / "logs" / "dag.jsonl")
+    seed_everything(seed)
+    net = DagNet(preset, dag_spec(preset, dc))
+    budget = dc.budget or float(dc.states)
+    with make_progress(disable=not progress) as bar:
+        if not run.stage_done("warmup"):
+            for p in net.upper_parameters():
+                p.requires_grad_(False)
+            _train(net, tasks, preset, dc.warmup_steps, dc.batch, train_set, seed, bar, log, "warmup",
+                   "dag warm-up (A, B, Γ frozen at σ = 0.5)")
+            save_stage(run, "warmup", net, {"steps": dc.warmup_steps})
+        else:
+            load_stage(run, "warmup", net)
+        if not run.stage_done("search"):
+            for p in net.upper_parameters():
+                p.requires_grad_(True)
+            _train(net, tasks, preset, dc.search_steps, dc.batch, train_set, seed + 3, bar, log, "search",
+                   f"dag search (squeeze loss, κ = {budget:g})", upper=(dc.upper_lr, dc.lambda_squeeze, budget))
+            A, B, G = reduce_network(net)
+            save_stage(run, "search", net, {"steps": dc.search_steps, "masks": {
+                "A": A.tolist(), "B": B.tolist(), "G": G.tolist()}, "edges": [list(e) for e in net.edge_list],
+                "soft": {k: v.detach().tolist() for k, v in zip("ABG", net.soft_weights())}})
+        else:
+            load_stage(run, "search", net)
+        if not run.stage_done("final"):
+            load_stage(run, "search", net)
+            m = run.read_config()["stages"]["search"]["masks"]
+            masks = tuple(torch.tensor(m[k], dtype=torch.float32) for k in "ABG")
+            for p in net.upper_parameters():
+                p.requires_grad_(False)
+            _train(net, tasks, preset, dc.final_steps, dc.batch, train_set, seed + 5, bar, log, "final",
+                   "dag fine-tune (reduced sub-networks)", masks=masks)
+            net.eval()
+            graph = lower_masks(net, *masks)
+            val_set = make_split(preset, data, "val", n=n_val, seed=seed)
+            metrics = evaluate_tree(None, tasks, val_set, forward=lambda x: net(x, masks))
+            save_result(run, net, graph, {"masks": m, "edges_kept": int(masks[2].sum()),
+                                          "edges_total": int(masks[2].numel())})
+            save_stage(run, "final", net, {"steps": dc.final_steps, "val": metrics, "topology": graph.id})
+    return run.read_config()
+
+
+def _train(net: DagNet, tasks, preset, steps, batch, train_set, seed, bar, log, stage, what,
+           upper=None, masks=None) -> None:
+    tcfg = dataclasses.replace(preset.train, anchor_steps=steps)
+    opt = make_anchor_optimizer(net.weight_parameters(), tcfg)
+    u_opt = torch.optim.Adam(net.upper_parameters(), lr=upper[0]) if upper else None
+    batches = infinite_batches(train_set, batch, seed)
+    job = bar.add_task(what, total=steps, info="")
+    net.train()
+    for step in range(steps):
+        set_lr(opt, anchor_lr(tcfg, step))
+        b = next(batches)
+        loss, per = weighted_task_loss(tasks, net(b["image"], masks), b)
+        sq = torch.zeros(())
+        if upper:
+            sq = squeeze_loss(net.gamma, upper[2])
+            loss = loss + upper[1] * sq
+        opt.zero_grad(set_to_none=True)
+        if u_opt:
+            u_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if u_opt:
+            u_opt.step()
+        info = f"loss={float(loss.detach()):.3f}" + (f" Σσ(Γ)/task={float(torch.sigmoid(net.gamma.detach()).sum(1).mean()):.1f}"
+                                            if upper else "")
+        bar.update(job, advance=1, info=info)
+        if (step + 1) % 10 == 0:
+            log.write({"stage": stage, "step": step + 1, "loss": float(loss.detach()), "squeeze": float(sq)})

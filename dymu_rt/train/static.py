@@ -1,0 +1,155 @@
+"""Runs of the static-architecture methods (AdaShare, the DAG network) beside DYMU's.
+
+One command shape trains every method (``dymu-rt train --method dymu|adashare|dag``); the
+stage lengths come from the same overrides: ``--anchor-steps`` is the warm-up,
+``--edge-steps`` the policy/architecture search, ``--weight-steps`` the retrain (AdaShare)
+or fine-tune (DAG). Without overrides the warm-up and the final stage take the preset's
+``anchor_steps`` (the budget the single-task nets get, so Δ_T compares like with like)
+and the search its ``edge_steps``.
+
+A static run directory::
+
+    RUN/config.json          method, method_config, preset, data, stages (warmup, search, final)
+    RUN/model.safetensors    the trained network (the final stage's weights)
+    RUN/architecture.json    the static graph (dymu_rt.models.graph) + the method's decisions
+
+Stages are resumable at stage granularity: a finished stage's result is saved
+(``state/<stage>.safetensors``) and a re-run continues after the last finished one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import torch
+
+from dymu_rt.models.graph import StaticGraph, materialize_graph
+from dymu_rt.errors import CheckpointError, ValidationError
+from dymu_rt.train.checkpoint import RunDir, load_module, load_tensors, load_state_into, save_module
+from dymu_rt.utils.io import atomic_write_json, read_json
+
+METHODS = ("dymu", "adashare", "dag")
+STATIC_STAGES = ("warmup", "search", "final")
+ARCHITECTURE = "architecture.json"
+MODEL = "model"
+
+
+def method_of(run: RunDir) -> str:
+    """The method a run was trained with ("dymu" for runs that predate the option)."""
+    return str(run.read_config().get("method", "dymu"))
+
+
+def check_method(method: str, flow: Optional[int]) -> None:
+    """ValidationError for an unknown method or a --flow that does not apply."""
+    if method not in METHODS:
+        raise ValidationError(f"--method '{method}' is not valid; expected one of {', '.join(METHODS)}")
+    if flow is not None and method != "dag":
+        raise ValidationError(f"--flow applies to --method dag only (got --method {method})")
+    if flow is not None and (isinstance(flow, bool) or not isinstance(flow, int) or flow < 1):
+        raise ValidationError(f"--flow {flow!r} is not valid; expected an integer >= 1 (the flow constant M)")
+
+
+def method_config(method: str, preset, overrides: dict, flow: Optional[int]) -> dict[str, Any]:
+    """The stored settings of a new static run (stage lengths from the DYMU overrides)."""
+    t = preset.train
+    steps = {"warmup_steps": overrides.get("anchor_steps") or t.anchor_steps,
+             "search_steps": overrides.get("edge_steps") or t.edge_steps,
+             "final_steps": overrides.get("weight_steps") or t.anchor_steps,
+             "batch": overrides.get("anchor_batch") or t.anchor_batch}
+    if method == "adashare":
+        from dymu_rt.train.adashare import AdaShareConfig
+
+        return dataclasses.asdict(AdaShareConfig(**steps))
+    from dymu_rt.train.dag import DagConfig
+
+    return dataclasses.asdict(DagConfig(**steps, flow=3 if flow is None else flow))
+
+
+def new_run_extra(method: str, preset, overrides: dict, flow: Optional[int]) -> dict[str, Any]:
+    """The config entries a new static run starts with."""
+    return {"method": method, "method_config": method_config(method, preset, overrides, flow),
+            "stages": {s: {"done": False} for s in STATIC_STAGES}}
+
+
+def check_resume(run: RunDir, method: str, overrides: dict, flow: Optional[int]) -> None:
+    """Refuse resuming a run of another method, or with other stage lengths / flow."""
+    have = method_of(run)
+    if have != method:
+        raise ValidationError(f"{run.path} holds a run of method '{have}', not '{method}'; use another --out")
+    if method == "dymu":
+        return
+    cfg = run.read_config()
+    want = method_config(method, run.preset(), overrides, flow if flow is not None else
+                         cfg["method_config"].get("flow"))
+    for k, v in cfg["method_config"].items():
+        if k in want and want[k] != v and (k != "flow" or flow is not None) and \
+                (k not in ("warmup_steps", "search_steps", "final_steps", "batch") or _given(k, overrides)):
+            raise ValidationError(f"{run.path} was started with {k}={v!r}; it cannot change to {want[k]!r} "
+                                  "(use another --out)")
+
+
+def _given(key: str, overrides: dict) -> bool:
+    src = {"warmup_steps": "anchor_steps", "search_steps": "edge_steps", "final_steps": "weight_steps",
+           "batch": "anchor_batch"}[key]
+    return overrides.get(src) is not None
+
+
+def build_net(run: RunDir):
+    """A fresh network of the run's method (AdaShareNet or DagNet)."""
+    cfg = run.read_config()
+    preset = run.preset()
+    if cfg.get("method") == "adashare":
+        from dymu_rt.models.adashare import AdaShareNet
+
+        return AdaShareNet(preset)
+    if cfg.get("method") == "dag":
+        from dymu_rt.train.dag import DagConfig, dag_spec
+
+        return _dag(preset, DagConfig(**cfg["method_config"]), dag_spec)
+    raise CheckpointError(f"{run.path} is not a static-architecture run (method {cfg.get('method', 'dymu')!r})")
+
+
+def _dag(preset, dc, dag_spec):
+    from dymu_rt.models.dag import DagNet
+
+    return DagNet(preset, dag_spec(preset, dc))
+
+
+def save_stage(run: RunDir, stage: str, net: torch.nn.Module, summary: dict[str, Any]) -> None:
+    """A finished stage: its network state, then the stage marked done with ``summary``."""
+    save_module(net, run.path / "state" / f"{stage}.safetensors")
+    run.mark_done(stage, summary)
+
+
+def load_stage(run: RunDir, stage: str, net: torch.nn.Module) -> torch.nn.Module:
+    """Load a finished stage's network state into ``net``."""
+    return load_module(net, run.path / "state" / f"{stage}.safetensors", f"{stage} state")
+
+
+def save_result(run: RunDir, net: torch.nn.Module, graph: StaticGraph, decisions: dict[str, Any]) -> None:
+    """The run's deliverables: model weights and the static graph (+ method decisions)."""
+    save_module(net, run.module_path(MODEL))
+    atomic_write_json(run.path / ARCHITECTURE, {"graph": graph.to_json(), **decisions})
+
+
+def load_static(run: RunDir):
+    """(preset, trained network in eval mode, static graph, decisions) of a finished run."""
+    if not run.stage_done("final"):
+        raise CheckpointError(f"{run.path}: the final stage has not finished; run "
+                              f"`dymu-rt train --out {run.path}` to complete it")
+    net = build_net(run)
+    load_state_into(net, load_tensors(run.module_path(MODEL), "model checkpoint"), run.module_path(MODEL),
+                    "model checkpoint")
+    arch = read_json(run.path / ARCHITECTURE, "architecture")
+    try:
+        graph = StaticGraph.from_json(arch["graph"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{run.path / ARCHITECTURE} is malformed ({e})") from None
+    return run.preset(), net.eval(), graph, {k: v for k, v in arch.items() if k != "graph"}
+
+
+def static_module(run: RunDir):
+    """(preset, GraphModule of the run's architecture, graph): what the compiler exports."""
+    preset, net, graph, _ = load_static(run)
+    return preset, materialize_graph(net, graph, preset.mean, preset.std), graph
