@@ -113,6 +113,19 @@ def _run_fingerprint(run_dir: Path, request: dict[str, Any]) -> str:
     return h.hexdigest()[:32]
 
 
+def manifest_head(preset, cfg: dict) -> dict:
+    """The manifest fields every bundle of a run carries, DYMU grid or static architecture:
+    schema, producer, preset, training data, tasks and preprocessing."""
+    return {
+        "schema_version": B.SCHEMA_VERSION, "kind": B.KIND, "producer": _producer(),
+        "preset": preset.name, "preset_config": preset.to_dict(), "trained_on": cfg.get("data"),
+        "training_data": describe_training_data(cfg.get("data")),
+        "tasks": [{"name": t.name, "kind": t.kind, "out_channels": t.out_channels} for t in preset.tasks],
+        "preprocessing": {"input_size": list(preset.input_size), "color": "RGB", "scale": 1 / 255,
+                          "mean": list(preset.mean), "std": list(preset.std), "normalize_in_graph": True},
+    }
+
+
 def _producer() -> dict[str, str]:
     import onnx
     import onnxruntime
@@ -355,12 +368,7 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
             "n_points": counts[tid], "bn_slots": list(arch.bn_slots), "weights": "anchor",
         }
     manifest = {
-        "schema_version": B.SCHEMA_VERSION, "kind": B.KIND, "producer": _producer(),
-        "preset": preset.name, "preset_config": preset.to_dict(), "trained_on": cfg.get("data"),
-        "training_data": describe_training_data(cfg.get("data")),
-        "tasks": [{"name": t.name, "kind": t.kind, "out_channels": t.out_channels} for t in preset.tasks],
-        "preprocessing": {"input_size": list(preset.input_size), "color": "RGB", "scale": 1 / 255,
-                          "mean": list(preset.mean), "std": list(preset.std), "normalize_in_graph": True},
+        **manifest_head(preset, cfg),
         "grid": grid_spec, "topology_salt": salt,
         "num_layers": anchor.num_layers, "bn_delta_size": anchor.bn_delta_size,
         "points": point_rows, "topologies": topologies,

@@ -30,9 +30,9 @@ from dymu_rt import __version__
 from dymu_rt.backends.registry import backend_class
 from dymu_rt.bundle import layout as B
 from dymu_rt.bundle.manifest import write_manifest
-from dymu_rt.compile.build import (_compile_engines, _load_journal, _prepare_out, _producer, _remove_owned,
+from dymu_rt.compile.build import (_compile_engines, _load_journal, _prepare_out, _remove_owned,
                                    _remove_stale, _remove_temporaries, _summary, check_backend,
-                                   describe_training_data)
+                                   manifest_head)
 from dymu_rt.errors import ValidationError
 from dymu_rt.compile.export import export_tree, export_tree_model
 from dymu_rt.compile.fold import fold_bn
@@ -96,12 +96,7 @@ def build_static_bundle(run, out: Path, backend: str = "onnxruntime", profile: O
             engines, n_engines = _compile_engines(out, journal, [tid], prof, bar)
         bar.update(job, advance=1)
     manifest = {
-        "schema_version": B.SCHEMA_VERSION, "kind": B.KIND, "producer": _producer(),
-        "preset": preset.name, "preset_config": preset.to_dict(), "trained_on": cfg.get("data"),
-        "training_data": describe_training_data(cfg.get("data")),
-        "tasks": [{"name": t.name, "kind": t.kind, "out_channels": t.out_channels} for t in preset.tasks],
-        "preprocessing": {"input_size": list(preset.input_size), "color": "RGB", "scale": 1 / 255,
-                          "mean": list(preset.mean), "std": list(preset.std), "normalize_in_graph": True},
+        **manifest_head(preset, cfg),
         "grid": {"step": None, "c_step": None, "n_points": 0}, "topology_salt": "",
         "num_layers": 0, "bn_delta_size": 0, "points": [],
         "topologies": {tid: {"parents": [], "params": cost.params, "macs": cost.macs, "gmacs": cost.gmacs,
