@@ -105,19 +105,24 @@ class AdaShareNet(nn.Module):
         h0 = self.stem((x - self.mean) / self.std)
         outs = {}
         shared: dict[tuple, tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
+        # The values that decide the control flow, read once (one device sync at most, none
+        # for a CPU ``v``) instead of once per block and task. Weights that need a gradient
+        # always take the soft path.
+        values = None if v.requires_grad else v.detach().cpu().tolist()
         for k, task in enumerate(self.task_names):
             col = v[:, k]
             h, low = h0, (h0 if self.low_node == 0 else None)
             key: tuple = ()
             for b in range(B):
                 w = col[b] if self.shortcuts[b] is not None else None
+                wv = None if w is None or values is None else values[b][k]
                 # Identical all-ones prefixes (warm-up, fixed policies) are computed once.
-                hard = w is None or (not w.requires_grad and float(w) in (0.0, 1.0))
-                key = key + ((b, 1.0 if w is None else float(w)),) if hard and key is not None else None
+                hard = w is None or (wv is not None and wv in (0.0, 1.0))
+                key = key + ((b, 1.0 if w is None else wv),) if hard and key is not None else None
                 if key is not None and key in shared:
                     h, low = shared[key]
                     continue
-                if w is None or (hard and float(w) == 1.0):
+                if w is None or (hard and wv == 1.0):
                     h = self.blocks[b](h)
                 elif hard:
                     h = self.shortcut(b, h)

@@ -117,20 +117,21 @@ class DagNet(nn.Module):
         into: dict[int, list[tuple[int, int]]] = {j: [] for j in range(1, N + 1)}
         for e, (i, j) in enumerate(self.edge_list):
             into[j].append((e, i))
+        onA, onB, onG = _on(A), _on(B), _on(G)
         outs = {}
         for k, task in enumerate(self.task_names):
             states: dict[int, Optional[torch.Tensor]] = {}
             for j in range(1, N + 1):
                 terms = []
-                if _on(A[k, j - 1]):
+                if onA[k][j - 1]:
                     terms.append(A[k, j - 1] * v0)
                 for e, i in into[j]:
-                    if _on(G[k, e]) and states[i] is not None:
+                    if onG[k][e] and states[i] is not None:
                         terms.append(G[k, e] * self.edges[f"e{i}_{j}"](states[i]))
                 states[j] = None if not terms else sum(terms[1:], terms[0]) / len(terms)
             top = None
             for i in range(1, N + 1):
-                if _on(B[k, i - 1]) and states[i] is not None:
+                if onB[k][i - 1] and states[i] is not None:
                     t = B[k, i - 1] * states[i]
                     top = t if top is None else top + t
             if top is None:
@@ -139,8 +140,13 @@ class DagNet(nn.Module):
         return outs
 
 
-def _on(w: torch.Tensor) -> bool:
-    return bool(w.requires_grad) or float(w) != 0.0
+def _on(w: torch.Tensor) -> list[list[bool]]:
+    """Which weights of ``w`` [K, n] take part: all of a tensor that needs a gradient,
+    else the non-zero ones, read at once (one device sync at most per tensor, none for the
+    CPU masks of the fine-tune) rather than one ``float()`` per weight."""
+    if w.requires_grad:
+        return [[True] * w.shape[1] for _ in range(w.shape[0])]
+    return w.detach().ne(0).cpu().tolist()
 
 
 def lower_masks(net: DagNet, A, B, G) -> StaticGraph:

@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -29,10 +29,12 @@ import torch.nn.functional as F
 
 from dymu_rt.models.adashare import AdaShareNet, lower_policy
 from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.common import (JsonlLog, anchor_lr, infinite_batches, make_anchor_optimizer, make_split,
-                                  make_tasks, seed_everything, set_lr, weighted_task_loss)
+from dymu_rt.train.common import (JsonlLog, anchor_lr, make_anchor_optimizer, make_split, make_tasks,
+                                  seed_everything, set_lr, weighted_task_loss)
+from dymu_rt.train.device import fp32_outputs
 from dymu_rt.train.evaluation import evaluate_tree
-from dymu_rt.train.static import load_stage, save_result, save_stage
+from dymu_rt.train.setup import TrainSetup, backward_step
+from dymu_rt.train.static import StageProgress, load_stage, save_result, save_stage
 from dymu_rt.utils.progress import make_progress
 
 
@@ -64,7 +66,7 @@ def sparsity_loss(alpha: torch.Tensor) -> torch.Tensor:
 def sharing_loss(alpha: torch.Tensor) -> torch.Tensor:
     """Eq. 4: Σ_{k1,k2} Σ_l (L − l)/L |α_{l,k1} − α_{l,k2}| (l = 0 the bottom block, weight 1)."""
     L = alpha.shape[0]
-    w = (L - torch.arange(L, dtype=alpha.dtype)) / L
+    w = (L - torch.arange(L, dtype=alpha.dtype, device=alpha.device)) / L
     diff = (alpha[:, :, None] - alpha[:, None, :]).abs()           # [L, K, K], ordered pairs
     return (w[:, None, None] * diff).sum()
 
@@ -95,28 +97,56 @@ def select_weights(net: AdaShareNet, tau: float, open_: torch.Tensor, hard: bool
     """Gumbel-softmax select weights v [blocks, tasks] (eq. 2); closed or non-skippable
     blocks are executed (1)."""
     v = F.gumbel_softmax(net.policy_logits, tau=tau, hard=hard, dim=-1)[..., 0]
-    keep = (open_[:, None] & net.skippable[:, None]).expand_as(v)
+    keep = (open_[:, None] & net.skippable[:, None]).to(v.device).expand_as(v)
     return torch.where(keep, v, torch.ones_like(v))
 
 
 def sample_policy(net: AdaShareNet, gen: torch.Generator) -> np.ndarray:
     """A 0/1 policy u ~ Bernoulli(α) (non-skippable blocks 1)."""
     with torch.no_grad():
-        u = torch.rand(net.select_prob().shape, generator=gen) < net.select_prob()
+        prob = net.select_prob().float().cpu()          # the CPU generator draws on the CPU
+        u = torch.rand(prob.shape, generator=gen) < prob
         u |= ~net.skippable[:, None]
     return u.numpy().astype(np.int64)
 
 
 # -- stages ---------------------------------------------------------------------------------------
 
-def _losses(tasks, net, batch, v):
-    out = net(batch["image"], v)
-    return weighted_task_loss(tasks, out, batch)
+@dataclasses.dataclass
+class _Ctx:
+    """What every stage of one ``train_adashare`` call shares."""
+
+    run: RunDir
+    setup: TrainSetup
+    tasks: list
+    preset: object
+    ac: AdaShareConfig
+    train_set: object
+    seed: int
+    save_every: int
+    bar: object
+    log: JsonlLog
+    on_step: Optional[Callable[[str, int], None]]
+
+    def losses(self, net, batch, v):
+        """Σ λ_k L_k of ``net`` under select weights ``v``: the forward autocast, the
+        losses in fp32 on fp32 copies of the outputs."""
+        with self.setup.dev.autocast():
+            out = net(batch["image"], v)
+        return weighted_task_loss(self.tasks, fp32_outputs(out), batch)
 
 
 def train_adashare(run: RunDir, data: str, seed: int, n_train: Optional[int], n_val: Optional[int],
-                   progress: bool = True) -> dict:
-    """Train (or resume, by stage) an AdaShare run; returns the run config."""
+                   progress: bool = True, save_every: int = 100, setup: Optional[TrainSetup] = None,
+                   on_step: Optional[Callable[[str, int], None]] = None) -> dict:
+    """Train (or resume) an AdaShare run; returns the run config.
+
+    ``setup``: device, precision, channels-last and input workers (default: CPU, fp32).
+    Every stage saves its state every ``save_every`` steps and resumes from the last save;
+    ``on_step(stage, step)`` is called after every step (tests raise from it).
+    """
+    setup = setup or TrainSetup()
+    dev = setup.dev
     cfg = run.read_config()
     ac = AdaShareConfig(**cfg["method_config"])
     preset = run.preset()
@@ -124,55 +154,62 @@ def train_adashare(run: RunDir, data: str, seed: int, n_train: Optional[int], n_
     train_set = make_split(preset, data, "train", n=n_train, augment=True, seed=seed)
     log = JsonlLog(run.path / "logs" / "adashare.jsonl")
     seed_everything(seed)
-    net = AdaShareNet(preset)
+    net = dev.prepare(AdaShareNet(preset))
+    trained_with = {"trained_with": setup.to_dict()}
     with make_progress(disable=not progress) as bar:
+        ctx = _Ctx(run, setup, tasks, preset, ac, train_set, seed, save_every, bar, log, on_step)
         if not run.stage_done("warmup"):
-            _warmup(net, tasks, preset, ac, train_set, seed, bar, log)
-            save_stage(run, "warmup", net, {"steps": ac.warmup_steps})
+            _warmup(ctx, net)
+            save_stage(run, "warmup", net, {"steps": ac.warmup_steps, **trained_with})
         else:
             load_stage(run, "warmup", net)
         if not run.stage_done("search"):
-            summary = _search(net, tasks, ac, train_set, seed, bar, log)
-            save_stage(run, "search", net, summary)
+            summary = _search(ctx, net)
+            save_stage(run, "search", net, {**summary, **trained_with})
         policy = np.asarray(run.read_config()["stages"]["search"]["policy"], dtype=np.int64)
         if not run.stage_done("final"):
             seed_everything(seed + 1)
             fresh = AdaShareNet(preset)             # retrain from scratch (the paper's last step)
             with torch.no_grad():
                 fresh.policy_logits.copy_(load_stage(run, "search", AdaShareNet(preset)).policy_logits)
+            fresh = dev.prepare(fresh)
             v = torch.as_tensor(policy, dtype=torch.float32)
-            _fixed_train(fresh, tasks, preset, ac.final_steps, ac.batch, train_set, seed, v, bar, log,
+            _fixed_train(ctx, fresh, "final", ac.final_steps, v, "retrain",
                          "adashare retrain (fixed policy, from scratch)")
             fresh.eval()
             graph = lower_policy(fresh, policy)
             val_set = make_split(preset, data, "val", n=n_val, seed=seed)
-            metrics = evaluate_tree(None, tasks, val_set, forward=lambda x: fresh(x, v))
+            metrics = evaluate_tree(None, tasks, val_set, forward=lambda x: fresh(x, v), device=dev.device)
             save_result(run, fresh, graph, {"policy": policy.tolist(), "blocks_executed": int(policy.sum())})
-            save_stage(run, "final", fresh, {"steps": ac.final_steps, "val": metrics, "topology": graph.id})
+            save_stage(run, "final", fresh, {"steps": ac.final_steps, "val": metrics, "topology": graph.id,
+                                             **trained_with})
     return run.read_config()
 
 
-def _fixed_train(net, tasks, preset, steps, batch, train_set, seed, v, bar, log, what):
-    """``steps`` of the preset's anchor optimizer (cosine schedule) with select weights ``v``."""
-    tcfg = dataclasses.replace(preset.train, anchor_steps=steps)
+def _fixed_train(ctx: _Ctx, net, stage: str, steps: int, v: torch.Tensor, log_stage: str, what: str) -> None:
+    """``steps`` of the preset's anchor optimizer (cosine schedule) with select weights ``v``
+    (a CPU tensor: its 0/1 decisions are read without a device sync)."""
+    dev = ctx.setup.dev
+    tcfg = dataclasses.replace(ctx.preset.train, anchor_steps=steps)
     opt = make_anchor_optimizer(net.weight_parameters(), tcfg)
-    batches = infinite_batches(train_set, batch, seed)
-    job = bar.add_task(what, total=steps, info="")
+    scaler = dev.grad_scaler()
+    prog = StageProgress(ctx.run, stage, net, {"opt": opt}, scaler, ctx.setup, ctx.save_every, ctx.log,
+                         log_stage, ctx.on_step)
     net.train()
-    for step in range(steps):
-        set_lr(opt, anchor_lr(tcfg, step))
-        loss, per = _losses(tasks, net, next(batches), v)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.update(job, advance=1, info=f"loss={float(loss.detach()):.3f}")
-        if (step + 1) % 10 == 0:
-            log.write({"stage": what.split(" ")[1], "step": step + 1, "loss": float(loss.detach())})
+    with ctx.setup.batches(ctx.train_set, ctx.ac.batch, ctx.seed, start_step=prog.start) as batches:
+        for step in prog.steps(steps, ctx.bar, what):
+            set_lr(opt, anchor_lr(tcfg, step))
+            loss, per = ctx.losses(net, dev.batch(next(batches)), v)
+            backward_step(loss, opt, scaler)
+            if (step + 1) % 10 == 0:               # read (a device sync) on logged steps only
+                value = float(loss.detach())
+                ctx.bar.update(prog.job, info=f"loss={value:.3f}")
+                ctx.log.write({"stage": log_stage, "step": step + 1, "loss": value})
 
 
-def _warmup(net, tasks, preset, ac, train_set, seed, bar, log) -> None:
-    _fixed_train(net, tasks, preset, ac.warmup_steps, ac.batch, train_set, seed,
-                 torch.ones(net.num_blocks, len(tasks)), bar, log, "adashare warm-up (all blocks shared)")
+def _warmup(ctx: _Ctx, net) -> None:
+    _fixed_train(ctx, net, "warmup", ctx.ac.warmup_steps, torch.ones(net.num_blocks, len(ctx.tasks)), "warm-up",
+                 "adashare warm-up (all blocks shared)")
 
 
 def _halves(train_set):
@@ -181,60 +218,79 @@ def _halves(train_set):
     return torch.utils.data.Subset(train_set, idx[: n // 2]), torch.utils.data.Subset(train_set, idx[n // 2:])
 
 
-def _search(net: AdaShareNet, tasks, ac: AdaShareConfig, train_set, seed, bar, log) -> dict:
-    w_split, p_split = _halves(train_set)
+def _search(ctx: _Ctx, net: AdaShareNet) -> dict:
+    ac, dev, tasks = ctx.ac, ctx.setup.dev, ctx.tasks
+    w_split, p_split = _halves(ctx.train_set)
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=ac.weight_lr, momentum=0.9, weight_decay=1e-4)
     p_opt = torch.optim.Adam([net.policy_logits], lr=ac.policy_lr)
-    w_batches = infinite_batches(w_split, ac.batch, seed)
-    p_batches = infinite_batches(p_split, ac.batch, seed + 7)
+    # One loss scaler for both updates: each backward is scaled, each step unscaled and
+    # skipped on inf/NaN gradients, the scale updated after each.
+    scaler = dev.grad_scaler()
+    # The Gumbel noise of the search starts from its own seed, so that a run resumed at
+    # the stage boundary draws the same noise as one that was never stopped.
+    torch.manual_seed(ctx.seed + 2)
+    prog = StageProgress(ctx.run, "search", net, {"w": w_opt, "policy": p_opt}, scaler, ctx.setup, ctx.save_every,
+                         ctx.log, "search", ctx.on_step)
     # A curriculum "epoch" is a pass over the policy half, shortened on short CPU schedules
     # so that every block's policy is open for at least the second half of the search.
     epoch_len = max(1, min(len(p_split) // ac.batch, ac.search_steps // (2 * net.num_blocks)))
     B = net.num_blocks
-    job = bar.add_task("adashare search (W: SGD | policy: Adam)", total=ac.search_steps, info="")
+
+    def schedule(step: int):
+        """(τ, open blocks) at ``step``: both functions of the step, so a resume restores them."""
+        return (temperature(step, ac.search_steps, ac.tau0, ac.tau_final),
+                curriculum_open(step // epoch_len, B, net.skippable))
+
+    def state_info(step: int) -> dict:
+        tau, open_ = schedule(step)
+        return {"tau": tau, "curriculum_epoch": step // epoch_len, "open": int(open_.sum())}
+
     net.train()
-    for step in range(ac.search_steps):
-        epoch = step // epoch_len
-        open_ = curriculum_open(epoch, B, net.skippable)
-        tau = temperature(step, ac.search_steps, ac.tau0, ac.tau_final)
-        # Weights on the first half, policy samples held fixed.
-        v = select_weights(net, tau, open_).detach()
-        loss_w, _ = _losses(tasks, net, next(w_batches), v)
-        w_opt.zero_grad(set_to_none=True)
-        loss_w.backward()
-        w_opt.step()
-        # Policy on the second half (eq. 5).
-        v = select_weights(net, tau, open_)
-        task_loss, per = _losses(tasks, net, next(p_batches), v)
-        alpha = net.select_prob()
-        rows = open_ & net.skippable
-        sp, sh = sparsity_loss(alpha[rows]), sharing_loss(alpha[rows])
-        loss_p = task_loss + ac.lambda_sparsity * sp + ac.lambda_sharing * sh
-        p_opt.zero_grad(set_to_none=True)
-        net.zero_grad(set_to_none=True)
-        loss_p.backward()
-        with torch.no_grad():
-            net.policy_logits.grad[~rows] = 0          # closed blocks stay untouched
-        p_opt.step()
-        info = f"τ={tau:.2f} open={int(open_.sum())}/{B} exec={float(alpha.mean().detach()):.2f}"
-        bar.update(job, advance=1, info=info)
-        if (step + 1) % 10 == 0:
-            log.write({"stage": "search", "step": step + 1, "loss_w": float(loss_w.detach()), "task": float(task_loss.detach()),
-                       "sparsity": float(sp.detach()), "sharing": float(sh.detach()), "tau": tau, "open": int(open_.sum()),
-                       "exec_prob": float(alpha.mean().detach())})
+    with ctx.setup.batches(w_split, ac.batch, ctx.seed, start_step=prog.start) as w_batches, \
+            ctx.setup.batches(p_split, ac.batch, ctx.seed + 7, start_step=prog.start) as p_batches:
+        for step in prog.steps(ac.search_steps, ctx.bar, "adashare search (W: SGD | policy: Adam)", state_info):
+            tau, open_ = schedule(step)
+            rows = open_ & net.skippable                        # CPU: no device sync to index with
+            rows_idx = torch.nonzero(rows).flatten().to(dev.device, non_blocking=True)
+            closed = (~rows).to(dev.device, non_blocking=True)
+            # Weights on the first half, policy samples held fixed (Gumbel noise in fp32).
+            v = select_weights(net, tau, open_).detach()
+            loss_w, _ = ctx.losses(net, dev.batch(next(w_batches)), v)
+            backward_step(loss_w, w_opt, scaler)
+            # Policy on the second half (eq. 5); α and the sparsity/sharing terms in fp32.
+            v = select_weights(net, tau, open_)
+            task_loss, per = ctx.losses(net, dev.batch(next(p_batches)), v)
+            alpha = net.select_prob()
+            alpha_open = alpha.index_select(0, rows_idx)
+            sp, sh = sparsity_loss(alpha_open), sharing_loss(alpha_open)
+            loss_p = task_loss + ac.lambda_sparsity * sp + ac.lambda_sharing * sh
+            p_opt.zero_grad(set_to_none=True)
+            net.zero_grad(set_to_none=True)
+            scaler.scale(loss_p).backward()
+            with torch.no_grad():
+                net.policy_logits.grad.masked_fill_(closed[:, None, None], 0)   # closed blocks stay untouched
+            scaler.step(p_opt)
+            scaler.update()
+            if (step + 1) % 10 == 0:               # read (a device sync) on logged steps only
+                exec_prob = float(alpha.mean().detach())
+                ctx.bar.update(prog.job, info=f"τ={tau:.2f} open={int(open_.sum())}/{B} exec={exec_prob:.2f}")
+                ctx.log.write({"stage": "search", "step": step + 1, "loss_w": float(loss_w.detach()),
+                               "task": float(task_loss.detach()), "sparsity": float(sp.detach()),
+                               "sharing": float(sh.detach()), "tau": tau, "open": int(open_.sum()),
+                               "exec_prob": exec_prob})
     # Sample 8 policies from α and keep the best on the held-out (policy) half.
     net.eval()
-    gen = torch.Generator().manual_seed(seed + 11)
+    gen = torch.Generator().manual_seed(ctx.seed + 11)
     sel = torch.utils.data.Subset(p_split, list(range(min(len(p_split), ac.n_select))))
     candidates = []
     for _ in range(ac.n_samples):
         pol = sample_policy(net, gen)
         v = torch.as_tensor(pol, dtype=torch.float32)
-        m = evaluate_tree(None, tasks, sel, forward=lambda x, v=v: net(x, v))
+        m = evaluate_tree(None, tasks, sel, forward=lambda x, v=v: net(x, v), device=dev.device)
         score = sum(t.loss_weight * m[t.name]["loss"] for t in tasks)
         candidates.append((score, pol))
     best = min(range(len(candidates)), key=lambda i: candidates[i][0])
-    return {"steps": ac.search_steps, "select_prob": net.select_prob().detach().tolist(),
+    return {"steps": ac.search_steps, "select_prob": net.select_prob().detach().cpu().tolist(),
             "candidates": [{"loss": float(s), "blocks_executed": int(p.sum())} for s, p in candidates],
             "best": best, "policy": candidates[best][1].tolist()}
 

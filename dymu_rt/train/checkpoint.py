@@ -222,6 +222,14 @@ class RunDir:
             if old.name != name:
                 old.unlink(missing_ok=True)
 
+    def clear_state(self, stage: str) -> None:
+        """Remove ``stage``'s resumable state (after the stage's result is saved): the JSON
+        first, so a kill in between leaves no JSON naming a missing tensor file."""
+        folder = self.path / "state"
+        (folder / f"{stage}.json").unlink(missing_ok=True)
+        for old in folder.glob(f"{stage}.step*.safetensors"):
+            old.unlink(missing_ok=True)
+
     def state_tensors_path(self, stage: str, meta: dict[str, Any]) -> Path:
         """The tensor file a state JSON names (``<stage>.safetensors`` in older runs)."""
         name = meta.get("tensors", f"{stage}.safetensors")

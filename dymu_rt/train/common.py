@@ -112,12 +112,17 @@ class JsonlLog:
             f.flush()
             os.fsync(f.fileno())
 
-    def truncate_after(self, step: int) -> None:
-        """Drop records logged after ``step`` (a resumed run re-logs them)."""
+    def truncate_after(self, step: int, stage: Optional[str] = None) -> None:
+        """Drop records logged after ``step`` (a resumed run re-logs them); with ``stage``,
+        only that stage's records (one log holding several stages, told apart by "stage")."""
         if not self.path.exists():
             return
-        keep = [l for l in self.path.read_text().splitlines() if l and json.loads(l).get("step", 0) <= step]
-        self.path.write_text("".join(k + "\n" for k in keep))
+
+        def keep(rec: dict) -> bool:
+            return (stage is not None and rec.get("stage") != stage) or rec.get("step", 0) <= step
+
+        kept = [l for l in self.path.read_text().splitlines() if l and keep(json.loads(l))]
+        self.path.write_text("".join(k + "\n" for k in kept))
 
 
 def weighted_task_loss(tasks: list, outputs: dict, batch: dict, r: Optional[torch.Tensor] = None):

@@ -17,17 +17,19 @@ the bound as inclusive, N_β = max(N_α, argmax B) + 1, so that state stays.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from dymu_rt.models.dag import DagNet, DagSpec, lower_masks
 from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.common import (JsonlLog, anchor_lr, infinite_batches, make_anchor_optimizer, make_split,
-                                  make_tasks, seed_everything, set_lr, weighted_task_loss)
+from dymu_rt.train.common import (JsonlLog, anchor_lr, make_anchor_optimizer, make_split, make_tasks,
+                                  seed_everything, set_lr, weighted_task_loss)
+from dymu_rt.train.device import fp32_outputs
 from dymu_rt.train.evaluation import evaluate_tree
-from dymu_rt.train.static import load_stage, save_result, save_stage
+from dymu_rt.train.setup import TrainSetup, backward_step
+from dymu_rt.train.static import StageProgress, load_stage, save_result, save_stage
 from dymu_rt.utils.progress import make_progress
 
 
@@ -153,7 +155,7 @@ def prune_to_paths(G: np.ndarray, A: np.ndarray, B: np.ndarray) -> tuple[np.ndar
 
 def reduce_network(net: DagNet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Masks A [K, N], B [K, N], G [K, E] of the reduced, pruned per-task sub-networks."""
-    sa, sb, sg = (t.detach().numpy() for t in net.soft_weights())
+    sa, sb, sg = (t.detach().cpu().numpy() for t in net.soft_weights())
     K, N = sa.shape
     A, B, G = np.zeros_like(sa), np.zeros_like(sb), np.zeros_like(sg)
     for k in range(K):
@@ -170,8 +172,16 @@ def reduce_network(net: DagNet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # -- stages ---------------------------------------------------------------------------------------
 
 def train_dag(run: RunDir, data: str, seed: int, n_train: Optional[int], n_val: Optional[int],
-              progress: bool = True) -> dict:
-    """Train (or resume, by stage) a DAG run; returns the run config."""
+              progress: bool = True, save_every: int = 100, setup: Optional[TrainSetup] = None,
+              on_step: Optional[Callable[[str, int], None]] = None) -> dict:
+    """Train (or resume) a DAG run; returns the run config.
+
+    ``setup``: device, precision, channels-last and input workers (default: CPU, fp32).
+    Every stage saves its state every ``save_every`` steps and resumes from the last save;
+    ``on_step(stage, step)`` is called after every step (tests raise from it).
+    """
+    setup = setup or TrainSetup()
+    dev = setup.dev
     cfg = run.read_config()
     dc = DagConfig(**cfg["method_config"])
     preset = run.preset()
@@ -179,71 +189,96 @@ def train_dag(run: RunDir, data: str, seed: int, n_train: Optional[int], n_val: 
     train_set = make_split(preset, data, "train", n=n_train, augment=True, seed=seed)
     log = JsonlLog(run.path / "logs" / "dag.jsonl")
     seed_everything(seed)
-    net = DagNet(preset, dag_spec(preset, dc))
+    net = dev.prepare(DagNet(preset, dag_spec(preset, dc)))
     budget = dc.budget or float(dc.states)
+    trained_with = {"trained_with": setup.to_dict()}
+    ctx = _Ctx(run, setup, tasks, preset, dc.batch, train_set, save_every, log, on_step)
     with make_progress(disable=not progress) as bar:
         if not run.stage_done("warmup"):
             for p in net.upper_parameters():
                 p.requires_grad_(False)
-            _train(net, tasks, preset, dc.warmup_steps, dc.batch, train_set, seed, bar, log, "warmup",
-                   "dag warm-up (A, B, Γ frozen at σ = 0.5)")
-            save_stage(run, "warmup", net, {"steps": dc.warmup_steps})
+            _train(ctx, net, dc.warmup_steps, seed, bar, "warmup", "dag warm-up (A, B, Γ frozen at σ = 0.5)")
+            save_stage(run, "warmup", net, {"steps": dc.warmup_steps, **trained_with})
         else:
             load_stage(run, "warmup", net)
         if not run.stage_done("search"):
             for p in net.upper_parameters():
                 p.requires_grad_(True)
-            _train(net, tasks, preset, dc.search_steps, dc.batch, train_set, seed + 3, bar, log, "search",
+            _train(ctx, net, dc.search_steps, seed + 3, bar, "search",
                    f"dag search (squeeze loss, κ = {budget:g})", upper=(dc.upper_lr, dc.lambda_squeeze, budget))
             A, B, G = reduce_network(net)
             save_stage(run, "search", net, {"steps": dc.search_steps, "masks": {
                 "A": A.tolist(), "B": B.tolist(), "G": G.tolist()}, "edges": [list(e) for e in net.edge_list],
-                "soft": {k: v.detach().tolist() for k, v in zip("ABG", net.soft_weights())}})
+                "soft": {k: v.detach().cpu().tolist() for k, v in zip("ABG", net.soft_weights())},
+                **trained_with})
         else:
             load_stage(run, "search", net)
         if not run.stage_done("final"):
             load_stage(run, "search", net)
             m = run.read_config()["stages"]["search"]["masks"]
+            # CPU masks: the forward reads their zeros without a device sync.
             masks = tuple(torch.tensor(m[k], dtype=torch.float32) for k in "ABG")
             for p in net.upper_parameters():
                 p.requires_grad_(False)
-            _train(net, tasks, preset, dc.final_steps, dc.batch, train_set, seed + 5, bar, log, "final",
-                   "dag fine-tune (reduced sub-networks)", masks=masks)
+            _train(ctx, net, dc.final_steps, seed + 5, bar, "final", "dag fine-tune (reduced sub-networks)",
+                   masks=masks)
             net.eval()
             graph = lower_masks(net, *masks)
             val_set = make_split(preset, data, "val", n=n_val, seed=seed)
-            metrics = evaluate_tree(None, tasks, val_set, forward=lambda x: net(x, masks))
+            metrics = evaluate_tree(None, tasks, val_set, forward=lambda x: net(x, masks), device=dev.device)
             save_result(run, net, graph, {"masks": m, "edges_kept": int(masks[2].sum()),
                                           "edges_total": int(masks[2].numel())})
-            save_stage(run, "final", net, {"steps": dc.final_steps, "val": metrics, "topology": graph.id})
+            save_stage(run, "final", net, {"steps": dc.final_steps, "val": metrics, "topology": graph.id,
+                                           **trained_with})
     return run.read_config()
 
 
-def _train(net: DagNet, tasks, preset, steps, batch, train_set, seed, bar, log, stage, what,
+@dataclasses.dataclass
+class _Ctx:
+    """What every stage of one ``train_dag`` call shares."""
+
+    run: RunDir
+    setup: TrainSetup
+    tasks: list
+    preset: object
+    batch: int
+    train_set: object
+    save_every: int
+    log: JsonlLog
+    on_step: Optional[Callable[[str, int], None]]
+
+
+def _train(ctx: _Ctx, net: DagNet, steps: int, seed: int, bar, stage: str, what: str,
            upper=None, masks=None) -> None:
-    tcfg = dataclasses.replace(preset.train, anchor_steps=steps)
+    """``steps`` of Θ's optimizer (and, with ``upper`` = (lr, λ_sq, κ), Adam on A, B, Γ on
+    L_task + λ_sq L_sq), resumable every ``ctx.save_every`` steps. The forward is autocast;
+    σ(A), σ(B), σ(Γ) are taken outside it (fp32) and the losses on fp32 outputs."""
+    dev = ctx.setup.dev
+    tcfg = dataclasses.replace(ctx.preset.train, anchor_steps=steps)
     opt = make_anchor_optimizer(net.weight_parameters(), tcfg)
     u_opt = torch.optim.Adam(net.upper_parameters(), lr=upper[0]) if upper else None
-    batches = infinite_batches(train_set, batch, seed)
-    job = bar.add_task(what, total=steps, info="")
+    opts = {"opt": opt, **({"upper": u_opt} if u_opt else {})}
+    scaler = dev.grad_scaler()
+    prog = StageProgress(ctx.run, stage, net, opts, scaler, ctx.setup, ctx.save_every, ctx.log, stage, ctx.on_step)
     net.train()
-    for step in range(steps):
-        set_lr(opt, anchor_lr(tcfg, step))
-        b = next(batches)
-        loss, per = weighted_task_loss(tasks, net(b["image"], masks), b)
-        sq = torch.zeros(())
-        if upper:
-            sq = squeeze_loss(net.gamma, upper[2])
-            loss = loss + upper[1] * sq
-        opt.zero_grad(set_to_none=True)
-        if u_opt:
-            u_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if u_opt:
-            u_opt.step()
-        info = f"loss={float(loss.detach()):.3f}" + (f" Σσ(Γ)/task={float(torch.sigmoid(net.gamma.detach()).sum(1).mean()):.1f}"
-                                            if upper else "")
-        bar.update(job, advance=1, info=info)
-        if (step + 1) % 10 == 0:
-            log.write({"stage": stage, "step": step + 1, "loss": float(loss.detach()), "squeeze": float(sq)})
+    with ctx.setup.batches(ctx.train_set, ctx.batch, seed, start_step=prog.start) as batches:
+        for step in prog.steps(steps, bar, what):
+            set_lr(opt, anchor_lr(tcfg, step))
+            b = dev.batch(next(batches))
+            weights = net.soft_weights() if masks is None else masks
+            with dev.autocast():
+                out = net(b["image"], weights)
+            loss, per = weighted_task_loss(ctx.tasks, fp32_outputs(out), b)
+            sq = None
+            if upper:
+                sq = squeeze_loss(net.gamma.float(), upper[2])
+                loss = loss + upper[1] * sq
+            backward_step(loss, list(opts.values()), scaler)
+            if (step + 1) % 10 == 0:               # read (a device sync) on logged steps only
+                value = float(loss.detach())
+                info = f"loss={value:.3f}"
+                if upper:
+                    info += f" Σσ(Γ)/task={float(torch.sigmoid(net.gamma.detach()).sum(1).mean()):.1f}"
+                bar.update(prog.job, info=info)
+                ctx.log.write({"stage": stage, "step": step + 1, "loss": value,
+                               "squeeze": 0.0 if sq is None else float(sq.detach())})

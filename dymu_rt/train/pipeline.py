@@ -203,17 +203,13 @@ def setup_options(out: str | Path, **given: Any) -> dict[str, Any]:
 
 
 def _check_static_setup(method: str, setup, record: Optional[dict]) -> None:
-    """AdaShare / DAG train in one CPU process in fp32: refuse a setup asking for more."""
-    rec = record or {}
-    asked = [f"--{k.replace('_', '-')} {rec[k]}" for k, default in (("device", "auto"), ("precision", "fp32"),
-                                                                   ("workers", 0)) if rec.get(k, default) not in
-             (default, "cpu", None)]
-    asked += ["--channels-last"] if rec.get("channels_last") else []
-    asked += ["--sync-bn"] if rec.get("sync_bn") else []
+    """AdaShare / DAG train in one process (any device, precision, workers): refuse
+    torchrun and --sync-bn, which need the data-parallel path of --method dymu."""
+    asked = ["--sync-bn"] if (record or {}).get("sync_bn") else []
     if getattr(setup.dist, "world_size", 1) > 1:
-        asked.append("torchrun")
+        asked.append(f"torchrun ({setup.dist.world_size} processes)")
     if asked:
-        raise ValidationError(f"--method {method} trains in one CPU process in fp32; {', '.join(asked)} "
+        raise ValidationError(f"--method {method} trains in one process; {' and '.join(asked)} "
                               "applies to --method dymu only")
 
 
@@ -237,8 +233,11 @@ def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train:
         _check_static_setup(method, setup, setup_record)
         check_positive(save_every, "--save-every")
         opts = data_options(run, seed, n_train, n_val)
+        if setup_record is not None:
+            run.set_config_entry("train_setup", setup_record)
         trainer = train_adashare if method == "adashare" else train_dag
-        return trainer(run, run.read_config()["data"], opts["seed"], opts["n_train"], opts["n_val"], progress)
+        return trainer(run, run.read_config()["data"], opts["seed"], opts["n_train"], opts["n_val"], progress,
+                       save_every=save_every, setup=setup)
     if stages not in STAGE_GROUPS:
         raise ValidationError(f"stage group '{stages}' is not valid; expected one of {', '.join(STAGE_GROUPS)}")
     check_positive(save_every, "--save-every")
@@ -334,12 +333,13 @@ def run_training(out: str | Path, stages: str, preset: Optional[str] = None, dat
     options = setup_options(out, **setup_given)
     static.check_method(method, flow)
     setup = TrainSetup.create(**options)
-    if method != "dymu":
-        _check_static_setup(method, setup, options)     # before anything is written
+
     def create_or_reopen() -> None:
         open_run(out, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val, method=method, flow=flow)
 
     try:
+        if method != "dymu":
+            _check_static_setup(method, setup, options)     # before anything is written
         setup.dist.main_first(create_or_reopen)
         return train(RunDir(out), stages, seed=seed, n_train=n_train, n_val=n_val,
                      progress=progress and setup.dist.is_main, save_every=save_every, setup=setup,

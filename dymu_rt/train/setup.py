@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Union
 
 import torch
 
@@ -68,11 +68,20 @@ class TrainSetup:
                 "backend": self.dist.backend, "workers": self.workers, "sync_bn": self.sync_bn}
 
 
-def backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: "torch.amp.GradScaler") -> None:
-    """zero_grad, backward and optimizer step, through the fp16 loss scaler when enabled."""
-    opt.zero_grad(set_to_none=True)
+def backward_step(loss: torch.Tensor, opt: Union[torch.optim.Optimizer, Sequence[torch.optim.Optimizer]],
+                  scaler: "torch.amp.GradScaler") -> None:
+    """zero_grad, backward and optimizer step, through the fp16 loss scaler when enabled.
+
+    ``opt`` may be several optimizers over disjoint parameters stepped on one loss (the DAG
+    search: weights Θ and the upper-level A, B, Γ): one scaler unscales and checks each
+    (a step with inf/NaN gradients is skipped for all of them), then one update.
+    """
+    opts = [opt] if isinstance(opt, torch.optim.Optimizer) else list(opt)
+    for o in opts:
+        o.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
-    scaler.step(opt)
+    for o in opts:
+        scaler.step(o)
     scaler.update()
 
 

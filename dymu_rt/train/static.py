@@ -13,20 +13,35 @@ A static run directory::
     RUN/model.safetensors    the trained network (the final stage's weights)
     RUN/architecture.json    the static graph (dymu_rt.models.graph) + the method's decisions
 
-Stages are resumable at stage granularity: a finished stage's result is saved
-(``state/<stage>.safetensors``) and a re-run continues after the last finished one.
+Stages are resumable within a stage: every ``--save-every`` steps :class:`StageProgress`
+saves the network, every optimizer, the fp16 loss scale and the RNG states
+(``state/<stage>-progress.json`` + its tensor file, written by
+:meth:`~dymu_rt.train.checkpoint.RunDir.save_state`: the JSON rename is the commit), and a
+re-run continues from there on the same data stream (the loader's batches are a function of
+the step). A finished stage's result is saved (``state/<stage>.safetensors``) and its
+progress state removed; a re-run continues after the last finished stage. Every schedule
+of the static methods (learning rate, AdaShare's temperature and curriculum) is a function
+of the step, so the step restores them.
+
+Where and how a stage trains comes from the same :class:`~dymu_rt.train.setup.TrainSetup`
+as DYMU's stages: device, precision (autocast; the losses, Gumbel sampling and sigmoid sums
+of the upper-level parameters stay in fp32), channels-last and input workers. Saved tensors
+are CPU tensors, so a run trained on a GPU loads (and resumes) on a CPU.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
 from dymu_rt.models.graph import StaticGraph, materialize_graph
 from dymu_rt.errors import CheckpointError, ValidationError
-from dymu_rt.train.checkpoint import RunDir, load_module, load_tensors, load_state_into, save_module
+from dymu_rt.train.checkpoint import (RunDir, load_module, load_tensors, load_state_into, optimizer_tensors,
+                                      restore_optimizer, save_module)
+from dymu_rt.train.common import JsonlLog, restore_rng, rng_state
+from dymu_rt.train.setup import TrainSetup, restore_scaler, scaler_meta
 from dymu_rt.utils.io import atomic_write_json, read_json
 
 METHODS = ("dymu", "adashare", "dag")
@@ -117,14 +132,81 @@ def _dag(preset, dc, dag_spec):
 
 
 def save_stage(run: RunDir, stage: str, net: torch.nn.Module, summary: dict[str, Any]) -> None:
-    """A finished stage: its network state, then the stage marked done with ``summary``."""
+    """A finished stage: its network state, then the stage marked done with ``summary``,
+    then its progress state (:class:`StageProgress`) removed (a kill before that leaves a
+    stale progress file that nothing reads: the stage is done)."""
     save_module(net, run.path / "state" / f"{stage}.safetensors")
     run.mark_done(stage, summary)
+    run.clear_state(f"{stage}-progress")
 
 
 def load_stage(run: RunDir, stage: str, net: torch.nn.Module) -> torch.nn.Module:
     """Load a finished stage's network state into ``net``."""
     return load_module(net, run.path / "state" / f"{stage}.safetensors", f"{stage} state")
+
+
+class StageProgress:
+    """Mid-stage checkpoints of one static stage, and the loop over its steps.
+
+    ``opts`` names each optimizer (its tensors are stored under that prefix); ``log_stage``
+    is the "stage" field of this stage's records in the method's log, which a resume
+    truncates after the restored step. ``on_step(stage, step)`` is called after every
+    step (after the save of that step): tests raise from it to simulate a killed run.
+    """
+
+    def __init__(self, run: RunDir, stage: str, net: torch.nn.Module, opts: dict[str, torch.optim.Optimizer],
+                 scaler: "torch.amp.GradScaler", setup: TrainSetup, save_every: int,
+                 log: Optional[JsonlLog] = None, log_stage: Optional[str] = None,
+                 on_step: Optional[Callable[[str, int], None]] = None) -> None:
+        self.run, self.stage, self.net, self.opts, self.scaler = run, stage, net, opts, scaler
+        self.setup, self.save_every, self.on_step = setup, save_every, on_step
+        self.name = f"{stage}-progress"            # save_stage removes it when the stage is done
+        self.start = 0
+        self.job = None
+        state = run.load_state(self.name)
+        if state is not None:
+            self.start = self._restore(*state)
+            if log is not None:
+                log.truncate_after(self.start, log_stage or stage)
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> int:
+        path = self.run.state_tensors_path(self.name, meta)
+        load_state_into(self.net, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
+                        path, "training state")
+        for prefix, opt in self.opts.items():
+            saved = meta["optimizer"].get(prefix)
+            if not isinstance(saved, dict):
+                raise CheckpointError(f"training state {path} has no state of optimizer '{prefix}'; delete "
+                                      "the state/ folder of the run to restart the stage")
+            restore_optimizer(opt, tensors, saved, prefix=prefix, path=path)
+        restore_rng(tensors, self.setup.device)
+        restore_scaler(self.scaler, meta.get("scaler"))
+        return int(meta["step"])
+
+    def save(self, step: int, extra: Optional[dict[str, Any]] = None) -> None:
+        """The state after ``step`` steps (CPU tensors; atomic, see RunDir.save_state)."""
+        tensors = {f"model.{k}": v for k, v in self.net.state_dict().items()}
+        opt_meta = {}
+        for prefix, opt in self.opts.items():
+            t, opt_meta[prefix] = optimizer_tensors(opt, prefix)
+            tensors.update(t)
+        tensors.update(rng_state(self.setup.device))
+        self.run.save_state(self.name, tensors, {"step": step, "optimizer": opt_meta,
+                                                 "scaler": scaler_meta(self.scaler), **(extra or {})})
+
+    def steps(self, total: int, bar, description: str,
+              extra: Optional[Callable[[int], dict[str, Any]]] = None) -> Iterator[int]:
+        """Yield the steps start..total-1; after each, save every ``save_every`` steps
+        (``extra(step)``: informative entries stored with the state) and call on_step."""
+        self.job = bar.add_task(description, total=total, completed=self.start, info="")
+        for step in range(self.start, total):
+            yield step
+            done = step + 1
+            bar.update(self.job, advance=1)
+            if done % self.save_every == 0 and done < total:
+                self.save(done, extra(done) if extra is not None else None)
+            if self.on_step is not None:
+                self.on_step(self.stage, done)
 
 
 def save_result(run: RunDir, net: torch.nn.Module, graph: StaticGraph, decisions: dict[str, Any]) -> None:
