@@ -127,8 +127,12 @@ class BatchStream:
         if workers > 0:
             kw = {"persistent_workers": True, "prefetch_factor": prefetch,
                   "worker_init_fn": _WorkerInit(seed * 7919 + rank)}
+        # A generator of its own: a DataLoader iterator otherwise draws its base seed from
+        # torch's global RNG, so opening the stream of a resumed stage would shift the
+        # trainer's random stream (Gumbel noise) by one draw against an unstopped run.
         self.loader = DataLoader(SeededSamples(dataset), batch_sampler=self.sampler, num_workers=workers,
-                                 collate_fn=collate, pin_memory=pin_memory, **kw)
+                                 collate_fn=collate, pin_memory=pin_memory,
+                                 generator=torch.Generator().manual_seed(int(seed) % _SEED_MOD), **kw)
         self._it = iter(self.loader)
 
     def __iter__(self) -> "BatchStream":

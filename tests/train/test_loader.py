@@ -69,3 +69,16 @@ def test_each_epoch_visits_every_full_batch_once(dataset):
     s = StepBatchSampler(10, 4, seed=2, steps=2)
     seen = [i for batch in s for i, _ in batch]
     assert len(seen) == 8 and len(set(seen)) == 8              # the 2-sample tail is dropped
+
+
+def test_opening_a_stream_leaves_the_global_rng_alone(tiny_preset):
+    """A resumed stage opens its stream after restoring the RNG: the stream must not draw from it."""
+    from dymu_rt.train.common import make_split
+    from dymu_rt.train.loader import BatchStream
+
+    ds = make_split(tiny_preset, "synth", "train", n=4)
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    with BatchStream(ds, 2, seed=0) as stream:
+        next(stream)
+    assert torch.equal(before, torch.get_rng_state())
