@@ -125,7 +125,7 @@ class _Ctx:
     seed: int
     save_every: int
     bar: object
-    log: JsonlLog
+    log: Optional[JsonlLog]
     on_step: Optional[Callable[[str, int], None]]
 
     def losses(self, net, batch, v):
@@ -146,26 +146,26 @@ def train_adashare(run: RunDir, data: str, seed: int, n_train: Optional[int], n_
     ``on_step(stage, step)`` is called after every step (tests raise from it).
     """
     setup = setup or TrainSetup()
-    dev = setup.dev
+    dev, dist = setup.dev, setup.dist
     cfg = run.read_config()
     ac = AdaShareConfig(**cfg["method_config"])
+    dist.local_batch(ac.batch)
     preset = run.preset()
     tasks = make_tasks(preset)
     train_set = make_split(preset, data, "train", n=n_train, augment=True, seed=seed)
-    log = JsonlLog(run.path / "logs" / "adashare.jsonl")
+    log = JsonlLog(run.path / "logs" / "adashare.jsonl") if dist.is_main else None
     seed_everything(seed)
     net = dev.prepare(AdaShareNet(preset))
-    trained_with = {"trained_with": setup.to_dict()}
     with make_progress(disable=not progress) as bar:
         ctx = _Ctx(run, setup, tasks, preset, ac, train_set, seed, save_every, bar, log, on_step)
         if not run.stage_done("warmup"):
             _warmup(ctx, net)
-            save_stage(run, "warmup", net, {"steps": ac.warmup_steps, **trained_with})
+            save_stage(run, "warmup", net, {"steps": ac.warmup_steps}, setup)
         else:
             load_stage(run, "warmup", net)
         if not run.stage_done("search"):
             summary = _search(ctx, net)
-            save_stage(run, "search", net, {**summary, **trained_with})
+            save_stage(run, "search", net, summary or {}, setup)
         policy = np.asarray(run.read_config()["stages"]["search"]["policy"], dtype=np.int64)
         if not run.stage_done("final"):
             seed_everything(seed + 1)
@@ -178,11 +178,12 @@ def train_adashare(run: RunDir, data: str, seed: int, n_train: Optional[int], n_
                          "adashare retrain (fixed policy, from scratch)")
             fresh.eval()
             graph = lower_policy(fresh, policy)
-            val_set = make_split(preset, data, "val", n=n_val, seed=seed)
-            metrics = evaluate_tree(None, tasks, val_set, forward=lambda x: fresh(x, v), device=dev.device)
-            save_result(run, fresh, graph, {"policy": policy.tolist(), "blocks_executed": int(policy.sum())})
-            save_stage(run, "final", fresh, {"steps": ac.final_steps, "val": metrics, "topology": graph.id,
-                                             **trained_with})
+            metrics = None
+            if dist.is_main:
+                val_set = make_split(preset, data, "val", n=n_val, seed=seed)
+                metrics = evaluate_tree(None, tasks, val_set, forward=lambda x: fresh(x, v), device=dev.device)
+                save_result(run, fresh, graph, {"policy": policy.tolist(), "blocks_executed": int(policy.sum())})
+            save_stage(run, "final", fresh, {"steps": ac.final_steps, "val": metrics, "topology": graph.id}, setup)
     return run.read_config()
 
 
@@ -199,12 +200,13 @@ def _fixed_train(ctx: _Ctx, net, stage: str, steps: int, v: torch.Tensor, log_st
     with ctx.setup.batches(ctx.train_set, ctx.ac.batch, ctx.seed, start_step=prog.start) as batches:
         for step in prog.steps(steps, ctx.bar, what):
             set_lr(opt, anchor_lr(tcfg, step))
-            loss, per = ctx.losses(net, dev.batch(next(batches)), v)
+            loss, per = ctx.losses(prog.model, dev.batch(next(batches)), v)
             backward_step(loss, opt, scaler)
             if (step + 1) % 10 == 0:               # read (a device sync) on logged steps only
-                value = float(loss.detach())
+                value = prog.mean(loss)
                 ctx.bar.update(prog.job, info=f"loss={value:.3f}")
-                ctx.log.write({"stage": log_stage, "step": step + 1, "loss": value})
+                if ctx.log is not None:
+                    ctx.log.write({"stage": log_stage, "step": step + 1, "loss": value})
 
 
 def _warmup(ctx: _Ctx, net) -> None:
@@ -218,7 +220,7 @@ def _halves(train_set):
     return torch.utils.data.Subset(train_set, idx[: n // 2]), torch.utils.data.Subset(train_set, idx[n // 2:])
 
 
-def _search(ctx: _Ctx, net: AdaShareNet) -> dict:
+def _search(ctx: _Ctx, net: AdaShareNet) -> Optional[dict]:
     ac, dev, tasks = ctx.ac, ctx.setup.dev, ctx.tasks
     w_split, p_split = _halves(ctx.train_set)
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=ac.weight_lr, momentum=0.9, weight_decay=1e-4)
@@ -255,9 +257,12 @@ def _search(ctx: _Ctx, net: AdaShareNet) -> dict:
             closed = (~rows).to(dev.device, non_blocking=True)
             # Weights on the first half, policy samples held fixed (Gumbel noise in fp32).
             v = select_weights(net, tau, open_).detach()
-            loss_w, _ = ctx.losses(net, dev.batch(next(w_batches)), v)
+            loss_w, _ = ctx.losses(prog.model, dev.batch(next(w_batches)), v)
             backward_step(loss_w, w_opt, scaler)
             # Policy on the second half (eq. 5); α and the sparsity/sharing terms in fp32.
+            # Only the policy logits are differentiated (W's gradients of this loss would be
+            # thrown away), through the bare network: under torchrun their gradient is
+            # averaged over the ranks here, not by DDP, which would also all-reduce W's.
             v = select_weights(net, tau, open_)
             task_loss, per = ctx.losses(net, dev.batch(next(p_batches)), v)
             alpha = net.select_prob()
@@ -265,19 +270,24 @@ def _search(ctx: _Ctx, net: AdaShareNet) -> dict:
             sp, sh = sparsity_loss(alpha_open), sharing_loss(alpha_open)
             loss_p = task_loss + ac.lambda_sparsity * sp + ac.lambda_sharing * sh
             p_opt.zero_grad(set_to_none=True)
-            net.zero_grad(set_to_none=True)
-            scaler.scale(loss_p).backward()
+            scaler.scale(loss_p).backward(inputs=[net.policy_logits])
             with torch.no_grad():
-                net.policy_logits.grad.masked_fill_(closed[:, None, None], 0)   # closed blocks stay untouched
+                grad = net.policy_logits.grad
+                if ctx.setup.dist.enabled:
+                    grad.copy_(ctx.setup.dist.mean(grad))
+                grad.masked_fill_(closed[:, None, None], 0)   # closed blocks stay untouched
             scaler.step(p_opt)
             scaler.update()
             if (step + 1) % 10 == 0:               # read (a device sync) on logged steps only
                 exec_prob = float(alpha.mean().detach())
+                loss_w_g, task_g = prog.mean(loss_w), prog.mean(task_loss)
                 ctx.bar.update(prog.job, info=f"τ={tau:.2f} open={int(open_.sum())}/{B} exec={exec_prob:.2f}")
-                ctx.log.write({"stage": "search", "step": step + 1, "loss_w": float(loss_w.detach()),
-                               "task": float(task_loss.detach()), "sparsity": float(sp.detach()),
-                               "sharing": float(sh.detach()), "tau": tau, "open": int(open_.sum()),
-                               "exec_prob": exec_prob})
+                if ctx.log is not None:
+                    ctx.log.write({"stage": "search", "step": step + 1, "loss_w": loss_w_g, "task": task_g,
+                                   "sparsity": float(sp.detach()), "sharing": float(sh.detach()), "tau": tau,
+                                   "open": int(open_.sum()), "exec_prob": exec_prob})
+    if not ctx.setup.dist.is_main:
+        return None                                # rank 0 picks the policy; save_stage waits for it
     # Sample 8 policies from α and keep the best on the held-out (policy) half.
     net.eval()
     gen = torch.Generator().manual_seed(ctx.seed + 11)

@@ -181,24 +181,24 @@ def train_dag(run: RunDir, data: str, seed: int, n_train: Optional[int], n_val: 
     ``on_step(stage, step)`` is called after every step (tests raise from it).
     """
     setup = setup or TrainSetup()
-    dev = setup.dev
+    dev, dist = setup.dev, setup.dist
     cfg = run.read_config()
     dc = DagConfig(**cfg["method_config"])
+    dist.local_batch(dc.batch)
     preset = run.preset()
     tasks = make_tasks(preset)
     train_set = make_split(preset, data, "train", n=n_train, augment=True, seed=seed)
-    log = JsonlLog(run.path / "logs" / "dag.jsonl")
+    log = JsonlLog(run.path / "logs" / "dag.jsonl") if dist.is_main else None
     seed_everything(seed)
     net = dev.prepare(DagNet(preset, dag_spec(preset, dc)))
     budget = dc.budget or float(dc.states)
-    trained_with = {"trained_with": setup.to_dict()}
     ctx = _Ctx(run, setup, tasks, preset, dc.batch, train_set, save_every, log, on_step)
     with make_progress(disable=not progress) as bar:
         if not run.stage_done("warmup"):
             for p in net.upper_parameters():
                 p.requires_grad_(False)
             _train(ctx, net, dc.warmup_steps, seed, bar, "warmup", "dag warm-up (A, B, Γ frozen at σ = 0.5)")
-            save_stage(run, "warmup", net, {"steps": dc.warmup_steps, **trained_with})
+            save_stage(run, "warmup", net, {"steps": dc.warmup_steps}, setup)
         else:
             load_stage(run, "warmup", net)
         if not run.stage_done("search"):
@@ -209,8 +209,7 @@ def train_dag(run: RunDir, data: str, seed: int, n_train: Optional[int], n_val: 
             A, B, G = reduce_network(net)
             save_stage(run, "search", net, {"steps": dc.search_steps, "masks": {
                 "A": A.tolist(), "B": B.tolist(), "G": G.tolist()}, "edges": [list(e) for e in net.edge_list],
-                "soft": {k: v.detach().cpu().tolist() for k, v in zip("ABG", net.soft_weights())},
-                **trained_with})
+                "soft": {k: v.detach().cpu().tolist() for k, v in zip("ABG", net.soft_weights())}}, setup)
         else:
             load_stage(run, "search", net)
         if not run.stage_done("final"):
@@ -224,12 +223,13 @@ def train_dag(run: RunDir, data: str, seed: int, n_train: Optional[int], n_val: 
                    masks=masks)
             net.eval()
             graph = lower_masks(net, *masks)
-            val_set = make_split(preset, data, "val", n=n_val, seed=seed)
-            metrics = evaluate_tree(None, tasks, val_set, forward=lambda x: net(x, masks), device=dev.device)
-            save_result(run, net, graph, {"masks": m, "edges_kept": int(masks[2].sum()),
-                                          "edges_total": int(masks[2].numel())})
-            save_stage(run, "final", net, {"steps": dc.final_steps, "val": metrics, "topology": graph.id,
-                                           **trained_with})
+            metrics = None
+            if dist.is_main:
+                val_set = make_split(preset, data, "val", n=n_val, seed=seed)
+                metrics = evaluate_tree(None, tasks, val_set, forward=lambda x: net(x, masks), device=dev.device)
+                save_result(run, net, graph, {"masks": m, "edges_kept": int(masks[2].sum()),
+                                              "edges_total": int(masks[2].numel())})
+            save_stage(run, "final", net, {"steps": dc.final_steps, "val": metrics, "topology": graph.id}, setup)
     return run.read_config()
 
 
@@ -244,7 +244,7 @@ class _Ctx:
     batch: int
     train_set: object
     save_every: int
-    log: JsonlLog
+    log: Optional[JsonlLog]
     on_step: Optional[Callable[[str, int], None]]
 
 
@@ -267,7 +267,7 @@ def _train(ctx: _Ctx, net: DagNet, steps: int, seed: int, bar, stage: str, what:
             b = dev.batch(next(batches))
             weights = net.soft_weights() if masks is None else masks
             with dev.autocast():
-                out = net(b["image"], weights)
+                out = prog.model(b["image"], weights)
             loss, per = weighted_task_loss(ctx.tasks, fp32_outputs(out), b)
             sq = None
             if upper:
@@ -275,10 +275,11 @@ def _train(ctx: _Ctx, net: DagNet, steps: int, seed: int, bar, stage: str, what:
                 loss = loss + upper[1] * sq
             backward_step(loss, list(opts.values()), scaler)
             if (step + 1) % 10 == 0:               # read (a device sync) on logged steps only
-                value = float(loss.detach())
+                value = prog.mean(loss)
                 info = f"loss={value:.3f}"
                 if upper:
                     info += f" Σσ(Γ)/task={float(torch.sigmoid(net.gamma.detach()).sum(1).mean()):.1f}"
                 bar.update(prog.job, info=info)
-                ctx.log.write({"stage": stage, "step": step + 1, "loss": value,
-                               "squeeze": 0.0 if sq is None else float(sq.detach())})
+                if ctx.log is not None:
+                    ctx.log.write({"stage": stage, "step": step + 1, "loss": value,
+                                   "squeeze": 0.0 if sq is None else float(sq.detach())})

@@ -202,17 +202,6 @@ def setup_options(out: str | Path, **given: Any) -> dict[str, Any]:
     return {k: given[k] if given.get(k) is not None else saved.get(k, _SETUP_DEFAULTS[k]) for k in SETUP_OPTIONS}
 
 
-def _check_static_setup(method: str, setup, record: Optional[dict]) -> None:
-    """AdaShare / DAG train in one process (any device, precision, workers): refuse
-    torchrun and --sync-bn, which need the data-parallel path of --method dymu."""
-    asked = ["--sync-bn"] if (record or {}).get("sync_bn") else []
-    if getattr(setup.dist, "world_size", 1) > 1:
-        asked.append(f"torchrun ({setup.dist.world_size} processes)")
-    if asked:
-        raise ValidationError(f"--method {method} trains in one process; {' and '.join(asked)} "
-                              "applies to --method dymu only")
-
-
 def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train: Optional[int] = None,
           n_val: Optional[int] = None, progress: bool = True, save_every: int = 100,
           setup=None, setup_record: Optional[dict] = None) -> dict:
@@ -230,11 +219,15 @@ def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train:
         if stages != "all":
             raise ValidationError(f"{run.path} is a {method} run: it trains as a whole (`dymu-rt train --out "
                                   f"{run.path}`), not by stage group '{stages}'")
-        _check_static_setup(method, setup, setup_record)
         check_positive(save_every, "--save-every")
-        opts = data_options(run, seed, n_train, n_val)
-        if setup_record is not None:
-            run.set_config_entry("train_setup", setup_record)
+
+        def record_static() -> dict:
+            opts = data_options(run, seed, n_train, n_val)
+            if setup_record is not None:
+                run.set_config_entry("train_setup", setup_record)
+            return opts
+
+        opts = setup.dist.main_first(record_static)
         trainer = train_adashare if method == "adashare" else train_dag
         return trainer(run, run.read_config()["data"], opts["seed"], opts["n_train"], opts["n_val"], progress,
                        save_every=save_every, setup=setup)
@@ -338,8 +331,6 @@ def run_training(out: str | Path, stages: str, preset: Optional[str] = None, dat
         open_run(out, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val, method=method, flow=flow)
 
     try:
-        if method != "dymu":
-            _check_static_setup(method, setup, options)     # before anything is written
         setup.dist.main_first(create_or_reopen)
         return train(RunDir(out), stages, seed=seed, n_train=n_train, n_val=n_val,
                      progress=progress and setup.dist.is_main, save_every=save_every, setup=setup,

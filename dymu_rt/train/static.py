@@ -41,6 +41,7 @@ from dymu_rt.errors import CheckpointError, ValidationError
 from dymu_rt.train.checkpoint import (RunDir, load_module, load_tensors, load_state_into, optimizer_tensors,
                                       restore_optimizer, save_module)
 from dymu_rt.train.common import JsonlLog, restore_rng, rng_state
+from dymu_rt.train.distributed import sync_batchnorm, unsync_batchnorm
 from dymu_rt.train.setup import TrainSetup, restore_scaler, scaler_meta
 from dymu_rt.utils.io import atomic_write_json, read_json
 
@@ -97,11 +98,16 @@ def check_resume(run: RunDir, method: str, overrides: dict, flow: Optional[int])
     cfg = run.read_config()
     want = method_config(method, run.preset(), overrides, flow if flow is not None else
                          cfg["method_config"].get("flow"))
+    # Only what the command line can set is compared: the other settings (learning rates,
+    # λ's) have no flag, so a run made with other values through the API still resumes.
     for k, v in cfg["method_config"].items():
         if k in want and want[k] != v and (k != "flow" or flow is not None) and \
-                (k not in ("warmup_steps", "search_steps", "final_steps", "batch") or _given(k, overrides)):
+                (k == "flow" or (k in _STEP_KEYS and _given(k, overrides))):
             raise ValidationError(f"{run.path} was started with {k}={v!r}; it cannot change to {want[k]!r} "
                                   "(use another --out)")
+
+
+_STEP_KEYS = ("warmup_steps", "search_steps", "final_steps", "batch")
 
 
 def _given(key: str, overrides: dict) -> bool:
@@ -131,13 +137,18 @@ def _dag(preset, dc, dag_spec):
     return DagNet(preset, dag_spec(preset, dc))
 
 
-def save_stage(run: RunDir, stage: str, net: torch.nn.Module, summary: dict[str, Any]) -> None:
+def save_stage(run: RunDir, stage: str, net: torch.nn.Module, summary: dict[str, Any],
+               setup: Optional[TrainSetup] = None) -> None:
     """A finished stage: its network state, then the stage marked done with ``summary``,
     then its progress state (:class:`StageProgress`) removed (a kill before that leaves a
-    stale progress file that nothing reads: the stage is done)."""
-    save_module(net, run.path / "state" / f"{stage}.safetensors")
-    run.mark_done(stage, summary)
-    run.clear_state(f"{stage}-progress")
+    stale progress file that nothing reads: the stage is done). Under torchrun rank 0
+    writes and every rank waits for it."""
+    setup = setup or TrainSetup()
+    if setup.dist.is_main:
+        save_module(net, run.path / "state" / f"{stage}.safetensors")
+        run.mark_done(stage, {**summary, "trained_with": setup.to_dict()})
+        run.clear_state(f"{stage}-progress")
+    setup.dist.barrier()
 
 
 def load_stage(run: RunDir, stage: str, net: torch.nn.Module) -> torch.nn.Module:
@@ -152,6 +163,16 @@ class StageProgress:
     is the "stage" field of this stage's records in the method's log, which a resume
     truncates after the restored step. ``on_step(stage, step)`` is called after every
     step (after the save of that step): tests raise from it to simulate a killed run.
+
+    Under torchrun :attr:`model` is ``net`` under DistributedDataParallel (built here, once
+    the stage has fixed which parameters train, since DDP only syncs those), with
+    ``find_unused_parameters``: a skipped AdaShare block and a masked DAG edge get no
+    gradient, and which ones varies from step to step in the search. Terms computed
+    outside the forward (Gumbel samples of the policy, σ(A, B, Γ), the sparsity, sharing
+    and squeeze losses) are the same on every rank (same weights, same seeded noise), so
+    the averaged gradient is still the full-batch one. Every rank loads the same state;
+    rank 0 alone writes it. With ``--sync-bn`` the BNs use global-batch statistics while
+    the stage trains.
     """
 
     def __init__(self, run: RunDir, stage: str, net: torch.nn.Module, opts: dict[str, torch.optim.Optimizer],
@@ -166,8 +187,10 @@ class StageProgress:
         state = run.load_state(self.name)
         if state is not None:
             self.start = self._restore(*state)
-            if log is not None:
+            if log is not None and setup.dist.is_main:
                 log.truncate_after(self.start, log_stage or stage)
+        setup.dist.barrier()                       # nobody writes a state another rank still reads
+        self.model = setup.dist.wrap(net, setup.device, find_unused=True)
 
     def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> int:
         path = self.run.state_tensors_path(self.name, meta)
@@ -184,7 +207,9 @@ class StageProgress:
         return int(meta["step"])
 
     def save(self, step: int, extra: Optional[dict[str, Any]] = None) -> None:
-        """The state after ``step`` steps (CPU tensors; atomic, see RunDir.save_state)."""
+        """The state after ``step`` steps (CPU tensors; atomic, see RunDir.save_state); rank 0 only."""
+        if not self.setup.dist.is_main:
+            return
         tensors = {f"model.{k}": v for k, v in self.net.state_dict().items()}
         opt_meta = {}
         for prefix, opt in self.opts.items():
@@ -199,14 +224,22 @@ class StageProgress:
         """Yield the steps start..total-1; after each, save every ``save_every`` steps
         (``extra(step)``: informative entries stored with the state) and call on_step."""
         self.job = bar.add_task(description, total=total, completed=self.start, info="")
-        for step in range(self.start, total):
-            yield step
-            done = step + 1
-            bar.update(self.job, advance=1)
-            if done % self.save_every == 0 and done < total:
-                self.save(done, extra(done) if extra is not None else None)
-            if self.on_step is not None:
-                self.on_step(self.stage, done)
+        synced = sync_batchnorm(self.net, self.setup.dist) if self.setup.sync_bn else []
+        try:
+            for step in range(self.start, total):
+                yield step
+                done = step + 1
+                bar.update(self.job, advance=1)
+                if done % self.save_every == 0 and done < total:
+                    self.save(done, extra(done) if extra is not None else None)
+                if self.on_step is not None:
+                    self.on_step(self.stage, done)
+        finally:
+            unsync_batchnorm(synced)
+
+    def mean(self, value: torch.Tensor) -> float:
+        """A (detached) loss as the mean over ranks, read on the host (a device sync)."""
+        return float(self.setup.dist.mean(value.detach()))
 
 
 def save_result(run: RunDir, net: torch.nn.Module, graph: StaticGraph, decisions: dict[str, Any]) -> None:
