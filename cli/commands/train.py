@@ -35,8 +35,9 @@ _CHANNELS_LAST = typer.Option(None, "--channels-last/--no-channels-last",
                               help="NHWC activations (faster convolutions on tensor cores).")
 _WORKERS = typer.Option(None, "--workers", help="Input worker processes (0: load in the training "
                         "process). Batches are the same for any number.")
-_SYNC_BN = typer.Option(None, "--sync-bn/--no-sync-bn", help="Anchor stage under torchrun: BN "
-                        "statistics of the global batch instead of each rank's slice.")
+_SYNC_BN = typer.Option(None, "--sync-bn/--no-sync-bn", help="Under torchrun (anchor stage; every stage "
+                        "of --method adashare|dag): BN statistics of the global batch instead of each "
+                        "rank's slice.")
 # Anchor optimizer.
 _LR = typer.Option(None, "--lr", help="Anchor learning rate (preset default otherwise).")
 _OPTIMIZER = typer.Option(None, "--optimizer", help="Anchor optimizer: adamw | adam | sgd.")

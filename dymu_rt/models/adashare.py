@@ -127,7 +127,9 @@ class AdaShareNet(nn.Module):
                 elif hard:
                     h = self.shortcut(b, h)
                 else:
-                    h = w * self.blocks[b](h) + (1 - w) * self.shortcut(b, h)
+                    # Mixed in fp32 under autocast (a no-op otherwise): dL/dw is a sum over
+                    # the whole activation, too long a sum for fp16's 11-bit mantissa.
+                    h = w * self.blocks[b](h).float() + (1 - w) * self.shortcut(b, h).float()
                 if self.low_node == b + 1:
                     low = h
                 if key is not None:

@@ -123,11 +123,13 @@ class DagNet(nn.Module):
             states: dict[int, Optional[torch.Tensor]] = {}
             for j in range(1, N + 1):
                 terms = []
+                # The weighted sums in fp32 under autocast (a no-op otherwise): the gradients
+                # of A, B, Γ are sums over whole activations, too long for fp16.
                 if onA[k][j - 1]:
-                    terms.append(A[k, j - 1] * v0)
+                    terms.append(A[k, j - 1] * v0.float())
                 for e, i in into[j]:
                     if onG[k][e] and states[i] is not None:
-                        terms.append(G[k, e] * self.edges[f"e{i}_{j}"](states[i]))
+                        terms.append(G[k, e] * self.edges[f"e{i}_{j}"](states[i]).float())
                 states[j] = None if not terms else sum(terms[1:], terms[0]) / len(terms)
             top = None
             for i in range(1, N + 1):
