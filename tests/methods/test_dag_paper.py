@@ -166,3 +166,16 @@ def test_paper_network_trains_builds_checks_end_to_end(capsys, tmp_path):
                            "--out", str(tmp_path / "ada"), *TINY)
     assert code != 0 and err.startswith("error: --method adashare skips residual blocks")
     assert not (tmp_path / "ada").exists()
+
+
+def test_inspect_vgg_preset_shows_the_dag_network(capsys):
+    code, out, err = run_cli(capsys, "inspect", "synth-dag-nyu", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["backbone"] == "vgg16 x0.125"
+    assert [(r["flow"], r["states"], r["edges"]) for r in d["dag"]] == [(3, 12, 30), (5, 12, 45), (7, 12, 56),
+                                                                      (9, 12, 63)]
+    params = [r["params"] for r in d["dag"]]
+    assert params == sorted(params) and len(set(params)) == 4       # more edges, more layers
+    code, out, _ = run_cli(capsys, "inspect", "synth-nyu", "--json")
+    assert code == 0 and "dag" not in json.loads(out)
