@@ -77,9 +77,19 @@ def method_config(method: str, preset, overrides: dict, flow: Optional[int]) -> 
         from dymu_rt.train.adashare import AdaShareConfig
 
         return dataclasses.asdict(AdaShareConfig(**steps))
+    from dymu_rt.models.dag import default_spec
     from dymu_rt.train.dag import DagConfig
 
-    return dataclasses.asdict(DagConfig(**steps, flow=3 if flow is None else flow))
+    flow = 3 if flow is None else flow
+    return dataclasses.asdict(DagConfig(**steps, flow=flow, states=default_spec(preset, flow).states))
+
+
+def check_preset(method: str, preset) -> None:
+    """ValidationError when ``method`` cannot train on ``preset``'s network: AdaShare skips
+    residual blocks (a skipped block is the identity), which VGG-16 has none of."""
+    if method == "adashare" and preset.backbone.kind == "vgg16":
+        raise ValidationError(f"--method adashare skips residual blocks; preset '{preset.name}' has a VGG-16 "
+                              "backbone without any (use --method dag or dymu, or a ResNet/MobileNetV2 preset)")
 
 
 def new_run_extra(method: str, preset, overrides: dict, flow: Optional[int]) -> dict[str, Any]:
