@@ -30,14 +30,13 @@ from dymu_rt import __version__
 from dymu_rt.backends.registry import backend_class
 from dymu_rt.bundle import layout as B
 from dymu_rt.bundle.manifest import write_manifest
-from dymu_rt.compile.build import (_compile_engines, _load_journal, _prepare_out, _remove_owned,
-                                   _remove_stale, _remove_temporaries, _summary, check_backend,
-                                   manifest_head)
-from dymu_rt.errors import ValidationError
 from dymu_rt.compile.export import export_tree, export_tree_model
 from dymu_rt.compile.fold import fold_bn
-from dymu_rt.models.graph import graph_cost
 from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, write_store
+from dymu_rt.compile.writer import (build_summary, check_backend, compile_engines, load_journal, manifest_head,
+                                    prepare_out, remove_owned, remove_stale, remove_temporaries)
+from dymu_rt.errors import ValidationError
+from dymu_rt.models.graph import graph_cost
 from dymu_rt.train.static import method_of, static_module
 from dymu_rt.utils.io import atomic_write_json, sha256_file
 from dymu_rt.utils.progress import make_progress
@@ -50,7 +49,7 @@ PREFERENCE_CONTRACT = ("one static architecture serves every task at once: r is 
 def build_static_bundle(run, out: Path, backend: str = "onnxruntime", profile: Optional[str] = None,
                         progress: bool = True) -> dict[str, Any]:
     """Build the bundle of static run ``run`` (a RunDir) into ``out``; returns the summary
-    dict of :func:`dymu_rt.compile.build.build_bundle`."""
+    dict of :func:`dymu_rt.compile.writer.build_summary`."""
     t0 = time.perf_counter()
     out = Path(out)
     prof = check_backend(backend, profile)
@@ -66,16 +65,16 @@ def build_static_bundle(run, out: Path, backend: str = "onnxruntime", profile: O
     h.update(json.dumps(graph.to_json(), sort_keys=True).encode())
     h.update(sha256_file(run.module_path("model")).encode())
     fingerprint = h.hexdigest()[:32]
-    existing, owned = _prepare_out(out, fingerprint)
+    existing, owned = prepare_out(out, fingerprint)
     if existing is not None:
-        return _summary(out, existing, built=0, seconds=time.perf_counter() - t0, noop=True)
+        return build_summary(out, existing, built=0, seconds=time.perf_counter() - t0, noop=True)
     # The same journal discipline as a grid build: only files this tool wrote are ever
     # removed (an earlier build's graphs and engines; never a user's file).
-    journal: dict[str, Any] = _load_journal(out, fingerprint, owned)
+    journal: dict[str, Any] = load_journal(out, fingerprint, owned)
     journal["files"] = {}                           # one graph: always rebuilt whole
     atomic_write_json(out / B.JOURNAL, journal)
-    _remove_temporaries(out)
-    _remove_owned(out, journal, keep=set())
+    remove_temporaries(out)
+    remove_owned(out, journal, keep=set())
     tid = graph.id
     with make_progress(disable=not progress) as bar:
         job = bar.add_task(f"static {method_of(run)} graph", total=3, info=tid)
@@ -93,7 +92,7 @@ def build_static_bundle(run, out: Path, backend: str = "onnxruntime", profile: O
         bar.update(job, advance=1)
         engines, n_engines = {}, 0
         if backend_class(backend).builds_ahead:
-            engines, n_engines = _compile_engines(out, journal, [tid], prof, bar)
+            engines, n_engines = compile_engines(out, journal, [tid], prof, bar)
         bar.update(job, advance=1)
     manifest = {
         **manifest_head(preset, cfg),
@@ -114,8 +113,8 @@ def build_static_bundle(run, out: Path, backend: str = "onnxruntime", profile: O
                   "run_dir": str(run.path)},
     }
     manifest = write_manifest(out, manifest)          # validated against the schema it is read with
-    _remove_stale(out, manifest, journal)
-    summary = _summary(out, manifest, built=1, seconds=time.perf_counter() - t0, noop=False)
+    remove_stale(out, manifest, journal)
+    summary = build_summary(out, manifest, built=1, seconds=time.perf_counter() - t0, noop=False)
     summary["engines_built"] = n_engines
     summary["static"] = method_of(run)
     return summary

@@ -27,7 +27,7 @@ from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.common import (JsonlLog, anchor_lr, infinite_batches, make_anchor_optimizer, make_split,
                                   make_tasks, seed_everything, set_lr, weighted_task_loss)
 from dymu_rt.train.evaluation import evaluate_tree
-from dymu_rt.train.static import load_stage, save_result, save_stage
+from dymu_rt.train.static_run import load_stage, save_result, save_stage
 from dymu_rt.utils.progress import make_progress
 
 

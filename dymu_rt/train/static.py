@@ -7,7 +7,8 @@ or fine-tune (DAG). Without overrides the warm-up and the final stage take the p
 ``anchor_steps`` (the budget the single-task nets get, so Δ_T compares like with like)
 and the search its ``edge_steps``.
 
-A static run directory::
+A static run directory (its stages and result are written by
+:mod:`dymu_rt.train.static_run`, which the trainers import; this module picks the method)::
 
     RUN/config.json          method, method_config, preset, data, stages (warmup, search, final)
     RUN/model.safetensors    the trained network (the final stage's weights)
@@ -22,22 +23,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
-import torch
-
-from dymu_rt.models.graph import StaticGraph, materialize_graph
 from dymu_rt.errors import CheckpointError, ValidationError
-from dymu_rt.train.checkpoint import RunDir, load_module, load_tensors, load_state_into, save_module
-from dymu_rt.utils.io import atomic_write_json, read_json
+from dymu_rt.models.adashare import AdaShareNet
+from dymu_rt.models.dag import DagNet
+from dymu_rt.models.graph import StaticGraph, materialize_graph
+from dymu_rt.train.adashare import AdaShareConfig
+from dymu_rt.train.checkpoint import RunDir, load_state_into, load_tensors
+from dymu_rt.train.dag import DagConfig, dag_spec
+from dymu_rt.train.static_run import ARCHITECTURE, MODEL, STATIC_STAGES, method_of
+from dymu_rt.utils.io import read_json
 
 METHODS = ("dymu", "adashare", "dag")
-STATIC_STAGES = ("warmup", "search", "final")
-ARCHITECTURE = "architecture.json"
-MODEL = "model"
-
-
-def method_of(run: RunDir) -> str:
-    """The method a run was trained with ("dymu" for runs that predate the option)."""
-    return str(run.read_config().get("method", "dymu"))
 
 
 def check_method(method: str, flow: Optional[int]) -> None:
@@ -58,11 +54,7 @@ def method_config(method: str, preset, overrides: dict, flow: Optional[int]) -> 
              "final_steps": overrides.get("weight_steps") or t.anchor_steps,
              "batch": overrides.get("anchor_batch") or t.anchor_batch}
     if method == "adashare":
-        from dymu_rt.train.adashare import AdaShareConfig
-
         return dataclasses.asdict(AdaShareConfig(**steps))
-    from dymu_rt.train.dag import DagConfig
-
     return dataclasses.asdict(DagConfig(**steps, flow=3 if flow is None else flow))
 
 
@@ -100,37 +92,10 @@ def build_net(run: RunDir):
     cfg = run.read_config()
     preset = run.preset()
     if cfg.get("method") == "adashare":
-        from dymu_rt.models.adashare import AdaShareNet
-
         return AdaShareNet(preset)
     if cfg.get("method") == "dag":
-        from dymu_rt.train.dag import DagConfig, dag_spec
-
-        return _dag(preset, DagConfig(**cfg["method_config"]), dag_spec)
+        return DagNet(preset, dag_spec(preset, DagConfig(**cfg["method_config"])))
     raise CheckpointError(f"{run.path} is not a static-architecture run (method {cfg.get('method', 'dymu')!r})")
-
-
-def _dag(preset, dc, dag_spec):
-    from dymu_rt.models.dag import DagNet
-
-    return DagNet(preset, dag_spec(preset, dc))
-
-
-def save_stage(run: RunDir, stage: str, net: torch.nn.Module, summary: dict[str, Any]) -> None:
-    """A finished stage: its network state, then the stage marked done with ``summary``."""
-    save_module(net, run.path / "state" / f"{stage}.safetensors")
-    run.mark_done(stage, summary)
-
-
-def load_stage(run: RunDir, stage: str, net: torch.nn.Module) -> torch.nn.Module:
-    """Load a finished stage's network state into ``net``."""
-    return load_module(net, run.path / "state" / f"{stage}.safetensors", f"{stage} state")
-
-
-def save_result(run: RunDir, net: torch.nn.Module, graph: StaticGraph, decisions: dict[str, Any]) -> None:
-    """The run's deliverables: model weights and the static graph (+ method decisions)."""
-    save_module(net, run.module_path(MODEL))
-    atomic_write_json(run.path / ARCHITECTURE, {"graph": graph.to_json(), **decisions})
 
 
 def load_static(run: RunDir):
