@@ -1,5 +1,8 @@
 """Bundle of one static architecture (an AdaShare or DAG run): the same compiler, one topology.
 
+(:func:`write_static_bundle` also takes any fixed architecture as a graph module:
+``dymu-rt compare`` deploys a DYMU run's single-task and PHN-BN baselines so.)
+
 The run's :class:`~dymu_rt.models.graph.StaticGraph` becomes a
 :class:`~dymu_rt.models.graph.GraphModule`, is folded by the same walk as every DYMU tree
 (:func:`dymu_rt.compile.fold.fold_bn`), its tensors written once to ``graphs/weights.bin``
@@ -45,25 +48,37 @@ PREFERENCE_CONTRACT = ("one static architecture serves every task at once: r is 
                        "c (and --latency-budget) cannot be honoured and are refused")
 
 
-@torch.no_grad()
 def build_static_bundle(run, out: Path, backend: str = "onnxruntime", profile: Optional[str] = None,
                         progress: bool = True) -> dict[str, Any]:
     """Build the bundle of static run ``run`` (a RunDir) into ``out``; returns the summary
-    dict of :func:`dymu_rt.compile.writer.build_summary`."""
+    dict of :func:`dymu_rt.compile.writer.build_summary` (plus ``engines_built``, ``static``)."""
+    preset, module, graph = static_module(run)
+    return write_static_bundle(out, preset, run.read_config(), module, graph, method_of(run),
+                               sha256_file(run.module_path("model")), run.path, backend, profile, progress)
+
+
+@torch.no_grad()
+def write_static_bundle(out: Path, preset, cfg: dict, module, graph, method: str, weights_id: str, source,
+                        backend: str = "onnxruntime", profile: Optional[str] = None,
+                        progress: bool = True) -> dict[str, Any]:
+    """Build the bundle of one static architecture into ``out``: ``module`` (a
+    :class:`~dymu_rt.models.graph.GraphModule` of ``graph``, eval mode; folded here, in
+    place) of a run with config ``cfg``; ``method`` names it in the manifest ("adashare",
+    "dag", or a DYMU run's fixed baselines "single-task" / "phn-bn", which ``dymu-rt
+    compare`` deploys so); ``weights_id`` identifies its weights (with the graph and the
+    request: the build's fingerprint); ``source`` is recorded as the run directory."""
     t0 = time.perf_counter()
     out = Path(out)
     prof = check_backend(backend, profile)
-    cfg = run.read_config()
-    preset, module, graph = static_module(run)
     if prof is not None and prof.shape is not None and list(prof.shape) != [3, *preset.input_size]:
-        raise ValidationError(f"profile '{prof.name}' key 'input.shape' = {list(prof.shape)} but run {run.path} "
+        raise ValidationError(f"profile '{prof.name}' key 'input.shape' = {list(prof.shape)} but run {source} "
                               f"takes [3, {', '.join(map(str, preset.input_size))}] images; use a profile for this "
                               "input size or set [input] shape in a copy of the profile")
     request = {"backend": backend, "profile": prof.name if prof else None, "producer": __version__,
-               "schema_version": B.SCHEMA_VERSION, "static": True}
+               "schema_version": B.SCHEMA_VERSION, "static": True, "method": method}
     h = hashlib.sha256(json.dumps(request, sort_keys=True).encode())
     h.update(json.dumps(graph.to_json(), sort_keys=True).encode())
-    h.update(sha256_file(run.module_path("model")).encode())
+    h.update(weights_id.encode())
     fingerprint = h.hexdigest()[:32]
     existing, owned = prepare_out(out, fingerprint)
     if existing is not None:
@@ -77,7 +92,7 @@ def build_static_bundle(run, out: Path, backend: str = "onnxruntime", profile: O
     remove_owned(out, journal, keep=set())
     tid = graph.id
     with make_progress(disable=not progress) as bar:
-        job = bar.add_task(f"static {method_of(run)} graph", total=3, info=tid)
+        job = bar.add_task(f"static {method} graph", total=3, info=tid)
         cost = graph_cost(module, tuple(preset.input_size))
         fold_bn(module)
         (out / B.GRAPHS_DIR).mkdir(parents=True, exist_ok=True)
@@ -106,15 +121,15 @@ def build_static_bundle(run, out: Path, backend: str = "onnxruntime", profile: O
         "weights": {"file": B.WEIGHTS_FILE, "sha256": store.sha256, "bytes": store.size, "at": "trained",
                     "bn_deltas": 0.0, "binding": "none", "inline_below": INLINE_BELOW, "align": ALIGN,
                     "tensors": store.to_json()["tensors"]},
-        "static": {"method": method_of(run), "graph": graph.to_json(), "shared_modules": graph.shared_modules(),
+        "static": {"method": method, "graph": graph.to_json(), "shared_modules": graph.shared_modules(),
                    "preference": PREFERENCE_CONTRACT},
         "latency": {}, "engines": engines,
         "build": {"fingerprint": fingerprint, "backend": backend, "profile": prof.name if prof else None,
-                  "run_dir": str(run.path)},
+                  "run_dir": str(source)},
     }
     manifest = write_manifest(out, manifest)          # validated against the schema it is read with
     remove_stale(out, manifest, journal)
     summary = build_summary(out, manifest, built=1, seconds=time.perf_counter() - t0, noop=False)
     summary["engines_built"] = n_engines
-    summary["static"] = method_of(run)
+    summary["static"] = method
     return summary
