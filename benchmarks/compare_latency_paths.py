@@ -11,6 +11,10 @@
 * **new** (what ``dymu-rt compare`` times now, :mod:`dymu_rt.compare`): the row's deployed
   bundle through :meth:`dymu_rt.runtime.Runtime.timed_call` — DYMU rows in the grid
   bundle with affine binding, fixed architectures as static bundles.
+* for the DYMU rows, where the difference comes from: the same grid bundle in the runtime
+  with ``affine`` binding but each engine holding its own weights (``share_weights=False``:
+  ORT_ENABLE_ALL with prepacking, as before weight sharing), and with ``session`` binding
+  (a fully folded session per preference: no scale/shift inputs).
 
 Every call (old and new) is timed in the same interleaved rounds
 (:func:`dymu_rt.runtime.latency.time_interleaved`), so the ratios are within one run.
@@ -58,7 +62,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from dymu_rt.compare import contenders, open_runtimes
+    from dymu_rt.backends.devices import with_threads
+    from dymu_rt.backends.onnxruntime import OnnxRuntimeBackend
+    from dymu_rt.bundle.sections import open_manifest
+    from dymu_rt.compare import PROFILE, contenders, open_runtimes
+    from dymu_rt.runtime import Runtime
     from dymu_rt.compile.architecture import materialize
     from dymu_rt.runtime.latency import time_interleaved
     from dymu_rt.train.checkpoint import RunDir
@@ -86,11 +94,26 @@ def main(argv=None) -> int:
         old.append(("old PHN-BN module (DYMU anchor, heads on own streams)", lambda s=sess: s.run(None, {"image": x})))
     with tempfile.TemporaryDirectory(prefix="dymu-bench-") as tmp:
         new, runtimes = open_runtimes(rows, runs, Path(tmp), args.threads)
-        calls = [c for _, c in old] + [c for c, _ in new]
+        # The DYMU rows' grid bundle in two more runtime configurations (see the docstring).
+        profile = with_threads(PROFILE, args.threads)
+        grid = Path(tmp) / "dymu"
+        variants = {"affine, own weights": Runtime(grid, open_manifest(grid), OnnxRuntimeBackend(share_weights=False),
+                                                   profile, False),
+                    "session (folded per preference)": Runtime.open(grid, profile=profile, binding="session",
+                                                                    cache_engines=False)}
+        extra = []
+        for row in rows:
+            if row["deploy"]["kind"] != "grid":
+                continue
+            for name, rt in variants.items():
+                rt.set_preference(row["deploy"]["r"], row["deploy"]["c"])
+                extra.append((f"{row['label']}: runtime, {name}", rt.timed_call(x)[0]))
+        calls = [c for _, c in old] + [c for c, _ in new] + [c for _, c in extra]
         stats = time_interleaved(calls, args.rounds, args.iters, args.warmup)
-        for rt in runtimes:
+        for rt in [*runtimes, *variants.values()]:
             rt.close()
-    old_stats, new_stats = stats[:len(old)], stats[len(old):]
+    old_stats, new_stats = stats[:len(old)], stats[len(old):len(old) + len(new)]
+    extra_stats = stats[len(old) + len(new):]
     out = []
     print(f"threads {args.threads}, batch 1, {args.rounds} rounds x {args.iters} iters, warmup {args.warmup}; "
           "p50 ms (median of all timed runs)")
@@ -105,6 +128,9 @@ def main(argv=None) -> int:
     for (label, _), o in zip(old[len(rows):], old_stats[len(rows):]):
         out.append({"label": label, "old_p50_ms": o["p50_ms"]})
         print(f"{label}: old path {o['p50_ms']:.3f} ms")
+    for (label, _), s in zip(extra, extra_stats):
+        out.append({"label": label, "p50_ms": s["p50_ms"]})
+        print(f"{label}: {s['p50_ms']:.3f} ms")
     if args.json is not None:
         args.json.write_text(json.dumps({"threads": args.threads, "rounds": args.rounds, "iters": args.iters,
                                          "warmup": args.warmup, "rows": out}, indent=2))
