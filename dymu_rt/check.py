@@ -31,6 +31,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from dymu_rt.backends.devices import with_threads
+from dymu_rt.bundle.manifest import Point
 from dymu_rt.errors import DymuError, ValidationError
 from dymu_rt.runtime import Runtime
 from dymu_rt.utils.progress import make_progress
@@ -227,7 +228,10 @@ def check_bundle(bundle, profile: Optional[str] = None, points: int = 3, scenes:
     root = Path(bundle)
     ref = Runtime.open(root, profile=with_threads("x86-64-cpu", threads), binding="session", cache_engines=False)
     manifest = ref.manifest
-    pts = sample_points(manifest.points, points)
+    # A static (AdaShare / DAG) bundle has no grid: its one architecture is checked once,
+    # at uniform r (accepted and ignored) and no c (which it refuses).
+    pts = (sample_points(manifest.points, points) if not manifest.static else
+           [Point(tuple(1.0 / len(manifest.tasks) for _ in manifest.tasks), None, next(iter(manifest.topologies)))])
     images, targets, masks = _scenes(manifest, scenes, seed)
     from dymu_rt.tasks import make_task     # the task meters need torch (the [train] extra)
     from dymu_rt.tasks.kinds import LABELLED_KINDS

@@ -49,7 +49,8 @@ def _print(report) -> None:
     tols = {}
     for res in report.results:
         tols[res.contender] = (res.atol, res.rtol)
-        pt = ",".join(f"{v:.2g}" for v in res.point["r"]) + f"; {res.point['c']:g}"
+        pt = ",".join(f"{v:.2g}" for v in res.point["r"]) + ("; static" if res.point["c"] is None
+                                                              else f"; {res.point['c']:g}")
         for o in res.outputs:
             m = res.metrics.get(o.task, {})
             ok = o.passed and m.get("passed", True)

@@ -71,6 +71,10 @@ def _preset(d: dict) -> None:
     console.print(f"backbone {d['backbone']}, head {d['head']}, {d['layers']} layers per stream, "
                   f"input {d['input_size'][0]}x{d['input_size'][1]}")
     _costs(d)
+    for row in d.get("dag", []):
+        console.print(f"DAG central network (--method dag --flow {row['flow']}, before Algorithm 1): "
+                      f"{row['states']} states, {row['edges']} edges, {row['params'] / 1e6:.2f} M params, "
+                      f"{row['gmacs']:.2f} GMACs")
 
 
 def _run(d: dict) -> None:

@@ -59,16 +59,41 @@ def describe_preset(name: str, size=None) -> dict[str, Any]:
     preset = get_preset(name)
     anchor = preset.build().eval()
     bb = preset.backbone
-    return {"what": "preset", "name": preset.name, "description": preset.description,
+    extra = {"dag": dag_costs(preset, size)} if bb.kind == "vgg16" else {}
+    return {**extra, "what": "preset", "name": preset.name, "description": preset.description,
             "dataset": preset.dataset,
             "tasks": [{"name": t.name, "kind": t.kind, "out_channels": t.out_channels,
                        "loss_weight": t.loss_weight} for t in preset.tasks],
-            "backbone": f"{bb.kind}{bb.depth or ''} x{bb.width_mult:g}",
+            "backbone": f"{_backbone_name(bb)} x{bb.width_mult:g}",
             "shared_stem": bb.shared_stem, "output_stride": bb.output_stride,
             "raspp_channels": bb.raspp_channels,
             "head": preset.head.kind, "layers": anchor.num_layers,
             **anchor_costs(preset, anchor, size), "units": UNITS,
             "input_size": list(preset.input_size), "bn_delta_size": anchor.bn_delta_size}
+
+
+def _backbone_name(bb) -> str:
+    """resnet + depth (resnet34); kinds that already name their depth (vgg16, resnet9) as they are."""
+    return bb.kind if bb.kind[-1].isdigit() or not bb.depth else f"{bb.kind}{bb.depth}"
+
+
+def dag_costs(preset, size=None, flows=(3, 5, 7, 9)) -> list[dict[str, Any]]:
+    """The DAG paper's central network on a VGG-16 preset (``--method dag --flow M``) before
+    the flow-based reduction: every edge, read-in and read-out kept (the reduced network is
+    a sub-graph of it). Params once; GMACs of one image with every task sharing the graph."""
+    import torch
+
+    from dymu_rt.models.dag import DagNet, default_spec, lower_masks
+    from dymu_rt.models.graph import graph_cost, materialize_graph
+
+    rows = []
+    for m in flows:
+        net = DagNet(preset, default_spec(preset, m)).eval()
+        K, N, E = len(net.task_names), net.spec.states, len(net.edge_list)
+        graph = lower_masks(net, torch.ones(K, N), torch.ones(K, N), torch.ones(K, E))
+        cost = graph_cost(materialize_graph(net, graph, preset.mean, preset.std), size or tuple(preset.input_size))
+        rows.append({"flow": m, "states": N, "edges": E, "params": cost.params, "gmacs": cost.macs / 1e9})
+    return rows
 
 
 def describe_run(path: str | Path, size=None) -> dict[str, Any]:

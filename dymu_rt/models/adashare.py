@@ -28,7 +28,7 @@ import torch.nn as nn
 from dymu_rt.models.graph import IMAGE, GraphHead, GraphNode, StaticGraph
 from dymu_rt.models.backbones import (BasicBlock, InvertedResidual, Residual, build_nodes, build_stem,
                                       low_level_layer)
-from dymu_rt.models.heads import build_head
+from dymu_rt.models.heads import build_head, head_uses_skip
 
 
 def shortcut_module(block: nn.Module) -> Optional[str]:
@@ -55,7 +55,7 @@ class AdaShareNet(nn.Module):
         # backbone without one has its stem as node 0. Either way AdaShare's stem is shared
         # by every task and the branchable nodes after it (R-ASPP included) are its blocks.
         stem = build_stem(preset.backbone)
-        low = (low_level_layer(preset.backbone, infos) if preset.head.kind in ("deeplab", "light")
+        low = (low_level_layer(preset.backbone, infos) if head_uses_skip(preset.head)
                else None)
         if stem is not None:
             self.stem = stem[0]

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from dymu_rt.models.backbones import BackboneSpec, NodeInfo, build_nodes, build_stem, low_level_layer
-from dymu_rt.models.heads import HeadSpec, build_head
+from dymu_rt.models.heads import HeadSpec, build_head, head_uses_skip
 from dymu_rt.models.layers import modulate, modulated_bns
 from dymu_rt.models.tree import ancestor, identity_table, used_nodes, validate_parents
 
@@ -81,7 +81,7 @@ class AnchorNet(nn.Module):
         self.streams = nn.ModuleList(streams)
         self.node_infos: list[NodeInfo] = infos
         self.num_layers, self.num_tasks = len(infos), len(self.tasks)
-        self.low_level_layer = (low_level_layer(backbone, infos) if head.kind in ("deeplab", "light")
+        self.low_level_layer = (low_level_layer(backbone, infos) if head_uses_skip(head)
                                 else None)
         low_cin = infos[self.low_level_layer].out_channels if self.low_level_layer is not None else 0
         self.heads = nn.ModuleDict({

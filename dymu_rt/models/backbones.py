@@ -16,6 +16,11 @@ inverted residual and of the R-ASPP projection (``affine_last_bn=False``).
   (DeepLab; output stride 8 or 16).
 * MobileNetV2 (inverted residuals), dilated for output stride 8/16.
 * ResNet-9, the CIFAR "fast" ResNet (Page, 2018).
+* VGG-16 as DeepLab-v2 uses it (Chen et al., TPAMI 2017): 13 3x3 convs, 3x3/2 max pools
+  (pad 1, so every stride-s map has ceil(H/s) rows whatever the path), the pools past the
+  output stride at stride 1 and the convs after them dilated; BN after every conv (the
+  DAG paper trains from scratch). conv1_1 is the shared stem, the other 12 convs are the
+  nodes: the 12 hidden states of Choi & Im's central network (dymu_rt.models.dag).
 
 Width multiplier and input size come from the spec, so tiny CPU models and the paper-size
 models are the same code.
@@ -36,7 +41,7 @@ from dymu_rt.models.layers import ConvBN, Resize
 class BackboneSpec:
     """Which backbone, how wide, how deep, at what output stride."""
 
-    kind: str = "resnet"            # resnet | mobilenetv2 | resnet9
+    kind: str = "resnet"            # resnet | mobilenetv2 | resnet9 | vgg16
     depth: int = 18                 # resnet: 18 or 34
     width_mult: float = 1.0
     output_stride: int = 8          # dense prediction: 8 or 16; 32 = no dilation
@@ -48,10 +53,12 @@ class BackboneSpec:
 
 @dataclasses.dataclass(frozen=True)
 class NodeInfo:
-    """Static facts about one node: output channels and cumulative stride."""
+    """Static facts about one node: output channels, cumulative stride, and the dilation
+    of its (last) 3x3 conv (what a layer producing this node's map at this stride uses)."""
 
     out_channels: int
     stride: int
+    dilation: int = 1
 
 
 def _ch(c: float, mult: float, divisor: int = 8) -> int:
@@ -214,6 +221,60 @@ def resnet9_nodes(spec: BackboneSpec) -> tuple[list[nn.Module], list[NodeInfo]]:
     return nodes, infos
 
 
+def vgg_pool(stride: int) -> nn.MaxPool2d:
+    """DeepLab-v2's VGG pool: 3x3, pad 1 (stride 2 maps H to ceil(H/2); stride 1 keeps H)."""
+    return nn.MaxPool2d(3, stride=stride, padding=1)
+
+
+class VGGConv(nn.Module):
+    """One VGG-16 layer as a node: the max pool before it (if any), 3x3 ConvBN, ReLU."""
+
+    def __init__(self, cin: int, cout: int, pool_stride: int = 0, dilation: int = 1,
+                 modulated: bool = True) -> None:
+        super().__init__()
+        self.pool: nn.Module = vgg_pool(pool_stride) if pool_stride else nn.Identity()
+        self.conv = ConvBN(cin, cout, 3, dilation=dilation, modulated=modulated)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.relu(self.conv(self.pool(x)))
+
+
+# VGG-16's convs per stage and their widths (conv1_1 .. conv5_3).
+_VGG16 = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
+
+
+def vgg16_nodes(spec: BackboneSpec) -> tuple[list[nn.Module], list[NodeInfo]]:
+    """VGG-16 after conv1_1 (the shared stem, :func:`build_stem`): 12 nodes conv1_2 .. conv5_3.
+
+    A pool precedes the first conv of stages 2-5 (DeepLab-v2: pool1-pool3 at stride 2,
+    pool4 at stride 1 for output stride 8, and conv5 dilated 2; output stride 16 keeps
+    pool4 at stride 2). pool5 and the fc layers are DeepLab-v2's head (``deeplabv2``).
+    """
+    if not spec.shared_stem:
+        raise ValueError("vgg16: conv1_1 is the shared stem; set shared_stem=True")
+    if spec.output_stride not in (8, 16, 32):
+        raise ValueError(f"vgg16 output stride must be 8, 16 or 32, got {spec.output_stride}")
+    nodes: list[nn.Module] = []
+    infos: list[NodeInfo] = []
+    cin, stride_now, dilation = _ch(64, spec.width_mult), 1, 1
+    for stage, (n, width) in enumerate(_VGG16):
+        cout = _ch(width, spec.width_mult)
+        for i in range(n):
+            if stage == 0 and i == 0:
+                continue                                   # conv1_1 = the stem
+            pool = 0
+            if i == 0:
+                if stride_now * 2 <= spec.output_stride:
+                    pool, stride_now = 2, stride_now * 2
+                else:                                      # past the output stride: dilate
+                    pool, dilation = 1, dilation * 2
+            nodes.append(VGGConv(cin, cout, pool, dilation))
+            infos.append(NodeInfo(cout, stride_now, dilation))
+            cin = cout
+    return nodes, infos
+
+
 class RASPP(nn.Module):
     """Reduced ASPP (BMTAS): a 1x1 branch and an image-pooling branch of ``c`` channels
     each, concatenated and projected 2c -> c. The last branchable node of a stream.
@@ -247,6 +308,9 @@ def build_stem(spec: BackboneSpec) -> Optional[tuple[nn.Module, NodeInfo]]:
     if spec.kind == "mobilenetv2":
         c0 = _ch(32, spec.width_mult)
         return Stem(3, c0, 2, modulated=False), NodeInfo(c0, 2)
+    if spec.kind == "vgg16":
+        c0 = _ch(64, spec.width_mult)
+        return VGGConv(3, c0, modulated=False), NodeInfo(c0, 1)
     raise ValueError(f"backbone {spec.kind!r} has no shared-stem form")
 
 
@@ -258,6 +322,8 @@ def build_nodes(spec: BackboneSpec) -> tuple[list[nn.Module], list[NodeInfo]]:
         nodes, infos = mobilenetv2_nodes(spec)
     elif spec.kind == "resnet9":
         nodes, infos = resnet9_nodes(spec)
+    elif spec.kind == "vgg16":
+        nodes, infos = vgg16_nodes(spec)
     else:
         raise ValueError(f"unknown backbone kind {spec.kind!r}")
     if spec.raspp_channels > 0:

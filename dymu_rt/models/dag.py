@@ -15,8 +15,21 @@ upper-level parameters in the warm-up/search stages, the 0/1 masks of the flow-b
 reduction (Algorithm 1, :mod:`dymu_rt.train.dag`) in the fine-tune stage, where the
 paper drops the sigmoid and In counts the kept inputs only.
 
-Our synth variant (``DagSpec`` from the preset: stride-8 states at a width derived from
-the preset's backbone) is ours; the paper's VGG-16 states are not built here.
+Two layouts (``DagSpec.layout``):
+
+* ``backbone`` — the paper's network (Sec. 4.1: "12 hidden states, the same as the VGG-16,
+  except for the max-pooled state", DeepLab-v2 heads): the preset's VGG-16 backbone
+  (:func:`dymu_rt.models.backbones.vgg16_nodes`, DeepLab-v2's output stride 8) gives v_0
+  (conv1_1, the shared stem) and the shapes of v_1..v_12 (conv1_2 .. conv5_3: 64 to 512
+  channels, stride 1 to 8, conv5 dilated). States differ in shape, so every layer adapts:
+  e_ij = the 3x3/2 max pools from v_i's stride to v_j's, then 3x3 ConvBN (v_j's width and
+  dilation) + ReLU — the VGG layer that makes v_j, one per edge; the read-in layer of v_j is
+  the same from v_0 (the paper calls read-in/read-out *layers*); the read-out of v_i is the
+  identity when v_i has the last state's shape, else pools + 1x1 ConvBN to it + ReLU. The
+  read-in layers run once per image (v_0 is shared), the rest once per task.
+* ``uniform`` — our CPU variant on the synth presets: N states of one shape (stride 8, a
+  width derived from the preset's backbone), read-in and read-out the identity, a stride-4
+  stem feature for the presets' DeepLabv3+ decoder heads.
 """
 
 from __future__ import annotations
@@ -28,19 +41,39 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from dymu_rt.models.backbones import NodeInfo, build_nodes, build_stem, vgg_pool
 from dymu_rt.models.graph import IMAGE, GraphHead, GraphNode, StaticGraph
-from dymu_rt.models.heads import build_head
+from dymu_rt.models.heads import build_head, head_uses_skip
 from dymu_rt.models.layers import ConvBN
+
+LAYOUTS = ("uniform", "backbone")
 
 
 @dataclasses.dataclass(frozen=True)
 class DagSpec:
-    """Central network shape: N hidden states of ``channels`` at stride 8, flow constant M."""
+    """Central network shape: N hidden states and the flow constant M; ``uniform``: states
+    of ``channels`` at stride 8 (``low_channels``: the decoder skip); ``backbone``: states
+    shaped as the preset backbone's layers (``states`` must equal their number)."""
 
     states: int = 8
     flow: int = 3
     channels: int = 32
     low_channels: int = 16
+    layout: str = "uniform"
+
+
+def default_spec(preset, flow: int, states: int = 0, channels: int = 0) -> DagSpec:
+    """The central network for ``preset``: its VGG-16 layers (``backbone`` layout, the
+    paper's network) when it has a VGG-16 backbone, else the ``uniform`` variant with
+    ``states`` (0 = 8) states at ``channels`` (0 = half the backbone's widest layer)."""
+    if preset.backbone.kind == "vgg16":
+        n = len(build_nodes(preset.backbone)[1])
+        if states not in (0, n):
+            raise ValueError(f"preset '{preset.name}': the VGG-16 central network has {n} states, not {states}")
+        return DagSpec(states=n, flow=flow, channels=0, low_channels=0, layout="backbone")
+    widest = max(i.out_channels for i in build_nodes(preset.backbone)[1])
+    c = channels or max(16, widest // 2)
+    return DagSpec(states=states or 8, flow=flow, channels=c, low_channels=max(8, c // 2))
 
 
 def allowed_edges(n_states: int, flow: int) -> list[tuple[int, int]]:
@@ -58,6 +91,43 @@ class EdgeOp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self.relu(self.conv(x))
+
+
+class DagLayer(nn.Module):
+    """A layer between states of different shapes (``backbone`` layout): log2(``down``)
+    3x3/2 max pools (the backbone's own pools: every path to a stride gives the same map
+    size), then a ``k``x``k`` ConvBN at ``dilation`` + ReLU."""
+
+    def __init__(self, cin: int, cout: int, down: int, dilation: int = 1, k: int = 3) -> None:
+        super().__init__()
+        if down < 1 or down & (down - 1):
+            raise ValueError(f"a DAG layer downsamples by a power of 2, got {down}")
+        self.pool = nn.Sequential(*[vgg_pool(2) for _ in range(down.bit_length() - 1)])
+        self.conv = ConvBN(cin, cout, k, dilation=dilation if k > 1 else 1, modulated=False)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.relu(self.conv(self.pool(x)))
+
+
+def state_shapes(preset, spec: "DagSpec") -> list[NodeInfo]:
+    """(channels, stride, dilation) of v_0 .. v_N for ``spec`` on ``preset``."""
+    if spec.layout == "uniform":
+        return [NodeInfo(spec.channels, 8)] * (spec.states + 1)
+    if spec.layout != "backbone":
+        raise ValueError(f"unknown DAG layout {spec.layout!r}; expected one of {', '.join(LAYOUTS)}")
+    if preset.backbone.kind != "vgg16":
+        raise ValueError(f"the backbone DAG layout takes VGG-16's layers as states; preset "
+                         f"'{preset.name}' has a {preset.backbone.kind} backbone")
+    stem = build_stem(preset.backbone)
+    infos = build_nodes(preset.backbone)[1]
+    if spec.states != len(infos):
+        raise ValueError(f"preset '{preset.name}': the backbone layout has {len(infos)} states, not {spec.states}")
+    shapes = [stem[1]] + list(infos)
+    for a, b in zip(shapes, shapes[1:]):
+        if b.stride < a.stride:
+            raise ValueError("DAG states must not decrease in stride")
+    return shapes
 
 
 class _Stage(nn.Module):
@@ -80,13 +150,35 @@ class DagNet(nn.Module):
         self.spec = spec
         self.task_names = [t.name for t in preset.tasks]
         self.input_size = tuple(preset.input_size)
-        c, lc = spec.channels, spec.low_channels
-        # Stride 4 (the DeepLab skip), then stride 8 = v_0.
-        self.stem_low = nn.Sequential(_Stage(3, lc), _Stage(lc, lc))
-        self.stem = _Stage(lc, c)
         self.edge_list = allowed_edges(spec.states, spec.flow)
-        self.edges = nn.ModuleDict({f"e{i}_{j}": EdgeOp(c) for i, j in self.edge_list})
-        self.heads = nn.ModuleDict({t.name: build_head(preset.head, c, lc, t.out_channels) for t in preset.tasks})
+        shapes = state_shapes(preset, spec)
+        if spec.layout == "uniform":
+            c, lc = spec.channels, spec.low_channels
+            # Stride 4 (the DeepLab skip), then stride 8 = v_0.
+            self.stem_low = nn.Sequential(_Stage(3, lc), _Stage(lc, lc))
+            self.stem = _Stage(lc, c)
+            self.edges = nn.ModuleDict({f"e{i}_{j}": EdgeOp(c) for i, j in self.edge_list})
+            self.readins = self.readouts = None
+            self.heads = nn.ModuleDict({t.name: build_head(preset.head, c, lc, t.out_channels)
+                                        for t in preset.tasks})
+        else:
+            if head_uses_skip(preset.head):
+                raise ValueError(f"preset '{preset.name}': the backbone DAG layout has no stride-4 skip for "
+                                 f"'{preset.head.kind}' heads; use deeplabv2 or linear heads")
+            self.stem_low = None
+            self.stem = build_stem(preset.backbone)[0]
+            last = shapes[-1]
+
+            def layer(a: NodeInfo, b: NodeInfo, k: int = 3) -> DagLayer:
+                return DagLayer(a.out_channels, b.out_channels, b.stride // a.stride, b.dilation, k)
+
+            self.edges = nn.ModuleDict({f"e{i}_{j}": layer(shapes[i], shapes[j]) for i, j in self.edge_list})
+            self.readins = nn.ModuleDict({f"r{j}": layer(shapes[0], shapes[j]) for j in range(1, spec.states + 1)})
+            self.readouts = nn.ModuleDict({f"o{i}": layer(shapes[i], last, k=1) for i in range(1, spec.states + 1)
+                                           if (shapes[i].out_channels, shapes[i].stride) !=
+                                           (last.out_channels, last.stride)})
+            self.heads = nn.ModuleDict({t.name: build_head(preset.head, last.out_channels, 0, t.out_channels)
+                                        for t in preset.tasks})
         K, N, E = len(self.task_names), spec.states, len(self.edge_list)
         # Upper-level parameters, 0 (σ = 0.5) at the start and frozen in the warm-up.
         self.alpha = nn.Parameter(torch.zeros(K, N))
@@ -111,8 +203,22 @@ class DagNet(nn.Module):
         (it neither runs nor counts in In), which is what the reduced graph computes."""
         A, B, G = self.soft_weights() if weights is None else weights
         out_size = (x.shape[2], x.shape[3])
-        low = self.stem_low((x - self.mean) / self.std)
-        v0 = self.stem(low)
+        h = (x - self.mean) / self.std
+        low = self.stem_low(h) if self.stem_low is not None else None
+        v0 = self.stem(low if low is not None else h)
+        readin: dict[int, torch.Tensor] = {}
+
+        def read_in(j: int) -> torch.Tensor:
+            # v_0 through v_j's read-in layer: the same for every task, computed once.
+            if self.readins is None:
+                return v0
+            if j not in readin:
+                readin[j] = self.readins[f"r{j}"](v0)
+            return readin[j]
+
+        def read_out(i: int, v: torch.Tensor) -> torch.Tensor:
+            return self.readouts[f"o{i}"](v) if self.readouts is not None and f"o{i}" in self.readouts else v
+
         N = self.spec.states
         into: dict[int, list[tuple[int, int]]] = {j: [] for j in range(1, N + 1)}
         for e, (i, j) in enumerate(self.edge_list):
@@ -123,7 +229,7 @@ class DagNet(nn.Module):
             for j in range(1, N + 1):
                 terms = []
                 if _on(A[k, j - 1]):
-                    terms.append(A[k, j - 1] * v0)
+                    terms.append(A[k, j - 1] * read_in(j))
                 for e, i in into[j]:
                     if _on(G[k, e]) and states[i] is not None:
                         terms.append(G[k, e] * self.edges[f"e{i}_{j}"](states[i]))
@@ -131,7 +237,7 @@ class DagNet(nn.Module):
             top = None
             for i in range(1, N + 1):
                 if _on(B[k, i - 1]) and states[i] is not None:
-                    t = B[k, i - 1] * states[i]
+                    t = B[k, i - 1] * read_out(i, states[i])
                     top = t if top is None else top + t
             if top is None:
                 raise ValueError(f"task {task!r}: no state reaches the read-out")
@@ -153,7 +259,10 @@ def lower_masks(net: DagNet, A, B, G) -> StaticGraph:
     """
     A, B, G = (np.asarray(t, dtype=np.float64) for t in (A, B, G))
     K, N = len(net.task_names), net.spec.states
-    nodes = [GraphNode("low", "stem_low", ((IMAGE, 1.0),)), GraphNode("v0", "stem", (("low", 1.0),))]
+    if net.stem_low is not None:
+        nodes = [GraphNode("low", "stem_low", ((IMAGE, 1.0),)), GraphNode("v0", "stem", (("low", 1.0),))]
+    else:
+        nodes = [GraphNode("v0", "stem", ((IMAGE, 1.0),))]
     by_sig: dict[tuple, str] = {}
 
     def node(sig: tuple, make) -> str:
@@ -168,7 +277,11 @@ def lower_masks(net: DagNet, A, B, G) -> StaticGraph:
         for j in range(1, N + 1):
             ins: list[tuple[str, tuple]] = []
             if A[k, j - 1] != 0:
-                ins.append(("v0", ("v0",)))
+                if net.readins is None:
+                    ins.append(("v0", ("v0",)))
+                else:
+                    rsig = ("readin", j)
+                    ins.append((node(rsig, lambda n, j=j: GraphNode(n, f"readins.r{j}", (("v0", 1.0),))), rsig))
             for e, (i, jj) in enumerate(net.edge_list):
                 if jj == j and G[k, e] != 0 and state.get(i) is not None:
                     src, ssig = state[i]
@@ -184,7 +297,16 @@ def lower_masks(net: DagNet, A, B, G) -> StaticGraph:
             sig = ("state", j, tuple(s for _, s in ins))
             w = 1.0 / len(ins)
             state[j] = (node(sig, lambda n, ins=ins, w=w: GraphNode(n, None, tuple((s, w) for s, _ in ins))), sig)
-        kept = [state[i] for i in range(1, N + 1) if B[k, i - 1] != 0 and state[i] is not None]
+        kept = []
+        for i in range(1, N + 1):
+            if B[k, i - 1] == 0 or state[i] is None:
+                continue
+            if net.readouts is not None and f"o{i}" in net.readouts:
+                src, ssig = state[i]
+                osig = ("readout_layer", i, ssig)
+                kept.append((node(osig, lambda n, i=i, src=src: GraphNode(n, f"readouts.o{i}", ((src, 1.0),))), osig))
+            else:
+                kept.append(state[i])
         if not kept:
             raise ValueError(f"task {task!r}: no state reaches the read-out")
         if len(kept) == 1:
@@ -192,5 +314,5 @@ def lower_masks(net: DagNet, A, B, G) -> StaticGraph:
         else:
             sig = ("readout", tuple(s for _, s in kept))
             top = node(sig, lambda n, kept=kept: GraphNode(n, None, tuple((s, 1.0) for s, _ in kept)))
-        heads.append(GraphHead(task, f"heads.{task}", top, "low"))
+        heads.append(GraphHead(task, f"heads.{task}", top, "low" if net.stem_low is not None else None))
     return StaticGraph("dag", tuple(nodes), tuple(heads))

@@ -1,4 +1,4 @@
-"""Task heads: the light DeepLabv3+ decoder (BMTAS), the full DeepLabv3+ head, linear.
+"""Task heads: the light DeepLabv3+ decoder (BMTAS), the full DeepLabv3+ head, DeepLab-v2, linear.
 
 * ``light`` (the paper presets and synth presets): the stream's last node is an R-ASPP
   (dymu_rt.models.backbones.RASPP); the head is the decoder only — the low-level skip
@@ -7,6 +7,11 @@
   are modulated by the weight hypernet like the nodes' (docs/INTERFACES.md, "BN
   modulation").
 * ``deeplab`` (older runs): full ASPP + decoder, plain (unmodulated) BNs.
+* ``deeplabv2`` (the DAG paper's heads, Choi & Im 2023 Sec. 4.1; AdaShare's too): DeepLab-v2's
+  ASPP-L (Chen et al., TPAMI 2017, Fig. 4): one branch per rate (6, 12, 18, 24), each a
+  dilated 3x3 conv to ``aspp_channels`` (1024), a 1x1 conv at that width and 1x1 logits,
+  ReLU + dropout 0.5 between them; the branches' logits summed and upsampled to the input.
+  No BN, no low-level skip.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dymu_rt.models.layers import ConvBN, Resize
 class HeadSpec:
     """Head configuration shared by every task of a preset."""
 
-    kind: str = "deeplab"                 # light | deeplab | linear
+    kind: str = "deeplab"                 # light | deeplab | deeplabv2 | linear
     aspp_channels: int = 256
     aspp_rates: tuple[int, ...] = (12, 24, 36)
     low_channels: int = 48
@@ -113,6 +118,32 @@ class LightDecoderHead(nn.Module):
         return self.out_up(self.classifier(y), out_size)
 
 
+class DeepLabV2Head(nn.Module):
+    """DeepLab-v2 ASPP-L: per rate, conv3x3(dilated) -> 1x1 -> 1x1 logits; sum; upsample."""
+
+    def __init__(self, cin: int, out_channels: int, spec: HeadSpec) -> None:
+        super().__init__()
+        if not spec.aspp_rates:
+            raise ValueError("deeplabv2 head needs at least one ASPP rate")
+        c = spec.aspp_channels
+        self.branches = nn.ModuleList(nn.Sequential(
+            nn.Conv2d(cin, c, 3, padding=r, dilation=r), nn.ReLU(inplace=True), nn.Dropout(0.5),
+            nn.Conv2d(c, c, 1), nn.ReLU(inplace=True), nn.Dropout(0.5),
+            nn.Conv2d(c, out_channels, 1)) for r in spec.aspp_rates)
+        self.out_up = Resize()
+
+    def forward(self, x: torch.Tensor, low: Optional[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:  # noqa: D102
+        y = self.branches[0](x)
+        for b in self.branches[1:]:
+            y = y + b(x)
+        return self.out_up(y, out_size)
+
+
+def head_uses_skip(spec: HeadSpec) -> bool:
+    """Whether heads of ``spec`` read a stride-4 low-level feature (the DeepLabv3+ decoders)."""
+    return spec.kind in ("deeplab", "light")
+
+
 class LinearHead(nn.Module):
     """Global average pooling + linear classifier (CIFAR-100 tasks)."""
 
@@ -131,6 +162,8 @@ def build_head(spec: HeadSpec, cin: int, low_cin: int, out_channels: int) -> nn.
         return LightDecoderHead(cin, low_cin, out_channels, spec)
     if spec.kind == "deeplab":
         return DeepLabV3PlusHead(cin, low_cin, out_channels, spec)
+    if spec.kind == "deeplabv2":
+        return DeepLabV2Head(cin, out_channels, spec)
     if spec.kind == "linear":
         return LinearHead(cin, out_channels)
     raise ValueError(f"unknown head kind {spec.kind!r}")

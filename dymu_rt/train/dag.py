@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from dymu_rt.models.dag import DagNet, DagSpec, lower_masks
+from dymu_rt.models.dag import DagNet, DagSpec, default_spec, lower_masks
 from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.common import (JsonlLog, anchor_lr, infinite_batches, make_anchor_optimizer, make_split,
                                   make_tasks, seed_everything, set_lr, weighted_task_loss)
@@ -40,7 +40,7 @@ class DagConfig:
     final_steps: int
     batch: int = 16
     flow: int = 3                    # M
-    states: int = 8                  # N
+    states: int = 8                  # N (a VGG-16 preset: its 12 layers, set by method_config)
     channels: int = 0                # 0 = from the preset's backbone (its widest stage / 2)
     budget: float = 0.0              # κ; 0 = N (about one kept input per state)
     lambda_squeeze: float = 0.1
@@ -48,12 +48,8 @@ class DagConfig:
 
 
 def dag_spec(preset, dc: DagConfig) -> DagSpec:
-    """The central network's shape for ``preset``: stride-8 states, width from the backbone."""
-    from dymu_rt.models.backbones import build_nodes
-
-    widest = max(i.out_channels for i in build_nodes(preset.backbone)[1])
-    c = dc.channels or max(16, widest // 2)
-    return DagSpec(states=dc.states, flow=dc.flow, channels=c, low_channels=max(8, c // 2))
+    """The central network's shape for ``preset`` (:func:`dymu_rt.models.dag.default_spec`)."""
+    return default_spec(preset, dc.flow, dc.states, dc.channels)
 
 
 # -- the paper's pieces -------------------------------------------------------------------------

@@ -140,6 +140,7 @@ def open_run(out: str | Path, preset: Optional[str], data: Optional[str],
     if preset is None:
         raise ValidationError(f"{out} is not a run yet: give --preset (e.g. --preset synth-nyu)")
     p: Preset = get_preset(preset)
+    static.check_preset(method, p)
     if overrides:
         p = p.with_train(**overrides)
     validate_train_config(p.train)

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from dymu_rt.errors import CheckpointError, ValidationError
 from dymu_rt.models.adashare import AdaShareNet
-from dymu_rt.models.dag import DagNet
+from dymu_rt.models.dag import DagNet, default_spec
 from dymu_rt.models.graph import StaticGraph, materialize_graph
 from dymu_rt.train.adashare import AdaShareConfig
 from dymu_rt.train.checkpoint import RunDir, load_state_into, load_tensors
@@ -55,7 +55,16 @@ def method_config(method: str, preset, overrides: dict, flow: Optional[int]) -> 
              "batch": overrides.get("anchor_batch") or t.anchor_batch}
     if method == "adashare":
         return dataclasses.asdict(AdaShareConfig(**steps))
-    return dataclasses.asdict(DagConfig(**steps, flow=3 if flow is None else flow))
+    flow = 3 if flow is None else flow
+    return dataclasses.asdict(DagConfig(**steps, flow=flow, states=default_spec(preset, flow).states))
+
+
+def check_preset(method: str, preset) -> None:
+    """ValidationError when ``method`` cannot train on ``preset``'s network: AdaShare skips
+    residual blocks (a skipped block is the identity), which VGG-16 has none of."""
+    if method == "adashare" and preset.backbone.kind == "vgg16":
+        raise ValidationError(f"--method adashare skips residual blocks; preset '{preset.name}' has a VGG-16 "
+                              "backbone without any (use --method dag or dymu, or a ResNet/MobileNetV2 preset)")
 
 
 def new_run_extra(method: str, preset, overrides: dict, flow: Optional[int]) -> dict[str, Any]:
