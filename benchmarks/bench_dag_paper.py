@@ -1,7 +1,7 @@
 """The DAG paper's network at its own size (Choi & Im 2023: VGG-16 states, DeepLab-v2 heads).
 
     python benchmarks/bench_dag_paper.py [--out benchmarks/results/dag_paper] [--threads 2]
-        [--flows 3,5,7,9] [--step-batch 2] [--skip-bundle]
+        [--flows 3,5,7,9] [--step-batch 2] [--parts sizes,step,bundle] [--render]
 
 Three parts, each at the paper presets' real size (dag-nyuv2 321x321, dag-pascal5 512x512):
 
@@ -104,6 +104,10 @@ def _step_time(preset_name: str, data: str, flow: int, batch: int, repeats: int)
             "step_s_median": times[len(times) // 2], "step_s_all": times}
 
 
+def _tree_bytes(root: Path) -> int:
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
+
+
 def _cli(*args: str, env: dict) -> str:
     proc = subprocess.run([sys.executable, "-m", "dymu_rt.cli", *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -118,28 +122,41 @@ def main() -> None:
     ap.add_argument("--flows", default="3,5,7,9")
     ap.add_argument("--step-batch", type=int, default=2)
     ap.add_argument("--step-repeats", type=int, default=2)
-    ap.add_argument("--skip-bundle", action="store_true")
+    ap.add_argument("--parts", default="sizes,step,bundle",
+                    help="which parts to run; the others are kept from an existing OUT.json")
+    ap.add_argument("--render", action="store_true", help="only re-render OUT.md from OUT.json")
     args = ap.parse_args()
+    if args.render:
+        out = Path(args.out)
+        out.with_suffix(".md").write_text(_markdown(json.loads(out.with_suffix(".json").read_text())))
+        return
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
 
     torch.set_num_threads(args.threads)
     flows = [int(v) for v in args.flows.split(",")]
-    result: dict = {"threads": args.threads, "torch": torch.__version__, "load_before": os.getloadavg()}
+    parts = set(args.parts.split(","))
+    out = Path(args.out)
+    old = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").is_file() else {}
+    result: dict = {"threads": args.threads, "torch": torch.__version__, "load_before": os.getloadavg(),
+                    **{k: old[k] for k in ("sizes", "step", "bundle") if k in old and k not in parts}}
     t0 = time.time()
-    result["sizes"] = _sizes(flows)
-    print(f"sizes done ({time.time() - t0:.0f} s)", flush=True)
+    if "sizes" in parts:
+        result["sizes"] = _sizes(flows)
+        print(f"sizes done ({time.time() - t0:.0f} s)", flush=True)
     env = {**os.environ}
     with tempfile.TemporaryDirectory(prefix="dag-paper-") as tmp:
         data = Path(tmp) / "nyu321"
         _cli("data", "synth", "--out", str(data), "--n", "10", "--size", "321", "--layout", "nyuv2",
              "--previews", "0", env=env)
-        small = _step_time("synth-dag-nyu", "synth", 3, args.step_batch, args.step_repeats)
-        big = _step_time("dag-nyuv2", str(data), 3, args.step_batch, args.step_repeats)
-        result["step"] = [small, big, {"ratio_paper_to_synth": big["step_s_median"] / small["step_s_median"]}]
-        print(f"step done ({time.time() - t0:.0f} s): {big['step_s_median']:.1f} s per paper-size step", flush=True)
-        if not args.skip_bundle:
+        if "step" in parts:
+            small = _step_time("synth-dag-nyu", "synth", 3, args.step_batch, args.step_repeats)
+            big = _step_time("dag-nyuv2", str(data), 3, args.step_batch, args.step_repeats)
+            result["step"] = [small, big, {"ratio_paper_to_synth": big["step_s_median"] / small["step_s_median"]}]
+            print(f"step done ({time.time() - t0:.0f} s): {big['step_s_median']:.1f} s per paper-size step",
+                  flush=True)
+        if "bundle" in parts:
             run, bundle = Path(tmp) / "run", Path(tmp) / "bundle"
             t1 = time.time()
             _cli("train", "--method", "dag", "--flow", "3", "--preset", "dag-nyuv2", "--data", str(data),
@@ -149,16 +166,17 @@ def main() -> None:
             t1 = time.time()
             built = json.loads(_cli("build", str(run), "--out", str(bundle), "--json", env=env))
             build_s = time.time() - t1
+            built_bytes = _tree_bytes(bundle)
             prof = json.loads(_cli("profile", "--bundle", str(bundle), "--json", "--iters", "5", "--warmup", "1",
                                    env=env))
             arch = json.loads((run / "architecture.json").read_text())
-            size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
-            result["bundle"] = {"train_s_3_steps_plus_eval": train_s, "build_s": build_s, "bundle_bytes": size,
+            result["bundle"] = {"train_s_3_steps_plus_eval": train_s, "build_s": build_s,
+                                "bundle_bytes": built_bytes, "after_profile_bytes": _tree_bytes(bundle),
+                                "engine_cache_bytes": _tree_bytes(bundle / "engines"),
                                 "edges_kept": arch.get("edges_kept"), "edges_total": arch.get("edges_total"),
                                 "build": built, "profile": prof}
             print(f"bundle done ({time.time() - t0:.0f} s)", flush=True)
     result["load_after"] = os.getloadavg()
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     out.with_suffix(".md").write_text(_markdown(result))
@@ -182,10 +200,17 @@ def _markdown(r: dict) -> str:
                       f"{60000 * big['step_s_median'] / 86400:.0f} CPU days"]
     if "bundle" in r:
         b = r["bundle"]
-        rows = b["profile"] if isinstance(b["profile"], list) else b["profile"].get("rows", b["profile"])
-        lines += ["", f"real-size bundle (dag-nyuv2, M = 3, one step per stage): {b['bundle_bytes'] / 2**20:.1f} MiB, "
-                      f"edges kept {b['edges_kept']}/{b['edges_total']}, train {b['train_s_3_steps_plus_eval']:.0f} s, "
-                      f"build {b['build_s']:.0f} s", "", "profile: `" + json.dumps(rows)[:600] + "`"]
+        (t,) = b["profile"]["topologies"]
+        size = (f"{b['bundle_bytes'] / 2**20:.1f} MiB as built (+{b['engine_cache_bytes'] / 2**20:.1f} MiB of ORT "
+                f"engine cache the first `profile` wrote: {b['after_profile_bytes'] / 2**20:.1f} MiB)"
+                if "engine_cache_bytes" in b else
+                f"{b['bundle_bytes'] / 2**20:.1f} MiB after `profile` (its ORT engine cache included)")
+        lines += ["", f"real-size bundle (dag-nyuv2, M = 3, one step per stage): {size}, "
+                      f"edges kept {b['edges_kept']}/{b['edges_total']} (tasks x edges), "
+                      f"train {b['train_s_3_steps_plus_eval']:.0f} s, build {b['build_s']:.0f} s; "
+                      f"`dymu-rt profile` ({b['profile']['backend']}, {t['threads']} threads, batch {t['batch']}): "
+                      f"{t['params'] / 1e6:.2f} M params, {t['gmacs']:.1f} GMACs, p50 {t['p50_ms']:.0f} ms, "
+                      f"p90 {t['p90_ms']:.0f} ms ({t['iters']} runs), {t['achieved_gflop_s']:.0f} GFLOP/s"]
     return "\n".join(lines) + "\n"
 
 
