@@ -4,15 +4,25 @@
 # Stage lengths: DYMU at the preset's defaults; AdaShare / DAG at STATIC_STEPS (warm-up,
 # search, final) — the defaults below are the reduced CPU schedules the issue-18 note's
 # table used on a shared machine; unset them (STATIC_STEPS="") for the presets' defaults.
-# Latency: ONNX Runtime CPU, 1 thread, batch 1, interleaved rounds (dymu-rt compare).
+# DYMU_STEPS (default empty: the preset's defaults) and PHN_STEPS shorten the DYMU run and
+# its PHN-BN baseline for a smoke run, e.g.
+#   DYMU_STEPS="--anchor-steps 20 --edge-steps 20 --weight-steps 20" PHN_STEPS="--steps 20" \
+#   STATIC_STEPS="--anchor-steps 20 --edge-steps 20 --weight-steps 20" bash benchmarks/compare_methods.sh runs/cmp-tiny
+# (accuracy from such tiny runs means nothing; the latency column does).
+# Latency (dymu-rt compare): every row built into the bundle it deploys as and timed by the
+# dymu-rt runtime (DYMU rows: grid bundle, affine binding; the others: static bundles, BN
+# folded), ONNX Runtime CPU, 1 thread, batch 1, interleaved rounds, median.
+# benchmarks/compare_latency_paths.py puts that beside the old folded-session timing.
 set -euo pipefail
 OUT=${1:-runs/compare}
 PRESET=${2:-synth-nyu}
 STATIC_STEPS=${STATIC_STEPS-"--anchor-steps 100 --edge-steps 100 --weight-steps 300"}
+DYMU_STEPS=${DYMU_STEPS-""}
+PHN_STEPS=${PHN_STEPS-""}
 export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1
 mkdir -p "$OUT"
-dymu-rt train --preset "$PRESET" --out "$OUT/dymu" --quiet
-dymu-rt train phn-bn --out "$OUT/dymu" --quiet
+dymu-rt train --preset "$PRESET" --out "$OUT/dymu" $DYMU_STEPS --quiet
+dymu-rt train phn-bn --out "$OUT/dymu" $PHN_STEPS --quiet
 RUNS=("$OUT/dymu")
 # AdaShare skips residual blocks: the VGG-16 presets (the DAG paper's network) have none.
 if python -c "import sys; from dymu_rt.models.presets import get_preset; sys.exit(get_preset('$PRESET').backbone.kind == 'vgg16')"; then

@@ -30,7 +30,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from dymu_rt.backends.devices import load_profile
+from dymu_rt.backends.devices import with_threads
 from dymu_rt.bundle.manifest import Point
 from dymu_rt.errors import DymuError, ValidationError
 from dymu_rt.runtime import Runtime
@@ -202,7 +202,7 @@ def _contenders(bundle: Path, manifest, profile: Optional[str], threads: int):
         wanted.append((f"profile {profile}", profile, None))
     for name, prof, binding in wanted:
         try:
-            rt = Runtime.open(bundle, profile=_with_threads(prof, threads), binding=binding, cache_engines=False)
+            rt = Runtime.open(bundle, profile=with_threads(prof, threads), binding=binding, cache_engines=False)
         except DymuError as e:
             if name.startswith("profile "):
                 skipped[name] = str(e)
@@ -210,12 +210,6 @@ def _contenders(bundle: Path, manifest, profile: Optional[str], threads: int):
             raise
         opened.append((name, rt.profile.precision, rt))
     return opened, skipped
-
-
-def _with_threads(profile: str, threads: int):
-    """``profile`` (a name or a path) with ``threads`` set, as a Profile the Runtime accepts."""
-    prof = load_profile(profile)
-    return dataclasses.replace(prof, threads=threads) if threads and prof.backend == "onnxruntime" else prof
 
 
 def check_bundle(bundle, profile: Optional[str] = None, points: int = 3, scenes: int = 4,
@@ -232,7 +226,7 @@ def check_bundle(bundle, profile: Optional[str] = None, points: int = 3, scenes:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise ValidationError(f"--threads {threads!r}: expected an integer >= 0 (0 = all cores)")
     root = Path(bundle)
-    ref = Runtime.open(root, profile=_with_threads("x86-64-cpu", threads), binding="session", cache_engines=False)
+    ref = Runtime.open(root, profile=with_threads("x86-64-cpu", threads), binding="session", cache_engines=False)
     manifest = ref.manifest
     # A static (AdaShare / DAG) bundle has no grid: its one architecture is checked once,
     # at uniform r (accepted and ignored) and no c (which it refuses).

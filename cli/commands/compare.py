@@ -17,14 +17,15 @@ def compare_command(
                                        "compare.png (default: DYMU_RUN/compare)."),
     n_val: Optional[int] = typer.Option(None, "--n-val", help="Validation scenes (default: all)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the validation split."),
-    threads: int = typer.Option(1, "--threads", help="ONNX Runtime / torch threads for the latency."),
+    threads: int = typer.Option(1, "--threads", help="ONNX Runtime intra-op threads of the runtime that times "
+                                "every row (and torch threads for the metrics)."),
     rounds: int = typer.Option(10, "--rounds", help="Interleaved timing rounds."),
     iters: int = typer.Option(20, "--iters", help="Timed runs per method per round."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Put single-task, PHN-BN, DYMU c=0/1, AdaShare and DAG runs of one preset side by side."""
     from dymu_rt.errors import ValidationError
-    from dymu_rt.compile.compare import compare_runs
+    from dymu_rt.compare import compare_runs
     from dymu_rt.evaluate.compare import compare_markdown, plot_compare
     from dymu_rt.train.checkpoint import RunDir
     from dymu_rt.train.static import method_of
@@ -46,13 +47,17 @@ def compare_command(
     from rich.table import Table
 
     prim = report["primary"]
-    t = Table(title=f"{report['preset']}: methods side by side ({report['n_val']} val scenes; latency: ONNX "
-                    f"Runtime CPU, {threads} thread(s), batch 1, median)")
-    for col in ["method", "Δ_T %"] + [f"{k} {v}" for k, v in prim.items()] + ["params (M)", "GMACs", "p50 ms"]:
+    t = Table(title=f"{report['preset']}: methods side by side ({report['n_val']} val scenes; latency: the "
+                    f"dymu-rt runtime on each row's bundle, ONNX Runtime CPU, {threads} thread(s), batch 1, median)",
+              caption="binding: affine = DYMU grid bundle, BN scale/shift of the preference fed as inputs; "
+                      "static = one graph with BN folded, nothing bound")
+    for col in ["method", "Δ_T %"] + [f"{k} {v}" for k, v in prim.items()] + ["params (M)", "GMACs", "binding",
+                                                                                "p50 ms"]:
         t.add_column(col, justify="left" if col == "method" else "right")
     for row in report["rows"]:
         t.add_row(row["label"], f"{row['delta_t']['mean']:+.2f}",
                   *[f"{row['metrics'][k][v]:.3f}" for k, v in prim.items()],
-                  f"{row['params'] / 1e6:.3f}", f"{row['gmacs']:.4f}", f"{row['latency_ms']['p50']:.3f}")
+                  f"{row['params'] / 1e6:.3f}", f"{row['gmacs']:.4f}", row["binding"],
+                  f"{row['latency_ms']['p50']:.3f}")
     console.print(t)
     console.print(f"written: {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")

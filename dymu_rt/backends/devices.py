@@ -199,3 +199,11 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
 
 
 DEFAULT_PROFILE = "x86-64-cpu"
+
+
+def with_threads(profile, threads: int) -> DeviceProfile:
+    """``profile`` (a name, a path or a loaded profile) with ``threads`` intra-op threads, as a
+    profile the Runtime accepts; unchanged when ``threads`` is 0 or the backend is not ONNX
+    Runtime (TensorRT runs on the GPU: host threads are not its knob)."""
+    prof = load_profile(profile)
+    return dataclasses.replace(prof, threads=int(threads)) if threads and prof.backend == "onnxruntime" else prof

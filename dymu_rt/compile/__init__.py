@@ -9,7 +9,11 @@
 * ``weights``       the bundle's shared weight file: graphs at the anchor, tensors stored once
   and referenced as ONNX external data.
 * ``build``         :func:`build_bundle`: grid -> topologies -> graphs (-> engines for
-  backends that build ahead), atomic, journaled and resumable.
+  backends that build ahead), atomic, journaled and resumable; an AdaShare / DAG run
+  goes to ``static``.
+* ``static``        the bundle of one static architecture (:func:`write_static_bundle`).
+* ``writer``        what both builds share: the out-folder checks, the journal, removal of
+  owned files only, the engines step, the manifest head, the summary.
 * ``calibrate``     INT8 calibration sets and Q/DQ graphs per topology (the manifest's
   ``int8`` section).
 * ``describe``      what ``dymu-rt inspect`` shows for a preset or a run (bundles:

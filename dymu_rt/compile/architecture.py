@@ -162,6 +162,27 @@ def materialize(anchor: AnchorNet, parents, bn_deltas: Optional[torch.Tensor] = 
     return tree.eval()
 
 
+@torch.no_grad()
+def with_bn_deltas(anchor: AnchorNet, bn_deltas) -> AnchorNet:
+    """A copy of ``anchor`` (eval mode, no gradients) whose every modulated BN carries the
+    weight hypernet's deltas (γ+Δγ, β+Δβ): the fixed weights of one preference, for an
+    architecture lowered to a static graph (:func:`dymu_rt.models.graph.lower_tree`)."""
+    bn_deltas = torch.as_tensor(bn_deltas, dtype=torch.float32).reshape(-1)
+    if bn_deltas.numel() != anchor.bn_delta_size:
+        raise ValueError(f"bn_deltas has size {bn_deltas.numel()}, expected {anchor.bn_delta_size}")
+    net = copy.deepcopy(anchor).eval()
+    L = net.num_layers
+    for l in range(L + 1):                        # layer L: the heads
+        for j in range(net.num_tasks):
+            module = net.heads[net.task_names[j]] if l == L else net.streams[j][l]
+            for (_, bn), (dg, db) in zip(modulated_bns(module), anchor.node_deltas(bn_deltas, l, j), strict=True):
+                bn.weight.add_(dg.to(bn.weight.dtype))
+                bn.bias.add_(db.to(bn.bias.dtype))
+    for prm in net.parameters():
+        prm.requires_grad_(False)
+    return net
+
+
 def slots_of(anchor: AnchorNet, parents) -> list:
     """The BNSlots of the nodes tree ``parents`` uses, in bn_layout order."""
     used = used_nodes(canonicalize(parents))

@@ -31,9 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import platform
-import re
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -43,60 +40,23 @@ import numpy as np
 import torch
 
 from dymu_rt import __version__
-from dymu_rt.backends.base import EngineRequest
-from dymu_rt.backends.devices import load_profile
-from dymu_rt.backends.registry import DEFAULT_BACKEND, backend_class, get_backend
+from dymu_rt.backends.registry import DEFAULT_BACKEND, backend_class
 from dymu_rt.bundle import layout as B
-from dymu_rt.bundle.manifest import Manifest, write_manifest
-from dymu_rt.bundle.paths import TOPOLOGY_ID_RE, check_relpath
-from dymu_rt.bundle.sections import engines_dir
-from dymu_rt.compile.architecture import (
-    Architecture,
-    materialize,
-    preference_tensors,
-    topology_salt,
-)
+from dymu_rt.bundle.manifest import write_manifest
+from dymu_rt.compile.architecture import Architecture, materialize, preference_tensors, topology_salt
+from dymu_rt.compile.export import export_hypernet, export_tree, export_tree_model
 from dymu_rt.compile.fold import bn_eps, fold_bn, fold_params
+from dymu_rt.compile.static import build_static_bundle
 from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, TensorStore, write_store
-from dymu_rt.errors import BundleError, CheckpointError, ValidationError
-from dymu_rt.utils.io import atomic_path, atomic_write_json, read_json, sha256_file
-from dymu_rt.compile.export import export_hypernet
-from dymu_rt.compile.export import export_tree
-from dymu_rt.compile.export import export_tree_model
+from dymu_rt.compile.writer import (build_summary, check_backend, compile_engines, file_done, load_journal,
+                                    manifest_head, prepare_out, remove_owned, remove_stale, remove_temporaries)
 from dymu_rt.control.preference import grid
+from dymu_rt.errors import CheckpointError, ValidationError
 from dymu_rt.models.cost import CostModel
 from dymu_rt.models.tree import identity_table
 from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.utils.io import atomic_path, atomic_write_json, read_json, sha256_file
 from dymu_rt.utils.progress import make_progress
-
-
-
-# -- checks that must happen before anything is written ----------------------------------------
-
-def describe_training_data(data) -> str:
-    """A plain statement of what a run was trained on, stored in the manifest."""
-    if data == "synth":
-        return ("procedural room scenes rendered by dymu_rt.data.synth (NYU-v2 class ids and "
-                "layout, but synthetic images; NOT trained on NYU-v2 or any real dataset)")
-    return f"the dataset at {data}"
-
-
-def check_backend(backend: str, profile: Optional[str]):
-    """Validate the backend (and profile) up front; the backend must be usable on this machine.
-
-    Returns the loaded DeviceProfile or None.
-    """
-    cls = backend_class(backend)
-    cls.check_available()
-    if cls.needs_profile and profile is None:
-        raise ValidationError(f"--backend {backend} needs --profile NAME (a {backend} device profile; see "
-                              "`dymu-rt profiles`)")
-    if profile is None:
-        return None
-    prof = load_profile(profile)
-    if prof.backend != backend:
-        raise ValidationError(f"profile '{prof.name}' is for backend '{prof.backend}', not '{backend}'")
-    return prof
 
 
 def _run_fingerprint(run_dir: Path, request: dict[str, Any]) -> str:
@@ -111,27 +71,6 @@ def _run_fingerprint(run_dir: Path, request: dict[str, Any]) -> str:
         elif f.is_file():
             h.update(sha256_file(f).encode())
     return h.hexdigest()[:32]
-
-
-def manifest_head(preset, cfg: dict) -> dict:
-    """The manifest fields every bundle of a run carries, DYMU grid or static architecture:
-    schema, producer, preset, training data, tasks and preprocessing."""
-    return {
-        "schema_version": B.SCHEMA_VERSION, "kind": B.KIND, "producer": _producer(),
-        "preset": preset.name, "preset_config": preset.to_dict(), "trained_on": cfg.get("data"),
-        "training_data": describe_training_data(cfg.get("data")),
-        "tasks": [{"name": t.name, "kind": t.kind, "out_channels": t.out_channels} for t in preset.tasks],
-        "preprocessing": {"input_size": list(preset.input_size), "color": "RGB", "scale": 1 / 255,
-                          "mean": list(preset.mean), "std": list(preset.std), "normalize_in_graph": True},
-    }
-
-
-def _producer() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-
-    return {"dymu_rt": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
 
 
 # -- per-topology work (also run in worker processes) -------------------------------------------
@@ -177,88 +116,6 @@ def _worker_export(job: tuple) -> tuple[str, str]:
 
 # -- the build ------------------------------------------------------------------------------------
 
-def _read_journal(out: Path) -> Optional[dict[str, Any]]:
-    """The build journal in ``out``, or None; a journal that is not one of ours is refused
-    (it would be the only proof that the folder's files are ours to replace)."""
-    path = out / B.JOURNAL
-    if not os.path.lexists(path):
-        return None
-    try:
-        if path.is_symlink() or not path.is_file():
-            raise ValueError
-        j = json.loads(path.read_text(encoding="utf-8"))
-        if not (isinstance(j, dict) and isinstance(j.get("fingerprint"), str) and isinstance(j.get("files"), dict)
-                and isinstance(j.get("owned", []), list)):
-            raise ValueError
-        for rel in [*j["files"], *j.get("owned", [])]:
-            check_relpath(rel, "build journal entry")
-    except (ValueError, UnicodeDecodeError, RecursionError, BundleError):
-        raise ValidationError(f"--out {out} holds a {B.JOURNAL} that is not a dymu-rt build journal; refusing to "
-                              f"build into it (nothing was changed): choose another directory") from None
-    return j
-
-
-def _load_journal(out: Path, fingerprint: str, owned: set[str]) -> dict[str, Any]:
-    """The journal of an interrupted build of the same request, or a fresh one. ``owned``:
-    the files this tool wrote in ``out`` before (the only ones a build may ever delete)."""
-    j = _read_journal(out)
-    if j is None or j.get("fingerprint") != fingerprint:
-        if j is not None:
-            owned = owned | set(j["files"]) | set(j.get("owned", []))
-        j = {"fingerprint": fingerprint, "files": {}}
-    j["owned"] = sorted(owned | set(j.get("owned", [])) | set(j["files"]))
-    return j
-
-
-def _file_done(out: Path, journal: dict, rel: str) -> bool:
-    digest = journal["files"].get(rel)
-    return digest is not None and (out / rel).is_file() and sha256_file(out / rel) == digest
-
-
-def _describe_entries(out: Path, limit: int = 3) -> str:
-    names = sorted(p.name for p in out.iterdir())
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _prepare_out(out: Path, fingerprint: str) -> tuple[Optional[Manifest], set[str]]:
-    """(the manifest if ``out`` already holds this exact build, else None; the files this
-    tool wrote in ``out`` before). Refuses any non-empty ``out`` that is not provably a
-    dymu-rt bundle (a manifest that passes the schema and its checksum) or an interrupted
-    build of one (a valid journal), naming it; nothing in it is touched then."""
-    if out.exists() and not out.is_dir():
-        raise ValidationError(f"--out {out} exists and is not a directory")
-    if not out.exists() or not any(out.iterdir()):
-        out.mkdir(parents=True, exist_ok=True)
-        return None, set()
-    journal = _read_journal(out)
-    owned = set() if journal is None else set(journal["files"]) | set(journal.get("owned", []))
-    if os.path.lexists(out / B.MANIFEST):
-        try:
-            manifest = B.read_manifest(out)
-        except BundleError as e:
-            raise ValidationError(f"--out {out} holds a {B.MANIFEST} that is not a valid dymu-rt bundle manifest "
-                                  f"({e}); refusing to build into it (nothing was changed): choose another "
-                                  f"directory") from None
-        owned |= set(manifest.files())
-        if manifest.build_info.get("fingerprint") == fingerprint:
-            try:
-                return B.verify_bundle(out), owned
-            except BundleError:
-                # Same build, some file damaged or missing: keep the intact files (their
-                # hashes are re-checked before reuse) and rebuild the rest.
-                journal = {"fingerprint": fingerprint, "files": manifest.files(), "owned": sorted(owned)}
-                if manifest.weights is not None and "tensors" in manifest.weights:
-                    journal["weights"] = _store_json(dict(manifest.weights))
-                atomic_write_json(out / B.JOURNAL, journal)
-        # Drop the manifest first, so that no manifest ever points at files this build is
-        # about to replace.
-        (out / B.MANIFEST).unlink()
-    elif journal is None:
-        raise ValidationError(f"--out {out} is not empty ({_describe_entries(out)}) and is not a dymu-rt bundle; "
-                              f"refusing to build into it (nothing was changed): choose a new or empty directory")
-    return None, owned
-
-
 def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | None = None,
                  backend: str = DEFAULT_BACKEND, profile: Optional[str] = None, workers: int = 1,
                  progress: bool = True,
@@ -280,8 +137,6 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
     cfg = run.read_config()
     if cfg.get("method", "dymu") != "dymu":
         # AdaShare / DAG runs: one static architecture, no grid (dymu_rt.compile.static).
-        from dymu_rt.compile.static import build_static_bundle
-
         return build_static_bundle(run, out, backend, profile, progress)
     if not run.stage_done("weight"):
         raise CheckpointError(f"{run_dir}: stage 'weight' has not finished; a bundle needs the weight "
@@ -299,17 +154,17 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
     request = {"grid": grid_spec, "backend": backend, "profile": prof.name if prof else None,
                "producer": __version__, "schema_version": B.SCHEMA_VERSION}
     fingerprint = _run_fingerprint(run_dir, request)
-    existing, owned = _prepare_out(out, fingerprint)
+    existing, owned = prepare_out(out, fingerprint)
     if existing is not None:
-        return _summary(out, existing, built=0, seconds=time.perf_counter() - t0, noop=True)
+        return build_summary(out, existing, built=0, seconds=time.perf_counter() - t0, noop=True)
 
-    journal = _load_journal(out, fingerprint, owned)
+    journal = load_journal(out, fingerprint, owned)
     atomic_write_json(out / B.JOURNAL, journal)
-    _remove_temporaries(out)
+    remove_temporaries(out)
     if not journal["files"]:
         # Fresh build of this request: the graphs and engines an earlier request wrote are
         # stale. Only files this tool wrote (the journal's "owned") are removed.
-        _remove_owned(out, journal, keep=set())
+        remove_owned(out, journal, keep=set())
 
 
     salt = topology_salt(preset)
@@ -333,7 +188,7 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
         # Then the weight file, whole: every graph below references it.
         store = _write_weights(out, journal, anchor)
 
-        todo = [tid for tid in archs if not _file_done(out, journal, B.graph_file(tid))]
+        todo = [tid for tid in archs if not file_done(out, journal, B.graph_file(tid))]
         t_top = bar.add_task("topologies", total=len(archs), completed=len(archs) - len(todo),
                              info=f"{len(archs) - len(todo)} reused")
 
@@ -354,7 +209,7 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
         engines: dict[str, Any] = {}
         n_engines = 0
         if backend_class(backend).builds_ahead:
-            engines, n_engines = _compile_engines(out, journal, list(archs), prof, bar)
+            engines, n_engines = compile_engines(out, journal, list(archs), prof, bar)
 
     counts: dict[str, int] = {}
     for row in point_rows:
@@ -389,112 +244,10 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
                   "run_dir": str(run_dir)},
     }
     manifest = write_manifest(out, manifest)          # validated against the schema it is read with
-    _remove_stale(out, manifest, journal)
-    summary = _summary(out, manifest, built=len(todo), seconds=time.perf_counter() - t0, noop=False)
+    remove_stale(out, manifest, journal)
+    summary = build_summary(out, manifest, built=len(todo), seconds=time.perf_counter() - t0, noop=False)
     summary["engines_built"] = n_engines
     return summary
-
-
-def _compile_engines(out: Path, journal: dict, topologies: list[str], prof, bar) -> tuple[dict, int]:
-    """Compile every topology's graph with the profile's backend into
-    ``engines/<backend>/<profile>/``, journaled (an engine whose file, sidecar and source graph
-    are unchanged is reused); returns (the manifest ``engines`` section, engines built)."""
-    be = get_backend(prof.backend)
-    rel_dir = engines_dir(be.name, prof.name)
-    (out / rel_dir).mkdir(parents=True, exist_ok=True)
-    sources = journal.setdefault("engine_graphs", {})
-    done = {}
-    for rel in journal["files"]:
-        if rel.startswith(f"{rel_dir}/"):
-            done[Path(rel).name.split(".")[0]] = rel
-    files, built = {}, 0
-    task = bar.add_task("engines", total=len(topologies), info=f"{be.name} {prof.name}")
-    for tid in topologies:
-        graph_rel = B.graph_file(tid)
-        graph_sha = journal["files"][graph_rel]
-        rel = done.get(tid)
-        reuse = (rel is not None and _file_done(out, journal, rel) and (out / f"{rel}.json").is_file()
-                 and sources.get(rel, graph_sha) == graph_sha)
-        if not reuse:
-            rec = be.compile(EngineRequest(out / graph_rel, prof, tid, bundle=out), out / rel_dir)
-            rel = f"{rel_dir}/{rec['file']}"
-            journal["files"][rel] = rec["sha256"]
-            sources[rel] = graph_sha
-            atomic_write_json(out / B.JOURNAL, journal)
-            built += 1
-        files[tid] = {"file": rel, "sha256": journal["files"][rel]}
-        bar.update(task, advance=1, info=tid)
-    section = {**be.device_facts(), "profile": prof.name, "precision": prof.precision, "files": files}
-    return {be.name: {prof.name: section}}, built
-
-
-def _is_timing_cache(path: Path) -> bool:
-    return path.name.startswith("timing_") and path.suffix == ".cache"
-
-
-def _engine_companions(out: Path, rel: str) -> list[Path]:
-    """An engine file's companions the backend wrote beside it (sidecar, precision-converted
-    graph): ``<topology>.*`` in the engine's folder, links excluded."""
-    p = out / rel
-    tid = p.name.split(".")[0]
-    if not p.parent.is_dir() or p.parent.is_symlink():
-        return []
-    return [f for f in p.parent.iterdir() if f.name.startswith(f"{tid}.") and f.is_file() and not f.is_symlink()]
-
-
-def _remove_owned(out: Path, journal: dict, keep: set[str]) -> None:
-    """Remove the graph and engine files this tool wrote in ``out`` (the journal's
-    ``owned`` and ``files``) that ``keep`` does not name, with their companions, and the
-    engine folders left empty; the per-device timing caches always stay. A file a user put
-    in the bundle is never in ``owned`` and is never touched."""
-    keep_prefixes = tuple(str(Path(rel).parent / Path(rel).name.split(".")[0]) + "." for rel in keep
-                          if rel.startswith("engines/"))
-    for rel in sorted(set(journal.get("owned", [])) | set(journal["files"])):
-        if rel in keep or not rel.startswith((f"{B.GRAPHS_DIR}/", "engines/")):
-            continue
-        victims = [out / rel] + (_engine_companions(out, rel) if rel.startswith("engines/") else [])
-        for f in victims:
-            frel = f.relative_to(out).as_posix()
-            if frel in keep or frel.startswith(keep_prefixes) or _is_timing_cache(f):
-                continue
-            if f.is_file() and not f.is_symlink():
-                f.unlink()
-    root = out / "engines"
-    if root.is_dir() and not root.is_symlink():
-        for d in sorted((p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()), reverse=True):
-            if not any(d.iterdir()):
-                d.rmdir()
-
-
-#: Where a killed atomic writer of this tool can leave ``.<name>.<random>.tmp`` files, and
-#: the names it writes there; nothing else that ends in .tmp is ours to remove.
-_TMP = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp")
-
-
-def _remove_temporaries(out: Path) -> None:
-    """Remove temporaries a killed atomic writer of this tool left: ``.<name>.<random>.tmp`` where
-    <name> is a file this tool writes there (manifest, journal, checksum, graphs, weights,
-    controller files; anything in the engines folders, which only backends write)."""
-    own = {B.MANIFEST, B.JOURNAL, "manifest.sha256.json"}
-    folders = [(out, own), (out / B.GRAPHS_DIR, None), (out / B.CONTROLLER_DIR,
-               {Path(f).name for f in (B.EDGE_HYPERNET_FILE, B.WEIGHT_HYPERNET_FILE, B.FOLD_PARAMS_FILE)})]
-    engines = out / "engines"
-    if engines.is_dir() and not engines.is_symlink():
-        # engines/<backend>/<profile>/ hold only what backends write (engines, sidecars, timing
-        # caches): any temporary there is a killed writer's.
-        folders += [(d, "any") for d in engines.rglob("*") if d.is_dir() and not d.is_symlink()]
-    for folder, names in folders:
-        if not folder.is_dir() or folder.is_symlink():
-            continue
-        for f in folder.iterdir():
-            m = _TMP.fullmatch(f.name)
-            if not m or not f.is_file() or f.is_symlink():
-                continue
-            name = m.group("name")
-            ours = True if names == "any" else name in names if names is not None else (
-                name == Path(B.WEIGHTS_FILE).name or TOPOLOGY_ID_RE.fullmatch(name.split(".")[0]) is not None)
-            if ours:
-                f.unlink()
 
 
 def _write_controller(out: Path, journal: dict, anchor, edge, weight, n_tasks: int) -> None:
@@ -505,24 +258,18 @@ def _write_controller(out: Path, journal: dict, anchor, edge, weight, n_tasks: i
         journal["files"][rel] = sha256_file(out / rel)
         atomic_write_json(out / B.JOURNAL, journal)
 
-    if not _file_done(out, journal, B.EDGE_HYPERNET_FILE):
+    if not file_done(out, journal, B.EDGE_HYPERNET_FILE):
         export_hypernet(edge, n_tasks, out / B.EDGE_HYPERNET_FILE, "logits")
         done(B.EDGE_HYPERNET_FILE)
-    if not _file_done(out, journal, B.WEIGHT_HYPERNET_FILE):
+    if not file_done(out, journal, B.WEIGHT_HYPERNET_FILE):
         export_hypernet(weight, n_tasks, out / B.WEIGHT_HYPERNET_FILE, "deltas")
         done(B.WEIGHT_HYPERNET_FILE)
-    if not _file_done(out, journal, B.FOLD_PARAMS_FILE):
+    if not file_done(out, journal, B.FOLD_PARAMS_FILE):
         with atomic_path(out / B.FOLD_PARAMS_FILE) as tmp:
             # Store once: raw conv weights are derived from graphs/weights.bin (see fold_params).
             save_file(fold_params(anchor, raw="unrecoverable"), str(tmp),
                       metadata={"format": "dymu-rt fold_params v2 (raw conv weights only where unrecoverable)"})
         done(B.FOLD_PARAMS_FILE)
-
-
-def _store_json(weights: dict) -> dict:
-    """The journal's form of a manifest ``weights`` section (a TensorStore's JSON)."""
-    return {"location": Path(weights["file"]).name, "sha256": weights["sha256"], "bytes": weights["bytes"],
-            "tensors": weights["tensors"]}
 
 
 def _write_weights(out: Path, journal: dict, anchor) -> TensorStore:
@@ -533,7 +280,7 @@ def _write_weights(out: Path, journal: dict, anchor) -> TensorStore:
     dropped from the journal and re-exported.
     """
     rel = B.WEIGHTS_FILE
-    if _file_done(out, journal, rel) and isinstance(journal.get("weights"), dict):
+    if file_done(out, journal, rel) and isinstance(journal.get("weights"), dict):
         store = TensorStore.from_json(journal["weights"])
         if store.sha256 == journal["files"][rel]:
             return store
@@ -564,19 +311,3 @@ def _export_parallel(run_dir: Path, jobs: list, workers: int, commit, store: Ten
                 f.cancel()
             raise
 
-
-def _remove_stale(out: Path, manifest: Manifest, journal: dict) -> None:
-    """Drop the graph and engine files this tool wrote that the new manifest does not name
-    (an engine's companions — its sidecar, its precision-converted graph — and the timing
-    caches stay), then the journal (the build is complete)."""
-    _remove_owned(out, journal, keep=set(manifest.files()))
-    (out / B.JOURNAL).unlink(missing_ok=True)
-
-
-def _summary(out: Path, manifest: Manifest, built: int, seconds: float, noop: bool) -> dict[str, Any]:
-    g = [t.gmacs for t in manifest.topologies.values()]
-    return {"out": str(out), "points": len(manifest.points), "topologies": len(manifest.topologies),
-            "built": built, "reused": len(manifest.topologies) - built,
-            "bundle_bytes": B.bundle_bytes(out), "seconds": seconds,
-            "weights_bytes": (manifest.weights or {}).get("bytes", 0),
-            "gmacs_min": min(g) if g else 0.0, "gmacs_max": max(g) if g else 0.0, "noop": noop}

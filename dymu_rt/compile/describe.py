@@ -2,6 +2,10 @@
 
 Costs follow :mod:`dymu_rt.models.cost`: ``gmacs`` = conv + linear multiply-accumulates /
 1e9, ``gflops`` = 2 × MACs / 1e9, ``gflops_paper`` = the paper's "GFLOPs" (fvcore's count).
+
+A bundle is described without torch (the base install inspects bundles): presets, models,
+hypernets and run directories need torch (the training extra), so their imports sit in the
+functions that describe a preset or a run, not at module level.
 """
 
 from __future__ import annotations
@@ -12,8 +16,6 @@ from typing import Any
 from dymu_rt.bundle.layout import MANIFEST
 from dymu_rt.bundle.summary import UNITS, describe_bundle
 from dymu_rt.errors import ValidationError
-
-
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -25,6 +25,7 @@ from typing import Mapping, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from dymu_rt.bundle.weight_pool import needs_raw_copy
 from dymu_rt.models.fold import fold_conv_bn_tensors
 from dymu_rt.models.layers import ConvBN, ModulatedBatchNorm2d
 
@@ -88,8 +89,6 @@ def fold_params(anchor, slots: Optional[Sequence] = None, raw: str = "all") -> d
     :func:`dymu_rt.bundle.weight_pool.needs_raw_copy`); every other raw weight is derived
     from that one copy at run time, so no tensor is stored twice.
     """
-    from dymu_rt.bundle.weight_pool import needs_raw_copy
-
     if raw not in ("all", "unrecoverable"):
         raise ValueError(f"raw={raw!r}: expected 'all' or 'unrecoverable'")
     out: dict[str, torch.Tensor] = {}

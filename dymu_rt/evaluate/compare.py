@@ -5,7 +5,8 @@ metric against the single-task nets, sign flipped where lower is better, in perc
 Δ_T = the mean over tasks (:func:`dymu_rt.tasks.relative.delta_m`). The single-task nets
 are a DYMU run's anchor (N independent streams, trained on the same data for as many
 steps as a static method's warm-up and final stage by default). The comparison itself
-(which compiles every architecture to time it) is :mod:`dymu_rt.compile.compare`.
+(which builds every architecture into a bundle and times it through the runtime) is
+:mod:`dymu_rt.compare`.
 """
 
 from __future__ import annotations
@@ -191,7 +192,8 @@ def plot_compare(report: dict, out) -> Path:
                     arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#777777"} if rank else None)
     ax.axhline(0.0, color="#999999", lw=0.8, ls="--")
     lp = report["latency_protocol"]
-    ax.set_xlabel(f"measured latency p50 (ms; ONNX Runtime CPU, {lp['threads']} thread(s), batch 1)")
+    ax.set_xlabel(f"latency p50 (ms; dymu-rt runtime, ONNX Runtime CPU, {lp['threads']} thread(s), batch 1; "
+                  "DYMU rows affine-bound, the others static)", fontsize=8)
     ax.set_ylabel("Δ_T vs single-task (%, higher is better)")
     ax.set_title(f"{report['preset']}: accuracy vs latency ({report['n_val']} val scenes; marker area ~ GMACs)",
                  fontsize=9)
@@ -200,17 +202,19 @@ def plot_compare(report: dict, out) -> Path:
 
 
 def compare_markdown(report: dict) -> str:
-    """The comparison as a Markdown table (primary metric per task)."""
+    """The comparison as a Markdown table (primary metric per task; the binding each row's
+    latency was measured in, see :data:`dymu_rt.compare.BINDINGS`)."""
     names = report["tasks"]
     prim = report["primary"]
     head = ["method", "Δ_T %"] + [f"{t} {prim[t]}" for t in names] + [f"Δ {t} %" for t in names] + \
-        ["params (M)", "GMACs", "latency p50 ms"]
+        ["params (M)", "GMACs", "binding", "latency p50 ms"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["rows"]:
         cells = [row["label"], f"{row['delta_t']['mean']:+.2f}"] + \
             [f"{row['metrics'][t][prim[t]]:.3f}" for t in names] + \
             [f"{row['delta_t']['per_task'][t]:+.2f}" for t in names] + \
-            [f"{row['params'] / 1e6:.3f}", f"{row['gmacs']:.4f}", f"{row['latency_ms']['p50']:.3f}"]
+            [f"{row['params'] / 1e6:.3f}", f"{row['gmacs']:.4f}", row.get("binding", "?"),
+             f"{row['latency_ms']['p50']:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

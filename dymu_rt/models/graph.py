@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from dymu_rt.models.anchor import node_name
 from dymu_rt.models.cost import Cost, _module_costs
-from dymu_rt.models.tree import ancestor, canonicalize, used_nodes
+from dymu_rt.models.tree import ancestor, canonicalize, used_nodes, validate_parents
 
 IMAGE = "image"
 
@@ -215,15 +215,21 @@ def graph_cost(module: nn.Module, input_size: tuple[int, int]) -> Cost:
     return Cost(int(params), int(macs), int(flops_paper))
 
 
-def lower_tree(anchor, parents) -> StaticGraph:
+def lower_tree(anchor, parents, head_streams=None) -> StaticGraph:
     """A DYMU tree as a static graph: node (l, j) = module ``streams.<j>.<l>`` on its parent.
 
     The tree IR (:mod:`dymu_rt.compile.architecture`) stays what DYMU bundles are built from
     (its BN slots are what a preference binds); this lowering shows the static graph is the
     more general form of the same thing (tests check both execute identically).
+    ``head_streams[j]`` (default j): the stream whose top node task j's head reads, as in
+    :meth:`dymu_rt.models.anchor.AnchorNet.forward` (the PHN baseline's shared encoder).
     """
-    canon = canonicalize(parents)
-    used = used_nodes(canon)
+    if head_streams is None:
+        canon = canonicalize(parents)
+    else:
+        canon = validate_parents(parents, anchor.num_layers, anchor.num_tasks, head_streams)
+    used = used_nodes(canon, head_streams)
+    tops = list(range(canon.shape[1])) if head_streams is None else [int(k) for k in head_streams]
     L, N = canon.shape
     nodes = []
     # The shared stem (AnchorNet.stem, the paper nets') runs once before every stream.
@@ -239,6 +245,6 @@ def lower_tree(anchor, parents) -> StaticGraph:
     heads = []
     for j, task in enumerate(anchor.task_names):
         low = None if anchor.low_level_layer is None else node_name(anchor.low_level_layer,
-                                                                    ancestor(canon, j, anchor.low_level_layer))
-        heads.append(GraphHead(task, f"heads.{task}", node_name(L - 1, j), low))
+                                                                    ancestor(canon, tops[j], anchor.low_level_layer))
+        heads.append(GraphHead(task, f"heads.{task}", node_name(L - 1, tops[j]), low))
     return StaticGraph("dymu-tree", tuple(nodes), tuple(heads))

@@ -11,6 +11,8 @@ latency. :func:`choose_for_budget` answers "which c, for this r, fits in B milli
 the smallest c (least frugal, most accurate) whose topology's latency at the asked
 percentile, plus the switch cost when it is not the current topology, fits; only rows
 timed at batch 1 (one image per inference, as ``dymu-rt run`` does).
+:func:`time_interleaved` times several calls in interleaved rounds (``dymu-rt compare``
+times every method's row through it, on calls from :meth:`Runtime.timed_call`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import math
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -97,19 +99,43 @@ def time_engine(run: Callable[[], Any], iters: int, warmup: int,
     """Warm up, then time ``iters`` calls of ``run``: :func:`latency_stats` of the host time,
     plus ``gpu_compute_*`` stats when ``device_ms()`` reports the device time of each run
     (TensorRT's CUDA events: ``TensorRTEngine.last_timing``)."""
-    for _ in range(warmup):
-        run()
-    ms, dev = [], []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        run()
-        ms.append(1e3 * (time.perf_counter() - t0))
-        d = device_ms()
-        if d is not None:
-            dev.append(float(d))
-    out = latency_stats(ms)
-    if dev:
-        out.update({f"gpu_compute_{k}": v for k, v in latency_stats(dev).items() if k != "count"})
+    return time_interleaved([run], rounds=1, iters=iters, warmup=warmup, device_ms=[device_ms])[0]
+
+
+def time_interleaved(runs: Sequence[Callable[[], Any]], rounds: int, iters: int, warmup: int,
+                     device_ms: Optional[Sequence[Callable[[], Optional[float]]]] = None,
+                     on_round: Optional[Callable[[int], None]] = None) -> list[dict[str, float]]:
+    """Time several calls alike (the one timing loop: :func:`time_engine` is its one-call case).
+
+    Each call is warmed up ``warmup`` times; then, ``rounds`` times, every call in turn runs
+    ``iters`` timed times, so that load from other processes during the measurement hits
+    every call alike rather than whichever happened to run then. Returns, per call,
+    :func:`latency_stats` over its ``rounds`` x ``iters`` host times (plus ``gpu_compute_*``
+    when its ``device_ms()`` reports device times). ``on_round(i)`` after each round.
+    """
+    dev_fns = list(device_ms) if device_ms is not None else [lambda: None] * len(runs)
+    for run in runs:
+        for _ in range(warmup):
+            run()
+    ms: list[list[float]] = [[] for _ in runs]
+    dev: list[list[float]] = [[] for _ in runs]
+    for i in range(rounds):
+        for k, run in enumerate(runs):
+            for _ in range(iters):
+                t0 = time.perf_counter()
+                run()
+                ms[k].append(1e3 * (time.perf_counter() - t0))
+                d = dev_fns[k]()
+                if d is not None:
+                    dev[k].append(float(d))
+        if on_round is not None:
+            on_round(i)
+    out = []
+    for k in range(len(runs)):
+        row = latency_stats(ms[k])
+        if dev[k]:
+            row.update({f"gpu_compute_{key}": v for key, v in latency_stats(dev[k]).items() if key != "count"})
+        out.append(row)
     return out
 
 

@@ -371,19 +371,13 @@ class Runtime:
                                   f"of input; the limit is {MAX_BATCH_BYTES / 2**30:g} GiB")
         x = np.random.default_rng(0).random((batch, 3, h, w), dtype=np.float32)
         table: dict[str, dict] = {}
-        first = self.manifest.first_points()
         # The switch lock: no set_preference meanwhile (its load could evict the engine being
         # timed); the current preference's engine is pinned in the cache and stays usable.
         with self._switch_lock:
             for tid in self.manifest.topologies:
-                with self._guard():
-                    engine = self.cache.get(tid)
-                p = first.get(tid) or Preference(tuple([1 / self.n_tasks] * self.n_tasks), 0.5)
-                deltas = np.zeros(0, np.float32) if self.static else self.controller.deltas(p.r, p.c)
-                state = _State(tuple(p.r), p.c, tid, engine, self._bind(engine, tid, deltas), "exact", None,
-                               (tid, tuple(p.r), float(p.c)))
-                row = time_engine(lambda: self._run(state, x), iters, warmup,
-                                  device_ms=lambda: getattr(engine, "last_timing", {}).get("gpu_compute_ms"))
+                state, deltas = self._timing_state(tid)
+                engine = state.engine
+                row = time_engine(self._timer(state, x), iters, warmup, device_ms=self._device_ms(state))
                 # Switch costs: binding a preference (hypernets + bind) and a fresh engine load.
                 t0 = time.perf_counter()
                 self._bind(engine, tid, deltas)
@@ -399,6 +393,66 @@ class Runtime:
                     on_topology(tid, table[tid])
         self.manifest = S.update_manifest(self.root, lambda doc: S.set_latency(doc, self.profile.name, table))
         return table
+
+    def _timing_state(self, topology: str) -> tuple[_State, np.ndarray]:
+        """(the state ``profile`` times ``topology`` in, its BN deltas): the topology's engine
+        with the weights of its first grid point bound (a static bundle: nothing to bind).
+        Call under ``_switch_lock``."""
+        if topology not in self.manifest.topologies:
+            raise ValidationError(f"topology {topology!r} is not in bundle {self.root}; expected one of "
+                                  f"{', '.join(sorted(self.manifest.topologies))}")
+        with self._guard():
+            engine = self.cache.get(topology)
+        p = self.manifest.first_points().get(topology) or \
+            Preference(tuple([1 / self.n_tasks] * self.n_tasks), 0.5)
+        if self.static:
+            binding, c, deltas = "static", None, np.zeros(0, np.float32)
+        else:
+            binding, c, deltas = "exact", p.c, self.controller.deltas(p.r, p.c)
+        state = _State(tuple(p.r), c, topology, engine, self._bind(engine, topology, deltas), binding, None,
+                       (topology, tuple(p.r), c))
+        return state, deltas
+
+    def _timer(self, state: _State, x: np.ndarray) -> Callable[[], dict]:
+        """The call that is timed: one run of batch ``x`` in ``state`` (engine + bound weights)."""
+        return lambda: self._run(state, x)
+
+    @staticmethod
+    def _device_ms(state: _State) -> Callable[[], Optional[float]]:
+        """The device time of the last run, for engines that measure it (TensorRT: CUDA events)."""
+        return lambda: getattr(state.engine, "last_timing", {}).get("gpu_compute_ms")
+
+    def timed_call(self, images, topology: Optional[str] = None) -> tuple[Callable[[], dict], dict[str, Any]]:
+        """The call ``dymu-rt profile`` times, for callers that time it themselves (``dymu-rt
+        compare`` interleaves several runtimes' calls: :func:`~dymu_rt.runtime.latency.time_interleaved`).
+
+        ``images``: a preprocessed float32 batch [B, 3, H, W]. With ``topology`` None: the
+        current preference's engine and bound weights (what :meth:`infer` runs for it, less
+        preprocessing and the latency window); with a ``topology``: that topology's engine
+        bound as :meth:`profile_topologies` binds it. Returns (call, facts): facts =
+        {topology, binding ("exact", "nearest-grid" or "static"), binding_mode (the engine's;
+        ONNX Runtime "affine": each modulated conv runs raw, then the preference's BN
+        scale/shift fed as inputs), weight_kind (what is bound per slot: "affine"
+        scale/shift or "folded" W', b'), bound_slots (modulated BN slots bound per
+        preference; 0 for a static bundle's one folded graph), backend, profile, precision,
+        threads, static}.
+        """
+        x = self._check_batch(images)
+        if topology is None:
+            state = self._state
+            if state is None:
+                raise ValidationError("no preference set; call set_preference(r, c) first, or name a topology")
+        else:
+            with self._switch_lock:
+                state, _ = self._timing_state(topology)
+        mode = state.engine.mode if state.engine.mode is not None else self.backend.binding
+        facts = {"topology": state.topology, "binding": state.binding, "binding_mode": mode,
+                 "weight_kind": state.engine.weight_kind,
+                 "bound_slots": len(self.manifest.topologies[state.topology].bn_slots),
+                 "backend": self.backend.name, "profile": self.profile.name,
+                 "precision": self.profile.precision, "threads": self.profile.threads,
+                 "static": bool(self.static)}
+        return self._timer(state, x), facts
 
     def close(self) -> None:
         """Release every engine."""

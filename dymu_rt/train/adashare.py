@@ -34,7 +34,7 @@ from dymu_rt.train.common import (JsonlLog, anchor_lr, make_anchor_optimizer, ma
 from dymu_rt.train.device import fp32_outputs
 from dymu_rt.train.evaluation import evaluate_tree
 from dymu_rt.train.setup import TrainSetup, backward_step
-from dymu_rt.train.static import StageProgress, load_stage, save_result, save_stage
+from dymu_rt.train.static_run import StageProgress, load_stage, save_result, save_stage
 from dymu_rt.utils.progress import make_progress
 
 

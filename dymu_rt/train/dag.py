@@ -12,6 +12,15 @@
 Algorithm 1 as printed sets N_β = max(N_α + 1, argmax B) and keeps the states
 [N_α, N_β): the state with the largest read-out weight would then be cut off. We read
 the bound as inclusive, N_β = max(N_α, argmax B) + 1, so that state stays.
+
+Its stop condition (Sec. 3.2): edges go, lowest information flow first, until removing
+the next one would break "the reachability of Γ̂ between hidden state v_{N_α} to v_{N_β}"
+(DFS). That path runs through the edges Γ, not through the read-in / read-out layers:
+checking only read-in source -> read-out sink (as an earlier version here did) lets a
+read-in -> state -> read-out shortcut stand for the whole network, and every task
+collapsed to 0-2 edges. We check both: v_{N_α} reaches v_{N_β} through Γ̂ (the paper's
+condition) and the read-in reaches the read-out (so the reduced network has an input and
+an output).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from dymu_rt.train.common import (JsonlLog, anchor_lr, make_anchor_optimizer, ma
 from dymu_rt.train.device import fp32_outputs
 from dymu_rt.train.evaluation import evaluate_tree
 from dymu_rt.train.setup import TrainSetup, backward_step
-from dymu_rt.train.static import StageProgress, load_stage, save_result, save_stage
+from dymu_rt.train.static_run import StageProgress, load_stage, save_result, save_stage
 from dymu_rt.utils.progress import make_progress
 
 
@@ -106,8 +115,9 @@ def flow_reduction(G: np.ndarray, A: np.ndarray, B: np.ndarray) -> tuple[np.ndar
     """Algorithm 1 for one task: Γ [N, N] (edge i -> j weights, 0 = no edge), A, B [N]
     (read-in / read-out weights, after the sigmoid) -> 0/1 (Γ̂, Â, B̂).
 
-    Edges are removed lowest flow first while the read-out stays reachable from the
-    read-in (checked by DFS); the edge whose removal would disconnect them stops it.
+    Edges are removed lowest flow first while v_{N_α} still reaches v_{N_β} through the
+    kept edges Γ̂ and the read-out stays reachable from the read-in (both checked by DFS);
+    the edge whose removal would break either stops it (see the module docstring).
     """
     G, A, B = np.asarray(G, np.float64), np.asarray(A, np.float64), np.asarray(B, np.float64)
     N = len(A)
@@ -120,6 +130,23 @@ def flow_reduction(G: np.ndarray, A: np.ndarray, B: np.ndarray) -> tuple[np.ndar
     psi[1:N + 1, 1:N + 1] = G
     psi[0, na + 1:nb + 1] = A[na:nb]
     psi[na + 1:nb + 1, N + 1] = B[na:nb]
+    top = nb - 1                                     # the last kept state: v_{N_β} (0-based)
+
+    def chain(p: np.ndarray) -> bool:
+        g = np.zeros_like(p)
+        g[1:N + 1, 1:N + 1] = p[1:N + 1, 1:N + 1]          # Γ̂ only: no read-in / read-out shortcut
+        return reachable(g, na + 1, top + 1)
+
+    # A Γ path from v_{N_α} to v_{N_β} (always there under the flow restriction while every
+    # σ(γ) > 0; if not, e.g. hand-made masks, only read-in -> read-out is kept connected),
+    # entered from the read-in and left through the read-out.
+    need_chain = chain(psi)
+
+    def connected(p: np.ndarray) -> bool:
+        if not need_chain:
+            return reachable(p, 0, N + 1)
+        return chain(p) and reachable(p, 0, na + 1) and reachable(p, top + 1, N + 1)
+
     best = psi.copy()
     while True:
         S = flow_scores(psi)
@@ -127,10 +154,14 @@ def flow_reduction(G: np.ndarray, A: np.ndarray, B: np.ndarray) -> tuple[np.ndar
             break
         i, j = np.unravel_index(np.argmin(np.where(S > 0, S, np.inf)), S.shape)
         psi[i, j] = 0
-        if reachable(psi, 0, N + 1):
+        if connected(psi):
             best = psi.copy()
         else:
             break
+    return _discrete(best, N)
+
+
+def _discrete(best: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     D = (best > 0).astype(np.int64)
     return D[1:N + 1, 1:N + 1], D[0, 1:N + 1], D[1:N + 1, N + 1]
 

@@ -379,12 +379,12 @@ def trt_build(monkeypatch, tmp_path_factory):
     profile = tmp_path_factory.mktemp("prof") / "orin-test.toml"
     profile.write_text('name = "orin-test"\nbackend = "tensorrt"\ndevice = "Orin"\nprecision = "fp16"\n'
                        '[input]\nshape = [3, 32, 32]\nbatch_min = 1\nbatch_opt = 1\nbatch_max = 2\n')
-    import dymu_rt.compile.build as build_mod
+    import dymu_rt.compile.writer as writer_mod      # the engines step (compile_engines) lives there
 
     holder = {"backend": FakeTrtBuildBackend()}
     monkeypatch.setattr(trt_pkg.TensorRTBackend, "check_available", classmethod(lambda cls: None))
     real = registry.get_backend
-    monkeypatch.setattr(build_mod, "get_backend",
+    monkeypatch.setattr(writer_mod, "get_backend",
                         lambda name, **kw: holder["backend"] if name == "tensorrt" else real(name, **kw))
     return run, str(profile), holder
 

@@ -118,3 +118,34 @@ def test_lowering_sums_several_weighted_inputs(tiny_preset):
     g = lower_masks(net, A, B, G)
     sums = [n for n in g.nodes if n.module is None]
     assert len(sums) == 1 and [w for _, w in sums[0].inputs] == [0.5, 0.5]   # 1/In (eq. 4), shared by tasks
+
+
+def test_algorithm1_keeps_a_gamma_path_from_n_alpha_to_n_beta():
+    """The stop condition is reachability of v_{N_β} from v_{N_α} through Γ̂ (Sec. 3.2), not
+    read-in -> read-out: with read-in and read-out weights on every state, a single
+    read-in -> state -> read-out shortcut would otherwise replace the whole network."""
+    N = 5
+    G = np.zeros((N, N))
+    for i in range(N - 1):
+        G[i, i + 1] = 0.3                               # weak chain 1 -> 2 -> ... -> 5
+    G[0, 2] = 0.6                                       # a stronger skip 1 -> 3
+    A = np.array([0.9, 0.6, 0.6, 0.6, 0.6])             # N_α = state 1, read-in everywhere
+    B = np.array([0.6, 0.6, 0.6, 0.6, 0.9])             # argmax B = state 5, read-out everywhere
+    g, a, b = flow_reduction(G, A, B)
+    psi = np.zeros((N + 2, N + 2))
+    psi[1:N + 1, 1:N + 1] = g
+    assert reachable(psi, 1, N), g                      # v_1 still reaches v_5 through kept edges
+    full = np.zeros((N + 2, N + 2))
+    full[1:N + 1, 1:N + 1], full[0, 1:N + 1], full[1:N + 1, N + 1] = g, a, b
+    assert reachable(full, 0, 1) and reachable(full, N, N + 1)   # entered at v_1, left at v_5
+    # Weak read-ins / read-outs on the middle states and a weak skip go, lowest flow first;
+    # the chain that carries v_1 -> v_5 stays.
+    A = np.array([0.9, 0.1, 0.1, 0.1, 0.1])
+    B = np.array([0.1, 0.1, 0.1, 0.1, 0.9])
+    G[:] = 0
+    for i in range(N - 1):
+        G[i, i + 1] = 0.5
+    G[0, 2] = 0.05
+    g, a, b = flow_reduction(G, A, B)
+    assert a.tolist() == [1, 0, 0, 0, 0] and b.tolist() == [0, 0, 0, 0, 1]
+    assert g[0, 2] == 0 and all(g[i, i + 1] == 1 for i in range(N - 1))

@@ -1,0 +1,254 @@
+"""``dymu-rt compare``: every method of one preset side by side (the papers' tables, plus latency).
+
+:func:`compare_runs` evaluates every method a set of runs of one preset holds — from the
+DYMU run: single-task (its anchor), PHN-BN (if trained; uniform r), DYMU at c = 0 and c = 1
+(uniform r); and every AdaShare / DAG run — on the same validation scenes (Δ_T:
+:func:`dymu_rt.evaluate.compare.delta_t`), with the params and GMACs of each architecture
+(:func:`dymu_rt.models.graph.graph_cost`).
+
+**Latency is what the deployed runtime measures.** Every row is built, by the product's own
+build code, into the bundle its method deploys as (in a temporary folder), opened with
+:class:`dymu_rt.runtime.Runtime` on the ``x86-64-cpu`` profile with ``threads`` intra-op
+threads, and timed through :meth:`Runtime.timed_call <dymu_rt.runtime.Runtime.timed_call>`,
+the call ``dymu-rt profile`` times (batch 1, FP32, ONNX Runtime ORT_ENABLE_ALL). The
+binding each row was timed in is in its ``timed`` record and the table's ``binding`` column:
+
+* **DYMU c=0 / c=1** — ``affine``: the DYMU run's grid bundle
+  (:func:`dymu_rt.compile.build.build_bundle`, r on the 1/N grid so that uniform r is a
+  grid point, c in {0, 1}); the runtime is switched with ``set_preference(uniform r, c)``
+  exactly as ``dymu-rt run`` does, and the topology it picks is checked to be the tree
+  the row was evaluated with. The topology's one session runs each modulated conv raw and
+  then the preference's BN scale/shift, fed as inputs (weights held once per bundle):
+  the cost of switching preferences without a session per point, which a fully folded
+  graph does not pay.
+* **single-task, PHN-BN, AdaShare, DAG** — ``static``: fixed architectures, each built as
+  a static bundle (:func:`dymu_rt.compile.static.write_static_bundle`): one graph with
+  every BN folded into its conv, nothing bound per preference. The single-task row is the
+  anchor's identity tree (:func:`dymu_rt.models.graph.lower_tree`); the PHN-BN row is its
+  shared tree (every head on stream 0's top node) with the BN its hypernet gives at
+  uniform r folded in — the product has no r-switched PHN-BN bundle, so this row does not
+  include the affine scale/shift a PHN-BN deployment that switches r would add.
+
+All rows are timed in interleaved rounds (:func:`dymu_rt.runtime.latency.time_interleaved`:
+each row runs ``iters`` times per round, the rounds cycle through the rows) so that load
+from other processes hits every row alike; the median over all rounds is reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from dymu_rt.backends.devices import with_threads
+from dymu_rt.compile.architecture import Architecture, materialize, topology_salt, with_bn_deltas
+from dymu_rt.compile.build import build_bundle
+from dymu_rt.compile.static import write_static_bundle
+from dymu_rt.errors import ValidationError
+from dymu_rt.evaluate.compare import delta_t, method_label, static_forward
+from dymu_rt.models.graph import graph_cost, lower_tree, materialize_graph
+from dymu_rt.models.tree import identity_table
+from dymu_rt.runtime import Runtime
+from dymu_rt.runtime.latency import time_interleaved
+from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.train.common import make_split, make_tasks
+from dymu_rt.train.evaluation import evaluate_tree
+from dymu_rt.train.phn import load_phn_bn
+from dymu_rt.train.static import method_of
+from dymu_rt.utils.progress import make_progress
+
+#: the device profile every row is timed on (its threads replaced by ``--threads``)
+PROFILE = "x86-64-cpu"
+
+#: what each binding in the ``timed`` records means (also in the JSON report)
+BINDINGS = {
+    "affine": "DYMU grid bundle: the topology's one ONNX Runtime session runs each modulated conv raw, then "
+              "the preference's BN scale/shift fed as inputs (set_preference as `dymu-rt run` does)",
+    "static": "static bundle: one graph, BN folded into every conv, nothing bound per preference",
+}
+
+
+def _state_id(module: torch.nn.Module) -> str:
+    """sha256 of a module's tensors: what a static bundle of derived weights is identified by."""
+    h = hashlib.sha256()
+    for name, v in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def contenders(runs: Sequence[RunDir]) -> list[dict]:
+    """Every row the runs hold, in table order: {label, run, forward (x -> outputs, for the
+    metrics), module (eval, unfolded: cost), deploy} — ``deploy`` says how the row is built
+    and switched for timing: {"kind": "grid", "r", "c", "topology"} or {"kind": "static",
+    "method", "graph", "weights_id"} (a static module is the ``module`` itself)."""
+    rows = []
+    for run in runs:
+        if method_of(run) == "dymu":
+            preset, anchor, edge, weight = run.load_all()
+            n = len(preset.tasks)
+            salt = topology_salt(preset)
+            ident = identity_table(anchor.num_layers, n)
+            graph = lower_tree(anchor, ident)
+            module = materialize_graph(anchor, graph, preset.mean, preset.std)
+            rows.append({"label": "single-task", "run": str(run.path), "module": module,
+                         "forward": lambda x, a=anchor: a(x),
+                         "deploy": {"kind": "static", "method": "single-task", "graph": graph,
+                                    "weights_id": _state_id(module)}})
+            r = torch.full((n,), 1.0 / n)
+            if run.stage_done("phn-bn"):
+                phn = load_phn_bn(run)
+                with torch.no_grad():
+                    deltas = phn.hyper(r, torch.zeros(())).reshape(-1)
+                graph = lower_tree(phn.net, phn.parents, phn.head_streams)
+                module = materialize_graph(with_bn_deltas(phn.net, deltas), graph, preset.mean, preset.std)
+                rows.append({"label": "PHN-BN (uniform r)", "run": str(run.path), "module": module,
+                             "forward": lambda x, p=phn, r=r: p(x, r),
+                             "deploy": {"kind": "static", "method": "phn-bn", "graph": graph,
+                                        "weights_id": _state_id(module)}})
+            for c in (0.0, 1.0):
+                ct = torch.tensor(c)
+                with torch.no_grad():
+                    parents = edge.architecture(r, ct)
+                    deltas = weight(r, ct).reshape(-1) if weight is not None else None
+                rows.append({"label": f"DYMU c={c:g} (uniform r)", "run": str(run.path),
+                             "module": materialize(anchor, parents, deltas),
+                             "forward": lambda x, a=anchor, p=parents, d=deltas: a(x, p, d),
+                             "deploy": {"kind": "grid", "r": [1.0 / n] * n, "c": c,
+                                        "topology": Architecture.from_parents(anchor, parents, salt).id}})
+        else:
+            preset, net, graph, forward = static_forward(run)
+            rows.append({"label": method_label(run), "run": str(run.path),
+                         "module": materialize_graph(net, graph, preset.mean, preset.std), "forward": forward,
+                         "deploy": {"kind": "static", "method": method_of(run), "graph": graph,
+                                    "weights_id": _state_id(net)}})
+    return rows
+
+
+def _check_same(runs: Sequence[RunDir]) -> None:
+    if not runs:
+        raise ValidationError("compare: give at least one run directory")
+    first = runs[0].read_config()
+    for run in runs[1:]:
+        cfg = run.read_config()
+        if cfg["preset"]["name"] != first["preset"]["name"]:
+            raise ValidationError(f"compare: {run.path} is a run of preset '{cfg['preset']['name']}', but "
+                                  f"{runs[0].path} is '{first['preset']['name']}'; compare runs of one preset")
+        if cfg.get("data") != first.get("data"):
+            raise ValidationError(f"compare: {run.path} was trained on '{cfg.get('data')}', {runs[0].path} on "
+                                  f"'{first.get('data')}'")
+    if sum(method_of(r) == "dymu" for r in runs) != 1:
+        raise ValidationError("compare: give exactly one DYMU run (its anchor is the single-task baseline of Δ_T)")
+    for r in runs:
+        done = "weight" if method_of(r) == "dymu" else "final"
+        if not r.stage_done(done):
+            raise ValidationError(f"compare: {r.path} has not finished training (stage '{done}')")
+
+
+def open_runtimes(rows: list[dict], runs: Sequence[RunDir], folder: Path, threads: int,
+                  progress=None) -> tuple[list, list[Runtime]]:
+    """Build every row's bundle into ``folder`` with the product's build code, open each with
+    the Runtime (profile :data:`PROFILE`, ``threads`` threads) and switch it as a deployment
+    would; returns ([(call, facts) per row], the runtimes to close). ``facts`` are
+    :meth:`Runtime.timed_call`'s plus ``bundle`` (grid or static) and, for grid rows,
+    ``evaluated_topology`` / ``matches_evaluated`` (the runtime ran the evaluated tree)."""
+    folder = Path(folder)
+    dymu = next(r for r in runs if method_of(r) == "dymu")
+    preset = dymu.preset()
+    n = len(preset.tasks)
+    h, w = preset.input_size
+    x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+    profile = with_threads(PROFILE, threads)
+    job = None if progress is None else progress.add_task("building bundles", total=len(rows), info="")
+    runtimes, out = [], []
+    grid_rt = None
+    for i, row in enumerate(rows):
+        dep = row["deploy"]
+        if dep["kind"] == "grid":
+            if grid_rt is None:
+                # r on the 1/N grid: uniform r is a grid point; c in {0, 1}: the two rows.
+                build_bundle(dymu.path, folder / "dymu", step=Fraction(1, n), c_step=1, progress=False)
+                grid_rt = Runtime.open(folder / "dymu", profile=profile)
+                runtimes.append(grid_rt)
+            grid_rt.set_preference(dep["r"], dep["c"])
+            call, facts = grid_rt.timed_call(x)
+            facts = {**facts, "bundle": "grid", "evaluated_topology": dep["topology"],
+                     "matches_evaluated": facts["topology"] == dep["topology"]}
+        else:
+            path = folder / f"static-{i}"
+            write_static_bundle(path, preset, RunDir(row["run"]).read_config(), row["module"], dep["graph"],
+                                dep["method"], dep["weights_id"], row["run"], progress=False)
+            rt = Runtime.open(path, profile=profile)
+            runtimes.append(rt)
+            rt.set_preference(None, None)
+            call, facts = rt.timed_call(x)
+            facts = {**facts, "bundle": "static"}
+        out.append((call, facts))
+        if progress is not None:
+            progress.update(job, advance=1, info=row["label"])
+    return out, runtimes
+
+
+def compare_runs(run_dirs: Sequence, n_val: Optional[int] = None, seed: int = 0, threads: int = 1,
+                 rounds: int = 10, iters: int = 20, warmup: int = 10, progress: bool = True) -> dict:
+    """Every method of ``run_dirs`` (one DYMU run + any AdaShare / DAG runs of the same preset)
+    side by side: Δ_T, per-task metrics, params, GMACs, latency measured through the runtime
+    (module docstring). JSON-able."""
+    for name, v, lo in (("threads", threads, 1), ("rounds", rounds, 1), ("iters", iters, 1), ("warmup", warmup, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValidationError(f"--{name} {v!r} is not valid; expected an integer >= {lo}")
+    runs = [RunDir(d) for d in run_dirs]
+    _check_same(runs)
+    preset = runs[0].preset()
+    tasks = make_tasks(preset)
+    torch.set_num_threads(threads)
+    val = make_split(preset, runs[0].read_config()["data"], "val", n=n_val, seed=seed)
+    rows = contenders(runs)
+    with make_progress(disable=not progress) as bar:
+        job = bar.add_task("evaluating methods", total=len(rows), info="")
+        for row in rows:
+            with torch.no_grad():
+                row["metrics"] = evaluate_tree(None, tasks, val, forward=row["forward"])
+                cost = graph_cost(row["module"], tuple(preset.input_size))
+            row.update(params=cost.params, macs=cost.macs, gmacs=cost.gmacs, gflops_paper=cost.gflops_paper)
+            bar.update(job, advance=1, info=row["label"])
+        single = next(r for r in rows if r["label"] == "single-task")["metrics"]
+        for row in rows:
+            row["delta_t"] = delta_t(row["metrics"], single, tasks)
+        with tempfile.TemporaryDirectory(prefix="dymu-compare-") as tmp:
+            calls, runtimes = open_runtimes(rows, runs, Path(tmp), threads, bar)
+            try:
+                t_job = bar.add_task("latency (interleaved rounds)", total=rounds, info="")
+                stats = time_interleaved([c for c, _ in calls], rounds, iters, warmup,
+                                         on_round=lambda i: bar.update(t_job, advance=1))
+            finally:
+                for rt in runtimes:
+                    rt.close()
+    out = []
+    for row, (_, facts), st in zip(rows, calls, stats):
+        out.append({**{k: row[k] for k in ("label", "run", "metrics", "delta_t", "params", "macs", "gmacs",
+                                           "gflops_paper")},
+                    "binding": "affine" if facts["bundle"] == "grid" else "static",
+                    "latency_ms": {"p50": st["p50_ms"], "p90": st["p90_ms"], "mean": st["mean_ms"],
+                                   "n": st["count"]},
+                    "timed": facts})
+    return {"preset": preset.name, "tasks": [t.name for t in tasks], "n_val": len(val), "seed": seed,
+            "primary": {t.name: t.primary_metric for t in tasks},
+            "latency_protocol": {"path": "dymu_rt.runtime.Runtime.timed_call (what `dymu-rt profile` times) on "
+                                         "bundles built by dymu_rt.compile (temporary folder)",
+                                 "backend": "onnxruntime (CPU, ORT_ENABLE_ALL)", "profile": PROFILE,
+                                 "precision": "fp32", "threads": threads, "batch": 1, "rounds": rounds,
+                                 "iters_per_round": iters, "warmup": warmup, "bindings": BINDINGS,
+                                 "statistic": "median over all timed runs, rounds interleaved across methods"},
+            "rows": out,
+            "units": {"delta_t": "percent vs single-task, positive = better (Choi & Im eqs. 10-11)",
+                      "gmacs": "multiply-adds / 1e9 (conv + linear)",
+                      "gflops_paper": "the paper's GFLOPs: fvcore's count / 1e9 (dymu_rt.models.cost)"}}
+
+
+__all__ = ["compare_runs", "contenders", "open_runtimes", "BINDINGS", "PROFILE"]

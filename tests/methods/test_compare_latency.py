@@ -1,0 +1,127 @@
+"""``dymu-rt compare`` times every row through the deployed runtime (dymu_rt/compare.py):
+DYMU rows in a grid bundle with affine binding, switched by set_preference; the fixed
+architectures (single-task, PHN-BN, AdaShare) as static bundles. A spy on the Runtime's run
+path counts the timed calls, so timing anything else (e.g. a separately built ORT session)
+fails here; no wall-clock number is asserted."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "compile"))
+
+from run_fixture import make_tiny_run, randomize_bn, tiny_preset  # noqa: E402
+
+from dymu_rt.train.checkpoint import RunDir, save_module  # noqa: E402
+
+
+def _add_phn_bn(path: Path) -> None:
+    """A PHN-BN baseline (its own anchor-structured net, BN hypernet with noticeable deltas)."""
+    from dymu_rt.train.phn import PHNBN
+
+    run = RunDir(path)
+    g = torch.Generator().manual_seed(3)
+    model = PHNBN(run.preset().build().eval())
+    randomize_bn(model.net, g)
+    with torch.no_grad():
+        out = [m for m in model.hyper.modules() if isinstance(m, torch.nn.Linear)][-1]
+        out.weight.normal_(0, 0.05, generator=g)
+    save_module(model, run.module_path("phn_bn"))
+    run.mark_done("phn-bn", {"step": 0, "fixture": True})
+
+
+def _make_adashare_run(path: Path) -> Path:
+    """A finished AdaShare run of the tiny preset: random weights, a policy that skips blocks."""
+    from dymu_rt.models.adashare import AdaShareNet, lower_policy
+    from dymu_rt.train.static import new_run_extra
+    from dymu_rt.train.static_run import STATIC_STAGES, save_result
+
+    preset = tiny_preset()
+    run = RunDir(path)
+    run.init(preset, data="synth", extra=new_run_extra("adashare", preset, {}, None))
+    torch.manual_seed(1)
+    net = AdaShareNet(preset).eval()
+    randomize_bn(net, torch.Generator().manual_seed(2))
+    policy = np.ones((net.num_blocks, len(preset.tasks)), dtype=int)
+    policy[1, 0] = policy[2, 1] = 0
+    save_result(run, net, lower_policy(net, policy), {"policy": policy.tolist()})
+    for s in STATIC_STAGES:
+        run.mark_done(s, {"step": 0, "fixture": True})
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cmp")
+    dymu = make_tiny_run(root / "dymu")
+    _add_phn_bn(dymu)
+    return dymu, _make_adashare_run(root / "ada")
+
+
+def test_every_row_is_timed_through_the_runtime_in_its_deployed_binding(runs, monkeypatch):
+    from dymu_rt.compare import compare_runs
+    from dymu_rt.runtime.runtime import Runtime
+
+    seen = []
+    real_run = Runtime._run
+
+    def spy(self, state, x):
+        seen.append((state.topology, state.binding, state.engine.mode, bool(self.static)))
+        return real_run(self, state, x)
+
+    monkeypatch.setattr(Runtime, "_run", spy)
+    rounds, iters, warmup = 2, 3, 1
+    rep = compare_runs(list(runs), n_val=2, threads=1, rounds=rounds, iters=iters, warmup=warmup, progress=False)
+    rows = {r["label"]: r for r in rep["rows"]}
+    assert list(rows) == ["single-task", "PHN-BN (uniform r)", "DYMU c=0 (uniform r)", "DYMU c=1 (uniform r)",
+                          "AdaShare"]
+    # Every timed run went through Runtime._run: warmup + rounds x iters per row, nothing else.
+    assert len(seen) == len(rows) * (warmup + rounds * iters)
+    for label in ("DYMU c=0 (uniform r)", "DYMU c=1 (uniform r)"):
+        t = rows[label]["timed"]
+        assert rows[label]["binding"] == "affine" and t["bundle"] == "grid" and not t["static"]
+        assert t["binding_mode"] == "affine" and t["weight_kind"] == "affine" and t["bound_slots"] > 0
+        assert t["binding"] == "exact" and t["matches_evaluated"], t       # the evaluated tree was timed
+        assert (t["topology"], "exact", "affine", False) in seen
+    for label in ("single-task", "PHN-BN (uniform r)", "AdaShare"):
+        t = rows[label]["timed"]
+        assert rows[label]["binding"] == "static" and t["bundle"] == "static" and t["static"]
+        assert t["binding"] == "static" and t["bound_slots"] == 0
+        assert (t["topology"], "static", t["binding_mode"], True) in seen
+    for r in rep["rows"]:
+        assert r["timed"]["threads"] == 1 and r["timed"]["profile"] == "x86-64-cpu"
+        assert r["latency_ms"]["n"] == rounds * iters and r["latency_ms"]["p50"] > 0
+    assert rep["latency_protocol"]["path"].startswith("dymu_rt.runtime.Runtime.timed_call")
+    assert set(rep["latency_protocol"]["bindings"]) == {"affine", "static"}
+    # PHN-BN shares its encoder: fewer parameters than the N single-task streams.
+    assert rows["PHN-BN (uniform r)"]["params"] < rows["single-task"]["params"]
+
+
+def test_phn_bn_static_bundle_computes_the_phn_forward(runs, tmp_path):
+    """The PHN-BN row's deployed form (shared tree, heads on stream 0, BN of uniform r folded)
+    runs through the runtime equal to the training-time forward within 1e-4."""
+    from dymu_rt.compare import contenders
+    from dymu_rt.compile.static import write_static_bundle
+    from dymu_rt.runtime import Runtime
+    from dymu_rt.train.phn import load_phn_bn
+
+    dymu, _ = runs
+    run = RunDir(dymu)
+    row = next(r for r in contenders([run]) if r["label"].startswith("PHN-BN"))
+    dep = row["deploy"]
+    x = torch.rand(2, 3, *run.preset().input_size, generator=torch.Generator().manual_seed(0))
+    phn = load_phn_bn(run)
+    r = torch.full((3,), 1 / 3)
+    with torch.no_grad():
+        want = phn(x, r)
+    write_static_bundle(tmp_path / "b", run.preset(), run.read_config(), row["module"], dep["graph"], "phn-bn",
+                        dep["weights_id"], dymu, progress=False)
+    rt = Runtime.open(tmp_path / "b")
+    rt.set_preference(None, None)
+    got = rt.infer(x.numpy())
+    rt.close()
+    for task, v in want.items():
+        np.testing.assert_allclose(got[task], v.numpy(), atol=1e-4, rtol=1e-4)
