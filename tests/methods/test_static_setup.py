@@ -74,6 +74,7 @@ def test_a_run_killed_in_every_stage_resumes_to_the_uninterrupted_result(tmp_pat
     a, b = load_file(str(whole.module_path("model"))), load_file(str(parts.module_path("model")))
     assert a.keys() == b.keys()
     worst = max(float((a[k].double() - b[k].double()).abs().max()) if a[k].numel() else 0.0 for k in a)
+    print(f"{method}: killed in every stage and resumed vs uninterrupted, max |dw| = {worst:.3g}")
     assert worst <= 1e-6, f"resumed run differs from the uninterrupted one by {worst}"
     ca, cb = whole.read_config()["stages"], parts.read_config()["stages"]
     decision = "policy" if method == "adashare" else "masks"
