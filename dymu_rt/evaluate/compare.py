@@ -185,8 +185,12 @@ def plot_compare(report: dict, out) -> Path:
         col = next((v for k, v in colors.items() if row["label"].startswith(k)), "#000000")
         ax.scatter([x], [y], s=30 + 400 * row["gmacs"] / gmax, color=col, alpha=0.8, edgecolor="black",
                    linewidth=0.5)
-        # Points close in latency get their labels stacked apart (rank within the cluster).
-        rank = sum(1 for j in range(i) if abs(xs[j] - x) < 0.06 * span)
+        # Points close in latency get their labels stacked apart, top to bottom in the
+        # order of their Δ_T (rank = points of the cluster above this one), so each label
+        # sits next to its own marker.
+        ys = [r["delta_t"]["mean"] for r in rows]
+        rank = sum(1 for j in range(len(rows)) if j != i and abs(xs[j] - x) < 0.06 * span
+                   and (ys[j] > y or (ys[j] == y and j < i)))
         ax.annotate(f"{row['label']}: {row['params'] / 1e6:.2f} M, {row['gmacs']:.3f} GMACs", (x, y),
                     textcoords="offset points", xytext=(10, 6 - 16 * rank), fontsize=7,
                     arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#777777"} if rank else None)
