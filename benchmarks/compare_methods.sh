@@ -2,8 +2,9 @@
 # Train every method on one preset and put them side by side (issue 18).
 #   bash benchmarks/compare_methods.sh [OUT_DIR] [PRESET]   (PRESET e.g. synth-nyu, synth-dag-nyu)
 # Stage lengths: DYMU at the preset's defaults; AdaShare / DAG at STATIC_STEPS (warm-up,
-# search, final) — the defaults below are the reduced CPU schedules the issue-18 note's
-# table used on a shared machine; unset them (STATIC_STEPS="") for the presets' defaults.
+# search, final) — the default below is a reduced schedule (100 / 100 / 300) for a quick
+# look; STATIC_STEPS="" trains them at the presets' defaults, which is what README's tables
+# (synth-nyu, synth-dag-nyu) use.
 # DYMU_STEPS (default empty: the preset's defaults) and PHN_STEPS shorten the DYMU run and
 # its PHN-BN baseline for a smoke run, e.g.
 #   DYMU_STEPS="--anchor-steps 20 --edge-steps 20 --weight-steps 20" PHN_STEPS="--steps 20" \

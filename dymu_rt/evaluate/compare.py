@@ -11,6 +11,8 @@ steps as a static method's warm-up and final stage by default). The comparison i
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -185,14 +187,19 @@ def plot_compare(report: dict, out) -> Path:
         col = next((v for k, v in colors.items() if row["label"].startswith(k)), "#000000")
         ax.scatter([x], [y], s=30 + 400 * row["gmacs"] / gmax, color=col, alpha=0.8, edgecolor="black",
                    linewidth=0.5)
-        # Points close in latency get their labels stacked apart, top to bottom in the
+        # Points close on the plot get their labels stacked apart, top to bottom in the
         # order of their Δ_T (rank = points of the cluster above this one), so each label
         # sits next to its own marker.
         ys = [r["delta_t"]["mean"] for r in rows]
-        rank = sum(1 for j in range(len(rows)) if j != i and abs(xs[j] - x) < 0.06 * span
-                   and (ys[j] > y or (ys[j] == y and j < i)))
+        yspan = (max(ys) - min(ys)) or 1.0
+        near = [j for j in range(len(rows)) if j != i and
+                math.hypot((xs[j] - x) / span, (ys[j] - y) / yspan) < 0.15]
+        rank = sum(1 for j in near if ys[j] > y or (ys[j] == y and j < i))
+        # Labels of the right-most points go to their left, so they stay inside the axes.
+        left = x > min(xs) + 0.65 * span
         ax.annotate(f"{row['label']}: {row['params'] / 1e6:.2f} M, {row['gmacs']:.3f} GMACs", (x, y),
-                    textcoords="offset points", xytext=(10, 6 - 16 * rank), fontsize=7,
+                    textcoords="offset points", xytext=(-10 if left else 10, 6 - 16 * rank), fontsize=7,
+                    ha="right" if left else "left",
                     arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#777777"} if rank else None)
     ax.axhline(0.0, color="#999999", lw=0.8, ls="--")
     lp = report["latency_protocol"]
