@@ -21,7 +21,7 @@ import torch
 
 from dymu_rt.control.preference import sample_preferences
 from dymu_rt.errors import ValidationError
-from dymu_rt.evaluate.controller import resolve_reference
+from dymu_rt.evaluate.controller import parse_reference, resolve_reference
 from dymu_rt.evaluate.hypervolume import hypervolume
 from dymu_rt.evaluate.plots import _pyplot, _save
 from dymu_rt.evaluate.uniformity import uniformity
@@ -138,12 +138,7 @@ def evaluate_static_run(run, n_val: Optional[int] = None, reference=None, seed: 
                                   "preferences to sweep)")
     if n_val is not None and (isinstance(n_val, bool) or not isinstance(n_val, int) or n_val < 1):
         raise ValidationError(f"--n-val {n_val}: expected an integer >= 1")
-    ref = None
-    if reference is not None:
-        try:
-            ref = [float(v) for v in (reference.split(",") if isinstance(reference, str) else reference)]
-        except ValueError:
-            raise ValidationError(f"--reference {reference!r}: expected comma-separated numbers") from None
+    ref = parse_reference(reference)
     report = evaluate_static(run, n_val=n_val, seed=seed, reference=ref,
                              single_task=None if single_task is None else str(single_task), progress=progress)
     out_dir = Path(plots) if plots is not None else Path(run) / "eval"

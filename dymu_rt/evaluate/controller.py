@@ -64,6 +64,17 @@ def _positive_int(value, what: str, minimum: int = 1) -> int:
 DATA_REFERENCE = "1.1 x worst loss seen (data-dependent: not comparable across runs)"
 
 
+def parse_reference(reference) -> Optional[list[float]]:
+    """``--reference`` as given (comma-separated text or a sequence) as floats, or None;
+    :func:`resolve_reference` checks the values against the preset."""
+    if reference is None:
+        return None
+    try:
+        return [float(v) for v in (reference.split(",") if isinstance(reference, str) else reference)]
+    except ValueError:
+        raise ValidationError(f"--reference {reference!r}: expected comma-separated numbers") from None
+
+
 def resolve_reference(preset, reference: Optional[Sequence[float]] = None) -> tuple[Optional[np.ndarray], str]:
     """The HV reference point to use for ``preset`` and where it comes from.
 

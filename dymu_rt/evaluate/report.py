@@ -24,7 +24,7 @@ import torch
 from dymu_rt.control.preference import Preference, grid_r, make_preference
 from dymu_rt.errors import ValidationError
 from dymu_rt.evaluate.compare import dymu_delta_t
-from dymu_rt.evaluate.controller import evaluate_controller, resolve_reference
+from dymu_rt.evaluate.controller import evaluate_controller, parse_reference, resolve_reference
 from dymu_rt.evaluate.plots import plot_controllability, plot_resource_usage, plot_trees
 from dymu_rt.evaluate.resource_map import plot_resource_map
 from dymu_rt.models.cost import CostModel
@@ -148,12 +148,7 @@ def evaluate_run(run, grid: Optional[str] = None, c_grid: Optional[str] = None, 
             else list(c)
         if not cs:
             raise ValidationError(f"--c {c!r}: expected comma-separated values in [0, 1]")
-    ref = None
-    if reference is not None:
-        try:
-            ref = [float(v) for v in (reference.split(",") if isinstance(reference, str) else reference)]
-        except ValueError:
-            raise ValidationError(f"--reference {reference!r}: expected comma-separated numbers") from None
+    ref = parse_reference(reference)
     preset = RunDir(run).preset()
     resolve_reference(preset, ref)
     picks = [parse_tree_spec(t, len(preset.tasks)) for t in trees or []]
