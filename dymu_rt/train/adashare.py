@@ -29,12 +29,12 @@ import torch.nn.functional as F
 
 from dymu_rt.models.adashare import AdaShareNet, lower_policy
 from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.common import (JsonlLog, anchor_lr, make_anchor_optimizer, make_split, make_tasks,
-                                  seed_everything, set_lr, weighted_task_loss)
+from dymu_rt.train.common import (JsonlLog, anchor_lr, make_anchor_optimizer, make_split, seed_everything,
+                                  set_lr, weighted_task_loss)
 from dymu_rt.train.device import fp32_outputs
 from dymu_rt.train.evaluation import evaluate_tree
 from dymu_rt.train.setup import TrainSetup, backward_step
-from dymu_rt.train.static_run import StageProgress, load_stage, save_result, save_stage
+from dymu_rt.train.static_run import StageProgress, load_stage, save_result, save_stage, start_static
 from dymu_rt.utils.progress import make_progress
 
 
@@ -145,16 +145,8 @@ def train_adashare(run: RunDir, data: str, seed: int, n_train: Optional[int], n_
     Every stage saves its state every ``save_every`` steps and resumes from the last save;
     ``on_step(stage, step)`` is called after every step (tests raise from it).
     """
-    setup = setup or TrainSetup()
+    setup, ac, preset, tasks, train_set, log = start_static(run, data, seed, n_train, setup, AdaShareConfig, "adashare.jsonl")
     dev, dist = setup.dev, setup.dist
-    cfg = run.read_config()
-    ac = AdaShareConfig(**cfg["method_config"])
-    dist.local_batch(ac.batch)
-    preset = run.preset()
-    tasks = make_tasks(preset)
-    train_set = make_split(preset, data, "train", n=n_train, augment=True, seed=seed)
-    log = JsonlLog(run.path / "logs" / "adashare.jsonl") if dist.is_main else None
-    seed_everything(seed)
     net = dev.prepare(AdaShareNet(preset))
     with make_progress(disable=not progress) as bar:
         ctx = _Ctx(run, setup, tasks, preset, ac, train_set, seed, save_every, bar, log, on_step)

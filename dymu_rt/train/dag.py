@@ -33,12 +33,12 @@ import torch
 
 from dymu_rt.models.dag import DagNet, DagSpec, default_spec, lower_masks
 from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.common import (JsonlLog, anchor_lr, make_anchor_optimizer, make_split, make_tasks,
-                                  seed_everything, set_lr, weighted_task_loss)
+from dymu_rt.train.common import (JsonlLog, anchor_lr, make_anchor_optimizer, make_split, set_lr,
+                                  weighted_task_loss)
 from dymu_rt.train.device import fp32_outputs
 from dymu_rt.train.evaluation import evaluate_tree
 from dymu_rt.train.setup import TrainSetup, backward_step
-from dymu_rt.train.static_run import StageProgress, load_stage, save_result, save_stage
+from dymu_rt.train.static_run import StageProgress, load_stage, save_result, save_stage, start_static
 from dymu_rt.utils.progress import make_progress
 
 
@@ -207,16 +207,8 @@ def train_dag(run: RunDir, data: str, seed: int, n_train: Optional[int], n_val: 
     Every stage saves its state every ``save_every`` steps and resumes from the last save;
     ``on_step(stage, step)`` is called after every step (tests raise from it).
     """
-    setup = setup or TrainSetup()
+    setup, dc, preset, tasks, train_set, log = start_static(run, data, seed, n_train, setup, DagConfig, "dag.jsonl")
     dev, dist = setup.dev, setup.dist
-    cfg = run.read_config()
-    dc = DagConfig(**cfg["method_config"])
-    dist.local_batch(dc.batch)
-    preset = run.preset()
-    tasks = make_tasks(preset)
-    train_set = make_split(preset, data, "train", n=n_train, augment=True, seed=seed)
-    log = JsonlLog(run.path / "logs" / "dag.jsonl") if dist.is_main else None
-    seed_everything(seed)
     net = dev.prepare(DagNet(preset, dag_spec(preset, dc)))
     budget = dc.budget or float(dc.states)
     ctx = _Ctx(run, setup, tasks, preset, dc.batch, train_set, save_every, log, on_step)

@@ -13,7 +13,7 @@ with (layout in :mod:`dymu_rt.train.static`'s docstring)::
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 import torch
 
@@ -21,7 +21,7 @@ from dymu_rt.errors import CheckpointError
 from dymu_rt.models.graph import StaticGraph
 from dymu_rt.train.checkpoint import (RunDir, load_module, load_state_into, optimizer_tensors, restore_optimizer,
                                       save_module)
-from dymu_rt.train.common import JsonlLog, restore_rng, rng_state
+from dymu_rt.train.common import JsonlLog, make_split, make_tasks, restore_rng, rng_state, seed_everything
 from dymu_rt.train.distributed import sync_batchnorm, unsync_batchnorm
 from dymu_rt.train.setup import TrainSetup, restore_scaler, scaler_meta
 from dymu_rt.utils.io import atomic_write_json
@@ -34,6 +34,33 @@ MODEL = "model"
 def method_of(run: RunDir) -> str:
     """The method a run was trained with ("dymu" for runs that predate the option)."""
     return str(run.read_config().get("method", "dymu"))
+
+
+class StaticStart(NamedTuple):
+    """What a static trainer works with (:func:`start_static`)."""
+
+    setup: TrainSetup
+    config: Any
+    preset: Any
+    tasks: list
+    train_set: Any
+    log: Optional[JsonlLog]
+
+
+def start_static(run: RunDir, data: str, seed: int, n_train: Optional[int], setup: Optional[TrainSetup],
+                 config_cls: type, log_name: str) -> StaticStart:
+    """The set-up both static trainers do before their stages, in this order: the run's
+    ``method_config`` as ``config_cls`` (its batch split across ranks), the preset's tasks
+    and augmented training split, the log ``logs/<log_name>`` (rank 0 only), the seed."""
+    setup = setup or TrainSetup()
+    config = config_cls(**run.read_config()["method_config"])
+    setup.dist.local_batch(config.batch)
+    preset = run.preset()
+    tasks = make_tasks(preset)
+    train_set = make_split(preset, data, "train", n=n_train, augment=True, seed=seed)
+    log = JsonlLog(run.path / "logs" / log_name) if setup.dist.is_main else None
+    seed_everything(seed)
+    return StaticStart(setup, config, preset, tasks, train_set, log)
 
 
 def save_stage(run: RunDir, stage: str, net: torch.nn.Module, summary: dict[str, Any],
