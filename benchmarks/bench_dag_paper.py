@@ -38,11 +38,8 @@ from pathlib import Path
 
 
 def _sizes(flows: list[int]) -> list[dict]:
-    import torch
-
+    from dymu_rt.compile.describe import dag_costs
     from dymu_rt.models.backbones import build_nodes, build_stem
-    from dymu_rt.models.dag import DagNet, default_spec, lower_masks
-    from dymu_rt.models.graph import graph_cost, materialize_graph
     from dymu_rt.models.heads import build_head
     from dymu_rt.models.presets import get_preset
 
@@ -52,21 +49,15 @@ def _sizes(flows: list[int]) -> list[dict]:
         stem, _ = build_stem(preset.backbone)
         nodes, infos = build_nodes(preset.backbone)
         vgg = sum(p.numel() for m in [stem, *nodes] for p in m.parameters())
-        head = sum(p.numel() for t in preset.tasks
-                   for p in build_head(preset.head, infos[-1].out_channels, 0, t.out_channels).parameters())
-        shared_bottom = vgg + head
-        for m in flows:
-            net = DagNet(preset, default_spec(preset, m)).eval()
-            K, N, E = len(net.task_names), net.spec.states, len(net.edge_list)
-            heads = sum(p.numel() for p in net.heads.parameters())
-            central = sum(p.numel() for p in net.weight_parameters()) - heads
-            graph = lower_masks(net, torch.ones(K, N), torch.ones(K, N), torch.ones(K, E))
-            cost = graph_cost(materialize_graph(net, graph, preset.mean, preset.std), tuple(preset.input_size))
-            rows.append({"preset": name, "input": list(preset.input_size), "M": m, "edges": E,
-                         "central_params": central, "head_params": heads, "params": cost.params,
-                         "gmacs": cost.macs / 1e9, "shared_bottom_params": shared_bottom,
-                         "vs_shared_bottom": cost.params / shared_bottom})
-            del net
+        heads = sum(p.numel() for t in preset.tasks
+                    for p in build_head(preset.head, infos[-1].out_channels, 0, t.out_channels).parameters())
+        shared_bottom = vgg + heads
+        # The same full-network cost `dymu-rt inspect PRESET` prints (every edge kept).
+        for row in dag_costs(preset, flows=tuple(flows)):
+            rows.append({"preset": name, "input": list(preset.input_size), "M": row["flow"], "edges": row["edges"],
+                         "central_params": row["params"] - heads, "head_params": heads, "params": row["params"],
+                         "gmacs": row["gmacs"], "shared_bottom_params": shared_bottom,
+                         "vs_shared_bottom": row["params"] / shared_bottom})
     return rows
 
 
