@@ -50,8 +50,8 @@ def check_repository(repo) -> list[str]:
         versions = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
         if not versions:
             problems.append(f"{folder.name}: no version folder")
-        if cfg.platform == "onnxruntime_onnx":
-            for v in versions:
+        if cfg.platform == "onnxruntime_onnx" or (cfg.backend == "python" and folder.name != "dymu"):
+            for v in versions:   # ONNX Runtime backend, or the Python backend running model.onnx
                 problems += _check_onnx(folder.name, cfg, v / "model.onnx")
     router = configs.get("dymu")
     if router is None:

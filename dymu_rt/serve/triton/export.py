@@ -25,7 +25,15 @@ CPU instances (``KIND_CPU``). ``--backend tensorrt`` serves the same ONNX files 
 instances (``KIND_GPU``) with the ONNX Runtime backend's TensorRT execution accelerator:
 TensorRT plans are tied to the TensorRT version and GPU of the serving container, so the
 server builds them on its own GPU at load time (engine cache enabled) instead of this
-machine shipping plans for a GPU it does not know.
+machine shipping plans for a GPU it does not know. ``--backend python`` serves the same
+ONNX files (hypernets and topologies) for a Triton with only the Python backend (the
+``nvidia-pytriton`` wheel's server, a CPU-only edge box): each is a Python-backend model
+(``python_model/model.py``) holding one ONNX Runtime session per instance (``--instances``,
+``--threads``); the router is the same. That server's Python does not see a virtual
+environment's packages, so every Python-backend config names the site-packages folders
+holding numpy and onnxruntime (``dymu_rt.site_packages``: by default those of the Python
+running the export; ``--site-packages`` overrides), read by ``dymu_site.py`` beside each
+``model.py``.
 
 Versions: every model of one export gets the same version number, one more than the
 highest in the repository, and the router calls the others at exactly its own version, so
@@ -37,10 +45,13 @@ next to ``REPO`` (existing versions hard-linked, not copied) and swapped in by r
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import re
 import shutil
+import site
+import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -49,7 +60,7 @@ import numpy as np
 from dymu_rt.backends import onnx_proto
 from dymu_rt.backends.onnxruntime import affine_graph
 from dymu_rt.bundle.layout import MANIFEST, Manifest, verify_bundle
-from dymu_rt.errors import ValidationError
+from dymu_rt.errors import BackendUnavailable, ValidationError
 from dymu_rt.bundle.weight_pool import bundle_fold_params
 from dymu_rt.runtime.binding import raw_weights, slot_weights
 from dymu_rt.serve.triton import config as C
@@ -57,15 +68,26 @@ from dymu_rt.serve.triton import routing as R
 from dymu_rt.serve.triton.vendor import vendored_files
 from dymu_rt.utils.io import sha256_file
 
-BACKENDS = ("onnxruntime", "tensorrt")
+BACKENDS = ("onnxruntime", "tensorrt", "python")
 ROUTER = "dymu"
 EDGE = f"{ROUTER}_edge_hypernet"
 WEIGHT = f"{ROUTER}_weight_hypernet"
 TOPOLOGY_PREFIX = f"{ROUTER}_topo_"
 MAX_BATCH_LIMIT = 4096
+MAX_INSTANCES = 64
+MAX_THREADS = 256
 #: dynamic batcher wait for more requests (topology models and router)
 QUEUE_DELAY_US = 500
 ROUTER_TEMPLATE = Path(__file__).parent / "router" / "model.py"
+#: ``--backend python``: an ONNX model run by ONNX Runtime in the Python backend
+PYTHON_MODEL_TEMPLATE = Path(__file__).parent / "python_model" / "model.py"
+#: beside every Python-backend model.py: puts ``dymu_rt.site_packages`` on sys.path
+SITE_TEMPLATE = Path(__file__).parent / "router" / "dymu_site.py"
+PARAM_SITE = "dymu_rt.site_packages"
+PARAM_PYTHON = "dymu_rt.python"
+PARAM_THREADS = "dymu_rt.threads"
+#: what the Python-backend models import from ``dymu_rt.site_packages``
+SERVER_MODULES = ("numpy", "onnxruntime")
 
 
 def topology_model(topology: str) -> str:
@@ -180,11 +202,99 @@ class _Plan:
     backend: str
     max_batch: int
     version: int
+    instances: int = 1
+    threads: int = 1
+    site_packages: tuple[str, ...] = ()
 
     @property
     def params(self) -> list[dict]:
         return C.parameters({C.PARAM_BUNDLE_SHA: self.view.sha256, C.PARAM_PRODUCER: self.view.producer,
                              "dymu_rt.backend": self.backend})
+
+    @property
+    def settings(self) -> dict:
+        """What besides the bundle makes two exports differ (a re-export with the same is a no-op)."""
+        return {"backend": self.backend, "max_batch": self.max_batch, "instances": self.instances,
+                "threads": self.threads, "site_packages": list(self.site_packages)}
+
+
+# -- --backend python: dependencies and Python-backend models -----------------------------------
+
+def site_packages_dirs() -> list[str]:
+    """The site-packages folders of this Python: its ``site.getsitepackages()`` and every
+    ``sys.path`` entry named ``site-packages``/``dist-packages`` (a ``.pth`` file may add a
+    second environment's), existing folders only, in ``sys.path`` order."""
+    found = [*sys.path, *site.getsitepackages()]
+    out: list[str] = []
+    for p in found:
+        if p and Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir():
+            p = str(Path(p).resolve())
+            if p not in out:
+                out.append(p)
+    return out
+
+
+def resolve_site_packages(site_packages) -> tuple[str, ...]:
+    """``--site-packages`` folders (default: :func:`site_packages_dirs`), checked to hold what the
+    Python-backend models import (:data:`SERVER_MODULES`); ValidationError otherwise."""
+    given = site_packages is not None and len(site_packages) > 0
+    dirs = [str(Path(d).resolve()) for d in site_packages] if given else site_packages_dirs()
+    for d in dirs:
+        if not Path(d).is_dir():
+            raise ValidationError(f"--site-packages {d} is not a directory; expected the site-packages folder of "
+                                  "a Python environment with numpy and onnxruntime")
+    for module in SERVER_MODULES:
+        if not any((Path(d) / module).is_dir() for d in dirs):
+            where = ", ".join(dirs) or "(none found)"
+            raise ValidationError(f"--site-packages {where} holds no {module}; expected the site-packages folder(s) "
+                                  f"of a Python {sys.version_info[0]}.{sys.version_info[1]} environment with "
+                                  f"{' and '.join(SERVER_MODULES)} (the server's Python backend imports them)")
+    return tuple(dirs)
+
+
+def check_dependencies(check_configs: bool) -> None:
+    """Raise BackendUnavailable, before anything is written, when a package the export's
+    caller will need is missing: with ``check_configs``, Triton's ModelConfig protobuf
+    (``tritonclient[grpc]``) that :func:`dymu_rt.serve.triton.check_repository` parses with."""
+    if not check_configs:
+        return
+    for module in ("google.protobuf.text_format", "tritonclient.grpc.model_config_pb2"):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise BackendUnavailable(f"checking the exported configs needs {module} ({e}); pip install "
+                                     "'tritonclient[grpc]' (or dymu-rt[triton]), or pass --no-check to export "
+                                     "without checking") from None
+
+
+def _python_parameters(plan: _Plan) -> list[dict]:
+    """Parameters of every Python-backend model of a ``--backend python`` export."""
+    if plan.backend != "python":
+        return []
+    return C.parameters({PARAM_SITE: list(plan.site_packages),
+                         PARAM_PYTHON: f"{sys.version_info[0]}.{sys.version_info[1]}"})
+
+
+def _python_onnx_model(plan: _Plan, cfg: dict, onnx_bytes: bytes, count: int) -> tuple[dict, dict[str, bytes]]:
+    """An ONNX model's config ``cfg`` (as for the ONNX Runtime backend) turned into a
+    Python-backend model running it with ONNX Runtime; returns (config, version files)."""
+    cfg = {k: v for k, v in cfg.items() if k not in ("platform", "optimization")}
+    cfg = {"name": cfg.pop("name"), "backend": "python", **cfg, "instance_group": _instance_group("KIND_CPU", count)}
+    cfg["parameters"] = [*cfg.get("parameters", []), *_python_parameters(plan),
+                         *C.parameters({PARAM_THREADS: str(plan.threads)})]
+    v = str(plan.version)
+    files = {f"{v}/model.onnx": onnx_bytes, f"{v}/model.py": PYTHON_MODEL_TEMPLATE.read_bytes(),
+             f"{v}/dymu_site.py": SITE_TEMPLATE.read_bytes()}
+    return cfg, files
+
+
+def _model_files(plan: _Plan, cfg: dict, onnx_bytes: bytes, count: int = 1) -> tuple[dict, dict[str, bytes]]:
+    """(config, files relative to the model folder) of one ONNX model in ``plan.backend``'s flavour."""
+    if plan.backend == "python":
+        return _python_onnx_model(plan, cfg, onnx_bytes, count)
+    if count != 1:
+        cfg = {**cfg, "instance_group": [{**cfg["instance_group"][0], "count": count}]}
+    return cfg, {f"{plan.version}/model.onnx": onnx_bytes}
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -233,8 +343,8 @@ def _router_files(plan: _Plan, bn: dict, topo_io: dict[str, tuple[list, list]], 
 
     view, m = plan.view, plan.view.manifest
     spec = {
-        "kind": R.SPEC_KIND, "bundle_sha256": view.sha256, "producer": view.producer, "backend": plan.backend,
-        "max_batch": plan.max_batch, "version": plan.version, "n_tasks": m.n_tasks,
+        "kind": R.SPEC_KIND, "bundle_sha256": view.sha256, "producer": view.producer, **plan.settings,
+        "version": plan.version, "n_tasks": m.n_tasks,
         "num_layers": m.num_layers, "topology_salt": m.topology_salt,
         "tasks": [dataclasses.asdict(t) for t in m.tasks], "input_size": list(m.input_size),
         "models": {"edge_hypernet": EDGE, "weight_hypernet": WEIGHT, "edge_output": hyper_out[EDGE],
@@ -248,6 +358,7 @@ def _router_files(plan: _Plan, bn: dict, topo_io: dict[str, tuple[list, list]], 
     }
     files = {f"{plan.version}/{k}": v for k, v in vendored_files().items()}
     files[f"{plan.version}/model.py"] = ROUTER_TEMPLATE.read_bytes()
+    files[f"{plan.version}/dymu_site.py"] = SITE_TEMPLATE.read_bytes()
     files[f"{plan.version}/{R.SPEC_FILE}"] = (json.dumps(spec, indent=1, sort_keys=True) + "\n").encode()
     files[f"{plan.version}/{R.BN_FILE}"] = dumps(bn, {"bundle_sha256": view.sha256})
     return files
@@ -266,13 +377,30 @@ def _router_config(plan: _Plan, outputs: list[dict]) -> dict:
         "instance_group": _instance_group("KIND_CPU", 2),
         "dynamic_batching": {"max_queue_delay_microseconds": QUEUE_DELAY_US},
         # clients read it with get_model_config("dymu"): how to turn a picture into `image`
-        "parameters": plan.params + C.parameters({"dymu_rt.preprocessing": dict(plan.view.manifest.preprocessing)}),
+        "parameters": plan.params + C.parameters({"dymu_rt.preprocessing": dict(plan.view.manifest.preprocessing)})
+        + _python_parameters(plan),
     }
 
 
+#: settings of repositories exported before they were recorded in router.json
+_SETTING_DEFAULTS = {"instances": 1, "threads": 1, "site_packages": []}
+
+
+def _check_count(option: str, value, top: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+        raise ValidationError(f"{option} {value!r}; expected an integer from 1 to {top}")
+
+
 def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
-                  on_step: Optional[Callable[[str, int], None]] = None) -> dict[str, Any]:
+                  on_step: Optional[Callable[[str, int], None]] = None, instances: int = 1, threads: int = 1,
+                  site_packages=None, check_configs: bool = False) -> dict[str, Any]:
     """Write (or add a version to) the Triton model repository ``out`` for ``bundle``.
+
+    ``instances``: instances of each topology model; ``threads``: ONNX Runtime intra-op
+    threads per instance (``backend="python"``); ``site_packages``: folders holding numpy and
+    onnxruntime for the server's Python backend (``backend="python"``; default: this
+    Python's). ``check_configs``: the caller will check the configs, so Triton's ModelConfig
+    protobuf must be importable (checked before anything is written).
 
     Returns a summary: ``repo``, ``version``, ``noop`` (same bundle and settings already
     exported), ``models`` (names), ``topologies``, ``bundle_sha256``, ``backend``,
@@ -280,8 +408,13 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
     """
     if backend not in BACKENDS:
         raise ValidationError(f"--backend {backend!r} is unknown; expected one of {', '.join(BACKENDS)}")
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= MAX_BATCH_LIMIT:
-        raise ValidationError(f"--max-batch {max_batch!r}; expected an integer from 1 to {MAX_BATCH_LIMIT}")
+    _check_count("--max-batch", max_batch, MAX_BATCH_LIMIT)
+    _check_count("--instances", instances, MAX_INSTANCES)
+    _check_count("--threads", threads, MAX_THREADS)
+    if backend != "python" and (threads != 1 or site_packages):
+        raise ValidationError(f"--threads/--site-packages apply to --backend python, not {backend!r}")
+    sites = resolve_site_packages(site_packages) if backend == "python" else ()
+    check_dependencies(check_configs)
     out = Path(out)
     view = read_bundle(bundle)
     if out.resolve() == view.root.resolve() or view.root.resolve() in out.resolve().parents:
@@ -289,12 +422,12 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
     top, spec = _existing(out)
     m = view.manifest
     summary = {"repo": str(out), "bundle_sha256": view.sha256, "backend": backend, "max_batch": max_batch,
-               "topologies": len(m.topologies)}
-    if spec is not None and (spec.get("bundle_sha256"), spec.get("backend"), spec.get("max_batch")) == \
-            (view.sha256, backend, max_batch):
+               "instances": instances, "threads": threads, "topologies": len(m.topologies)}
+    plan = _Plan(view, backend, max_batch, top + 1, instances, threads, sites)
+    if spec is not None and spec.get("bundle_sha256") == view.sha256 and \
+            all(spec.get(k, _SETTING_DEFAULTS.get(k)) == want for k, want in plan.settings.items()):
         return {**summary, "version": int(spec.get("version", top)), "noop": True,
                 "models": sorted(p.name for p in out.iterdir() if p.is_dir())}
-    plan = _Plan(view, backend, max_batch, top + 1)
     v = str(plan.version)
     total = len(m.topologies) + 3
     step = (lambda name: on_step(name, total)) if on_step else (lambda name: None)
@@ -313,9 +446,11 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
         for name, src in ((EDGE, view.file("edge_hypernet")), (WEIGHT, view.file("weight_hypernet"))):
             ins, outs = _io(src, batched=False)
             hyper_out[name] = outs[0]["name"]
-            _write(stage / name / v / "model.onnx", src.read_bytes())
             cfg = {"name": name, "platform": "onnxruntime_onnx", "max_batch_size": 0, "input": ins, "output": outs,
                    "instance_group": _instance_group("KIND_CPU"), "parameters": plan.params}
+            cfg, files = _model_files(plan, cfg, src.read_bytes())
+            for rel, data in files.items():
+                _write(stage / name / rel, data)
             _write(stage / name / "config.pbtxt", C.to_pbtxt(cfg).encode())
             models.append(name)
             step(name)
@@ -334,13 +469,15 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
                 raise ValidationError(f"bundle {view.root}: topology {tid} has task outputs {outs}, unlike the "
                                       "others; rebuild the bundle")
             topo_io[tid] = (ins, outs)
-            _write(stage / name / v / "model.onnx", model.SerializeToString())
             cfg = {"name": name, "platform": "onnxruntime_onnx", "max_batch_size": max_batch, "input": ins,
                    "output": outs, "instance_group": _instance_group("KIND_GPU" if gpu else "KIND_CPU"),
                    "dynamic_batching": {"max_queue_delay_microseconds": QUEUE_DELAY_US}}
             if gpu:
                 cfg["optimization"] = _tensorrt_accelerator(name)
             cfg["parameters"] = plan.params + C.parameters({"dymu_rt.topology": tid})
+            cfg, files = _model_files(plan, cfg, model.SerializeToString(), instances)
+            for rel, data in files.items():
+                _write(stage / name / rel, data)
             _write(stage / name / "config.pbtxt", C.to_pbtxt(cfg).encode())
             models.append(name)
             step(name)

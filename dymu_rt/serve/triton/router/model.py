@@ -13,19 +13,25 @@ raw tensor per task, plus ``topology``, ``binding`` ("exact" | "nearest-grid"),
 A request with a bad preference or image gets an error response (``error: ...``, the
 message the dymu-rt CLI would print); the other requests of the batch are served.
 
-Only numpy and the vendored ``dymu_vendor`` package (next to this file) are imported.
+Only numpy and the vendored ``dymu_vendor`` package (next to this file) are imported, after
+``dymu_site`` (next to this file) has put the site-packages folders that ``config.pbtxt``
+names, if any, on ``sys.path``.
 """
 
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
 _HERE = Path(__file__).resolve().parent
 if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
+
+import dymu_site  # noqa: E402  (first: the server's site-packages, when config.pbtxt names them)
+
+dymu_site.add_site_dirs(_HERE.parent / "config.pbtxt")
+
+import numpy as np  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from dymu_vendor.errors import ValidationError  # noqa: E402
 from dymu_vendor.serve.triton.routing import RouterSpec, group_rows, hypernet_feeds  # noqa: E402
