@@ -121,6 +121,8 @@ class TritonServer:
         self.workdir = Path(tempfile.mkdtemp(prefix="dymu-tritonserver-"))
         self.backends = _backend_dir(found, self.workdir)
         self.log_path = log or self.workdir / "server.log"
+        # the Python backend's shared-memory regions, named so that kill() can remove them
+        self.shm_prefix = f"dymu_test_{os.getpid()}_{self.workdir.name[-8:]}_"
         self.proc: Optional[subprocess.Popen] = None
         self.http_port = self.grpc_port = self.metrics_port = 0
 
@@ -141,7 +143,7 @@ class TritonServer:
                f"--backend-directory={self.backends}", "--http-address=127.0.0.1", "--grpc-address=127.0.0.1",
                f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
                f"--metrics-port={self.metrics_port}", "--allow-metrics=false", "--allow-gpu-metrics=false",
-               "--strict-readiness=true", "--exit-on-error=true", "--exit-timeout-secs=5", "--log-verbose=0"]
+               f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}", "--strict-readiness=true", "--exit-on-error=true", "--exit-timeout-secs=5", "--log-verbose=0"]
         if self.model_control == "poll":
             cmd += ["--model-control-mode=poll", f"--repository-poll-secs={self.poll_secs}"]
         elif self.model_control == "explicit":
@@ -191,6 +193,8 @@ class TritonServer:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(30)
+        for region in Path("/dev/shm").glob(f"{self.shm_prefix}*"):     # what a clean exit would remove
+            region.unlink(missing_ok=True)
         self._close()
 
     def _close(self) -> None:

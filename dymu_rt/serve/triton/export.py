@@ -78,6 +78,10 @@ MAX_INSTANCES = 64
 MAX_THREADS = 256
 #: dynamic batcher wait for more requests (topology models and router)
 QUEUE_DELAY_US = 500
+#: versions of each called model (hypernets, topologies) a server keeps loaded: the newest
+#: two, so that while a re-exported repository loads, requests of the previous router version
+#: still find the models of their own version (the router always serves only its newest)
+CALLED_MODEL_POLICY = {"latest": {"num_versions": 2}}
 ROUTER_TEMPLATE = Path(__file__).parent / "router" / "model.py"
 #: ``--backend python``: an ONNX model run by ONNX Runtime in the Python backend
 PYTHON_MODEL_TEMPLATE = Path(__file__).parent / "python_model" / "model.py"
@@ -447,7 +451,8 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
             ins, outs = _io(src, batched=False)
             hyper_out[name] = outs[0]["name"]
             cfg = {"name": name, "platform": "onnxruntime_onnx", "max_batch_size": 0, "input": ins, "output": outs,
-                   "instance_group": _instance_group("KIND_CPU"), "parameters": plan.params}
+                   "instance_group": _instance_group("KIND_CPU"), "version_policy": CALLED_MODEL_POLICY,
+                   "parameters": plan.params}
             cfg, files = _model_files(plan, cfg, src.read_bytes())
             for rel, data in files.items():
                 _write(stage / name / rel, data)
@@ -471,6 +476,7 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
             topo_io[tid] = (ins, outs)
             cfg = {"name": name, "platform": "onnxruntime_onnx", "max_batch_size": max_batch, "input": ins,
                    "output": outs, "instance_group": _instance_group("KIND_GPU" if gpu else "KIND_CPU"),
+                   "version_policy": CALLED_MODEL_POLICY,
                    "dynamic_batching": {"max_queue_delay_microseconds": QUEUE_DELAY_US}}
             if gpu:
                 cfg["optimization"] = _tensorrt_accelerator(name)
