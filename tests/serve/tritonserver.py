@@ -143,7 +143,7 @@ class TritonServer:
                f"--backend-directory={self.backends}", "--http-address=127.0.0.1", "--grpc-address=127.0.0.1",
                f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
                f"--metrics-port={self.metrics_port}", "--allow-metrics=false", "--allow-gpu-metrics=false",
-               f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}", "--strict-readiness=true", "--exit-on-error=true", "--exit-timeout-secs=5", "--log-verbose=0"]
+               f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}", "--strict-readiness=true", "--exit-on-error=true", "--exit-timeout-secs=3", "--log-verbose=0"]
         if self.model_control == "poll":
             cmd += ["--model-control-mode=poll", f"--repository-poll-secs={self.poll_secs}"]
         elif self.model_control == "explicit":
@@ -186,13 +186,36 @@ class TritonServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             self._wait_exit(timeout)
+        if self.stubs():              # the server died first (a crash): nothing else ends them
+            self.kill()
         self._close()
 
+    def stubs(self) -> list[int]:
+        """Process ids of this server's Python-backend stubs (they leave the server's process
+        group; each names the server's shared-memory prefix on its command line)."""
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if self.shm_prefix.encode() in cmdline and b"triton_python_backend_stub" in cmdline:
+                pids.append(int(proc.name))
+        return pids
+
     def kill(self) -> None:
-        """SIGKILL the server and its Python-backend stubs (its process group), as a crash would."""
+        """SIGKILL the server and then its Python-backend stubs, as a crash of the machine's
+        process would leave things (the stubs would otherwise linger without a parent)."""
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(30)
+        for pid in self.stubs():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         for region in Path("/dev/shm").glob(f"{self.shm_prefix}*"):     # what a clean exit would remove
             region.unlink(missing_ok=True)
         self._close()
