@@ -110,10 +110,6 @@ def _check_router(repo: Path, cfg, configs: dict) -> list[str]:
         called = [spec["models"]["edge_hypernet"], spec["models"]["weight_hypernet"],
                   *(t["model"] for t in spec["topologies"].values())]
         for model in called:
-            provenance = repo / model / str(v) / "dymu_rt.json"      # written by exports since --backend python
-            if provenance.is_file() and json.loads(provenance.read_text()).get(C.PARAM_BUNDLE_SHA) != \
-                    spec["bundle_sha256"]:
-                problems.append(f"dymu v{v} calls {model!r} v{v}, which was exported from another bundle")
             if model not in configs:
                 problems.append(f"dymu v{v} calls model {model!r}, which the repository lacks")
             elif not (repo / model / str(v)).is_dir():

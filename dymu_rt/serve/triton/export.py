@@ -9,7 +9,6 @@ Layout (``REPO/<model>/config.pbtxt``, ``REPO/<model>/<version>/...``)::
       <v>/router.json              tasks, topologies, grid points, BN layout, model names
       <v>/bn_affine.safetensors    per-slot coefficients of scale/shift in the BN deltas
     dymu_edge_hypernet/            the bundle's edge hypernet: r [1, N], c [1, 1] -> logits
-      <v>/model.onnx, <v>/dymu_rt.json   (every called model: which bundle the version is from)
     dymu_weight_hypernet/          the bundle's weight hypernet: r, c -> BN deltas [D]
     dymu_topo_<topology>/          one per topology: image [B, 3, H, W] and per modulated BN
       <v>/model.onnx               slot <slot>.scale / <slot>.shift [B, C, 1, 1] -> one
@@ -42,10 +41,10 @@ a server never mixes models of two bundles. Exporting the same bundle with the s
 settings again changes nothing. The export is atomic: the new repository state is staged
 next to ``REPO`` (existing versions hard-linked, not copied) and swapped in by renames.
 Rolling update on a live server (explicit model control: load the called models, then
-``dymu``; or polling): the called models keep their two newest versions loaded
-(``version_policy``) and their ``config.pbtxt`` does not name the bundle, so the server
-only adds the new version beside the running one; the router (newest version only) switches
-after its in-flight requests complete. tests/serve/test_triton_server.py does this live.
+``dymu``): the called models keep their two newest versions loaded (``version_policy``), so
+requests still running on the previous router find the models of their own version while
+the new router loads; the router (newest version only) switches after its in-flight
+requests complete. tests/serve/test_triton_server.py does this live.
 """
 
 from __future__ import annotations
@@ -93,8 +92,6 @@ ROUTER_TEMPLATE = Path(__file__).parent / "router" / "model.py"
 PYTHON_MODEL_TEMPLATE = Path(__file__).parent / "python_model" / "model.py"
 #: beside every Python-backend model.py: puts ``dymu_rt.site_packages`` on sys.path
 SITE_TEMPLATE = Path(__file__).parent / "router" / "dymu_site.py"
-#: beside each called model's version files: the bundle sha256 and producer it was exported from
-PROVENANCE_FILE = "dymu_rt.json"
 PARAM_SITE = "dymu_rt.site_packages"
 PARAM_PYTHON = "dymu_rt.python"
 PARAM_THREADS = "dymu_rt.threads"
@@ -220,23 +217,8 @@ class _Plan:
 
     @property
     def params(self) -> list[dict]:
-        """The router's dymu-rt parameters (which bundle, who built it, which flavour)."""
         return C.parameters({C.PARAM_BUNDLE_SHA: self.view.sha256, C.PARAM_PRODUCER: self.view.producer,
                              "dymu_rt.backend": self.backend})
-
-    @property
-    def called_params(self) -> list[dict]:
-        """Parameters of the models the router calls: nothing that names the bundle, so that a
-        rebuilt bundle with the same interface leaves their config.pbtxt byte-identical and a
-        server loads only the new version, leaving the running one alone (a changed config
-        makes Triton reload every version, under the previous router's in-flight calls).
-        Which bundle a version comes from is in its :data:`PROVENANCE_FILE`."""
-        return C.parameters({"dymu_rt.backend": self.backend})
-
-    def provenance(self) -> bytes:
-        """``<version>/dymu_rt.json`` of a called model."""
-        data = {C.PARAM_BUNDLE_SHA: self.view.sha256, C.PARAM_PRODUCER: self.view.producer, "version": self.version}
-        return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
 
     @property
     def settings(self) -> dict:
@@ -316,15 +298,12 @@ def _python_onnx_model(plan: _Plan, cfg: dict, onnx_bytes: bytes, count: int) ->
 
 
 def _model_files(plan: _Plan, cfg: dict, onnx_bytes: bytes, count: int = 1) -> tuple[dict, dict[str, bytes]]:
-    """(config, files relative to the model folder) of one called ONNX model in ``plan.backend``'s
-    flavour, its provenance file included."""
+    """(config, files relative to the model folder) of one ONNX model in ``plan.backend``'s flavour."""
     if plan.backend == "python":
-        cfg, files = _python_onnx_model(plan, cfg, onnx_bytes, count)
-    else:
-        if count != 1:
-            cfg = {**cfg, "instance_group": [{**cfg["instance_group"][0], "count": count}]}
-        files = {f"{plan.version}/model.onnx": onnx_bytes}
-    return cfg, {**files, f"{plan.version}/{PROVENANCE_FILE}": plan.provenance()}
+        return _python_onnx_model(plan, cfg, onnx_bytes, count)
+    if count != 1:
+        cfg = {**cfg, "instance_group": [{**cfg["instance_group"][0], "count": count}]}
+    return cfg, {f"{plan.version}/model.onnx": onnx_bytes}
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -478,7 +457,7 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
             hyper_out[name] = outs[0]["name"]
             cfg = {"name": name, "platform": "onnxruntime_onnx", "max_batch_size": 0, "input": ins, "output": outs,
                    "instance_group": _instance_group("KIND_CPU"), "version_policy": CALLED_MODEL_POLICY,
-                   "parameters": plan.called_params}
+                   "parameters": plan.params}
             cfg, files = _model_files(plan, cfg, src.read_bytes())
             for rel, data in files.items():
                 _write(stage / name / rel, data)
@@ -506,7 +485,7 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
                    "dynamic_batching": {"max_queue_delay_microseconds": QUEUE_DELAY_US}}
             if gpu:
                 cfg["optimization"] = _tensorrt_accelerator(name)
-            cfg["parameters"] = plan.called_params + C.parameters({"dymu_rt.topology": tid})
+            cfg["parameters"] = plan.params + C.parameters({"dymu_rt.topology": tid})
             cfg, files = _model_files(plan, cfg, model.SerializeToString(), instances)
             for rel, data in files.items():
                 _write(stage / name / rel, data)
