@@ -20,9 +20,15 @@ Client: the project's own loop (``perf_analyzer`` is not available: the registry
 names it in an extra). Client, server and its Python stubs share this machine's cores, so
 the server numbers include the client's cost; the in-process numbers have no such cost.
 
-In-process reference, same requests, one thread (ONNX Runtime 1 intra-op thread, the
+In-process reference (measured before each server start, median reported), same requests, one thread (ONNX Runtime 1 intra-op thread, the
 x86-64-cpu profile): ``Runtime.set_preference`` + ``infer`` per request (what the server does
 per request), and ``infer`` alone at one fixed preference (the best case: no switching).
+
+CPU cost: besides wall-clock throughput (which on a shared machine mostly says how much of
+the cores each side got: the server runs ~10 processes, the in-process loop one thread),
+each point records CPU milliseconds per request: user + system time of the server and its
+Python stubs (/proc), of the client threads, and of the in-process loop. That is the figure
+to compare across sides on a busy machine.
 
 Writes benchmarks/results/triton/bench_triton.json and .png.
 """
@@ -35,6 +41,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -64,6 +71,19 @@ def request_pool(points, n, seed):
             r[-1] = max(np.float32(0.0), np.float32(1.0) - r[0] - r[1])
             pool.append((r, np.float32(rng.uniform(0, 1))))
     return pool
+
+
+def cpu_seconds(pids) -> float:
+    """user + system CPU seconds so far of processes ``pids`` (those gone count 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick      # utime, stime
+    return total
 
 
 def set_queue_delay(repo: Path, delay_us: int) -> None:
@@ -113,10 +133,15 @@ def client_loop(server, pool, images, concurrency, seconds, seed):
     now = time.perf_counter()
     stop_at[0], stop_at[1] = now + 1.0, now + 1.0 + seconds
     start.wait()
+    server_pids = [server.proc.pid, *server.stubs()]
+    while time.perf_counter() < stop_at[0]:
+        time.sleep(0.01)
+    cpu0 = (cpu_seconds(server_pids), time.process_time())
     for t in threads:
         t.join()
+    cpu = (cpu_seconds(server_pids) - cpu0[0], time.process_time() - cpu0[1])
     flat = [x for lk in lat for x in lk]
-    return len(flat), flat, sum(errors), seconds
+    return len(flat), flat, sum(errors), seconds, cpu
 
 
 def in_process(bundle, pool, images, seconds, seed):
@@ -131,7 +156,10 @@ def in_process(bundle, pool, images, seconds, seed):
         lat = []
         end = time.perf_counter() + 1.0 + seconds
         warm = time.perf_counter() + 1.0
+        cpu0 = None
         while time.perf_counter() < end:
+            if cpu0 is None and time.perf_counter() >= warm:
+                cpu0 = time.process_time()
             r, c = pool[int(rng.integers(len(pool)))]
             x = images[int(rng.integers(len(images)))][None]
             t0 = time.perf_counter()
@@ -140,7 +168,8 @@ def in_process(bundle, pool, images, seconds, seed):
             rt.infer(x)
             if t0 >= warm:
                 lat.append(time.perf_counter() - t0)
-        out[mode] = {"throughput_rps": len(lat) / seconds, "p50_ms": 1e3 * float(np.percentile(lat, 50)),
+        cpu = time.process_time() - (cpu0 if cpu0 is not None else time.process_time())
+        out[mode] = {"throughput_rps": len(lat) / seconds, "cpu_ms_per_request": 1e3 * cpu / max(1, len(lat)), "p50_ms": 1e3 * float(np.percentile(lat, 50)),
                      "p99_ms": 1e3 * float(np.percentile(lat, 99)), "requests": len(lat)}
     rt.close()
     return out
@@ -153,11 +182,11 @@ def plot(result, path):
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for delay, rows in result["triton"].items():
+    for i, (delay, rows) in enumerate(result["triton"].items()):
         cs = [r["concurrency"] for r in rows]
-        a.plot(cs, [r["throughput_rps"] for r in rows], "o-", label=f"Triton, queue delay {delay} µs")
-        b.plot(cs, [r["p50_ms"] for r in rows], "o-", label=f"p50, delay {delay} µs")
-        b.plot(cs, [r["p99_ms"] for r in rows], "x--", label=f"p99, delay {delay} µs")
+        a.plot(cs, [r["throughput_rps"] for r in rows], "o-", color=f"C{i}", label=f"Triton, queue delay {delay} µs")
+        b.plot(cs, [r["p50_ms"] for r in rows], "o-", color=f"C{i}", label=f"p50, delay {delay} µs")
+        b.plot(cs, [r["p99_ms"] for r in rows], "x--", color=f"C{i}", label=f"p99, delay {delay} µs")
     for mode, style in (("switching", ":"), ("fixed", "-.")):
         a.axhline(result["in_process"][mode]["throughput_rps"], ls=style, color="k",
                   label=f"in-process Runtime ({mode} preference)")
@@ -180,7 +209,12 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,2,4,8")
     ap.add_argument("--delays", default="0,500,2000", help="max_queue_delay_microseconds values")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from the JSON in --out")
     args = ap.parse_args()
+    if args.plot_only:
+        plot(json.loads((args.out / "bench_triton.json").read_text()), args.out / "bench_triton.png")
+        return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("error: terminated"))    # stop servers on the way out
     files, why = find_server()
     if files is None:
         sys.exit(f"error: no tritonserver here: {why}")
@@ -198,22 +232,31 @@ def main() -> None:
                   "client": "own gRPC client loop (perf_analyzer unavailable)", "seconds": args.seconds,
                   "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
                   "server": "nvidia-pytriton tritonserver, --backend python, 1 thread/instance", "triton": {}}
-        print("in-process Runtime ...", flush=True)
-        result["in_process"] = in_process(bundle, pool, images, args.seconds, 2)
-        print(json.dumps(result["in_process"]), flush=True)
+        runs = []
         for delay in [int(d) for d in args.delays.split(",")]:
+            # the in-process reference before each server (no server running): the machine is
+            # shared, so it is measured as often as the server and summarized by the median
+            runs.append(in_process(bundle, pool, images, args.seconds, 2 + delay))
+            print(f"in-process {json.dumps(runs[-1])} load {os.getloadavg()[0]:.1f}", flush=True)
             repo = tmp / f"repo-{delay}"
             shutil.copytree(base, repo)
             set_queue_delay(repo, delay)
             rows = []
             with TritonServer(repo, log=tmp / f"server-{delay}.log") as server:
                 for c in [int(x) for x in args.concurrency.split(",")]:
-                    n, lat, errors, wall = client_loop(server, pool, images, c, args.seconds, 10 * c)
+                    n, lat, errors, wall, cpu = client_loop(server, pool, images, c, args.seconds, 10 * c)
                     row = {"concurrency": c, "requests": n, "errors": errors, "throughput_rps": n / wall,
+                           "server_cpu_ms_per_request": 1e3 * cpu[0] / max(1, n),
+                           "client_cpu_ms_per_request": 1e3 * cpu[1] / max(1, n),
+                           "load_avg_1min": os.getloadavg()[0],
                            "p50_ms": 1e3 * float(np.percentile(lat, 50)), "p99_ms": 1e3 * float(np.percentile(lat, 99))}
                     rows.append(row)
                     print(f"delay {delay} us  {json.dumps(row)}", flush=True)
             result["triton"][str(delay)] = rows
+        result["in_process_runs"] = runs
+        result["in_process"] = {mode: {k: float(np.median([r[mode][k] for r in runs]))
+                                       for k in ("throughput_rps", "cpu_ms_per_request", "p50_ms", "p99_ms")}
+                                for mode in runs[0]}
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "bench_triton.json").write_text(json.dumps(result, indent=1) + "\n")
         plot(result, args.out / "bench_triton.png")
