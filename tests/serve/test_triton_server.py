@@ -368,6 +368,7 @@ def test_killed_mid_request_then_restarted(state):
         cl.async_infer("dymu", _inputs(G, image, r, np.full((8, 1), 0.5, np.float32)), callback)
     time.sleep(0.1)
     server.kill()
+    server.cleanup()
     for _ in range(8):
         assert done.acquire(timeout=60), "a request got no answer at all"
     failed = sum(e is not None for e in results)
