@@ -8,8 +8,8 @@ a bundle to measure. ``--run RUN`` instead builds a pascal3-style bundle from a 
 ``benchmarks/bench_scale.py --vary`` does (edge-hypernet heads scaled by ``--vary`` so the
 trees vary over the grid, ``--grid`` step; e.g. ``dymu-rt train --preset pascal3 --out RUN
 --anchor-steps 1 --edge-steps 1 --weight-steps 1 --batch 2 --n-train 8 --n-val 4``). An
-uncalibrated bundle (copied into ``--work``) is calibrated on ``--calib`` procedural scenes
-first (INT8 rows need the ranges).
+bundle is copied into ``--work`` and calibrated there on ``--calib`` procedural scenes (INT8
+rows need the ranges); the copy keeps only the timed topology unless ``--all-topologies``.
 
 Per bundle, at one grid point of its largest tree (most GMACs: the full anchor tree when
 the bundle has it), batch 1, ``--threads`` threads everywhere, timed in interleaved rounds
@@ -101,25 +101,49 @@ def cpu_facts() -> dict:
             "openvino_capabilities": list(core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))}
 
 
-def prepare_bundle(label: str, path: str, work: Path, calib: int) -> Path:
-    """The bundle to measure: the shipped one copied (it is read-only package data), others as
-    given; an uncalibrated bundle is copied into ``work`` and calibrated there."""
+def timed_topology(manifest: dict) -> tuple[str, dict]:
+    """The bundle's largest tree (most MACs; the full anchor tree when the bundle has it) and
+    its first grid point."""
+    tid = max(manifest["topologies"], key=lambda t: (manifest["topologies"][t]["macs"], t))
+    return tid, next(p for p in manifest["points"] if p["topology"] == tid)
+
+
+def prepare_bundle(label: str, path: str, work: Path, calib: int, all_topologies: bool) -> tuple[Path, dict]:
+    """The bundle to measure, calibrated for INT8: a copy in ``work`` (the shipped bundle is
+    read-only package data). Unless ``all_topologies``, the copy keeps only the timed topology
+    and its grid points (the manifest edited by the product's own writer): calibrating every
+    topology of a pascal3 bundle takes minutes each on a shared 2-core machine, and only the
+    timed one is measured. Returns (bundle, what was done)."""
+    from dymu_rt.bundle import sections as S
     from dymu_rt.compile.calibrate import calibrate_bundle
     from dymu_rt.runtime import default_bundle_path
 
     src = Path(default_bundle_path() if path == "default" else path)
     m = json.loads((src / "manifest.json").read_text())
-    if m.get("int8") and path != "default":
-        return src
+    tid, _ = timed_topology(m)
     dst = work / f"{label}-bundle"
     if dst.exists():
         shutil.rmtree(dst)
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("engines"))
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("engines", "calibration", ".lock"))
+    info = {"source": str(src), "topologies_in_source": len(m["topologies"]), "restricted_to_timed": False}
+    if not all_topologies:
+        def keep_timed(doc: dict) -> None:
+            doc["topologies"] = {tid: doc["topologies"][tid]}
+            doc["points"] = [p for p in doc["points"] if p["topology"] == tid]
+            doc.pop("int8", None)
+            doc.pop("engines", None)
+            doc.pop("latency", None)
+
+        S.update_manifest(dst, keep_timed)
+        for g in (dst / "graphs").glob("*.onnx"):
+            if g.name != Path(m["topologies"][tid]["file"]).name:
+                g.unlink()
+        info["restricted_to_timed"] = True
     t = time.perf_counter()
     calibrate_bundle(dst, synth=calib, progress=False)
-    print(f"[{label}] calibrated {len(m['topologies'])} topologies on {calib} scenes in "
-          f"{time.perf_counter() - t:.0f} s", flush=True)
-    return dst
+    info.update(calib_scenes=calib, calib_s=time.perf_counter() - t)
+    print(f"[{label}] calibrated on {calib} scenes in {info['calib_s']:.0f} s", flush=True)
+    return dst, info
 
 
 def build_from_run(run: Path, work: Path, vary: float, grid: str) -> Path:
@@ -156,8 +180,7 @@ def measure(label: str, bundle: Path, args, work: Path) -> dict:
     from dymu_rt.tasks.kinds import LABELLED_KINDS
 
     m = json.loads((bundle / "manifest.json").read_text())
-    tid = max(m["topologies"], key=lambda t: (m["topologies"][t]["macs"], t))
-    point = next(p for p in m["points"] if p["topology"] == tid)
+    tid, point = timed_topology(m)
     h, w = m["preprocessing"]["input_size"]
     x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
     out: dict = {"bundle": str(bundle), "preset": m["preset"], "input_size": [h, w],
@@ -290,6 +313,8 @@ def main() -> None:
     ap.add_argument("--vary", type=float, default=20.0)
     ap.add_argument("--grid", default="0.5")
     ap.add_argument("--calib", type=int, default=8, help="procedural scenes for INT8 calibration")
+    ap.add_argument("--all-topologies", action="store_true",
+                    help="calibrate every topology of the copy (default: keep only the timed one)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=3)
@@ -319,8 +344,8 @@ def main() -> None:
            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "command": "python benchmarks/bench_openvino.py " + " ".join(sys.argv[1:]), "bundles": {}}
     for label, path in bundles.items():
-        bundle = prepare_bundle(label, path, work, args.calib)
-        res["bundles"][label] = measure(label, bundle, args, work)
+        bundle, info = prepare_bundle(label, path, work, args.calib, args.all_topologies)
+        res["bundles"][label] = {**measure(label, bundle, args, work), "prepared": info}
     res["seconds"] = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "bench_openvino.json"
