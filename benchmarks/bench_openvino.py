@@ -24,7 +24,8 @@ cycle through the rows, so machine load hits every row alike):
 * ``dymu-rt ORT session``: the Runtime on ``x86-64-cpu`` with ``binding="session"`` (folded);
 * ``OV fp32 affine``: the Runtime on ``x86-64-cpu-openvino`` (instant tier);
 * ``OV fp32 / bf16 / int8 folded``: the Runtime on ``x86-64-cpu-openvino[-bf16|-int8]`` with
-  ``binding="session"`` (the folded tier: the preference's folded graph compiled on its own).
+  ``binding="session"`` (the folded tier: the preference's folded graph compiled on its own);
+* ``dymu-rt ORT int8 (affine)``: the Runtime on ``x86-64-cpu-int8`` (today's INT8, for context).
 
 Every row is timed through :meth:`Runtime.timed_call` (what ``dymu-rt profile`` times),
 except the plain session. Accuracy: each OpenVINO row's outputs on ``--scenes`` procedural
@@ -53,12 +54,13 @@ HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent))
 
 ROWS = ("dymu-rt default (ORT affine)", "plain ORT folded (ENABLE_ALL)", "dymu-rt ORT session (folded)",
-        "OV fp32 affine", "OV fp32 folded", "OV bf16 folded", "OV int8 folded")
+        "OV fp32 affine", "OV fp32 folded", "OV bf16 folded", "OV int8 folded", "dymu-rt ORT int8 (affine)")
 DEFAULT, PLAIN = ROWS[0], ROWS[1]
 #: row -> (base profile, binding)
 RUNTIME_ROWS = {ROWS[0]: ("x86-64-cpu", "affine"), ROWS[2]: ("x86-64-cpu", "session"),
                 ROWS[3]: ("x86-64-cpu-openvino", "affine"), ROWS[4]: ("x86-64-cpu-openvino", "session"),
-                ROWS[5]: ("x86-64-cpu-openvino-bf16", "session"), ROWS[6]: ("x86-64-cpu-openvino-int8", "session")}
+                ROWS[5]: ("x86-64-cpu-openvino-bf16", "session"), ROWS[6]: ("x86-64-cpu-openvino-int8", "session"),
+                ROWS[7]: ("x86-64-cpu-int8", "affine")}
 
 
 def thread_profile(base: str, threads: int, folder: Path) -> Path:
@@ -207,10 +209,18 @@ def measure(label: str, bundle: Path, args, work: Path) -> dict:
     facts[PLAIN] = {"topology": tid, "backend": "onnxruntime", "binding_mode": "plain session (export-point weights)",
                     "threads": args.threads}
     order = [r for r in ROWS if r in calls]
+    # iters per round: at least --iters, and enough for ~--round-s of the default row per round
+    # (a 1 ms tree needs hundreds of runs for a p50 that machine noise does not decide)
     t = time.perf_counter()
-    stats = time_interleaved([calls[r] for r in order], args.rounds, args.iters, args.warmup)
-    print(f"[{label}] timed {len(order)} rows x {args.rounds} rounds x {args.iters} in {time.perf_counter() - t:.0f} s",
+    for _ in range(3):
+        calls[DEFAULT]()
+    est_s = (time.perf_counter() - t) / 3
+    iters = int(min(500, max(args.iters, round(args.round_s / max(est_s, 1e-6)))))
+    t = time.perf_counter()
+    stats = time_interleaved([calls[r] for r in order], args.rounds, iters, args.warmup)
+    print(f"[{label}] timed {len(order)} rows x {args.rounds} rounds x {iters} in {time.perf_counter() - t:.0f} s",
           flush=True)
+    out["iters_per_round"] = iters
     lat = {r: {**s, "facts": facts[r]} for r, s in zip(order, stats)}
     base = lat[DEFAULT]["p50_ms"]
     for r in lat:
@@ -316,8 +326,10 @@ def main() -> None:
     ap.add_argument("--all-topologies", action="store_true",
                     help="calibrate every topology of the copy (default: keep only the timed one)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--iters", type=int, default=2, help="least timed runs per row per round")
+    ap.add_argument("--round-s", type=float, default=0.3,
+                    help="seconds of the default row per round: iters grow on small trees")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--scenes", type=int, default=4, help="procedural scenes for the accuracy deltas")
     ap.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
@@ -340,7 +352,7 @@ def main() -> None:
         ap.error("give --bundle LABEL=PATH and/or --run RUN")
     t0 = time.perf_counter()
     res = {"versions": library_versions(), "cpu": cpu_facts(), "threads": args.threads, "batch": 1,
-           "rounds": args.rounds, "iters": args.iters, "warmup": args.warmup,
+           "rounds": args.rounds, "min_iters": args.iters, "round_s": args.round_s, "warmup": args.warmup,
            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "command": "python benchmarks/bench_openvino.py " + " ".join(sys.argv[1:]), "bundles": {}}
     for label, path in bundles.items():

@@ -270,6 +270,7 @@ def test_shipped_openvino_profiles_and_their_compile_config():
         cfg = ovb.compile_config(prof, precision)
         # the hint is always explicit: the CPU plugin's own default is bf16 on BF16 CPUs
         assert cfg["INFERENCE_PRECISION_HINT"] == hint and cfg["PERFORMANCE_HINT"] == "LATENCY"
+        assert cfg["ENABLE_CPU_PINNING"] is False
         assert "INFERENCE_NUM_THREADS" not in cfg                      # threads = 0: OpenVINO's default
         one = with_threads(name, 1)                                     # --threads reaches openvino profiles
         assert one.threads == 1 and ovb.compile_config(one, precision)["INFERENCE_NUM_THREADS"] == 1
