@@ -206,7 +206,9 @@ class Compiled:
                 for name, value in feeds.items():
                     req.set_tensor(name, ov.Tensor(np.ascontiguousarray(value)))
                 held = key
-            req.infer({INPUT_NAME: image})
+            # no copies inside OpenVINO's Python layer: the image is read in place, and the
+            # outputs are copied once, below (share_outputs=False would copy them all first)
+            req.infer({INPUT_NAME: image}, share_inputs=True, share_outputs=True)
             outs = []
             for i, nhwc in enumerate(self.nhwc):
                 data = req.get_output_tensor(i).data
