@@ -211,10 +211,11 @@ def measure(label: str, bundle: Path, args, work: Path) -> dict:
     order = [r for r in ROWS if r in calls]
     # iters per round: at least --iters, and enough for ~--round-s of the default row per round
     # (a 1 ms tree needs hundreds of runs for a p50 that machine noise does not decide)
-    t = time.perf_counter()
-    for _ in range(3):
+    est_s = float("inf")
+    for _ in range(5):                  # the fastest of 5: machine load only ever adds
+        t = time.perf_counter()
         calls[DEFAULT]()
-    est_s = (time.perf_counter() - t) / 3
+        est_s = min(est_s, time.perf_counter() - t)
     iters = int(min(500, max(args.iters, round(args.round_s / max(est_s, 1e-6)))))
     t = time.perf_counter()
     stats = time_interleaved([calls[r] for r in order], args.rounds, iters, args.warmup)

@@ -198,11 +198,11 @@ class Compiled:
     def infer(self, image: np.ndarray, feeds: Mapping[str, np.ndarray], key: Any = None) -> list[np.ndarray]:
         """Outputs (copies, in ``output_names`` order) for one batch-1 image and its bound inputs
         ``feeds``; ``key`` identifies ``feeds`` (None: set them whatever the request holds)."""
-        ov = _ov()
         with self._lock:
             req, held = self._free.pop() if self._free else (self.model.create_infer_request(), None)
         try:
             if feeds and (key is None or held is not key):
+                ov = _ov()
                 for name, value in feeds.items():
                     req.set_tensor(name, ov.Tensor(np.ascontiguousarray(value)))
                 held = key
@@ -340,6 +340,8 @@ class OvEngine(Engine):
                 feeds = {k: v if v.shape[0] == 1 else v[i:i + 1] for k, v in b.feeds.items()}
                 per_image.append(b.compiled.infer(images[i:i + 1], feeds))
         names = b.compiled.output_names
+        if n == 1:                          # the outputs are fresh copies already
+            return dict(zip(names, per_image[0]))
         return {name: np.concatenate([o[j] for o in per_image]) for j, name in enumerate(names)}
 
     def memory_bytes(self) -> int:
