@@ -348,7 +348,9 @@ class OvEngine(Engine):
         """Approximate bytes this engine holds: its weights twice (the compiled model's
         repacked constants, plus the graph a ``session`` engine keeps to bind into, or the
         affine model's constants before repacking). An estimate, as ONNX Runtime's is;
-        activations are not counted."""
+        activations are not counted, and OpenVINO keeps them per compiled model: RSS grew
+        ~120 MB per extra cached pascal3 topology against 2 x 24 MB counted here
+        (docs/openvino.md, "Memory")."""
         return 2 * self._bytes
 
     def close(self) -> None:
