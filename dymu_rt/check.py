@@ -9,8 +9,9 @@ and is compared with the *reference* of the same point:
   BN-folded weights written into it: the plain math of docs/INTERFACES.md "Binding");
 * contenders: ONNX Runtime FP32 with the runtime's default binding (``affine``), ONNX Runtime
   INT8 when the bundle is calibrated, and the backend/precision of ``profile`` when given
-  (e.g. TensorRT FP16/INT8 on a GPU profile); a contender that cannot run here (no
-  calibration, no TensorRT/GPU) is listed as skipped with the reason, not failed.
+  (e.g. TensorRT FP16/INT8 on a GPU profile, OpenVINO FP32/BF16/INT8 on an x86 CPU); a
+  contender that cannot run here (no calibration, no TensorRT/GPU, no openvino package, no
+  BF16 in the CPU) is listed as skipped with the reason, not failed.
 
 Per task output: max absolute and max relative error (Polygraphy's comparator,
 ``SimpleCompareFunc`` with ``atol``/``rtol``, when the optional ``polygraphy`` package is
@@ -37,9 +38,10 @@ from dymu_rt.runtime import Runtime
 from dymu_rt.utils.progress import make_progress
 
 #: element-wise tolerances per precision (``--atol/--rtol`` override them for every contender).
-#: FP32 vs FP32 differ by summation order only; FP16/INT8 outputs are judged mainly by the task
-#: metrics below, their element-wise bounds only catch gross breakage.
-DEFAULT_TOLERANCE = {"fp32": (1e-3, 1e-3), "fp16": (0.1, 0.1), "int8": (1.0, 1.0)}
+#: FP32 vs FP32 differ by summation order only; FP16/BF16/INT8 outputs are judged mainly by the
+#: task metrics below, their element-wise bounds only catch gross breakage (BF16 keeps 8 mantissa
+#: bits to FP16's 11: OpenVINO bf16 measured 0.5-1.5 % of each output's range on the fixtures).
+DEFAULT_TOLERANCE = {"fp32": (1e-3, 1e-3), "fp16": (0.1, 0.1), "bf16": (0.25, 0.25), "int8": (1.0, 1.0)}
 
 #: task kind -> (metric, allowed change in the bad direction, relative?)
 METRIC_LIMITS = {"segmentation": ("miou", 1.0, False), "parts": ("miou", 1.0, False),

@@ -8,8 +8,8 @@ DYMU run: single-task (its anchor), PHN-BN (if trained; uniform r), DYMU at c = 
 
 **Latency is what the deployed runtime measures.** Every row is built, by the product's own
 build code, into the bundle its method deploys as (in a temporary folder), opened with
-:class:`dymu_rt.runtime.Runtime` on the ``x86-64-cpu`` profile with ``threads`` intra-op
-threads, and timed through :meth:`Runtime.timed_call <dymu_rt.runtime.Runtime.timed_call>`,
+:class:`dymu_rt.runtime.Runtime` on the ``x86-64-cpu`` profile (``--profile``: another CPU
+profile, e.g. ``x86-64-cpu-openvino``) with ``threads`` intra-op threads, and timed through :meth:`Runtime.timed_call <dymu_rt.runtime.Runtime.timed_call>`,
 the call ``dymu-rt profile`` times (batch 1, FP32, ONNX Runtime ORT_ENABLE_ALL). The
 binding each row was timed in is in its ``timed`` record and the table's ``binding`` column:
 
@@ -45,7 +45,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from dymu_rt.backends.devices import with_threads
+from dymu_rt.backends.devices import load_profile, with_threads
 from dymu_rt.compile.architecture import Architecture, materialize, topology_salt, with_bn_deltas
 from dymu_rt.compile.build import build_bundle
 from dymu_rt.compile.static import write_static_bundle
@@ -62,12 +62,14 @@ from dymu_rt.train.phn import load_phn_bn
 from dymu_rt.train.static import method_of
 from dymu_rt.utils.progress import make_progress
 
-#: the device profile every row is timed on (its threads replaced by ``--threads``)
+#: the device profile every row is timed on by default (its threads replaced by ``--threads``);
+#: ``--profile`` picks another CPU profile (e.g. ``x86-64-cpu-openvino``)
 PROFILE = "x86-64-cpu"
 
 #: what each binding in the ``timed`` records means (also in the JSON report)
 BINDINGS = {
-    "affine": "DYMU grid bundle: the topology's one ONNX Runtime session runs each modulated conv raw, then "
+    "affine": "DYMU grid bundle: the topology's one engine (ONNX Runtime session, OpenVINO compiled model) runs "
+              "each modulated conv raw, then "
               "the preference's BN scale/shift fed as inputs (set_preference as `dymu-rt run` does)",
     "static": "static bundle: one graph, BN folded into every conv, nothing bound per preference",
 }
@@ -151,9 +153,9 @@ def _check_same(runs: Sequence[RunDir]) -> None:
 
 
 def open_runtimes(rows: list[dict], runs: Sequence[RunDir], folder: Path, threads: int,
-                  progress=None) -> tuple[list, list[Runtime]]:
+                  progress=None, profile=PROFILE) -> tuple[list, list[Runtime]]:
     """Build every row's bundle into ``folder`` with the product's build code, open each with
-    the Runtime (profile :data:`PROFILE`, ``threads`` threads) and switch it as a deployment
+    the Runtime (``profile``, default :data:`PROFILE`, ``threads`` threads) and switch it as a deployment
     would; returns ([(call, facts) per row], the runtimes to close). ``facts`` are
     :meth:`Runtime.timed_call`'s plus ``bundle`` (grid or static) and, for grid rows,
     ``evaluated_topology`` / ``matches_evaluated`` (the runtime ran the evaluated tree)."""
@@ -163,7 +165,7 @@ def open_runtimes(rows: list[dict], runs: Sequence[RunDir], folder: Path, thread
     n = len(preset.tasks)
     h, w = preset.input_size
     x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
-    profile = with_threads(PROFILE, threads)
+    profile = with_threads(profile, threads)
     job = None if progress is None else progress.add_task("building bundles", total=len(rows), info="")
     runtimes, out = [], []
     grid_rt = None
@@ -195,13 +197,15 @@ def open_runtimes(rows: list[dict], runs: Sequence[RunDir], folder: Path, thread
 
 
 def compare_runs(run_dirs: Sequence, n_val: Optional[int] = None, seed: int = 0, threads: int = 1,
-                 rounds: int = 10, iters: int = 20, warmup: int = 10, progress: bool = True) -> dict:
+                 rounds: int = 10, iters: int = 20, warmup: int = 10, progress: bool = True,
+                 profile=PROFILE) -> dict:
     """Every method of ``run_dirs`` (one DYMU run + any AdaShare / DAG runs of the same preset)
     side by side: Δ_T, per-task metrics, params, GMACs, latency measured through the runtime
-    (module docstring). JSON-able."""
+    on device ``profile`` (module docstring). JSON-able."""
     for name, v, lo in (("threads", threads, 1), ("rounds", rounds, 1), ("iters", iters, 1), ("warmup", warmup, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValidationError(f"--{name} {v!r} is not valid; expected an integer >= {lo}")
+    prof = load_profile(profile)                   # a bad profile: refused before any work
     runs = [RunDir(d) for d in run_dirs]
     _check_same(runs)
     preset = runs[0].preset()
@@ -221,7 +225,7 @@ def compare_runs(run_dirs: Sequence, n_val: Optional[int] = None, seed: int = 0,
         for row in rows:
             row["delta_t"] = delta_t(row["metrics"], single, tasks)
         with tempfile.TemporaryDirectory(prefix="dymu-compare-") as tmp:
-            calls, runtimes = open_runtimes(rows, runs, Path(tmp), threads, bar)
+            calls, runtimes = open_runtimes(rows, runs, Path(tmp), threads, bar, prof)
             try:
                 t_job = bar.add_task("latency (interleaved rounds)", total=rounds, info="")
                 stats = time_interleaved([c for c, _ in calls], rounds, iters, warmup,
@@ -241,8 +245,9 @@ def compare_runs(run_dirs: Sequence, n_val: Optional[int] = None, seed: int = 0,
             "primary": {t.name: t.primary_metric for t in tasks},
             "latency_protocol": {"path": "dymu_rt.runtime.Runtime.timed_call (what `dymu-rt profile` times) on "
                                          "bundles built by dymu_rt.compile (temporary folder)",
-                                 "backend": "onnxruntime (CPU, ORT_ENABLE_ALL)", "profile": PROFILE,
-                                 "precision": "fp32", "threads": threads, "batch": 1, "rounds": rounds,
+                                 "backend": ("onnxruntime (CPU, ORT_ENABLE_ALL)" if prof.backend == "onnxruntime"
+                                             else prof.backend),
+                                 "profile": prof.name, "precision": prof.precision, "threads": threads, "batch": 1, "rounds": rounds,
                                  "iters_per_round": iters, "warmup": warmup, "bindings": BINDINGS,
                                  "statistic": "median over all timed runs, rounds interleaved across methods"},
             "rows": out,

@@ -17,8 +17,10 @@ def compare_command(
                                        "compare.png (default: DYMU_RUN/compare)."),
     n_val: Optional[int] = typer.Option(None, "--n-val", help="Validation scenes (default: all)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the validation split."),
-    threads: int = typer.Option(1, "--threads", help="ONNX Runtime intra-op threads of the runtime that times "
+    threads: int = typer.Option(1, "--threads", help="CPU threads of the runtime that times "
                                 "every row (and torch threads for the metrics)."),
+    profile: str = typer.Option("x86-64-cpu", "--profile", help="Device profile every row is timed on (name or "
+                                "TOML path; a CPU profile, e.g. x86-64-cpu-openvino); --threads replaces its threads."),
     rounds: int = typer.Option(10, "--rounds", help="Interleaved timing rounds."),
     iters: int = typer.Option(20, "--iters", help="Timed runs per method per round."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -34,7 +36,7 @@ def compare_command(
     if n_val is not None and n_val < 1:
         raise ValidationError(f"--n-val {n_val}: expected an integer >= 1")
     report = compare_runs(runs, n_val=n_val, seed=seed, threads=threads, rounds=rounds, iters=iters,
-                          progress=not as_json)
+                          progress=not as_json, profile=profile)
     dymu = next(r for r in runs if method_of(RunDir(r)) == "dymu")
     out = out or Path(dymu) / "compare"
     out.mkdir(parents=True, exist_ok=True)
@@ -48,7 +50,9 @@ def compare_command(
 
     prim = report["primary"]
     t = Table(title=f"{report['preset']}: methods side by side ({report['n_val']} val scenes; latency: the "
-                    f"dymu-rt runtime on each row's bundle, ONNX Runtime CPU, {threads} thread(s), batch 1, median)",
+                    f"dymu-rt runtime on each row's bundle, {report['latency_protocol']['profile']} "
+                    f"({report['latency_protocol']['backend']}, {report['latency_protocol']['precision']}), "
+                    f"{threads} thread(s), batch 1, median)",
               caption="binding: affine = DYMU grid bundle, BN scale/shift of the preference fed as inputs; "
                       "static = one graph with BN folded, nothing bound")
     for col in ["method", "Δ_T %"] + [f"{k} {v}" for k, v in prim.items()] + ["params (M)", "GMACs", "binding",

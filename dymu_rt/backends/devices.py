@@ -9,12 +9,12 @@ Schema (all sections optional except the top-level ``name``/``backend``)::
 
     name = "x86-64-cpu"              # ^[A-Za-z0-9._-]+$, not "." or "..": it names bundle folders
     description = "Any x86-64 CPU, ONNX Runtime"
-    backend = "onnxruntime"          # onnxruntime | tensorrt
+    backend = "onnxruntime"          # onnxruntime | tensorrt | openvino
     device = "cpu"                   # tensorrt: a substring of the GPU name (case-insensitive,
                                      # "A|B" = either); builds/loads are refused on a GPU whose
                                      # name lacks it ("cpu"/"any" = no check).
                                      # onnxruntime: informational only.
-    precision = "fp32"               # fp32 | fp16 | int8
+    precision = "fp32"               # fp32 | fp16 | int8 | bf16 (bf16: openvino only)
     threads = 0                      # intra-op threads, 0 = all cores
 
     [input]
@@ -52,7 +52,11 @@ from dymu_rt.backends.registry import backend_names
 from dymu_rt.bundle.sections import NAME_RE  # a profile name is a folder name (engines/<backend>/<name>)
 from dymu_rt.errors import ValidationError
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+#: backends that run bf16 (OpenVINO's CPU plugin on CPUs with AVX512_BF16 or AMX)
+BF16_BACKENDS = ("openvino",)
+#: backends whose ``threads`` is the number of CPU threads of an inference (``with_threads``)
+CPU_BACKENDS = ("onnxruntime", "openvino")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +136,9 @@ def parse_profile(data: dict[str, Any], source: str = "<profile>") -> DeviceProf
                               f"{tuple(backend_names())}")
     if flat.get("precision", "fp32") not in PRECISIONS:
         raise ValidationError(f"{source}: key 'precision' = {flat['precision']!r}; expected one of {PRECISIONS}")
+    if flat.get("precision") == "bf16" and flat["backend"] not in BF16_BACKENDS:
+        raise ValidationError(f"{source}: key 'precision' = 'bf16' needs backend {' or '.join(BF16_BACKENDS)!r}, "
+                              f"not {flat['backend']!r}")
     if flat.get("threads", 0) < 0:
         raise ValidationError(f"{source}: key 'threads' = {flat['threads']} must be >= 0")
     bmin, bopt, bmax = (flat.get("batch_min", 1), flat.get("batch_opt", 1), flat.get("batch_max", 8))
@@ -203,7 +210,7 @@ DEFAULT_PROFILE = "x86-64-cpu"
 
 def with_threads(profile, threads: int) -> DeviceProfile:
     """``profile`` (a name, a path or a loaded profile) with ``threads`` intra-op threads, as a
-    profile the Runtime accepts; unchanged when ``threads`` is 0 or the backend is not ONNX
-    Runtime (TensorRT runs on the GPU: host threads are not its knob)."""
+    profile the Runtime accepts; unchanged when ``threads`` is 0 or the backend does not run on
+    the CPU (:data:`CPU_BACKENDS`; TensorRT runs on the GPU: host threads are not its knob)."""
     prof = load_profile(profile)
-    return dataclasses.replace(prof, threads=int(threads)) if threads and prof.backend == "onnxruntime" else prof
+    return dataclasses.replace(prof, threads=int(threads)) if threads and prof.backend in CPU_BACKENDS else prof

@@ -1,7 +1,8 @@
 """Backends by name: the only list of backend names (``get_backend("onnxruntime")``).
 
 Backends are imported only when asked for, so the package imports (and its CPU paths work)
-on a machine without TensorRT. The TensorRT package (``dymu_rt.backends.tensorrt``) is
+on a machine without TensorRT or OpenVINO (``dymu_rt.backends.openvino`` imports ``openvino``
+only when a backend is made; without it, one line naming the extra to install). The TensorRT package (``dymu_rt.backends.tensorrt``) is
 expected to expose ``TensorRTBackend``; a missing import is a :class:`BackendUnavailable`.
 Everything else asks a backend's class for its capabilities
 (:class:`dymu_rt.backends.base.Backend`), never for its name.
@@ -18,6 +19,7 @@ from dymu_rt.errors import BackendUnavailable, ValidationError
 _BACKENDS = {
     "onnxruntime": ("dymu_rt.backends.onnxruntime", "OnnxRuntimeBackend"),
     "tensorrt": ("dymu_rt.backends.tensorrt", "TensorRTBackend"),
+    "openvino": ("dymu_rt.backends.openvino", "OpenVinoBackend"),
 }
 #: the backend that runs everywhere (CPU), used when nothing else is asked for
 DEFAULT_BACKEND = "onnxruntime"

@@ -198,7 +198,8 @@ def plot_compare(report: dict, out) -> Path:
                     arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#777777"} if rank else None)
     ax.axhline(0.0, color="#999999", lw=0.8, ls="--")
     lp = report["latency_protocol"]
-    ax.set_xlabel(f"latency p50 (ms; dymu-rt runtime, ONNX Runtime CPU, {lp['threads']} thread(s), batch 1; "
+    where = f"{lp.get('profile', 'x86-64-cpu')} {lp.get('precision', 'fp32')}"
+    ax.set_xlabel(f"latency p50 (ms; dymu-rt runtime, {where}, {lp['threads']} thread(s), batch 1; "
                   "DYMU rows affine-bound, the others static)", fontsize=8)
     ax.set_ylabel("Δ_T vs single-task (%, higher is better)")
     ax.set_title(f"{report['preset']}: accuracy vs latency ({report['n_val']} val scenes; marker area ~ GMACs)",

@@ -105,7 +105,7 @@ def test_registry():
     ({"name": "x", "backend": "onnxruntime", "color": 1}, "color"),
     ({"name": "x", "backend": "onnxruntime", "tensorrt": {"dla_core": -3}}, "tensorrt.dla_core"),
     ({"name": "x", "backend": "onnxruntime", "input": {"batch_min": 4, "batch_max": 2}}, "batch_min"),
-    ({"name": "x", "backend": "openvino"}, "backend"),
+    ({"name": "x", "backend": "coreml"}, "backend"),
 ])
 def test_bad_profile_names_offending_key(data, key):
     with pytest.raises(ValidationError, match=key):
