@@ -85,6 +85,27 @@ def _run(d: dict) -> None:
     _costs(d)
 
 
+def _latency(d: dict) -> None:
+    """The measured latency tables (manifest or user cache) of a bundle, or how to make one."""
+    from rich.table import Table
+
+    if not d.get("latency"):
+        console.print("latency: not profiled on any device yet (`dymu-rt profile --bundle "
+                      f"{d['path']}` times every topology here)")
+        return
+    for prof, lat in d["latency"].items():
+        rows = lat["rows"]
+        t = Table(title=f"measured latency on {prof} (from {lat['source']})")
+        for col in ("topology", "batch", "runs", "p50 ms", "p90 ms", "p99 ms", "switch (load) ms", "threads"):
+            t.add_column(col, justify="left" if col == "topology" else "right")
+        for row in rows:
+            t.add_row(row["topology"], str(row.get("batch", 1)), str(row.get("count", row.get("iters", "?"))),
+                      f"{row['p50_ms']:.3f}", f"{row.get('p90_ms', float('nan')):.3f}",
+                      f"{row.get('p99_ms', float('nan')):.3f}", f"{row.get('load_ms', float('nan')):.1f}",
+                      str(row.get("threads", "?")))
+        console.print(t)
+
+
 def _bundle(d: dict) -> None:
     from rich.table import Table
 
@@ -114,6 +135,7 @@ def _bundle(d: dict) -> None:
         t.add_row(top["id"], str(top["n_points"]), f"{top['params'] / 1e6:.3f}", f"{top['gmacs']:.4f}",
                   "-" if gp is None else f"{gp:.4f}")
     console.print(t)
+    _latency(d)
     if d.get("verified"):
         console.print("all files match their sha256")
         console.print("manifest matches its checksum (manifest.sha256.json)" if d.get("manifest_checksum") == "verified"

@@ -64,6 +64,18 @@ class LatencyWindow:
 PERCENTILES = ("p50", "p90", "p99")
 
 
+#: fewest timed runs for which a percentile is reported: the median needs a handful; the
+#: 90th and 99th need at least 10 and 100 runs to rest on more than one sample's tail
+MIN_RUNS = {"p50_ms": 5, "p90_ms": 10, "p99_ms": 100}
+
+
+def reportable(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` (:func:`latency_stats`) with each percentile that too few runs back set to None
+    (:data:`MIN_RUNS`): one run has no p90, three runs have no p99."""
+    n = int(row.get("count", row.get("n", 0)) or 0)
+    return {k: (None if k in MIN_RUNS and n < MIN_RUNS[k] else v) for k, v in row.items()}
+
+
 def latency_stats(ms) -> dict[str, float]:
     """count, mean, std (sample), p50/p90/p99 of a sequence of milliseconds."""
     a = np.asarray(list(ms), dtype=np.float64)
@@ -76,21 +88,9 @@ def latency_stats(ms) -> dict[str, float]:
 
 def measured_with(threads: int) -> dict[str, Any]:
     """What a latency row was measured with: thread count, library versions, UTC timestamp."""
-    import platform
+    from dymu_rt.bundle.latency_cache import library_versions
 
-    import onnxruntime
-
-    from dymu_rt import __version__
-
-    versions = {"dymu_rt": __version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
-                "python": platform.python_version()}
-    try:
-        import tensorrt  # noqa: F401  (optional)
-
-        versions["tensorrt"] = tensorrt.__version__
-    except ImportError:
-        pass
-    return {"threads": int(threads), "versions": versions,
+    return {"threads": int(threads), "versions": library_versions(),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 

@@ -41,7 +41,10 @@ def test_run_folder_several_images(capsys, bundle, images, tmp_path):
     assert code == 0, err
     res = json.loads(stdout)
     assert len(res["images"]) == 2 and isinstance(res["outputs"], list) and len(res["outputs"]) == 2
-    assert res["latency_ms"]["n"] == 2
+    # Timing is of the first image, after warm-up: the default gives every percentile.
+    lat = res["latency_ms"]
+    assert lat["count"] == 100 and lat["warmup"] == 10 and lat["cold_ms"] > 0
+    assert all(lat[k] is not None and lat[k] > 0 for k in ("p50_ms", "p90_ms", "p99_ms"))
 
 
 def test_run_table(capsys, bundle, images, tmp_path):
