@@ -61,24 +61,26 @@ def colour_bar(cmap: str, vmin: float, vmax: float, unit: str, width: int = 150)
     y = 3 + bar_h
     draw.text((2, y), f"{vmin:.3g}", fill=TEXT, font=f)
     draw.text((width - 2, y), f"{vmax:.3g} {unit}", fill=TEXT, font=f, anchor="ra")
-    draw.text((width // 2, y + LINE - 2), "near → far" if unit == "m" else "", fill=TEXT, font=f, anchor="ma")
+    if unit == "m":
+        draw.text((width // 2, y + LINE - 2), "near - far", fill=TEXT, font=f, anchor="ma")
     return img
 
 
 def normals_key(to_rgb, size: int = 40, width: int = 150) -> Image.Image:
     """The colour of every normal direction facing the camera (a hemisphere seen head-on,
-    drawn through the task's own ``to_rgb``), with the axes named: x right, y up/down, z."""
+    drawn through the task's own ``to_rgb``), in dymu-rt's camera frame (OpenCV's: x right,
+    y down, z forward, so a surface facing the camera has z < 0 and a floor y < 0)."""
     c = (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1
     x, y = np.meshgrid(c, c)
     inside = x ** 2 + y ** 2 <= 1
     z = np.sqrt(np.clip(1 - x ** 2 - y ** 2, 0, 1))
-    n = np.stack([x, -y, z]).astype(np.float32) * inside      # image rows grow downwards: y up is -row
+    n = np.stack([x, y, -z]).astype(np.float32) * inside      # image rows grow downwards, as y does
     disk = to_rgb(n)
     img = Image.new("RGB", (width, size + 4), BG)
     img.paste(disk, (2, 2))
     draw = ImageDraw.Draw(img)
     f = font(10)
     draw.text((size + 8, 2), "RGB = (n + 1) / 2", fill=TEXT, font=f)
-    draw.text((size + 8, 2 + LINE), "x right, y up,", fill=TEXT, font=f)
-    draw.text((size + 8, 2 + 2 * LINE), "z to the camera", fill=TEXT, font=f)
+    draw.text((size + 8, 2 + LINE), "x right, y down,", fill=TEXT, font=f)
+    draw.text((size + 8, 2 + 2 * LINE), "z forward (OpenCV)", fill=TEXT, font=f)
     return img
