@@ -190,7 +190,7 @@ def _run_images(out: Path, image_paths: list[Path], manifest, rt, latency: dict,
         lat = "" if row.get("p50_ms") is None else f", p50 {row['p50_ms']:.2f} ms"
         label = (f"r={format_r(r)} c={c:g}: tree {st['topology'][:8]}, {st['gmacs']:.4f} GMACs{lat}")
         rows.append(overview_image(images[0], {t.name: t.visualize(posts[t.name]) for t in tasks},
-                                   image_label=label, legends={t.name: t.legend(posts[t.name]) for t in tasks}))
+                                   title=label, legends={t.name: t.legend(posts[t.name]) for t in tasks}))
     width = max(r.width for r in rows)
     canvas = Image.new("RGB", (width, sum(r.height for r in rows)), "white")
     y = 0

@@ -54,11 +54,13 @@ def _scale_to_height(img: Image.Image, height: int) -> Image.Image:
 def overview_image(image: Union[Image.Image, np.ndarray], panels: Mapping[str, Image.Image],
                    columns: Optional[int] = None, min_height: int = 128,
                    image_label: str = "input", max_height: int = MAX_HEIGHT,
-                   legends: Optional[Mapping[str, Optional[Image.Image]]] = None) -> Image.Image:
+                   legends: Optional[Mapping[str, Optional[Image.Image]]] = None,
+                   title: Optional[str] = None) -> Image.Image:
     """Tile the input ``image`` and the ``panels`` (label -> picture) with labels, as RGB.
 
     ``legends`` (label -> key picture or None) are drawn under their panel's tile: a class
-    legend, a colour bar. Panels keep their own aspect ratio at the row's height, so maps
+    legend, a colour bar. ``title`` is one line above everything (e.g. the preference and the
+    tree that produced the panels). Panels keep their own aspect ratio at the row's height, so maps
     at the input's geometry line up with the input.
     """
     if columns is not None and columns < 1:
@@ -78,11 +80,16 @@ def overview_image(image: Union[Image.Image, np.ndarray], panels: Mapping[str, I
     def row_height(row) -> int:
         return LABEL_HEIGHT + height + max((GAP + t[2].height for t in row if t[2] is not None), default=0)
 
-    width = max(sum(slot(t) for t in row) + GAP * (len(row) + 1) for row in rows)
-    canvas = Image.new("RGB", (width, GAP + sum(row_height(r) + GAP for r in rows)), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
     f = font(12)
-    y = GAP
+    head = 0 if not title else LABEL_HEIGHT + GAP
+    width = max(sum(slot(t) for t in row) + GAP * (len(row) + 1) for row in rows)
+    if title:
+        width = max(width, int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(title, font=font(13))) + 2 * GAP)
+    canvas = Image.new("RGB", (width, head + GAP + sum(row_height(r) + GAP for r in rows)), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((GAP, GAP), title, fill=(0, 0, 0), font=font(13))
+    y = GAP + head
     for row in rows:
         x = GAP
         for label, tile, legend in row:
