@@ -22,12 +22,14 @@ from dymu_rt.errors import ValidationError
 
 @dataclasses.dataclass(frozen=True)
 class DemoSettings:
-    """How much work each step does."""
+    """How much work each step does: the demo's own stage lengths (they override the preset's,
+    so the demo's time does not follow the shipped model's recipe). Sized for <= 5 min wall
+    on an idle 2-core machine (`python benchmarks/bench_demo.py` measures it)."""
 
-    anchor_steps: int = 600
-    edge_steps: int = 400
-    weight_steps: int = 300
-    n_train: int = 1600
+    anchor_steps: int = 450
+    edge_steps: int = 300
+    weight_steps: int = 225
+    n_train: int = 1200
     n_val: int = 200
     eval_n_r: int = 8
     eval_n_cost: int = 300
