@@ -22,14 +22,6 @@ def demo_command(
     """Run the whole pipeline on procedural scenes in minutes: render, train, evaluate,
     build a grid, profile, run images at several preferences; prints which preference ran
     which tree at what cost and accuracy, and writes pictures (side_by_side.png).
-
-    Examples:
-
-      dymu-rt demo --out demo-out                  # about 4 min on an idle 2-core machine
-
-      dymu-rt demo --out smoke --scale 0.05        # a smoke run in well under a minute
-
-      dymu-rt demo --out demo-out --threads 1      # leave a core to other work
     """
     from rich.table import Table
 

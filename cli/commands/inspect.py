@@ -8,7 +8,8 @@ from dymu_rt.cli.common import console, print_json
 
 
 def inspect_command(
-    target: str = typer.Argument(..., help="A preset name, a run directory or a bundle directory."),
+    target: str = typer.Argument(None, help="A preset name, a run directory or a bundle directory "
+                                 "(default: the shipped bundle).", show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
     verify: bool = typer.Option(False, "--verify", help="Bundles: also check every file's sha256."),
     size: str = typer.Option(None, "--size", help="Presets and runs: cost the anchor at this input "
@@ -17,6 +18,10 @@ def inspect_command(
     """Describe TARGET: tasks, layers, params and GMACs/GFLOPs; topologies of a bundle."""
     from dymu_rt.compile.describe import describe, describe_bundle
 
+    if target is None:
+        from dymu_rt.runtime import default_bundle_path
+
+        target = str(default_bundle_path())
     info = describe(target, size)
     if verify and info["what"] == "bundle":
         info = describe_bundle(target, check_hashes=True)
@@ -90,8 +95,10 @@ def _latency(d: dict) -> None:
     from rich.table import Table
 
     if not d.get("latency"):
-        console.print("latency: not profiled on any device yet (`dymu-rt profile --bundle "
-                      f"{d['path']}` times every topology here)")
+        from dymu_rt.bundle.layout import is_shipped_bundle
+
+        how = "dymu-rt profile" if is_shipped_bundle(d["path"]) else f"dymu-rt profile --bundle {d['path']}"
+        console.print(f"latency: not profiled on any device yet (`{how}` times every topology here)")
         return
     for prof, lat in d["latency"].items():
         rows = lat["rows"]

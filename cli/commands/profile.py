@@ -25,14 +25,6 @@ def profile_command(
     """Warm up and time every topology; store the latency table in the bundle's manifest
     (for a read-only bundle such as the shipped one: in $XDG_CACHE_HOME/dymu-rt/latency/,
     keyed by the bundle's checksum, the profile and the library versions).
-
-    Examples:
-
-      dymu-rt profile                                 # the shipped bundle, on this CPU
-
-      dymu-rt profile --bundle demo-out/bundle --iters 100
-
-      dymu-rt profile --bundle my-bundle --profile jetson-orin-nano --json
     """
     from dymu_rt.runtime import Runtime, default_bundle_path
     from dymu_rt.runtime.latency import profile_rows

@@ -46,16 +46,6 @@ def run_command(
 ) -> None:
     """Run IMAGES at preference (r, c); write one PNG per task per image and an overview PNG
     (input, task maps at the input's size, class legend, colour bars); print cost and latency.
-
-    Examples:
-
-      dymu-rt run --r 0.6,0.2,0.2 --c 0.5 photo.jpg                 # the shipped model
-
-      dymu-rt run --r 0.6,0.2,0.2 --c 1 photos/ --out out --json    # a folder, JSON summary
-
-      dymu-rt run --r 1,0,0 --latency-budget 5 photo.jpg            # needs `dymu-rt profile` first
-
-      dymu-rt run --r 0.6,0.2,0.2 --c 0.5 photo.jpg --save-outputs raw --iters 0
     """
     from dymu_rt.bundle.layout import static_section
     from dymu_rt.runtime import Runtime, default_bundle_path
