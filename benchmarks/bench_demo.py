@@ -104,6 +104,7 @@ def main() -> None:
         f"bench_demo-{'alone' if not args.busy else f'busy{args.busy}'}{'' if args.scale == 1 else f'-scale{args.scale:g}'}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
+    path.with_suffix(".txt").write_text(res.stdout)          # what the demo printed (its summary)
     print(json.dumps(result, indent=2))
     print(f"demo: {wall:.0f} s wall, {cpu:.0f} s CPU (target <= {TARGET_S:.0f} s wall on an idle 2-core machine); "
           f"other processes used {100 * (others or 0):.0f}% of the machine meanwhile -> {path}")
