@@ -26,6 +26,21 @@ from dymu_rt.tasks.overview import overview_image
 from dymu_rt.utils.io import atomic_write_bytes
 
 
+#: largest picture / input-size array written per task: an input above it is matched in aspect
+#: at this many pixels (a 64 Mpx photo would otherwise cost GiBs per task in float32)
+MAX_OUTPUT_PIXELS = 4 * 2**20
+
+
+def output_size(height: int, width: int) -> tuple[int, int]:
+    """(H, W) the outputs of an input of ``height`` x ``width`` are written at: its own size,
+    or, above MAX_OUTPUT_PIXELS, the same aspect scaled down to fit."""
+    n = height * width
+    if n <= MAX_OUTPUT_PIXELS:
+        return height, width
+    f = (MAX_OUTPUT_PIXELS / n) ** 0.5
+    return max(1, int(height * f)), max(1, int(width * f))
+
+
 def make_tasks(task_specs: Sequence[TaskEntry]) -> list[TaskOutput]:
     """Task outputs (postprocess + picture + legend, no torch) for a manifest's tasks; labelled
     tasks get their label set's class names (:func:`dymu_rt.tasks.labels.label_names`)."""
@@ -47,13 +62,13 @@ def _save_png(img, path: Path) -> None:
 
 def write_outputs(image, outputs: Mapping[str, np.ndarray], tasks, out_dir: Path, stem: str) -> dict[str, str]:
     """Write ``<stem>_<task>.png`` for each task and ``<stem>_overview.png`` under ``out_dir``,
-    each at the input's size.
+    each at the input's size (above MAX_OUTPUT_PIXELS: its aspect at that many pixels).
 
     ``image`` is the input picture (PIL), ``outputs`` one sample's raw outputs (no batch
     dim). Returns task name (and ``"overview"``) -> file path.
     """
     out_dir = Path(out_dir)
-    size = (image.height, image.width)
+    size = output_size(image.height, image.width)
     files, panels, legends = {}, {}, {}
     for task in tasks:
         post = task.at_size(outputs[task.name], size)
@@ -93,12 +108,12 @@ def save_raw(image, outputs: Mapping[str, np.ndarray], tasks, out_dir: Path, ste
              source: str) -> list[dict]:
     """Write each task's raw output as float32 ``.npy`` twice: at the model's resolution
     (``<stem>_<task>.npy``, [C, h, w] as the network produced it) and at the input image's
-    (``<stem>_<task>_input_size.npy``, [C, H, W], bilinear per channel; classification
+    (``<stem>_<task>_input_size.npy``, [C, H, W], bilinear per channel, :func:`output_size`; classification
     outputs have no map and are written once). Returns one description per file (for the
     JSON index): file, image, task, kind, shape, dtype, resolution, resampling, meaning,
     class_names (labelled kinds)."""
     out_dir = Path(out_dir)
-    size = (image.height, image.width)
+    size = output_size(image.height, image.width)
     rows = []
     for task in tasks:
         raw = np.asarray(outputs[task.name], dtype=np.float32)

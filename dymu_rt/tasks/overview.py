@@ -5,8 +5,9 @@ Used by ``dymu-rt run`` and the demo. Every tile is scaled to a common height (a
 above, and tiles are laid out left to right, wrapping after ``columns`` tiles when given.
 
 The picture's size never follows the input's size unbounded: the row height is clamped
-to ``max_height`` and a tile is at most ``MAX_ASPECT`` times as wide as high (a 50000 x 1
-image is shrunk to fit, not the other panels blown up to 50000 pixels high).
+to ``max_height``, a tile is at most ``MAX_ASPECT`` times as wide as high (a 50000 x 1
+image is shrunk to fit, not the other panels blown up to 50000 pixels high), and a key
+under a tile at most ``MAX_LEGEND_HEIGHT`` high.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ LABEL_HEIGHT = 16
 GAP = 4
 MAX_HEIGHT = 512
 MAX_ASPECT = 4
+#: tallest key drawn under a tile (a class legend lists at most a dozen classes)
+MAX_LEGEND_HEIGHT = 160
 
 
 def as_rgb_image(image: Union[Image.Image, np.ndarray]) -> Image.Image:
@@ -51,6 +54,12 @@ def _scale_to_height(img: Image.Image, height: int) -> Image.Image:
     return img.resize((width, height), resample)
 
 
+def _bounded_legend(img: Image.Image, height: int) -> Image.Image:
+    """A key cropped to MAX_LEGEND_HEIGHT high and MAX_ASPECT x the row height wide."""
+    w, h = min(img.width, MAX_ASPECT * height), min(img.height, MAX_LEGEND_HEIGHT)
+    return img if (w, h) == img.size else img.crop((0, 0, w, h))
+
+
 def overview_image(image: Union[Image.Image, np.ndarray], panels: Mapping[str, Image.Image],
                    columns: Optional[int] = None, min_height: int = 128,
                    image_label: str = "input", max_height: int = MAX_HEIGHT,
@@ -70,7 +79,8 @@ def overview_image(image: Union[Image.Image, np.ndarray], panels: Mapping[str, I
     height = min(max(first.height, int(min_height)), max(int(max_height), int(min_height)))
     tiles = [(image_label, _scale_to_height(first, height), None)]
     tiles += [(str(k), _scale_to_height(as_rgb_image(v), height),
-               None if legends.get(k) is None else as_rgb_image(legends[k])) for k, v in panels.items()]
+               None if legends.get(k) is None else _bounded_legend(as_rgb_image(legends[k]), height))
+              for k, v in panels.items()]
     per_row = columns or len(tiles)
     rows = [tiles[i:i + per_row] for i in range(0, len(tiles), per_row)]
 

@@ -119,3 +119,11 @@ def test_preference_is_printed_exactly(capsys, bundle, wide_image, tmp_path):
                              "--iters", "0")
     assert code == 0, err
     assert "r=uniform (1/3 each)" in stdout and "0.3,0.3,0.3" not in stdout
+
+
+def test_outputs_of_a_huge_input_keep_its_aspect_at_a_bounded_size():
+    from dymu_rt.runtime.outputs import MAX_OUTPUT_PIXELS, output_size
+
+    assert output_size(60, 80) == (60, 80)
+    h, w = output_size(6000, 8000)                      # 48 Mpx: a float32 map per task would be GiBs
+    assert h * w <= MAX_OUTPUT_PIXELS and abs(w / h - 8000 / 6000) < 0.01
