@@ -141,7 +141,7 @@ def time_interleaved(runs: Sequence[Callable[[], Any]], rounds: int, iters: int,
 
 def choose_for_budget(manifest: Manifest, profile: str, r, budget_ms, n_tasks: int,
                       normalize: bool = False, percentile: str = "p50", current: Optional[str] = None,
-                      cached: Iterable[str] = (), frames: int = 1) -> dict[str, Any]:
+                      cached: Iterable[str] = (), frames: int = 1, profile_command: str = "") -> dict[str, Any]:
     """For task preference ``r`` (or the nearest grid r, L1 distance), the smallest grid c whose
     topology's measured latency at ``percentile`` (p50, p90 or p99) on ``profile``, plus the
     cost of switching to it, is within ``budget_ms``.
@@ -151,6 +151,8 @@ def choose_for_budget(manifest: Manifest, profile: str, r, budget_ms, n_tasks: i
     spread over the ``frames`` that will run at the chosen preference (a switch happens once).
     With no current topology (a process starting) there is no switch: every choice pays its
     first load alike, so it does not count.
+    ``profile_command`` is the ``dymu-rt profile`` command that would fill a missing table
+    (named in the error; default: ``dymu-rt profile --profile PROFILE``).
     Returns {r (grid r used), r_snapped (bool), c, topology, percentile, latency_ms, switch_ms,
     total_ms, p50_ms, budget_ms}.
     """
@@ -166,8 +168,9 @@ def choose_for_budget(manifest: Manifest, profile: str, r, budget_ms, n_tasks: i
     r = parse_r(r, n_tasks, normalize=normalize)
     table = latency_table(manifest, profile)
     if not table:
+        how = profile_command or f"dymu-rt profile --profile {profile}"
         raise ValidationError(f"the bundle has no latency table for profile '{profile}'; "
-                              f"run `dymu-rt profile --profile {profile}` on this device first")
+                              f"run `{how}` on this device first")
     grid_rs = sorted({p.r for p in manifest.points})
     dist = [sum(abs(a - b) for a, b in zip(g, r)) for g in grid_rs]
     r_grid = grid_rs[int(np.argmin(dist))]

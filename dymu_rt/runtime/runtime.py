@@ -277,7 +277,14 @@ class Runtime:
         state = self._state
         return choose_for_budget(self.manifest, self.profile.name, r, budget_ms, self.n_tasks, normalize,
                                  percentile=percentile, current=None if state is None else state.topology,
-                                 cached=self.cache.topologies(), frames=frames)
+                                 cached=self.cache.topologies(), frames=frames,
+                                 profile_command=self._profile_command())
+
+    def _profile_command(self) -> str:
+        """The `dymu-rt profile` command that times this bundle on this profile."""
+        where = "" if is_shipped_bundle(self.root) else f" --bundle {self.root}"
+        prof = "" if self.profile.name == "x86-64-cpu" else f" --profile {self.profile.name}"
+        return f"dymu-rt profile{where}{prof}"
 
     # -- inference ----------------------------------------------------------------------------
 

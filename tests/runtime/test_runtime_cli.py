@@ -59,6 +59,7 @@ def test_run_table(capsys, bundle, images, tmp_path):
     (["--r", "0.6,0.2,0.2", "--c", "2"], "c = 2 is outside"),
     (["--r", "0.6,0.2,0.2"], "exactly one of --c"),
     (["--r", "1,0,0", "--latency-budget", "5"], "no latency table"),
+    (["--r", "1,0,0", "--latency-budget", "5"], "run `dymu-rt profile --bundle "),     # names this bundle
 ])
 def test_run_user_errors_one_line(capsys, bundle, images, tmp_path, args, msg):
     code, _, err = _cli(capsys, "run", *args, str(images), "--bundle", str(bundle), "--out", str(tmp_path / "o"))
