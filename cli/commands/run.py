@@ -23,10 +23,14 @@ def run_command(
     out: Path = typer.Option(Path("dymu-out"), "--out", help="Folder for the output PNGs (at each input "
                              "image's size). Refused when it holds a file of an output's name that dymu-rt "
                              "did not write, unless --overwrite."),
-    warmup: int = typer.Option(10, "--warmup", help="Untimed runs before the timed ones (after the cold "
-                               "first call, which is reported on its own)."),
-    iters: int = typer.Option(100, "--iters", help="Timed runs of the first image (0: none). p50 needs >= 5, "
-                              "p90 >= 10, p99 >= 100 runs; fewer are not reported."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed runs before the timed ones (after "
+                                         "the cold first call, which is reported on its own). Default 10, "
+                                         "fewer when one run is slow (about 1 s of warm-up).",
+                                         show_default=False),
+    iters: Optional[int] = typer.Option(None, "--iters", help="Timed runs of the first image (0: none). "
+                                        "Default 100, fewer when one run is slow (about 3 s, at least 5). "
+                                        "p50 needs >= 5, p90 >= 10, p99 >= 100 runs; fewer are not reported.",
+                                        show_default=False),
     save_outputs: Optional[Path] = typer.Option(None, "--save-outputs", help="Folder for the raw outputs as "
                                                 ".npy (float32, at the model's resolution and at the input's), "
                                                 "described by its outputs.json."),

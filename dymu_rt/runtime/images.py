@@ -29,8 +29,20 @@ from dymu_rt.utils.io import atomic_write_json, atomic_write_text
 MARKER = ".dymu-rt-outputs"
 #: the file describing the raw outputs in a --save-outputs folder
 RAW_INDEX = "outputs.json"
-#: defaults of `dymu-rt run`: enough timed runs for p50, p90 and p99
+#: defaults of `dymu-rt run`: enough timed runs for p50, p90 and p99 ...
 DEFAULT_WARMUP, DEFAULT_ITERS = 10, 100
+#: ... unless one call is slow: then about this much warm-up and timing (ms), at least
+#: MIN_AUTO_ITERS timed runs (a p50), so a paper-scale model does not time for minutes
+AUTO_WARMUP_MS, AUTO_TIMING_MS, MIN_AUTO_ITERS = 1000.0, 3000.0, 5
+
+
+def auto_counts(one_ms: float, warmup: Optional[int], iters: Optional[int]) -> tuple[int, int]:
+    """(warmup, iters) for a call of ``one_ms``: the given ones, or for None the defaults
+    capped to ~AUTO_WARMUP_MS / ~AUTO_TIMING_MS of work (at least 1 warm-up, MIN_AUTO_ITERS runs)."""
+    one = max(float(one_ms), 1e-3)
+    w = warmup if warmup is not None else min(DEFAULT_WARMUP, max(1, int(AUTO_WARMUP_MS / one)))
+    n = iters if iters is not None else min(DEFAULT_ITERS, max(MIN_AUTO_ITERS, int(AUTO_TIMING_MS / one)))
+    return w, n
 
 
 def output_stems(files: Sequence[Path]) -> list[str]:
@@ -82,14 +94,15 @@ def check_choice(c, latency_budget, static: Optional[dict] = None, r=None, bundl
 
 
 def run_images(rt, files: Sequence[Path], out: Path, r, c=None, latency_budget: Optional[float] = None,
-               normalize: bool = False, percentile: str = "p50", warmup: int = DEFAULT_WARMUP,
-               iters: int = DEFAULT_ITERS, save_outputs: Optional[Path] = None,
+               normalize: bool = False, percentile: str = "p50", warmup: Optional[int] = None,
+               iters: Optional[int] = None, save_outputs: Optional[Path] = None,
                overwrite: bool = False) -> dict[str, Any]:
     """Run each of ``files`` through Runtime ``rt`` at (r, c) — or at the smallest grid c whose
     measured latency at ``percentile`` (plus the switch cost to it) fits ``latency_budget``
     ms — and write its PNGs (at each image's size) under ``out``; with ``save_outputs``, the
     raw outputs as .npy there, described by its ``outputs.json``. Then time the first image:
-    ``warmup`` untimed and ``iters`` timed runs (``iters`` 0: no steady-state timing).
+    ``warmup`` untimed and ``iters`` timed runs (``iters`` 0: no steady-state timing; None:
+    :func:`auto_counts`, 10 and 100 unless one call is slow).
 
     Returns the summary: topology, binding, grid_point, r, c, gmacs, gflops, macs,
     gflops_paper (the paper's fvcore count; None for older bundles), params, backend,
@@ -101,7 +114,7 @@ def run_images(rt, files: Sequence[Path], out: Path, r, c=None, latency_budget: 
     """
     check_choice(c, latency_budget, rt.static, r, rt.root)
     for name, v, lo in (("--warmup", warmup, 0), ("--iters", iters, 0)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < lo):
             raise ValidationError(f"{name} = {v!r}; expected an integer >= {lo}")
     tasks = make_tasks(rt.tasks)
     stems = output_stems(files)
@@ -139,13 +152,17 @@ def run_images(rt, files: Sequence[Path], out: Path, r, c=None, latency_budget: 
         index = Path(save_outputs) / RAW_INDEX
         atomic_write_json(index, {"written_by": "dymu-rt run", "topology": rt.stats()["topology"],
                                   "files": raw_rows})
-    latency: dict[str, Any] = {"setup_ms": setup_ms, "cold_ms": cold_ms, "warmup": warmup, "count": 0,
+    latency: dict[str, Any] = {"setup_ms": setup_ms, "cold_ms": cold_ms, "warmup": 0, "count": 0,
                                "mean_ms": None, "std_ms": None, "p50_ms": None, "p90_ms": None, "p99_ms": None,
                                "timed": "one engine call at batch 1 on the first image after warm-up "
                                         "(what `dymu-rt profile` times; no preprocessing)"}
-    if iters > 0:
+    if iters != 0:
         call, _ = rt.timed_call(rt.preprocess([first]))
-        latency.update(reportable(time_engine(call, iters, warmup)))
+        t0 = time.perf_counter()
+        call()                                  # one probe run (the first warm-up) sizes the defaults
+        w, n = auto_counts(1e3 * (time.perf_counter() - t0), warmup, iters)
+        latency.update(reportable(time_engine(call, n, max(0, w - 1))))
+        latency["warmup"] = w
     s = rt.stats()
     return {"topology": s["topology"], "binding": s["binding"], "grid_point": s["grid_point"],
             "r": s["r"], "c": s["c"], "gmacs": s["gmacs"], "gflops": s["gflops"], "macs": s["macs"],

@@ -127,3 +127,11 @@ def test_outputs_of_a_huge_input_keep_its_aspect_at_a_bounded_size():
     assert output_size(60, 80) == (60, 80)
     h, w = output_size(6000, 8000)                      # 48 Mpx: a float32 map per task would be GiBs
     assert h * w <= MAX_OUTPUT_PIXELS and abs(w / h - 8000 / 6000) < 0.01
+
+
+def test_default_timing_shrinks_for_a_slow_model_but_keeps_a_p50():
+    from dymu_rt.runtime.images import auto_counts
+
+    assert auto_counts(1.4, None, None) == (10, 100)           # the shipped model: every percentile
+    assert auto_counts(870.0, None, None) == (1, 5)            # a paper-scale model: ~5 s, still a p50
+    assert auto_counts(870.0, 3, 50) == (3, 50)                 # asked for: as asked
