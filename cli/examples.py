@@ -7,7 +7,7 @@ makes: ``demo-out/``), with what it does after ``#``.
 from __future__ import annotations
 
 EXAMPLES: dict[str, list[tuple[str, str]]] = {
-    "demo": [("dymu-rt demo --out demo-out", "the whole pipeline, about 4 min on 2 cores"),
+    "demo": [("dymu-rt demo --out demo-out", "the whole pipeline: a few minutes on 2 idle cores"),
              ("dymu-rt demo --out smoke --scale 0.05", "a smoke run: every step, tiny settings"),
              ("dymu-rt demo --out demo-out --threads 1", "leave a core to other work")],
     "run": [("dymu-rt run --r 0.6,0.2,0.2 --c 0.5 photo.jpg", "the shipped model; PNGs in dymu-out/"),
