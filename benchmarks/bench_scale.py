@@ -415,7 +415,7 @@ def report(res: dict, png: Path, console) -> None:
     console.print(f"bundle {s['bundle_bytes'] / 2**20:.1f} MiB = {s['over_anchor']:.3f} x anchor weights "
                   f"({s['anchor_bytes'] / 2**20:.1f} MiB), {s['over_anchor_plus_hypernets']:.3f} x anchor + hypernets")
     if "rss" in res:
-        console.print("RSS: " + ", ".join(f"{k} cached: {v['rss_mb']:.0f} MB" for k, v in res["rss"].items())
+        console.print("RSS: " + ", ".join(f"{k} cached: {v['rss_mb']:.0f} MiB" for k, v in res["rss"].items())
                       + f"; ratio {res['rss_ratio_max_over_1']:.2f}")
     if "cold_start" in res:
         c = res["cold_start"]
@@ -454,7 +454,7 @@ def report(res: dict, png: Path, console) -> None:
         ks = sorted(res["rss"], key=int)
         ax.plot([int(k) for k in ks], [res["rss"][k]["rss_mb"] for k in ks], "o-")
         ax.set_xlabel("cached topologies")
-        ax.set_ylabel("process RSS (MB)")
+        ax.set_ylabel("process RSS (MiB)")
         ax.set_ylim(bottom=0)
         ax.set_title(f"RSS, {res['rss_ratio_max_over_1']:.2f}x from 1 to {ks[-1]}")
     fig.suptitle(f"bench_scale: {res['bundle']['preset']}, {res['bundle']['topologies']} topologies, "

@@ -210,7 +210,7 @@ def main() -> None:
             if "error" in r:
                 print(f"{mode:24s} error {r['error']}")
             else:
-                print(f"{mode:24s} rss1 {r['rss_mb'][0]:8.1f} MB  rss{r['k']} {r['rss_mb'][-1]:8.1f} MB  "
+                print(f"{mode:24s} rss1 {r['rss_mb'][0]:8.1f} MiB  rss{r['k']} {r['rss_mb'][-1]:8.1f} MiB  "
                       f"ratio {r['rss_mb'][-1] / r['rss_mb'][0]:5.2f}  create {statistics.median(r['create_ms']):7.0f} ms"
                       f"  latency {r['latency_ms']:8.1f} ms  ({r['graphs']} distinct graphs)", flush=True)
     if args.json:

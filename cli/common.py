@@ -10,8 +10,23 @@ from rich.console import Console
 
 from dymu_rt.errors import NotImplementedYet
 
-console = Console()
-err_console = Console(stderr=True)
+#: Width of tables and lines when stdout is not a terminal (a log, a pipe): wide enough that no
+#: table is cut or wrapped (rich's default there is 80 columns, which cut topology ids and
+#: preferences mid-value). Tables are sized to their content, so nothing is padded to this.
+LOG_WIDTH = 1000
+
+
+def _console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return Console(stderr=stderr) if tty else Console(stderr=stderr, width=LOG_WIDTH)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 def print_json(obj: Any) -> None:

@@ -35,6 +35,8 @@ from dymu_rt.cli.commands import (
     train,
 )
 
+from dymu_rt.cli.examples import epilog  # noqa: E402
+
 app = typer.Typer(
     name="dymu-rt",
     help="Deploy controllable dynamic multi-task networks: train, build engines per "
@@ -62,38 +64,38 @@ def _root(
     """dymu-rt: controllable dynamic multi-task networks, from training to devices."""
 
 
-app.add_typer(data.app, name="data", help="Render procedural multi-task scenes.")
-app.add_typer(train.app, name="train", help="Train the anchor net and the hypernets.")
-app.command("eval", help="Evaluate a controller over preferences (HV, cost).")(
+app.add_typer(data.app, name="data", help="Render procedural multi-task scenes.", epilog=epilog("data"))
+app.add_typer(train.app, name="train", help="Train the anchor net and the hypernets.", epilog=epilog("train"))
+app.command("eval", help="Evaluate a controller over preferences (HV, cost).", epilog=epilog("eval"))(
     evaluate.eval_command
 )
-app.command("compare", help="Methods of one preset side by side (Δ_T, latency).")(
+app.command("compare", help="Methods of one preset side by side (Δ_T, latency).", epilog=epilog("compare"))(
     compare.compare_command
 )
-app.command("inspect", help="Describe a preset, run or bundle (tasks, cost).")(
+app.command("inspect", help="Describe a preset, run or bundle (tasks, cost).", epilog=epilog("inspect"))(
     inspect.inspect_command
 )
-app.command("build", help="Compile one engine per topology of a preference grid.")(
+app.command("build", help="Compile one engine per topology of a preference grid.", epilog=epilog("build"))(
     build.build_command
 )
-app.command("plot", help="Plot a bundle's resource usage over its grid (PNG).")(
+app.command("plot", help="Plot a bundle's resource usage over its grid (PNG).", epilog=epilog("plot"))(
     plot.plot_command
 )
-app.command("run", help="Run images at a preference (r, c); write task outputs.")(
+app.command("run", help="Run images at a preference (r, c); write task outputs.", epilog=epilog("run"))(
     run.run_command
 )
-app.command("profile", help="Time every topology of a bundle on this device.")(
+app.command("profile", help="Time every topology of a bundle on this device.", epilog=epilog("profile"))(
     profile.profile_command
 )
-app.command("profiles", help="List the device profiles.")(profiles.profiles_command)
-app.command("calibrate", help="Calibrate INT8 quantization for a bundle's topologies.")(
+app.command("profiles", help="List the device profiles.", epilog=epilog("profiles"))(profiles.profiles_command)
+app.command("calibrate", help="Calibrate INT8 quantization for a bundle's topologies.", epilog=epilog("calibrate"))(
     calibrate.calibrate_command
 )
-app.command("check", help="Check every backend/precision against FP32 (exit 1 if off).")(
+app.command("check", help="Check every backend/precision against FP32 (exit 1 if off).", epilog=epilog("check"))(
     check.check_command
 )
-app.add_typer(export.app, name="export", help="Export a bundle for a serving system (Triton).")
-app.command("demo", help="Run the whole pipeline on procedural scenes in minutes.")(
+app.add_typer(export.app, name="export", help="Export a bundle for a serving system (Triton).", epilog=epilog("export"))
+app.command("demo", help="Run the whole pipeline on procedural scenes in minutes.", epilog=epilog("demo"))(
     demo.demo_command
 )
 

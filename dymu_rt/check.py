@@ -33,6 +33,7 @@ import numpy as np
 
 from dymu_rt.backends.devices import with_threads
 from dymu_rt.bundle.manifest import Point
+from dymu_rt.evaluate.scenes import labelled_scenes, score
 from dymu_rt.errors import DymuError, ValidationError
 from dymu_rt.runtime import Runtime
 from dymu_rt.utils.progress import make_progress
@@ -155,35 +156,11 @@ def sample_points(points, n: int) -> list:
 
 def _scenes(manifest, n: int, seed: int):
     """Preprocessed images [n, 3, H, W] and per-task labels (targets, masks) as torch tensors."""
-    import torch
-
-    from dymu_rt.data.synth import SynthDataset
-
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValidationError(f"--scenes {n!r}: expected a number of labelled scenes >= 1")
-    pre = manifest.preprocessing
-    ds = SynthDataset(n, size=tuple(manifest.input_size), seed=seed, split="val", tasks=manifest.task_names)
-    samples = [ds[i] for i in range(n)]
-    images = np.stack([s["image"].numpy() for s in samples]).astype(np.float32)
-    if not pre.get("normalize_in_graph", True):
-        mean = np.asarray(pre["mean"], np.float32).reshape(1, -1, 1, 1)
-        std = np.asarray(pre["std"], np.float32).reshape(1, -1, 1, 1)
-        images = (images - mean) / std
-    targets = {t: torch.stack([s["targets"][t] for s in samples]) for t in manifest.task_names}
-    masks = {t: torch.stack([s["masks"][t] for s in samples]) for t in manifest.task_names}
-    return images, targets, masks
+    return labelled_scenes(manifest.input_size, manifest.task_names, manifest.preprocessing, n, seed)
 
 
 def _score(tasks, outputs: Mapping[str, np.ndarray], targets, masks) -> dict[str, float]:
-    import torch
-
-    res = {}
-    for t in tasks:
-        meter = t.new_meter()
-        meter.update(torch.from_numpy(np.asarray(outputs[t.name])), targets[t.name], masks[t.name])
-        metric = METRIC_LIMITS.get(t.kind, (t.primary_metric,))[0]
-        res[t.name] = float(meter.compute()[metric])
-    return res
+    return score(tasks, outputs, targets, masks, {k: v[0] for k, v in METRIC_LIMITS.items()})
 
 
 def _infer_all(rt, images: np.ndarray) -> dict[str, np.ndarray]:

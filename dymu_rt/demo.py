@@ -22,18 +22,21 @@ from dymu_rt.errors import ValidationError
 
 @dataclasses.dataclass(frozen=True)
 class DemoSettings:
-    """How much work each step does."""
+    """How much work each step does: the demo's own stage lengths (they override the preset's,
+    so the demo's time does not follow the shipped model's recipe). Sized for <= 5 min wall
+    on an idle 2-core machine (`python benchmarks/bench_demo.py` measures it)."""
 
-    anchor_steps: int = 600
-    edge_steps: int = 400
-    weight_steps: int = 300
-    n_train: int = 1600
+    anchor_steps: int = 450
+    edge_steps: int = 300
+    weight_steps: int = 225
+    n_train: int = 1200
     n_val: int = 200
     eval_n_r: int = 8
     eval_n_cost: int = 300
     grid: str = "0.25"
     profile_iters: int = 20
     n_images: int = 3
+    n_val_scenes: int = 32
 
     def scaled(self, scale: float) -> "DemoSettings":
         """Every count × ``scale`` (at least a minimal working value)."""
@@ -43,14 +46,14 @@ class DemoSettings:
         return DemoSettings(f(self.anchor_steps, 4), f(self.edge_steps, 4), f(self.weight_steps, 3),
                             f(self.n_train, 16), f(self.n_val, 8), f(self.eval_n_r, 2),
                             f(self.eval_n_cost, 20), self.grid if scale >= 0.5 else "0.5",
-                            f(self.profile_iters, 3), f(self.n_images, 1))
+                            f(self.profile_iters, 3), f(self.n_images, 1), f(self.n_val_scenes, 4))
 
 
 def demo_preferences(n_tasks: int) -> list[tuple[tuple[float, ...], float]]:
     """The preferences the demo runs: uniform r at c = 0 (every task matters, compute is
     free: the largest trees), the first task favoured (0.8, the rest sharing 0.2) at c = 1
-    (the most frugal), then uniform r at c = 1. The side-by-side picture shows the first two,
-    the most different pair. Exact simplex points for any N >= 2."""
+    (the most frugal), then uniform r at c = 1. The side-by-side picture shows all three.
+    Exact simplex points for any N >= 2."""
     skew = (0.8,) + tuple(0.2 / (n_tasks - 1) for _ in range(n_tasks - 1))
     uniform = tuple(1.0 / n_tasks for _ in range(n_tasks))
     return [(uniform, 0.0), (skew, 1.0), (uniform, 1.0)]
@@ -128,7 +131,7 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
     latency = rt.profile_topologies(iters=s.profile_iters, warmup=max(1, s.profile_iters // 5))
     done("profile every topology (ONNX Runtime)")
     step("run images at several preferences")
-    runs = _run_images(out, image_paths, manifest, rt)
+    runs = _run_images(out, image_paths, manifest, rt, latency, s.n_val_scenes, seed)
     rt.close()
     done("run images at several preferences")
 
@@ -144,40 +147,52 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
     return summary
 
 
-def _run_images(out: Path, image_paths: list[Path], manifest, rt) -> list[dict]:
-    """Run the images at demo_preferences(); write per-task PNGs and a side-by-side picture."""
+def _run_images(out: Path, image_paths: list[Path], manifest, rt, latency: dict, n_scenes: int,
+                seed: int) -> list[dict]:
+    """Run the images at demo_preferences(): per-task PNGs (with keys), the accuracy of each
+    preference on ``n_scenes`` labelled validation scenes, and ``side_by_side.png``: the
+    first image at every preference run, one row each, labelled with its tree and cost."""
     from PIL import Image
 
-    from dymu_rt.runtime.outputs import make_tasks
-    from dymu_rt.tasks import overview_image
+    from dymu_rt.control.preference import format_r
+    from dymu_rt.evaluate.scenes import METRIC_LABEL, labelled_scenes, reported_metric, score
+    from dymu_rt.runtime.outputs import make_tasks, write_outputs
+    from dymu_rt.tasks import make_task, overview_image
+    from dymu_rt.tasks.kinds import LABELLED_KINDS
 
     tasks = make_tasks(manifest.tasks)
+    meters = [make_task(t.kind, t.name, num_classes=t.out_channels if t.kind in LABELLED_KINDS else None)
+              for t in manifest.tasks]
+    x_val, targets, masks = labelled_scenes(manifest.input_size, manifest.task_names, manifest.preprocessing,
+                                            n_scenes, seed + 2000)
     images = [Image.open(p).convert("RGB") for p in image_paths]
-    results, columns = [], []
+    results, rows = [], []
     for r, c in demo_preferences(len(tasks)):
         rt.set_preference(r, c)
         outputs = rt.infer(images)
         st = rt.stats()
-        label = f"r={','.join(f'{v:.1f}' for v in r)} c={c:g}"
         folder = out / "outputs" / f"r{'-'.join(f'{v:.2f}' for v in r)}_c{c:g}"
         folder.mkdir(parents=True, exist_ok=True)
-        panels_per_image = []
-        for i, img in enumerate(images):
-            panels = {}
-            for t in tasks:
-                pic = t.visualize(t.postprocess(np.asarray(outputs[t.name][i])))
-                pic.save(folder / f"scene_{i}_{t.name}.png")
-                panels[t.name] = pic
-            panels_per_image.append(panels)
-        columns.append((label, panels_per_image))
-        results.append({"r": list(r), "c": c, "topology": st["topology"], "gmacs": st["gmacs"], "gflops": st["gflops"],
-                        "params": st["params"], "binding": st.get("binding"),
-                        "latency_ms_p50": st.get("latency_ms", {}).get("p50_ms")})
-    # Side by side: per image, one row per preference (the first two): input | task outputs.
-    rows = []
-    for i, img in enumerate(images):
-        for label, per_image in columns[:2]:
-            rows.append(overview_image(img, per_image[i], columns=1 + len(tasks), image_label=label))
+        for i, (img, p) in enumerate(zip(images, image_paths)):
+            write_outputs(img, {k: v[i] for k, v in outputs.items()}, tasks, folder, p.stem)
+        val = rt.infer(x_val)
+        acc = score(meters, val, targets, masks)
+        row = latency.get(st["topology"], {})
+        results.append({"r": list(r), "r_text": format_r(r), "c": c, "topology": st["topology"],
+                        "gmacs": st["gmacs"], "gflops": st["gflops"], "params": st["params"],
+                        "binding": st.get("binding"), "latency_ms_p50": row.get("p50_ms"),
+                        "latency_runs": row.get("count"),
+                        "accuracy": {t.name: {"metric": reported_metric(t), "value": acc[t.name],
+                                              "label": METRIC_LABEL.get(reported_metric(t), reported_metric(t)),
+                                              "higher_is_better": t.metric_directions[reported_metric(t)]}
+                                     for t in meters}})
+        first = {k: v[0] for k, v in outputs.items()}
+        size = (images[0].height, images[0].width)
+        posts = {t.name: t.at_size(first[t.name], size) for t in tasks}
+        lat = "" if row.get("p50_ms") is None else f", p50 {row['p50_ms']:.2f} ms"
+        label = (f"r={format_r(r)} c={c:g}: tree {st['topology'][:8]}, {st['gmacs']:.4f} GMACs{lat}")
+        rows.append(overview_image(images[0], {t.name: t.visualize(posts[t.name]) for t in tasks},
+                                   title=label, legends={t.name: t.legend(posts[t.name]) for t in tasks}))
     width = max(r.width for r in rows)
     canvas = Image.new("RGB", (width, sum(r.height for r in rows)), "white")
     y = 0

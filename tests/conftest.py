@@ -8,6 +8,13 @@ import torch
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _private_user_cache(tmp_path_factory, monkeypatch):
+    """Latency tables of read-only bundles go to $XDG_CACHE_HOME/dymu-rt: tests use their own
+    (subprocesses inherit it), never the user's ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
 @pytest.fixture(scope="session")
 def tiny_preset():
     """synth-nyu at 32x32 with the narrowest widths (shared stem, R-ASPP, light decoder): seconds to run."""

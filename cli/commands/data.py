@@ -6,10 +6,12 @@ from pathlib import Path
 
 import typer
 
+from dymu_rt.cli.examples import epilog
+
 app = typer.Typer(no_args_is_help=True)
 
 
-@app.command("synth")
+@app.command("synth", epilog=epilog("data synth"))
 def synth(
     out: Path = typer.Option(..., "--out", help="Folder to write the dataset into."),
     n: int = typer.Option(2000, "--n", help="Number of images (train + val)."),

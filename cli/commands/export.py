@@ -7,12 +7,14 @@ from typing import Optional
 
 import typer
 
+from dymu_rt.cli.examples import epilog
+
 from dymu_rt.cli.common import console, print_json
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 
 
-@app.command("triton", help="Write a Triton model repository (topology models, hypernets, router).")
+@app.command("triton", epilog=epilog("export triton"), help="Write a Triton model repository (topology models, hypernets, router).")
 def triton_command(
     bundle: Optional[Path] = typer.Argument(None, help="Bundle directory (default: the installed one)."),
     out: Path = typer.Option(..., "--out", help="Model repository folder (new, or one written by this command: "

@@ -8,7 +8,8 @@ from dymu_rt.cli.common import console, print_json
 
 
 def inspect_command(
-    target: str = typer.Argument(..., help="A preset name, a run directory or a bundle directory."),
+    target: str = typer.Argument(None, help="A preset name, a run directory or a bundle directory "
+                                 "(default: the shipped bundle).", show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
     verify: bool = typer.Option(False, "--verify", help="Bundles: also check every file's sha256."),
     size: str = typer.Option(None, "--size", help="Presets and runs: cost the anchor at this input "
@@ -17,6 +18,10 @@ def inspect_command(
     """Describe TARGET: tasks, layers, params and GMACs/GFLOPs; topologies of a bundle."""
     from dymu_rt.compile.describe import describe, describe_bundle
 
+    if target is None:
+        from dymu_rt.runtime import default_bundle_path
+
+        target = str(default_bundle_path())
     info = describe(target, size)
     if verify and info["what"] == "bundle":
         info = describe_bundle(target, check_hashes=True)
@@ -85,6 +90,29 @@ def _run(d: dict) -> None:
     _costs(d)
 
 
+def _latency(d: dict) -> None:
+    """The measured latency tables (manifest or user cache) of a bundle, or how to make one."""
+    from rich.table import Table
+
+    if not d.get("latency"):
+        from dymu_rt.bundle.layout import is_shipped_bundle
+
+        how = "dymu-rt profile" if is_shipped_bundle(d["path"]) else f"dymu-rt profile --bundle {d['path']}"
+        console.print(f"latency: not profiled on any device yet (`{how}` times every topology here)")
+        return
+    for prof, lat in d["latency"].items():
+        rows = lat["rows"]
+        t = Table(title=f"measured latency on {prof} (from {lat['source']})")
+        for col in ("topology", "batch", "runs", "p50 ms", "p90 ms", "p99 ms", "switch (load) ms", "threads"):
+            t.add_column(col, justify="left" if col == "topology" else "right")
+        for row in rows:
+            t.add_row(row["topology"], str(row.get("batch", 1)), str(row.get("count", row.get("iters", "?"))),
+                      f"{row['p50_ms']:.3f}", f"{row.get('p90_ms', float('nan')):.3f}",
+                      f"{row.get('p99_ms', float('nan')):.3f}", f"{row.get('load_ms', float('nan')):.1f}",
+                      str(row.get("threads", "?")))
+        console.print(t)
+
+
 def _bundle(d: dict) -> None:
     from rich.table import Table
 
@@ -114,6 +142,7 @@ def _bundle(d: dict) -> None:
         t.add_row(top["id"], str(top["n_points"]), f"{top['params'] / 1e6:.3f}", f"{top['gmacs']:.4f}",
                   "-" if gp is None else f"{gp:.4f}")
     console.print(t)
+    _latency(d)
     if d.get("verified"):
         console.print("all files match their sha256")
         console.print("manifest matches its checksum (manifest.sha256.json)" if d.get("manifest_checksum") == "verified"

@@ -22,7 +22,10 @@ def profile_command(
                                          "this profile (e.g. built on another machine) and rebuild them."),
     as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
 ) -> None:
-    """Warm up and time every topology; store the latency table in the bundle's manifest."""
+    """Warm up and time every topology; store the latency table in the bundle's manifest
+    (for a read-only bundle such as the shipped one: in $XDG_CACHE_HOME/dymu-rt/latency/,
+    keyed by the bundle's checksum, the profile and the library versions).
+    """
     from dymu_rt.runtime import Runtime, default_bundle_path
     from dymu_rt.runtime.latency import profile_rows
     from dymu_rt.utils.progress import make_progress
@@ -36,12 +39,12 @@ def profile_command(
     rows = profile_rows(rt.manifest, table)
     if as_json:
         print_json({"profile": rt.profile.name, "backend": rt.backend.name, "batch": batch, "iters": iters,
-                    "topologies": rows})
+                    "stored_in": rt.latency_store, "topologies": rows})
         return
     from rich.table import Table
 
     tab = Table(title=f"{rt.profile.name}: {len(rows)} topologies, batch {batch}, {iters} runs each "
-                      f"(stored in {rt.root / 'manifest.json'})",
+                      f"(stored in {rt.latency_store})",
                 caption="GMACs = conv+linear multiply-adds / 1e9; GFLOPs and the achieved GFLOP/s count 2 FLOPs "
                         "per MAC (GFLOP/s at p50, per image x batch); load ms = switch to this topology uncached.")
     for col in ("topology", "points", "GMACs", "GFLOPs", "params (M)", "n", "mean ms", "std", "p50 ms", "p90 ms",

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from dymu_rt.cli.common import console, print_json
+from dymu_rt.control.preference import format_r
 
 
 def run_command(
@@ -19,7 +20,22 @@ def run_command(
     bundle: Optional[Path] = typer.Option(None, "--bundle", help="Bundle directory (default: the installed one)."),
     profile: str = typer.Option("x86-64-cpu", "--profile", help="Device profile name or TOML path; its "
                                 "backend key picks the backend (e.g. jetson-orin-nano -> TensorRT)."),
-    out: Path = typer.Option(Path("dymu-out"), "--out", help="Folder for the output PNGs."),
+    out: Path = typer.Option(Path("dymu-out"), "--out", help="Folder for the output PNGs (at each input "
+                             "image's size). Refused when it holds a file of an output's name that dymu-rt "
+                             "did not write, unless --overwrite."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed runs before the timed ones (after "
+                                         "the cold first call, which is reported on its own). Default 10, "
+                                         "fewer when one run is slow (about 1 s of warm-up).",
+                                         show_default=False),
+    iters: Optional[int] = typer.Option(None, "--iters", help="Timed runs of the first image (0: none). "
+                                        "Default 100, fewer when one run is slow (about 3 s, at least 5). "
+                                        "p50 needs >= 5, p90 >= 10, p99 >= 100 runs; fewer are not reported.",
+                                        show_default=False),
+    save_outputs: Optional[Path] = typer.Option(None, "--save-outputs", help="Folder for the raw outputs as "
+                                                ".npy (float32, at the model's resolution and at the input's), "
+                                                "described by its outputs.json."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace files of the outputs' names in --out / "
+                                   "--save-outputs even when dymu-rt did not write that folder."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of a table: topology, "
                                  "binding, gmacs (multiply-adds / 1e9), gflops (2 x MACs / 1e9), gflops_paper (the paper's fvcore count / 1e9), params, latency_ms, images and outputs (task -> file for "
                                  "one image; for several, a list of task -> file aligned with images)."),
@@ -32,7 +48,9 @@ def run_command(
     binding: Optional[str] = typer.Option(None, "--binding", help="ONNX Runtime binding mode: affine "
                                           "(default, instant switches) | session (fastest per frame, ~20-200 ms per switch) | initializers."),
 ) -> None:
-    """Run IMAGES at preference (r, c); write one PNG per task per image and an overview PNG."""
+    """Run IMAGES at preference (r, c); write one PNG per task per image and an overview PNG
+    (input, task maps at the input's size, class legend, colour bars); print cost and latency.
+    """
     from dymu_rt.bundle.layout import static_section
     from dymu_rt.runtime import Runtime, default_bundle_path
     from dymu_rt.runtime.images import check_choice, run_images
@@ -43,7 +61,8 @@ def run_command(
     check_choice(c, latency_budget, static, r, path)
     files = collect_images(images)
     rt = Runtime.open(path, profile=profile, binding=binding)
-    summary = run_images(rt, files, out, r, c, latency_budget, normalize, percentile)
+    summary = run_images(rt, files, out, r, c, latency_budget, normalize, percentile, warmup=warmup, iters=iters,
+                         save_outputs=save_outputs, overwrite=overwrite)
     s, choice = summary, summary["budget_choice"]
     results = summary["outputs"] if len(files) > 1 else [summary["outputs"]]
     if as_json:
@@ -55,7 +74,7 @@ def run_command(
     t.add_column("quantity")
     t.add_column("value", justify="right")
     t.add_row("preference", f"static {static.get('method')} architecture (r ignored, no c)" if static else
-              f"r={','.join(f'{v:g}' for v in s['r'])}  c={s['c']:g}")
+              f"r={format_r(s['r'])}  c={s['c']:g}")
     if choice is not None:
         t.add_row("latency budget", f"{choice['budget_ms']:g} ms -> c={choice['c']:g} (measured "
                   f"{choice['percentile']} {choice['latency_ms']:.3g} ms + switch {choice['switch_ms']:.3g} ms"
@@ -69,7 +88,14 @@ def run_command(
         t.add_row("GFLOPs, the paper's convention (fvcore)", f"{s['gflops_paper']:.4f}")
     t.add_row("params", f"{s['params'] / 1e6:.3f} M")
     lat = s["latency_ms"]
-    t.add_row("latency p50 / p90 / p99", f"{lat['p50_ms']:.2f} / {lat['p90_ms']:.2f} / {lat['p99_ms']:.2f} ms "
-              f"({lat['n']} runs, {s['profile']}, {s['backend']})")
-    t.add_row("outputs", f"{sum(len(x) for x in results)} PNGs in {out}")
+    t.add_row("first call (cold)", f"{lat['cold_ms']:.2f} ms (after {lat['setup_ms']:.1f} ms to load the engine "
+              "and bind the weights)")
+    if lat["count"]:
+        ms = lambda k: "-" if lat[k] is None else f"{lat[k]:.2f}"  # noqa: E731
+        t.add_row("latency p50 / p90 / p99", f"{ms('p50_ms')} / {ms('p90_ms')} / {ms('p99_ms')} ms "
+                  f"({lat['count']} runs after {lat['warmup']} warm-up, {s['profile']}, {s['backend']})")
+    else:
+        t.add_row("latency", "not timed (--iters 0)")
+    t.add_row("outputs", f"{sum(len(x) for x in results)} PNGs in {out}"
+              + (f"; raw .npy described in {s['raw_outputs']}" if s.get("raw_outputs") else ""))
     console.print(t)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from dymu_rt.bundle.checksum import read_digests
+from dymu_rt.bundle.latency_cache import cached_tables
 from dymu_rt.bundle.layout import bundle_bytes, read_manifest, verify_bundle
 
 #: how the cost columns are defined (shown with every cost table)
@@ -23,6 +24,17 @@ def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, A
     tops = sorted(({"id": tid, "params": t.params, "macs": t.macs, "gmacs": t.gmacs, "gflops": t.gflops,
                     "gflops_paper": t.gflops_paper, "n_points": counts.get(tid, 0), "file": t.file} for tid, t in m.topologies.items()),
                   key=lambda t: (-t["n_points"], t["macs"], t["id"]))
+    # Measured latency per profile: the manifest's own tables, then the per-user cache's
+    # (read-only bundles such as the shipped one keep theirs there).
+    cached = cached_tables(m)
+    latency = {}
+    for prof in sorted(set(m.latency) | set(cached)):
+        own = prof in m.latency
+        table = m.latency[prof] if own else cached[prof]["table"]
+        rows = sorted(({"topology": tid, **{k: v for k, v in row.items() if k not in ("versions",)}}
+                       for tid, row in table.items()), key=lambda r: r["p50_ms"])
+        latency[prof] = {"source": str(Path(path) / "manifest.json") if own else str(cached[prof]["file"]),
+                         "rows": rows}
     return {"what": "bundle", "path": str(path), "preset": m.preset, "trained_on": m.data.get("trained_on"),
             "training_data": m.data.get("training_data"),
             "tasks": m.task_names, "grid": dict(m.grid), "points": len(m.points),
@@ -30,7 +42,8 @@ def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, A
             "weights_bytes": (m.weights or {}).get("bytes"),
             "units": UNITS,
             "engines": {b: sorted(p) for b, p in m.engines.items()},
-            "latency_profiles": sorted(m.latency),
+            "latency_profiles": sorted(set(m.latency) | set(cached)),
+            "latency": latency,
             # read_manifest verified it when present; "absent": written before checksums existed.
             "manifest_checksum": "verified" if read_digests(path) is not None else "absent",
             # An AdaShare / DAG bundle: one fixed architecture (dymu_rt.compile.static).

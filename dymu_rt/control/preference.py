@@ -54,6 +54,25 @@ def _fmt(values: Sequence[float]) -> str:
     return ",".join(f"{v:g}" for v in values)
 
 
+def format_r(r: Sequence[float]) -> str:
+    """A task preference as a person reads it, exactly: ``uniform (1/3 each)`` when every
+    weight is equal (not ``0.3,0.3,0.3``, which sums to 0.9), else each weight to 4
+    significant digits (``0.8,0.1,0.1``; a weight that 4 digits do not hold is shown as
+    the fraction it is, e.g. ``2/3``)."""
+    vals = [float(v) for v in r]
+    if len(vals) > 1 and max(vals) - min(vals) < 1e-9:
+        return f"uniform (1/{len(vals)} each)"
+    parts = []
+    for v in vals:
+        text = f"{v:.4g}"
+        if abs(float(text) - v) > 1e-9:
+            frac = Fraction(v).limit_denominator(64)
+            if abs(float(frac) - v) < 1e-9:
+                text = f"{frac.numerator}/{frac.denominator}"
+        parts.append(text)
+    return ",".join(parts)
+
+
 def _number(v) -> float | None:
     """v as a float if it is one real number (not a bool), else None."""
     if hasattr(v, "item") and getattr(v, "ndim", 0) == 0 and not isinstance(v, (str, bytes)):

@@ -64,6 +64,18 @@ class LatencyWindow:
 PERCENTILES = ("p50", "p90", "p99")
 
 
+#: fewest timed runs for which a percentile is reported: the median needs a handful; the
+#: 90th and 99th need at least 10 and 100 runs to rest on more than one sample's tail
+MIN_RUNS = {"p50_ms": 5, "p90_ms": 10, "p99_ms": 100}
+
+
+def reportable(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` (:func:`latency_stats`) with each percentile that too few runs back set to None
+    (:data:`MIN_RUNS`): one run has no p90, three runs have no p99."""
+    n = int(row.get("count", row.get("n", 0)) or 0)
+    return {k: (None if k in MIN_RUNS and n < MIN_RUNS[k] else v) for k, v in row.items()}
+
+
 def latency_stats(ms) -> dict[str, float]:
     """count, mean, std (sample), p50/p90/p99 of a sequence of milliseconds."""
     a = np.asarray(list(ms), dtype=np.float64)
@@ -76,21 +88,9 @@ def latency_stats(ms) -> dict[str, float]:
 
 def measured_with(threads: int) -> dict[str, Any]:
     """What a latency row was measured with: thread count, library versions, UTC timestamp."""
-    import platform
+    from dymu_rt.bundle.latency_cache import library_versions
 
-    import onnxruntime
-
-    from dymu_rt import __version__
-
-    versions = {"dymu_rt": __version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
-                "python": platform.python_version()}
-    try:
-        import tensorrt  # noqa: F401  (optional)
-
-        versions["tensorrt"] = tensorrt.__version__
-    except ImportError:
-        pass
-    return {"threads": int(threads), "versions": versions,
+    return {"threads": int(threads), "versions": library_versions(),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
@@ -141,7 +141,7 @@ def time_interleaved(runs: Sequence[Callable[[], Any]], rounds: int, iters: int,
 
 def choose_for_budget(manifest: Manifest, profile: str, r, budget_ms, n_tasks: int,
                       normalize: bool = False, percentile: str = "p50", current: Optional[str] = None,
-                      cached: Iterable[str] = (), frames: int = 1) -> dict[str, Any]:
+                      cached: Iterable[str] = (), frames: int = 1, profile_command: str = "") -> dict[str, Any]:
     """For task preference ``r`` (or the nearest grid r, L1 distance), the smallest grid c whose
     topology's measured latency at ``percentile`` (p50, p90 or p99) on ``profile``, plus the
     cost of switching to it, is within ``budget_ms``.
@@ -151,6 +151,8 @@ def choose_for_budget(manifest: Manifest, profile: str, r, budget_ms, n_tasks: i
     spread over the ``frames`` that will run at the chosen preference (a switch happens once).
     With no current topology (a process starting) there is no switch: every choice pays its
     first load alike, so it does not count.
+    ``profile_command`` is the ``dymu-rt profile`` command that would fill a missing table
+    (named in the error; default: ``dymu-rt profile --profile PROFILE``).
     Returns {r (grid r used), r_snapped (bool), c, topology, percentile, latency_ms, switch_ms,
     total_ms, p50_ms, budget_ms}.
     """
@@ -166,8 +168,9 @@ def choose_for_budget(manifest: Manifest, profile: str, r, budget_ms, n_tasks: i
     r = parse_r(r, n_tasks, normalize=normalize)
     table = latency_table(manifest, profile)
     if not table:
+        how = profile_command or f"dymu-rt profile --profile {profile}"
         raise ValidationError(f"the bundle has no latency table for profile '{profile}'; "
-                              f"run `dymu-rt profile --profile {profile}` on this device first")
+                              f"run `{how}` on this device first")
     grid_rs = sorted({p.r for p in manifest.points})
     dist = [sum(abs(a - b) for a, b in zip(g, r)) for g in grid_rs]
     r_grid = grid_rs[int(np.argmin(dist))]

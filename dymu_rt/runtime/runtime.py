@@ -48,6 +48,8 @@ from dymu_rt.backends.base import Backend, EngineRequest
 from dymu_rt.backends.devices import load_profile
 from dymu_rt.backends.registry import backend_class, check_name, get_backend, with_binding_modes
 from dymu_rt.bundle import sections as S
+from dymu_rt.bundle.latency_cache import store as store_latency
+from dymu_rt.bundle.latency_cache import with_cached_latency
 from dymu_rt.bundle.layout import CONTROLLER_FILES, is_shipped_bundle
 from dymu_rt.bundle.manifest import Manifest
 from dymu_rt.bundle.paths import inside
@@ -122,6 +124,8 @@ class Runtime:
         self.cache = EngineCache(profile.engine_cache_mb * 2**20, self._load_engine,
                                  pinned=lambda: () if self._state is None else (self._state.topology,))
         self.latency = LatencyWindow()
+        #: where the last profile_topologies stored its table (the manifest or the user cache)
+        self.latency_store: Optional[str] = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -161,8 +165,12 @@ class Runtime:
         if cache_engines is None:
             # The shipped default bundle is package data: never write into it.
             cache_engines = os.access(root, os.W_OK) and not shipped
+        # A bundle that cannot be written keeps its latency tables in the per-user cache.
+        read_only = shipped or not os.access(root, os.W_OK) or not os.access(root / "manifest.json", os.W_OK)
+        if read_only:
+            manifest = with_cached_latency(manifest)
         rt = cls(root, manifest, be, prof, bool(cache_engines) and be.can_cache(prof))
-        rt.read_only = shipped
+        rt.read_only = read_only
         return rt
 
     # -- engines ---------------------------------------------------------------------------
@@ -269,7 +277,14 @@ class Runtime:
         state = self._state
         return choose_for_budget(self.manifest, self.profile.name, r, budget_ms, self.n_tasks, normalize,
                                  percentile=percentile, current=None if state is None else state.topology,
-                                 cached=self.cache.topologies(), frames=frames)
+                                 cached=self.cache.topologies(), frames=frames,
+                                 profile_command=self._profile_command())
+
+    def _profile_command(self) -> str:
+        """The `dymu-rt profile` command that times this bundle on this profile."""
+        where = "" if is_shipped_bundle(self.root) else f" --bundle {self.root}"
+        prof = "" if self.profile.name == "x86-64-cpu" else f" --profile {self.profile.name}"
+        return f"dymu-rt profile{where}{prof}"
 
     # -- inference ----------------------------------------------------------------------------
 
@@ -352,11 +367,9 @@ class Runtime:
                            on_topology: Optional[Callable[[str, dict], None]] = None) -> dict[str, dict]:
         """Time every topology (at its first grid point's weights) on this device and store
         ``latency[profile]`` in the manifest; returns topology id -> {p50_ms, p90_ms, p99_ms,
-        batch, iters}. The current preference is left as it was."""
-        if self.read_only:
-            raise ValidationError(
-                f"the shipped default bundle ({self.root}) is read-only package data; copy it first "
-                f"(cp -r {self.root} my-bundle) and run `dymu-rt profile --bundle my-bundle`")
+        batch, iters}. The current preference is left as it was. A read-only bundle (the
+        shipped one) keeps the table in the per-user cache (:mod:`dymu_rt.bundle.latency_cache`);
+        :attr:`latency_store` says where it went."""
         for name, v, lo in (("iters", iters, 1), ("warmup", warmup, 0), ("batch", batch, 1)):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ValidationError(f"--{name} = {v!r}; expected an integer >= {lo}")
@@ -391,7 +404,13 @@ class Runtime:
                               **measured_with(self.profile.threads or os.cpu_count() or 1)}
                 if on_topology is not None:
                     on_topology(tid, table[tid])
-        self.manifest = S.update_manifest(self.root, lambda doc: S.set_latency(doc, self.profile.name, table))
+        if self.read_only:
+            self.latency_store = str(store_latency(self.manifest, self.profile.name, table))
+            self.manifest = dataclasses.replace(self.manifest, latency={**self.manifest.latency,
+                                                                        self.profile.name: table})
+        else:
+            self.manifest = S.update_manifest(self.root, lambda doc: S.set_latency(doc, self.profile.name, table))
+            self.latency_store = str(self.root / "manifest.json")
         return table
 
     def _timing_state(self, topology: str) -> tuple[_State, np.ndarray]:

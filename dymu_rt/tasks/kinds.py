@@ -58,6 +58,25 @@ class TaskOutput(abc.ABC):
     def visualize(self, post: np.ndarray) -> Image.Image:
         """An RGB picture (uint8, PIL) of one postprocessed output."""
 
+    #: how a dense output is brought to another size: "bilinear" (the raw output, then
+    #: postprocess) or "nearest" (the postprocessed labels); None: not a map (classification)
+    resample: ClassVar[Optional[str]] = "bilinear"
+
+    def at_size(self, out: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """ONE raw output -> the task's answer at ``size`` = (H, W), e.g. the input image's:
+        label maps by nearest neighbour (no invented labels at boundaries), dense values
+        bilinearly before postprocessing (a normal is re-normalized after interpolation)."""
+        if self.resample is None:
+            return self.postprocess(out)
+        if self.resample == "nearest":
+            post = self.postprocess(out)
+            return resize_map(post, size, "nearest")
+        return self.postprocess(resize_map(self._check_out(out, 3), size, "bilinear"))
+
+    def legend(self, post: np.ndarray) -> Optional[Image.Image]:
+        """A key to :meth:`visualize`'s picture of ``post`` (class names, a colour bar), or None."""
+        return None
+
     def _check_out(self, out: np.ndarray, ndim: int) -> np.ndarray:
         """``out`` as a float array of ``ndim`` dims whose first dim is ``out_channels``."""
         out = np.asarray(out)
@@ -78,6 +97,23 @@ def _check_range(value_range):
     return lo, hi
 
 
+def resize_map(a: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
+    """[H, W] or [C, H, W] array -> the same at ``size`` = (H, W): "nearest" keeps the values
+    (labels), "bilinear" interpolates (float32) with pixel centres aligned
+    (PIL's, as OpenCV's INTER_LINEAR and torch's align_corners=False)."""
+    a = np.asarray(a)
+    h, w = int(size[0]), int(size[1])
+    if a.shape[-2:] == (h, w):
+        return a
+    if a.ndim == 3:
+        return np.stack([resize_map(ch, size, method) for ch in a])
+    if method == "nearest":
+        img = Image.fromarray(a.astype(np.int32), mode="I").resize((w, h), Image.Resampling.NEAREST)
+        return np.asarray(img).astype(a.dtype)
+    img = Image.fromarray(a.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.float32)
+
+
 BAR_COLOR = (90, 120, 170)
 
 
@@ -88,10 +124,21 @@ class SegmentationOutput(TaskOutput):
     """Per-pixel classification into ``num_classes`` labels (-1 = ignore)."""
 
     kind = "segmentation"
+    resample = "nearest"
 
-    def __init__(self, name: str, num_classes: int, loss_weight: float = 1.0) -> None:
+    def __init__(self, name: str, num_classes: int, loss_weight: float = 1.0,
+                 class_names: Optional[Sequence[str]] = None) -> None:
         super().__init__(name, num_classes, loss_weight)
         self.num_classes = int(num_classes)
+        if class_names is not None and len(class_names) != self.num_classes:
+            raise ValidationError(f"task {name!r}: {len(class_names)} class names given, expected {self.num_classes}")
+        self.class_names = tuple(class_names) if class_names is not None else None
+
+    def legend(self, post: np.ndarray) -> Image.Image:
+        """The classes in label map ``post``, most pixels first, with their names and share."""
+        from dymu_rt.tasks.legends import class_legend
+
+        return class_legend(post, label_palette(max(256, self.num_classes)), self.class_names)
 
     def postprocess(self, out: np.ndarray) -> np.ndarray:
         """Raw logits [C, H, W] -> label map [H, W] (int64, argmax over classes)."""
@@ -127,14 +174,32 @@ class DepthOutput(TaskOutput):
         ``value_range`` (near, far) overrides the task's; with neither, the image's own
         range of valid depths is used.
         """
+        d, valid = self._valid(post)
+        rng = self.display_range(post, value_range)
+        return Image.fromarray(colorize(d, self.cmap, rng[0], rng[1], valid), mode="RGB")
+
+    @staticmethod
+    def _valid(post: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d = np.asarray(post, dtype=np.float32)
         if d.ndim == 3 and d.shape[0] == 1:
             d = d[0]
-        valid = np.isfinite(d) & (d > 0)
+        return d, np.isfinite(d) & (d > 0)
+
+    def display_range(self, post: np.ndarray,
+                      value_range: Optional[tuple[float, float]] = None) -> tuple[float, float]:
+        """The (near, far) metres :meth:`visualize` maps to the ends of the colormap."""
         rng = _check_range(value_range) or self.value_range
         if rng is None:
+            d, valid = self._valid(post)
             rng = (float(d[valid].min()), float(d[valid].max())) if valid.any() else (0.0, 1.0)
-        return Image.fromarray(colorize(d, self.cmap, rng[0], rng[1], valid), mode="RGB")
+        return rng
+
+    def legend(self, post: np.ndarray) -> Image.Image:
+        """A colour bar from the near to the far end of the picture's range, in metres."""
+        from dymu_rt.tasks.legends import colour_bar
+
+        lo, hi = self.display_range(post)
+        return colour_bar(self.cmap, lo, hi, "m")
 
 
 class NormalsOutput(TaskOutput):
@@ -157,6 +222,12 @@ class NormalsOutput(TaskOutput):
         rgb = (np.clip((n.transpose(1, 2, 0) + 1.0) * 0.5, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         rgb[~np.any(n != 0, axis=0)] = INVALID_COLOR
         return Image.fromarray(rgb, mode="RGB")
+
+    def legend(self, post: np.ndarray) -> Image.Image:
+        """The colour of each direction facing the camera, drawn by :meth:`visualize`."""
+        from dymu_rt.tasks.legends import normals_key
+
+        return normals_key(self.visualize)
 
 
 class SaliencyOutput(TaskOutput):
@@ -216,6 +287,7 @@ class ClassificationOutput(TaskOutput):
     """Whole-image classification into ``num_classes`` classes."""
 
     kind = "classification"
+    resample = None
 
     def __init__(self, name: str, num_classes: int, loss_weight: float = 1.0,
                  class_names: Optional[Sequence[str]] = None) -> None:

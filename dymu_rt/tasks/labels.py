@@ -78,3 +78,12 @@ DENSE_TASK_KINDS = {
 
 NYU_TASKS = ("semseg", "normals", "depth")
 PASCAL_TASKS = ("semseg", "human_parts", "saliency", "normals", "edges")
+
+
+def label_names(kind: str, num_classes: int) -> tuple[str, ...] | None:
+    """The class names of a labelled task's label set, known from its kind and class count
+    (the label sets above: NYU-v2 13, PASCAL-Context 21, human parts 7, CIFAR-100 20
+    superclasses), or None for a label set dymu-rt does not know (shown as ``class i``)."""
+    known = {("segmentation", 13): NYU13_CLASSES, ("segmentation", 21): PASCAL_CLASSES,
+             ("parts", 7): HUMAN_PART_CLASSES, ("classification", 20): CIFAR100_SUPERCLASSES}
+    return known.get((kind, int(num_classes)))

@@ -5,8 +5,9 @@ Used by ``dymu-rt run`` and the demo. Every tile is scaled to a common height (a
 above, and tiles are laid out left to right, wrapping after ``columns`` tiles when given.
 
 The picture's size never follows the input's size unbounded: the row height is clamped
-to ``max_height`` and a tile is at most ``MAX_ASPECT`` times as wide as high (a 50000 x 1
-image is shrunk to fit, not the other panels blown up to 50000 pixels high).
+to ``max_height``, a tile is at most ``MAX_ASPECT`` times as wide as high (a 50000 x 1
+image is shrunk to fit, not the other panels blown up to 50000 pixels high), and a key
+under a tile at most ``MAX_LEGEND_HEIGHT`` high.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ LABEL_HEIGHT = 16
 GAP = 4
 MAX_HEIGHT = 512
 MAX_ASPECT = 4
+#: tallest key drawn under a tile (a class legend lists at most a dozen classes)
+MAX_LEGEND_HEIGHT = 160
 
 
 def as_rgb_image(image: Union[Image.Image, np.ndarray]) -> Image.Image:
@@ -51,33 +54,63 @@ def _scale_to_height(img: Image.Image, height: int) -> Image.Image:
     return img.resize((width, height), resample)
 
 
+def _bounded_legend(img: Image.Image, height: int) -> Image.Image:
+    """A key cropped to MAX_LEGEND_HEIGHT high and MAX_ASPECT x the row height wide."""
+    w, h = min(img.width, MAX_ASPECT * height), min(img.height, MAX_LEGEND_HEIGHT)
+    return img if (w, h) == img.size else img.crop((0, 0, w, h))
+
+
 def overview_image(image: Union[Image.Image, np.ndarray], panels: Mapping[str, Image.Image],
                    columns: Optional[int] = None, min_height: int = 128,
-                   image_label: str = "input", max_height: int = MAX_HEIGHT) -> Image.Image:
-    """Tile the input ``image`` and the ``panels`` (label -> picture) with labels, as RGB."""
+                   image_label: str = "input", max_height: int = MAX_HEIGHT,
+                   legends: Optional[Mapping[str, Optional[Image.Image]]] = None,
+                   title: Optional[str] = None) -> Image.Image:
+    """Tile the input ``image`` and the ``panels`` (label -> picture) with labels, as RGB.
+
+    ``legends`` (label -> key picture or None) are drawn under their panel's tile: a class
+    legend, a colour bar. ``title`` is one line above everything (e.g. the preference and the
+    tree that produced the panels). Panels keep their own aspect ratio at the row's height, so maps
+    at the input's geometry line up with the input.
+    """
     if columns is not None and columns < 1:
         raise ValidationError(f"columns {columns!r} is invalid, expected an integer >= 1")
+    legends = dict(legends or {})
     first = as_rgb_image(image)
     height = min(max(first.height, int(min_height)), max(int(max_height), int(min_height)))
-    tiles = [(image_label, _scale_to_height(first, height))]
-    tiles += [(str(k), _scale_to_height(as_rgb_image(v), height)) for k, v in panels.items()]
+    tiles = [(image_label, _scale_to_height(first, height), None)]
+    tiles += [(str(k), _scale_to_height(as_rgb_image(v), height),
+               None if legends.get(k) is None else _bounded_legend(as_rgb_image(legends[k]), height))
+              for k, v in panels.items()]
     per_row = columns or len(tiles)
     rows = [tiles[i:i + per_row] for i in range(0, len(tiles), per_row)]
-    row_h = LABEL_HEIGHT + height
-    width = max(sum(t.width for _, t in row) + GAP * (len(row) + 1) for row in rows)
-    canvas = Image.new("RGB", (width, GAP + len(rows) * (row_h + GAP)), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
+
+    def slot(t) -> int:
+        return max(t[1].width, 0 if t[2] is None else t[2].width)
+
+    def row_height(row) -> int:
+        return LABEL_HEIGHT + height + max((GAP + t[2].height for t in row if t[2] is not None), default=0)
+
     f = font(12)
-    y = GAP
+    head = 0 if not title else LABEL_HEIGHT + GAP
+    width = max(sum(slot(t) for t in row) + GAP * (len(row) + 1) for row in rows)
+    if title:
+        width = max(width, int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(title, font=font(13))) + 2 * GAP)
+    canvas = Image.new("RGB", (width, head + GAP + sum(row_height(r) + GAP for r in rows)), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((GAP, GAP), title, fill=(0, 0, 0), font=font(13))
+    y = GAP + head
     for row in rows:
         x = GAP
-        for label, tile in row:
-            # Shorten labels that would overflow their tile rather than overlap the next one.
+        for label, tile, legend in row:
+            # Shorten labels that would overflow their slot rather than overlap the next one.
             text = label
-            while len(text) > 1 and draw.textlength(text, font=f) > tile.width:
+            while len(text) > 1 and draw.textlength(text, font=f) > slot((label, tile, legend)):
                 text = text[:-2] + "…"
             draw.text((x, y + 1), text, fill=(0, 0, 0), font=f)
             canvas.paste(tile, (x, y + LABEL_HEIGHT))
-            x += tile.width + GAP
-        y += row_h + GAP
+            if legend is not None:
+                canvas.paste(legend, (x, y + LABEL_HEIGHT + height + GAP))
+            x += slot((label, tile, legend)) + GAP
+        y += row_height(row) + GAP
     return canvas

@@ -41,7 +41,10 @@ def test_run_folder_several_images(capsys, bundle, images, tmp_path):
     assert code == 0, err
     res = json.loads(stdout)
     assert len(res["images"]) == 2 and isinstance(res["outputs"], list) and len(res["outputs"]) == 2
-    assert res["latency_ms"]["n"] == 2
+    # Timing is of the first image, after warm-up: the default gives every percentile.
+    lat = res["latency_ms"]
+    assert lat["count"] == 100 and lat["warmup"] == 10 and lat["cold_ms"] > 0
+    assert all(lat[k] is not None and lat[k] > 0 for k in ("p50_ms", "p90_ms", "p99_ms"))
 
 
 def test_run_table(capsys, bundle, images, tmp_path):
@@ -56,6 +59,7 @@ def test_run_table(capsys, bundle, images, tmp_path):
     (["--r", "0.6,0.2,0.2", "--c", "2"], "c = 2 is outside"),
     (["--r", "0.6,0.2,0.2"], "exactly one of --c"),
     (["--r", "1,0,0", "--latency-budget", "5"], "no latency table"),
+    (["--r", "1,0,0", "--latency-budget", "5"], "run `dymu-rt profile --bundle "),     # names this bundle
 ])
 def test_run_user_errors_one_line(capsys, bundle, images, tmp_path, args, msg):
     code, _, err = _cli(capsys, "run", *args, str(images), "--bundle", str(bundle), "--out", str(tmp_path / "o"))

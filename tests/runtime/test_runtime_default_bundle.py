@@ -34,10 +34,48 @@ def test_default_bundle_runs_without_writing_into_the_package():
     out = rt.infer(x)
     assert set(out) == {"semseg", "normals", "depth"} and out["semseg"].shape == (1, 13, 64, 64)
     assert rt.stats()["binding"] == "exact"
-    with pytest.raises(ValidationError, match="read-only"):
-        rt.profile_topologies(iters=1, warmup=0)
     rt.close()
     assert _tree_snapshot(path) == before
+
+
+def test_default_bundle_profiles_into_the_user_cache_that_budget_and_inspect_read(tmp_path, monkeypatch):
+    """The dead end of issue 25: `run --latency-budget` on the shipped bundle said to run
+    `profile`, which refused the read-only bundle. Its table now goes to the per-user cache."""
+    from dymu_rt.bundle.latency_cache import cache_root
+    from dymu_rt.bundle.summary import describe_bundle
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = default_bundle_path()
+    before = _tree_snapshot(path)
+    rt = Runtime.open(path)
+    with pytest.raises(ValidationError, match="no latency table.*run `dymu-rt profile` on this device"):
+        rt.choose_for_budget((0.6, 0.2, 0.2), 1000.0)       # the command that works on the shipped bundle
+    table = rt.profile_topologies(iters=1, warmup=0)
+    rt.close()
+    assert _tree_snapshot(path) == before
+    files = list((tmp_path / "cache" / "dymu-rt" / "latency").glob("*.json"))
+    assert len(files) == 1 and cache_root() == tmp_path / "cache" / "dymu-rt"
+    assert rt.latency_store == str(files[0])
+
+    rt2 = Runtime.open(path)                    # a new process would read the same cache
+    choice = rt2.choose_for_budget((0.6, 0.2, 0.2), 1000.0)
+    assert choice["topology"] in table and choice["c"] == 0.0
+    rt2.close()
+    info = describe_bundle(path)
+    assert info["latency"]["x86-64-cpu"]["source"] == str(files[0])
+    assert {row["topology"] for row in info["latency"]["x86-64-cpu"]["rows"]} == set(table)
+
+    # Another library version is another key: the table is not reused.
+    from dymu_rt.bundle import latency_cache as LC
+
+    other = {**LC.library_versions(), "onnxruntime": "0.0.0"}
+    assert LC.load(rt2.manifest, "x86-64-cpu", other) is None
+    # A damaged cache file is treated as absent, not as an error.
+    files[0].write_text("{not json")
+    rt3 = Runtime.open(path)
+    with pytest.raises(ValidationError, match="no latency table"):
+        rt3.choose_for_budget((0.6, 0.2, 0.2), 1000.0)
+    rt3.close()
 
 
 def test_int8_on_the_read_only_default_bundle_says_to_calibrate_a_copy():

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from corpus import image_bombs
-from dymu_rt.tasks.overview import MAX_ASPECT, MAX_HEIGHT, overview_image
+from dymu_rt.tasks.overview import GAP, MAX_ASPECT, MAX_HEIGHT, MAX_LEGEND_HEIGHT, overview_image
 
 GIB = 2**30
 
@@ -39,7 +39,8 @@ def test_bomb_images_under_1gib(tmp_path):
         assert rows[name]["outcome"] == "error" and "pixels" in rows[name]["message"], rows[name]
     for f in out.glob("*_overview.png"):
         with Image.open(f) as im:
-            assert im.height <= 16 + MAX_HEIGHT + 8 and im.width <= 4 * (MAX_ASPECT * MAX_HEIGHT + 8), (f, im.size)
+            # + the keys under the tiles (class legend, colour bars), bounded too
+            assert im.height <= 16 + MAX_HEIGHT + 8 + GAP + MAX_LEGEND_HEIGHT and im.width <= 4 * (MAX_ASPECT * MAX_HEIGHT + 8), (f, im.size)
 
 
 def test_overview_size_is_bounded_whatever_the_input():
