@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from dymu_rt.control.preference import sample_preferences
+from dymu_rt.control.preference import EVAL_ETA, sample_preferences
 from dymu_rt.errors import ValidationError
 from dymu_rt.evaluate.controller import parse_reference, resolve_reference
 from dymu_rt.evaluate.hypervolume import hypervolume
@@ -106,7 +106,7 @@ def evaluate_static(run_dir, n_val: Optional[int] = None, seed: int = 0,
     losses = np.asarray([metrics[t.name]["loss"] for t in tasks])
     if ref is None:
         ref = 1.1 * losses
-    rs = [p.r for p in sample_preferences(len(tasks), n_r, np.random.default_rng(seed))]
+    rs = [p.r for p in sample_preferences(len(tasks), n_r, np.random.default_rng(seed), eta=EVAL_ETA)]
     cost = graph_cost(materialize_graph(net, graph, preset.mean, preset.std), tuple(preset.input_size))
     dt = None
     if st_run is not None:

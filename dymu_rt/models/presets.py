@@ -37,6 +37,14 @@ class TrainDefaults:
     anchor_schedule: str = "cosine"
     anchor_decay_every: int = 0
     anchor_decay_gamma: float = 0.3
+    # How the anchor's streams start (issue 22): "independent" (each stream at random, as
+    # dymu-rt did before), "shared" (a shared-encoder multi-task net — stream 0 on the shared
+    # tree, every head reading it — is trained first for anchor_pretrain_steps, then copied
+    # into every stream: one backbone every stream starts from, where no ImageNet weights
+    # exist), or "pretrained:/abs/FILE" (ImageNet weights in torchvision's / timm's layout,
+    # dymu_rt.models.pretrained, copied into the stem and every stream: the paper's recipe).
+    anchor_init: str = "independent"
+    anchor_pretrain_steps: int = 0
     edge_steps: int = 30000
     weight_steps: int = 30000
     phn_steps: int = 0            # PHN-BN baseline steps; 0 = weight_steps
@@ -58,6 +66,10 @@ class TrainDefaults:
     # literal formula. On short schedules the literal form's symmetric pull drags the active
     # task's own parents onto a common stream for every (r, c) (see RegularizerConfig).
     inactive_detach: bool = False
+    # Eq. 3's indices (RegularizerConfig.active_reading): "printed" (the paper as printed:
+    # P_use of the parent row, the lowest choice weighs 0) or "child" (dymu-rt's reading
+    # before issue 22: P_use of the choosing row, the top choice weighs 0).
+    active_reading: str = "printed"
     affinity_samples: int = 64
     eval_every: int = 0
     # Gumbel temperature ζ: 5, ×0.97 every ``gumbel_every`` steps (paper: 300 of 30K steps,
@@ -68,6 +80,11 @@ class TrainDefaults:
     def gumbel_interval(self) -> int:
         """Steps between temperature decays for this schedule."""
         return self.gumbel_every if self.gumbel_every > 0 else max(1, self.edge_steps // 100)
+
+
+# Settings added after runs were already stored: a run whose config lacks one was trained
+# with the behaviour before the setting existed (not with today's default).
+_OLD_RUN_TRAIN = {"active_reading": "child", "anchor_init": "independent", "anchor_pretrain_steps": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +122,7 @@ class Preset:
                 tasks=tuple(TaskSpec(**t) for t in d["tasks"]),
                 backbone=BackboneSpec(**d["backbone"]),
                 head=HeadSpec(**{**d["head"], "aspp_rates": tuple(d["head"]["aspp_rates"])}),
-                input_size=tuple(d["input_size"]), train=TrainDefaults(**d["train"]),
+                input_size=tuple(d["input_size"]), train=TrainDefaults(**{**_OLD_RUN_TRAIN, **d["train"]}),
                 mean=tuple(d["mean"]), std=tuple(d["std"]),
                 hv_reference=tuple(d["hv_reference"]) if d.get("hv_reference") is not None else None,
             )
