@@ -71,9 +71,11 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _conv_bn(src_conv: str, src_bn: str, dst: str, affine: bool = True) -> list[tuple[str, str]]:
+    """Conv + BN pairs; a BN without affine parameters takes the statistics only (its γ/β
+    keys map to None: known, deliberately not used)."""
     pairs = [(f"{src_conv}.weight", f"{dst}.conv.weight")]
-    fields = BN_FIELDS if affine else ("running_mean", "running_var")
-    return pairs + [(f"{src_bn}.{f}", f"{dst}.bn.{f}") for f in fields]
+    return pairs + [(f"{src_bn}.{f}", f"{dst}.bn.{f}" if affine or f.startswith("running") else None)
+                    for f in BN_FIELDS]
 
 
 def _resnet_pairs(anchor, stem_dst: str, node_dst) -> list[tuple[str, str]]:
@@ -146,8 +148,9 @@ def detect_layout(keys) -> Optional[tuple[str, str]]:
     return None
 
 
-def mapping(anchor, kind: str, layout: str, stream: int = 0) -> list[tuple[str, str]]:
-    """(file key, anchor state-dict key) pairs for stream ``stream`` and the stem."""
+def mapping(anchor, kind: str, layout: str, stream: int = 0) -> list[tuple[str, Optional[str]]]:
+    """(file key, anchor state-dict key) pairs for stream ``stream`` and the stem (None: a
+    γ/β the preset's BN has no place for)."""
     off = anchor_node_offset(anchor)
     stem_dst = "stem.conv" if anchor.stem is not None else f"streams.{stream}.0.conv"
 
@@ -183,7 +186,8 @@ def load_pretrained_backbone(anchor: nn.Module, path: str | Path) -> dict:
         raise ValidationError(f"{what}: the file holds a {kind} ({layout}) state dict; the preset's backbone is "
                               f"{expected_name}")
     dst_state = anchor.state_dict()
-    pairs = mapping(anchor, kind, layout)
+    known = mapping(anchor, kind, layout)
+    pairs = [(s, d) for s, d in known if d is not None]
     for s, d in pairs:
         if s not in src:
             raise ValidationError(f"{what}: key '{s}' is missing (needed for {d}; expected the {layout} "
@@ -192,7 +196,7 @@ def load_pretrained_backbone(anchor: nn.Module, path: str | Path) -> dict:
             raise ValidationError(f"{what}: key '{s}' has shape {list(src[s].shape)}, expected "
                                   f"{list(dst_state[d].shape)} for {d} (width multiplier "
                                   f"{spec.width_mult:g}; ImageNet weights fit width 1.0)")
-    used = {s for s, _ in pairs}
+    used = {s for s, _ in known}
     for k in src:
         if k in used or k.endswith("num_batches_tracked") or k.startswith(_IGNORED_PREFIXES):
             continue
@@ -201,6 +205,7 @@ def load_pretrained_backbone(anchor: nn.Module, path: str | Path) -> dict:
     new = {}
     for stream in range(anchor.num_tasks):
         for s, d in mapping(anchor, kind, layout, stream):
-            new[d] = src[s].to(dst_state[d].dtype)
+            if d is not None:
+                new[d] = src[s].to(dst_state[d].dtype)
     anchor.load_state_dict(new, strict=False)
     return {"layout": f"{kind} ({layout})", "tensors_per_stream": len(pairs), "streams": anchor.num_tasks}
