@@ -24,7 +24,11 @@ from dymu_rt.errors import ValidationError
 class DemoSettings:
     """How much work each step does."""
 
-    anchor_steps: int = 600
+    # The synth presets start the streams from a shared pre-trained backbone (issue 22): 150
+    # shared-encoder steps cost about 70 anchor steps (one stream instead of three, same heads),
+    # so 530 + 150 keeps the demo's anchor time at the former 600 steps.
+    anchor_steps: int = 530
+    pretrain_steps: int = 150
     edge_steps: int = 400
     weight_steps: int = 300
     n_train: int = 1600
@@ -40,7 +44,8 @@ class DemoSettings:
         if not (0 < scale <= 1):
             raise ValidationError(f"--scale {scale}: expected a value in (0, 1]")
         f = lambda v, lo: max(lo, int(round(v * scale)))  # noqa: E731
-        return DemoSettings(f(self.anchor_steps, 4), f(self.edge_steps, 4), f(self.weight_steps, 3),
+        return DemoSettings(f(self.anchor_steps, 4), f(self.pretrain_steps, 2), f(self.edge_steps, 4),
+                            f(self.weight_steps, 3),
                             f(self.n_train, 16), f(self.n_val, 8), f(self.eval_n_r, 2),
                             f(self.eval_n_cost, 20), self.grid if scale >= 0.5 else "0.5",
                             f(self.profile_iters, 3), f(self.n_images, 1))
@@ -85,7 +90,8 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
 
     # 1. scenes
     step("render scenes")
-    overrides = {"anchor_steps": s.anchor_steps, "edge_steps": s.edge_steps, "weight_steps": s.weight_steps}
+    overrides = {"anchor_steps": s.anchor_steps, "anchor_pretrain_steps": s.pretrain_steps,
+                 "edge_steps": s.edge_steps, "weight_steps": s.weight_steps}
     run = open_run(out / "run", preset, "synth", overrides)
     if input_size is not None:
         run.update_preset(dataclasses.replace(run.preset(), input_size=tuple(input_size)))

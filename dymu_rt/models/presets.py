@@ -44,7 +44,8 @@ class TrainDefaults:
     # exist), or "pretrained:/abs/FILE" (ImageNet weights in torchvision's / timm's layout,
     # dymu_rt.models.pretrained, copied into the stem and every stream: the paper's recipe).
     anchor_init: str = "independent"
-    anchor_pretrain_steps: int = 0
+    anchor_pretrain_steps: int = 0     # 0 = two thirds of anchor_steps
+
     edge_steps: int = 30000
     weight_steps: int = 30000
     phn_steps: int = 0            # PHN-BN baseline steps; 0 = weight_steps
@@ -171,7 +172,7 @@ _SYNTH_TRAIN = TrainDefaults(anchor_steps=600, anchor_batch=16, anchor_lr=2e-3,
                              edge_steps=400, weight_steps=300, controller_batch=16,
                              controller_lr=1e-3, decay_every=250, decay_gamma=0.3,
                              affinity_samples=32, gumbel_every=0, inactive_detach=True,
-                             lambda_active=5.0, lambda_inactive=0.02)
+                             lambda_active=5.0, lambda_inactive=0.02, anchor_init="shared")
 
 
 def _bmtas(kind: str, depth: int, width: float, affine_last_bn: bool, raspp: int = 128) -> BackboneSpec:

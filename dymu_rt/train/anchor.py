@@ -9,7 +9,7 @@ Where the streams start (``anchor_init``, issue 22): the paper initializes every
 from the same ImageNet weights, so the streams' channels stay aligned and a cross-task edge
 costs little. "pretrained:FILE" does that (dymu_rt.models.pretrained); "shared" first trains
 a shared-encoder multi-task net (stream 0 on the shared tree, every head reading it: PHN's
-shared encoder) for ``anchor_pretrain_steps`` — its own resumable sub-stage
+shared encoder) for ``anchor_pretrain_steps`` (0: two thirds of ``anchor_steps``) — its own resumable sub-stage
 "anchor-pretrain", saved as anchor_pretrain.safetensors — and copies that one backbone into
 every stream (heads and stem kept) before the single-task fine-tune; "independent" starts
 each stream at random.
@@ -21,8 +21,8 @@ from typing import Callable, Optional
 
 from dymu_rt.train.checkpoint import RunDir, load_module, optimizer_tensors, save_module
 from dymu_rt.train.common import (JsonlLog, anchor_lr, check_positive, cosine_lr, make_anchor_optimizer,
-                                  make_split, make_tasks, restore_rng, rng_state, seed_everything, set_lr,
-                                  validate_train_config, weighted_task_loss)
+                                  make_split, make_tasks, pretrain_steps, restore_rng, rng_state,
+                                  seed_everything, set_lr, validate_train_config, weighted_task_loss)
 from dymu_rt.train.device import fp32_outputs
 from dymu_rt.train.distributed import sync_batchnorm, unsync_batchnorm
 from dymu_rt.train.evaluation import evaluate_tree, trivial_baselines
@@ -129,7 +129,7 @@ def _pretrain_shared(run: RunDir, data: str, seed: int, save_every: int, n_train
         return dev.prepare(net)
     seed_everything(seed + 7919)
     net = dev.prepare(preset.build())
-    total = cfg.anchor_pretrain_steps
+    total = pretrain_steps(cfg)
     done = _loop(run, PRETRAIN, net, total,
                  lambda step: cosine_lr(cfg.anchor_lr, step, total, min(50, total // 10)), setup, data, seed,
                  save_every, n_train, progress, "anchor pre-training (shared encoder)", tree=_shared_tree(net),

@@ -159,6 +159,12 @@ def check_anchor_init(value) -> None:
         raise ValidationError(f"--init {value!r} is not valid; expected one of {', '.join(ANCHOR_INITS)}")
 
 
+def pretrain_steps(cfg) -> int:
+    """Steps of the shared pre-training (``anchor_init`` "shared"): ``anchor_pretrain_steps``,
+    or with 0 two thirds of ``anchor_steps`` (the issue-22 experiment's 400 of 600), at least 1."""
+    return cfg.anchor_pretrain_steps if cfg.anchor_pretrain_steps > 0 else max(1, cfg.anchor_steps * 2 // 3)
+
+
 def validate_train_config(cfg) -> None:
     """One clear ValidationError for a bad training setting (steps, batch, optimizer...)."""
     for name in ("anchor_steps", "edge_steps", "weight_steps", "anchor_batch", "controller_batch",
@@ -178,10 +184,6 @@ def validate_train_config(cfg) -> None:
         raise ValidationError(f"schedule '{cfg.anchor_schedule}' is not valid; expected one of "
                               f"{', '.join(ANCHOR_SCHEDULES)}")
     check_anchor_init(cfg.anchor_init)
-    if cfg.anchor_init == "shared":
-        check_positive(cfg.anchor_pretrain_steps or None, "training setting anchor_pretrain_steps")
-        if not cfg.anchor_pretrain_steps:
-            raise ValidationError("--init shared needs anchor_pretrain_steps >= 1 (--pretrain-steps)")
     for name in ("anchor_decay_every", "decay_every", "phn_steps", "anchor_pretrain_steps"):
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
