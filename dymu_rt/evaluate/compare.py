@@ -213,14 +213,14 @@ def compare_markdown(report: dict) -> str:
     names = report["tasks"]
     prim = report["primary"]
     head = ["method", "Δ_T %"] + [f"{t} {prim[t]}" for t in names] + [f"Δ {t} %" for t in names] + \
-        ["params (M)", "GMACs", "binding", "latency p50 ms"]
+        ["params (M)", "GMACs", "binding", "latency p50 ms", "training budget"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["rows"]:
         cells = [row["label"], f"{row['delta_t']['mean']:+.2f}"] + \
             [f"{row['metrics'][t][prim[t]]:.3f}" for t in names] + \
             [f"{row['delta_t']['per_task'][t]:+.2f}" for t in names] + \
             [f"{row['params'] / 1e6:.3f}", f"{row['gmacs']:.4f}", row.get("binding", "?"),
-             f"{row['latency_ms']['p50']:.3f}"]
+             f"{row['latency_ms']['p50']:.3f}", row.get("budget", "?")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
