@@ -129,7 +129,29 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-eval", action="store_true", help="train only")
+    ap.add_argument("--eval-runs", type=Path, nargs="+", help="only evaluate these finished runs (each with its "
+                    "own PHN-BN) with the same protocol, and write --json")
     args = ap.parse_args(argv)
+    if args.eval_runs:
+        from dymu_rt.train.checkpoint import RunDir
+
+        jobs = []
+        for r in args.eval_runs:
+            opts = RunDir(r).read_config().get("data_options") or {}
+            jobs.append({"out": str(r), "seed": int(opts.get("seed") or 0), "n_val": args.n_val})
+        results = _pool(_evaluate, jobs, args.workers)
+        report = {"n_val": args.n_val, "protocol": "r ~ Dir(1): 20 r for HV, 1000 r for cost",
+                  "threads_per_worker": 1, "runs": {}}
+        for j, res in zip(jobs, results):
+            cfg = RunDir(j["out"]).preset().train
+            report["runs"][str(j["out"])] = {"train": {k: getattr(cfg, k) for k in (
+                "anchor_init", "anchor_pretrain_steps", "anchor_steps", "edge_steps", "weight_steps", "phn_steps",
+                "active_reading", "inactive_detach", "lambda_active", "lambda_inactive")}, **res}
+        print(json.dumps(report, indent=1)[:20000])
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=1))
+        return 0
     settings = _settings(args.setting)
     if not settings:
         sys.exit("error: give at least one --setting TAG=JSON")
