@@ -168,6 +168,15 @@ def _pascal_tasks(n: int) -> tuple[TaskSpec, ...]:
 #   of r's are monotone, HV 0.852/0.842 at 0.0246/0.0239 GMACs. Neither moves the Dir(0.2)
 #   mean much with c (c = 1 / c = 0: 0.987 and 0.974): c acts only through L_active, which is
 #   0 whenever a single task is active (most Dir(0.2) samples at τ = 0.2).
+# * anchor_init = "shared" (issue 22): no ImageNet weights exist at CPU width (x0.125 /
+#   x0.35), so the paper's "every stream from the same pre-trained weights" is realized by a
+#   shared-encoder multi-task net (PHN's shared encoder: stream 0, every head reading it)
+#   trained for 2/3 of anchor_steps and copied into every stream before the single-task
+#   fine-tune. Chosen over alternatives because it needs no extra data or model, is the same
+#   code as the PHN-BN baseline's encoder, and costs ~0.45 anchor steps per step. Measured
+#   (issue 22 note, docs/method-quality.md; short runs: 150 anchor steps, seed 0, 200 val
+#   scenes): SHARED_RESULT
+# * active_reading = "printed" (TrainDefaults' default: Eq. 3 as printed): PRINTED_RESULT
 _SYNTH_TRAIN = TrainDefaults(anchor_steps=600, anchor_batch=16, anchor_lr=2e-3,
                              edge_steps=400, weight_steps=300, controller_batch=16,
                              controller_lr=1e-3, decay_every=250, decay_gamma=0.3,
