@@ -122,7 +122,7 @@ def _pool(fn, jobs, workers):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="synth-nyu")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, help="folder of the runs (required unless --eval-runs)")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds")
     ap.add_argument("--setting", action="append", default=[], metavar="TAG=JSON")
     ap.add_argument("--n-val", type=int, default=400, help="validation scenes (the issue's protocol: 400)")
@@ -152,6 +152,8 @@ def main(argv=None) -> int:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(report, indent=1))
         return 0
+    if args.out is None:
+        sys.exit("error: --out is required (the folder of the runs)")
     settings = _settings(args.setting)
     if not settings:
         sys.exit("error: give at least one --setting TAG=JSON")
