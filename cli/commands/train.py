@@ -51,6 +51,8 @@ _NO_INACTIVE = typer.Option(False, "--no-inactive-loss", help="Ablation: drop th
 _NO_LAYER_W = typer.Option(False, "--no-layer-weighting", help="Ablation: weight 1 for every layer.")
 _NO_AFFINITY = typer.Option(False, "--no-affinity", help="Ablation: task affinity A(i, j) = 1.")
 _NO_DICHOTOMY = typer.Option(False, "--no-dichotomy", help="Ablation: treat every task as active.")
+_INACTIVE = typer.Option(False, "--inactive-loss", help="Use L_inactive even where the preset turns it off "
+                         "(the synth presets, issue 22).")
 _ACTIVE_READING = typer.Option(None, "--active-reading", help="Eq. 3's indices: printed (the paper as printed, "
                                "default) | child (dymu-rt's reading before issue 22).")
 _INIT = typer.Option(None, "--init", help="How the anchor's streams start: independent | shared (a shared-encoder "
@@ -146,6 +148,7 @@ def train_all(
     no_affinity: bool = _NO_AFFINITY,
     no_dichotomy: bool = _NO_DICHOTOMY,
     active_reading: Optional[str] = _ACTIVE_READING,
+    inactive_loss: bool = _INACTIVE,
     init: Optional[str] = _INIT,
     pretrain_steps: Optional[int] = _PRETRAIN_STEPS,
     quiet: bool = _QUIET,
@@ -171,7 +174,7 @@ def train_all(
     overrides = {**anchor_overrides(anchor_steps, batch, lr, optimizer, schedule, weight_decay, init,
                                     pretrain_steps),
                  **regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
-                                          no_affinity, no_dichotomy, active_reading),
+                                          no_affinity, no_dichotomy, active_reading, inactive_loss),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
     _run("all", preset, out, data, seed, n_train, n_val, save_every, quiet, overrides,
          setup=_setup(device, precision, channels_last, workers, sync_bn, threads), method=method.lower(), flow=flow)
@@ -207,7 +210,8 @@ def controller(
     save_every: int = _SAVE_EVERY, tau: Optional[float] = _TAU, lambda_a: Optional[float] = _LAMBDA_A,
     lambda_i: Optional[float] = _LAMBDA_I, no_inactive_loss: bool = _NO_INACTIVE,
     no_layer_weighting: bool = _NO_LAYER_W, no_affinity: bool = _NO_AFFINITY,
-    no_dichotomy: bool = _NO_DICHOTOMY, active_reading: Optional[str] = _ACTIVE_READING, quiet: bool = _QUIET,
+    no_dichotomy: bool = _NO_DICHOTOMY, active_reading: Optional[str] = _ACTIVE_READING,
+    inactive_loss: bool = _INACTIVE, quiet: bool = _QUIET,
     device: Optional[str] = _DEVICE, precision: Optional[str] = _PRECISION,
     channels_last: Optional[bool] = _CHANNELS_LAST, workers: Optional[int] = _WORKERS,
     threads: Optional[int] = _THREADS,
@@ -216,7 +220,7 @@ def controller(
     from dymu_rt.train.pipeline import regularizer_overrides
 
     overrides = {**regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
-                                          no_affinity, no_dichotomy, active_reading),
+                                          no_affinity, no_dichotomy, active_reading, inactive_loss),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
     _run("controller", None, out, None, seed, n_train, n_val, save_every, quiet, overrides,
          setup=_setup(device, precision, channels_last, workers, threads=threads))

@@ -175,13 +175,27 @@ def _pascal_tasks(n: int) -> tuple[TaskSpec, ...]:
 #   fine-tune. Chosen over alternatives because it needs no extra data or model, is the same
 #   code as the PHN-BN baseline's encoder, and costs ~0.45 anchor steps per step. Measured
 #   (issue 22 note, docs/method-quality.md; short runs: 150 anchor steps, seed 0, 200 val
-#   scenes): SHARED_RESULT
-# * active_reading = "printed" (TrainDefaults' default: Eq. 3 as printed): PRINTED_RESULT
+#   scenes, shared anchor +120 one-stream steps ≈ +36 % anchor compute): pure streams semseg
+#   mIoU 25.6 -> 44.1, normals 28.5° -> 21.7°, depth RMSE 0.804 -> 0.729; one cross edge keeps
+#   0.48 -> 0.83 of the pure stream's metric (0.56 -> 0.86 with the weight hypernet); same-index
+#   channel correlation beyond layer 1 ~0 -> 0.48-0.76; HV of DYMU at c = 0 / 1: 0.567 / 0.473
+#   -> 0.798 / 0.733 (with inactive_loss off, below).
+# * inactive_loss = False (issue 22): on the shared anchor (cross edges now cheap) L_inactive
+#   pulled every tree onto the smallest one for every (r, c): c-ratio 1.0, span 1.0x, at
+#   λ_I = 0.02 and at 0.005 alike (printed or child reading). Without it: mean GMACs c=1/c=0
+#   over r ~ Dir(1) 0.746, span 2.28x, 100 % of grid r monotone in c, HV at c = 0 0.798 (1.01x
+#   the single-task anchor's 0.788), at c = 1 0.733 (PHN-BN 0.695). One seed, short stages:
+#   benchmarks/results/issue22/, docs/method-quality.md.
+# * active_reading = "printed" (TrainDefaults' default, the paper's text) is kept without a
+#   measured gain here: on the independent anchor the child reading gave c-ratio 0.718 /
+#   span 1.56x vs printed 0.765 / 1.49x (one seed, short stage 1); the issue's full-length
+#   paired run went the other way (0.905 -> 0.866, span 1.63x -> 2.04x).
 _SYNTH_TRAIN = TrainDefaults(anchor_steps=600, anchor_batch=16, anchor_lr=2e-3,
                              edge_steps=400, weight_steps=300, controller_batch=16,
                              controller_lr=1e-3, decay_every=250, decay_gamma=0.3,
                              affinity_samples=32, gumbel_every=0, inactive_detach=True,
-                             lambda_active=5.0, lambda_inactive=0.02, anchor_init="shared")
+                             lambda_active=5.0, lambda_inactive=0.02, anchor_init="shared",
+                             inactive_loss=False)
 
 
 def _bmtas(kind: str, depth: int, width: float, affine_last_bn: bool, raspp: int = 128) -> BackboneSpec:

@@ -307,14 +307,16 @@ def anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay, init: 
 
 
 def regularizer_overrides(tau, lambda_a, lambda_i, no_inactive, no_layer_w, no_affinity,
-                          no_dichotomy, active_reading: Optional[str] = None) -> dict:
+                          no_dichotomy, active_reading: Optional[str] = None, inactive: bool = False) -> dict:
     """Stage-1 regularizer settings from the command line's options (validated; None = the preset's)."""
     if tau is not None and not 0 < tau <= 1:
         raise ValidationError(f"--tau {tau} is not valid; expected 0 < tau <= 1 (a threshold on r_i)")
     _check("--lambda-a", lambda_a, 0)
     _check("--lambda-i", lambda_i, 0)
+    if no_inactive and inactive:
+        raise ValidationError("--inactive-loss and --no-inactive-loss contradict each other; give one")
     return {"tau": tau, "lambda_active": lambda_a, "lambda_inactive": lambda_i,
-            "inactive_loss": False if no_inactive else None,
+            "inactive_loss": False if no_inactive else (True if inactive else None),
             "layer_weighting": False if no_layer_w else None,
             "use_affinity": False if no_affinity else None,
             "dichotomy": False if no_dichotomy else None,
