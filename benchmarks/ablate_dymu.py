@@ -14,7 +14,7 @@ so a controller-only ablation costs only its controller stages. Per setting and 
   span and per-r monotone share (``bench_controllability.py``).
 
     nice -n 10 python benchmarks/ablate_dymu.py --preset synth-nyu --out runs/abl22 --seeds 0 \\
-        --setting today='{"anchor_init": "independent", "active_reading": "child"}' \\
+        --setting today='{"anchor_init": "independent", "active_reading": "child", "inactive_loss": true}' \\
         --setting new='{}' --workers 2 --json benchmarks/results/issue22/ablate-synth-nyu.json
 
 Every run is resumable: rerunning the same command continues where it stopped.
