@@ -27,7 +27,9 @@ def main(argv=None) -> int:
     ap.add_argument("--bundle", type=Path, help="also report the span of this bundle's topologies")
     ap.add_argument("--step", type=float, default=0.1, help="r grid step (default 0.1)")
     ap.add_argument("--c-step", type=float, default=0.1, help="c grid step (default 0.1)")
-    ap.add_argument("--n-dir", type=int, default=1000, help="r ~ Dir(0.2) samples for the c-ratio")
+    ap.add_argument("--n-dir", type=int, default=1000, help="sampled r for the c-ratio (the paper: 1000)")
+    ap.add_argument("--eta", type=float, default=1.0, help="r ~ Dir(eta) for the c-ratio (default 1: uniform "
+                    "on the simplex, the paper's protocol; 0.2 = the training law)")
     ap.add_argument("--json", type=Path, help="write the results as JSON here")
     ap.add_argument("--png", type=Path, help="write the plot here")
     args = ap.parse_args(argv)
@@ -41,7 +43,7 @@ def main(argv=None) -> int:
         if not run.stage_done("edge"):
             sys.exit(f"error: {args.run}: the edge stage has not finished")
         anchor, edge = run.load_anchor(), run.load_edge_hypernet()
-        res = controllability(anchor, edge, step=args.step, c_step=args.c_step, n_dir=args.n_dir)
+        res = controllability(anchor, edge, step=args.step, c_step=args.c_step, n_dir=args.n_dir, eta=args.eta)
     except DymuError as e:
         sys.exit(f"error: {e}")
     if args.bundle is not None:

@@ -84,6 +84,30 @@ def _state_id(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def training_budget(run: RunDir, row: str) -> str:
+    """The training steps behind a compare row (issue 22: every row states its budget).
+
+    ``row``: single-task | phn-bn | dymu | static. Steps x batch of each stage; the shared
+    pre-training (``anchor_init`` shared) trains one stream instead of N."""
+    from dymu_rt.train.common import pretrain_steps
+
+    cfg = run.preset().train
+    parts = []
+    if cfg.anchor_init == "shared":
+        parts.append(f"shared pre-training {pretrain_steps(cfg)}")
+    if row == "static":
+        m = method_of(run)
+        return (f"{m}: warm-up {cfg.anchor_steps} + search {cfg.edge_steps} + "
+                f"{'retrain' if m == 'adashare' else 'fine-tune'} {cfg.weight_steps} steps x batch {cfg.anchor_batch}")
+    parts.append(f"anchor {cfg.anchor_steps}")
+    if row == "phn-bn":
+        parts.append(f"PHN-BN {cfg.phn_steps or cfg.weight_steps}")
+    elif row == "dymu":
+        parts += [f"edge {cfg.edge_steps}", f"weight {cfg.weight_steps}"]
+    return " + ".join(parts) + f" steps x batch {cfg.anchor_batch}" + \
+        (f" (controller batch {cfg.controller_batch})" if row in ("phn-bn", "dymu") else "")
+
+
 def contenders(runs: Sequence[RunDir]) -> list[dict]:
     """Every row the runs hold, in table order: {label, run, forward (x -> outputs, for the
     metrics), module (eval, unfolded: cost), deploy} — ``deploy`` says how the row is built
@@ -99,6 +123,7 @@ def contenders(runs: Sequence[RunDir]) -> list[dict]:
             graph = lower_tree(anchor, ident)
             module = materialize_graph(anchor, graph, preset.mean, preset.std)
             rows.append({"label": "single-task", "run": str(run.path), "module": module,
+                         "budget": training_budget(run, "single-task"),
                          "forward": lambda x, a=anchor: a(x),
                          "deploy": {"kind": "static", "method": "single-task", "graph": graph,
                                     "weights_id": _state_id(module)}})
@@ -110,6 +135,7 @@ def contenders(runs: Sequence[RunDir]) -> list[dict]:
                 graph = lower_tree(phn.net, phn.parents, phn.head_streams)
                 module = materialize_graph(with_bn_deltas(phn.net, deltas), graph, preset.mean, preset.std)
                 rows.append({"label": "PHN-BN (uniform r)", "run": str(run.path), "module": module,
+                             "budget": training_budget(run, "phn-bn"),
                              "forward": lambda x, p=phn, r=r: p(x, r),
                              "deploy": {"kind": "static", "method": "phn-bn", "graph": graph,
                                         "weights_id": _state_id(module)}})
@@ -119,13 +145,14 @@ def contenders(runs: Sequence[RunDir]) -> list[dict]:
                     parents = edge.architecture(r, ct)
                     deltas = weight(r, ct).reshape(-1) if weight is not None else None
                 rows.append({"label": f"DYMU c={c:g} (uniform r)", "run": str(run.path),
+                             "budget": training_budget(run, "dymu"),
                              "module": materialize(anchor, parents, deltas),
                              "forward": lambda x, a=anchor, p=parents, d=deltas: a(x, p, d),
                              "deploy": {"kind": "grid", "r": [1.0 / n] * n, "c": c,
                                         "topology": Architecture.from_parents(anchor, parents, salt).id}})
         else:
             preset, net, graph, forward = static_forward(run)
-            rows.append({"label": method_label(run), "run": str(run.path),
+            rows.append({"label": method_label(run), "run": str(run.path), "budget": training_budget(run, "static"),
                          "module": materialize_graph(net, graph, preset.mean, preset.std), "forward": forward,
                          "deploy": {"kind": "static", "method": method_of(run), "graph": graph,
                                     "weights_id": _state_id(net)}})
@@ -235,8 +262,8 @@ def compare_runs(run_dirs: Sequence, n_val: Optional[int] = None, seed: int = 0,
                     rt.close()
     out = []
     for row, (_, facts), st in zip(rows, calls, stats):
-        out.append({**{k: row[k] for k in ("label", "run", "metrics", "delta_t", "params", "macs", "gmacs",
-                                           "gflops_paper")},
+        out.append({**{k: row[k] for k in ("label", "run", "budget", "metrics", "delta_t", "params", "macs",
+                                           "gmacs", "gflops_paper")},
                     "binding": "affine" if facts["bundle"] == "grid" else "static",
                     "latency_ms": {"p50": st["p50_ms"], "p90": st["p90_ms"], "mean": st["mean_ms"],
                                    "n": st["count"]},

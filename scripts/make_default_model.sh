@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate the default model shipped in dymu_rt/assets/default_bundle from scratch:
 # train the synth-nyu preset on procedural scenes with the project's own `dymu-rt train`,
-# then build a preference grid with `dymu-rt build`. Takes ~3 minutes on 2 CPU cores (measured 2.5).
+# then build a preference grid with `dymu-rt build`. Took ~3 minutes on 2 idle CPU cores (measured 2.5)
+# before issue 22; the synth preset's shared pre-training (400 one-stream steps, ~0.45 of an anchor
+# step each) adds about a tenth (not re-measured on an idle machine).
 #
 #   bash scripts/make_default_model.sh            # defaults below
 #   RUN=runs/my-default GRID=0.1 bash scripts/make_default_model.sh

@@ -17,6 +17,8 @@ def eval_command(
     c_grid: Optional[str] = typer.Option(None, "--c-grid", help="With --grid: step of the resource "
                                          "preference c (default: the --grid step)."),
     n_r: int = typer.Option(20, "--n-r", help="Number of sampled task preferences r (>= 1)."),
+    eta: Optional[float] = typer.Option(None, "--eta", help="Sample r ~ Dir(eta) (default 1: uniform on the "
+                                        "simplex, the paper's protocol; 0.2 = the training law)."),
     c: Optional[str] = typer.Option(None, "--c", help="Resource preferences of the sampled r, comma "
                                     "separated (default 0,1; with --grid use --c-grid)."),
     n_val: Optional[int] = typer.Option(None, "--n-val", help="Validation scenes (procedural data, >= 1)."),
@@ -50,7 +52,7 @@ def eval_command(
         return
     report = evaluate_run(run, grid=grid, c_grid=c_grid, n_r=n_r, c=c, n_val=n_val, n_cost=n_cost,
                           reference=reference, trees=tree or [], plots=plots, seed=seed, progress=not as_json,
-                          single_task=single_task)
+                          single_task=single_task, eta=eta)
     out_dir = plots or Path(run) / "eval"
     if as_json:
         print_json({k: v for k, v in report.items() if k != "preferences"})

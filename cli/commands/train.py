@@ -51,6 +51,15 @@ _NO_INACTIVE = typer.Option(False, "--no-inactive-loss", help="Ablation: drop th
 _NO_LAYER_W = typer.Option(False, "--no-layer-weighting", help="Ablation: weight 1 for every layer.")
 _NO_AFFINITY = typer.Option(False, "--no-affinity", help="Ablation: task affinity A(i, j) = 1.")
 _NO_DICHOTOMY = typer.Option(False, "--no-dichotomy", help="Ablation: treat every task as active.")
+_INACTIVE = typer.Option(False, "--inactive-loss", help="Use L_inactive even where the preset turns it off "
+                         "(the synth presets, issue 22).")
+_ACTIVE_READING = typer.Option(None, "--active-reading", help="Eq. 3's indices: printed (the paper as printed, "
+                               "default) | child (dymu-rt's reading before issue 22).")
+_INIT = typer.Option(None, "--init", help="How the anchor's streams start: independent | shared (a shared-encoder "
+                     "multi-task net trained first, copied into every stream; the synth presets' default) | "
+                     "pretrained:FILE (ImageNet ResNet-18/34 or MobileNetV2 weights in torchvision's or timm's "
+                     "layout, safetensors or a torch state dict).")
+_PRETRAIN_STEPS = typer.Option(None, "--pretrain-steps", help="Steps of the shared pre-training (--init shared).")
 
 
 def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet, overrides: dict,
@@ -138,6 +147,10 @@ def train_all(
     no_layer_weighting: bool = _NO_LAYER_W,
     no_affinity: bool = _NO_AFFINITY,
     no_dichotomy: bool = _NO_DICHOTOMY,
+    active_reading: Optional[str] = _ACTIVE_READING,
+    inactive_loss: bool = _INACTIVE,
+    init: Optional[str] = _INIT,
+    pretrain_steps: Optional[int] = _PRETRAIN_STEPS,
     quiet: bool = _QUIET,
     device: Optional[str] = _DEVICE,
     precision: Optional[str] = _PRECISION,
@@ -158,9 +171,10 @@ def train_all(
 
     if out is None:
         raise ValidationError("missing option --out (the run directory)")
-    overrides = {**anchor_overrides(anchor_steps, batch, lr, optimizer, schedule, weight_decay),
+    overrides = {**anchor_overrides(anchor_steps, batch, lr, optimizer, schedule, weight_decay, init,
+                                    pretrain_steps),
                  **regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
-                                          no_affinity, no_dichotomy),
+                                          no_affinity, no_dichotomy, active_reading, inactive_loss),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
     _run("all", preset, out, data, seed, n_train, n_val, save_every, quiet, overrides,
          setup=_setup(device, precision, channels_last, workers, sync_bn, threads), method=method.lower(), flow=flow)
@@ -173,6 +187,7 @@ def anchor(
     batch: Optional[int] = _BATCH, n_train: Optional[int] = _N_TRAIN, n_val: Optional[int] = _N_VAL,
     save_every: int = _SAVE_EVERY, lr: Optional[float] = _LR, optimizer: Optional[str] = _OPTIMIZER,
     schedule: Optional[str] = _SCHEDULE, weight_decay: Optional[float] = _WEIGHT_DECAY,
+    init: Optional[str] = _INIT, pretrain_steps: Optional[int] = _PRETRAIN_STEPS,
     quiet: bool = _QUIET, device: Optional[str] = _DEVICE, precision: Optional[str] = _PRECISION,
     channels_last: Optional[bool] = _CHANNELS_LAST, workers: Optional[int] = _WORKERS,
     sync_bn: Optional[bool] = _SYNC_BN, threads: Optional[int] = _THREADS,
@@ -181,7 +196,8 @@ def anchor(
     from dymu_rt.train.pipeline import anchor_overrides
 
     _run("anchor", preset, out, data, seed, n_train, n_val, save_every, quiet,
-         anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay), {"anchor_steps": "--steps"},
+         anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay, init, pretrain_steps),
+         {"anchor_steps": "--steps"},
          setup=_setup(device, precision, channels_last, workers, sync_bn, threads))
 
 
@@ -194,7 +210,8 @@ def controller(
     save_every: int = _SAVE_EVERY, tau: Optional[float] = _TAU, lambda_a: Optional[float] = _LAMBDA_A,
     lambda_i: Optional[float] = _LAMBDA_I, no_inactive_loss: bool = _NO_INACTIVE,
     no_layer_weighting: bool = _NO_LAYER_W, no_affinity: bool = _NO_AFFINITY,
-    no_dichotomy: bool = _NO_DICHOTOMY, quiet: bool = _QUIET,
+    no_dichotomy: bool = _NO_DICHOTOMY, active_reading: Optional[str] = _ACTIVE_READING,
+    inactive_loss: bool = _INACTIVE, quiet: bool = _QUIET,
     device: Optional[str] = _DEVICE, precision: Optional[str] = _PRECISION,
     channels_last: Optional[bool] = _CHANNELS_LAST, workers: Optional[int] = _WORKERS,
     threads: Optional[int] = _THREADS,
@@ -203,7 +220,7 @@ def controller(
     from dymu_rt.train.pipeline import regularizer_overrides
 
     overrides = {**regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
-                                          no_affinity, no_dichotomy),
+                                          no_affinity, no_dichotomy, active_reading, inactive_loss),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
     _run("controller", None, out, None, seed, n_train, n_val, save_every, quiet, overrides,
          setup=_setup(device, precision, channels_last, workers, threads=threads))

@@ -14,16 +14,22 @@ l-1, for l = 1..L-1.
   lower down, usages of sibling nodes are correlated through their shared ancestors and the
   DP is the paper's approximation (tests/control/test_control_regularizer.py shows both).
 * Active tasks A = {i : r_i >= τ} (τ = 0.6/N by default), inactive I = the rest.
-* L_active = Σ_l Σ_{i≠j∈A} w_l · A(i,j) · P_use(l,i) P_use(l,j) · ||ν_i^l − ν_j^l||²:
+* L_active = Σ_l Σ_{i≠j∈A} w_l · A(i,j) · P(l,i,j) · ||ν_i^l − ν_j^l||²:
   pulls the parent distributions of important, related tasks together (sharing), more so
   in lower layers, weighted by how likely both nodes are to run. Ordered pairs, as written
-  in the paper (each unordered pair counts twice when A is symmetric).
-  Layer weight w_l: the paper writes (L−l)/L with its layers 0..L — layer 0 (the stem) reads
-  the image, ν^l exists for l = 1..L and the top layer is L (P_use(L, ·) = 1), so the top
-  layer's choice gets weight 0 and the lowest choice (L−1)/L. Here the tree has L rows
-  (0..L−1) and the paper's L is our top row L−1 = ``nu.shape[0]``: with B = L−1 branching
-  layers, w_l = (B − l)/B for l = 1..B (top 0, bottom (B−1)/B). With B = 1 the active loss is
-  therefore 0 (the only choice is the top one, which the paper does not pull together).
+  in the paper (each unordered pair counts twice when A is symmetric). Which layer weight
+  and which P_use go with which choice depends on how Eq. 3's indices are read
+  (``active_reading``); with B = L−1 branching choices, nu[p] = the choice of child row
+  p+1 among the nodes of parent row p (p = 0..B−1):
+  - ``"printed"`` (default, the paper as printed): Eq. 1 writes the choice of the nodes of
+    layer l+1 among layer l as α^l / ν^l (0 <= l < L), and Eq. 3 sums l = 1..L with weight
+    (L−l)/L and P(l,i,j) = P_use(l,i)·P_use(l,j) — the usage of the *parent* row l. With the
+    paper's L = our B: nu[p] weighs (B−p)/B for p >= 1 and 0 for p = 0 (the lowest choice,
+    which the sum does not reach), the top choice 1/B; P from P_use of row p.
+  - ``"child"`` (the reading dymu-rt used before issue 22): the choice made by child row
+    l = p+1 weighs (B−l)/B with P_use of the choosing (child) row l: the top choice 0, the
+    lowest (B−1)/B.
+  With B = 1 both give an active loss of 0 (the only weight is 0).
 * L_inactive = Σ_l Σ_{j∈I} min_{i∈A} ||ν_i^l − ν_j^l||²: lets unimportant tasks branch off
   the closest important task instead of keeping their own streams.
 
@@ -39,6 +45,8 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+
+ACTIVE_READINGS = ("printed", "child")
 
 TensorLike = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -58,6 +66,9 @@ class RegularizerConfig:
     active node towards the inactive ones; with Dir(0.2) preferences ~98% of steps have an
     inactive task, and on the synth-nyu CPU preset this collapsed every (r, c) onto one
     shared stream, independent of c and mostly of r.
+    ``active_reading`` "printed" (Eq. 3 as printed: parent-row P_use, the lowest choice
+    weighs 0) or "child" (the earlier reading: choosing-row P_use, the top choice weighs 0);
+    see the module doc.
     """
 
     lambda_active: float = 1.0
@@ -68,6 +79,7 @@ class RegularizerConfig:
     use_affinity: bool = True
     dichotomy: bool = True
     inactive_detach: bool = False
+    active_reading: str = "printed"
 
     def __post_init__(self) -> None:
         from dymu_rt.errors import ValidationError
@@ -83,6 +95,9 @@ class RegularizerConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValidationError(f"regularizer switch {name} must be true or false, "
                                       f"got {getattr(self, name)!r}")
+        if self.active_reading not in ACTIVE_READINGS:
+            raise ValidationError(f"regularizer active_reading {self.active_reading!r} is not valid; "
+                                  f"expected one of {', '.join(ACTIVE_READINGS)}")
 
     def threshold(self, n_tasks: int) -> float:
         """τ for N tasks."""
@@ -156,12 +171,21 @@ def branching_regularizer(nu: TensorLike, r, c, affinity: Optional[torch.Tensor]
 
     act = active_mask(r, config).to(nu.device)
     dist = _pair_distances(nu)                                          # [L-1, N, N]
-    use = p_use(nu)[1:]                                                  # P_use(l, ·), l = 1..L-1
-    # nu[l-1] = ν^l for l = 1..B (B = L-1 = n_branch branching layers; row 0 is the stem).
-    # The paper's top layer index is B, so w_l = (B - l)/B: top layer 0, lowest (B-1)/B.
-    layers = torch.arange(1, n_branch + 1, dtype=nu.dtype, device=nu.device)
-    weight = (n_branch - layers) / n_branch if config.layer_weighting else torch.ones_like(layers)
-
+    rows = p_use(nu)                                                     # P_use(row, ·), rows 0..B
+    choice = torch.arange(n_branch, dtype=nu.dtype, device=nu.device)   # p: nu[p] picks among row p
+    if config.active_reading == "printed":
+        # Eq. 3 as printed: ν^p (choice among parent row p) with weight (B − p)/B summed over
+        # p = 1..B (p = 0 is outside the sum: weight 0), P(p,i,j) from parent row p.
+        use = rows[:-1]
+        weight = torch.where(choice >= 1, (n_branch - choice) / n_branch, torch.zeros_like(choice))
+        mask = (choice >= 1).to(nu.dtype)
+    else:
+        # The choosing (child) row l = p + 1: weight (B − l)/B, P_use of row l.
+        use = rows[1:]
+        weight = (n_branch - (choice + 1)) / n_branch
+        mask = torch.ones_like(choice)
+    if not config.layer_weighting:
+        weight = mask     # weight 1 on every choice the reading's sum covers
     pair = act[:, None] & act[None, :] & ~torch.eye(n, dtype=torch.bool, device=nu.device)
     both_used = use[:, :, None] * use[:, None, :]                        # P(l, i, j)
     per_pair = weight[:, None, None] * aff[None] * both_used * dist

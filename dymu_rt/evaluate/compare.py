@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from dymu_rt.control.preference import sample_preferences
+from dymu_rt.control.preference import EVAL_ETA, sample_preferences
 from dymu_rt.errors import ValidationError
 from dymu_rt.evaluate.controller import parse_reference, resolve_reference
 from dymu_rt.evaluate.hypervolume import hypervolume
@@ -106,7 +106,7 @@ def evaluate_static(run_dir, n_val: Optional[int] = None, seed: int = 0,
     losses = np.asarray([metrics[t.name]["loss"] for t in tasks])
     if ref is None:
         ref = 1.1 * losses
-    rs = [p.r for p in sample_preferences(len(tasks), n_r, np.random.default_rng(seed))]
+    rs = [p.r for p in sample_preferences(len(tasks), n_r, np.random.default_rng(seed), eta=EVAL_ETA)]
     cost = graph_cost(materialize_graph(net, graph, preset.mean, preset.std), tuple(preset.input_size))
     dt = None
     if st_run is not None:
@@ -214,14 +214,14 @@ def compare_markdown(report: dict) -> str:
     names = report["tasks"]
     prim = report["primary"]
     head = ["method", "Δ_T %"] + [f"{t} {prim[t]}" for t in names] + [f"Δ {t} %" for t in names] + \
-        ["params (M)", "GMACs", "binding", "latency p50 ms"]
+        ["params (M)", "GMACs", "binding", "latency p50 ms", "training budget"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["rows"]:
         cells = [row["label"], f"{row['delta_t']['mean']:+.2f}"] + \
             [f"{row['metrics'][t][prim[t]]:.3f}" for t in names] + \
             [f"{row['delta_t']['per_task'][t]:+.2f}" for t in names] + \
             [f"{row['params'] / 1e6:.3f}", f"{row['gmacs']:.4f}", row.get("binding", "?"),
-             f"{row['latency_ms']['p50']:.3f}"]
+             f"{row['latency_ms']['p50']:.3f}", row.get("budget", "?")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from dymu_rt.control.hypernets import count_params
-from dymu_rt.control.preference import Preference, grid, parse_c, parse_step, sample_preferences
+from dymu_rt.control.preference import EVAL_ETA, Preference, grid, n_active, parse_c, parse_step, sample_preferences
 from dymu_rt.errors import ValidationError
 from dymu_rt.evaluate.hypervolume import hypervolume
 from dymu_rt.evaluate.uniformity import uniformity
@@ -46,12 +46,12 @@ def _loss_vector(metrics: dict, tasks) -> list[float]:
 
 
 def _prefs(n_tasks: int, mode: str, n_r: int, cs: Sequence[float], step: Optional[str],
-           c_step: Optional[str], seed: int):
+           c_step: Optional[str], seed: int, eta: float = EVAL_ETA):
 
     if mode == "grid":
         return grid(n_tasks, step or "0.25", c_step)
     rng = np.random.default_rng(seed)
-    rs = [p.r for p in sample_preferences(n_tasks, n_r, rng)]
+    rs = [p.r for p in sample_preferences(n_tasks, n_r, rng, eta=eta)]
     return [Preference(tuple(float(v) for v in r), float(c)) for c in cs for r in rs]
 
 
@@ -111,10 +111,11 @@ def resolve_reference(preset, reference: Optional[Sequence[float]] = None) -> tu
 def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Optional[Sequence[float]] = None,
                         step: Optional[str] = None, n_val: Optional[int] = None, n_cost: int = 1000,
                         seed: int = 0, reference: Optional[Sequence[float]] = None,
-                        progress: bool = True, c_step: Optional[str] = None) -> dict:
+                        progress: bool = True, c_step: Optional[str] = None, eta: float = EVAL_ETA) -> dict:
     """Evaluate the run at ``run_dir``; returns a JSON-able report.
 
-    ``mode="sampled"``: ``n_r`` task preferences r ~ Dir(0.2), each with every c of ``cs``
+    ``mode="sampled"``: ``n_r`` task preferences r ~ Dir(eta) (default 1: uniform on S_N, the
+    paper's protocol; cost over ``n_cost`` r of the same law), each with every c of ``cs``
     (default 0 and 1). ``mode="grid"``: the preference grid of ``step`` (default 0.25)
     with c step ``c_step`` (default ``step``); ``cs`` does not apply there. Every argument
     is validated before any evaluation (ValidationError with one line).
@@ -151,7 +152,7 @@ def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Optio
     data = run.read_config()["data"]
     val = make_split(preset, data, "val", n=n_val, seed=seed)
     cost = CostModel(anchor)
-    prefs = _prefs(n, mode, n_r, cs, step, c_step, seed)
+    prefs = _prefs(n, mode, n_r, cs, step, c_step, seed, eta)
 
     rows = []
     cache: dict[tuple, dict] = {}
@@ -203,7 +204,8 @@ def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Optio
                 "n_points": int(len(L)), "outside_reference": int(np.sum(~np.all(L < ref, axis=1)))}
 
     rng = np.random.default_rng(seed + 99)
-    cost_rs = [q.r for q in sample_preferences(n, n_cost, rng)]
+    cost_rs = [q.r for q in sample_preferences(n, n_cost, rng, eta=eta)]
+    multi = [n_active(r, n) >= 2 for r in cost_rs]
 
     def mean_cost(c_value: float) -> dict:
         params, gm, gp = [], [], []
@@ -213,8 +215,13 @@ def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Optio
             params.append(t.params)
             gm.append(t.gmacs)
             gp.append(t.gflops_paper)
+        sel = [g for g, m in zip(gm, multi) if m]
         return {"params": float(np.mean(params)), "gmacs": float(np.mean(gm)),
-                "gflops_paper": float(np.mean(gp))}
+                "gflops_paper": float(np.mean(gp)),
+                # The >= 2-active-task part (r_i >= 0.6/N for two tasks or more): the only
+                # preferences where c acts (L_active is 0 with one active task).
+                "gmacs_multi_active": float(np.mean(sel)) if sel else None,
+                "multi_active_share": float(np.mean(multi))}
 
     table = []
     c_values = sorted({row["c"] for row in rows})
@@ -238,11 +245,13 @@ def evaluate_controller(run_dir, mode: str = "sampled", n_r: int = 20, cs: Optio
                   **summarize([_loss_vector(single, tasks)], [[1.0 / n] * n]),
                   "params": float(full.params), "gmacs": full.gmacs, "gflops_paper": full.gflops_paper})
 
-    control = {"mean_params_by_c": {}, "mean_gmacs_by_c": {}, "skewed_vs_uniform": {}}
+    control = {"mean_params_by_c": {}, "mean_gmacs_by_c": {}, "mean_gmacs_multi_active_by_c": {},
+               "skewed_vs_uniform": {}, "r_law": f"Dir({eta:g})", "n_cost": n_cost}
     for c_value in (0.0, 0.25, 0.5, 0.75, 1.0):
         mc = mean_cost(c_value)
         control["mean_params_by_c"][str(c_value)] = mc["params"]
         control["mean_gmacs_by_c"][str(c_value)] = mc["gmacs"]
+        control["mean_gmacs_multi_active_by_c"][str(c_value)] = mc["gmacs_multi_active"]
         skew = [cost.tree_cost(edge.architecture(torch.tensor(np.eye(n)[i] * 0.85 + 0.15 / n, dtype=torch.float32),
                                                  torch.tensor(c_value))).params for i in range(n)]
         uni = cost.tree_cost(edge.architecture(torch.full((n,), 1.0 / n), torch.tensor(c_value))).params

@@ -120,7 +120,7 @@ def evaluate_run(run, grid: Optional[str] = None, c_grid: Optional[str] = None, 
                  c: Optional[str | Sequence[float]] = None, n_val: Optional[int] = None, n_cost: int = 1000,
                  reference: Optional[str | Sequence[float]] = None, trees: Sequence[str] = (),
                  plots: Optional[Path] = None, seed: int = 0, progress: bool = True,
-                 single_task=None) -> dict[str, Any]:
+                 single_task=None, eta: Optional[float] = None) -> dict[str, Any]:
     """The ``dymu-rt eval`` use case: evaluate a run's controller, draw its plots, write
     ``report.json``; returns the report (its ``plots`` key lists the PNGs).
 
@@ -135,6 +135,8 @@ def evaluate_run(run, grid: Optional[str] = None, c_grid: Optional[str] = None, 
     if single_task is not None:
         raise ValidationError("--single-task applies to AdaShare/DAG runs; a DYMU run's own anchor is its "
                               "single-task reference")
+    if eta is not None and (isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 < eta < float("inf")):
+        raise ValidationError(f"--eta {eta}: expected a Dirichlet concentration > 0 (1 = uniform on the simplex)")
     for flag, value in (("--n-r", n_r), ("--n-cost", n_cost), ("--n-val", n_val)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ValidationError(f"{flag} {value}: expected an integer >= 1")
@@ -154,7 +156,7 @@ def evaluate_run(run, grid: Optional[str] = None, c_grid: Optional[str] = None, 
     picks = [parse_tree_spec(t, len(preset.tasks)) for t in trees or []]
     report = evaluate_controller(run, mode="grid" if grid else "sampled", n_r=n_r, cs=cs, step=grid,
                                  c_step=c_grid, n_val=n_val, n_cost=n_cost, seed=seed, reference=ref,
-                                 progress=progress)
+                                 progress=progress, **({} if eta is None else {"eta": eta}))
     out_dir = Path(plots) if plots is not None else Path(run) / "eval"
     report["plots"] = write_eval_plots(run, report, out_dir, trees=picks)
     # Δ_T (Choi & Im eqs. 10-11) at uniform r for c = 0 and 1, against this run's anchor.

@@ -37,6 +37,15 @@ class TrainDefaults:
     anchor_schedule: str = "cosine"
     anchor_decay_every: int = 0
     anchor_decay_gamma: float = 0.3
+    # How the anchor's streams start (issue 22): "independent" (each stream at random, as
+    # dymu-rt did before), "shared" (a shared-encoder multi-task net — stream 0 on the shared
+    # tree, every head reading it — is trained first for anchor_pretrain_steps, then copied
+    # into every stream: one backbone every stream starts from, where no ImageNet weights
+    # exist), or "pretrained:/abs/FILE" (ImageNet weights in torchvision's / timm's layout,
+    # dymu_rt.models.pretrained, copied into the stem and every stream: the paper's recipe).
+    anchor_init: str = "independent"
+    anchor_pretrain_steps: int = 0     # 0 = two thirds of anchor_steps
+
     edge_steps: int = 30000
     weight_steps: int = 30000
     phn_steps: int = 0            # PHN-BN baseline steps; 0 = weight_steps
@@ -58,6 +67,10 @@ class TrainDefaults:
     # literal formula. On short schedules the literal form's symmetric pull drags the active
     # task's own parents onto a common stream for every (r, c) (see RegularizerConfig).
     inactive_detach: bool = False
+    # Eq. 3's indices (RegularizerConfig.active_reading): "printed" (the paper as printed:
+    # P_use of the parent row, the lowest choice weighs 0) or "child" (dymu-rt's reading
+    # before issue 22: P_use of the choosing row, the top choice weighs 0).
+    active_reading: str = "printed"
     affinity_samples: int = 64
     eval_every: int = 0
     # Gumbel temperature ζ: 5, ×0.97 every ``gumbel_every`` steps (paper: 300 of 30K steps,
@@ -68,6 +81,11 @@ class TrainDefaults:
     def gumbel_interval(self) -> int:
         """Steps between temperature decays for this schedule."""
         return self.gumbel_every if self.gumbel_every > 0 else max(1, self.edge_steps // 100)
+
+
+# Settings added after runs were already stored: a run whose config lacks one was trained
+# with the behaviour before the setting existed (not with today's default).
+_OLD_RUN_TRAIN = {"active_reading": "child", "anchor_init": "independent", "anchor_pretrain_steps": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +123,7 @@ class Preset:
                 tasks=tuple(TaskSpec(**t) for t in d["tasks"]),
                 backbone=BackboneSpec(**d["backbone"]),
                 head=HeadSpec(**{**d["head"], "aspp_rates": tuple(d["head"]["aspp_rates"])}),
-                input_size=tuple(d["input_size"]), train=TrainDefaults(**d["train"]),
+                input_size=tuple(d["input_size"]), train=TrainDefaults(**{**_OLD_RUN_TRAIN, **d["train"]}),
                 mean=tuple(d["mean"]), std=tuple(d["std"]),
                 hv_reference=tuple(d["hv_reference"]) if d.get("hv_reference") is not None else None,
             )
@@ -150,11 +168,34 @@ def _pascal_tasks(n: int) -> tuple[TaskSpec, ...]:
 #   of r's are monotone, HV 0.852/0.842 at 0.0246/0.0239 GMACs. Neither moves the Dir(0.2)
 #   mean much with c (c = 1 / c = 0: 0.987 and 0.974): c acts only through L_active, which is
 #   0 whenever a single task is active (most Dir(0.2) samples at τ = 0.2).
+# * anchor_init = "shared" (issue 22): no ImageNet weights exist at CPU width (x0.125 /
+#   x0.35), so the paper's "every stream from the same pre-trained weights" is realized by a
+#   shared-encoder multi-task net (PHN's shared encoder: stream 0, every head reading it)
+#   trained for 2/3 of anchor_steps and copied into every stream before the single-task
+#   fine-tune. Chosen over alternatives because it needs no extra data or model, is the same
+#   code as the PHN-BN baseline's encoder, and costs ~0.45 anchor steps per step. Measured
+#   (issue 22 note, docs/method-quality.md; short runs: 150 anchor steps, seed 0, 200 val
+#   scenes, shared anchor +120 one-stream steps ≈ +36 % anchor compute): pure streams semseg
+#   mIoU 25.6 -> 44.1, normals 28.5° -> 21.7°, depth RMSE 0.804 -> 0.729; one cross edge keeps
+#   0.48 -> 0.83 of the pure stream's metric (0.56 -> 0.86 with the weight hypernet); same-index
+#   channel correlation beyond layer 1 ~0 -> 0.48-0.76; HV of DYMU at c = 0 / 1: 0.567 / 0.473
+#   -> 0.798 / 0.733 (with inactive_loss off, below).
+# * inactive_loss = False (issue 22): on the shared anchor (cross edges now cheap) L_inactive
+#   pulled every tree onto the smallest one for every (r, c): c-ratio 1.0, span 1.0x, at
+#   λ_I = 0.02 and at 0.005 alike (printed or child reading). Without it: mean GMACs c=1/c=0
+#   over r ~ Dir(1) 0.746, span 2.28x, 100 % of grid r monotone in c, HV at c = 0 0.798 (1.01x
+#   the single-task anchor's 0.788), at c = 1 0.733 (PHN-BN 0.695). One seed, short stages:
+#   benchmarks/results/issue22/, docs/method-quality.md.
+# * active_reading = "printed" (TrainDefaults' default, the paper's text) is kept without a
+#   measured gain here: on the independent anchor the child reading gave c-ratio 0.718 /
+#   span 1.56x vs printed 0.765 / 1.49x (one seed, short stage 1); the issue's full-length
+#   paired run went the other way (0.905 -> 0.866, span 1.63x -> 2.04x).
 _SYNTH_TRAIN = TrainDefaults(anchor_steps=600, anchor_batch=16, anchor_lr=2e-3,
                              edge_steps=400, weight_steps=300, controller_batch=16,
                              controller_lr=1e-3, decay_every=250, decay_gamma=0.3,
                              affinity_samples=32, gumbel_every=0, inactive_detach=True,
-                             lambda_active=5.0, lambda_inactive=0.02)
+                             lambda_active=5.0, lambda_inactive=0.02, anchor_init="shared",
+                             inactive_loss=False)
 
 
 def _bmtas(kind: str, depth: int, width: float, affine_last_bn: bool, raspp: int = 128) -> BackboneSpec:

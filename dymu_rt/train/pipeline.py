@@ -93,6 +93,9 @@ def _apply_overrides(run: RunDir, stored: Preset, overrides: dict[str, Any]) -> 
         for stage in _stages_of(k):
             done = bool(cfg["stages"].get(stage, {}).get("done"))
             started = (run.path / "state" / f"{stage}.json").is_file()
+            if stage == "anchor":      # its shared pre-training is part of it
+                started = started or (run.path / "state" / "anchor-pretrain.json").is_file() or \
+                    bool(cfg["stages"].get("anchor-pretrain", {}).get("done"))
             if done or (started and k not in _STEP_FIELDS):
                 raise ValidationError(
                     f"{run.path}: stage '{stage}' {'finished' if done else 'started'} with "
@@ -144,6 +147,11 @@ def open_run(out: str | Path, preset: Optional[str], data: Optional[str],
     if overrides:
         p = p.with_train(**overrides)
     validate_train_config(p.train)
+    if p.train.anchor_init.startswith("pretrained:"):
+        # Refuse a missing / mis-shaped key now, before the run folder exists.
+        from dymu_rt.models.pretrained import load_pretrained_backbone
+
+        load_pretrained_backbone(p.build(), p.train.anchor_init[len("pretrained:"):])
     source = resolve_data(data)
     validate_data(p, source)
     extra = {}
@@ -276,28 +284,43 @@ def _choice(option: str, value: Optional[str], choices: tuple[str, ...]) -> Opti
     return value.lower()
 
 
-def anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay) -> dict:
-    """Anchor-stage settings from the command line's options (validated; None = the preset's)."""
+def anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay, init: Optional[str] = None,
+                     pretrain_steps: Optional[int] = None) -> dict:
+    """Anchor-stage settings from the command line's options (validated; None = the preset's).
+
+    ``init``: independent | shared | pretrained:FILE (FILE made absolute and checked against
+    the preset when the run is created, before anything is written)."""
+    from dymu_rt.train.common import check_anchor_init
+
     _check("--lr", lr, 0, strict=True)
     _check("--weight-decay", weight_decay, 0)
-    return {"anchor_steps": steps, "anchor_batch": batch, "anchor_lr": lr,
+    check_positive(pretrain_steps, "--pretrain-steps")
+    if init is not None:
+        check_anchor_init(init)
+        if init.startswith("pretrained:"):
+            init = "pretrained:" + str(Path(init[len("pretrained:"):]).expanduser().resolve())
+    return {"anchor_init": init, "anchor_pretrain_steps": pretrain_steps,
+            "anchor_steps": steps, "anchor_batch": batch, "anchor_lr": lr,
             "anchor_optimizer": _choice("--optimizer", optimizer, ("adamw", "adam", "sgd")),
             "anchor_schedule": _choice("--schedule", schedule, ("cosine", "step")),
             "anchor_weight_decay": weight_decay}
 
 
 def regularizer_overrides(tau, lambda_a, lambda_i, no_inactive, no_layer_w, no_affinity,
-                          no_dichotomy) -> dict:
+                          no_dichotomy, active_reading: Optional[str] = None, inactive: bool = False) -> dict:
     """Stage-1 regularizer settings from the command line's options (validated; None = the preset's)."""
     if tau is not None and not 0 < tau <= 1:
         raise ValidationError(f"--tau {tau} is not valid; expected 0 < tau <= 1 (a threshold on r_i)")
     _check("--lambda-a", lambda_a, 0)
     _check("--lambda-i", lambda_i, 0)
+    if no_inactive and inactive:
+        raise ValidationError("--inactive-loss and --no-inactive-loss contradict each other; give one")
     return {"tau": tau, "lambda_active": lambda_a, "lambda_inactive": lambda_i,
-            "inactive_loss": False if no_inactive else None,
+            "inactive_loss": False if no_inactive else (True if inactive else None),
             "layer_weighting": False if no_layer_w else None,
             "use_affinity": False if no_affinity else None,
-            "dichotomy": False if no_dichotomy else None}
+            "dichotomy": False if no_dichotomy else None,
+            "active_reading": _choice("--active-reading", active_reading, ("printed", "child"))}
 
 
 _FLAGS = {"anchor_steps": "--anchor-steps", "edge_steps": "--edge-steps", "weight_steps": "--weight-steps",

@@ -78,6 +78,10 @@ def test_usage_errors_are_one_line_with_exit_code_2(capsys, tmp_path, args, need
     (["--seed", "-3"], "--seed -3"),
     (["--lr", "0"], "--lr 0"),
     (["--optimizer", "rmsprop"], "rmsprop"),
+    (["--init", "imagenet"], "--init 'imagenet'"),
+    (["--init", "pretrained:/nonexistent/r18.safetensors"], "no such file"),
+    (["--pretrain-steps", "0"], "--pretrain-steps 0"),
+    (["--active-reading", "paper"], "--active-reading 'paper'"),
     (["--schedule", "linear"], "linear"),
     (["--tau", "1.5"], "--tau 1.5"),
     (["--lambda-a", "-1"], "--lambda-a -1"),
@@ -169,7 +173,8 @@ def test_training_flags_are_saved_in_the_run_config(capsys, tmp_path, monkeypatc
                             "--optimizer", "SGD", "--lr", "0.05", "--schedule", "step", "--weight-decay", "0",
                             "--tau", "0.3", "--lambda-a", "0.5", "--lambda-i", "0.05", "--no-inactive-loss",
                             "--no-layer-weighting", "--no-affinity", "--no-dichotomy", "--seed", "2",
-                            "--n-train", "8")
+                            "--n-train", "8", "--init", "shared", "--pretrain-steps", "5",
+                            "--active-reading", "child")
     assert code == 0, err
     cfg = json.loads((out / "config.json").read_text())
     t = cfg["preset"]["train"]
@@ -177,6 +182,7 @@ def test_training_flags_are_saved_in_the_run_config(capsys, tmp_path, monkeypatc
         ("sgd", 0.05, "step", 0.0)
     assert (t["tau"], t["lambda_active"], t["lambda_inactive"]) == (0.3, 0.5, 0.05)
     assert not any(t[k] for k in ("inactive_loss", "layer_weighting", "use_affinity", "dichotomy"))
+    assert (t["anchor_init"], t["anchor_pretrain_steps"], t["active_reading"]) == ("shared", 5, "child")
     assert cfg["data_options"] == {"seed": 2, "n_train": 8, "n_val": None}
     code, _, err = run_main(capsys, "train", "controller", "--out", str(out), "--quiet")
     assert code == 0, err

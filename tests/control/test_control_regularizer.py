@@ -105,16 +105,24 @@ def test_identical_one_hot_rows_have_zero_active_loss():
     assert t["l_active"].item() == 0 and t["l_inactive"].item() == 0 and omega.item() == 0
 
 
-def test_soft_case_matches_a_direct_loop():
+@pytest.mark.parametrize("reading", ["printed", "child"])
+def test_soft_case_matches_a_direct_loop(reading):
     nu = _random_nu(4, 3, seed=3)
     r, c = torch.tensor([0.5, 0.3, 0.2]), 0.7
-    cfg = RegularizerConfig(tau=0.25)                      # make task 2 inactive
+    cfg = RegularizerConfig(tau=0.25, active_reading=reading)   # make task 2 inactive
     omega, t = branching_regularizer(nu, r, c, AFF, cfg)
     P = p_use(nu)
     L, act, inact = 4, [0, 1], [2]
     B = L - 1                                              # paper's top layer index
-    la = sum((B - l) / B * AFF[i, j] * P[l, i] * P[l, j] * ((nu[l - 1, i] - nu[l - 1, j]) ** 2).sum()
-             for l in range(1, L) for i in act for j in act if i != j)
+    if reading == "child":
+        # nu[l-1]: choice of child row l, weight (B-l)/B, P_use of row l.
+        la = sum((B - l) / B * AFF[i, j] * P[l, i] * P[l, j] * ((nu[l - 1, i] - nu[l - 1, j]) ** 2).sum()
+                 for l in range(1, L) for i in act for j in act if i != j)
+    else:
+        # Eq. 3 as printed: ν^l = nu[l] (choice among parent row l), l = 1..B-1 (ν^B does not
+        # exist, ν^0 is outside the sum), weight (B-l)/B, P_use of parent row l.
+        la = sum((B - l) / B * AFF[i, j] * P[l, i] * P[l, j] * ((nu[l, i] - nu[l, j]) ** 2).sum()
+                 for l in range(1, B) for i in act for j in act if i != j)
     li = sum(min(((nu[l - 1, i] - nu[l - 1, j]) ** 2).sum() for i in act) for l in range(1, L) for j in inact)
     assert t["l_active"].item() == pytest.approx(la.item())
     assert t["l_inactive"].item() == pytest.approx(li.item())
@@ -128,7 +136,11 @@ def test_ablation_switches():
         return branching_regularizer(IDENTITY_NU, base["r"], base["c"], base["affinity"],
                                      RegularizerConfig(**cfg))[1]
 
-    assert terms(layer_weighting=False)["l_active"].item() == pytest.approx(2 * (0.8 + 0.6) * 2.0)
+    # Unweighted: every choice the reading's sum covers counts 1 (printed: only the top one of
+    # the two; child: both).
+    assert terms(layer_weighting=False)["l_active"].item() == pytest.approx(1 * (0.8 + 0.6) * 2.0)
+    assert terms(layer_weighting=False, active_reading="child")["l_active"].item() == \
+        pytest.approx(2 * (0.8 + 0.6) * 2.0)
     assert terms(use_affinity=False)["l_active"].item() == pytest.approx(0.5 * 2 * 2.0)
     assert terms(inactive_loss=False)["l_inactive"].item() == 0
     t = terms(dichotomy=False)                             # all three tasks active, none inactive
@@ -158,11 +170,11 @@ def test_gradients_reach_nu():
 
 
 @pytest.mark.parametrize("n_branch", [2, 4, 6])
-def test_layer_weights_top_layer_zero_bottom_layer_b_minus_1_over_b(n_branch):
-    """Paper: w_l = (L−l)/L with layers 0..L (layer 0 = stem, top = L, P_use(L) = 1). Our
-    nu[l-1] is ν^l for l = 1..B, so the top branching layer B weighs 0, the lowest (B−1)/B."""
+def test_child_reading_top_layer_zero_bottom_layer_b_minus_1_over_b(n_branch):
+    """The "child" reading (dymu-rt's before issue 22): nu[l-1] is ν^l for l = 1..B, so the top
+    branching layer B weighs 0, the lowest (B−1)/B."""
     r, aff = torch.tensor([0.5, 0.5]), torch.ones(2, 2, dtype=torch.float64)
-    cfg = RegularizerConfig(inactive_loss=False)
+    cfg = RegularizerConfig(inactive_loss=False, active_reading="child")
 
     def l_active(nu, config=cfg):
         return branching_regularizer(nu, r, 1.0, aff, config)[1]["l_active"].item()
@@ -173,7 +185,8 @@ def test_layer_weights_top_layer_zero_bottom_layer_b_minus_1_over_b(n_branch):
     top_only = share.repeat(n_branch, 1, 1)
     top_only[-1] = eye
     assert l_active(top_only) == pytest.approx(0.0)
-    assert l_active(top_only, RegularizerConfig(inactive_loss=False, layer_weighting=False)) == \
+    assert l_active(top_only, RegularizerConfig(inactive_loss=False, layer_weighting=False,
+                                                active_reading="child")) == \
         pytest.approx(2 * 2.0)                                   # the pair does differ there
     # Bottom: separate streams everywhere (P_use = 1 everywhere) minus the same with the
     # bottom layer shared (P_use of every layer is unchanged; only layer 1's distance drops).
@@ -210,3 +223,40 @@ def test_inactive_detach_moves_only_the_inactive_nodes():
         assert (g[:, 0].abs().sum() == 0) == detach
     with pytest.raises(Exception):
         RegularizerConfig(inactive_detach="yes")
+
+
+@pytest.mark.parametrize("n_branch", [2, 4, 6])
+def test_printed_reading_top_choice_one_over_b_bottom_choice_zero(n_branch):
+    """Eq. 3 as printed: ν^l (the choice among parent row l) weighs (B−l)/B for l = 1..B−1 and
+    ν^0 is outside the sum: the top choice weighs 1/B, the lowest 0 — the opposite ends of
+    the child reading, so the same trees tell the two apart."""
+    r, aff = torch.tensor([0.5, 0.5]), torch.ones(2, 2, dtype=torch.float64)
+    printed = RegularizerConfig(inactive_loss=False)
+    child = RegularizerConfig(inactive_loss=False, active_reading="child")
+
+    def l_active(nu, config=printed):
+        return branching_regularizer(nu, r, 1.0, aff, config)[1]["l_active"].item()
+
+    eye = torch.eye(2, dtype=torch.float64)
+    share = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    top_only = share.repeat(n_branch, 1, 1)
+    top_only[-1] = eye
+    # Split only at the top choice (both nodes of row B-1 used): 1/B · 2 ordered pairs · 2
+    # printed, 0 under the child reading.
+    assert l_active(top_only) == pytest.approx(1 / n_branch * 2 * 2.0)
+    assert l_active(top_only, child) == pytest.approx(0.0)
+    separate = eye.repeat(n_branch, 1, 1)
+    # The lowest choice: 0 printed, (B-1)/B under the child reading.
+    bottom_shared = separate.clone()
+    bottom_shared[0] = share
+    assert l_active(separate) - l_active(bottom_shared) == pytest.approx(0.0)
+    assert l_active(separate, child) - l_active(bottom_shared, child) == \
+        pytest.approx((n_branch - 1) / n_branch * 2 * 2.0)
+    assert l_active(separate) == pytest.approx(sum((n_branch - l) / n_branch for l in range(1, n_branch)) * 4)
+
+
+def test_active_reading_is_validated():
+    from dymu_rt.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="active_reading"):
+        RegularizerConfig(active_reading="paper")

@@ -98,6 +98,14 @@ def test_every_row_is_timed_through_the_runtime_in_its_deployed_binding(runs, mo
     assert set(rep["latency_protocol"]["bindings"]) == {"affine", "static"}
     # PHN-BN shares its encoder: fewer parameters than the N single-task streams.
     assert rows["PHN-BN (uniform r)"]["params"] < rows["single-task"]["params"]
+    # Every row states its training budget (issue 22), from its run's stage lengths.
+    assert rows["single-task"]["budget"].startswith(("anchor ", "shared pre-training "))
+    assert "PHN-BN" in rows["PHN-BN (uniform r)"]["budget"]
+    assert "edge" in rows["DYMU c=0 (uniform r)"]["budget"] and "weight" in rows["DYMU c=1 (uniform r)"]["budget"]
+    assert rows["AdaShare"]["budget"].startswith("adashare: warm-up")
+    from dymu_rt.evaluate.compare import compare_markdown
+
+    assert "training budget" in compare_markdown(rep).splitlines()[0]
 
 
 def test_phn_bn_static_bundle_computes_the_phn_forward(runs, tmp_path):

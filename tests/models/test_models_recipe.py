@@ -124,3 +124,20 @@ def test_controllability_measures(tiny_preset):
     assert good["c_ratio"]["gmacs"] == pytest.approx(good["range"]["min_gmacs"] / good["range"]["max_gmacs"])
     bad = controllability(tiny_anchor, _FakeEdge(L, N, 0.5, decreasing=False), cost, step=0.5, c_step=0.25, n_dir=20)
     assert bad["monotone_share"] == 0.0 and bad["c_ratio"]["gmacs"] > 1
+
+
+def test_controllability_samples_r_uniformly_with_the_multi_active_split(tiny_preset):
+    """The paper's protocol (issue 22): r ~ Dir(1) by default; under Dir(1) most r of 3 tasks
+    have >= 2 active tasks (r_i >= 0.2), under the training law Dir(0.2) most have one."""
+    from dymu_rt.control.preference import n_active
+    from dymu_rt.evaluate.controllability import controllability
+
+    tiny_anchor = tiny_preset.build().eval()
+    L, N = tiny_anchor.num_layers, tiny_anchor.num_tasks
+    cost = CostModel(tiny_anchor)
+    uni = controllability(tiny_anchor, _FakeEdge(L, N, 0.5), cost, step=0.5, c_step=0.5, n_dir=200)
+    dir02 = controllability(tiny_anchor, _FakeEdge(L, N, 0.5), cost, step=0.5, c_step=0.5, n_dir=200, eta=0.2)
+    assert uni["r_law"] == "Dir(1)" and dir02["r_law"] == "Dir(0.2)"
+    assert uni["multi_active_share"] > 0.6 > 0.4 > dir02["multi_active_share"]
+    assert uni["c_ratio_multi_active"] == pytest.approx(uni["c_ratio"]["gmacs"])   # this fake ignores r
+    assert n_active((0.5, 0.3, 0.2), 3) == 3 and n_active((0.9, 0.05, 0.05), 3) == 1

@@ -152,10 +152,10 @@ def test_regularizer_settings_round_trip_through_the_run_config(tmp_path):
     # Set later on a run created without them, too.
     other = open_run(tmp_path / "other", "synth-nyu", "synth")
     assert regularizer_config(other.preset().train) == RegularizerConfig(inactive_detach=True, lambda_active=5.0,
-                                                                         lambda_inactive=0.02)
+                                                                         lambda_inactive=0.02, inactive_loss=False)
     open_run(other.path, None, None, {"tau": 0.3, "use_affinity": False, "inactive_detach": False})
     assert regularizer_config(RunDir(other.path).preset().train) == RegularizerConfig(
-        tau=0.3, use_affinity=False, lambda_active=5.0, lambda_inactive=0.02)
+        tau=0.3, use_affinity=False, lambda_active=5.0, lambda_inactive=0.02, inactive_loss=False)
 
 
 @pytest.mark.filterwarnings("error:Converting a tensor with requires_grad")
@@ -167,7 +167,7 @@ def test_edge_stage_uses_the_saved_regularizer_and_refuses_changing_it_after(tmp
     cfg = train(run, "all", n_train=8, n_val=4, progress=False)
     reg = cfg["stages"]["edge"]["regularizer"]
     assert reg["tau"] == 0.3 and reg["dichotomy"] is False and reg["layer_weighting"] is False
-    assert reg["inactive_loss"] is True and reg["use_affinity"] is True
+    assert reg["inactive_loss"] is False and reg["use_affinity"] is True     # synth presets: no L_inactive
     with pytest.raises(ValidationError, match="stage 'edge' finished with tau=0.3"):
         open_run(run.path, None, None, {"tau": 0.5})
     open_run(run.path, None, None, {"tau": 0.3})                  # the same value is fine

@@ -69,3 +69,59 @@ def test_open_run_refuses_a_different_preset(tmp_path, tiny_run):
         open_run(tiny_run.path, "cifar100", None)
     with pytest.raises(ValidationError, match="give --preset"):
         open_run(tmp_path / "fresh", None, None)
+
+
+def test_shared_init_pretrains_one_backbone_copies_it_into_every_stream_and_resumes(tmp_path, tiny_preset):
+    """--init shared (issue 22): the shared-encoder pre-training is its own resumable loop; after it
+    every stream starts from the same backbone; a run killed inside the pre-training and resumed
+    ends bitwise where an uninterrupted one does. Cost: ~4 s."""
+    from dymu_rt.train.anchor import PRETRAIN, initialize_streams, train_anchor
+    from dymu_rt.train.setup import TrainSetup
+
+    preset = tiny_preset.with_train(anchor_init="shared", anchor_pretrain_steps=4)
+    a = RunDir(tmp_path / "a")
+    a.init(preset, data="synth")
+    train_anchor(a, n_train=8, n_val=4, progress=False, save_every=2)
+    assert a.stage_done(PRETRAIN) and a.stage_done("anchor")
+    assert a.read_config()["stages"]["anchor"]["init"] == "shared"
+    # Right after the init, every stream equals the pre-trained stream 0.
+    fresh = preset.build()
+    assert initialize_streams(a, fresh, "synth", 0, 2, 8, False, TrainSetup())
+    s0 = fresh.streams[0].state_dict()
+    for j in (1, 2):
+        sj = fresh.streams[j].state_dict()
+        assert all(torch.equal(s0[k], sj[k]) for k in s0)
+    # Killed during the pre-training, then resumed: the same anchor as the uninterrupted run.
+    b = RunDir(tmp_path / "b")
+    b.init(preset, data="synth")
+    res = train_anchor(b, n_train=8, n_val=4, progress=False, save_every=2, stop_after=2)
+    assert res["done"] is False and not b.stage_done(PRETRAIN)
+    train_anchor(b, n_train=8, n_val=4, progress=False, save_every=2)
+    sa, sb = a.load_anchor().state_dict(), b.load_anchor().state_dict()
+    for k in sa:
+        assert torch.allclose(sa[k], sb[k], atol=1e-6), k
+
+
+def test_runs_stored_before_issue_22_keep_their_meaning(tiny_preset):
+    """A stored preset without the new settings was trained with independent streams and the
+    child reading of Eq. 3, whatever today's defaults are."""
+    from dymu_rt.models.presets import Preset
+
+    d = tiny_preset.to_dict()
+    for k in ("active_reading", "anchor_init", "anchor_pretrain_steps"):
+        del d["train"][k]
+    old = Preset.from_dict(d)
+    assert old.train.active_reading == "child" and old.train.anchor_init == "independent"
+
+
+def test_init_option_is_validated(tmp_path):
+    from dymu_rt.train.pipeline import anchor_overrides, open_run
+
+    with pytest.raises(ValidationError, match="--init 'imagenet'"):
+        anchor_overrides(None, None, None, None, None, None, "imagenet")
+    with pytest.raises(ValidationError, match="--pretrain-steps"):
+        anchor_overrides(None, None, None, None, None, None, "shared", 0)
+    over = anchor_overrides(None, None, None, None, None, None, f"pretrained:{tmp_path / 'absent.pt'}")
+    with pytest.raises(ValidationError, match="no such file"):
+        open_run(tmp_path / "run", "synth-nyu", None, {k: v for k, v in over.items() if v is not None})
+    assert not (tmp_path / "run").exists()           # refused before anything was written
