@@ -28,6 +28,12 @@ Schema (all sections optional except the top-level ``name``/``backend``)::
     engine_cache_mb = 512            # LRU budget for cached engines
     workspace_mb = 1024              # TensorRT builder workspace
 
+    [runtime]
+    second_tier = "background"       # background | sync | off: build each preference's folded,
+                                     # fully optimized engine in a background worker after a
+                                     # switch, inside set_preference, or never (memory-tight
+                                     # devices); docs/runtime-tiers.md
+
     [tensorrt]
     builder_optimization_level = 3   # 0..5
     dla_core = -1                    # -1 = no DLA; >= 0 needs batch_min == batch_max (DLA has no
@@ -53,6 +59,9 @@ from dymu_rt.bundle.sections import NAME_RE  # a profile name is a folder name (
 from dymu_rt.errors import ValidationError
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: ``[runtime] second_tier``: how the Runtime reaches a preference's folded engine
+#: (docs/runtime-tiers.md): in a background worker, inside set_preference, or never
+SECOND_TIER_MODES = ("background", "sync", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +84,7 @@ class DeviceProfile:
     dla_core: int = -1
     gpu_fallback: bool = True
     refittable: bool = True
+    second_tier: str = "background"
     source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +99,7 @@ _SCHEMA: dict[str, dict[str, type]] = {
     "memory": {"engine_cache_mb": int, "workspace_mb": int},
     "tensorrt": {"builder_optimization_level": int, "dla_core": int, "gpu_fallback": bool,
                  "refittable": bool},
+    "runtime": {"second_tier": str},
 }
 
 
@@ -141,6 +152,9 @@ def parse_profile(data: dict[str, Any], source: str = "<profile>") -> DeviceProf
     for k in ("engine_cache_mb", "workspace_mb"):
         if flat.get(k, 1) <= 0:
             raise ValidationError(f"{source}: key 'memory.{k}' = {flat[k]} must be > 0")
+    if flat.get("second_tier", "background") not in SECOND_TIER_MODES:
+        raise ValidationError(f"{source}: key 'runtime.second_tier' = {flat['second_tier']!r}; expected one of "
+                              f"{SECOND_TIER_MODES}")
     if not 0 <= flat.get("builder_optimization_level", 3) <= 5:
         raise ValidationError(f"{source}: key 'tensorrt.builder_optimization_level' must be in 0..5")
     if flat.get("dla_core", -1) < -1:

@@ -1,5 +1,8 @@
 """A least-recently-used cache of loaded engines, bounded in bytes (profile ``engine_cache_mb``).
 
+Keys are topology ids (instant engines, loaded on a miss by ``get``) and the Runtime's keys
+of folded second-tier engines (one per preference's weights, built elsewhere and ``put``).
+
 A switch to a topology whose engine is cached costs no load; a miss loads it and evicts the
 least recently used engines until the total fits the budget again. The engine just asked
 for is never evicted, so one engine larger than the budget still runs (alone), and neither
@@ -48,6 +51,26 @@ class EngineCache:
             self._engines[topology] = eng
             self._evict(keep=topology)
             return eng
+
+    def lookup(self, key: str):
+        """The engine cached under ``key`` (a hit), or None: nothing is loaded."""
+        with self._lock:
+            eng = self._engines.get(key)
+            if eng is not None:
+                self.hits += 1
+                self._engines.move_to_end(key)
+            return eng
+
+    def put(self, key: str, engine) -> None:
+        """Cache an engine built elsewhere (the Runtime's second tier: a preference's folded
+        engine), evicting least recently used ones to fit the budget."""
+        with self._lock:
+            old = self._engines.pop(key, None)
+            if old is not None and old is not engine:
+                old.close()
+            self._engines[key] = engine
+            self.loads += 1
+            self._evict(keep=key)
 
     def _evict(self, keep: str) -> None:
         protected = {keep, *self._pinned()}

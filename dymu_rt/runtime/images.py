@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from dymu_rt.control.selector import static_refusal
 from dymu_rt.errors import ValidationError
 from dymu_rt.runtime.outputs import make_tasks, write_outputs
 from dymu_rt.runtime.preprocess import load_image
@@ -18,9 +19,8 @@ def check_choice(c, latency_budget, static: Optional[dict] = None, r=None, bundl
     if static is not None:
         if c is not None or latency_budget is not None:
             flag = "--c" if c is not None else "--latency-budget"
-            raise ValidationError(f"bundle {bundle} holds one static architecture ({static.get('method')}): it has "
-                                  f"no resource control, so {flag} cannot be honoured; omit it (--r is accepted "
-                                  "and ignored)")
+            raise static_refusal(bundle, static.get("method"),
+                                 f"so {flag} cannot be honoured; omit it (--r is accepted and ignored)")
         return
     if (c is None) == (latency_budget is None):
         raise ValidationError("give exactly one of --c (resource preference in [0, 1]) or --latency-budget MS")
