@@ -202,7 +202,9 @@ def _contenders(bundle: Path, manifest, profile: Optional[str], threads: int):
         wanted.append((f"profile {profile}", profile, None))
     for name, prof, binding in wanted:
         try:
-            rt = Runtime.open(bundle, profile=with_threads(prof, threads), binding=binding, cache_engines=False)
+            # The steady state is checked: each preference's folded (second-tier) engine.
+            rt = Runtime.open(bundle, profile=with_threads(prof, threads), binding=binding, cache_engines=False,
+                              second_tier="sync")
         except DymuError as e:
             if name.startswith("profile "):
                 skipped[name] = str(e)

@@ -15,7 +15,9 @@ be evicted while they run, which the Runtime guarantees by serializing loads wit
 An engine's size is its ``memory_bytes()`` (what it holds privately) plus, for engines that
 share one host copy of the bundle's weights (``shared_weights()``: (key, bytes) pairs), each
 shared tensor counted **once** for all the engines that reference it: K cached topologies
-of one bundle cost one copy of the weights they use, not K. Thread-safe.
+of one bundle cost one copy of the weights they use, not K. Folded engines hold their own
+weights (and a session each): ``max_folded`` caps how many are kept (the profile's
+``[memory] folded_engines``), the least recently used going first. Thread-safe.
 """
 
 from __future__ import annotations
@@ -25,12 +27,19 @@ from collections import OrderedDict
 from typing import Any, Callable, Iterable, Optional
 
 
+#: what marks the key of a folded (second-tier) engine: ``<topology>@folded(<r>, <c>)``
+FOLDED_MARK = "@folded"
+
+
 class EngineCache:
     """topology id -> engine, LRU-bounded by ``budget_bytes`` of ``engine.memory_bytes()``."""
 
     def __init__(self, budget_bytes: int, loader: Callable[[str], Any],
-                 pinned: Optional[Callable[[], Iterable[str]]] = None) -> None:
+                 pinned: Optional[Callable[[], Iterable[str]]] = None,
+                 max_folded: Optional[int] = None) -> None:
         self.budget_bytes = int(budget_bytes)
+        #: at most this many folded (second-tier) engines, keys containing FOLDED_MARK (None: no cap)
+        self.max_folded = max_folded
         self._loader = loader
         self._pinned = pinned or (lambda: ())
         self._engines: "OrderedDict[str, Any]" = OrderedDict()
@@ -72,8 +81,18 @@ class EngineCache:
             self.loads += 1
             self._evict(keep=key)
 
+    def trim(self) -> None:
+        """Evict down to the budget and the folded cap again (after the pinned set changed)."""
+        with self._lock:
+            self._evict(keep="")
+
     def _evict(self, keep: str) -> None:
         protected = {keep, *self._pinned()}
+        if self.max_folded is not None:
+            folded = [k for k in self._engines if FOLDED_MARK in k]
+            for victim in [k for k in folded if k not in protected][:max(0, len(folded) - self.max_folded)]:
+                self._engines.pop(victim).close()
+                self.evictions += 1
         while self.bytes() > self.budget_bytes:
             victim = next((t for t in self._engines if t not in protected), None)
             if victim is None:

@@ -36,7 +36,8 @@ def run_images(rt, files: Sequence[Path], out: Path, r, c=None, latency_budget: 
 
     Returns the summary: topology, binding, grid_point, r, c, gmacs, gflops, macs,
     gflops_paper (the paper's fvcore count; None for older bundles), params,
-    backend, latency_ms, profile, binding_mode, budget_choice, images and outputs (task ->
+    backend, latency_ms, profile, binding_mode, tier (what ran: "folded" once the second tier
+    served, "instant" otherwise), budget_choice, images and outputs (task ->
     file for one image; a list of those, aligned with images, for several).
     """
     check_choice(c, latency_budget, rt.static, r, rt.root)
@@ -62,5 +63,6 @@ def run_images(rt, files: Sequence[Path], out: Path, r, c=None, latency_budget: 
             "r": s["r"], "c": s["c"], "gmacs": s["gmacs"], "gflops": s["gflops"], "macs": s["macs"],
             "gflops_paper": s.get("gflops_paper"), "params": s["params"], "backend": s["backend"],
             "latency_ms": s["latency_ms"], "profile": s["profile"], "binding_mode": s["binding_mode"],
+            "tier": s.get("tier"),
             "budget_choice": choice, "images": [str(f) for f in files],
             "outputs": results[0] if len(results) == 1 else results}

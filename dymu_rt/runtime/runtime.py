@@ -56,7 +56,7 @@ from dymu_rt.control.preference import Preference, make_preference
 from dymu_rt.control.selector import Selector, static_refusal
 from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
-from dymu_rt.runtime.cache import EngineCache
+from dymu_rt.runtime.cache import FOLDED_MARK, EngineCache
 from dymu_rt.runtime.controller import Controller
 from dymu_rt.runtime.latency import LatencyWindow, choose_for_budget, measured_with, time_engine
 from dymu_rt.runtime.preprocess import check_input_size, preprocess
@@ -124,7 +124,8 @@ class Runtime:
         # Engines that bind in place: runs, binds, loads and evictions.
         self._serial_lock = threading.RLock()
         self._bound_keys: dict[str, tuple[Any, tuple]] = {}    # topology -> (engine, key bound in it)
-        self.cache = EngineCache(profile.engine_cache_mb * 2**20, self._load_engine, pinned=self._pinned)
+        self.cache = EngineCache(profile.engine_cache_mb * 2**20, self._load_engine, pinned=self._pinned,
+                                 max_folded=getattr(profile, "folded_engines", None))
         self.latency = LatencyWindow()
         self.selector = None if self.static else Selector.from_manifest(manifest)
         # The second tier (module docstring): folded engines built per preference.
@@ -278,6 +279,8 @@ class Runtime:
             state = self._folded_state(state)
         self._state = state
         self.latency.clear()
+        if state.tier == "folded":
+            self.cache.trim()                 # the previous preference's engines are unpinned now
         if state.tier == "instant" and self.second_tier == "background":
             self._submit(state)
         else:
@@ -332,6 +335,7 @@ class Runtime:
                         self.cache.put(_folded_key(job.key), engine)
                         self._state = dataclasses.replace(current, engine=engine, bound=engine.prepare({}),
                                                           tier="folded")
+                        self.cache.trim()
                         event["swapped"] = True
                         event["after_switch_ms"] = 1e3 * (time.perf_counter() - self._switched_at)
                     else:
@@ -632,4 +636,4 @@ def _make_backend(name: str, profile, binding: Optional[str]) -> Backend:
 
 def _folded_key(key: tuple) -> str:
     """The engine-cache key of the folded engine of weights ``key`` ((topology, r, c))."""
-    return f"{key[0]}@folded{key[1:]!r}" if key else ""
+    return f"{key[0]}{FOLDED_MARK}{key[1:]!r}" if key else ""
