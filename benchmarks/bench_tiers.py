@@ -64,12 +64,16 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def thread_profile(base: str, threads: int, folder: Path, budget_mb: int | None = 65536) -> Path:
-    """A copy of a shipped profile with ``threads`` set (and the engine budget raised unless None)."""
+def thread_profile(base: str, threads: int, folder: Path, budget_mb: int | None = 65536,
+                   folded: int | None = None) -> Path:
+    """A copy of a shipped profile with ``threads`` set (and the engine budget raised unless
+    None; ``folded``: its ``[memory] folded_engines``)."""
     import importlib.resources
 
     text = (importlib.resources.files("dymu_rt.profiles") / f"{base}.toml").read_text()
-    name = f"{base}-t{threads}" + ("" if budget_mb is None else "-big")
+    name = f"{base}-t{threads}" + ("" if budget_mb is None else "-big") + ("" if folded is None else f"-f{folded}")
+    if folded is not None:
+        text = text.replace("[memory]\n", f"[memory]\nfolded_engines = {folded}\n")
     text = text.replace(f'name = "{base}"', f'name = "{name}"').replace("threads = 0", f"threads = {threads}")
     if budget_mb is not None:
         text = text.replace("engine_cache_mb = ", f"engine_cache_mb = {budget_mb} # was ")
@@ -473,7 +477,16 @@ def main() -> None:
             rt_in.cache.clear()
         res["all_topologies"] = rows
         lo, hi = rows[0], rows[-1]
-        res["targets"]["latency_ratio_small_over_large"] = lo["folded_p50_ms"] / hi["folded_p50_ms"]
+        # The target's ratio from the smallest and the largest tree timed in the same
+        # interleaved rounds (one topology after another, machine load differs between them).
+        rt_all.set_preference(first[lo["topology"]].r, first[lo["topology"]].c)
+        c_lo, _ = rt_all.timed_call(x)
+        rt_all.set_preference(first[hi["topology"]].r, first[hi["topology"]].c)
+        c_hi, _ = rt_all.timed_call(x)
+        st = time_interleaved([c_lo, c_hi], rounds=args.rounds, iters=args.iters, warmup=1)
+        res["smallest_vs_largest"] = {"smallest": lo["topology"], "largest": hi["topology"],
+                                      "smallest_p50_ms": st[0]["p50_ms"], "largest_p50_ms": st[1]["p50_ms"]}
+        res["targets"]["latency_ratio_small_over_large"] = st[0]["p50_ms"] / st[1]["p50_ms"]
         res["targets"]["gmacs_ratio_small_over_large"] = lo["gmacs"] / hi["gmacs"]
         res["targets"]["latency_ratio_over_gmacs_ratio"] = (res["targets"]["latency_ratio_small_over_large"]
                                                             / res["targets"]["gmacs_ratio_small_over_large"])
@@ -488,6 +501,12 @@ def main() -> None:
                for k in (int(v) for v in args.rss_k.split(","))]
         res["rss"] = rss
         res["targets"]["rss_8_over_1"] = rss[-1]["rss_mb"] / rss[0]["rss_mb"]
+        # the same K with at most one folded engine kept ([memory] folded_engines = 1)
+        prof1 = thread_profile("x86-64-cpu", args.threads, tmp, budget_mb=None, folded=1)
+        ks = [int(v) for v in args.rss_k.split(",")]
+        rss1 = [subprocess_probe(str(bundle), str(prof1), str(k), threads=args.threads) for k in (ks[0], ks[-1])]
+        res["rss_folded_engines_1"] = rss1
+        res["targets"]["rss_8_over_1_folded_engines_1"] = rss1[-1]["rss_mb"] / rss1[0]["rss_mb"]
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"bench_tiers-{tag}.json"
     out.write_text(json.dumps(res, indent=2))

@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-import threading
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -171,31 +170,16 @@ class Bound:
     keepalive: tuple = ()          # arrays/OrtValues an add_initializer session must outlive
 
 
-_ENV_ARENA: list = []
-_ENV_ARENA_LOCK = threading.Lock()
-
-
-def _shared_arena(ort) -> bool:
-    """Register, once per process, one CPU arena allocator in ORT's environment that every
-    session of this backend uses (``session.use_env_allocators``): the activation memory of
-    K cached sessions is then one arena, not K (each grows to its graph's peak and keeps it;
-    at pascal3's 512x512 that is tens of MB per session). False where ORT refuses it."""
-    with _ENV_ARENA_LOCK:
-        if not _ENV_ARENA:
-            try:
-                info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-                ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))   # kSameAsRequested
-                _ENV_ARENA.append(True)
-            except Exception:  # an ORT build without it: per-session arenas, as before
-                _ENV_ARENA.append(False)
-        return _ENV_ARENA[0]
-
-
 def _session_options(profile, level: str = "all", optimized_path: Optional[Path] = None):
     ort = _ort()
     so = ort.SessionOptions()
-    if _shared_arena(ort):
-        so.add_session_config_entry("session.use_env_allocators", "1")
+    # One activation arena per process, not one per session (ort_sharing.register_env_arena):
+    # K cached sessions (instant and folded engines) then hold one arena, not K that each
+    # grew to their graph's peak (tens of MB per session at pascal3's 512x512).
+    from dymu_rt.backends.ort_sharing import register_env_arena
+
+    register_env_arena(ort)
+    so.add_session_config_entry("session.use_env_allocators", "1")
     so.graph_optimization_level = {
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
