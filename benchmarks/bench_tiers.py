@@ -35,7 +35,8 @@ GMACs of every topology on both tiers (``--skip all-topologies`` to skip); RSS w
 cached topologies, second tier on, a fresh process each (``Runtime.open`` with the shipped
 profile's engine budget, each topology set, run, its folded engine awaited, run again).
 
-Writes ``DIR/bench_tiers-<tag>.json`` and ``.png`` and prints a table.
+Writes ``DIR/bench_tiers-<tag>.json`` and ``.png`` and prints a table; ``--rss-only`` (nyuv2, whose
+inferences take seconds) writes ``DIR/bench_tiers-<tag>-rss.json`` with the RSS probes alone.
 """
 
 from __future__ import annotations
@@ -167,6 +168,20 @@ def subprocess_probe(*args: str, threads: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def rss_part(bundle: Path, args, tmp: Path, res: dict) -> None:
+    """RSS with K cached topologies (``--rss-k``), second tier on, a fresh process each, with
+    the shipped engine budget and ``folded_engines`` (2), then with ``folded_engines = 1``."""
+    prof = thread_profile("x86-64-cpu", args.threads, tmp, budget_mb=None)   # the shipped budget
+    ks = [int(v) for v in args.rss_k.split(",")]
+    rss = [subprocess_probe(str(bundle), str(prof), str(k), threads=args.threads) for k in ks]
+    res["rss"] = rss
+    res.setdefault("targets", {})["rss_8_over_1"] = rss[-1]["rss_mb"] / rss[0]["rss_mb"]
+    prof1 = thread_profile("x86-64-cpu", args.threads, tmp, budget_mb=None, folded=1)
+    rss1 = [subprocess_probe(str(bundle), str(prof1), str(k), threads=args.threads) for k in (ks[0], ks[-1])]
+    res["rss_folded_engines_1"] = rss1
+    res["targets"]["rss_8_over_1_folded_engines_1"] = rss1[-1]["rss_mb"] / rss1[0]["rss_mb"]
+
+
 # -- the benchmark ----------------------------------------------------------------------------------
 
 def main() -> None:
@@ -185,6 +200,7 @@ def main() -> None:
                     help="bundle not calibrated: calibrate the timed topology alone on N scenes")
     ap.add_argument("--topo-rounds", type=int, default=5, help="rounds per topology (latency vs GMACs)")
     ap.add_argument("--rss-k", default="1,4,8")
+    ap.add_argument("--rss-only", action="store_true", help="only the RSS probes (e.g. at nyuv2)")
     ap.add_argument("--skip", default="", help="comma list: eager,int8,openvino,all-topologies,rss,switch")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/tiers"))
     ap.add_argument("--replot", type=Path)
@@ -214,6 +230,16 @@ def main() -> None:
     int8 = thread_profile("x86-64-cpu-int8", args.threads, tmp)
     res: dict = {"versions": versions(), "threads": args.threads, "batch": 1,
                  "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "bundle": str(bundle)}
+    if args.rss_only:           # e.g. nyuv2, whose inferences take seconds each
+        from dymu_rt.bundle.manifest import read_manifest
+
+        res["preset"] = read_manifest(bundle).preset
+        rss_part(bundle, args, tmp, res)
+        args.out.mkdir(parents=True, exist_ok=True)
+        out = args.out / f"bench_tiers-{args.tag or res['preset']}-rss.json"
+        out.write_text(json.dumps(res, indent=2))
+        print(json.dumps(res["targets"]), f"\nwrote {out}")
+        return
     rt = Runtime.open(bundle, profile=str(fp32), cache_engines=False)
     m = rt.manifest
     tag = args.tag or m.preset
@@ -385,13 +411,11 @@ def main() -> None:
     res["latency"] = lat
     plain_ms = lat["plain ORT (ORT_ENABLE_ALL)"]["p50_ms"]
     res["targets"] = {"steady_vs_plain_ort": plain_ms / base}
-    lat_path = args.out / f"bench_tiers-{tag}.partial.json"
+    lat_path = args.out / f"bench_tiers-{tag}.partial.json"      # removed once the full JSON is written
     args.out.mkdir(parents=True, exist_ok=True)
     lat_path.write_text(json.dumps(res, indent=2))
     if "INT8 folded" in lat:
         res["targets"]["int8_folded_vs_folded_fp32"] = lat["folded tier (sync)"]["p50_ms"] / lat["INT8 folded"]["p50_ms"]
-    for k in ("rt_sync", "rt_off"):
-        pass
 
     # 2. switch cost and time to the folded tier ---------------------------------------------------
     if "switch" not in skip:
@@ -496,20 +520,11 @@ def main() -> None:
 
     # 4. RSS with K cached topologies, fresh processes, second tier on --------------------------------
     if "rss" not in skip:
-        prof = thread_profile("x86-64-cpu", args.threads, tmp, budget_mb=None)   # the shipped budget
-        rss = [subprocess_probe(str(bundle), str(prof), str(k), threads=args.threads)
-               for k in (int(v) for v in args.rss_k.split(","))]
-        res["rss"] = rss
-        res["targets"]["rss_8_over_1"] = rss[-1]["rss_mb"] / rss[0]["rss_mb"]
-        # the same K with at most one folded engine kept ([memory] folded_engines = 1)
-        prof1 = thread_profile("x86-64-cpu", args.threads, tmp, budget_mb=None, folded=1)
-        ks = [int(v) for v in args.rss_k.split(",")]
-        rss1 = [subprocess_probe(str(bundle), str(prof1), str(k), threads=args.threads) for k in (ks[0], ks[-1])]
-        res["rss_folded_engines_1"] = rss1
-        res["targets"]["rss_8_over_1_folded_engines_1"] = rss1[-1]["rss_mb"] / rss1[0]["rss_mb"]
+        rss_part(bundle, args, tmp, res)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"bench_tiers-{tag}.json"
     out.write_text(json.dumps(res, indent=2))
+    lat_path.unlink(missing_ok=True)
     report(res, out.with_suffix(".png"))
     print(f"wrote {out}")
 

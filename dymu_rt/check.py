@@ -8,7 +8,9 @@ and is compared with the *reference* of the same point:
 * reference: ONNX Runtime FP32 with ``session`` binding (the folded graph with the point's
   BN-folded weights written into it: the plain math of docs/INTERFACES.md "Binding");
 * contenders: ONNX Runtime FP32 with the runtime's default binding (``affine``), ONNX Runtime
-  INT8 when the bundle is calibrated, and the backend/precision of ``profile`` when given
+  INT8 when the bundle is calibrated, each in both tiers (docs/runtime-tiers.md: the folded
+  engine of the steady state, named as the contender, and ``<name> instant tier``, what
+  serves right after a switch), and the backend/precision of ``profile`` when given
   (e.g. TensorRT FP16/INT8 on a GPU profile); a contender that cannot run here (no
   calibration, no TensorRT/GPU) is listed as skipped with the reason, not failed.
 
@@ -202,7 +204,8 @@ def _contenders(bundle: Path, manifest, profile: Optional[str], threads: int):
         wanted.append((f"profile {profile}", profile, None))
     for name, prof, binding in wanted:
         try:
-            # The steady state is checked: each preference's folded (second-tier) engine.
+            # Both tiers are checked (docs/runtime-tiers.md): the steady state, each preference's
+            # folded engine, and the instant tier that serves right after a switch.
             rt = Runtime.open(bundle, profile=with_threads(prof, threads), binding=binding, cache_engines=False,
                               second_tier="sync")
         except DymuError as e:
@@ -211,6 +214,10 @@ def _contenders(bundle: Path, manifest, profile: Optional[str], threads: int):
                 continue
             raise
         opened.append((name, rt.profile.precision, rt))
+        if rt.second_tier != "off":
+            instant = Runtime.open(bundle, profile=with_threads(prof, threads), binding=binding, cache_engines=False,
+                                   second_tier="off")
+            opened.append((f"{name} instant tier", instant.profile.precision, instant))
     return opened, skipped
 
 
