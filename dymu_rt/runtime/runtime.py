@@ -21,6 +21,20 @@ profile's ``engine_cache_mb``, counting each engine's ``memory_bytes()`` (ONNX R
 weights its graph references, see :func:`dymu_rt.backends.onnxruntime.graph_weight_bytes`).
 The engine of the current preference is never evicted.
 
+Two tiers per preference (docs/runtime-tiers.md; the backend contract in
+:mod:`dymu_rt.backends.base`). ``set_preference`` returns on the *instant* tier: the
+topology's engine serving every preference (ONNX Runtime ``affine``: BN scale/shift as
+inputs, weights held once). With ``second_tier = "background"`` (default; ``Runtime.open``
+or the profile's ``[runtime] second_tier``) one worker thread then builds the preference's
+*folded* engine (``Backend.load_folded``: its own weights, fully optimized) and swaps it in
+with one assignment, provided the preference is still the current one; a newer switch
+replaces a queued build and discards one in flight. ``"sync"`` builds it inside
+``set_preference``; ``"off"`` never. Folded engines are cached in the engine LRU (key
+``<topology>@folded(<r>, <c>)``, at most the profile's ``[memory] folded_engines``), so a
+switch back lands on its folded engine at once. ``stats()["tier"]`` says which tier serves;
+``timed_call`` and ``profile_topologies`` time the steady state and record its tier.
+The selection itself (exact tree or nearest grid point) is :mod:`dymu_rt.control.selector`'s.
+
 Thread safety: a preference is bound into an immutable state (engine + bound weights) that
 ``set_preference`` swaps in with one assignment; ``infer`` reads that state once, so
 concurrent ``infer`` and ``set_preference`` calls never mix two preferences in one result.
