@@ -49,8 +49,8 @@ def compare_command(
     prim = report["primary"]
     t = Table(title=f"{report['preset']}: methods side by side ({report['n_val']} val scenes; latency: the "
                     f"dymu-rt runtime on each row's bundle, ONNX Runtime CPU, {threads} thread(s), batch 1, median)",
-              caption="binding: affine = DYMU grid bundle, BN scale/shift of the preference fed as inputs; "
-                      "static = one graph with BN folded, nothing bound")
+              caption="binding: folded = DYMU grid bundle, the runtime's steady state (the preference's folded "
+                      "engine, docs/runtime-tiers.md); static = one graph with BN folded, nothing bound")
     for col in ["method", "Δ_T %"] + [f"{k} {v}" for k, v in prim.items()] + ["params (M)", "GMACs", "binding",
                                                                                 "p50 ms"]:
         t.add_column(col, justify="left" if col == "method" else "right")
