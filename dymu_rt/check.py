@@ -8,7 +8,9 @@ and is compared with the *reference* of the same point:
 * reference: ONNX Runtime FP32 with ``session`` binding (the folded graph with the point's
   BN-folded weights written into it: the plain math of docs/INTERFACES.md "Binding");
 * contenders: ONNX Runtime FP32 with the runtime's default binding (``affine``), ONNX Runtime
-  INT8 when the bundle is calibrated, and the backend/precision of ``profile`` when given
+  INT8 when the bundle is calibrated, each in both tiers (docs/runtime-tiers.md: the folded
+  engine of the steady state, named as the contender, and ``<name> instant tier``, what
+  serves right after a switch), and the backend/precision of ``profile`` when given
   (e.g. TensorRT FP16/INT8 on a GPU profile, OpenVINO FP32/BF16/INT8 on an x86 CPU); a
   contender that cannot run here (no calibration, no TensorRT/GPU, no openvino package, no
   BF16 in the CPU) is listed as skipped with the reason, not failed.
@@ -181,13 +183,20 @@ def _contenders(bundle: Path, manifest, profile: Optional[str], threads: int):
         wanted.append((f"profile {profile}", profile, None))
     for name, prof, binding in wanted:
         try:
-            rt = Runtime.open(bundle, profile=with_threads(prof, threads), binding=binding, cache_engines=False)
+            # Both tiers are checked (docs/runtime-tiers.md): the steady state, each preference's
+            # folded engine, and the instant tier that serves right after a switch.
+            rt = Runtime.open(bundle, profile=with_threads(prof, threads), binding=binding, cache_engines=False,
+                              second_tier="sync")
         except DymuError as e:
             if name.startswith("profile "):
                 skipped[name] = str(e)
                 continue
             raise
         opened.append((name, rt.profile.precision, rt))
+        if rt.second_tier != "off":
+            instant = Runtime.open(bundle, profile=with_threads(prof, threads), binding=binding, cache_engines=False,
+                                   second_tier="off")
+            opened.append((f"{name} instant tier", instant.profile.precision, instant))
     return opened, skipped
 
 

@@ -53,8 +53,8 @@ def compare_command(
                     f"dymu-rt runtime on each row's bundle, {report['latency_protocol']['profile']} "
                     f"({report['latency_protocol']['backend']}, {report['latency_protocol']['precision']}), "
                     f"{threads} thread(s), batch 1, median)",
-              caption="binding: affine = DYMU grid bundle, BN scale/shift of the preference fed as inputs; "
-                      "static = one graph with BN folded, nothing bound")
+              caption="binding: folded = DYMU grid bundle, the runtime's steady state (the preference's folded "
+                      "engine, docs/runtime-tiers.md); static = one graph with BN folded, nothing bound")
     for col in ["method", "Δ_T %"] + [f"{k} {v}" for k, v in prim.items()] + ["params (M)", "GMACs", "binding",
                                                                                 "p50 ms"]:
         t.add_column(col, justify="left" if col == "method" else "right")

@@ -60,7 +60,8 @@ def run_command(
     static = static_section(path)
     check_choice(c, latency_budget, static, r, path)
     files = collect_images(images)
-    rt = Runtime.open(path, profile=profile, binding=binding)
+    # One-shot: wait for the preference's folded engine (the steady state; docs/runtime-tiers.md).
+    rt = Runtime.open(path, profile=profile, binding=binding, second_tier="sync")
     summary = run_images(rt, files, out, r, c, latency_budget, normalize, percentile, warmup=warmup, iters=iters,
                          save_outputs=save_outputs, overwrite=overwrite)
     s, choice = summary, summary["budget_choice"]

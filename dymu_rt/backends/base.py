@@ -27,6 +27,31 @@ ask which backend they hold:
 Engines say which weights they take (``weight_kind``): ``"folded"`` (``<slot>.conv.weight``
 and ``<slot>.conv.bias``) or ``"affine"`` (``<slot>.scale`` and ``<slot>.shift``);
 :mod:`dymu_rt.runtime.binding` computes both.
+
+Two tiers per preference (docs/runtime-tiers.md). A switch must be instant, and the
+preference must then run at the speed of its fully optimized folded graph; no single engine
+does both, so the contract has two tiers, and ``second_tier`` says how a backend reaches
+the second one:
+
+* the **instant tier** is what ``load`` returns: one engine per topology that serves every
+  preference (``prepare``/``bind`` of that preference's weights: ONNX Runtime's ``affine``
+  binding feeds BN scale/shift as inputs and holds the weights once). A switch costs a bind.
+* ``second_tier = "build"``: ``folds(profile)`` says whether the backend can build, for
+  one preference, a **folded** engine (``load_folded(request, weights)`` with the
+  preference's folded weights ``<slot>.conv.weight``/``.conv.bias``): its own weights
+  baked in, fully optimized and prepacked, ``tier = "folded"``; ``prepare`` then ignores
+  its argument (the weights are the engine's), ``bind`` refuses. The Runtime builds it in a
+  background worker after a switch and swaps it in atomically (or synchronously, or never:
+  ``Runtime.open(second_tier=...)`` / the profile's ``[runtime] second_tier``); folded
+  engines are cached in the engine LRU, costing their ``memory_bytes()``. A backend whose
+  instant engines are already folded for one binding mode (ONNX Runtime ``session``) says
+  ``folds() == False`` for it. An OpenVINO backend with an affine (BN-as-inputs) mode and a
+  folded mode gets both tiers by implementing ``folds``/``load_folded`` alike.
+* ``second_tier = "refit"``: the engine is folded itself and refitted in place with a
+  preference's folded weights (``binds_in_place``: TensorRT); the refit, done on the first
+  run after a switch under the Runtime's serial lock, *is* the second tier: nothing is
+  built in the background.
+* ``second_tier = None``: one tier only.
 """
 
 from __future__ import annotations
@@ -81,6 +106,9 @@ class Engine(abc.ABC):
     weight_kind: str = "folded"
     #: the binding mode this engine uses, when the backend has several (reported by stats)
     mode: Optional[str] = None
+    #: "instant" (serves every preference of its topology) or "folded" (one preference's
+    #: weights baked in: :meth:`Backend.load_folded`)
+    tier: str = "instant"
 
     def prepare(self, weights: Mapping[str, np.ndarray]) -> Any:
         """What ``run(images, bound)`` needs to run at ``weights``. Engines that bind in place
@@ -114,6 +142,20 @@ class Backend(abc.ABC):
     needs_profile: ClassVar[bool] = False
     binding_modes: ClassVar[tuple[str, ...]] = ()
     binding: Optional[str] = None
+    #: how the folded engine of one preference is reached: "build" (``load_folded``),
+    #: "refit" (in place, ``binds_in_place``) or None (module docstring)
+    second_tier: ClassVar[Optional[str]] = None
+
+    def folds(self, profile) -> bool:
+        """Whether ``load_folded`` builds a second-tier engine for ``profile`` (``second_tier
+        == "build"`` and the instant engines of this instance are not folded already)."""
+        return False
+
+    def load_folded(self, request: EngineRequest, weights: Mapping[str, np.ndarray]) -> Engine:
+        """The folded engine of one preference: ``weights`` are its folded
+        ``<slot>.conv.weight``/``.conv.bias`` for ``request.slots``; the engine holds its own
+        weights, is fully optimized and has ``tier == "folded"`` (module docstring)."""
+        raise NotImplementedError(f"backend {self.name} builds no folded second-tier engine")
 
     @classmethod
     def check_available(cls) -> None:

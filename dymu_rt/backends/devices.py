@@ -27,6 +27,15 @@ Schema (all sections optional except the top-level ``name``/``backend``)::
     [memory]
     engine_cache_mb = 512            # LRU budget for cached engines
     workspace_mb = 1024              # TensorRT builder workspace
+    folded_engines = 2               # at most this many folded second-tier engines cached (each
+                                     # holds its own weights and session; the current one and
+                                     # the one before it by default)
+
+    [runtime]
+    second_tier = "background"       # background | sync | off: build each preference's folded,
+                                     # fully optimized engine in a background worker after a
+                                     # switch, inside set_preference, or never (memory-tight
+                                     # devices); docs/runtime-tiers.md
 
     [tensorrt]
     builder_optimization_level = 3   # 0..5
@@ -57,6 +66,9 @@ PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 BF16_BACKENDS = ("openvino",)
 #: backends whose ``threads`` is the number of CPU threads of an inference (``with_threads``)
 CPU_BACKENDS = ("onnxruntime", "openvino")
+#: ``[runtime] second_tier``: how the Runtime reaches a preference's folded engine
+#: (docs/runtime-tiers.md): in a background worker, inside set_preference, or never
+SECOND_TIER_MODES = ("background", "sync", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +91,8 @@ class DeviceProfile:
     dla_core: int = -1
     gpu_fallback: bool = True
     refittable: bool = True
+    second_tier: str = "background"
+    folded_engines: int = 2
     source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,9 +104,10 @@ _SCHEMA: dict[str, dict[str, type]] = {
     "": {"name": str, "description": str, "backend": str, "device": str, "precision": str,
          "threads": int},
     "input": {"shape": list, "batch_min": int, "batch_opt": int, "batch_max": int},
-    "memory": {"engine_cache_mb": int, "workspace_mb": int},
+    "memory": {"engine_cache_mb": int, "workspace_mb": int, "folded_engines": int},
     "tensorrt": {"builder_optimization_level": int, "dla_core": int, "gpu_fallback": bool,
                  "refittable": bool},
+    "runtime": {"second_tier": str},
 }
 
 
@@ -145,9 +160,15 @@ def parse_profile(data: dict[str, Any], source: str = "<profile>") -> DeviceProf
     if not (1 <= bmin <= bopt <= bmax):
         raise ValidationError(f"{source}: [input] needs 1 <= batch_min <= batch_opt <= batch_max, "
                               f"got {bmin}, {bopt}, {bmax}")
+    if flat.get("folded_engines", 2) < 1:
+        raise ValidationError(f"{source}: key 'memory.folded_engines' = {flat['folded_engines']} must be >= 1 "
+                              "(turn the second tier off with [runtime] second_tier = \"off\")")
     for k in ("engine_cache_mb", "workspace_mb"):
         if flat.get(k, 1) <= 0:
             raise ValidationError(f"{source}: key 'memory.{k}' = {flat[k]} must be > 0")
+    if flat.get("second_tier", "background") not in SECOND_TIER_MODES:
+        raise ValidationError(f"{source}: key 'runtime.second_tier' = {flat['second_tier']!r}; expected one of "
+                              f"{SECOND_TIER_MODES}")
     if not 0 <= flat.get("builder_optimization_level", 3) <= 5:
         raise ValidationError(f"{source}: key 'tensorrt.builder_optimization_level' must be in 0..5")
     if flat.get("dla_core", -1) < -1:

@@ -82,6 +82,8 @@ from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
 from dymu_rt.utils.io import atomic_path, sha256_file
 
 BINDING_MODES = ("affine", "initializers", "session")
+#: the mode of a second-tier engine (:meth:`OnnxRuntimeBackend.load_folded`)
+FOLDED = "folded"
 DEFAULT_BINDING = "affine"
 INPUT_NAME = "image"
 #: the symbolic first dimension of the affine inputs: the image's batch (see :func:`affine_graph`)
@@ -171,6 +173,13 @@ class Bound:
 def _session_options(profile, level: str = "all", optimized_path: Optional[Path] = None):
     ort = _ort()
     so = ort.SessionOptions()
+    # One activation arena per process, not one per session (ort_sharing.register_env_arena):
+    # K cached sessions (instant and folded engines) then hold one arena, not K that each
+    # grew to their graph's peak (tens of MB per session at pascal3's 512x512).
+    from dymu_rt.backends.ort_sharing import register_env_arena
+
+    register_env_arena(ort)
+    so.add_session_config_entry("session.use_env_allocators", "1")
     so.graph_optimization_level = {
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -305,7 +314,10 @@ class OrtEngine(Engine):
     # -- binding -------------------------------------------------------------------------
 
     def prepare(self, weights: Mapping[str, np.ndarray]) -> Bound:
-        """Bind ``weights`` without touching any state another thread may be using."""
+        """Bind ``weights`` without touching any state another thread may be using. A
+        ``folded`` (second-tier) engine holds one preference's weights: it ignores ``weights``."""
+        if self.mode == FOLDED:
+            return Bound(self._session, {})
         if self.mode == "affine":
             feeds = {}
             for s in self._slots:
@@ -346,13 +358,16 @@ class OrtEngine(Engine):
 
     def bind(self, weights: Mapping[str, np.ndarray]) -> None:
         """Engine protocol: make ``weights`` the engine's current binding."""
+        if self.mode == FOLDED:
+            raise RuntimeError(f"engine {self.topology}: a folded engine holds one preference's weights; "
+                               "build another with load_folded")
         self._bound = self.prepare(weights)
 
     # -- running -------------------------------------------------------------------------
 
     def run(self, images: np.ndarray, bound: Optional[Bound] = None) -> dict[str, np.ndarray]:
         """Run a float32 NCHW batch with ``bound`` (default: the current binding)."""
-        b = bound or self._bound
+        b = bound or self._bound or (self.prepare({}) if self.mode == FOLDED else None)
         if b is None:
             raise RuntimeError(f"engine {self.topology}: no weights bound (call bind/prepare first)")
         outs = b.session.run(self.output_names, {INPUT_NAME: images, **b.feeds})
@@ -385,6 +400,7 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     needs_raw_weights = True          # affine engines hold the raw conv weights (fold_params)
     binding_modes = BINDING_MODES
+    second_tier = "build"
 
     def __init__(self, binding: str = DEFAULT_BINDING, int8_activations: str = "auto",
                  share_weights: bool = True) -> None:
@@ -458,6 +474,51 @@ class OnnxRuntimeBackend(Backend):
         eng = OrtEngine(request.topology, "affine", request.profile, None, request.slots, session=sess,
                         model_bytes=len(data))
         eng.precision = "int8"
+        return eng
+
+    # -- second tier ---------------------------------------------------------------------------
+
+    def folds(self, profile) -> bool:
+        """Folded second-tier engines back the ``affine`` binding (fp32 and int8); the other
+        modes make a folded session per preference already."""
+        return self.binding == "affine" and self._precision(profile) in PRECISIONS
+
+    def load_folded(self, request: EngineRequest, weights: Mapping[str, np.ndarray]) -> "OrtEngine":
+        """The second-tier engine of one preference: the topology's folded graph with that
+        preference's ``<slot>.conv.weight``/``.conv.bias`` in place of the anchor's, its own
+        copy of every weight, one ORT_ENABLE_ALL session (NCHWc layouts, prepacked weights:
+        what a plain fully optimized session on the folded graph runs). INT8 profiles: the
+        folded Q/DQ graph of that preference (U8S8 on x86; weights int8 per channel, ranges
+        the ones ``dymu-rt calibrate`` stored, as the affine INT8 engine uses)."""
+        graph, slots = Path(request.graph), list(request.slots)
+        missing = [f"{s}.{k}" for s in slots for k in ("conv.weight", "conv.bias") if f"{s}.{k}" not in weights]
+        if missing:
+            raise ValidationError(f"engine {request.topology}: no folded weights for {missing[:3]}")
+        values = {k: np.ascontiguousarray(weights[k], np.float32) for s in slots
+                  for k in (f"{s}.conv.weight", f"{s}.conv.bias")}
+        structure = onnx_proto.load_model(graph, external=False)
+        size = graph.stat().st_size + onnx_proto.external_bytes(structure, graph.parent)
+        if self._precision(request.profile) == "int8":
+            from dymu_rt.backends.int8_affine import folded_qdq_model
+
+            if request.pool is None:
+                raise BundleError(f"topology {request.topology}: INT8 needs the bundle's weights (open the bundle "
+                                  "with dymu_rt.runtime.Runtime)")
+            model = folded_qdq_model(graph, request.pool, values, self._int8_ranges(request),
+                                     self.int8_activations)
+        else:
+            model = onnx_proto.load_external(structure, graph.parent)
+            modulated_convs(model, slots)
+            for init in model.graph.initializer:
+                if init.name in values:
+                    init.CopyFrom(onnx_proto.array_to_tensor(values[init.name], init.name, like=init))
+        data = model.SerializeToString()
+        del model
+        sess = _new_session(data, _session_options(request.profile, "all"))
+        eng = OrtEngine(request.topology, FOLDED, request.profile, None, (), session=sess,
+                        model_bytes=len(data) if self._precision(request.profile) == "int8" else size)
+        eng.tier = FOLDED
+        eng.precision = self._precision(request.profile)
         return eng
 
     def device_facts(self) -> dict[str, Any]:

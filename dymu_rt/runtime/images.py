@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from dymu_rt.control.selector import static_refusal
 from dymu_rt.errors import ValidationError
 from dymu_rt.runtime.latency import reportable, time_engine
 from dymu_rt.runtime.outputs import make_tasks, output_names, raw_names, save_raw, write_outputs
@@ -83,9 +84,8 @@ def check_choice(c, latency_budget, static: Optional[dict] = None, r=None, bundl
     if static is not None:
         if c is not None or latency_budget is not None:
             flag = "--c" if c is not None else "--latency-budget"
-            raise ValidationError(f"bundle {bundle} holds one static architecture ({static.get('method')}): it has "
-                                  f"no resource control, so {flag} cannot be honoured; omit it (--r is accepted "
-                                  "and ignored)")
+            raise static_refusal(bundle, static.get("method"),
+                                 f"so {flag} cannot be honoured; omit it (--r is accepted and ignored)")
         return
     if (c is None) == (latency_budget is None):
         raise ValidationError("give exactly one of --c (resource preference in [0, 1]) or --latency-budget MS")
@@ -108,7 +108,8 @@ def run_images(rt, files: Sequence[Path], out: Path, r, c=None, latency_budget: 
     gflops_paper (the paper's fvcore count; None for older bundles), params, backend,
     latency_ms ({setup_ms: set_preference (engine load + binding), cold_ms: the first
     inference, warmup, count, mean_ms, std_ms, p50_ms, p90_ms, p99_ms (None when too few
-    runs), timed}), profile, binding_mode, budget_choice, images, outputs (task -> file for
+    runs), timed}), profile, binding_mode, tier (what ran: "folded" once the second tier
+    served, "instant" otherwise), budget_choice, images, outputs (task -> file for
     one image; a list of those, aligned with images, for several) and raw_outputs (the
     index file, or None).
     """
@@ -168,6 +169,7 @@ def run_images(rt, files: Sequence[Path], out: Path, r, c=None, latency_budget: 
             "r": s["r"], "c": s["c"], "gmacs": s["gmacs"], "gflops": s["gflops"], "macs": s["macs"],
             "gflops_paper": s.get("gflops_paper"), "params": s["params"], "backend": s["backend"],
             "latency_ms": latency, "profile": s["profile"], "binding_mode": s["binding_mode"],
+            "tier": s.get("tier"),
             "budget_choice": choice, "images": [str(f) for f in files],
             "outputs": results[0] if len(results) == 1 else results,
             "raw_outputs": None if index is None else str(index)}

@@ -25,9 +25,10 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from dymu_rt.bundle.manifest import Manifest
+from dymu_rt.bundle.manifest import Manifest, Point
 from dymu_rt.bundle.sections import latency_table
 from dymu_rt.control.preference import parse_r
+from dymu_rt.control.selector import Selector
 from dymu_rt.errors import ValidationError
 
 
@@ -171,10 +172,9 @@ def choose_for_budget(manifest: Manifest, profile: str, r, budget_ms, n_tasks: i
         how = profile_command or f"dymu-rt profile --profile {profile}"
         raise ValidationError(f"the bundle has no latency table for profile '{profile}'; "
                               f"run `{how}` on this device first")
-    grid_rs = sorted({p.r for p in manifest.points})
-    dist = [sum(abs(a - b) for a, b in zip(g, r)) for g in grid_rs]
-    r_grid = grid_rs[int(np.argmin(dist))]
-    cands = sorted((p for p in manifest.points if p.r == r_grid), key=lambda p: p.c)
+    selector = Selector.from_manifest(manifest)
+    r_grid, snapped = selector.nearest_r(r)
+    cands = [Point(p.r, p.c, tid) for p, tid in selector.points_at(r_grid)]
     # A single image is run at batch 1: rows timed at another batch say nothing about it.
     rows = {tid: row for tid, row in table.items() if int(row.get("batch", 1)) == 1}
     if not rows:
@@ -199,7 +199,7 @@ def choose_for_budget(manifest: Manifest, profile: str, r, budget_ms, n_tasks: i
                               f"{','.join(f'{v:g}' for v in r_grid)}; rerun `dymu-rt profile --profile {profile}`")
     for p, ms, sw in timed:
         if ms + sw <= budget:
-            return {"r": list(r_grid), "r_snapped": min(dist) > 1e-9, "c": p.c, "topology": p.topology,
+            return {"r": list(r_grid), "r_snapped": snapped, "c": p.c, "topology": p.topology,
                     "percentile": percentile, "latency_ms": ms, "switch_ms": sw, "total_ms": ms + sw,
                     "p50_ms": float(rows[p.topology]["p50_ms"]), "budget_ms": budget}
     fastest = min(timed, key=lambda t: t[1] + t[2])

@@ -21,6 +21,20 @@ profile's ``engine_cache_mb``, counting each engine's ``memory_bytes()`` (ONNX R
 weights its graph references, see :func:`dymu_rt.backends.onnxruntime.graph_weight_bytes`).
 The engine of the current preference is never evicted.
 
+Two tiers per preference (docs/runtime-tiers.md; the backend contract in
+:mod:`dymu_rt.backends.base`). ``set_preference`` returns on the *instant* tier: the
+topology's engine serving every preference (ONNX Runtime ``affine``: BN scale/shift as
+inputs, weights held once). With ``second_tier = "background"`` (default; ``Runtime.open``
+or the profile's ``[runtime] second_tier``) one worker thread then builds the preference's
+*folded* engine (``Backend.load_folded``: its own weights, fully optimized) and swaps it in
+with one assignment, provided the preference is still the current one; a newer switch
+replaces a queued build and discards one in flight. ``"sync"`` builds it inside
+``set_preference``; ``"off"`` never. Folded engines are cached in the engine LRU (key
+``<topology>@folded(<r>, <c>)``, at most the profile's ``[memory] folded_engines``), so a
+switch back lands on its folded engine at once. ``stats()["tier"]`` says which tier serves;
+``timed_call`` and ``profile_topologies`` time the steady state and record its tier.
+The selection itself (exact tree or nearest grid point) is :mod:`dymu_rt.control.selector`'s.
+
 Thread safety: a preference is bound into an immutable state (engine + bound weights) that
 ``set_preference`` swaps in with one assignment; ``infer`` reads that state once, so
 concurrent ``infer`` and ``set_preference`` calls never mix two preferences in one result.
@@ -45,7 +59,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from dymu_rt.backends.base import Backend, EngineRequest
-from dymu_rt.backends.devices import load_profile
+from dymu_rt.backends.devices import SECOND_TIER_MODES, load_profile
 from dymu_rt.backends.registry import backend_class, check_name, get_backend, with_binding_modes
 from dymu_rt.bundle import sections as S
 from dymu_rt.bundle.latency_cache import store as store_latency
@@ -54,10 +68,11 @@ from dymu_rt.bundle.layout import CONTROLLER_FILES, is_shipped_bundle
 from dymu_rt.bundle.manifest import Manifest
 from dymu_rt.bundle.paths import inside
 from dymu_rt.bundle.weight_pool import WeightPool
-from dymu_rt.control.preference import Preference, make_preference, nearest
+from dymu_rt.control.preference import Preference, make_preference
+from dymu_rt.control.selector import Selector, static_refusal
 from dymu_rt.errors import BundleError, ValidationError
 from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
-from dymu_rt.runtime.cache import EngineCache
+from dymu_rt.runtime.cache import FOLDED_MARK, EngineCache
 from dymu_rt.runtime.controller import Controller
 from dymu_rt.runtime.latency import LatencyWindow, choose_for_budget, measured_with, time_engine
 from dymu_rt.runtime.preprocess import check_input_size, preprocess
@@ -78,12 +93,16 @@ class _State:
     binding: str                      # "exact" | "nearest-grid"
     grid_point: Optional[dict]
     key: tuple = ()                   # which weights ``bound`` holds: (topology, r, c) they came from
+    tier: str = "instant"             # "instant" | "folded" | "refit" (module docstring)
+    generation: int = 0               # the set_preference call this state belongs to
+    deltas: Any = None                # the BN deltas bound (the second tier folds them)
 
 
 class Runtime:
     """Preference-switched inference over a bundle (see the module docstring)."""
 
-    def __init__(self, root: Path, manifest: Manifest, backend: Backend, profile, cache_engines: bool) -> None:
+    def __init__(self, root: Path, manifest: Manifest, backend: Backend, profile, cache_engines: bool,
+                 second_tier: Optional[str] = None) -> None:
         self.root = Path(root)
         self.read_only = False            # True for the shipped default bundle (package data)
         self.manifest = manifest
@@ -121,18 +140,33 @@ class Runtime:
         # Engines that bind in place: runs, binds, loads and evictions.
         self._serial_lock = threading.RLock()
         self._bound_keys: dict[str, tuple[Any, tuple]] = {}    # topology -> (engine, key bound in it)
-        self.cache = EngineCache(profile.engine_cache_mb * 2**20, self._load_engine,
-                                 pinned=lambda: () if self._state is None else (self._state.topology,))
+        self.cache = EngineCache(profile.engine_cache_mb * 2**20, self._load_engine, pinned=self._pinned,
+                                 max_folded=getattr(profile, "folded_engines", None))
         self.latency = LatencyWindow()
         #: where the last profile_topologies stored its table (the manifest or the user cache)
         self.latency_store: Optional[str] = None
+        self.selector = None if self.static else Selector.from_manifest(manifest)
+        # The second tier (module docstring): folded engines built per preference.
+        mode = second_tier if second_tier is not None else getattr(profile, "second_tier", "background")
+        if mode not in SECOND_TIER_MODES:
+            raise ValidationError(f"second tier {mode!r} is unknown; expected one of {', '.join(SECOND_TIER_MODES)}")
+        # A static bundle's instant engine is already its one folded graph, fully optimized.
+        self.second_tier = mode if backend.folds(profile) and not self.static else "off"
+        self._generation = 0
+        self._tier_cv = threading.Condition()
+        self._job: Optional[_State] = None          # the newest instant state awaiting its folded engine
+        self._building: Optional[int] = None        # generation of the build in flight
+        self._worker: Optional[threading.Thread] = None
+        self._closed = False
+        self.tier_log: list[dict] = []              # recent second-tier events (bounded)
+        self._switched_at = 0.0
 
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
     def open(cls, bundle_dir, backend: Optional[str] = None, profile: str = "x86-64-cpu",
              binding: Optional[str] = None, cache_engines: Optional[bool] = None,
-             rebuild_engines: bool = False) -> "Runtime":
+             rebuild_engines: bool = False, second_tier: Optional[str] = None) -> "Runtime":
         """Open and validate a bundle on device ``profile`` (name or TOML path).
 
         The backend is the profile's ``backend`` key; ``backend``, when given, must agree.
@@ -141,7 +175,12 @@ class Runtime:
         compiled engines (ORT optimized graphs, TensorRT engines) into the bundle (default:
         when the bundle folder is writable and not the shipped one). ``rebuild_engines``
         discards engines recorded for this backend/profile first (refused for the shipped bundle).
+        ``second_tier``: "background" (default), "sync" or "off" (module docstring; default:
+        the profile's ``[runtime] second_tier``).
         """
+        if second_tier is not None and second_tier not in SECOND_TIER_MODES:
+            raise ValidationError(f"second tier {second_tier!r} is unknown; expected one of "
+                                  f"{', '.join(SECOND_TIER_MODES)}")
         root = Path(bundle_dir)
         if backend is not None:
             check_name(backend)                         # unknown backend: one line, with the choices
@@ -169,7 +208,7 @@ class Runtime:
         read_only = shipped or not os.access(root, os.W_OK) or not os.access(root / "manifest.json", os.W_OK)
         if read_only:
             manifest = with_cached_latency(manifest)
-        rt = cls(root, manifest, be, prof, bool(cache_engines) and be.can_cache(prof))
+        rt = cls(root, manifest, be, prof, bool(cache_engines) and be.can_cache(prof), second_tier=second_tier)
         rt.read_only = read_only
         return rt
 
@@ -226,45 +265,144 @@ class Runtime:
     # -- preference --------------------------------------------------------------------------
 
     def set_preference(self, r, c, normalize: bool = False) -> dict[str, Any]:
-        """Switch to preference (r, c) (validated); returns what ``stats()`` reports about it."""
+        """Switch to preference (r, c) (validated); returns what ``stats()`` reports about it.
+
+        Returns at once on the instant tier (or on the preference's cached folded engine);
+        with the second tier "background" a worker then builds the folded engine and swaps it
+        in; with "sync" it is built here before returning."""
         if self.static:
             return self._set_static(r, c, normalize)
         pref = make_preference(r, c, self.n_tasks, normalize=normalize)
         with self._switch_lock:
             tid, _ = self.controller.topology(pref.r, pref.c)
-            grid_point = None
-            if tid in self.manifest.topologies:
-                binding, deltas = "exact", self.controller.deltas(pref.r, pref.c)
-                key = (tid, tuple(pref.r), float(pref.c))
-            else:
-                points = self.manifest.points
-                i = nearest(pref, [Preference(p.r, p.c) for p in points])
-                grid_point = {"r": list(points[i].r), "c": points[i].c}
-                tid, binding = points[i].topology, "nearest-grid"
-                deltas = self.controller.deltas(grid_point["r"], grid_point["c"])
-                key = (tid, tuple(grid_point["r"]), grid_point["c"])
+            sel = self.selector.select(pref, tid)
+            w = sel.weights_at
+            deltas = self.controller.deltas(w.r, w.c)
+            grid_point = None if sel.grid_point is None else {"r": list(sel.grid_point.r), "c": sel.grid_point.c}
+            self._install(tuple(pref.r), float(pref.c), sel.topology, deltas, sel.binding, grid_point, sel.key)
+        return {"topology": sel.topology, "binding": sel.binding, "grid_point": grid_point}
+
+    def _install(self, r, c, tid: str, deltas: np.ndarray, binding: str, grid_point, key: tuple) -> None:
+        """Make (tid bound at ``deltas``) the current state: its cached folded engine, else the
+        instant engine plus a second-tier build. Call under ``_switch_lock``."""
+        self._generation += 1
+        gen = self._generation
+        self._switched_at = time.perf_counter()
+        folded = self.cache.lookup(_folded_key(key)) if self.second_tier != "off" else None
+        if folded is not None:
+            state = _State(r, c, tid, folded, folded.prepare({}), binding, grid_point, key, "folded", gen, deltas)
+        else:
             with self._guard():
                 engine = self.cache.get(tid)
-            bound = self._bind(engine, tid, deltas)
-            self._state = _State(tuple(pref.r), float(pref.c), tid, engine, bound, binding, grid_point, key)
-            self.latency.clear()
-        return {"topology": tid, "binding": binding, "grid_point": grid_point}
+            tier = "refit" if self._in_place else "instant"
+            state = _State(r, c, tid, engine, self._bind(engine, tid, deltas), binding, grid_point, key, tier, gen,
+                           deltas)
+        if state.tier == "instant" and self.second_tier == "sync":
+            state = self._folded_state(state)
+        self._state = state
+        self.latency.clear()
+        if state.tier == "folded":
+            self.cache.trim()                 # the previous preference's engines are unpinned now
+        if state.tier == "instant" and self.second_tier == "background":
+            self._submit(state)
+        else:
+            with self._tier_cv:
+                self._job = None
+                self._tier_cv.notify_all()
+
+    # -- the second tier ----------------------------------------------------------------------
+
+    def _folded_state(self, state: _State) -> _State:
+        """``state`` on its folded engine, built now and cached (call under ``_switch_lock``)."""
+        engine = self._build_folded(state)
+        self.cache.put(_folded_key(state.key), engine)
+        return dataclasses.replace(state, engine=engine, bound=engine.prepare({}), tier="folded")
+
+    def _build_folded(self, state: _State):
+        weights = slot_weights(self._params, self.manifest.bn_layout, state.deltas, self.manifest.bn_eps,
+                               self.manifest.topologies[state.topology].bn_slots, "folded")
+        return self.backend.load_folded(self._request(state.topology), weights)
+
+    def _submit(self, state: _State) -> None:
+        """Hand ``state`` to the background worker (replacing, i.e. cancelling, a queued build)."""
+        with self._tier_cv:
+            self._job = state
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="dymu-rt-second-tier", daemon=True)
+                self._worker.start()
+            self._tier_cv.notify_all()
+
+    def _work(self) -> None:
+        """The background worker: builds the newest job's folded engine; swaps it in when its
+        preference is still the current one, else discards it (a newer switch cancelled it)."""
+        while True:
+            with self._tier_cv:
+                while self._job is None and not self._closed:
+                    self._tier_cv.wait()
+                if self._closed:
+                    return
+                job, self._job = self._job, None
+                self._building = job.generation
+            event: dict[str, Any] = {"generation": job.generation, "topology": job.topology}
+            engine = None
+            try:
+                if job.generation == self._generation:           # else: a newer switch cancelled it
+                    t0 = time.perf_counter()
+                    engine = self._build_folded(job)
+                    event["build_ms"] = 1e3 * (time.perf_counter() - t0)
+                with self._switch_lock:
+                    current = self._state
+                    if engine is not None and current is not None and current.generation == job.generation \
+                            and not self._closed:
+                        self.cache.put(_folded_key(job.key), engine)
+                        self._state = dataclasses.replace(current, engine=engine, bound=engine.prepare({}),
+                                                          tier="folded")
+                        self.cache.trim()
+                        event["swapped"] = True
+                        event["after_switch_ms"] = 1e3 * (time.perf_counter() - self._switched_at)
+                    else:
+                        event["swapped"] = False                  # stale or cancelled: discarded
+                        if engine is not None:
+                            engine.close()
+            except Exception as e:       # the instant tier keeps serving; stats() reports it
+                event["error"] = f"{type(e).__name__}: {e}"
+            with self._tier_cv:
+                self._building = None
+                self.tier_log = (self.tier_log + [event])[-64:]
+                self._tier_cv.notify_all()
+
+    def wait_folded(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the current preference runs on its folded engine (True), or until no
+        build for it is pending any more (False: the second tier is off or failed, or the
+        backend has none) or ``timeout`` seconds passed (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._tier_cv:
+            while True:
+                s = self._state
+                if s is None or s.tier != "instant":
+                    return s is not None and s.tier == "folded"
+                pending = (self._job is not None and self._job.generation == s.generation) or \
+                    self._building == s.generation
+                if not pending:
+                    return False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._tier_cv.wait(timeout=left)
+
+    def _pinned(self) -> tuple:
+        s = self._state
+        return () if s is None else (s.topology, _folded_key(s.key))
 
     def _set_static(self, r, c, normalize: bool) -> dict[str, Any]:
         """A static bundle's one architecture: r is validated and ignored, c refused."""
         if c is not None:
-            raise ValidationError(f"bundle {self.root} holds one static architecture "
-                                  f"({self.static.get('method')}): it has no resource control, so c = {c} "
-                                  "cannot be honoured; omit c")
+            raise static_refusal(self.root, self.static.get("method"), f"so c = {c} cannot be honoured; omit c")
         r = tuple(make_preference(r, 0.0, self.n_tasks, normalize=normalize).r) if r is not None else \
             tuple([1.0 / self.n_tasks] * self.n_tasks)
         tid = next(iter(self.manifest.topologies))
         with self._switch_lock:
-            with self._guard():
-                engine = self.cache.get(tid)
-            bound = self._bind(engine, tid, np.zeros(0, np.float32))
-            self._state = _State(r, None, tid, engine, bound, "static", None, (tid,))
-            self.latency.clear()
+            self._install(r, None, tid, np.zeros(0, np.float32), "static", None, (tid,))
         return {"topology": tid, "binding": "static", "grid_point": None}
 
     def choose_for_budget(self, r, budget_ms: float, normalize: bool = False,
@@ -272,8 +410,8 @@ class Runtime:
         """The smallest grid c for ``r`` whose topology's measured latency (``percentile``, plus
         the switch cost) fits ``budget_ms`` (see :func:`dymu_rt.runtime.latency.choose_for_budget`)."""
         if self.static:
-            raise ValidationError(f"bundle {self.root} holds one static architecture ({self.static.get('method')}): "
-                                  "there is no c to choose for a latency budget; run it without --latency-budget")
+            raise static_refusal(self.root, self.static.get("method"),
+                                 "so there is no c to choose for a latency budget; run it without --latency-budget")
         state = self._state
         return choose_for_budget(self.manifest, self.profile.name, r, budget_ms, self.n_tasks, normalize,
                                  percentile=percentile, current=None if state is None else state.topology,
@@ -351,12 +489,17 @@ class Runtime:
             mode = s.engine.mode    # the engine's own: INT8 (Q/DQ) engines bind a session per preference
         out: dict[str, Any] = {"backend": self.backend.name, "profile": self.profile.name,
                                "precision": self.profile.precision, "binding_mode": mode,
-                               "latency_ms": self.latency.summary(), "cache": self.cache.stats()}
+                               "latency_ms": self.latency.summary(), "cache": self.cache.stats(),
+                               "second_tier": self.second_tier}
+        errors = [e["error"] for e in self.tier_log if "error" in e]
+        if errors:
+            out["second_tier_error"] = errors[-1]
         if s is not None:
             topo = self.manifest.topologies[s.topology]
             out.update({"topology": s.topology, "r": list(s.r), "c": s.c, "binding": s.binding,
                         "grid_point": s.grid_point, "parents": [list(row) for row in topo.parents],
-                        "params": topo.params, "macs": topo.macs, "gmacs": topo.gmacs, "gflops": topo.gflops,
+                        "tier": s.tier, "params": topo.params, "macs": topo.macs, "gmacs": topo.gmacs,
+                        "gflops": topo.gflops,
                         # the paper's "GFLOPs" (fvcore convention); None in older bundles
                         "gflops_paper": topo.gflops_paper})
         return out
@@ -388,10 +531,15 @@ class Runtime:
         # timed); the current preference's engine is pinned in the cache and stays usable.
         with self._switch_lock:
             for tid in self.manifest.topologies:
+                # The steady state: the folded engine when the second tier is on.
+                t0 = time.perf_counter()
                 state, deltas = self._timing_state(tid)
-                engine = state.engine
+                folded_ms = 1e3 * (time.perf_counter() - t0) if state.tier == "folded" else None
                 row = time_engine(self._timer(state, x), iters, warmup, device_ms=self._device_ms(state))
-                # Switch costs: binding a preference (hypernets + bind) and a fresh engine load.
+                # Switch costs: binding a preference on the instant tier (hypernets + bind;
+                # set_preference returns then) and a fresh engine load.
+                with self._guard():
+                    engine = self.cache.get(tid)
                 t0 = time.perf_counter()
                 self._bind(engine, tid, deltas)
                 bind_ms = 1e3 * (time.perf_counter() - t0)
@@ -401,7 +549,9 @@ class Runtime:
                 load_ms = 1e3 * (time.perf_counter() - t0)
                 fresh.close()
                 table[tid] = {**row, "batch": batch, "iters": iters, "bind_ms": bind_ms, "load_ms": load_ms,
-                              **measured_with(self.profile.threads or os.cpu_count() or 1)}
+                              "tier": state.tier, **measured_with(self.profile.threads or os.cpu_count() or 1)}
+                if folded_ms is not None:
+                    table[tid]["folded_ms"] = folded_ms        # building the second-tier engine
                 if on_topology is not None:
                     on_topology(tid, table[tid])
         if self.read_only:
@@ -415,8 +565,9 @@ class Runtime:
 
     def _timing_state(self, topology: str) -> tuple[_State, np.ndarray]:
         """(the state ``profile`` times ``topology`` in, its BN deltas): the topology's engine
-        with the weights of its first grid point bound (a static bundle: nothing to bind).
-        Call under ``_switch_lock``."""
+        with the weights of its first grid point bound (a static bundle: nothing to bind); in
+        the steady state, i.e. on its folded engine (built now if not cached) unless the second
+        tier is off. Call under ``_switch_lock``."""
         if topology not in self.manifest.topologies:
             raise ValidationError(f"topology {topology!r} is not in bundle {self.root}; expected one of "
                                   f"{', '.join(sorted(self.manifest.topologies))}")
@@ -428,8 +579,16 @@ class Runtime:
             binding, c, deltas = "static", None, np.zeros(0, np.float32)
         else:
             binding, c, deltas = "exact", p.c, self.controller.deltas(p.r, p.c)
+        key = (topology, tuple(p.r), c)
+        tier = "refit" if self._in_place else "instant"
         state = _State(tuple(p.r), c, topology, engine, self._bind(engine, topology, deltas), binding, None,
-                       (topology, tuple(p.r), c))
+                       key, tier, -1, deltas)
+        if self.second_tier != "off":
+            folded = self.cache.lookup(_folded_key(key))
+            if folded is not None:
+                state = dataclasses.replace(state, engine=folded, bound=folded.prepare({}), tier="folded")
+            else:
+                state = self._folded_state(state)
         return state, deltas
 
     def _timer(self, state: _State, x: np.ndarray) -> Callable[[], dict]:
@@ -465,7 +624,8 @@ class Runtime:
             with self._switch_lock:
                 state, _ = self._timing_state(topology)
         mode = state.engine.mode if state.engine.mode is not None else self.backend.binding
-        facts = {"topology": state.topology, "binding": state.binding, "binding_mode": mode,
+        facts = {"topology": state.topology, "binding": state.binding, "binding_mode": mode, "tier": state.tier,
+                 "second_tier": self.second_tier,
                  "weight_kind": state.engine.weight_kind,
                  "bound_slots": len(self.manifest.topologies[state.topology].bn_slots),
                  "backend": self.backend.name, "profile": self.profile.name,
@@ -475,6 +635,10 @@ class Runtime:
 
     def close(self) -> None:
         """Release every engine."""
+        with self._tier_cv:
+            self._closed = True
+            self._job = None
+            self._tier_cv.notify_all()
         with self._switch_lock, self._guard():
             self._state = None
             self._bound_keys.clear()
@@ -501,3 +665,8 @@ def _make_backend(name: str, profile, binding: Optional[str]) -> Backend:
         raise ValidationError(f"--binding {binding!r} applies to the {' / '.join(with_binding_modes())} backend "
                               f"only; profile '{profile.name}' uses '{name}'")
     return get_backend(name, binding=binding)
+
+
+def _folded_key(key: tuple) -> str:
+    """The engine-cache key of the folded engine of weights ``key`` ((topology, r, c))."""
+    return f"{key[0]}{FOLDED_MARK}{key[1:]!r}" if key else ""

@@ -18,7 +18,9 @@ def test_check_passes_on_the_shipped_bundle_and_reports_json(capsys):
                              "--threads", "1", "--json")
     assert code == 0, err
     rep = json.loads(out)
-    assert rep["passed"] and len(rep["results"]) == 2                      # 2 points x 1 contender (fp32)
+    # 2 points x 1 contender (fp32) in both tiers (the folded engine and the instant tier)
+    assert rep["passed"] and len(rep["results"]) == 4
+    assert {r["contender"] for r in rep["results"]} == {"ort fp32", "ort fp32 instant tier"}
     res = rep["results"][0]
     assert {o["task"] for o in res["outputs"]} == {"semseg", "normals", "depth"}
     assert all(o["max_abs"] < 1e-3 for r in rep["results"] for o in r["outputs"])

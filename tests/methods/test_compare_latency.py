@@ -82,10 +82,12 @@ def test_every_row_is_timed_through_the_runtime_in_its_deployed_binding(runs, mo
     assert len(seen) == len(rows) * (warmup + rounds * iters)
     for label in ("DYMU c=0 (uniform r)", "DYMU c=1 (uniform r)"):
         t = rows[label]["timed"]
-        assert rows[label]["binding"] == "affine" and t["bundle"] == "grid" and not t["static"]
-        assert t["binding_mode"] == "affine" and t["weight_kind"] == "affine" and t["bound_slots"] > 0
+        # the steady state: the second tier's folded engine of the preference (docs/runtime-tiers.md)
+        assert rows[label]["binding"] == "folded" and t["bundle"] == "grid" and not t["static"]
+        assert t["tier"] == "folded" and t["binding_mode"] == "folded" and t["weight_kind"] == "folded"
+        assert t["bound_slots"] > 0
         assert t["binding"] == "exact" and t["matches_evaluated"], t       # the evaluated tree was timed
-        assert (t["topology"], "exact", "affine", False) in seen
+        assert (t["topology"], "exact", "folded", False) in seen
     for label in ("single-task", "PHN-BN (uniform r)", "AdaShare"):
         t = rows[label]["timed"]
         assert rows[label]["binding"] == "static" and t["bundle"] == "static" and t["static"]
@@ -95,7 +97,7 @@ def test_every_row_is_timed_through_the_runtime_in_its_deployed_binding(runs, mo
         assert r["timed"]["threads"] == 1 and r["timed"]["profile"] == "x86-64-cpu"
         assert r["latency_ms"]["n"] == rounds * iters and r["latency_ms"]["p50"] > 0
     assert rep["latency_protocol"]["path"].startswith("dymu_rt.runtime.Runtime.timed_call")
-    assert set(rep["latency_protocol"]["bindings"]) == {"affine", "static"}
+    assert set(rep["latency_protocol"]["bindings"]) == {"folded", "affine", "static"}
     # PHN-BN shares its encoder: fewer parameters than the N single-task streams.
     assert rows["PHN-BN (uniform r)"]["params"] < rows["single-task"]["params"]
     # Every row states its training budget (issue 22), from its run's stage lengths.

@@ -15,7 +15,7 @@ def _points_by_topology(m):
 def test_switch_to_cached_topology_costs_no_load(bundle):
     m = read_manifest(bundle)
     a, b = _points_by_topology(m)[:2]
-    rt = Runtime.open(bundle)
+    rt = Runtime.open(bundle, second_tier="off")            # the instant engines' LRU alone
     rt.set_preference(a["r"], a["c"])
     rt.set_preference(b["r"], b["c"])
     assert rt.cache.stats()["loads"] == 2
@@ -29,7 +29,7 @@ def test_switch_to_cached_topology_costs_no_load(bundle):
 def test_lru_eviction_under_budget(bundle):
     m = read_manifest(bundle)
     pts = _points_by_topology(m)[:3]
-    rt = Runtime.open(bundle)
+    rt = Runtime.open(bundle, second_tier="off")            # the instant engines' LRU alone
     rt.set_preference(pts[0]["r"], pts[0]["c"])
     one = rt.cache.bytes()
     # Room for two engines of this size (fixture topologies are of similar size).

@@ -7,7 +7,7 @@ with the modules it imports (:mod:`dymu_rt.serve.triton.vendor`): the preference
 rules (:mod:`dymu_rt.models.tree`) and a numpy safetensors reader. Imports here must stay
 within those modules, the standard library and numpy (a test walks the imports).
 
-The decision is the Runtime's (:meth:`dymu_rt.runtime.Runtime.set_preference`): the edge
+The decision is the Runtime's, made by the same code (:mod:`dymu_rt.control.selector`): the edge
 hypernet's exact tree for (r, c) if the repository has a model for that topology, bound
 with the weight hypernet's deltas at (r, c) (``binding = "exact"``); otherwise the nearest
 grid point's topology, bound with the deltas at that grid point (``"nearest-grid"``).
@@ -22,13 +22,13 @@ stores them in ``bn_affine.safetensors``; the router only evaluates these two li
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from dymu_rt.control.preference import Preference, make_preference, nearest
+from dymu_rt.control.preference import Preference, make_preference
+from dymu_rt.control.selector import Selection, Selector
 from dymu_rt.errors import ValidationError
 from dymu_rt.models.tree import topology_id, tree_from_logits
 from dymu_rt.utils.safetensors_np import load as load_safetensors
@@ -43,14 +43,8 @@ INFO_OUTPUTS = ("topology", "binding", "grid_point", "gmacs", "params")
 INPUTS = ("image", "r", "c")
 
 
-@dataclass(frozen=True)
-class Decision:
-    """Which topology model runs a preference, and whose BN deltas it binds."""
-
-    topology: str
-    binding: str                       # "exact" | "nearest-grid"
-    weights_at: Preference             # the preference whose deltas are bound
-    grid_point: Preference | None      # the grid point used, for "nearest-grid"
+#: which topology model runs a preference, and whose BN deltas it binds (the selector's answer)
+Decision = Selection
 
 
 class RouterSpec:
@@ -70,6 +64,7 @@ class RouterSpec:
         self.points = [Preference(tuple(float(v) for v in p["r"]), float(p["c"])) for p in spec["points"]]
         self.point_topology = [p["topology"] for p in spec["points"]]
         self.bn = bn
+        self.selector = Selector(self.topologies, self.points, self.point_topology)
 
     @classmethod
     def load(cls, folder) -> "RouterSpec":
@@ -112,10 +107,7 @@ class RouterSpec:
     def decide(self, pref: Preference, edge_logits: np.ndarray) -> Decision:
         """The Runtime's choice for ``pref`` given the edge hypernet's logits at ``pref``."""
         tid = topology_id(tree_from_logits(edge_logits, self.num_layers, self.n_tasks), self.salt)
-        if tid in self.topologies:
-            return Decision(tid, "exact", pref, None)
-        i = nearest(pref, self.points)
-        return Decision(self.point_topology[i], "nearest-grid", self.points[i], self.points[i])
+        return self.selector.select(pref, tid)
 
     def affine_inputs(self, topology: str, deltas: np.ndarray) -> dict[str, np.ndarray]:
         """The topology model's BN inputs for one image: ``<slot>.scale`` / ``<slot>.shift``

@@ -29,6 +29,7 @@ PACKAGE = "dymu_vendor"
 MODULES = (
     "errors.py",
     "control/preference.py",
+    "control/selector.py",
     "models/tree.py",
     "utils/safetensors_np.py",
     "serve/triton/routing.py",
