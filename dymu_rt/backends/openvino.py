@@ -70,7 +70,7 @@ import numpy as np
 
 from dymu_rt.backends import onnx_proto
 from dymu_rt.backends.base import Backend, Engine, EngineRequest
-from dymu_rt.backends.onnxruntime import INPUT_NAME, affine_graph, modulated_convs
+from dymu_rt.backends.onnxruntime import FOLDED, INPUT_NAME, affine_graph, modulated_convs
 from dymu_rt.bundle.layout import is_bundle, read_manifest
 from dymu_rt.bundle.sections import int8_ranges
 from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
@@ -285,7 +285,10 @@ class OvEngine(Engine):
     # -- binding -------------------------------------------------------------------------
 
     def prepare(self, weights: Mapping[str, np.ndarray]) -> Bound:
-        """Bind ``weights`` without touching any state another thread may be using."""
+        """Bind ``weights`` without touching any state another thread may be using (a folded
+        second-tier engine holds its preference's weights: its argument is ignored)."""
+        if self.mode == FOLDED:
+            return Bound(self._compiled, {})
         if self.mode == "affine":
             feeds = {}
             for s in self._slots:
@@ -315,6 +318,9 @@ class OvEngine(Engine):
 
     def bind(self, weights: Mapping[str, np.ndarray]) -> None:
         """Engine protocol: make ``weights`` the engine's current binding."""
+        if self.mode == FOLDED:
+            raise RuntimeError(f"engine {self.topology}: a folded engine holds one preference's weights; "
+                               "build another with load_folded")
         self._bound = self.prepare(weights)
 
     # -- running -------------------------------------------------------------------------
@@ -323,7 +329,7 @@ class OvEngine(Engine):
         """Run a float32 NCHW batch with ``bound`` (default: the current binding), one image
         at a time (engines are compiled for batch 1). Affine inputs with one row per image
         give each image its own preference, as in the ONNX Runtime backend."""
-        b = bound or self._bound
+        b = bound or self._bound or (self.prepare({}) if self.mode == FOLDED else None)
         if b is None:
             raise RuntimeError(f"engine {self.topology}: no weights bound (call bind/prepare first)")
         images = np.ascontiguousarray(images, dtype=np.float32)
@@ -368,6 +374,7 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     needs_raw_weights = True            # affine engines hold the raw conv weights (fold_params)
     binding_modes = BINDING_MODES
+    second_tier = "build"               # folded engines per preference (backends/base.py)
 
     def __init__(self, binding: str = DEFAULT_BINDING) -> None:
         if binding not in BINDING_MODES:
@@ -453,6 +460,45 @@ class OpenVinoBackend(Backend):
             compiled = compile_model(affine_graph(model, self._raw(request), slots), profile, precision)
             return OvEngine(topology, "affine", precision, profile, slots, compiled=compiled, weight_bytes=size)
         return OvEngine(topology, "session", precision, profile, slots, model=model, weight_bytes=size)
+
+    # -- second tier ---------------------------------------------------------------------------
+
+    def folds(self, profile) -> bool:
+        """Folded second-tier engines back the ``affine`` binding (fp32, bf16 and int8); the
+        ``session`` mode compiles a folded model per preference already."""
+        return self.binding == "affine" and self._precision(profile) in PRECISIONS
+
+    def load_folded(self, request: EngineRequest, weights: Mapping[str, np.ndarray]) -> OvEngine:
+        """The second-tier engine of one preference: the topology's graph with that preference's
+        folded ``<slot>.conv.weight``/``.conv.bias`` in place of the anchor's, compiled at the
+        profile's precision (INT8: the folded Q/DQ graph from the calibrated ranges, the form
+        ONNX Runtime's folded INT8 tier runs)."""
+        profile, graph, slots = request.profile, Path(request.graph), list(request.slots)
+        precision = self._precision(profile)
+        missing = [f"{s}.{k}" for s in slots for k in ("conv.weight", "conv.bias") if f"{s}.{k}" not in weights]
+        if missing:
+            raise ValidationError(f"engine {request.topology}: no folded weights for {missing[:3]}")
+        values = {k: np.ascontiguousarray(weights[k], np.float32) for s in slots
+                  for k in (f"{s}.conv.weight", f"{s}.conv.bias")}
+        structure = onnx_proto.load_model(graph, external=False)
+        size = graph.stat().st_size + onnx_proto.external_bytes(structure, graph.parent)
+        if precision == "int8":
+            from dymu_rt.backends.int8_affine import folded_qdq_model
+
+            if request.pool is None:
+                raise BundleError(f"topology {request.topology}: INT8 needs the bundle's weights (open the bundle "
+                                  "with dymu_rt.runtime.Runtime)")
+            model = folded_qdq_model(graph, request.pool, values, self._ranges(request), "uint8")
+        else:
+            model = onnx_proto.load_external(structure, graph.parent)
+            modulated_convs(model, slots)
+            for init in model.graph.initializer:
+                if init.name in values:
+                    init.CopyFrom(onnx_proto.array_to_tensor(values[init.name], init.name, like=init))
+        eng = OvEngine(request.topology, FOLDED, precision, profile, (),
+                       compiled=compile_model(model, profile, precision), weight_bytes=size)
+        eng.tier = FOLDED
+        return eng
 
     def _load_int8(self, request: EngineRequest, size: int) -> OvEngine:
         import tempfile

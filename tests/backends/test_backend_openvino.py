@@ -150,6 +150,32 @@ def test_runtime_switches_preferences_like_ort(fx, tmp_path):
     assert not (bundle / "engines").exists()             # compiled in memory, nothing written
 
 
+def test_second_tier_folded_engine_serves_and_equals_ort(fx, tmp_path):
+    """The two-tier contract (backends/base.py) on OpenVINO: with the affine binding, the
+    Runtime's second tier builds the preference's folded OpenVINO engine; it serves (tier
+    "folded") and equals ONNX Runtime FP32; a bind into it is refused."""
+    from dymu_rt.runtime import Runtime
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(fx[0], bundle)
+    ref = Runtime.open(bundle, binding="session", cache_engines=False)
+    rt = Runtime.open(bundle, profile="x86-64-cpu-openvino", second_tier="sync")
+    assert rt.second_tier == "sync" and rt.backend.folds(rt.profile)
+    for r, c in (([0.2, 0.3, 0.5], 0.9), ([1, 0, 0], 0.0)):
+        rt.set_preference(r, c)
+        ref.set_preference(r, c)
+        got, want = rt.infer(X), ref.infer(X)
+        assert rt.stats()["tier"] == "folded"
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-5)
+    engine = rt._state.engine
+    assert engine.tier == "folded" and engine.mode == "folded"
+    with pytest.raises(RuntimeError, match="load_folded"):
+        engine.bind({})
+    rt.close()
+    assert not get_backend("openvino", binding="session").folds(load_profile("x86-64-cpu-openvino"))
+
+
 # -- INT8 ----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
