@@ -70,7 +70,8 @@ def _loop(run: RunDir, stage: str, anchor, total: int, lr_at: Callable[[int], fl
             log.truncate_after(start)
     # BN in training mode is the one place where ranks would differ from one big batch.
     synced = sync_batchnorm(anchor, dist) if setup.sync_bn else []
-    model = dist.wrap(anchor, dev.device)
+    # The shared pre-training runs stream 0 and every head only: the other streams get no gradient.
+    model = dist.wrap(anchor, dev.device, find_unused=tree is not None)
     train_set = make_split(preset, data, "train", n=n_train, augment=True, seed=seed)
     anchor.train()
     parents, heads = tree if tree is not None else (None, None)
