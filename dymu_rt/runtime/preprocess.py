@@ -17,6 +17,7 @@ and :data:`MAX_INPUT_PIXELS` (:func:`check_input_size`) before a batch is alloca
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np

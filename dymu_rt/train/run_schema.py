@@ -23,6 +23,8 @@ from dymu_rt.errors import CheckpointError
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 PRESET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 METHODS = ("dymu", "adashare", "dag")
+DYMU_STAGES = ("anchor", "edge", "weight")          # checkpoint.STAGES
+STATIC_STAGES = ("warmup", "search", "final")       # static_run.STATIC_STAGES
 #: Largest number of samples a run may ask for (synthetic scenes are rendered on demand).
 MAX_SAMPLES = 10_000_000
 #: Ranges of the fields that size a model or its training (inclusive).
@@ -139,6 +141,12 @@ def validate_run_config(cfg: dict, path) -> None:
             raise _Bad(f"data = {_short(cfg['data'])}; expected 'synth' or a dataset folder")
         if "method" in cfg and cfg["method"] not in METHODS:
             raise _Bad(f"method = {_short(cfg['method'])}; expected one of {', '.join(METHODS)}")
+        method = cfg.get("method", "dymu")
+        stages = set(cfg.get("stages") or {})
+        want = set(DYMU_STAGES if method == "dymu" else STATIC_STAGES)
+        if stages and not stages & want:
+            raise _Bad(f"method = {_short(method)} but the run's stages are {sorted(stages)} (a "
+                       f"{'static' if method == 'dymu' else 'DYMU'} run's); expected {sorted(want)}")
         opts = cfg.get("data_options")
         if opts is not None:
             if not isinstance(opts, dict):
