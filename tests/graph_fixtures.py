@@ -107,6 +107,9 @@ def make_bundle(root: Path, n_topologies: int = 2) -> Path:
                 "bn_layout": [], "bn_eps": 1e-5, "topology_salt": "x",
                 "latency": {}, "engines": {}}
     atomic_write_json(root / "manifest.json", manifest)
+    from dymu_rt.bundle.checksum import write_checksum
+
+    write_checksum(root)             # as dymu-rt writes bundles (one without a checksum is refused)
     return root
 
 

@@ -48,8 +48,9 @@ from dymu_rt.compile.export import export_hypernet, export_tree, export_tree_mod
 from dymu_rt.compile.fold import bn_eps, fold_bn, fold_params
 from dymu_rt.compile.static import build_static_bundle
 from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, TensorStore, write_store
-from dymu_rt.compile.writer import (build_summary, check_backend, compile_engines, file_done, load_journal,
-                                    manifest_head, prepare_out, commit_out, stage_out, remove_owned, remove_stale, remove_temporaries)
+from dymu_rt.compile.writer import (build_summary, check_backend, commit_out, compile_engines, file_done,
+                                    load_journal, manifest_head, prepare_out, remove_owned, remove_stale,
+                                    remove_temporaries, stage_out)
 from dymu_rt.control.preference import grid
 from dymu_rt.errors import CheckpointError, ValidationError
 from dymu_rt.models.cost import CostModel

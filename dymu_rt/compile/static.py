@@ -37,7 +37,8 @@ from dymu_rt.compile.export import export_tree, export_tree_model
 from dymu_rt.compile.fold import fold_bn
 from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, write_store
 from dymu_rt.compile.writer import (build_summary, check_backend, compile_engines, load_journal, manifest_head,
-                                    prepare_out, commit_out, stage_out, remove_owned, remove_stale, remove_temporaries)
+                                    commit_out, prepare_out, remove_owned, remove_stale, remove_temporaries,
+                                    stage_out)
 from dymu_rt.errors import ValidationError
 from dymu_rt.models.graph import graph_cost
 from dymu_rt.train.static import method_of, static_module
