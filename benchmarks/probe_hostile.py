@@ -373,6 +373,8 @@ def main() -> None:
         for fut in cf.as_completed(futs):
             results.append(fut.result())
             bar.update(task, advance=1, description=f"probing {futs[fut].name[:40]}")
+            with open(args.out / "probe.partial.jsonl", "a") as f:      # survives a killed probe
+                f.write(json.dumps(results[-1]) + "\n")
     if not args.skip_new:
         for name, fn in multi_process_checks(work, good, run_dir):
             if (args.only and args.only not in name) or (args.skip and args.skip in name):
@@ -384,6 +386,8 @@ def main() -> None:
                 res = corpus_artifacts._result(name, name.split("/")[0], False, 1, [repr(e)[:300]])
             res["seconds"] = round(time.perf_counter() - t0, 2)
             results.append(res)
+            with open(args.out / "probe.partial.jsonl", "a") as f:
+                f.write(json.dumps(res) + "\n")
     results.sort(key=lambda r: r["name"])
     conc = (concurrent_runs(work, good, image) if (not args.only or "concurrent" in args.only)
             and (not args.skip or "concurrent" not in args.skip) else None)

@@ -98,13 +98,15 @@ def image_folder_set(folder: str | Path, size: tuple[int, int],
     """A calibration set from every image file directly in ``folder`` (sorted by name)."""
     from PIL import Image
 
-    from dymu_rt.utils.images import collect_images, load_image
+    from dymu_rt.utils.images import IMAGE_SUFFIXES, collect_images, load_image
 
     folder = Path(folder)
     if not folder.is_dir():
         raise ValidationError(f"--images {folder}: not a directory; expected a folder of images")
     # run's loader and bomb guard: regular files only, pixel count checked in the header
     # before decoding, PIL's bomb errors and truncated files as one line.
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+        raise ValidationError(f"--images {folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it")
     files = collect_images([folder])
     h, w = size
     out = np.empty((len(files), 3, h, w), np.float32)
