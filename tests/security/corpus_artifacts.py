@@ -316,11 +316,11 @@ def run_folder_cases(run_dir: Path, work: Path, commands=("inspect", "build", "e
                       ["train", "--out", str(d), "--quiet", "--threads", "1", "--n-train", "4", "--n-val", "2",
                        "--anchor-steps", "2", "--edge-steps", "1", "--weight-steps", "1"], bundle=str(d)))
     # logs: non-JSON lines are kept; a log that is a link to a file outside is refused
-    outside = work / "run.outside"
-    outside.mkdir(exist_ok=True)
-    secret = outside / "secret.jsonl"
-    secret.write_text('{"step": 99, "secret": true}\n')
     for name in ("log_garbage", "log_symlink"):
+        outside = work / f"run.outside.{name}"       # one per case: a snapshot reads it (atime)
+        outside.mkdir(exist_ok=True)
+        secret = outside / "secret.jsonl"
+        secret.write_text('{"step": 99, "secret": true}\n')
         d = work / f"run.{name}.train"
         shutil.copytree(run_dir, d)
         cfg = json.loads((d / "config.json").read_text())
@@ -480,11 +480,15 @@ def export_once(bundle: Path, repo: Path, *extra: str) -> None:
 
 def triton_repo_cases(good: Path, work: Path, static_bundle: Path | None = None) -> list[Case]:
     cases = []
-    outside = work / "triton.outside"
-    outside.mkdir(exist_ok=True)
-    (outside / "secret.txt").write_text("a user's file\n")
-    (outside / "dir").mkdir(exist_ok=True)
-    (outside / "dir" / "mine.txt").write_text("mine\n")
+
+    def outside_for(name: str) -> Path:
+        # one per case: the probe runs cases in parallel and a snapshot reads the files (atime)
+        o = work / f"triton.outside.{name}"
+        (o / "dir").mkdir(parents=True, exist_ok=True)
+        (o / "secret.txt").write_text("a user's file\n")
+        (o / "dir" / "mine.txt").write_text("mine\n")
+        return o
+
     base = work / "triton.base"
     export_once(good, base)
 
@@ -495,6 +499,7 @@ def triton_repo_cases(good: Path, work: Path, static_bundle: Path | None = None)
 
     # a link to a file inside the repository: kept as a link, never copied or written through
     r = repo("file_link")
+    outside = outside_for("file_link")
     (r / "notes.txt").symlink_to(outside / "secret.txt")
     c = Case("triton/user_file_link", "triton-repo", ["export", "triton", str(good), "--out", str(r),
                                                        "--max-batch", "4"], expect="any", bundle=str(r), out=str(r),
@@ -503,6 +508,7 @@ def triton_repo_cases(good: Path, work: Path, static_bundle: Path | None = None)
     cases.append(c)
     # a link to a folder inside the repository
     r = repo("dir_link")
+    outside = outside_for("dir_link")
     (r / "mine").symlink_to(outside / "dir")
     c = Case("triton/user_dir_link", "triton-repo", ["export", "triton", str(good), "--out", str(r),
                                                       "--max-batch", "4"], expect="any", bundle=str(r), out=str(r),
