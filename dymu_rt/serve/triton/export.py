@@ -36,11 +36,13 @@ next to ``REPO`` (existing versions hard-linked, not copied) and swapped in by r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -288,7 +290,7 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
     ``check``: check the staged repository (:func:`dymu_rt.serve.triton.check.check_repository`,
     when tritonclient is installed) *before* it replaces the live one (summary ``checked``,
     ``problems``; a failed check leaves the live repository as it was). The export holds a
-    lock (``.REPO.lock`` beside it) so concurrent exports run one after the other; a symbolic
+    lock (flock on the folder that holds it) so concurrent exports run one after the other; a symbolic
     link ``--out`` stays a link (its target folder is what is replaced), links inside the
     repository are kept as links and never written through.
     """
@@ -418,19 +420,29 @@ def _real_out(out: Path) -> Path:
     return out
 
 
+@contextlib.contextmanager
 def _repo_lock(out: Path):
-    """An exclusive flock on ``.REPO.lock`` beside the repository (released by the kernel if
-    the process dies), so two exports into one repository run one after the other."""
-    from dymu_rt.bundle.lock import bundle_lock
-
+    """An exclusive flock on the repository's parent folder (released by the kernel if the
+    process dies; nothing is left beside the repository), so two exports into one
+    repository run one after the other (exports into siblings wait for each other too)."""
     parent = out.parent
     if not parent.is_dir():
         raise ValidationError(f"--out {out}: its folder {parent} does not exist")
-    lock_dir = parent / f".{out.name}.lock.d"
-    lock_dir.mkdir(exist_ok=True)
-    return bundle_lock(lock_dir)
+    with _THREAD_LOCK:
+        try:
+            import fcntl
+        except ImportError:          # pragma: no cover - not on Linux/macOS
+            yield
+            return
+        fd = os.open(parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
 
+_THREAD_LOCK = threading.RLock()
 _STALE = re.compile(r"\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>[0-9]+)")
 
 
