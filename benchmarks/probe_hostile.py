@@ -66,7 +66,10 @@ def _strace_paths(trace: Path, cwd: Path):
         call, rest = m.groups()
         ok = not re.search(r"=\s+-1\s", rest)
         write = call in WRITE_CALLS or (call in ("open", "openat") and re.search(r"O_WRONLY|O_RDWR|O_CREAT", rest))
-        for dirpath, dirfd_path, p in _PATH.findall(rest.split(") =")[0] if ") =" in rest else rest):
+        found = _PATH.findall(rest.split(") =")[0] if ") =" in rest else rest)
+        if call in ("symlink", "symlinkat"):
+            found = found[1:]            # the first string is the link's content, not a file touched
+        for dirpath, dirfd_path, p in found:
             p = p.encode().decode("unicode_escape", errors="replace")
             base = dirfd_path if dirfd_path else str(cwd)
             full = os.path.normpath(p if p.startswith("/") else os.path.join(base, p))
