@@ -343,6 +343,7 @@ def main() -> None:
     from run_fixture import make_tiny_run
 
     args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "probe.partial.jsonl").write_text("")        # this run's cases, one JSON line each
     work = Path(tempfile.mkdtemp(prefix="dymu-probe."))
     good = work / "good.bundle"
     shutil.copytree(ROOT / "dymu_rt" / "assets" / "default_bundle", good)

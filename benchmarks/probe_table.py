@@ -3,7 +3,10 @@ an earlier one case by case) and print the per-class table:
 
     python benchmarks/probe_table.py probe-old/probe.partial.jsonl probe-new/probe.partial.jsonl
 """
-import json, sys
+
+import json
+import sys
+
 res = {}
 for f in sys.argv[1:]:
     for l in open(f):
