@@ -5,7 +5,8 @@ in one ``error:`` line (or succeed where that is fine), open nothing outside, wr
 outside, lose no user file, and never re-create a checksum over an edit. The full corpus
 (every command per case, concurrent exports, kill -9 during build/export/calibrate/train)
 runs in ``benchmarks/probe_hostile.py``; these are a representative slice of each class.
-Cost: about 60-90 s on 2 cores (most cases are refused before a session opens; the export,
+Cost: 111 s wall, 68 s CPU measured on a shared 2-core machine (most cases are refused before a
+session opens; the export,
 concurrency and kill cases start subprocesses).
 """
 
