@@ -6,8 +6,7 @@ outside, lose no user file, and never re-create a checksum over an edit. The ful
 (every command per case, concurrent exports, kill -9 during build/export/calibrate/train)
 runs in ``benchmarks/probe_hostile.py``; these are a representative slice of each class.
 Cost: 111 s wall, 68 s CPU measured on a shared 2-core machine (most cases are refused before a
-session opens; the export,
-concurrency and kill cases start subprocesses).
+session opens; the export, concurrency and kill cases start subprocesses).
 """
 
 from __future__ import annotations
