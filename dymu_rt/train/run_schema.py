@@ -29,8 +29,8 @@ STATIC_STAGES = ("warmup", "search", "final")       # static_run.STATIC_STAGES
 MAX_SAMPLES = 10_000_000
 #: Ranges of the fields that size a model or its training (inclusive).
 RANGES: dict[str, tuple[float, float]] = {
-    "width_mult": (0.01, 4.0), "depth": (1, 200), "output_stride": (1, 64), "raspp_channels": (1, 4096),
-    "aspp_channels": (0, 4096), "decoder_channels": (1, 4096), "low_channels": (1, 4096),
+    "width_mult": (0.01, 4.0), "depth": (0, 200), "output_stride": (0, 64), "raspp_channels": (0, 4096),
+    "aspp_channels": (0, 4096), "decoder_channels": (0, 4096), "low_channels": (0, 4096),
     "out_channels": (1, 4096), "num_classes": (1, 4096), "loss_weight": (0.0, 1e6),
 }
 _INT_MAX = 10**9
@@ -104,7 +104,7 @@ def check_preset_dict(p: Any, where: str = "preset") -> None:
     if not isinstance(p.get("name"), str) or not PRESET_NAME_RE.fullmatch(p["name"]):
         raise _Bad(f"{where}.name = {_short(p.get('name'))}; expected a name of letters, digits, '.', '_', '-'")
     tasks = p.get("tasks")
-    if not isinstance(tasks, list) or not 1 <= len(tasks) <= 64:
+    if not isinstance(tasks, (list, tuple)) or not 1 <= len(tasks) <= 64:
         raise _Bad(f"{where}.tasks = {_short(tasks)}; expected a list of 1 to 64 tasks")
     names = []
     for i, t in enumerate(tasks):
@@ -124,11 +124,11 @@ def check_preset_dict(p: Any, where: str = "preset") -> None:
                     and not 0 <= v <= MAX_SAMPLES:
                 raise _Bad(f"{where}.train.{k} = {_short(v)}; expected 0 to {MAX_SAMPLES:,}")
     size = p.get("input_size")
-    if isinstance(size, list) and not all(isinstance(s, int) and _SIDE[0] <= s <= _SIDE[1] for s in size):
+    if isinstance(size, (list, tuple)) and not all(isinstance(s, int) and _SIDE[0] <= s <= _SIDE[1] for s in size):
         raise _Bad(f"{where}.input_size = {_short(size)}; expected two sides from {_SIDE[0]} to {_SIDE[1]}")
     for key in ("mean", "std"):
         v = p.get(key)
-        if isinstance(v, list) and key == "std" and any(x <= 0 for x in v):
+        if isinstance(v, (list, tuple)) and key == "std" and any(x <= 0 for x in v):
             raise _Bad(f"{where}.std = {_short(v)}; expected three numbers > 0")
 
 

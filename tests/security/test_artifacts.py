@@ -220,3 +220,14 @@ def test_kill_9_during_build_keeps_the_old_bundle(good_bundle, tiny_run, tmp_pat
 def test_kill_9_during_export_keeps_the_repository(good_bundle, tiny_run, tmp_path):
     res = A.kill_during("export", tmp_path, good_bundle, tiny_run, 1.5)
     assert res["passed"], res
+
+
+def test_every_shipped_preset_passes_the_run_schema():
+    """The run-folder door must let every real run through (stored as JSON: lists, not tuples)."""
+    from dymu_rt.models.presets import PRESETS, get_preset
+    from dymu_rt.train.run_schema import validate_run_config
+
+    for name in PRESETS:
+        cfg = {"kind": "dymu-rt-run", "data": "synth", "stages": {"anchor": {"done": False}},
+               "preset": json.loads(json.dumps(get_preset(name).to_dict()))}
+        validate_run_config(cfg, f"<{name}>")
