@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "tests" / "security"))
 sys.path.insert(0, str(ROOT / "tests" / "compile"))
 
 import corpus  # noqa: E402
+import corpus_artifacts  # noqa: E402
 from corpus import Case  # noqa: E402
 
 GIB = 2**30
@@ -65,7 +66,10 @@ def _strace_paths(trace: Path, cwd: Path):
         call, rest = m.groups()
         ok = not re.search(r"=\s+-1\s", rest)
         write = call in WRITE_CALLS or (call in ("open", "openat") and re.search(r"O_WRONLY|O_RDWR|O_CREAT", rest))
-        for dirpath, dirfd_path, p in _PATH.findall(rest.split(") =")[0] if ") =" in rest else rest):
+        found = _PATH.findall(rest.split(") =")[0] if ") =" in rest else rest)
+        if call in ("symlink", "symlinkat"):
+            found = found[1:]            # the first string is the link's content, not a file touched
+        for dirpath, dirfd_path, p in found:
             p = p.encode().decode("unicode_escape", errors="replace")
             base = dirfd_path if dirfd_path else str(cwd)
             full = os.path.normpath(p if p.startswith("/") else os.path.join(base, p))
@@ -74,6 +78,17 @@ def _strace_paths(trace: Path, cwd: Path):
 
 def _under(path: str, roots) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _staging(path: str, roots) -> bool:
+    """A writer's own staging beside an allowed folder R (``.R.build-PID``, ``.R.tmp-PID``,
+    ``.R.old-PID``, ``.R.lock.d``): the atomic replace the issue asks for writes there."""
+    for r in roots:
+        r = os.path.realpath(r).rstrip("/")
+        parent, name = os.path.dirname(r), os.path.basename(r)
+        if path.startswith(f"{parent}/.{name}."):
+            return True
+    return False
 
 
 def run_case(case: Case, work: Path, timeout: float, use_strace: bool) -> dict:
@@ -110,7 +125,7 @@ def run_case(case: Case, work: Path, timeout: float, use_strace: bool) -> dict:
         code, err, hang = None, (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or ""), True
     seconds = time.perf_counter() - t0
     rep = json.loads(report.read_text()) if report.is_file() else {}
-    err_lines = [ln for ln in err.splitlines() if ln.strip()]
+    err_lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(case.stderr_ok or ("\0",))]
     traceback = "Traceback" in err
     one_line = (code not in (0, None) and not traceback and len(err_lines) == 1
                 and err_lines[0].startswith("error: "))
@@ -120,17 +135,22 @@ def run_case(case: Case, work: Path, timeout: float, use_strace: bool) -> dict:
     for path, write, ok in _strace_paths(trace, cdir):
         if ok and _under(path, case.watch):
             touched.add(path)
-        if write and not _under(path, allow + ["/dev", "/proc"]):
+        if write and not _under(path, allow + ["/dev", "/proc"]) and not _staging(path, allow):
             writes.add(path)
+    writes = {w for w in writes if not _staging(w, allow)}
     lost = []
     if case.check_intact:
         base = Path(case.check_intact["folder"])
         now = corpus.snapshot(base) if base.is_dir() else {}
         lost = [k for k, v in case.check_intact["files"].items() if now.get(k) != v]
+    lost += [f"{p} is no longer a link" for p in case.links if not os.path.islink(p)]
     if case.expect == "error":
         accepted = code == 0
     else:
         accepted = False
+    # tampering laundered (a checksum re-created over an edit) or a half-made artifact left
+    leftover = [p for p in case.absent if os.path.lexists(p)]
+    accepted = accepted or bool(leftover)
     ok_outcome = (case.expect == "error" and one_line) or (case.expect == "ok" and code == 0) or (
         case.expect == "any" and (code == 0 or one_line))
     shutil.rmtree(cdir / "mpl", ignore_errors=True)
@@ -138,7 +158,8 @@ def run_case(case: Case, work: Path, timeout: float, use_strace: bool) -> dict:
             "seconds": round(seconds, 2), "one_line_error": one_line, "traceback": traceback, "hang": hang,
             "accepted_hostile": accepted, "reads_outside": sorted(touched), "writes_outside": sorted(writes),
             "files_lost": lost, "peak_rss_bytes": rep.get("peak_rss_bytes"), "passed": bool(
-                ok_outcome and not traceback and not hang and not touched and not writes and not lost),
+                ok_outcome and not traceback and not hang and not touched and not writes and not lost
+                and not accepted),
             "stderr_tail": "\n".join(err_lines[-3:])[-600:]}
 
 
@@ -281,6 +302,30 @@ def concurrent_runs(work: Path, good: Path, image: Path, n: int = 8, timeout: fl
             "engines_recorded": len(rec), "tracebacks": sum("Traceback" in e for e in errs)}
 
 
+def issue27_cases(work: Path, good: Path, image: Path, run_dir: Path) -> list[Case]:
+    """Issue 27's classes (tests/security/corpus_artifacts.py)."""
+    w = work / "i27"
+    w.mkdir(exist_ok=True)
+    static_run = corpus_artifacts.make_adashare_run(w / "adashare.run")
+    static_bundle = w / "static.bundle"
+    subprocess.run([sys.executable, "-m", "dymu_rt.cli.main", "build", str(static_run), "--out", str(static_bundle)],
+                   check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return (corpus_artifacts.unverified_cases(good, w, image) + corpus_artifacts.graph_content_cases(good, w, image)
+            + corpus_artifacts.run_folder_cases(run_dir, w) + corpus_artifacts.profile_cases(good, w, image)
+            + corpus_artifacts.thread_cases(good, w, run_dir) + corpus_artifacts.batch_cases(w)
+            + corpus_artifacts.calibration_image_cases(good, w)
+            + corpus_artifacts.triton_repo_cases(good, w, static_bundle))
+
+
+def multi_process_checks(work: Path, good: Path, run_dir: Path):
+    """(name, thunk) of the checks that need several processes: concurrent exports, kill -9."""
+    w = work / "i27mp"
+    w.mkdir(exist_ok=True)
+    yield "concurrent-export/x2", lambda: corpus_artifacts.concurrent_exports(good, w)
+    for kind, delay in (("build", 2.5), ("export", 2.0), ("calibrate", 2.5), ("train", 8.0)):
+        yield f"kill-9/{kind}", (lambda k=kind, d=delay: corpus_artifacts.kill_during(k, w, good, run_dir, d))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("probe-out"))
@@ -290,12 +335,15 @@ def main() -> None:
     ap.add_argument("--skip", default=None, help="Skip cases whose name contains this.")
     ap.add_argument("--no-strace", action="store_true")
     ap.add_argument("--keep", action="store_true", help="Keep the scratch folder.")
+    ap.add_argument("--skip-new", action="store_true", help="Leave out issue 27's classes (runs, profiles, graph "
+                    "content, calibration images, Triton repositories, concurrent exports, kill -9).")
     args = ap.parse_args()
     from rich.progress import Progress
 
     from run_fixture import make_tiny_run
 
     args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "probe.partial.jsonl").write_text("")        # this run's cases, one JSON line each
     work = Path(tempfile.mkdtemp(prefix="dymu-probe."))
     good = work / "good.bundle"
     shutil.copytree(ROOT / "dymu_rt" / "assets" / "default_bundle", good)
@@ -313,6 +361,8 @@ def main() -> None:
         cat, root = corpus.hostile_bundle(good, dest, work / "hostile" / "outside", n)
         cases.append(Case(f"bundle/{n}/calibrate", cat, ["calibrate", str(root), "--synth", "2"],
                           watch=[str(work / "hostile" / "outside"), "/etc/passwd"], bundle=str(root)))
+    if not args.skip_new:
+        cases += issue27_cases(work, good, image, run_dir)
     for c in cases:
         if c.name.startswith("bundle/"):
             c.watch = list(dict.fromkeys(c.watch + ["/tmp/dymu-outside-x"]))
@@ -327,6 +377,21 @@ def main() -> None:
         for fut in cf.as_completed(futs):
             results.append(fut.result())
             bar.update(task, advance=1, description=f"probing {futs[fut].name[:40]}")
+            with open(args.out / "probe.partial.jsonl", "a") as f:      # survives a killed probe
+                f.write(json.dumps(results[-1]) + "\n")
+    if not args.skip_new:
+        for name, fn in multi_process_checks(work, good, run_dir):
+            if (args.only and args.only not in name) or (args.skip and args.skip in name):
+                continue
+            t0 = time.perf_counter()
+            try:
+                res = fn()
+            except Exception as e:  # noqa: BLE001 - a crashed check is a failing case, not a crashed probe
+                res = corpus_artifacts._result(name, name.split("/")[0], False, 1, [repr(e)[:300]])
+            res["seconds"] = round(time.perf_counter() - t0, 2)
+            results.append(res)
+            with open(args.out / "probe.partial.jsonl", "a") as f:
+                f.write(json.dumps(res) + "\n")
     results.sort(key=lambda r: r["name"])
     conc = (concurrent_runs(work, good, image) if (not args.only or "concurrent" in args.only)
             and (not args.skip or "concurrent" not in args.skip) else None)
@@ -351,9 +416,14 @@ def main() -> None:
                                                      "strace": bool(STRACE and not args.no_strace)}, indent=2))
     lines = ["| quantity | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in table.items()]
     cats = sorted({r["category"] for r in results})
-    lines += ["", "| category | cases | passed |", "|---|---|---|"]
-    lines += [f"| {c} | {sum(r['category'] == c for r in results)} | "
-              f"{sum(r['passed'] for r in results if r['category'] == c)} |" for c in cats]
+    lines += ["", "| class | cases | passed | one-line errors | tracebacks | hangs | accepted tampering | "
+              "reads outside | writes outside | files lost |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cats:
+        rs = [r for r in results if r["category"] == c]
+        lines.append(f"| {c} | {len(rs)} | {sum(r['passed'] for r in rs)} | {sum(r['one_line_error'] for r in rs)} | "
+                     f"{sum(r['traceback'] for r in rs)} | {sum(r['hang'] for r in rs)} | "
+                     f"{sum(r['accepted_hostile'] for r in rs)} | {sum(bool(r['reads_outside']) for r in rs)} | "
+                     f"{sum(bool(r['writes_outside']) for r in rs)} | {sum(len(r['files_lost']) for r in rs)} |")
     failing = [r for r in results if not r["passed"]]
     if failing:
         lines += ["", "failing cases:"] + [f"* {r['name']}: code {r['code']}, {r['stderr_tail'][-200:]!r}, "

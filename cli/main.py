@@ -60,6 +60,9 @@ def _root(
         None, "--version", callback=_version, is_eager=True, help="Show the version and exit."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Use bundles without a manifest "
+                                          "checksum (written before dymu-rt checksummed manifests); warns on "
+                                          "every use."),
 ) -> None:
     """dymu-rt: controllable dynamic multi-task networks, from training to devices."""
 
@@ -100,16 +103,21 @@ app.command("demo", help="Run the whole pipeline on procedural scenes in minutes
 )
 
 
-def _strip_debug(args: list[str]) -> tuple[list[str], bool]:
-    """Remove every ``--debug`` before a ``--`` separator (it is accepted anywhere)."""
-    out, debug, rest = [], False, False
+def _strip_flag(args: list[str], flag: str) -> tuple[list[str], bool]:
+    """Remove every ``flag`` before a ``--`` separator (it is accepted anywhere)."""
+    out, seen, rest = [], False, False
     for a in args:
-        if not rest and a == "--debug":
-            debug = True
+        if not rest and a == flag:
+            seen = True
             continue
         rest = rest or a == "--"
         out.append(a)
-    return out, debug
+    return out, seen
+
+
+def _strip_debug(args: list[str]) -> tuple[list[str], bool]:
+    """Remove every ``--debug`` before a ``--`` separator (it is accepted anywhere)."""
+    return _strip_flag(args, "--debug")
 
 
 def _os_error_line(e: OSError) -> str:
@@ -131,6 +139,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     from typer._click import exceptions as click_exc
 
     args, debug = _strip_debug(list(sys.argv[1:] if argv is None else argv))
+    # --allow-unverified (anywhere): read bundles that have no manifest checksum, with a
+    # warning on every use (dymu_rt.bundle.checksum); off by default.
+    args, unverified = _strip_flag(args, "--allow-unverified")
+    from dymu_rt.bundle.checksum import allow_unverified
+
+    allow_unverified(unverified)
     debug = debug or os.environ.get("DYMU_RT_DEBUG") == "1"
     try:
         rv = app(args=args, prog_name="dymu-rt", standalone_mode=False)

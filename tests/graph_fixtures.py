@@ -75,12 +75,26 @@ def export_tiny_graph(path: Path, seed: int = 0, size: int = 32) -> Path:
     return path
 
 
+def _stub_hypernet(path: Path, output: str) -> None:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Add", ["r", "c"], [output])], "stub",
+                              [helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 2]),
+                               helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 1])],
+                              [helper.make_tensor_value_info(output, TensorProto.FLOAT, [1, "n"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    path.write_bytes(model.SerializeToString())
+
+
 def make_bundle(root: Path, n_topologies: int = 2) -> Path:
     """A bundle per docs/INTERFACES.md with tiny graphs (until the real build is used here)."""
     (root / "graphs").mkdir(parents=True)
     (root / "controller").mkdir(parents=True)
-    for f in ("edge_hypernet.onnx", "weight_hypernet.onnx"):
-        (root / "controller" / f).write_bytes(b"")      # placeholders: calibration never reads them
+    for f, out in (("edge_hypernet.onnx", "logits"), ("weight_hypernet.onnx", "deltas")):
+        # stand-ins (calibration never runs them), but real graphs with the declared
+        # inputs/outputs: a bundle's graph content is checked when it is opened
+        _stub_hypernet(root / "controller" / f, out)
     # Calibration reads (and verifies) fold_params: schema 3 derives raw conv weights and the
     # anchor BN feeds from it. These graphs hold their own weights and have no modulated slot.
     from safetensors.numpy import save_file
@@ -107,6 +121,9 @@ def make_bundle(root: Path, n_topologies: int = 2) -> Path:
                 "bn_layout": [], "bn_eps": 1e-5, "topology_salt": "x",
                 "latency": {}, "engines": {}}
     atomic_write_json(root / "manifest.json", manifest)
+    from dymu_rt.bundle.checksum import write_checksum
+
+    write_checksum(root)             # as dymu-rt writes bundles (one without a checksum is refused)
     return root
 
 

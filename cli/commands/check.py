@@ -27,6 +27,9 @@ def check_command(
 ) -> None:
     """Compare each available backend/precision with the FP32 reference per task; exit 1 on a violation."""
     from dymu_rt.check import check_bundle
+    from dymu_rt.utils.limits import check_threads
+
+    check_threads(threads)
 
     report = check_bundle(bundle, profile=profile, points=points, scenes=scenes, atol=atol, rtol=rtol,
                           seed=seed, threads=threads, progress=not as_json)

@@ -33,6 +33,9 @@ def compare_command(
     from dymu_rt.train.static import method_of
     from dymu_rt.utils.io import atomic_write_json
 
+    from dymu_rt.utils.limits import check_threads
+
+    check_threads(threads, allow_zero=False)
     if n_val is not None and n_val < 1:
         raise ValidationError(f"--n-val {n_val}: expected an integer >= 1")
     report = compare_runs(runs, n_val=n_val, seed=seed, threads=threads, rounds=rounds, iters=iters,

@@ -34,6 +34,7 @@ def triton_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Export BUNDLE to REPO; check every config against Triton's ModelConfig when tritonclient is installed."""
+    from dymu_rt.errors import BackendUnavailable
     from dymu_rt.runtime import default_bundle_path
     from dymu_rt.serve.triton import check_repository, export_triton
     from dymu_rt.utils.progress import make_progress
@@ -42,16 +43,21 @@ def triton_command(
     with make_progress(transient=True, disable=as_json) as progress:
         task = progress.add_task("export", total=None, info="")
         # optional dependencies (the config check's tritonclient, the server's numpy and
-        # onnxruntime for --backend python) are checked before anything is written
+        # onnxruntime for --backend python) are checked before anything is written; the staged
+        # repository is checked before it replaces the live one
         summary = export_triton(src, out, backend=backend, max_batch=max_batch, instances=instances,
                                 threads=threads, site_packages=site_packages, check_configs=not no_check,
+                                check=not no_check,
                                 on_step=lambda name, total: progress.update(task, advance=1, total=total, info=name))
     if no_check:
-        problems, summary["checked"] = [], "not checked (--no-check)"
-    else:
-        problems = check_repository(out)
-        summary["checked"] = "every config.pbtxt parsed with Triton's ModelConfig; inputs/outputs match the models"
-    summary["problems"] = problems
+        summary["problems"], summary["checked"] = [], "not checked (--no-check)"
+    elif "problems" not in summary:       # a no-op export: check the repository as it is
+        try:
+            summary["problems"] = check_repository(out)
+            summary["checked"] = "every config.pbtxt parsed with Triton's ModelConfig; inputs/outputs match the models"
+        except BackendUnavailable as e:
+            summary["problems"], summary["checked"] = [], f"not checked: {e}"
+    problems = summary["problems"]
     if as_json:
         print_json(summary)
     else:

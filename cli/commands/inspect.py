@@ -17,6 +17,7 @@ def inspect_command(
 ) -> None:
     """Describe TARGET: tasks, layers, params and GMACs/GFLOPs; topologies of a bundle."""
     from dymu_rt.compile.describe import describe, describe_bundle
+    from dymu_rt.errors import BundleError
 
     if target is None:
         from dymu_rt.runtime import default_bundle_path
@@ -26,9 +27,17 @@ def inspect_command(
     if verify and info["what"] == "bundle":
         info = describe_bundle(target, check_hashes=True)
         info["verified"] = True
+    unverified = info.get("verified") and info.get("manifest_checksum") != "verified"
     if as_json:
         print_json(info)
-        return
+    else:
+        {"preset": _preset, "run": _run, "bundle": _bundle}[info["what"]](info)
+    if unverified:
+        # --verify cannot vouch for a manifest without its checksum (only read at all under
+        # --allow-unverified): it exits non-zero.
+        raise BundleError(f"bundle {target}: manifest has no checksum (manifest.sha256.json); its content "
+                          "cannot be verified; rebuild the bundle to add one")
+    return
     {"preset": _preset, "run": _run, "bundle": _bundle}[info["what"]](info)
 
 

@@ -21,6 +21,9 @@ def plot_command(
     from dymu_rt.errors import ValidationError
 
     manifest = read_manifest(bundle)
+    if manifest.static:
+        raise ValidationError(f"bundle {bundle} is a static {manifest.static.get('method', '')} bundle (one fixed "
+                              "architecture): it has no preference grid to plot; `dymu-rt inspect` describes it")
     out = out or bundle / "resource_map.png"
     if out.suffix.lower() != ".png":
         raise ValidationError(f"--out {out}: expected a .png path")

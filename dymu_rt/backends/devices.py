@@ -60,6 +60,7 @@ except ModuleNotFoundError:      # Python 3.10 (JetPack 6): the same parser, fro
 from dymu_rt.backends.registry import backend_names
 from dymu_rt.bundle.sections import NAME_RE  # a profile name is a folder name (engines/<backend>/<name>)
 from dymu_rt.errors import ValidationError
+from dymu_rt.utils.limits import check_threads, memory_budget
 
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 #: backends that run bf16 (OpenVINO's CPU plugin on CPUs with AVX512_BF16 or AMX)
@@ -69,6 +70,10 @@ CPU_BACKENDS = ("onnxruntime", "openvino")
 #: ``[runtime] second_tier``: how the Runtime reaches a preference's folded engine
 #: (docs/runtime-tiers.md): in a background worker, inside set_preference, or never
 SECOND_TIER_MODES = ("background", "sync", "off")
+#: Largest batch a profile may declare (a batch is allocated as one tensor).
+MAX_PROFILE_BATCH = 4096
+#: Deepest TOML nesting read (a profile is 2 deep); deeper is refused before parsing.
+MAX_TOML_DEPTH = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,8 +159,14 @@ def parse_profile(data: dict[str, Any], source: str = "<profile>") -> DeviceProf
     if flat.get("precision") == "bf16" and flat["backend"] not in BF16_BACKENDS:
         raise ValidationError(f"{source}: key 'precision' = 'bf16' needs backend {' or '.join(BF16_BACKENDS)!r}, "
                               f"not {flat['backend']!r}")
-    if flat.get("threads", 0) < 0:
-        raise ValidationError(f"{source}: key 'threads' = {flat['threads']} must be >= 0")
+    check_threads(flat.get("threads", 0), f"{source}: key 'threads'")
+    for key in ("batch_min", "batch_opt", "batch_max"):
+        if not 1 <= flat.get(key, 1) <= MAX_PROFILE_BATCH:
+            raise ValidationError(f"{source}: key '{key}' = {flat[key]!r}; expected 1 to {MAX_PROFILE_BATCH}")
+    for key in ("engine_cache_mb", "workspace_mb"):
+        if not 0 <= flat.get(key, 0) <= memory_budget() // 2**20:
+            raise ValidationError(f"{source}: key '{key}' = {flat[key]!r}; expected 0 to "
+                                  f"{memory_budget() // 2**20} (the memory budget of this machine)")
     bmin, bopt, bmax = (flat.get("batch_min", 1), flat.get("batch_opt", 1), flat.get("batch_max", 8))
     if not (1 <= bmin <= bopt <= bmax):
         raise ValidationError(f"{source}: [input] needs 1 <= batch_min <= batch_opt <= batch_max, "
@@ -218,12 +229,47 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
             raise ValidationError(f"unknown profile '{name_or_path}'; expected one of {', '.join(names)} "
                                   "or a path to a .toml file")
         text, source = entry.read_text(encoding="utf-8"), f"{name_or_path}.toml"
+    if len(text) > 1_000_000:
+        raise ValidationError(f"{source}: {len(text):,} characters; a device profile is a few hundred")
+    if not _toml_depth_ok(text):
+        raise ValidationError(f"{source}: nests deeper than {MAX_TOML_DEPTH} levels; not a device profile")
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
         raise ValidationError(f"{source}: not valid TOML ({e})") from None
     prof = parse_profile(data, source)
     return prof
+
+
+def _toml_depth_ok(text: str) -> bool:
+    """True when no inline array/table nests deeper than MAX_TOML_DEPTH (checked on the text,
+    strings skipped, so a hostile file cannot exhaust the parser's recursion: the manifest's
+    guard, for TOML)."""
+    depth = 0
+    quote = None
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if quote:
+            if ch == "\\" and quote == '"':
+                i += 2
+                continue
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_TOML_DEPTH:
+                return False
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return True
 
 
 DEFAULT_PROFILE = "x86-64-cpu"
@@ -234,4 +280,5 @@ def with_threads(profile, threads: int) -> DeviceProfile:
     profile the Runtime accepts; unchanged when ``threads`` is 0 or the backend does not run on
     the CPU (:data:`CPU_BACKENDS`; TensorRT runs on the GPU: host threads are not its knob)."""
     prof = load_profile(profile)
+    check_threads(threads)
     return dataclasses.replace(prof, threads=int(threads)) if threads and prof.backend in CPU_BACKENDS else prof

@@ -12,14 +12,22 @@ checksum file, then renames the new manifest into place, then lists only the new
 A writer killed anywhere in between leaves a manifest whose digest is listed.
 
 This detects careless and naive edits, not an attacker who recomputes the checksum (that
-needs a signature, which a self-built bundle has no key for). A bundle written before the
-checksum existed has no checksum file and is read as before; ``inspect --verify`` says so.
+needs a signature, which a self-built bundle has no key for).
+
+A bundle without a checksum file is **refused** (deleting the file was the way to launder an
+edit): a user with a bundle written before checksums existed opts in with
+``--allow-unverified`` (:func:`allow_unverified`), and every use prints a warning. No writer
+creates a checksum over content it did not write: :func:`write_with_checksum` refuses a
+bundle whose current manifest is not verified (``update_manifest`` reads under the lock,
+verified, then writes both), so ``profile``/``calibrate``/``run`` never bless an edit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,6 +37,20 @@ from dymu_rt.utils.io import atomic_write_json, atomic_write_text
 CHECKSUM_FILE = "manifest.sha256.json"
 MANIFEST = "manifest.json"
 _FORMAT = "sha256 of json.dumps(manifest, sort_keys=True, separators=(',', ':'), ensure_ascii=True)"
+
+
+_ALLOW = {"on": False}
+_WARNED: set[str] = set()
+ALLOW_ENV = "DYMU_RT_ALLOW_UNVERIFIED"
+
+
+def allow_unverified(on: bool = True) -> None:
+    """Let bundles without a manifest checksum be read (``--allow-unverified``), with a warning."""
+    _ALLOW["on"] = bool(on)
+
+
+def unverified_allowed() -> bool:
+    return _ALLOW["on"] or os.environ.get(ALLOW_ENV) == "1"
 
 
 def canonical_digest(manifest: Any) -> str:
@@ -59,6 +81,15 @@ def verify_checksum(root: str | Path, manifest: Any) -> bool:
     bundles); a BundleError when it does not match (the manifest was edited)."""
     digests = read_digests(root)
     if digests is None:
+        if not unverified_allowed():
+            raise BundleError(f"bundle {root} has no {CHECKSUM_FILE}: its manifest cannot be verified (an edited "
+                              "manifest is refused); rebuild it with `dymu-rt build`, or pass --allow-unverified "
+                              "to use an old bundle anyway")
+        key = os.path.realpath(root)
+        if key not in _WARNED:
+            _WARNED.add(key)
+            print(f"warning: bundle {root} has no {CHECKSUM_FILE}; its manifest is used UNVERIFIED "
+                  "(--allow-unverified)", file=sys.stderr)
         return False
     if canonical_digest(manifest) not in digests:
         raise BundleError(f"bundle {root}: manifest.json was edited since it was written (its content no longer "
@@ -76,9 +107,20 @@ def write_with_checksum(root: str | Path, manifest: dict) -> None:
     digests listed before stay valid until the new manifest is in place)."""
     root = Path(root)
     new = canonical_digest(manifest)
-    try:
-        old = [d for d in (read_digests(root) or []) if d != new]
-    except BundleError:
+    if os.path.lexists(root / MANIFEST):
+        # Never seal content this writer did not write: the manifest on disk must be verified
+        # (a build replacing a folder's contents stages a fresh folder and writes no old one).
+        current = None
+        try:
+            current = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        except (ValueError, OSError, RecursionError):
+            pass
+        digests = read_digests(root)
+        if digests is None or current is None or canonical_digest(current) not in digests:
+            raise BundleError(f"bundle {root}: its manifest is not verified by {CHECKSUM_FILE}; refusing to write "
+                              "a checksum over content dymu-rt did not write (rebuild the bundle with `dymu-rt build`)")
+        old = [d for d in digests if d != new]
+    else:
         old = []
     _write_digests(root, [new] + old[:4])
     atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")

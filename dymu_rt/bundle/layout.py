@@ -22,6 +22,7 @@ from typing import Optional
 from dymu_rt.bundle.manifest import (  # noqa: F401  (the layout's public names)
     KIND, MANIFEST, READABLE_SCHEMAS, SCHEMA_VERSION, Manifest, read_manifest,
 )
+from dymu_rt.bundle.content import check_content
 from dymu_rt.bundle.paths import check_external_data, inside
 from dymu_rt.errors import BundleError
 from dymu_rt.utils.io import sha256_file
@@ -119,6 +120,8 @@ def verify_bundle(path: str | Path, check_hashes: bool = True) -> Manifest:
     for rel in sorted(manifest.files()):
         if rel.endswith(".onnx"):
             check_external_data(root, rel)
+    # What the files contain (ops, inputs/outputs, sizes, NaN): bundle/content.py.
+    check_content(root, manifest)
     return manifest
 
 

@@ -48,8 +48,9 @@ from dymu_rt.compile.export import export_hypernet, export_tree, export_tree_mod
 from dymu_rt.compile.fold import bn_eps, fold_bn, fold_params
 from dymu_rt.compile.static import build_static_bundle
 from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, TensorStore, write_store
-from dymu_rt.compile.writer import (build_summary, check_backend, compile_engines, file_done, load_journal,
-                                    manifest_head, prepare_out, remove_owned, remove_stale, remove_temporaries)
+from dymu_rt.compile.writer import (build_summary, check_backend, commit_out, compile_engines, file_done,
+                                    load_journal, manifest_head, prepare_out, remove_owned, remove_stale,
+                                    remove_temporaries, stage_out)
 from dymu_rt.control.preference import grid
 from dymu_rt.errors import CheckpointError, ValidationError
 from dymu_rt.models.cost import CostModel
@@ -157,6 +158,8 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
     existing, owned = prepare_out(out, fingerprint)
     if existing is not None:
         return build_summary(out, existing, built=0, seconds=time.perf_counter() - t0, noop=True)
+    final = out
+    out, owned = stage_out(out, owned)        # beside a whole bundle: it stays usable until the swap
 
     journal = load_journal(out, fingerprint, owned)
     atomic_write_json(out / B.JOURNAL, journal)
@@ -245,6 +248,8 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
     }
     manifest = write_manifest(out, manifest)          # validated against the schema it is read with
     remove_stale(out, manifest, journal)
+    commit_out(out, final)
+    out = final
     summary = build_summary(out, manifest, built=len(todo), seconds=time.perf_counter() - t0, noop=False)
     summary["engines_built"] = n_engines
     return summary

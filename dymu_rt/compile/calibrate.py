@@ -96,22 +96,23 @@ def _normalize(images: np.ndarray, preprocessing: Optional[Mapping]) -> np.ndarr
 def image_folder_set(folder: str | Path, size: tuple[int, int],
                      preprocessing: Optional[Mapping] = None) -> CalibrationSet:
     """A calibration set from every image file directly in ``folder`` (sorted by name)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from dymu_rt.utils.images import IMAGE_SUFFIXES, collect_images, load_image
 
     folder = Path(folder)
     if not folder.is_dir():
         raise ValidationError(f"--images {folder}: not a directory; expected a folder of images")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
+    # run's loader and bomb guard: regular files only, pixel count checked in the header
+    # before decoding, PIL's bomb errors and truncated files as one line.
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
         raise ValidationError(f"--images {folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it")
+    files = collect_images([folder])
     h, w = size
     out = np.empty((len(files), 3, h, w), np.float32)
     for i, path in enumerate(files):
-        try:
-            with Image.open(path) as im:
-                rgb = im.convert("RGB").resize((w, h), Image.Resampling.BILINEAR)
-        except (UnidentifiedImageError, OSError) as e:
-            raise ValidationError(f"--images: cannot read image {path} ({e})") from None
+        with load_image(path) as im:
+            rgb = im.convert("RGB").resize((w, h), Image.Resampling.BILINEAR)
         out[i] = np.asarray(rgb, np.float32).transpose(2, 0, 1) / 255.0
     return CalibrationSet(_normalize(out, preprocessing), {"kind": "images", "path": str(folder)})
 

@@ -37,7 +37,8 @@ from dymu_rt.compile.export import export_tree, export_tree_model
 from dymu_rt.compile.fold import fold_bn
 from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, write_store
 from dymu_rt.compile.writer import (build_summary, check_backend, compile_engines, load_journal, manifest_head,
-                                    prepare_out, remove_owned, remove_stale, remove_temporaries)
+                                    commit_out, prepare_out, remove_owned, remove_stale, remove_temporaries,
+                                    stage_out)
 from dymu_rt.errors import ValidationError
 from dymu_rt.models.graph import graph_cost
 from dymu_rt.train.static import method_of, static_module
@@ -83,6 +84,8 @@ def write_static_bundle(out: Path, preset, cfg: dict, module, graph, method: str
     existing, owned = prepare_out(out, fingerprint)
     if existing is not None:
         return build_summary(out, existing, built=0, seconds=time.perf_counter() - t0, noop=True)
+    final = out
+    out, owned = stage_out(out, owned)        # beside a whole bundle: it stays usable until the swap
     # The same journal discipline as a grid build: only files this tool wrote are ever
     # removed (an earlier build's graphs and engines; never a user's file).
     journal: dict[str, Any] = load_journal(out, fingerprint, owned)
@@ -129,6 +132,8 @@ def write_static_bundle(out: Path, preset, cfg: dict, module, graph, method: str
     }
     manifest = write_manifest(out, manifest)          # validated against the schema it is read with
     remove_stale(out, manifest, journal)
+    commit_out(out, final)
+    out = final
     summary = build_summary(out, manifest, built=1, seconds=time.perf_counter() - t0, noop=False)
     summary["engines_built"] = n_engines
     summary["static"] = method

@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Optional
 
@@ -160,6 +161,10 @@ def prepare_out(out: Path, fingerprint: str) -> tuple[Optional[Manifest], set[st
                 if manifest.weights is not None and "tensors" in manifest.weights:
                     journal["weights"] = _store_json(dict(manifest.weights))
                 atomic_write_json(out / B.JOURNAL, journal)
+        if journal is None and manifest.build_info.get("fingerprint") != fingerprint:
+            # A whole, usable bundle: build the new one beside it (stage_out), so it stays
+            # usable until the new one is whole.
+            return None, owned | {_KEEP_MARK}
         # Drop the manifest first, so that no manifest ever points at files this build is
         # about to replace.
         (out / B.MANIFEST).unlink()
@@ -167,6 +172,73 @@ def prepare_out(out: Path, fingerprint: str) -> tuple[Optional[Manifest], set[st
         raise ValidationError(f"--out {out} is not empty ({_describe_entries(out)}) and is not a dymu-rt bundle; "
                               f"refusing to build into it (nothing was changed): choose a new or empty directory")
     return None, owned
+
+
+_KEEP_MARK = "\0keep"
+_STAGE = re.compile(r"\.(?P<name>.+)\.build-(?P<pid>[0-9]+)")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stage_out(out: Path, owned: set[str]) -> tuple[Path, set[str]]:
+    """(the folder to build into, the owned files). When ``prepare_out`` found a whole bundle
+    in ``out`` (it marks ``owned``), the build goes to a copy beside it,
+    ``.<name>.build-<pid>`` (the old bundle stays usable until :func:`commit_out` swaps
+    them); otherwise into ``out`` itself. Staging folders of builds whose process is gone
+    are removed first."""
+    real = Path(os.path.realpath(out))
+    for p in real.parent.iterdir() if real.parent.is_dir() else ():
+        m = _STAGE.fullmatch(p.name)
+        if m and m.group("name") == real.name and not _pid_alive(int(m.group("pid"))) \
+                and p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+    if _KEEP_MARK not in owned:
+        return out, owned
+    owned = owned - {_KEEP_MARK}
+    stage = real.parent / f".{real.name}.build-{os.getpid()}"
+    if os.path.lexists(stage):
+        shutil.rmtree(stage)
+    shutil.copytree(real, stage, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
+    for name in (B.MANIFEST, "manifest.sha256.json"):
+        (stage / name).unlink(missing_ok=True)
+    return stage, owned
+
+
+def commit_out(work: Path, out: Path) -> None:
+    """Swap a finished staged build into ``out`` (atomically where the OS can exchange two
+    folders; else two renames a moment apart, the old bundle kept until the second) and
+    remove the old bundle. Nothing to do when the build went into ``out`` itself."""
+    real = Path(os.path.realpath(out))
+    if Path(os.path.realpath(work)) == real:
+        return
+    if not _exchange(work, real):
+        old = real.parent / f".{real.name}.old-{os.getpid()}"
+        os.rename(real, old)
+        os.rename(work, real)
+        work = old
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """renameat2(RENAME_EXCHANGE): swap two paths atomically (Linux); False where unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), exchange) == 0
 
 
 def _store_json(weights: dict) -> dict:

@@ -33,6 +33,7 @@ from dymu_rt.control.hypernets import EdgeHypernet, WeightHypernet
 from dymu_rt.errors import CheckpointError
 from dymu_rt.models.backbones import build_nodes
 from dymu_rt.models.presets import Preset
+from dymu_rt.train.run_schema import validate_run_config
 from dymu_rt.utils.io import atomic_path, atomic_write_json, read_json
 
 def _short(value, limit: int = 60) -> str:
@@ -63,6 +64,15 @@ def load_tensors(path: Path, what: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{what} {path} is not a valid safetensors file ({e})") from None
 
 
+def check_finite(state: dict[str, torch.Tensor], path, what: str) -> None:
+    """CheckpointError when a floating-point tensor (weights, BN statistics, optimizer
+    moments) holds NaN or Inf: resuming or building from it only spreads the NaN."""
+    for k, v in state.items():
+        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"{what} {path}: tensor '{k}' holds NaN or infinite values; refusing to use it "
+                                  "(restore an earlier checkpoint, or delete the state/ folder to restart the stage)")
+
+
 def load_module(module: nn.Module, path: Path, what: str) -> nn.Module:
     """Load weights into ``module``, refusing missing/unexpected names and shape mismatches."""
     return load_state_into(module, load_tensors(path, what), path, what)
@@ -81,6 +91,7 @@ def load_state_into(module: nn.Module, state: dict[str, torch.Tensor], path: Pat
         if tuple(state[k].shape) != tuple(v.shape):
             raise CheckpointError(f"{what} {path}: tensor '{k}' has shape {tuple(state[k].shape)}, "
                                   f"the model expects {tuple(v.shape)}")
+    check_finite(state, path, what)
     module.load_state_dict(state)
     return module
 
@@ -118,6 +129,7 @@ class RunDir:
                                       f"expected true or false")
         if not isinstance(cfg["preset"], dict):
             raise CheckpointError(f"{self.config_path}: 'preset' = {_short(cfg['preset'])}; expected a table")
+        validate_run_config(cfg, self.config_path)      # types, ranges, names (train/run_schema.py)
         return cfg
 
     def init(self, preset: Preset, data: str, extra: Optional[dict] = None) -> dict[str, Any]:
@@ -258,6 +270,7 @@ class RunDir:
         path = self.state_tensors_path(stage, meta)
         model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         load_state_into(module, model, path, "training state")
+        check_finite(tensors, path, "training state")
         restore_optimizer(opt, tensors, meta["optimizer"], path=path)
 
 

@@ -18,6 +18,7 @@ from dymu_rt.errors import CheckpointError, ValidationError
 from dymu_rt.models.presets import Preset
 from dymu_rt.tasks import make_task
 from dymu_rt.train.loader import collate, infinite_batches  # noqa: F401  (their home is loader)
+from dymu_rt.utils.io import atomic_write_text
 
 
 def make_tasks(preset: Preset) -> list:
@@ -104,10 +105,21 @@ class JsonlLog:
     """Append-only training log (one JSON object per line)."""
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        if self.path.parent.is_symlink():
+            raise CheckpointError(f"{self.path.parent} is a symbolic link; a run's logs folder may not be one "
+                                  "(it can point outside the run)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._check()
+
+    def _check(self) -> None:
+        """A log is a regular file of the run, never a link (it could point outside the run)."""
+        if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
+            raise CheckpointError(f"{self.path} is a symbolic link or not a regular file; a run's log must be a "
+                                  "plain file (delete it to start a fresh log)")
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with open(fd, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -117,12 +129,21 @@ class JsonlLog:
         only that stage's records (one log holding several stages, told apart by "stage")."""
         if not self.path.exists():
             return
+        self._check()
 
-        def keep(rec: dict) -> bool:
-            return (stage is not None and rec.get("stage") != stage) or rec.get("step", 0) <= step
+        def keep(line: str) -> bool:
+            try:
+                rec = json.loads(line)
+            except (ValueError, RecursionError):
+                return True            # not ours to judge: a line we cannot read is kept as it is
+            if not isinstance(rec, dict):
+                return True
+            s = rec.get("step", 0)
+            s = s if isinstance(s, (int, float)) and not isinstance(s, bool) else 0
+            return (stage is not None and rec.get("stage") != stage) or s <= step
 
-        kept = [l for l in self.path.read_text().splitlines() if l and keep(json.loads(l))]
-        self.path.write_text("".join(k + "\n" for k in kept))
+        kept = [l for l in self.path.read_text(errors="replace").splitlines() if l and keep(l)]
+        atomic_write_text(self.path, "".join(k + "\n" for k in kept))
 
 
 def weighted_task_loss(tasks: list, outputs: dict, batch: dict, r: Optional[torch.Tensor] = None):
@@ -230,6 +251,7 @@ def set_threads(threads: int | None, option: str = "--threads") -> None:
     """Use ``threads`` intra-op threads in PyTorch (None: leave PyTorch's default, all cores)."""
     if threads is None:
         return
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValidationError(f"{option} = {threads!r}; expected an integer >= 1 (threads for PyTorch)")
+    from dymu_rt.utils.limits import check_threads
+
+    check_threads(threads, option, allow_zero=False)
     torch.set_num_threads(threads)

@@ -345,6 +345,13 @@ def run_training(out: str | Path, stages: str, preset: Optional[str] = None, dat
     for key, flag in flags.items():
         check_positive(overrides.get(key), flag)
     check_positive(save_every, "--save-every")
+    for key, value in overrides.items():
+        # Stages that train BatchNorm need >= 2 samples per batch (a batch of one on the
+        # R-ASPP pooling branch's 1x1 map has no per-channel statistics); the controller
+        # stages run the anchor frozen (eval mode), where one sample is fine.
+        if key.endswith("batch") and key != "controller_batch" and value == 1 and not isinstance(value, bool):
+            raise ValidationError(f"{flags.get(key, key)} 1: training BatchNorm layers needs at least 2 samples "
+                                  "per batch (the pooling branch of R-ASPP sees a 1x1 map); use 2 or more")
     _check_data_options(seed, n_train, n_val)
     _check("--workers", setup_given.get("workers"), 0)
     options = setup_options(out, **setup_given)

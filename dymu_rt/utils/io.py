@@ -64,6 +64,21 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 MAX_JSON_BYTES = 64 * 2**20
 
 
+class _NonFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str):
+    raise _NonFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if v != v or v in (float("inf"), float("-inf")):
+        raise _NonFinite(text[:40])
+    return v
+
+
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     """Read a JSON file, turning a missing or malformed file into one clear error."""
     path = Path(path)
@@ -73,7 +88,9 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     if size > MAX_JSON_BYTES:
         raise DymuError(f"{what} {path} is {size:,} bytes; the limit is {MAX_JSON_BYTES:,}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant, parse_float=_finite_float)
+    except _NonFinite as e:
+        raise DymuError(f"{what} {path} holds a non-finite number ({e}); expected finite numbers") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DymuError(f"{what} {path} is not valid JSON ({e})") from None
     except RecursionError:      # e.g. 200,000 nested lists: json recurses once per level

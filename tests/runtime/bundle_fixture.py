@@ -258,6 +258,9 @@ def write_bundle(out: str | Path, seed: int = 0, step: str = "0.5", c_step: str 
         "bn_layout": layout, "bn_eps": EPS, "latency": {}, "engines": {},
     }
     atomic_write_json(out / "manifest.json", manifest)
+    from dymu_rt.bundle.checksum import write_checksum
+
+    write_checksum(out)             # as dymu-rt writes bundles (one without a checksum is refused)
     return out
 
 

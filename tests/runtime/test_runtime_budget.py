@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from dymu_rt.bundle.checksum import write_checksum
+
 from bundle_fixture import read_manifest
 from dymu_rt.errors import ValidationError
 from dymu_rt.runtime import Runtime
@@ -39,6 +41,7 @@ def test_budget_picks_smallest_fitting_c(bundle):
         ms.setdefault(p["topology"], 3.0 - i)
     m["latency"] = {"x86-64-cpu": _fake_table(m, lambda t: ms.get(t, 99.0))}
     (bundle / "manifest.json").write_text(json.dumps(m))
+    write_checksum(bundle)              # bundles carry a checksum (an unverified one is refused)
     rt = Runtime.open(bundle)
     want = next(p for p in row if ms[p["topology"]] <= 2.5)
     got = rt.choose_for_budget(r, 2.5)
@@ -72,6 +75,7 @@ def test_budget_uses_batch_1_rows_only(bundle):
         v["batch"] = 8
     m["latency"] = {"x86-64-cpu": table}
     (bundle / "manifest.json").write_text(json.dumps(m))
+    write_checksum(bundle)              # bundles carry a checksum (an unverified one is refused)
     with pytest.raises(ValidationError) as e:
         Runtime.open(bundle).choose_for_budget(r, 100)
     assert "\n" not in str(e.value)
@@ -83,6 +87,7 @@ def test_budget_uses_batch_1_rows_only(bundle):
         v["p50_ms"] = 0.1 if tid == first else 1.0
     m["latency"] = {"x86-64-cpu": table}
     (bundle / "manifest.json").write_text(json.dumps(m))
+    write_checksum(bundle)              # bundles carry a checksum (an unverified one is refused)
     got = Runtime.open(bundle).choose_for_budget(r, 100)
     assert got["topology"] != first and got["p50_ms"] == 1.0
 

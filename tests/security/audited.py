@@ -70,6 +70,11 @@ def main() -> None:
             write = bool(mode and any(ch in str(mode) for ch in "wax+")) or bool((flags or 0) & WRITE_FLAGS)
             note(path, write)
         elif event in ("os.remove", "os.rmdir", "os.mkdir", "os.truncate", "os.chmod"):
+            # relative to a directory descriptor (shutil.rmtree's walk): audited by the
+            # shutil.rmtree event of its root, not resolvable against the cwd
+            dir_fd = a[2] if event in ("os.mkdir", "os.chmod") and len(a) > 2 else a[1] if len(a) > 1 else None
+            if event != "os.truncate" and isinstance(dir_fd, int) and not isinstance(dir_fd, bool):
+                return
             note(a[0], True)
         elif event == "os.rename":
             note(a[0], True)

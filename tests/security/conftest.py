@@ -40,6 +40,11 @@ def _hook(event: str, args) -> None:
         paths = [path]
         write = bool(mode and any(ch in str(mode) for ch in "wax+")) or bool((flags or 0) & WRITE_FLAGS)
     elif event in ("os.remove", "os.rmdir", "os.mkdir", "os.truncate", "shutil.rmtree"):
+        # A path relative to a directory descriptor (shutil.rmtree's walk) is audited by the
+        # shutil.rmtree event of its root; resolving it against the cwd would be wrong.
+        dir_fd = args[2] if event == "os.mkdir" and len(args) > 2 else args[1] if len(args) > 1 else None
+        if event not in ("shutil.rmtree", "os.truncate") and isinstance(dir_fd, int):
+            return
         paths, write = [args[0]], True
     elif event == "os.rename":
         paths, write = [args[0], args[1]], True

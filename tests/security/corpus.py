@@ -42,6 +42,9 @@ class Case:
     out: Optional[str] = None
     check_intact: Optional[dict] = None      # path -> sha256 of files that must survive
     memory_limit: bool = False               # run under RLIMIT_AS (image bombs)
+    absent: list[str] = field(default_factory=list)     # must not exist afterwards (laundered/half-made)
+    links: list[str] = field(default_factory=list)      # user links that must still be links afterwards
+    stderr_ok: tuple[str, ...] = ()                      # stderr line prefixes that are not errors (warnings)
 
 
 def sha256(path: Path) -> str:

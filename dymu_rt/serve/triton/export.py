@@ -49,6 +49,7 @@ requests complete. tests/serve/test_triton_server.py does this live.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -57,6 +58,7 @@ import re
 import shutil
 import site
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -307,7 +309,15 @@ def _model_files(plan: _Plan, cfg: dict, onnx_bytes: bytes, count: int = 1) -> t
 
 
 def _write(path: Path, data: bytes) -> None:
-    """Write a file in the staging tree; unlink first: it may be a hard link into the live REPO."""
+    """Write a file in the staging tree; unlink first: it may be a hard link into the live REPO.
+    A folder on the way that is a symbolic link (a user's, copied as a link) is never written
+    through: it could point anywhere."""
+    for parent in path.parents:
+        if parent.name.startswith(".") and ".tmp-" in parent.name:
+            break
+        if parent.is_symlink():
+            raise ValidationError(f"{parent.name} in the repository is a symbolic link; `export triton` does not "
+                                  "write through links (they can point outside it): remove it or export elsewhere")
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() or path.is_symlink():
         path.unlink()
@@ -402,7 +412,7 @@ def _check_count(option: str, value, top: int) -> None:
 
 def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
                   on_step: Optional[Callable[[str, int], None]] = None, instances: int = 1, threads: int = 1,
-                  site_packages=None, check_configs: bool = False) -> dict[str, Any]:
+                  site_packages=None, check_configs: bool = False, check: bool = False) -> dict[str, Any]:
     """Write (or add a version to) the Triton model repository ``out`` for ``bundle``.
 
     ``instances``: instances of each topology model; ``threads``: ONNX Runtime intra-op
@@ -414,6 +424,12 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
     Returns a summary: ``repo``, ``version``, ``noop`` (same bundle and settings already
     exported), ``models`` (names), ``topologies``, ``bundle_sha256``, ``backend``,
     ``max_batch``. ``on_step(name)`` is called after each model is staged (progress).
+    ``check``: check the staged repository (:func:`dymu_rt.serve.triton.check.check_repository`,
+    when tritonclient is installed) *before* it replaces the live one (summary ``checked``,
+    ``problems``; a failed check leaves the live repository as it was). The export holds a
+    lock (flock on the folder that holds it) so concurrent exports run one after the other; a symbolic
+    link ``--out`` stays a link (its target folder is what is replaced), links inside the
+    repository are kept as links and never written through.
     """
     if backend not in BACKENDS:
         raise ValidationError(f"--backend {backend!r} is unknown; expected one of {', '.join(BACKENDS)}")
@@ -424,13 +440,26 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
         raise ValidationError(f"--threads/--site-packages apply to --backend python, not {backend!r}")
     sites = resolve_site_packages(site_packages) if backend == "python" else ()
     check_dependencies(check_configs)
-    out = Path(out)
+    shown = Path(out)
+    out = _real_out(shown)
     view = read_bundle(bundle)
+    if view.manifest.static:
+        raise ValidationError(f"bundle {view.root} is a static {view.manifest.static.get('method', '')} bundle (one "
+                              "fixed architecture, no controller); `export triton` serves DYMU bundles: serve this "
+                              "one with `dymu-rt run`")
     if out.resolve() == view.root.resolve() or view.root.resolve() in out.resolve().parents:
-        raise ValidationError(f"--out {out} is inside the bundle {view.root}; choose a folder outside it")
+        raise ValidationError(f"--out {shown} is inside the bundle {view.root}; choose a folder outside it")
+    with _repo_lock(out):
+        return _export_locked(view, out, shown, backend, max_batch, on_step, check, instances, threads, sites)
+
+
+def _export_locked(view, out: Path, shown: Path, backend: str, max_batch: int, on_step, check: bool,
+                   instances: int, threads: int, sites: tuple) -> dict:
+    """export_triton under the repository's lock: stage, check, swap."""
+    _clean_stale(out)
     top, spec = _existing(out)
     m = view.manifest
-    summary = {"repo": str(out), "bundle_sha256": view.sha256, "backend": backend, "max_batch": max_batch,
+    summary = {"repo": str(shown), "bundle_sha256": view.sha256, "backend": backend, "max_batch": max_batch,
                "instances": instances, "threads": threads, "topologies": len(m.topologies)}
     plan = _Plan(view, backend, max_batch, top + 1, instances, threads, sites)
     if spec is not None and spec.get("bundle_sha256") == view.sha256 and \
@@ -445,7 +474,7 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
     shutil.rmtree(stage, ignore_errors=True)
     try:
         if out.exists():
-            shutil.copytree(out, stage, copy_function=_link_or_copy)
+            shutil.copytree(out, stage, symlinks=True, copy_function=_link_or_copy)
         else:
             stage.mkdir(parents=True)
         models: list[str] = []
@@ -500,6 +529,8 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
                C.to_pbtxt(_router_config(plan, next(iter(topo_io.values()))[1])).encode())
         models.append(ROUTER)
         step(ROUTER)
+        if check:
+            _check_stage(stage, summary, shown)
         _swap(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
@@ -525,3 +556,76 @@ def _swap(stage: Path, out: Path) -> None:
     os.rename(out, old)
     os.rename(stage, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+# -- the repository's lock, staging and swap ------------------------------------------------------
+
+def _real_out(out: Path) -> Path:
+    """``--out`` with a symbolic link resolved (the link stays; its target is the repository)."""
+    if out.is_symlink():
+        if not out.exists():
+            raise ValidationError(f"--out {out} is a symbolic link to nothing ({os.readlink(out)}); give a folder")
+        return Path(os.path.realpath(out))
+    return out
+
+
+@contextlib.contextmanager
+def _repo_lock(out: Path):
+    """An exclusive flock on the repository's parent folder (released by the kernel if the
+    process dies; nothing is left beside the repository), so two exports into one
+    repository run one after the other (exports into siblings wait for each other too)."""
+    parent = out.parent
+    if not parent.is_dir():
+        raise ValidationError(f"--out {out}: its folder {parent} does not exist")
+    with _THREAD_LOCK:
+        try:
+            import fcntl
+        except ImportError:          # pragma: no cover - not on Linux/macOS
+            yield
+            return
+        fd = os.open(parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+_THREAD_LOCK = threading.RLock()
+_STALE = re.compile(r"\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>[0-9]+)")
+
+
+def _clean_stale(out: Path) -> None:
+    """Remove this command's staging folders (``.REPO.tmp-PID``, ``.REPO.old-PID``) left by
+    exports whose process is gone (killed); a live export's are left alone."""
+    for p in out.parent.iterdir():
+        m = _STALE.fullmatch(p.name)
+        if not m or m.group("name") != out.name or p.is_symlink() or not p.is_dir():
+            continue
+        pid = int(m.group("pid"))
+        try:
+            os.kill(pid, 0)
+            alive = pid != os.getpid()
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _check_stage(stage: Path, summary: dict, shown: Path) -> None:
+    from dymu_rt.errors import BackendUnavailable, BundleError
+    from dymu_rt.serve.triton.check import check_repository
+
+    try:
+        problems = check_repository(stage)
+        summary["checked"] = "every config.pbtxt parsed with Triton's ModelConfig; inputs/outputs match the models"
+    except BackendUnavailable as e:
+        problems, summary["checked"] = [], f"not checked: {e}"
+    summary["problems"] = problems
+    if problems:
+        raise BundleError(f"the exported repository failed its check ({problems[0]}"
+                          + (f" and {len(problems) - 1} more" if len(problems) > 1 else "")
+                          + f"); {shown} was left as it was")
+
