@@ -47,12 +47,14 @@ only when the preference bound into them changes.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import os
 import shutil
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -330,6 +332,7 @@ class Runtime:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._work, name="dymu-rt-second-tier", daemon=True)
                 self._worker.start()
+                _WITH_WORKERS.add(self)
             self._tier_cv.notify_all()
 
     def _work(self) -> None:
@@ -633,16 +636,36 @@ class Runtime:
                  "static": bool(self.static)}
         return self._timer(state, x), facts
 
-    def close(self) -> None:
-        """Release every engine."""
+    def _stop_worker(self) -> None:
+        """Stop the second-tier worker and wait for it: a build in flight finishes and is
+        discarded. (A daemon thread still inside ONNX Runtime's C++ when the interpreter exits
+        aborts the process: "terminate called without an active exception".)"""
         with self._tier_cv:
             self._closed = True
             self._job = None
             self._tier_cv.notify_all()
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join()
+
+    def close(self) -> None:
+        """Release every engine (after the second-tier worker has stopped)."""
+        self._stop_worker()
         with self._switch_lock, self._guard():
             self._state = None
             self._bound_keys.clear()
             self.cache.clear()
+
+
+#: Runtimes that started a second-tier worker: stopped at exit, so a process that never
+#: called close() does not abort while a worker is still building an engine.
+_WITH_WORKERS: "weakref.WeakSet[Runtime]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_workers_at_exit() -> None:
+    for rt in list(_WITH_WORKERS):
+        rt._stop_worker()
 
 
 def check_input_shape(profile, manifest, root) -> None:

@@ -98,7 +98,7 @@ def test_backend_comes_from_the_profile(bundle, monkeypatch):
         Runtime.open(bundle, profile="jetson-orin-nano")
     assert "\n" not in str(e.value) and "TensorRT backend unavailable" in str(e.value)
     assert Runtime.open(bundle).backend.name == "onnxruntime"   # x86-64-cpu -> ONNX Runtime
-    with pytest.raises(ValidationError, match="--binding 'session' applies to the onnxruntime backend only"):
+    with pytest.raises(ValidationError, match="--binding 'session' applies to the onnxruntime / openvino backend only; profile 'jetson-orin-nano' uses 'tensorrt'"):
         Runtime.open(bundle, profile="jetson-orin-nano", binding="session")
 
 
