@@ -47,3 +47,15 @@ def test_error_lines_name_the_problem():
         hypervolume([[np.nan, 0.0]], [1.0, 1.0])
     with pytest.raises(ValidationError, match=r"points have shape \[1, 3\] but the reference point has 2 values"):
         hypervolume([[0.0, 0.0, 0.0]], [1.0, 1.0])
+
+
+@pytest.mark.parametrize("ref", [[3.0, 3.0], [3.0, 3.0, 3.0]])
+def test_points_beyond_the_reference_add_nothing(ref):
+    m = len(ref)
+    inside = [1.0] * m
+    alone = hypervolume([inside], ref)
+    assert alone == pytest.approx(2.0 ** m)
+    # beyond the reference in one objective (even if far better in the others), or on it
+    for far in ([5.0] + [0.0] * (m - 1), [0.0] * (m - 1) + [4.0], [3.0] + [0.5] * (m - 1)):
+        assert hypervolume([inside, far], ref) == pytest.approx(alone)
+        assert hypervolume([far], ref) == 0.0
