@@ -14,9 +14,10 @@ loss and the optimizer's parameters before and after the step. Per stage:
 * the loss falls: the mean of the last third of the stage's losses is below the mean of
   its first third. The anchor and the static methods fit a fixed 16-scene set; the
   controller stages sample a preference per step, so their losses are compared at a
-  fixed preference instead (see the edge/weight test).
+  fixed preference instead (see the controller test).
 
-Cost: ~25 s (marked slow? no: it is the only test of learning, and CI runs it).
+Cost: ~30 s on an idle 2-core machine (not marked slow: it is the suite's only check that
+training learns).
 """
 
 from __future__ import annotations
@@ -122,18 +123,15 @@ def _fixed_loss(anchor, tasks, batch, parents, deltas, r) -> float:
     return float((r * w * per).sum())
 
 
-def test_controller_stages_learn_and_stage_1_cost_falls_with_c(tmp_path, tiny_preset, spy):
-    """Edge and weight hypernets: weights move, the loss at a fixed (r, c) on a fixed batch
-    falls, and — on a problem built so that it must (a well-fitted anchor of separate
-    single-task streams, so the task loss wants every task on its own stream, and a strong
-    c-weighted sharing term λ_A) — the trees get cheaper as c grows."""
-    from dymu_rt.models.tree import num_used_nodes
+def test_controller_stages_learn(tmp_path, tiny_preset, spy):
+    """Edge and weight hypernets move from their seeded start; the weight stage's loss at a
+    fixed (r, c) on a fixed batch is lower with the trained BN deltas than with none (the
+    hypernet's job: deltas that fit the anchor's BNs to the tree)."""
     from dymu_rt.train.common import make_split, make_tasks
     from dymu_rt.train.loader import collate
 
-    preset = tiny_preset.with_train(anchor_steps=40, anchor_batch=4, anchor_lr=3e-3, edge_steps=60,
-                                    weight_steps=24, controller_batch=4, controller_lr=3e-3, decay_every=1000,
-                                    lambda_active=4.0, lambda_inactive=0.1)
+    preset = tiny_preset.with_train(anchor_steps=24, anchor_batch=4, anchor_lr=3e-3, edge_steps=12,
+                                    weight_steps=24, controller_batch=4, controller_lr=3e-3, decay_every=1000)
     run = RunDir(tmp_path / "run")
     run.init(preset, data="synth")
     spy.stage = "anchor"
@@ -151,19 +149,44 @@ def test_controller_stages_learn_and_stage_1_cost_falls_with_c(tmp_path, tiny_pr
     data = make_split(preset, "synth", "train", n=8, augment=False, seed=0)
     batch = collate([data[i] for i in range(8)])
     r, c = torch.tensor([0.4, 0.3, 0.3]), torch.tensor(0.3)
-
-    # Weight stage: the loss at a fixed (r, c) with the trained BN deltas vs none (the
-    # hypernet's seeded start is ~0 deltas, which is the anchor's own BN).
     parents = edge.architecture(r, c)
     trained = _fixed_loss(anchor, tasks, batch, parents, weight(r, c), r)
     zero = _fixed_loss(anchor, tasks, batch, parents, torch.zeros_like(weight(r, c)), r)
     print(f"weight stage: fixed-(r,c) loss {zero:.4f} (no deltas) -> {trained:.4f} (trained)")
     assert trained < zero
 
-    # Stage 1: cost falls with c, for several r.
-    rs = [torch.tensor(v) for v in ([1 / 3, 1 / 3, 1 / 3], [0.6, 0.2, 0.2], [0.2, 0.5, 0.3])]
+
+def test_stage_1_cost_falls_with_c_on_a_problem_built_so_that_it_must(tmp_path, tiny_preset, monkeypatch):
+    """The real stage-1 loop (edge hypernet, Gumbel sampling, branching regularizer Ω,
+    optimizer) on a task loss replaced by one that wants every task on its own stream with
+    a fixed weight: Ω's sharing term grows with c (c·λ_A·L_active), so the trained trees
+    must use fewer nodes at c = 1 than at c = 0. A regularizer that ignores c, a hypernet
+    that ignores its c input or an optimizer that never steps fails here."""
+    from dymu_rt.models.tree import num_used_nodes
+
+    real_sample = controller_mod.gumbel_softmax_sample
+    seen = {}
+
+    def sample(logits, temperature):
+        seen["nu"] = real_sample(logits, temperature)
+        return seen["nu"]
+
+    def own_stream_loss(tasks, outputs, batch, r=None):
+        own = torch.diagonal(seen["nu"], dim1=-2, dim2=-1)      # P(node i reads its own stream)
+        return (1 - own).mean(), torch.zeros(len(tasks))
+
+    monkeypatch.setattr(controller_mod, "gumbel_softmax_sample", sample)
+    monkeypatch.setattr(controller_mod, "weighted_task_loss", own_stream_loss)
+    preset = tiny_preset.with_train(anchor_steps=2, anchor_batch=2, edge_steps=60, controller_batch=2,
+                                    controller_lr=1e-2, decay_every=1000, lambda_active=30.0, gumbel_every=0)
+    run = RunDir(tmp_path / "run")
+    run.init(preset, data="synth")
+    anchor_mod.train_anchor(run, n_train=4, n_val=2, progress=False)
+    controller_mod.train_edge(run, n_train=4, n_val=2, progress=False)
+    edge = run.load_all()[2]
+    rs = [torch.tensor(v) for v in ([1 / 3, 1 / 3, 1 / 3], [0.4, 0.3, 0.3], [0.3, 0.3, 0.4])]
     nodes = {cv: float(np.mean([num_used_nodes(edge.architecture(rv, torch.tensor(cv))) for rv in rs]))
-             for cv in (0.0, 0.5, 1.0)}
+             for cv in (0.0, 0.25, 0.5, 0.75, 1.0)}
     print(f"stage 1: mean used nodes by c {nodes}")
-    assert nodes[1.0] < nodes[0.0]
-    assert nodes[0.0] >= nodes[0.5] >= nodes[1.0]
+    assert nodes[1.0] < nodes[0.0] - 2
+    assert all(nodes[cv] < nodes[0.0] for cv in nodes if cv > 0)
