@@ -13,7 +13,7 @@ from inplace_fake import inplace_runtime
 from dymu_rt.runtime import Runtime
 
 X = np.random.default_rng(2).random((1, 3, 16, 16), dtype=np.float32)
-N_RESULTS = 60
+N_RESULTS = 12 * 4                 # switches x (workers + 1): the least the loop collects
 
 
 def _two_preferences(m):
@@ -23,9 +23,12 @@ def _two_preferences(m):
     return a, b
 
 
-def _switch_under_load(rt, a, b, workers=3, deadline_s=60.0):
-    """Workers infer continuously while this thread alternates a/b until N_RESULTS results
-    arrived *and* both preferences were seen; returns (matches per preference, errors)."""
+def _switch_under_load(rt, a, b, workers=3, switches=12):
+    """Workers infer continuously while this thread alternates a/b ``switches`` times; after
+    each switch it waits for ``workers + 1`` new results, so at least one of them started
+    after the switch (each worker has at most one run in flight): both preferences are
+    then seen by construction, not by timing. Returns (matches per preference, errors,
+    switches). No deadline: pytest-timeout guards a hang."""
     refs = []
     for p in (a, b):
         rt.set_preference(p["r"], p["c"])
@@ -42,26 +45,25 @@ def _switch_under_load(rt, a, b, workers=3, deadline_s=60.0):
     threads = [threading.Thread(target=worker) for _ in range(workers)]
     for t in threads:
         t.start()
-    counts, checked, i, t_end = [0, 0], 0, 0, time.monotonic() + deadline_s
     try:
-        while time.monotonic() < t_end and not errors:
+        for i in range(switches):
             p = (a, b)[i % 2]
-            i += 1
             rt.set_preference(p["r"], p["c"])
-            while checked < len(results):
-                out = results[checked]
-                checked += 1
-                matches = [all(np.array_equal(out[k], ref[k]) for k in ref) for ref in refs]
-                assert any(matches), f"result {checked} equals neither preference's single-threaded output"
-                counts[matches.index(True)] += 1
-            if checked >= N_RESULTS and min(counts) > 0 and i >= 6:
+            seen = len(results)
+            while len(results) < seen + workers + 1 and not errors:
+                time.sleep(0.0005)
+            if errors:
                 break
-            time.sleep(0.001)
     finally:
         stop.set()
         for t in threads:
             t.join()
-    return counts, errors, i
+    counts = [0, 0]
+    for n, out in enumerate(results):
+        matches = [all(np.array_equal(out[k], ref[k]) for k in ref) for ref in refs]
+        assert any(matches), f"result {n} equals neither preference's single-threaded output"
+        counts[matches.index(True)] += 1
+    return counts, errors, switches
 
 
 def test_switching_under_concurrent_inference(bundle):
@@ -92,26 +94,36 @@ def test_bind_in_place_loads_and_evictions_never_overlap_runs(bundle):
     rt, be = inplace_runtime(bundle, delay=0.0005)
     rt.cache.budget_bytes = 1            # every switch to another topology loads and evicts
     rt.set_preference(pts[0]["r"], pts[0]["c"])
-    errors, stop = [], threading.Event()
+    errors, stop, switching, overlapped = [], threading.Event(), threading.Event(), []
 
     def worker():
         try:
             while not stop.is_set():
+                during = switching.is_set()
                 rt.infer(X)
+                if during:
+                    overlapped.append(1)        # this run was asked for while a switch was on
         except Exception as e:
             errors.append(e)
 
     threads = [threading.Thread(target=worker) for _ in range(2)]
     for t in threads:
         t.start()
-    for i in range(12):
+    i = 0
+    # At least 12 switches, and on until some run was requested during a switch (else this
+    # test would pass without testing anything); pytest-timeout guards a hang.
+    while (i < 12 or not overlapped) and not errors:
         p = pts[i % len(pts)]
+        switching.set()
         rt.set_preference(p["r"], p["c"])
+        switching.clear()
+        i += 1
     stop.set()
     for t in threads:
         t.join()
     assert not errors, errors
     assert rt.cache.stats()["evictions"] >= 6
+    assert overlapped, "no inference was requested while a switch was in progress"
     assert be.violations == []           # no run on a closed engine, no run during a load/close
 
 
