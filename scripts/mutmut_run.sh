@@ -14,13 +14,13 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 scratch=${MUTMUT_SCRATCH:-/tmp/dymu-mutmut}
 # name | module | its tests (now) | its tests before issue 28 (MUTMUT_BEFORE=1: the "before" score)
 table='
-fold|dymu_rt/models/fold.py|tests/compile/test_compile_fold.py|tests/compile/test_compile_fold.py
-preference|dymu_rt/control/preference.py|tests/control/test_control_preference.py tests/control/test_control_preference_properties.py|tests/control/test_control_preference.py tests/control/test_control_preference_properties.py
+fold|dymu_rt/models/fold.py|tests/compile/test_compile_fold.py tests/models/test_fold_reference.py|tests/compile/test_compile_fold.py
+preference|dymu_rt/control/preference.py|tests/control/test_control_preference.py tests/control/test_control_preference_properties.py tests/control/test_preference_edges.py|tests/control/test_control_preference.py tests/control/test_control_preference_properties.py
 selection|dymu_rt/runtime/runtime.py|tests/runtime/test_runtime_preference.py|tests/runtime/test_runtime_preference.py
 binding|dymu_rt/runtime/binding.py|tests/runtime/test_runtime_preference.py|tests/runtime/test_runtime_preference.py
-checksum|dymu_rt/bundle/checksum.py|tests/runtime/test_runtime_open.py|tests/runtime/test_runtime_open.py
-paths|dymu_rt/bundle/paths.py|tests/security/test_hostile_bundles.py|tests/security/test_hostile_bundles.py
-hv|dymu_rt/evaluate/hypervolume.py|tests/evaluate/test_evaluate_hypervolume.py|tests/evaluate/test_evaluate_hypervolume.py
+checksum|dymu_rt/bundle/checksum.py|tests/bundle/test_bundle_checksum.py|tests/runtime/test_runtime_open.py
+paths|dymu_rt/bundle/paths.py|tests/bundle/test_bundle_paths.py|tests/security/test_hostile_bundles.py
+hv|dymu_rt/evaluate/hypervolume.py|tests/evaluate/test_evaluate_hypervolume.py tests/evaluate/test_hypervolume_edges.py|tests/evaluate/test_evaluate_hypervolume.py
 compare|dymu_rt/evaluate/compare.py|tests/evaluate/test_delta_t.py|tests/tasks/test_tasks_delta_m.py
 '
 want=" $* "
