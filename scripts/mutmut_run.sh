@@ -46,9 +46,25 @@ pytest_add_cli_args=-q
     no:cacheprovider
 pytest_add_cli_args_test_selection=$(printf '%s\n    ' $tests)
 CFG
-  (cd "$dir" && OMP_NUM_THREADS=1 nice -n 10 mutmut run --max-children "${MUTMUT_CHILDREN:-2}" >"$dir/run.log" 2>&1 || true)
+  # MUTMUT_RERUN_SURVIVORS=<scratch of an earlier run>: run only the mutants that survived
+  # there (tests were only added since, so its killed mutants stay killed); the score
+  # counts both.
+  only=""; prior=0
+  if [ -n "${MUTMUT_RERUN_SURVIVORS:-}" ] && [ -f "$MUTMUT_RERUN_SURVIVORS/$name/results.txt" ]; then
+    only=$(grep -v ': killed' "$MUTMUT_RERUN_SURVIVORS/$name/results.txt" | grep ': ' | sed 's/^ *//; s/:.*//' | tr '\n' ' ')
+    prior=$(grep -c ': killed' "$MUTMUT_RERUN_SURVIVORS/$name/results.txt" || true)
+  fi
+  # shellcheck disable=SC2086
+  (cd "$dir" && OMP_NUM_THREADS=1 nice -n 10 mutmut run --max-children "${MUTMUT_CHILDREN:-2}" $only >"$dir/run.log" 2>&1 || true)
   (cd "$dir" && mutmut results --all true >"$dir/results.txt" 2>&1 || true)
-  killed=$(grep -c ': killed' "$dir/results.txt" || true)
-  total=$(grep -c ': ' "$dir/results.txt" || true)
-  echo "$name ($module): killed $killed of $total  [$dir/results.txt]"
+  if [ -n "$only" ]; then
+    grep -E "($(echo $only | sed 's/ /|/g')):" "$dir/results.txt" > "$dir/rerun.txt" || true
+    killed=$(( prior + $(grep -c ': killed' "$dir/rerun.txt" || true) ))
+    total=$(grep -c ': ' "$MUTMUT_RERUN_SURVIVORS/$name/results.txt" || true)
+    echo "$name ($module): killed $killed of $total (survivors of $MUTMUT_RERUN_SURVIVORS rerun)  [$dir/rerun.txt]"
+  else
+    killed=$(grep -c ': killed' "$dir/results.txt" || true)
+    total=$(grep -c ': ' "$dir/results.txt" || true)
+    echo "$name ($module): killed $killed of $total  [$dir/results.txt]"
+  fi
 done
