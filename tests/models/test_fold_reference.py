@@ -121,3 +121,19 @@ def test_weight_pool_anchor_scale_is_gamma_over_sqrt_var_plus_eps():
     want = [1.0 / math.sqrt(0.04 + EPS), -0.5 / math.sqrt(0.25 + EPS), 2.0 / math.sqrt(1.0 + EPS),
             0.1 / math.sqrt(3.0 + EPS)]
     np.testing.assert_allclose(anchor_scale(fold, "s", EPS), want, rtol=1e-6)
+
+
+def test_slot_weights_contract_dtype_shape_and_errors():
+    rng = np.random.default_rng(4)
+    params = {k: v.astype(np.float64) for k, v in _params(rng, "a.conv1", 4, True).items()}
+    layout = [{"name": "a.conv1", "channels": 4, "offset": 0}]
+    d = rng.normal(0, 0.3, 8)
+    out = slot_weights(params, layout, d[None, :], EPS)            # deltas as a row [1, D]: flattened
+    flat = slot_weights(params, layout, d, EPS)
+    for k in out:
+        assert out[k].dtype == np.float32 and out[k].flags.c_contiguous, k
+        np.testing.assert_array_equal(out[k], flat[k])
+    with pytest.raises(ValueError, match=r"^weight kind 'bogus'; expected one of \('folded', 'affine'\)$"):
+        slot_weights(params, layout, d, EPS, kind="bogus")
+    with pytest.raises(KeyError, match=r"slots \['n1', 'n2', 'n3'\] are not in bn_layout"):
+        slot_weights(params, layout, d, EPS, slots=["n4", "n3", "n2", "n1"])
