@@ -103,3 +103,29 @@ def test_write_checksum_seals_the_manifest_on_disk(tmp_path):
     (tmp_path / C.MANIFEST).write_text(json.dumps({"k": [1, 2]}, indent=1))
     C.write_checksum(tmp_path)
     assert C.read_digests(tmp_path) == [_digest({"k": [1, 2]})]
+
+
+def test_manifest_is_written_indented_with_sorted_keys(tmp_path):
+    m = {"b": 1, "a": {"d": 2, "c": [1]}}
+    C.write_with_checksum(tmp_path, m)
+    assert (tmp_path / C.MANIFEST).read_text() == json.dumps(m, indent=2, sort_keys=True) + "\n"
+
+
+def test_checksum_file_size_limit_is_4096_bytes_inclusive(tmp_path):
+    body = json.dumps({"canonical_sha256": ["0" * 64], "format": ""})
+    for size, ok in ((4096, True), (4097, False)):
+        text = body[:-2] + " " * (size - len(body)) + body[-2:]
+        (tmp_path / C.CHECKSUM_FILE).write_text(text)
+        assert len(text) == size
+        if ok:
+            assert C.read_digests(tmp_path) == ["0" * 64]
+        else:
+            with pytest.raises(BundleError, match="is not a small regular file"):
+                C.read_digests(tmp_path)
+
+
+def test_a_non_ascii_checksum_file_is_damaged(tmp_path):
+    (tmp_path / C.CHECKSUM_FILE).write_text(json.dumps({"canonical_sha256": ["0" * 64], "format": "é"},
+                                                       ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(BundleError, match="is damaged"):
+        C.read_digests(tmp_path)
