@@ -57,3 +57,11 @@ def test_a_zero_single_task_metric_is_skipped_and_listed():
     assert res["per_task"]["semseg"] == pytest.approx(20.0)
     with pytest.raises(ValidationError, match="Δ_T is undefined"):
         delta_t(mt, {"semseg": {"miou": 0.0, "pixel_acc": 0.0}}, [SEG])
+
+
+def test_only_metrics_both_sides_report_and_skips_of_every_task_are_listed():
+    st = {"semseg": {"miou": 0.0, "pixel_acc": 0.5}, "depth": {"abs_err": 0.0, "rmse": 1.0, "delta1": 0.5}}
+    mt = {"semseg": {"miou": 0.3, "pixel_acc": 0.6}, "depth": {"abs_err": 0.2, "rmse": 0.9}}   # no delta1
+    res = delta_t(mt, st, [SEG, DEPTH])
+    assert res["skipped"] == ["semseg.miou", "depth.abs_err"]
+    assert res["per_task"]["depth"] == pytest.approx(10.0)          # rmse only: delta1 is single-task only
