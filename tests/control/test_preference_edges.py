@@ -21,6 +21,8 @@ def test_numbers_of_every_kind_and_what_is_not_a_number():
             P.parse_c(bad)
     with pytest.raises(ValidationError, match=r"^c = -0.1 is outside \[0, 1\]"):
         P.parse_c(-0.1)
+    with pytest.raises(ValidationError, match=r"^c = nan is outside \[0, 1\]"):
+        P.parse_c("nan")                                             # a number, just not in range
     assert P.parse_r(np.float64(1.0), 1) == (1.0,)                 # a 0-d value is one entry
 
 
@@ -64,6 +66,10 @@ def test_dirichlet_redraws_nan_and_zero_rows_and_normalizes():
     assert rng.sizes == [3, 2]                                       # only the two bad rows again
     rng = _FakeRng([[0.1, np.inf]], [[np.nan, 1.0]], [[1.0, 1.0]])
     np.testing.assert_allclose(P._dirichlet(rng, 2, 1, 0.2), [[0.5, 0.5]])
+    # a redraw that is itself bad (one row NaN, one all-zero) is drawn again, row by row
+    rng = _FakeRng([[np.nan, 0.0], [0.0, 0.0], [1.0, 1.0]], [[np.nan, 1.0], [0.0, 0.0]], [[1.0, 3.0], [3.0, 1.0]])
+    np.testing.assert_allclose(P._dirichlet(rng, 2, 3, 0.2), [[0.25, 0.75], [0.75, 0.25], [0.5, 0.5]])
+    assert rng.sizes == [3, 2, 2]
 
 
 def test_sampling_arguments_and_their_error_lines():
