@@ -43,8 +43,9 @@ from dymu_rt.utils.progress import make_progress
 #: element-wise tolerances per precision (``--atol/--rtol`` override them for every contender).
 #: FP32 vs FP32 differ by summation order only; FP16/BF16/INT8 outputs are judged mainly by the
 #: task metrics below, their element-wise bounds only catch gross breakage (BF16 keeps 8 mantissa
-#: bits to FP16's 11: OpenVINO bf16 measured 0.5-1.5 % of each output's range on the fixtures).
-DEFAULT_TOLERANCE = {"fp32": (1e-3, 1e-3), "fp16": (0.1, 0.1), "bf16": (0.25, 0.25), "int8": (1.0, 1.0)}
+#: bits to FP16's 11: OpenVINO bf16 measured 0.5-1.5 % of each output's range on the fixtures) —
+#: which needs rtol < 1: with rtol = 1 an all-zero output passes every element (|0 - b| / |b| = 1).
+DEFAULT_TOLERANCE = {"fp32": (1e-3, 1e-3), "fp16": (0.1, 0.1), "bf16": (0.25, 0.25), "int8": (1.0, 0.5)}
 
 #: task kind -> (metric, allowed change in the bad direction, relative?)
 METRIC_LIMITS = {"segmentation": ("miou", 1.0, False), "parts": ("miou", 1.0, False),

@@ -58,6 +58,7 @@ def _check(args: list[str], res, cwd: Path) -> None:
         assert len(summary["runs"]) == 3 and all(r["accuracy"] for r in summary["runs"])
         assert "which preference ran which tree" in out and "uniform (1/3 each)" in out
         assert " MB" not in out                                               # sizes in MiB
+        _check_demo_outputs(d, summary)
     elif cmd == "run":
         d = cwd / opts["--out"]
         overviews = sorted(d.glob("*_overview.png"))
@@ -76,6 +77,37 @@ def _check(args: list[str], res, cwd: Path) -> None:
         assert "topologies" in out and "measured latency on x86-64-cpu" in out
     elif cmd == "profiles":
         assert "x86-64-cpu" in out
+
+
+def _check_demo_outputs(out: Path, summary: dict) -> None:
+    """What the demo reports and draws is what its bundle computes (issue 28 #8): every
+    topology was profiled, and each segmentation picture is the VOC palette applied to the
+    argmax of Runtime.infer at that preference (written out here), resized to the image with
+    PIL's nearest neighbour: at least 99 % of the pixels equal (resampling edges aside)."""
+    import numpy as np
+
+    from dymu_rt.runtime import Runtime
+    from dymu_rt.tasks.render import label_palette
+
+    manifest = json.loads((out / "bundle" / "manifest.json").read_text())
+    assert set(summary["latency"]) == set(manifest["topologies"])
+    assert all(row["p50_ms"] > 0 for row in summary["latency"].values())
+    rt = Runtime.open(out / "bundle", cache_engines=False, second_tier="off")
+    scene = Image.open(out / "images" / "scene_0.png").convert("RGB")
+    for run in summary["runs"]:
+        assert run["topology"] in manifest["topologies"]
+        rt.set_preference(run["r"], run["c"])
+        raw = rt.infer([scene])
+        folder = out / "outputs" / f"r{'-'.join(f'{v:.2f}' for v in run['r'])}_c{run['c']:g}"
+        for t in rt.tasks:
+            pic = np.asarray(Image.open(folder / f"scene_0_{t.name}.png").convert("RGB"))
+            assert pic.shape[:2] == (scene.height, scene.width)                # the input's geometry
+            if t.kind == "segmentation":
+                labels = raw[t.name][0].argmax(axis=0).astype(np.uint8)
+                want = Image.fromarray(labels).resize(scene.size, Image.NEAREST)
+                agree = (pic == label_palette(256)[np.asarray(want)]).all(axis=-1).mean()
+                assert agree >= 0.99, f"{folder.name} {t.name}: {agree:.3f} of the pixels match the inference"
+    rt.close()
 
 
 @pytest.mark.slow

@@ -80,6 +80,16 @@ def backward_step(loss: torch.Tensor, opt: Union[torch.optim.Optimizer, Sequence
     for o in opts:
         o.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    if scaler.is_enabled() and len(opts) > 1:
+        # GradScaler skips each optimizer on *its own* inf/NaN check; one loss means one
+        # decision: unscale all, and step none of them if any gradient is not finite.
+        for o in opts:
+            scaler.unscale_(o)
+        finite = all(bool(torch.isfinite(p.grad).all()) for o in opts for g in o.param_groups
+                     for p in g["params"] if p.grad is not None)
+        if not finite:
+            scaler.update()
+            return
     for o in opts:
         scaler.step(o)
     scaler.update()

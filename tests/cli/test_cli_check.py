@@ -63,3 +63,29 @@ def test_sample_points_cover_topologies_first():
     pts = sample_points(points, 2)
     assert {p.topology for p in pts} == {"a", "b"}
     assert len(sample_points(points, 10)) == 4
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+@pytest.mark.parametrize("comparator", ["polygraphy", "numpy"])
+def test_default_tolerances_reject_an_all_zero_or_sign_flipped_output(precision, comparator, monkeypatch):
+    """The element-wise bounds must catch gross breakage (issue 28): an output of zeros, or
+    of the reference with its sign flipped, fails; a realistic quantization error passes
+    (INT8 of the shipped bundle: max abs error 0.29 on logits of a few units). Both
+    comparators: with rtol 1 the numpy rule (|a-b|/|b|) passed an all-zero output."""
+    import sys
+
+    from dymu_rt.check import DEFAULT_TOLERANCE
+
+    if comparator == "numpy":
+        monkeypatch.setitem(sys.modules, "polygraphy", None)
+        monkeypatch.setitem(sys.modules, "polygraphy.comparator", None)
+    else:
+        pytest.importorskip("polygraphy", reason="the optional polygraphy comparator is not installed")
+    atol, rtol = DEFAULT_TOLERANCE[precision]
+    rng = np.random.default_rng(0)
+    ref = {"y": (rng.standard_normal(1000) * 4).astype(np.float32)}
+    res, used = _compare(ref, {"y": np.zeros(1000, np.float32)}, atol, rtol)
+    assert used == comparator and not res["y"][2]
+    assert not _compare(ref, {"y": -ref["y"]}, atol, rtol)[0]["y"][2]
+    noisy = ref["y"] + rng.uniform(-0.3, 0.3, 1000).astype(np.float32) * (0.3 if precision == "fp16" else 1)
+    assert _compare(ref, {"y": noisy}, atol, rtol)[0]["y"][2]

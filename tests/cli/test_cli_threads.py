@@ -44,13 +44,19 @@ def test_threads_is_validated(cmd, value, tmp_path, capsys, monkeypatch):
 
 
 def test_threads_sets_torch_threads(monkeypatch):
+    """set_threads must change torch's thread count: the conftest pins 1 thread, so each
+    value below differs from the one before it (a no-op set_threads fails)."""
     import torch
 
     from dymu_rt.train.common import set_threads
 
     before = torch.get_num_threads()
     try:
-        set_threads(1)
+        for n in (2, 3, 1):
+            assert torch.get_num_threads() != n
+            set_threads(n)
+            assert torch.get_num_threads() == n
+        set_threads(None)                       # None: leave torch's setting alone
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

@@ -1,6 +1,7 @@
 """Grid build: point counts, dedup, bundle contract, resume after a kill, no-op rerun, checksums."""
 
 import json
+import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -185,7 +186,9 @@ def test_different_grid_rebuilds_and_drops_stale_graphs(tiny_run, built, tmp_pat
     assert {p.name for p in (out / "graphs").iterdir()} == {f"{t}.onnx" for t in m["topologies"]} | {"weights.bin"}
 
 
-def test_tensorrt_without_tensorrt_fails_at_once_writing_nothing(tmp_path):
+def test_tensorrt_without_tensorrt_fails_at_once_writing_nothing(tmp_path, monkeypatch):
+    # A machine without the tensorrt package, on any machine (a GPU box with TensorRT too).
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
     out = tmp_path / "trt"
     with pytest.raises(BackendUnavailable):
         build_bundle(tmp_path / "no-run", out, backend="tensorrt", progress=False)

@@ -24,6 +24,41 @@ def test_every_mode_gives_rgb_batch(tmp_path, mode):
     assert x.shape == (1, 3, 16, 16) and x.dtype == np.float32 and np.isfinite(x).all()
 
 
+RAW = {"input_size": [16, 16], "scale": 1.0, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0],
+       "normalize_in_graph": False}
+ORANGE = (200, 100, 50)
+GREY = round(0.299 * 200 + 0.587 * 100 + 0.114 * 50)          # ITU-R 601-2 luma: 124
+
+
+@pytest.mark.parametrize("mode, want, tol", [
+    ("RGB", ORANGE, 0), ("RGBA", ORANGE, 0), ("CMYK", ORANGE, 0),     # alpha dropped, CMYK round trip exact
+    ("L", (GREY,) * 3, 0), ("LA", (GREY,) * 3, 0),
+    ("P", ORANGE, 6),                                                  # web palette, dithered: the mean
+    ("I;16", (155,) * 3, 0), ("I", (155,) * 3, 0),                     # 40000 / 257, not clipped to 255
+    ("F", (127,) * 3, 0),                                              # 0.5 of a [0, 1] float image
+])
+def test_every_mode_gives_the_expected_colour(mode, want, tol):
+    """Values, not just shapes: each mode of a flat orange (or 16-bit / float grey) image
+    gives the RGB worked out here, in R, G, B order."""
+    if mode == "I;16":
+        img = Image.frombytes("I;16", (40, 30), np.full((30, 40), 40000, "<u2").tobytes())
+    elif mode in ("I", "F"):
+        img = Image.fromarray(np.full((30, 40), 40000 if mode == "I" else 0.5, np.int32 if mode == "I" else np.float32))
+    else:
+        img = Image.new("RGB", (40, 30), ORANGE).convert(mode)
+    x = preprocess([img], RAW)[0]
+    np.testing.assert_allclose(x.reshape(3, -1).mean(axis=1), want, atol=tol + 1e-3)
+    if tol == 0:
+        assert np.ptp(x.reshape(3, -1), axis=1).max() == 0          # flat stays flat
+
+
+def test_one_bit_image_is_black_and_white_with_the_right_mean():
+    img = Image.new("RGB", (64, 64), ORANGE).convert("1")            # dithered: 0 / 255 pixels
+    x = preprocess([img], {**RAW, "input_size": [64, 64]})[0]
+    assert set(np.unique(x).tolist()) == {0.0, 255.0}
+    assert abs(float(x.mean()) - GREY) < 8
+
+
 def test_sixteen_bit_is_rescaled_not_clipped():
     img = Image.frombytes("I;16", (4, 4), np.full((4, 4), 32896, "<u2").tobytes())     # half of 65535
     assert abs(int(np.asarray(to_rgb(img))[0, 0, 0]) - 128) <= 1
