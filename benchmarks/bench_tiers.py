@@ -170,7 +170,7 @@ def subprocess_probe(*args: str, threads: int) -> dict:
 
 def rss_part(bundle: Path, args, tmp: Path, res: dict) -> None:
     """RSS with K cached topologies (``--rss-k``), second tier on, a fresh process each, with
-    the shipped engine budget and ``folded_engines`` (2), then with ``folded_engines = 1``."""
+    the shipped engine budget and ``folded_engines`` (the default, 1 since the merge; it was 2 when the note measured 1.34x), then with ``folded_engines = 1``."""
     prof = thread_profile("x86-64-cpu", args.threads, tmp, budget_mb=None)   # the shipped budget
     ks = [int(v) for v in args.rss_k.split(",")]
     rss = [subprocess_probe(str(bundle), str(prof), str(k), threads=args.threads) for k in ks]

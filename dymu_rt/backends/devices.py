@@ -27,9 +27,10 @@ Schema (all sections optional except the top-level ``name``/``backend``)::
     [memory]
     engine_cache_mb = 512            # LRU budget for cached engines
     workspace_mb = 1024              # TensorRT builder workspace
-    folded_engines = 2               # at most this many folded second-tier engines cached (each
-                                     # holds its own weights and session; the current one and
-                                     # the one before it by default)
+    folded_engines = 1               # at most this many folded second-tier engines cached (each
+                                     # holds its own weights and session; by default the current
+                                     # one only: 2 kept pascal3's RSS at 8 topologies 1.34x that at
+                                     # 1, over the 1.3x target; 1 gave 1.23x, benchmarks/bench_tiers.py)
 
     [runtime]
     second_tier = "background"       # background | sync | off: build each preference's folded,
@@ -99,7 +100,7 @@ class DeviceProfile:
     gpu_fallback: bool = True
     refittable: bool = True
     second_tier: str = "background"
-    folded_engines: int = 2
+    folded_engines: int = 1
     source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,7 +176,7 @@ def parse_profile(data: dict[str, Any], source: str = "<profile>") -> DeviceProf
     if not (1 <= bmin <= bopt <= bmax):
         raise ValidationError(f"{source}: [input] needs 1 <= batch_min <= batch_opt <= batch_max, "
                               f"got {bmin}, {bopt}, {bmax}")
-    if flat.get("folded_engines", 2) < 1:
+    if flat.get("folded_engines", 1) < 1:
         raise ValidationError(f"{source}: key 'memory.folded_engines' = {flat['folded_engines']} must be >= 1 "
                               "(turn the second tier off with [runtime] second_tier = \"off\")")
     for k in ("engine_cache_mb", "workspace_mb"):
