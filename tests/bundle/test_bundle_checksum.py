@@ -37,9 +37,15 @@ def test_write_then_verify_and_an_edit_is_caught(tmp_path):
         C.verify_checksum(tmp_path, {**m, "bn_eps": 1e-3})
 
 
-def test_no_checksum_file_is_an_older_bundle(tmp_path):
+def test_no_checksum_file_is_refused_unless_allowed_unverified(tmp_path, monkeypatch, capsys):
+    """Issue 27: a bundle without its checksum is refused by default; --allow-unverified reads
+    it with a warning (the unverified read returns False, never True)."""
     assert C.read_digests(tmp_path) is None
+    with pytest.raises(BundleError, match="--allow-unverified"):
+        C.verify_checksum(tmp_path, {"a": 1})
+    monkeypatch.setattr(C, "unverified_allowed", lambda: True)
     assert C.verify_checksum(tmp_path, {"a": 1}) is False
+    assert "UNVERIFIED" in capsys.readouterr().err
 
 
 def test_rewrite_keeps_only_the_new_digest(tmp_path):
@@ -70,11 +76,12 @@ def test_a_writer_killed_between_steps_leaves_a_listed_digest(tmp_path, monkeypa
 
 def test_many_rewrites_keep_a_short_list(tmp_path, monkeypatch):
     C.write_with_checksum(tmp_path, {"v": 0})
-    C._write_digests(tmp_path, [_digest({"v": k}) for k in range(1, 9)])
+    # the manifest on disk ({"v": 0}) stays listed: a writer only seals over verified content
+    C._write_digests(tmp_path, [_digest({"v": k}) for k in range(0, 9)])
     monkeypatch.setattr(C, "atomic_write_text", lambda p, t: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         C.write_with_checksum(tmp_path, {"v": 99})
-    assert C.read_digests(tmp_path) == [_digest({"v": 99})] + [_digest({"v": k}) for k in range(1, 5)]
+    assert C.read_digests(tmp_path) == [_digest({"v": 99})] + [_digest({"v": k}) for k in range(0, 4)]
 
 
 @pytest.mark.parametrize("content", ['{"canonical_sha256": "abc"}', '{"canonical_sha256": ["abc"]}', "not json",

@@ -14,7 +14,7 @@ from dymu_rt.evaluate import compare as C
 def _row(label, dt, lat, gmacs=0.5, params=2e6):
     return {"label": label, "delta_t": {"mean": dt, "per_task": {"seg": dt * 2, "depth": 0.0}},
             "metrics": {"seg": {"miou": 0.4567}, "depth": {"abs_err": 0.1234}}, "params": params,
-            "gmacs": gmacs, "binding": "static", "latency_ms": {"p50": lat}}
+            "gmacs": gmacs, "binding": "static", "latency_ms": {"p50": lat}, "budget": "anchor 600x8"}
 
 
 REPORT = {"tasks": ["seg", "depth"], "primary": {"seg": "miou", "depth": "abs_err"}, "preset": "p", "n_val": 4,
@@ -25,10 +25,12 @@ REPORT = {"tasks": ["seg", "depth"], "primary": {"seg": "miou", "depth": "abs_er
 def test_markdown_table_by_hand():
     md = C.compare_markdown(REPORT).splitlines()
     assert md[0] == ("| method | Δ_T % | seg miou | depth abs_err | Δ seg % | Δ depth % | params (M) | GMACs | "
-                     "binding | latency p50 ms |")
-    assert md[1] == "|" + "---|" * 10
-    assert md[2] == "| single-task | +0.00 | 0.457 | 0.123 | +0.00 | +0.00 | 2.000 | 0.5000 | static | 1.000 |"
-    assert md[3] == "| DYMU c=0 | -1.25 | 0.457 | 0.123 | -2.50 | +0.00 | 2.000 | 0.5000 | static | 2.000 |"
+                     "binding | latency p50 ms | training budget |")
+    assert md[1] == "|" + "---|" * 11
+    assert md[2] == ("| single-task | +0.00 | 0.457 | 0.123 | +0.00 | +0.00 | 2.000 | 0.5000 | static | 1.000 | "
+                     "anchor 600x8 |")
+    assert md[3] == ("| DYMU c=0 | -1.25 | 0.457 | 0.123 | -2.50 | +0.00 | 2.000 | 0.5000 | static | 2.000 | "
+                     "anchor 600x8 |")
     assert len(md) == 5 and C.compare_markdown(REPORT).endswith("\n")
 
 

@@ -33,7 +33,10 @@ def _voc_palette(n: int = 256) -> np.ndarray:
 def test_run_pictures_are_the_inference_outputs(capsys, bundle, tmp_path):
     rng = np.random.default_rng(5)
     img_path = tmp_path / "scene.png"
-    Image.fromarray(rng.integers(0, 255, (32, 32, 3), np.uint8)).save(img_path)
+    # At the model's input size, so the pictures (drawn at the input's geometry since issue 25)
+    # map pixel for pixel onto the raw outputs.
+    h, w = json.loads((bundle / "manifest.json").read_text())["preprocessing"]["input_size"]
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), np.uint8)).save(img_path)
     out = tmp_path / "out"
     code, stdout, err = run_cli(capsys, "run", "--r", "0.5,0.3,0.2", "--c", "0.4", str(img_path),
                                 "--bundle", str(bundle), "--out", str(out), "--json")

@@ -175,6 +175,15 @@ def test_stage_1_cost_falls_with_c_on_a_problem_built_so_that_it_must(tmp_path, 
         own = torch.diagonal(seen["nu"], dim1=-2, dim2=-1)      # P(node i reads its own stream)
         return (1 - own).mean(), torch.zeros(len(tasks))
 
+    def every_task_active(rng, n, eta=0.2, device=None):
+        # r with every task active (Dir(5): L_active has pairs to act on; Dir(0.2) mostly has
+        # one active task and no c signal at all) and c at its two ends, so the c-weighting is
+        # the only difference between the two halves of the training preferences.
+        r = rng.dirichlet(np.full(n, 5.0))
+        return (torch.tensor(r, dtype=torch.float32, device=device),
+                torch.tensor(float(rng.integers(0, 2)), dtype=torch.float32, device=device))
+
+    monkeypatch.setattr(controller_mod, "_sample_pref", every_task_active)
     monkeypatch.setattr(controller_mod, "gumbel_softmax_sample", sample)
     monkeypatch.setattr(controller_mod, "weighted_task_loss", own_stream_loss)
     preset = tiny_preset.with_train(anchor_steps=2, anchor_batch=2, edge_steps=60, controller_batch=2,
