@@ -86,5 +86,7 @@ def test_compare_times_rows_on_openvino(capsys, tmp_path):
     for r in rows.values():
         assert r["timed"]["backend"] == "openvino" and r["timed"]["profile"] == PROFILE
         assert r["timed"]["threads"] == 1 and r["latency_ms"]["p50"] > 0
-    assert rows["DYMU c=0 (uniform r)"]["timed"]["binding_mode"] == "affine"
+    # the steady state: the preference's folded OpenVINO engine (the second tier)
+    assert rows["DYMU c=0 (uniform r)"]["timed"]["binding_mode"] == "folded"
+    assert rows["DYMU c=0 (uniform r)"]["binding"] == "folded"
     assert (tmp_path / "cmp" / "compare.png").is_file()

@@ -99,7 +99,7 @@ def test_unknown_tree_falls_back_to_nearest_grid_point(bundle, params):
 
 def test_stats_reports_cost_and_latency(bundle):
     m = read_manifest(bundle)
-    rt = Runtime.open(bundle)
+    rt = Runtime.open(bundle, second_tier="off")      # one engine load (no background folded build)
     rt.set_preference("1,0,0", 0)
     for _ in range(5):
         rt.infer(X)
