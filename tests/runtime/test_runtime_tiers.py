@@ -50,6 +50,7 @@ def test_background_tier_swaps_in_the_folded_engine_of_the_same_preference(bundl
 def test_sync_tier_returns_on_the_folded_engine_and_reuses_it(bundle):
     a, b = _points(read_manifest(bundle), 2)
     rt = Runtime.open(bundle, second_tier="sync")
+    rt.cache.max_folded = 2                      # room for a's and b's (the default keeps 1)
     rt.set_preference(a["r"], a["c"])
     assert rt.stats()["tier"] == "folded"
     loads = rt.cache.stats()["loads"]
