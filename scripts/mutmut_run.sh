@@ -16,7 +16,7 @@ scratch=${MUTMUT_SCRATCH:-/tmp/dymu-mutmut}
 table='
 fold|dymu_rt/models/fold.py|tests/compile/test_compile_fold.py tests/models/test_fold_reference.py|tests/compile/test_compile_fold.py
 preference|dymu_rt/control/preference.py|tests/control/test_control_preference.py tests/control/test_control_preference_properties.py tests/control/test_preference_edges.py|tests/control/test_control_preference.py tests/control/test_control_preference_properties.py
-selection|dymu_rt/runtime/runtime.py|tests/runtime/test_runtime_preference.py|tests/runtime/test_runtime_preference.py
+selection|dymu_rt/control/selector.py|tests/control/test_selector.py|tests/control/test_selector.py
 binding|dymu_rt/runtime/binding.py|tests/runtime/test_runtime_preference.py tests/runtime/test_binding.py|tests/runtime/test_runtime_preference.py
 checksum|dymu_rt/bundle/checksum.py|tests/bundle/test_bundle_checksum.py|tests/runtime/test_runtime_open.py
 paths|dymu_rt/bundle/paths.py|tests/bundle/test_bundle_paths.py|tests/security/test_hostile_bundles.py

@@ -86,8 +86,12 @@ BINDING_MODES = ("affine", "initializers", "session")
 FOLDED = "folded"
 DEFAULT_BINDING = "affine"
 INPUT_NAME = "image"
-#: the symbolic first dimension of the affine inputs: the image's batch (see :func:`affine_graph`)
-AFFINE_BATCH = "batch"
+#: the symbolic first dimension of the affine inputs (see :func:`affine_graph`): 1 (one preference
+#: for every image) or the image's batch (one each). Its own symbol, not the image's ``batch``:
+#: ONNX Runtime takes two dims with the same dim_param to be equal, and its memory planner
+#: reuses buffers on that promise, so a 1-row scale next to a 2-image batch under one symbol
+#: crashed the INT8 Q/DQ graph ("Shape mismatch attempting to re-use buffer {1,1,1,32} != {2,1,1,32}").
+AFFINE_BATCH = "pref_batch"
 # Vector ISA flags that change which kernels/layouts ORT picks on a CPU.
 _ISA_FLAGS = ("sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_tile",
               "asimd", "sve", "asimddp")
@@ -216,7 +220,8 @@ def affine_graph(model, raw: Mapping[str, np.ndarray], slots: Sequence[str]):
     for a graph loaded without its external data (the raw weight ``<slot>.conv.raw_weight``
     is then an external reference for the session to override, ``ort_sharing``). The
     scale/shift become graph inputs ``<slot>.scale`` / ``<slot>.shift`` of shape
-    ``[batch, C, 1, 1]``: batch 1 applies one preference to every image (broadcast), batch B
+    ``[pref_batch, C, 1, 1]`` (:data:`AFFINE_BATCH`, a symbol of its own: it is not always the
+    image's batch): 1 applies one preference to every image (broadcast), B
     gives each image its own, so a server's dynamic batcher can mix preferences of one
     topology in one run. Returns a new ModelProto (the input is left untouched). Plain protobuf edits
     (:mod:`dymu_rt.backends.onnx_proto`), so the base install needs neither onnx nor
@@ -273,7 +278,7 @@ def affine_graph(model, raw: Mapping[str, np.ndarray], slots: Sequence[str]):
             vi = g.input.add()
             vi.name = f"{slot}.{k}"
             vi.type.tensor_type.elem_type = 1                      # float32
-            vi.type.tensor_type.shape.dim.add().dim_param = AFFINE_BATCH    # the image's batch
+            vi.type.tensor_type.shape.dim.add().dim_param = AFFINE_BATCH    # 1 or the image's batch
             for d in (c, 1, 1):
                 vi.type.tensor_type.shape.dim.add().dim_value = d
     # Drop the folded weights/biases nothing reads any more.
