@@ -19,7 +19,7 @@ preference|dymu_rt/control/preference.py|tests/control/test_control_preference.p
 selection|dymu_rt/control/selector.py|tests/control/test_selector.py|tests/control/test_selector.py
 binding|dymu_rt/runtime/binding.py|tests/runtime/test_runtime_preference.py tests/runtime/test_binding.py|tests/runtime/test_runtime_preference.py
 checksum|dymu_rt/bundle/checksum.py|tests/bundle/test_bundle_checksum.py|tests/runtime/test_runtime_open.py
-paths|dymu_rt/bundle/paths.py|tests/bundle/test_bundle_paths.py|tests/security/test_hostile_bundles.py
+paths|dymu_rt/bundle/paths.py|tests/bundle/test_bundle_paths.py tests/bundle/test_bundle_paths_wire.py|tests/security/test_hostile_bundles.py
 hv|dymu_rt/evaluate/hypervolume.py|tests/evaluate/test_evaluate_hypervolume.py tests/evaluate/test_hypervolume_edges.py|tests/evaluate/test_evaluate_hypervolume.py
 compare|dymu_rt/evaluate/compare.py|tests/evaluate/test_delta_t.py tests/evaluate/test_compare_report.py|tests/tasks/test_tasks_delta_m.py
 '
