@@ -53,6 +53,13 @@ MUTANTS: tuple[Mutant, ...] = (
     M("nearest-grid-farthest", "nearest-grid fallback picks the farthest grid point",
       "dymu_rt/control/preference.py", "        if d < best_d:\n", "        if best < 0 or d > best_d:\n",
       (f"{PREF}::test_nearest_uses_l1_on_r_plus_abs_dc",), 6),
+    M("nearest-grid-binds-requested-weights", "a preference whose tree is not in the bundle runs the nearest "
+      "grid point's tree with the requested preference's BN deltas instead of that grid point's",
+      "dymu_rt/control/selector.py",
+      "return Selection(self.point_topologies[i], NEAREST_GRID, self.points[i], self.points[i])",
+      "return Selection(self.point_topologies[i], NEAREST_GRID, pref, self.points[i])",
+      ("tests/control/test_selector.py::test_unknown_topology_falls_back_to_the_nearest_grid_point_and_its_weights",),
+      4),
     M("r-not-normalized", "--normalize rescales by the largest entry but never divides by the sum",
       "dymu_rt/control/preference.py", "return tuple(v / total for v in scaled)", "return tuple(scaled)",
       (f"{PREF}::test_parse_r_normalize_rescales_but_still_refuses_nonsense",), 6),
@@ -89,6 +96,10 @@ MUTANTS: tuple[Mutant, ...] = (
     M("int8-check-accepts-zeros", "dymu-rt check's INT8 tolerance (rtol 1) passes an all-zero output",
       "dymu_rt/check.py", '"int8": (1.0, 0.5)', '"int8": (1.0, 1.0)',
       ("tests/cli/test_cli_check.py", "-k", "default_tolerances and numpy"), 8),
+    M("int8-batch-symbol-shared", "the affine BN scale/shift inputs share the image's batch symbol: "
+      "ONNX Runtime's INT8 session crashes on a batch of 2 (dymu-rt check --scenes 2)",
+      "dymu_rt/backends/onnxruntime.py", 'AFFINE_BATCH = "pref_batch"', 'AFFINE_BATCH = "batch"',
+      ("tests/cli/test_cli_check_int8.py::test_int8_batch_of_two_equals_each_image_alone",), 15),
     # -- runtime and pictures (issue 28 problem 2) ------------------------------------------------
     M("swapped-task-outputs", "the runtime hands task outputs under each other's names",
       "dymu_rt/backends/onnxruntime.py", "return dict(zip(self.output_names, outs))",
