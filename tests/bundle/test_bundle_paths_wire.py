@@ -228,3 +228,13 @@ def test_external_data_refusal_names_the_location(tmp_path):
     os.remove(tmp_path / "graphs" / "ok.bin")
     with pytest.raises(BundleError, match="file graphs/ok.bin is missing"):
         P.check_external_data(tmp_path, "graphs/ok.onnx")
+
+
+def test_external_data_of_a_graph_at_the_bundle_root_is_refused_naming_the_graph(tmp_path):
+    """Bundles keep graphs in graphs/; a graph at the root resolves its data as './x.bin',
+    which the relative-path rule refuses (nothing is read), and the message says whose data."""
+    (tmp_path / "g.onnx").write_bytes(model(tensor(b"x.bin")))
+    (tmp_path / "x.bin").write_bytes(b"\0" * 4)
+    with pytest.raises(BundleError) as e:
+        P.check_external_data(tmp_path, "g.onnx")
+    assert str(e.value).startswith("external data of g.onnx './x.bin' is not a plain path inside the bundle")
