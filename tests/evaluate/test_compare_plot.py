@@ -1,0 +1,99 @@
+"""What `dymu-rt compare`'s Δ_T-vs-latency PNG shows (evaluate/compare.py::plot_compare), read
+from the matplotlib figure before it is saved: every marker where its row says, coloured by
+method, sized by GMACs; every label's text and where it sits (left of the right-most points,
+stacked apart in a cluster); the axis texts. A hand-made report; expected values worked out
+in the comments. ~2 s (matplotlib import)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dymu_rt.evaluate import compare as C
+
+mpl = pytest.importorskip("matplotlib")
+from matplotlib.colors import to_rgba  # noqa: E402
+
+
+def _row(label, x, y, gmacs, params):
+    return {"label": label, "latency_ms": {"p50": x}, "delta_t": {"mean": y}, "gmacs": gmacs, "params": params}
+
+
+# xs span 1..10 (9), ys span -3..4 (7); "near" = hypot(dx/9, dy/7) < 0.15.
+ROWS = [
+    _row("single-task", 1.0, 0.0, 0.5, 1.0e6),      # 0: alone, rank 0, right of its marker
+    _row("DYMU c=0", 5.0, 2.0, 1.0, 2.5e6),         # 1: near 2 (higher) and 7 (same y, later): rank 1
+    _row("DYMU c=1", 5.1, 2.05, 0.25, 2.5e6),       # 2: highest of the cluster: rank 0
+    _row("AdaShare", 10.0, 4.0, 2.0, 3.25e6),       # 3: right-most (10 > 1 + 0.65*9 = 6.85): label left
+    _row("DAG M=3", 7.0, -3.0, 1.5, 1.5e6),         # 4: 7 > 6.85: label left
+    _row("PHN-BN", 3.0, 1.0, 0.5, 2.0e6),           # 5: alone
+    _row("other", 3.0, -2.0, 0.5, 0.123456e6),      # 6: unknown method: black
+    _row("DYMU c=0.5", 5.05, 2.0, 0.5, 2.5e6),      # 7: near 1 (same y, earlier) and 2 (higher): rank 2
+]
+RANK = [0, 1, 0, 0, 0, 0, 0, 2]
+LEFT = [False, False, False, True, True, False, False, False]
+COLOUR = ["#555555", "#1f77b4", "#1f77b4", "#d62728", "#2ca02c", "#8c564b", "#000000", "#1f77b4"]
+REPORT = {"rows": ROWS, "preset": "synth-nyu", "n_val": 16, "latency_protocol": {"threads": 2}}
+
+
+@pytest.fixture
+def figure(monkeypatch, tmp_path):
+    got = {}
+
+    def keep(fig, out):
+        got["fig"] = fig
+        return out
+
+    monkeypatch.setattr(C, "_save", keep)
+
+    def draw(report):
+        assert C.plot_compare(report, tmp_path / "c.png") == tmp_path / "c.png"
+        return got["fig"].axes[0]
+
+    return draw
+
+
+def test_markers_sit_at_latency_and_delta_t_coloured_by_method_sized_by_gmacs(figure):
+    ax = figure(REPORT)
+    dots = ax.collections
+    assert len(dots) == len(ROWS)
+    for dot, row, col in zip(dots, ROWS, COLOUR):
+        assert [tuple(p) for p in dot.get_offsets()] == [(row["latency_ms"]["p50"], row["delta_t"]["mean"])]
+        assert tuple(dot.get_facecolor()[0]) == pytest.approx(to_rgba(col, 0.8))
+        assert tuple(dot.get_edgecolor()[0]) == pytest.approx(to_rgba("black", 0.8))
+        assert list(dot.get_sizes()) == pytest.approx([30 + 400 * row["gmacs"] / 2.0])     # gmax = 2.0
+        assert list(dot.get_linewidths()) == [0.5]
+
+
+def test_labels_name_params_and_gmacs_and_stack_apart_in_a_cluster(figure):
+    ax = figure(REPORT)
+    notes = ax.texts
+    assert len(notes) == len(ROWS)
+    for note, row, rank, left in zip(notes, ROWS, RANK, LEFT):
+        assert note.get_text() == f"{row['label']}: {row['params'] / 1e6:.2f} M, {row['gmacs']:.3f} GMACs"
+        assert note.xy == (row["latency_ms"]["p50"], row["delta_t"]["mean"])
+        assert note.xyann == ((-10 if left else 10), 6 - 16 * rank), row["label"]
+        assert note.get_ha() == ("right" if left else "left")
+        assert note.get_fontsize() == 7
+        assert (note.arrow_patch is not None) == (rank > 0)
+    assert notes[6].get_text() == "other: 0.12 M, 0.500 GMACs"
+
+
+def test_axis_texts_and_the_zero_line(figure):
+    ax = figure(REPORT)
+    assert ax.get_xlabel() == ("latency p50 (ms; dymu-rt runtime, x86-64-cpu fp32, 2 thread(s), batch 1; "
+                               "DYMU rows affine-bound, the others static)")
+    assert ax.get_ylabel() == "Δ_T vs single-task (%, higher is better)"
+    assert ax.get_title() == "synth-nyu: accuracy vs latency (16 val scenes; marker area ~ GMACs)"
+    (zero,) = [ln for ln in ax.get_lines() if list(ln.get_ydata()) == [0.0, 0.0]]
+    assert zero.get_color() == "#999999" and zero.get_linestyle() == "--" and zero.get_linewidth() == 0.8
+    ax = figure({**REPORT, "latency_protocol": {"threads": 1, "profile": "arm64-cpu", "precision": "int8"}})
+    assert ax.get_xlabel().startswith("latency p50 (ms; dymu-rt runtime, arm64-cpu int8, 1 thread(s), batch 1;")
+
+
+def test_one_row_or_equal_latencies_do_not_divide_by_zero(figure):
+    ax = figure({**REPORT, "rows": [ROWS[0]]})
+    assert ax.texts[0].xyann == (10, 6) and ax.texts[0].arrow_patch is None
+    same = [_row("DYMU c=0", 2.0, 1.0, 1.0, 1e6), _row("DYMU c=1", 2.0, 1.0, 1.0, 1e6)]
+    ax = figure({**REPORT, "rows": same})
+    # same point: the later one is ranked below the earlier (tie to the lower index)
+    assert [t.xyann for t in ax.texts] == [(10, 6), (10, -10)]

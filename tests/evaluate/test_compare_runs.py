@@ -1,0 +1,284 @@
+"""The run-loading half of evaluate/compare.py on tiny run directories (issue 28, second round):
+static_forward, evaluate_static(_run), single_task_metrics, dymu_delta_t. The runs are the
+compile tests' random-init tiny runs (synth-nyu at 32x32, narrowest widths: tests/compile/
+run_fixture.py) plus a finished AdaShare and DAG run built here; 2 validation scenes.
+
+References are written out here: Δ_T from the metric dicts with the sign rule of Choi & Im
+(eq. 10-11), HV of one point as the product of its distances to the reference, the static
+forward as the network called with the stored decisions, metrics recomputed with the
+evaluation loop on that forward. ~5 s in all (fixtures ~1 s)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "compile"))
+
+from run_fixture import make_tiny_run, randomize_bn, tiny_preset  # noqa: E402
+
+from dymu_rt.control.preference import EVAL_ETA, sample_preferences  # noqa: E402
+from dymu_rt.errors import ValidationError  # noqa: E402
+from dymu_rt.evaluate import compare as C  # noqa: E402
+from dymu_rt.evaluate.uniformity import uniformity  # noqa: E402
+from dymu_rt.models.graph import graph_cost, materialize_graph  # noqa: E402
+from dymu_rt.train.checkpoint import RunDir, save_module  # noqa: E402
+from dymu_rt.train.common import make_split, make_tasks  # noqa: E402
+from dymu_rt.train.evaluation import evaluate_tree  # noqa: E402
+from dymu_rt.train.static import load_static  # noqa: E402
+
+
+def _static_run(path: Path, method: str) -> Path:
+    """A finished AdaShare or DAG (M=3) run of the tiny preset: random weights, decisions
+    that drop blocks / inputs / edges (so they matter)."""
+    from dymu_rt.train.static import new_run_extra
+    from dymu_rt.train.static_run import STATIC_STAGES, save_result
+
+    preset = tiny_preset()
+    run = RunDir(path)
+    run.init(preset, data="synth", extra=new_run_extra(method, preset, {}, 3 if method == "dag" else None))
+    torch.manual_seed(1)
+    if method == "adashare":
+        from dymu_rt.models.adashare import AdaShareNet, lower_policy
+
+        net = AdaShareNet(preset).eval()
+        randomize_bn(net, torch.Generator().manual_seed(2))
+        policy = np.ones((net.num_blocks, len(preset.tasks)), dtype=int)
+        policy[1, 0] = policy[2, 1] = 0
+        save_result(run, net, lower_policy(net, policy), {"policy": policy.tolist()})
+    else:
+        from dymu_rt.models.dag import DagNet, lower_masks
+        from dymu_rt.train.dag import DagConfig, dag_spec
+
+        net = DagNet(preset, dag_spec(preset, DagConfig(**run.read_config()["method_config"]))).eval()
+        randomize_bn(net, torch.Generator().manual_seed(2))
+        k, n, e = len(preset.tasks), net.spec.states, len(net.edge_list)
+        g = np.random.default_rng(0)
+        a, b, gam = ((g.random(s) < 0.6).astype(float) for s in ((k, n), (k, n), (k, e)))
+        a[:, -1] = b[:, -1] = 1.0
+        save_result(run, net, lower_masks(net, a, b, gam), {"masks": {"A": a.tolist(), "B": b.tolist(),
+                                                                      "G": gam.tolist()}})
+    for s in STATIC_STAGES:
+        run.mark_done(s, {"step": 0, "fixture": True})
+    return path
+
+
+def _add_phn_bn(path: Path) -> None:
+    from dymu_rt.train.phn import PHNBN
+
+    run = RunDir(path)
+    g = torch.Generator().manual_seed(3)
+    model = PHNBN(run.preset().build().eval())
+    randomize_bn(model.net, g)
+    with torch.no_grad():
+        [m for m in model.hyper.modules() if isinstance(m, torch.nn.Linear)][-1].weight.normal_(0, 0.05, generator=g)
+    save_module(model, run.module_path("phn_bn"))
+    run.mark_done("phn-bn", {"step": 0, "fixture": True})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    return {"dymu": make_tiny_run(root / "dymu"), "dymu_phn": make_tiny_run(root / "dymu_phn", seed=1),
+            "adashare": _static_run(root / "ada", "adashare"), "dag": _static_run(root / "dag", "dag"),
+            "root": root}
+
+
+def _hand_delta_t(mt, st, tasks):
+    """Δ_T written out: per task the mean over metrics of s·(m − b)/b·100 (s = +1 when higher
+    is better, −1 when lower is), metrics with b = 0 left out; Δ_T = mean over tasks."""
+    per = {}
+    for t in tasks:
+        gains = [(1 if up else -1) * (mt[t.name][m] - st[t.name][m]) / st[t.name][m] * 100
+                 for m, up in t.metric_directions.items() if m in mt[t.name] and st[t.name].get(m, 0) != 0]
+        per[t.name] = sum(gains) / len(gains)
+    return sum(per.values()) / len(per), per
+
+
+def _flat(d):
+    """Nested metric dicts as {(task, metric): value}, for pytest.approx."""
+    return {(t, m): v for t, ms in d.items() for m, v in ms.items()}
+
+
+def _val(run_path, n=2, seed=0):
+    run = RunDir(run_path)
+    return make_split(run.preset(), run.read_config()["data"], "val", n=n, seed=seed)
+
+
+# -- static_forward --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["adashare", "dag"])
+def test_static_forward_is_the_network_with_its_stored_decisions(runs, method):
+    run = RunDir(runs[method])
+    preset, net, graph, forward = C.static_forward(run)
+    _, net2, graph2, dec = load_static(run)
+    assert graph.id == graph2.id and preset.name == "synth-nyu"
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    if method == "adashare":
+        want = net2(x, torch.tensor(dec["policy"], dtype=torch.float32))
+        full = net2(x, torch.ones(np.asarray(dec["policy"]).shape))
+    else:
+        want = net2(x, tuple(torch.tensor(dec["masks"][k], dtype=torch.float32) for k in "ABG"))
+        full = net2(x, tuple(torch.ones(np.asarray(dec["masks"][k]).shape) for k in "ABG"))
+    with torch.no_grad():
+        got = forward(x)
+    assert set(got) == set(want) == {"semseg", "normals", "depth"}
+    for k in want:
+        torch.testing.assert_close(got[k], want[k])
+        assert got[k].dtype == torch.float32
+    assert any(not torch.allclose(want[k], full[k]) for k in want)       # the decisions matter
+
+
+# -- evaluate_static ---------------------------------------------------------------------------------
+
+def test_evaluate_static_report_by_hand(runs):
+    rep = C.evaluate_static(runs["adashare"], n_val=2, seed=0, single_task=str(runs["dymu"]), progress=False)
+    run = RunDir(runs["adashare"])
+    preset, net, graph, dec = load_static(run)
+    tasks = make_tasks(preset)
+    val = _val(runs["adashare"])
+    policy = torch.tensor(dec["policy"], dtype=torch.float32)
+    metrics = evaluate_tree(None, tasks, val, forward=lambda x: net(x, policy))
+    assert _flat(rep["metrics"]) == pytest.approx(_flat(metrics))
+    losses = np.array([metrics[t.name]["loss"] for t in tasks])
+    assert (rep["run"], rep["method"], rep["preset"], rep["tasks"], rep["n_val"], rep["topology"]) == \
+        (str(runs["adashare"]), "adashare", "synth-nyu", ["semseg", "normals", "depth"], 2, graph.id)
+    assert rep["reference_point"] == [2.6, 0.5, 1.5] and rep["reference_source"] == "preset synth-nyu"
+    (row,) = rep["table"]
+    outside = int(not np.all(losses < np.array([2.6, 0.5, 1.5])))
+    hv = 0.0 if outside else float(np.prod(np.array([2.6, 0.5, 1.5]) - losses))
+    rs = [p.r for p in sample_preferences(3, 20, np.random.default_rng(0), eta=EVAL_ETA)]
+    cost = graph_cost(materialize_graph(net, graph, preset.mean, preset.std), tuple(preset.input_size))
+    single = evaluate_tree(RunDir(runs["dymu"]).load_anchor(), tasks, val, None, None)
+    mean, per = _hand_delta_t(metrics, single, tasks)
+    assert row == pytest.approx({"method": "AdaShare", "c": None, "hv": hv, "n_points": 1, "outside_reference": outside,
+                                 "uniformity": float(np.mean([uniformity(np.asarray(r), losses) for r in rs])),
+                                 "params": float(cost.params), "gmacs": cost.gmacs, "gflops_paper": cost.gflops_paper,
+                                 "delta_t": mean})
+    assert 0 < row["params"] < sum(p.numel() for p in net.parameters())    # skipped blocks are not counted
+    assert rep["delta_t"]["mean"] == pytest.approx(mean) and rep["delta_t"]["per_task"] == pytest.approx(per)
+    assert rep["delta_t"]["single_task_run"] == str(runs["dymu"])
+    assert rep["delta_t"]["skipped"] == [f"{t.name}.{m}" for t in tasks for m in t.metric_directions
+                                         if m in single[t.name] and single[t.name][m] == 0]
+    assert rep["delta_t_note"] is None
+    assert rep["units"] == {"gmacs": "multiply-adds (conv + linear) / 1e9; FLOPs = 2 x MACs",
+                            "gflops_paper": "the paper's GFLOPs: fvcore's count / 1e9 (dymu_rt.models.cost)",
+                            "delta_t": "percent; positive = better than single-task"}
+
+
+def test_evaluate_static_with_a_reference_that_bounds_it_and_another_seed(runs):
+    ref = [40.0, 30.0, 20.0]
+    rep = C.evaluate_static(runs["dag"], n_val=2, seed=1, reference=ref, n_r=3, progress=False)
+    preset, net, graph, dec = load_static(RunDir(runs["dag"]))
+    tasks = make_tasks(preset)
+    masks = tuple(torch.tensor(dec["masks"][k], dtype=torch.float32) for k in "ABG")
+    metrics = evaluate_tree(None, tasks, _val(runs["dag"], seed=1), forward=lambda x: net(x, masks))
+    losses = np.array([metrics[t.name]["loss"] for t in tasks])
+    (row,) = rep["table"]
+    assert rep["reference_source"] == "user" and rep["reference_point"] == ref
+    assert row["method"] == "DAG M=3" and row["outside_reference"] == 0
+    assert row["hv"] == pytest.approx(float(np.prod(np.array(ref) - losses)))
+    rs = [p.r for p in sample_preferences(3, 3, np.random.default_rng(1), eta=EVAL_ETA)]
+    assert row["uniformity"] == pytest.approx(float(np.mean([uniformity(np.asarray(r), losses) for r in rs])))
+    assert rep["delta_t"] is None and row["delta_t"] is None
+    assert rep["delta_t_note"] == "give --single-task DYMU_RUN (its anchor = the single-task nets) for Δ_T"
+
+
+def test_evaluate_static_without_any_reference_takes_1_1_times_its_losses(runs, monkeypatch):
+    import dymu_rt.evaluate.compare as mod
+
+    monkeypatch.setattr(mod, "resolve_reference", lambda preset, reference: (None, "data"))
+    rep = C.evaluate_static(runs["adashare"], n_val=2, progress=False)
+    losses = np.array([rep["metrics"][t]["loss"] for t in rep["tasks"]])
+    assert rep["reference_point"] == pytest.approx(list(1.1 * losses)) and rep["reference_source"] == "data"
+    assert rep["table"][0]["hv"] == pytest.approx(float(np.prod(0.1 * losses)))
+    assert rep["table"][0]["outside_reference"] == 0
+
+
+def test_single_task_run_must_be_a_dymu_run_of_the_same_preset(runs, tmp_path):
+    with pytest.raises(ValidationError) as e:
+        C.evaluate_static(runs["adashare"], n_val=2, single_task=str(runs["dag"]), progress=False)
+    assert str(e.value) == (f"--single-task {runs['dag']}: expected a DYMU run (its anchor = the single-task nets), "
+                            "got a dag run")
+    import dataclasses
+
+    other = make_tiny_run(tmp_path / "other", preset=dataclasses.replace(tiny_preset(), name="synth-other"))
+    with pytest.raises(ValidationError) as e:
+        C.evaluate_static(runs["adashare"], n_val=2, single_task=str(other), progress=False)
+    assert str(e.value) == f"--single-task {other} is a run of preset 'synth-other', not 'synth-nyu'"
+    fewer = make_tiny_run(tmp_path / "fewer", preset=dataclasses.replace(tiny_preset(),
+                                                                         tasks=tiny_preset().tasks[:2]))
+    with pytest.raises(ValidationError, match="is a run of preset 'synth-nyu', not 'synth-nyu'"):
+        C.evaluate_static(runs["adashare"], n_val=2, single_task=str(fewer), progress=False)
+
+
+def test_single_task_metrics_are_the_anchors(runs):
+    val = _val(runs["dymu"])
+    preset = RunDir(runs["dymu"]).preset()
+    want = evaluate_tree(RunDir(runs["dymu"]).load_anchor(), make_tasks(preset), val, None, None)
+    assert _flat(C.single_task_metrics(runs["dymu"], 2, 0)) == pytest.approx(_flat(want))
+    assert _flat(C.single_task_metrics(RunDir(runs["dymu"]), None, 0, val=val)) == pytest.approx(_flat(want))
+    other = C.single_task_metrics(runs["dymu"], 2, 5)                    # the seed picks the scenes
+    assert _flat(other) != pytest.approx(_flat(want))
+
+
+# -- evaluate_static_run -----------------------------------------------------------------------------
+
+def test_evaluate_static_run_writes_the_report(runs, tmp_path):
+    out = tmp_path / "plots"
+    rep = C.evaluate_static_run(runs["dag"], n_val=2, reference="40,30,20", seed=1, plots=out, progress=False)
+    assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(rep))
+    assert rep["reference_point"] == [40.0, 30.0, 20.0] and rep["n_val"] == 2
+    direct = C.evaluate_static(runs["dag"], n_val=2, seed=1, reference=[40.0, 30.0, 20.0], progress=False)
+    assert rep["table"][0] == pytest.approx(direct["table"][0])
+    rep2 = C.evaluate_static_run(runs["adashare"], n_val=2, single_task=runs["dymu"], progress=False)
+    assert (Path(runs["adashare"]) / "eval" / "report.json").is_file()
+    assert rep2["delta_t"]["single_task_run"] == str(runs["dymu"])
+
+
+# -- dymu_delta_t ------------------------------------------------------------------------------------
+
+def test_dymu_delta_t_at_uniform_r_for_each_c(runs):
+    run = RunDir(runs["dymu"])
+    preset, anchor, edge, weight = run.load_all()
+    tasks = make_tasks(preset)
+    val = _val(runs["dymu"])
+    single = evaluate_tree(anchor, tasks, val, None, None)
+    got = C.dymu_delta_t(runs["dymu"], cs=(0.0, 0.5, 1.0), n_val=2)
+    r = torch.full((3,), 1.0 / 3)
+    assert got["r"] == [1.0 / 3] * 3 and got["reference"] == "single-task anchor of this run"
+    assert list(got["by_c"]) == ["0", "0.5", "1"] and "phn_bn" not in got
+    for c in (0.0, 0.5, 1.0):
+        ct = torch.tensor(c)
+        m = evaluate_tree(anchor, tasks, val, edge.architecture(r, ct), weight(r, ct))
+        mean, per = _hand_delta_t(m, single, tasks)
+        assert got["by_c"][f"{c:g}"]["mean"] == pytest.approx(mean)
+        assert got["by_c"][f"{c:g}"]["per_task"] == pytest.approx(per)
+    assert got["by_c"]["0"]["mean"] != pytest.approx(got["by_c"]["1"]["mean"])      # c changes the tree
+    # a given single-task result is used as is
+    fake = {t.name: {m: 2.0 * v for m, v in single[t.name].items()} for t in tasks}
+    again = C.dymu_delta_t(runs["dymu"], cs=(1.0,), n_val=2, single=fake)
+    m1 = evaluate_tree(anchor, tasks, val, edge.architecture(r, torch.tensor(1.0)), weight(r, torch.tensor(1.0)))
+    assert again["by_c"]["1"]["mean"] == pytest.approx(_hand_delta_t(m1, fake, tasks)[0])
+
+
+def test_dymu_delta_t_adds_phn_bn_when_trained(runs):
+    _add_phn_bn(runs["dymu_phn"])
+    from dymu_rt.train.phn import load_phn_bn
+
+    run = RunDir(runs["dymu_phn"])
+    preset, anchor, _, _ = run.load_all()
+    tasks = make_tasks(preset)
+    val = _val(runs["dymu_phn"])
+    single = evaluate_tree(anchor, tasks, val, None, None)
+    phn = load_phn_bn(run)
+    r = torch.full((3,), 1.0 / 3)
+    want = evaluate_tree(None, tasks, val, forward=lambda x: phn(x, r))
+    got = C.dymu_delta_t(runs["dymu_phn"], cs=(0.0,), n_val=2)
+    mean, per = _hand_delta_t(want, single, tasks)
+    assert got["phn_bn"]["mean"] == pytest.approx(mean) and got["phn_bn"]["per_task"] == pytest.approx(per)
