@@ -2,8 +2,8 @@
 
 The shipped bundle's 31 topologies take ~26 s to calibrate, so the fixture keeps one: a
 copy whose manifest holds only the topology ``check --points 1`` samples (and its grid
-points), rewritten with its checksum by the library's own manifest writer, calibrated on
-2 procedural scenes (~2 s). The graph, weights and controller are the shipped ones.
+points), rewritten with its checksum by the library's own manifest writer, calibrated by
+``dymu-rt calibrate --synth 2`` (~2 s). The graph, weights and controller are the shipped ones.
 
 Before the fix the affine graph declared the BN scale/shift inputs with the image's batch
 symbol; the Runtime feeds one row for every image, and at batch 2 ONNX Runtime's memory
@@ -22,7 +22,7 @@ import pytest
 from cli_helpers import run_cli
 from dymu_rt.bundle import sections as S
 from dymu_rt.check import sample_points
-from dymu_rt.compile.calibrate import calibrate_bundle
+from dymu_rt.cli.main import main
 from dymu_rt.runtime import Runtime, default_bundle_path
 
 
@@ -42,9 +42,14 @@ def int8_bundle(tmp_path_factory):
     S.update_manifest(dst, one_topology)
     m = S.read_manifest(dst)
     assert list(m.topologies) == [keep] and m.points and not m.int8
-    summary = calibrate_bundle(dst, synth=2, progress=False)
-    assert summary["topologies"] == 1 and summary["quantized"] == 1
-    assert S.read_manifest(dst).int8
+    try:                                   # `dymu-rt calibrate COPY --synth 2 --json`, in-process
+        main(["calibrate", str(dst), "--synth", "2", "--json"])
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    assert code == 0
+    cal = S.read_manifest(dst).int8
+    assert cal and list(cal["files"]) == [keep] and cal["calibration"]["n"] == 2
     return dst, m.points
 
 
