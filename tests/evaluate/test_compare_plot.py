@@ -75,6 +75,10 @@ def test_labels_name_params_and_gmacs_and_stack_apart_in_a_cluster(figure):
         assert note.get_ha() == ("right" if left else "left")
         assert note.get_fontsize() == 7
         assert (note.arrow_patch is not None) == (rank > 0)
+        assert note.anncoords == "offset points"
+        if rank:
+            assert note.arrow_patch.get_linewidth() == pytest.approx(0.4)
+            assert tuple(note.arrow_patch.get_edgecolor()) == pytest.approx(to_rgba("#777777"))
     assert notes[6].get_text() == "other: 0.12 M, 0.500 GMACs"
 
 
@@ -86,6 +90,10 @@ def test_axis_texts_and_the_zero_line(figure):
     assert ax.get_title() == "synth-nyu: accuracy vs latency (16 val scenes; marker area ~ GMACs)"
     (zero,) = [ln for ln in ax.get_lines() if list(ln.get_ydata()) == [0.0, 0.0]]
     assert zero.get_color() == "#999999" and zero.get_linestyle() == "--" and zero.get_linewidth() == 0.8
+    assert ax.xaxis.label.get_size() == 8 and ax.title.get_size() == 9
+    assert tuple(ax.figure.get_size_inches()) == (7.5, 5.0)
+    assert {g.get_alpha() for g in ax.xaxis.get_gridlines() + ax.yaxis.get_gridlines()} == {0.3}
+    assert all(g.get_visible() for g in ax.xaxis.get_gridlines())
     ax = figure({**REPORT, "latency_protocol": {"threads": 1, "profile": "arm64-cpu", "precision": "int8"}})
     assert ax.get_xlabel().startswith("latency p50 (ms; dymu-rt runtime, arm64-cpu int8, 1 thread(s), batch 1;")
 
@@ -97,3 +105,13 @@ def test_one_row_or_equal_latencies_do_not_divide_by_zero(figure):
     ax = figure({**REPORT, "rows": same})
     # same point: the later one is ranked below the earlier (tie to the lower index)
     assert [t.xyann for t in ax.texts] == [(10, 6), (10, -10)]
+
+
+def test_nearness_is_relative_to_each_axis_span_and_params_round_in_millions(figure):
+    # ys span -3..4 = 7: 0.7 apart at the same latency is 0.1 of the span, so near (stacked);
+    # 2.005001 M params prints 2.01 (a divisor off by one in the millions would print 2.00)
+    rows = [_row("DYMU c=0", 1.0, 4.0, 1.0, 2_005_001), _row("DYMU c=1", 1.0, 3.3, 1.0, 1e6),
+            _row("AdaShare", 10.0, -3.0, 1.0, 1e6)]
+    ax = figure({**REPORT, "rows": rows})
+    assert [t.xyann for t in ax.texts] == [(10, 6), (10, -10), (-10, 6)]
+    assert ax.texts[0].get_text() == "DYMU c=0: 2.01 M, 1.000 GMACs"

@@ -137,7 +137,7 @@ def test_static_forward_is_the_network_with_its_stored_decisions(runs, method):
 # -- evaluate_static ---------------------------------------------------------------------------------
 
 def test_evaluate_static_report_by_hand(runs):
-    rep = C.evaluate_static(runs["adashare"], n_val=2, seed=0, single_task=str(runs["dymu"]), progress=False)
+    rep = C.evaluate_static(runs["adashare"], n_val=2, single_task=str(runs["dymu"]), progress=False)  # seed 0
     run = RunDir(runs["adashare"])
     preset, net, graph, dec = load_static(run)
     tasks = make_tasks(preset)
@@ -282,3 +282,37 @@ def test_dymu_delta_t_adds_phn_bn_when_trained(runs):
     got = C.dymu_delta_t(runs["dymu_phn"], cs=(0.0,), n_val=2)
     mean, per = _hand_delta_t(want, single, tasks)
     assert got["phn_bn"]["mean"] == pytest.approx(mean) and got["phn_bn"]["per_task"] == pytest.approx(per)
+
+
+def test_a_loss_on_the_reference_is_outside_it(runs):
+    """Strictly inside counts (a point on the reference bounds no volume): a reference equal to
+    one of the losses reports the point outside."""
+    first = C.evaluate_static(runs["adashare"], n_val=2, reference=[50.0, 50.0, 50.0], progress=False)
+    loss = [first["metrics"][t]["loss"] for t in first["tasks"]]
+    on = C.evaluate_static(runs["adashare"], n_val=2, reference=[loss[0], 50.0, 50.0], progress=False)
+    assert first["table"][0]["outside_reference"] == 0 and on["table"][0]["outside_reference"] == 1
+    assert on["table"][0]["hv"] == 0.0
+
+
+def test_static_eval_refusal_is_one_whole_sentence_and_one_scene_is_enough(runs, tmp_path):
+    with pytest.raises(ValidationError) as e:
+        C.evaluate_static_run(tmp_path, grid="0.1")
+    assert str(e.value) == (f"--grid does not apply to {tmp_path}: it holds one static architecture (no "
+                            "preferences to sweep)")
+    rep = C.evaluate_static_run(runs["dag"], n_val=1, plots=tmp_path / "one", progress=False)
+    assert rep["n_val"] == 1
+    by_default = C.evaluate_static_run(runs["dag"], n_val=2, plots=tmp_path / "d", progress=False)
+    seed0 = C.evaluate_static(runs["dag"], n_val=2, seed=0, progress=False)
+    assert by_default["table"][0] == pytest.approx(seed0["table"][0])      # the default seed is 0
+
+
+def test_dymu_delta_t_uses_the_seed_for_its_scenes(runs):
+    run = RunDir(runs["dymu"])
+    preset, anchor, edge, weight = run.load_all()
+    tasks = make_tasks(preset)
+    val = _val(runs["dymu"], seed=3)
+    single = evaluate_tree(anchor, tasks, val, None, None)
+    r, ct = torch.full((3,), 1.0 / 3), torch.tensor(1.0)
+    m = evaluate_tree(anchor, tasks, val, edge.architecture(r, ct), weight(r, ct))
+    got = C.dymu_delta_t(runs["dymu"], cs=(1.0,), n_val=2, seed=3)
+    assert got["by_c"]["1"]["mean"] == pytest.approx(_hand_delta_t(m, single, tasks)[0])
