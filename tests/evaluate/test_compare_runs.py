@@ -316,3 +316,27 @@ def test_dymu_delta_t_uses_the_seed_for_its_scenes(runs):
     m = evaluate_tree(anchor, tasks, val, edge.architecture(r, ct), weight(r, ct))
     got = C.dymu_delta_t(runs["dymu"], cs=(1.0,), n_val=2, seed=3)
     assert got["by_c"]["1"]["mean"] == pytest.approx(_hand_delta_t(m, single, tasks)[0])
+
+
+def test_dymu_delta_t_before_stage_2_uses_no_bn_deltas(runs, tmp_path):
+    """A run whose weight hypernet has not been trained yet: the trees run with the anchor's
+    own BN (no deltas)."""
+    import shutil
+
+    path = tmp_path / "no_weight"
+    shutil.copytree(runs["dymu"], path)
+    from dymu_rt.utils.io import atomic_write_json
+
+    run = RunDir(path)
+    cfg = run.read_config()
+    cfg["stages"]["weight"] = {"done": False}
+    atomic_write_json(run.config_path, cfg)
+    preset, anchor, edge, weight = run.load_all()
+    assert weight is None
+    tasks = make_tasks(preset)
+    val = _val(path)
+    single = evaluate_tree(anchor, tasks, val, None, None)
+    r, ct = torch.full((3,), 1.0 / 3), torch.tensor(1.0)
+    m = evaluate_tree(anchor, tasks, val, edge.architecture(r, ct), None)
+    got = C.dymu_delta_t(path, cs=(1.0,), n_val=2)
+    assert got["by_c"]["1"]["mean"] == pytest.approx(_hand_delta_t(m, single, tasks)[0])
