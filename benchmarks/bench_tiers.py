@@ -123,6 +123,37 @@ def folded_graph(bundle: Path, rt, topology: str, deltas, out: Path) -> Path:
     return out
 
 
+def sample_fresh(rt, m, want: dict, seed: int = 0, tries: int = 200000) -> dict:
+    """``want[topology]`` distinct fresh preferences (r, c) per topology: random ones (r ~
+    Dirichlet(1), c ~ U(0, 1)) and grid points of those topologies jittered by N(0, 0.05),
+    each kept when the runtime's selector picks that topology for it (the selection is not
+    timed here)."""
+    from dymu_rt.control.preference import make_preference
+
+    rng = np.random.default_rng(seed)
+    out: dict = {t: [] for t in want}
+    near = [q for q in m.points if q.topology in want]
+    n = len(m.task_names)
+    for i in range(tries):
+        if all(len(out[t]) >= k for t, k in want.items()):
+            break
+        if i % 2 == 0 or not near:
+            r, c = rng.dirichlet(np.ones(n)), float(rng.random())
+        else:
+            q = near[rng.integers(len(near))]
+            r = np.clip(np.asarray(q.r) + rng.normal(0, 0.05, n), 1e-3, None)
+            r, c = r / r.sum(), float(np.clip(q.c + rng.normal(0, 0.05), 0, 1))
+        pref = make_preference(list(map(float, r)), c, n)
+        tid, _ = rt.controller.topology(pref.r, pref.c)
+        t = rt.selector.select(pref, tid).topology
+        if t in out and len(out[t]) < want[t]:
+            out[t].append((list(pref.r), float(pref.c)))
+    short = {t: len(v) for t, v in out.items() if len(v) < want[t]}
+    if short:
+        raise SystemExit(f"sample_fresh: only {short} fresh preferences found for {want}")
+    return out
+
+
 def prepare_run(run: Path, out: Path, grid: str) -> Path:
     from bench_scale import vary_run
 
@@ -419,21 +450,29 @@ def main() -> None:
 
     # 2. switch cost and time to the folded tier ---------------------------------------------------
     if "switch" not in skip:
-        same = [q for q in m.points if q.topology == big]
-        other = next((first[t] for t in first if t != big), None)
-        a, b = same[0], (same[1] if len(same) > 1 else same[0])
+        # Fresh preferences, each used once (nothing the runtime could have cached for it):
+        # random (r, c) (r ~ Dirichlet(1), c ~ U(0, 1), and points jittered around the grid
+        # points of the topologies involved), sampled before timing and sorted by the topology
+        # the selector picks for them; a switch alternates between two such lists.
+        other = next((t for t in first if t != big), None)
+        want = {big: 2 * args.switches, other: args.switches} if other else {big: 2 * args.switches}
+        fresh = sample_fresh(rt_off, m, want, seed=0)
+        seq_same = fresh[big][:args.switches]
+        seq_other = [(fresh[big][args.switches + i] if i % 2 == 0 else fresh[other][i])
+                     for i in range(args.switches)] if other else []
         sw_same, sw_other = [], []
-        rt_off.set_preference(other.r, other.c) if other else None
-        for i in range(args.switches):
-            q = (a, b)[i % 2]
+        rt_off.set_preference(*seq_same[0]) if seq_same else None
+        for q in seq_same[1:]:
             t0 = time.perf_counter()
-            rt_off.set_preference(q.r, q.c)
+            rt_off.set_preference(*q)
             sw_same.append(1e3 * (time.perf_counter() - t0))
-            if other is not None:
-                q2 = (p, other)[i % 2]
-                t0 = time.perf_counter()
-                rt_off.set_preference(q2.r, q2.c)
-                sw_other.append(1e3 * (time.perf_counter() - t0))
+        for q in seq_other:
+            t0 = time.perf_counter()
+            rt_off.set_preference(*q)
+            sw_other.append(1e3 * (time.perf_counter() - t0))
+        res["switch_sampling"] = {"same_topology": len(seq_same), "two_topologies": len(seq_other),
+                                  "how": "fresh (r, c) each switch: Dirichlet(1) r, U(0,1) c, and grid points "
+                                         "jittered by N(0, 0.05); kept where the selector picks the topology"}
         inst_ms = lat["instant tier"]["p50_ms"]
         sw = {"set_preference_same_topology_p50_ms": med(sw_same),
               "set_preference_cached_topologies_p50_ms": med(sw_other) if sw_other else None,
