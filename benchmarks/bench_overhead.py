@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--tag", default=None)
     ap.add_argument("--skip-openvino", action="store_true")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/tiers"))
+    ap.add_argument("--out", type=Path, default=HERE.parent / "results" / "tiers")
     args = ap.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import onnxruntime as ort

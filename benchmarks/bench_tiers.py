@@ -260,7 +260,8 @@ def main() -> None:
     fp32 = thread_profile("x86-64-cpu", args.threads, tmp)
     int8 = thread_profile("x86-64-cpu-int8", args.threads, tmp)
     res: dict = {"versions": versions(), "threads": args.threads, "batch": 1,
-                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "bundle": str(bundle)}
+                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "bundle": str(bundle),
+                 "loadavg_1min_start": os.getloadavg()[0]}
     if args.rss_only:           # e.g. nyuv2, whose inferences take seconds each
         from dymu_rt.bundle.manifest import read_manifest
 
@@ -470,6 +471,25 @@ def main() -> None:
             t0 = time.perf_counter()
             rt_off.set_preference(*q)
             sw_other.append(1e3 * (time.perf_counter() - t0))
+        # Where a switch's time goes (the same fresh preferences, each step timed alone).
+        parts: dict = {"edge hypernet + tree": [], "selector": [], "weight hypernet": [], "bind (affine plan + feeds)": []}
+        eng_big = rt_off.cache.get(big)
+        from dymu_rt.control.preference import make_preference
+
+        for q in fresh[big][:args.switches]:
+            pref = make_preference(*q, len(m.task_names))
+            t0 = time.perf_counter()
+            tid_, _ = rt_off.controller.topology(pref.r, pref.c)
+            t1 = time.perf_counter()
+            sel = rt_off.selector.select(pref, tid_)
+            t2 = time.perf_counter()
+            d = rt_off.controller.deltas(sel.weights_at.r, sel.weights_at.c)
+            t3 = time.perf_counter()
+            rt_off._bind(eng_big, big, d)
+            t4 = time.perf_counter()
+            for k, a, b in zip(parts, (t0, t1, t2, t3), (t1, t2, t3, t4)):
+                parts[k].append(1e3 * (b - a))
+        res["switch_breakdown_p50_ms"] = {k: med(v) for k, v in parts.items()}
         res["switch_sampling"] = {"same_topology": len(seq_same), "two_topologies": len(seq_other),
                                   "how": "fresh (r, c) each switch: Dirichlet(1) r, U(0,1) c, and grid points "
                                          "jittered by N(0, 0.05); kept where the selector picks the topology"}
@@ -562,6 +582,7 @@ def main() -> None:
         rss_part(bundle, args, tmp, res)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"bench_tiers-{tag}.json"
+    res["loadavg_1min_end"] = os.getloadavg()[0]
     out.write_text(json.dumps(res, indent=2))
     lat_path.unlink(missing_ok=True)
     report(res, out.with_suffix(".png"))
