@@ -28,8 +28,9 @@ the bundle's largest-GMACs topology at its first grid point, interleaved rounds
   ``INFERENCE_PRECISION_HINT`` explicit (only when ``import openvino`` works); with the
   max relative output error vs plain ORT.
 
-Then: switch cost (``set_preference`` p50 between two preferences of one topology and of
-two topologies, instant tier); time to the folded tier after a switch, in ms and in
+Then: switch cost (``set_preference`` p50 over fresh preferences, each used once: within one
+topology and alternating between two, instant tier; sampled by :func:`sample_fresh`; plus
+the time of each step of a switch); time to the folded tier after a switch, in ms and in
 instant-tier inferences served meanwhile by a thread inferring continuously; latency vs
 GMACs of every topology on both tiers (``--skip all-topologies`` to skip); RSS with 1/4/8
 cached topologies, second tier on, a fresh process each (``Runtime.open`` with the shipped
