@@ -28,8 +28,9 @@ the bundle's largest-GMACs topology at its first grid point, interleaved rounds
   ``INFERENCE_PRECISION_HINT`` explicit (only when ``import openvino`` works); with the
   max relative output error vs plain ORT.
 
-Then: switch cost (``set_preference`` p50 between two preferences of one topology and of
-two topologies, instant tier); time to the folded tier after a switch, in ms and in
+Then: switch cost (``set_preference`` p50 over fresh preferences, each used once: within one
+topology and alternating between two, instant tier; sampled by :func:`sample_fresh`; plus
+the time of each step of a switch); time to the folded tier after a switch, in ms and in
 instant-tier inferences served meanwhile by a thread inferring continuously; latency vs
 GMACs of every topology on both tiers (``--skip all-topologies`` to skip); RSS with 1/4/8
 cached topologies, second tier on, a fresh process each (``Runtime.open`` with the shipped
@@ -120,6 +121,37 @@ def folded_graph(bundle: Path, rt, topology: str, deltas, out: Path) -> Path:
         if init.name in w:
             init.CopyFrom(onnx.numpy_helper.from_array(np.asarray(w[init.name], np.float32), init.name))
     onnx.save(model, str(out), save_as_external_data=True, location=out.name + ".bin")
+    return out
+
+
+def sample_fresh(rt, m, want: dict, seed: int = 0, tries: int = 200000) -> dict:
+    """``want[topology]`` distinct fresh preferences (r, c) per topology: random ones (r ~
+    Dirichlet(1), c ~ U(0, 1)) and grid points of those topologies jittered by N(0, 0.05),
+    each kept when the runtime's selector picks that topology for it (the selection is not
+    timed here)."""
+    from dymu_rt.control.preference import make_preference
+
+    rng = np.random.default_rng(seed)
+    out: dict = {t: [] for t in want}
+    near = [q for q in m.points if q.topology in want]
+    n = len(m.task_names)
+    for i in range(tries):
+        if all(len(out[t]) >= k for t, k in want.items()):
+            break
+        if i % 2 == 0 or not near:
+            r, c = rng.dirichlet(np.ones(n)), float(rng.random())
+        else:
+            q = near[rng.integers(len(near))]
+            r = np.clip(np.asarray(q.r) + rng.normal(0, 0.05, n), 1e-3, None)
+            r, c = r / r.sum(), float(np.clip(q.c + rng.normal(0, 0.05), 0, 1))
+        pref = make_preference(list(map(float, r)), c, n)
+        tid, _ = rt.controller.topology(pref.r, pref.c)
+        t = rt.selector.select(pref, tid).topology
+        if t in out and len(out[t]) < want[t]:
+            out[t].append((list(pref.r), float(pref.c)))
+    short = {t: len(v) for t, v in out.items() if len(v) < want[t]}
+    if short:
+        raise SystemExit(f"sample_fresh: only {short} fresh preferences found for {want}")
     return out
 
 
@@ -229,7 +261,8 @@ def main() -> None:
     fp32 = thread_profile("x86-64-cpu", args.threads, tmp)
     int8 = thread_profile("x86-64-cpu-int8", args.threads, tmp)
     res: dict = {"versions": versions(), "threads": args.threads, "batch": 1,
-                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "bundle": str(bundle)}
+                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "bundle": str(bundle),
+                 "loadavg_1min_start": os.getloadavg()[0]}
     if args.rss_only:           # e.g. nyuv2, whose inferences take seconds each
         from dymu_rt.bundle.manifest import read_manifest
 
@@ -419,21 +452,48 @@ def main() -> None:
 
     # 2. switch cost and time to the folded tier ---------------------------------------------------
     if "switch" not in skip:
-        same = [q for q in m.points if q.topology == big]
-        other = next((first[t] for t in first if t != big), None)
-        a, b = same[0], (same[1] if len(same) > 1 else same[0])
+        # Fresh preferences, each used once (nothing the runtime could have cached for it):
+        # random (r, c) (r ~ Dirichlet(1), c ~ U(0, 1), and points jittered around the grid
+        # points of the topologies involved), sampled before timing and sorted by the topology
+        # the selector picks for them; a switch alternates between two such lists.
+        other = next((t for t in first if t != big), None)
+        want = {big: 2 * args.switches, other: args.switches} if other else {big: 2 * args.switches}
+        fresh = sample_fresh(rt_off, m, want, seed=0)
+        seq_same = fresh[big][:args.switches]
+        seq_other = [(fresh[big][args.switches + i] if i % 2 == 0 else fresh[other][i])
+                     for i in range(args.switches)] if other else []
         sw_same, sw_other = [], []
-        rt_off.set_preference(other.r, other.c) if other else None
-        for i in range(args.switches):
-            q = (a, b)[i % 2]
+        rt_off.set_preference(*seq_same[0]) if seq_same else None
+        for q in seq_same[1:]:
             t0 = time.perf_counter()
-            rt_off.set_preference(q.r, q.c)
+            rt_off.set_preference(*q)
             sw_same.append(1e3 * (time.perf_counter() - t0))
-            if other is not None:
-                q2 = (p, other)[i % 2]
-                t0 = time.perf_counter()
-                rt_off.set_preference(q2.r, q2.c)
-                sw_other.append(1e3 * (time.perf_counter() - t0))
+        for q in seq_other:
+            t0 = time.perf_counter()
+            rt_off.set_preference(*q)
+            sw_other.append(1e3 * (time.perf_counter() - t0))
+        # Where a switch's time goes (the same fresh preferences, each step timed alone).
+        parts: dict = {"edge hypernet + tree": [], "selector": [], "weight hypernet": [], "bind (affine plan + feeds)": []}
+        eng_big = rt_off.cache.get(big)
+        from dymu_rt.control.preference import make_preference
+
+        for q in fresh[big][:args.switches]:
+            pref = make_preference(*q, len(m.task_names))
+            t0 = time.perf_counter()
+            tid_, _ = rt_off.controller.topology(pref.r, pref.c)
+            t1 = time.perf_counter()
+            sel = rt_off.selector.select(pref, tid_)
+            t2 = time.perf_counter()
+            d = rt_off.controller.deltas(sel.weights_at.r, sel.weights_at.c)
+            t3 = time.perf_counter()
+            rt_off._bind(eng_big, big, d)
+            t4 = time.perf_counter()
+            for k, a, b in zip(parts, (t0, t1, t2, t3), (t1, t2, t3, t4)):
+                parts[k].append(1e3 * (b - a))
+        res["switch_breakdown_p50_ms"] = {k: med(v) for k, v in parts.items()}
+        res["switch_sampling"] = {"same_topology": len(seq_same), "two_topologies": len(seq_other),
+                                  "how": "fresh (r, c) each switch: Dirichlet(1) r, U(0,1) c, and grid points "
+                                         "jittered by N(0, 0.05); kept where the selector picks the topology"}
         inst_ms = lat["instant tier"]["p50_ms"]
         sw = {"set_preference_same_topology_p50_ms": med(sw_same),
               "set_preference_cached_topologies_p50_ms": med(sw_other) if sw_other else None,
@@ -523,6 +583,7 @@ def main() -> None:
         rss_part(bundle, args, tmp, res)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"bench_tiers-{tag}.json"
+    res["loadavg_1min_end"] = os.getloadavg()[0]
     out.write_text(json.dumps(res, indent=2))
     lat_path.unlink(missing_ok=True)
     report(res, out.with_suffix(".png"))

@@ -63,6 +63,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -74,6 +75,7 @@ from dymu_rt.backends.onnxruntime import FOLDED, INPUT_NAME, affine_graph, modul
 from dymu_rt.bundle.layout import is_bundle, read_manifest
 from dymu_rt.bundle.sections import int8_ranges
 from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
+from dymu_rt.utils.heap import heap_bytes
 
 BINDING_MODES = ("affine", "session")
 DEFAULT_BINDING = "affine"
@@ -181,31 +183,47 @@ def compile_config(profile, precision: str) -> dict[str, Any]:
 class Compiled:
     """One compiled model and a pool of its infer requests (one per concurrent run).
 
-    A request remembers which bound inputs (``key``: the :class:`Bound` they came from) it
-    holds, so a run at the same preference sets only the image: an affine graph has two
+    A request remembers which bound inputs (``key``: the :class:`Bound` they came from, held
+    weakly) it holds, so a run at the same preference sets only the image: an affine graph has two
     inputs per modulated BN slot (hundreds at pascal3), and setting them all per run cost
     more than the inference on small trees."""
 
-    def __init__(self, compiled, nhwc: Sequence[bool] = ()) -> None:
+    def __init__(self, compiled, nhwc: Sequence[bool] = (), held_bytes: Optional[int] = None,
+                 first_request=None) -> None:
         self.model = compiled
+        #: heap bytes measured while compiling it and creating its first infer request (None:
+        #: not measurable here); each further request adds what its creation allocated
+        self.held_bytes = held_bytes
         self.input_names = [i.get_any_name() for i in compiled.inputs]
         self.output_names = [o.get_any_name() for o in compiled.outputs]
         #: per output: delivered NHWC by the compiled model (see :func:`compile_model`)
         self.nhwc = list(nhwc) or [False] * len(self.output_names)
-        self._free: list = []
+        self._free: list = [] if first_request is None else [(first_request, None)]
         self._lock = threading.Lock()
+
+    def _new_request(self):
+        """A new infer request, its allocation added to :attr:`held_bytes` (call under ``_lock``)."""
+        h0 = heap_bytes() if self.held_bytes is not None else None
+        req = self.model.create_infer_request()
+        if h0 is not None:
+            self.held_bytes += max(0, (heap_bytes() or h0) - h0)
+        return req
 
     def infer(self, image: np.ndarray, feeds: Mapping[str, np.ndarray], key: Any = None) -> list[np.ndarray]:
         """Outputs (copies, in ``output_names`` order) for one batch-1 image and its bound inputs
         ``feeds``; ``key`` identifies ``feeds`` (None: set them whatever the request holds)."""
         with self._lock:
-            req, held = self._free.pop() if self._free else (self.model.create_infer_request(), None)
+            req, held = self._free.pop() if self._free else (self._new_request(), None)
         try:
-            if feeds and (key is None or held is not key):
+            if feeds and (key is None or held is None or held() is not key):
                 ov = _ov()
                 for name, value in feeds.items():
                     req.set_tensor(name, ov.Tensor(np.ascontiguousarray(value)))
-                held = key
+                # A weak reference: the Bound refers to this Compiled, so a strong one from
+                # the pool would make a cycle that kept an evicted engine's compiled model and
+                # buffers alive until the cyclic GC ran (RSS 1371 MB with 4 of 8 pascal3
+                # engines cached, 514 MB of heap freed only by gc.collect()).
+                held = None if key is None else weakref.ref(key)
             # no copies inside OpenVINO's Python layer: the image is read in place, and the
             # outputs are copied once, below (share_outputs=False would copy them all first)
             req.infer({INPUT_NAME: image}, share_inputs=True, share_outputs=True)
@@ -251,7 +269,16 @@ def compile_model(model, profile, precision: str) -> Compiled:
                 ppp.output(o.get_any_name()).tensor().set_layout(ov.Layout("NHWC"))
                 ppp.output(o.get_any_name()).model().set_layout(ov.Layout("NCHW"))
         m = ppp.build()
-    return Compiled(c.compile_model(m, "CPU", compile_config(profile, precision)), nhwc)
+    # What the engine really holds (docs/openvino.md, "Memory"): the compiled model's repacked
+    # weights and its plan, plus one infer request's activation buffers, measured as the heap
+    # growth across compiling it and creating that first request (pooled for the first run).
+    h0 = heap_bytes()
+    compiled = c.compile_model(m, "CPU", compile_config(profile, precision))
+    del m
+    request = compiled.create_infer_request()
+    h1 = heap_bytes()
+    held = None if h0 is None or h1 is None else max(0, h1 - h0)
+    return Compiled(compiled, nhwc, held_bytes=held, first_request=request)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,13 +378,21 @@ class OvEngine(Engine):
         return {name: np.concatenate([o[j] for o in per_image]) for j, name in enumerate(names)}
 
     def memory_bytes(self) -> int:
-        """Approximate bytes this engine holds: its weights twice (the compiled model's
-        repacked constants, plus the graph a ``session`` engine keeps to bind into, or the
-        affine model's constants before repacking). An estimate, as ONNX Runtime's is;
-        activations are not counted, and OpenVINO keeps them per compiled model: RSS grew
-        ~120 MB per extra cached pascal3 topology against 2 x 24 MB counted here
-        (docs/openvino.md, "Memory")."""
-        return 2 * self._bytes
+        """Bytes this engine holds, as the engine LRU charges them: what compiling its model
+        and creating its infer requests allocated (:attr:`Compiled.held_bytes`: repacked
+        weights, the compiled plan, each request's activation buffers; measured, since
+        OpenVINO reports no memory figure), plus the folded graph a ``session`` engine keeps
+        to bind into; never less than its weights twice. Measured at pascal3: ~147 MB per
+        affine engine (RSS grew ~120-160 MB per cached topology) where the weights alone
+        gave 45 MB; synth-nyu 20 MB against 4 (docs/openvino.md, "Memory"). Without glibc's
+        heap counter: the weights twice."""
+        floor = 2 * self._bytes
+        compiled = self._compiled or self._base
+        held = None if compiled is None else compiled.held_bytes
+        if held is None:
+            return floor
+        kept = self._bytes if self._model is not None else 0       # the folded graph to bind into
+        return max(floor, int(held) + kept)
 
     def close(self) -> None:
         """Drop this engine's references; compiled models held by a ``Bound`` live on until

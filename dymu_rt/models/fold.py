@@ -76,3 +76,62 @@ def slot_weights(params: Mapping[str, np.ndarray], layout: Sequence[Mapping], de
         if missing:
             raise KeyError(f"slots {sorted(missing)[:3]} are not in bn_layout")
     return out
+
+
+class AffinePlan:
+    """:func:`slot_weights` of kind ``affine`` for one fixed list of slots, vectorized.
+
+    Everything that does not depend on the deltas (each channel's γ, β, σ = sqrt(var + eps),
+    b_conv − μ and where its Δγ / Δβ sit in the deltas vector) is gathered once into flat
+    arrays; a call then costs two gathers and four vector operations over all channels of
+    the slots, into one new buffer whose per-slot views are returned (a binding is
+    immutable: every call returns fresh arrays). The same float32 operations in the same
+    order as :func:`fold_conv_bn_tensors`, so results are bitwise those of
+    :func:`slot_weights`. Measured at pascal3 (120 slots, 45k channels): 0.88 ms -> ~0.05 ms.
+    """
+
+    def __init__(self, params: Mapping[str, np.ndarray], layout: Sequence[Mapping], eps: float,
+                 slots: Sequence[str]) -> None:
+        by_name = {s["name"]: s for s in layout}
+        missing = [s for s in slots if s not in by_name]
+        if missing:
+            raise KeyError(f"slots {sorted(missing)[:3]} are not in bn_layout")
+        gamma, beta, sigma, b0, dg, db = [], [], [], [], [], []
+        self.slots: list[tuple[str, int, int]] = []      # (name, start, channels) in the flat arrays
+        start = 0
+        for name in slots:
+            s = by_name[name]
+            c, o = int(s["channels"]), int(s["offset"])
+            f32 = (lambda k: np.asarray(params[f"{name}.{k}"], np.float32).reshape(-1))
+            bias = params.get(f"{name}.conv_bias")
+            mean = f32("bn_mean")
+            gamma.append(f32("bn_weight"))
+            beta.append(f32("bn_bias"))
+            sigma.append((f32("bn_var") + np.float32(float(eps))) ** 0.5)
+            b0.append(-mean if bias is None else np.asarray(bias, np.float32).reshape(-1) - mean)
+            dg.append(np.arange(o, o + c, dtype=np.int32))
+            db.append(np.arange(o + c, o + 2 * c, dtype=np.int32))
+            self.slots.append((name, start, c))
+            start += c
+        cat = (lambda xs, dt: np.concatenate(xs).astype(dt, copy=False) if xs else np.zeros(0, dt))
+        self._gamma, self._beta = cat(gamma, np.float32), cat(beta, np.float32)
+        self._sigma, self._b0 = cat(sigma, np.float32), cat(b0, np.float32)
+        self._dg, self._db = cat(dg, np.int32), cat(db, np.int32)
+        self.channels = start
+        self.nbytes = sum(a.nbytes for a in (self._gamma, self._beta, self._sigma, self._b0, self._dg, self._db))
+
+    def __call__(self, deltas: np.ndarray) -> dict[str, np.ndarray]:
+        """``<slot>.scale`` / ``<slot>.shift`` ([C] float32 views of one new buffer) at ``deltas``."""
+        d = np.asarray(deltas, np.float32).reshape(-1)
+        n = self.channels
+        buf = np.empty(2 * n, np.float32)
+        scale, shift = buf[:n], buf[n:]
+        np.add(self._gamma, d[self._dg], out=scale)
+        np.divide(scale, self._sigma, out=scale)
+        np.add(self._beta, d[self._db], out=shift)
+        shift += self._b0 * scale
+        out: dict[str, np.ndarray] = {}
+        for name, i, c in self.slots:
+            out[f"{name}.scale"] = scale[i:i + c]
+            out[f"{name}.shift"] = shift[i:i + c]
+        return out

@@ -33,3 +33,13 @@ def slot_weights(params: Mapping[str, np.ndarray], layout: Sequence[Mapping], de
         return fold.slot_weights(params, layout, deltas, eps, slots, kind)
     except KeyError as e:
         raise BundleError(f"topology names BN slots that bn_layout lacks ({e}); rebuild the bundle") from None
+
+
+def affine_plan(params: Mapping[str, np.ndarray], layout: Sequence[Mapping], eps: float,
+                slots: Sequence[str]) -> fold.AffinePlan:
+    """The vectorized ``affine`` binding of ``slots`` (:class:`dymu_rt.models.fold.AffinePlan`:
+    bitwise :func:`slot_weights` of kind ``affine``, built once per topology)."""
+    try:
+        return fold.AffinePlan(params, layout, eps, slots)
+    except KeyError as e:
+        raise BundleError(f"topology names BN slots that bn_layout lacks ({e}); rebuild the bundle") from None

@@ -73,7 +73,7 @@ from dymu_rt.bundle.weight_pool import WeightPool
 from dymu_rt.control.preference import Preference, make_preference
 from dymu_rt.control.selector import Selector, static_refusal
 from dymu_rt.errors import BundleError, ValidationError
-from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
+from dymu_rt.runtime.binding import affine_plan, load_fold_params, raw_weights, slot_weights
 from dymu_rt.runtime.cache import FOLDED_MARK, EngineCache
 from dymu_rt.runtime.controller import Controller
 from dymu_rt.runtime.latency import LatencyWindow, choose_for_budget, measured_with, time_engine
@@ -81,6 +81,9 @@ from dymu_rt.runtime.preprocess import check_input_size, preprocess
 
 #: Largest input batch ``profile_topologies`` allocates (float32 NCHW).
 MAX_BATCH_BYTES = 2**30
+#: Topologies whose vectorized affine binding (:func:`~dymu_rt.runtime.binding.affine_plan`,
+#: ~0.7 MB each at pascal3) is kept between switches.
+MAX_AFFINE_PLANS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +145,8 @@ class Runtime:
         # Engines that bind in place: runs, binds, loads and evictions.
         self._serial_lock = threading.RLock()
         self._bound_keys: dict[str, tuple[Any, tuple]] = {}    # topology -> (engine, key bound in it)
+        self._plans: dict[str, Any] = {}        # topology -> its AffinePlan (binding.affine_plan)
+        self._plans_lock = threading.Lock()
         self.cache = EngineCache(profile.engine_cache_mb * 2**20, self._load_engine, pinned=self._pinned,
                                  max_folded=getattr(profile, "folded_engines", None))
         self.latency = LatencyWindow()
@@ -255,8 +260,22 @@ class Runtime:
         return self._serial_lock if self._in_place else contextlib.nullcontext()
 
     def _weights(self, engine, topology: str, deltas: np.ndarray) -> dict[str, np.ndarray]:
+        if engine.weight_kind == "affine":
+            return self._affine_plan(topology)(deltas)
         return slot_weights(self._params, self.manifest.bn_layout, deltas, self.manifest.bn_eps,
                             self.manifest.topologies[topology].bn_slots, engine.weight_kind)
+
+    def _affine_plan(self, topology: str):
+        """The topology's vectorized affine binding (built once; the last few kept)."""
+        with self._plans_lock:
+            plan = self._plans.pop(topology, None)
+            if plan is None:
+                plan = affine_plan(self._params, self.manifest.bn_layout, self.manifest.bn_eps,
+                                   self.manifest.topologies[topology].bn_slots)
+            self._plans[topology] = plan                    # most recent last
+            while len(self._plans) > MAX_AFFINE_PLANS:
+                self._plans.pop(next(iter(self._plans)))
+            return plan
 
     def _bind(self, engine, topology: str, deltas: np.ndarray):
         weights = self._weights(engine, topology, deltas)
