@@ -191,3 +191,29 @@ def test_bad_inputs_get_one_error_line(tmp_path, capsys):
         assert "Traceback" not in out + err
     assert not (tmp_path / "out").exists()
     assert not any(k.startswith("retrain-") for k in RunDir(dymu).read_config()["stages"])
+
+
+def test_base_init_starts_from_the_weights_the_anchor_started_from(tmp_path):
+    """--retrain-init base (the paper's †): the run's shared pre-training backbone in every
+    stream, not the anchor's fine-tuned streams; one step moves each weight by ~lr only."""
+    from dymu_rt.models.tree import canonicalize, used_nodes
+    from dymu_rt.train.anchor import PRETRAIN
+    from dymu_rt.train.checkpoint import save_module
+    from dymu_rt.train.retrain import retrain_tree
+
+    run = RunDir(make_tiny_run(tmp_path / "dymu"))
+    assert run.preset().train.anchor_init == "shared"
+    torch.manual_seed(5)
+    pre = run.preset().build()
+    save_module(pre, run.module_path("anchor_pretrain"))
+    run.mark_done(PRETRAIN, {"step": 0, "fixture": True})
+    anchor = run.load_anchor()
+    parents = _uniform_tree(run, 1.0)
+    net, summary = retrain_tree(run, parents, init="base", steps=1, progress=False)
+    assert summary["init"] == "base" and summary["step"] == 1
+    used = used_nodes(canonicalize(parents))
+    for l, j in zip(*np.nonzero(used)):
+        w = torch.cat([p.flatten() for p in net.streams[j][l].parameters()])
+        start = torch.cat([p.flatten() for p in pre.streams[0][l].parameters()])
+        tuned = torch.cat([p.flatten() for p in anchor.streams[j][l].parameters()])
+        assert (w - start).norm() < 0.5 * (w - tuned).norm(), (l, j)
