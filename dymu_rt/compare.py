@@ -113,12 +113,25 @@ def training_budget(run: RunDir, row: str) -> str:
         (f" (controller batch {cfg.controller_batch})" if row in ("phn-bn", "dymu") else "")
 
 
-def retrain_budget(run: RunDir, summary: dict) -> str:
-    """The training-budget cell of a retrained tree: its own steps, then what found the tree."""
-    found = training_budget(run, "dymu").replace(" (controller batch", "; controller batch")
+def retrain_budget(run: RunDir, summary: dict, control: bool = False) -> str:
+    """The training-budget cell of a retrained tree: its own steps, then what found the tree
+    (``control``: the single-task streams, trained before by the anchor stage)."""
+    before = training_budget(run, "single-task" if control else "dymu").replace(" (controller batch",
+                                                                                "; controller batch")
     return (f"retrain {summary['step']} steps x batch {summary['batch']} from "
             f"{'the anchor' if summary['init'] == 'anchor' else 'the anchor init (†)'} "
-            f"(tree found by: {found.rstrip(')')})")
+            f"({'after' if control else 'tree found by'}: {before.rstrip(')')})")
+
+
+def _retrained_row(run: RunDir, preset, parents, net, summary: dict, of: str, label: str) -> dict:
+    """The row of tree ``parents`` retrained as ``net`` (compare --retrain), beside row ``of``."""
+    graph = lower_tree(net, parents)
+    module = materialize_graph(net, graph, preset.mean, preset.std)
+    return {"label": label, "run": str(run.path), "budget": retrain_budget(run, summary, of == "single-task"),
+            "module": module,
+            "retrain_of": of, "retrain": {k: summary[k] for k in ("step", "batch", "init")},
+            "forward": lambda x, a=net, p=parents: a(x, p),
+            "deploy": {"kind": "static", "method": "dymu-retrained", "graph": graph, "weights_id": _state_id(module)}}
 
 
 def contenders(runs: Sequence[RunDir], retrained: Optional[dict] = None) -> list[dict]:
@@ -129,7 +142,8 @@ def contenders(runs: Sequence[RunDir], retrained: Optional[dict] = None) -> list
 
     ``retrained`` (``compare --retrain``): c -> (net, stage summary) of the DYMU tree of
     uniform r at c trained again as a static net (:func:`dymu_rt.train.retrain.retrain_tree`);
-    its row follows the deployed tree's and names it in ``retrain_of``."""
+    its row follows the deployed tree's and names it in ``retrain_of``; "single-task" -> the
+    identity tree retrained the same way (the control row: what the extra training alone gives)."""
     rows = []
     for run in runs:
         if method_of(run) == "dymu":
@@ -144,6 +158,9 @@ def contenders(runs: Sequence[RunDir], retrained: Optional[dict] = None) -> list
                          "forward": lambda x, a=anchor: a(x),
                          "deploy": {"kind": "static", "method": "single-task", "graph": graph,
                                     "weights_id": _state_id(module)}})
+            if retrained is not None and "single-task" in retrained:
+                rows.append(_retrained_row(run, preset, ident, *retrained["single-task"], "single-task",
+                                           "single-task retrained (control)"))
             r = torch.full((n,), 1.0 / n)
             if run.stage_done("phn-bn"):
                 phn = load_phn_bn(run)
@@ -168,16 +185,8 @@ def contenders(runs: Sequence[RunDir], retrained: Optional[dict] = None) -> list
                              "deploy": {"kind": "grid", "r": [1.0 / n] * n, "c": c,
                                         "topology": Architecture.from_parents(anchor, parents, salt).id}})
                 if retrained is not None:
-                    net, summary = retrained[c]
-                    graph = lower_tree(net, parents)
-                    module = materialize_graph(net, graph, preset.mean, preset.std)
-                    rows.append({"label": f"DYMU c={c:g} retrained (uniform r)", "run": str(run.path),
-                                 "budget": retrain_budget(run, summary), "module": module,
-                                 "retrain_of": rows[-1]["label"],
-                                 "retrain": {k: summary[k] for k in ("step", "batch", "init")},
-                                 "forward": lambda x, a=net, p=parents: a(x, p),
-                                 "deploy": {"kind": "static", "method": "dymu-retrained", "graph": graph,
-                                            "weights_id": _state_id(module)}})
+                    rows.append(_retrained_row(run, preset, parents, *retrained[c], rows[-1]["label"],
+                                               f"DYMU c={c:g} retrained (uniform r)"))
         else:
             preset, net, graph, forward = static_forward(run)
             rows.append({"label": method_label(run), "run": str(run.path), "budget": training_budget(run, "static"),
@@ -267,7 +276,10 @@ def compare_runs(run_dirs: Sequence, n_val: Optional[int] = None, seed: int = 0,
     keywords: device, precision, channels_last, workers), state every ``save_every`` steps
     (default 100); a finished retrain is reused, a killed one resumes) and gets its
     own row after the deployed tree's, built as a static bundle and timed like the others;
-    the deployed row's ``retrained_delta_t`` is that row's Δ_T."""
+    the deployed row's ``retrained_delta_t`` is that row's Δ_T. The single-task streams are
+    retrained the same way (row "single-task retrained (control)"): a retrain trains longer
+    than the single-task anchor it is measured against, and that row shows what the extra
+    steps alone are worth."""
     for name, v, lo in (("threads", threads, 1), ("rounds", rounds, 1), ("iters", iters, 1), ("warmup", warmup, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValidationError(f"--{name} {v!r} is not valid; expected an integer >= {lo}")

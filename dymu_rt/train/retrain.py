@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from dymu_rt.errors import ValidationError
-from dymu_rt.models.tree import canonicalize, topology_id
+from dymu_rt.models.tree import canonicalize, identity_table, topology_id
 from dymu_rt.train.anchor import _loop, initialize_streams
 from dymu_rt.train.checkpoint import RunDir, load_module, save_module
 from dymu_rt.train.common import anchor_lr, check_positive, seed_everything
@@ -145,11 +145,14 @@ def retrain_tree(run: RunDir, parents, init: str = "anchor", steps: Optional[int
 
 
 def retrain_uniform(run: RunDir, cs=(0.0, 1.0), init: str = "anchor", steps: Optional[int] = None,
-                    setup: Optional[TrainSetup] = None, save_every: int = 100,
-                    progress: bool = True) -> dict[float, tuple[torch.nn.Module, dict[str, Any]]]:
+                    setup: Optional[TrainSetup] = None, save_every: int = 100, progress: bool = True,
+                    control: bool = True) -> dict[Any, tuple[torch.nn.Module, dict[str, Any]]]:
     """The paper's protocol on DYMU run ``run``: for each c of ``cs``, the tree its edge
     hypernet predicts at uniform r, retrained (:func:`retrain_tree`; finished ones reused).
-    Returns c -> (net, stage summary)."""
+    Returns c -> (net, stage summary); with ``control`` also "single-task" -> the identity
+    tree (the N single-task streams) retrained the same way: a retrain from the anchor
+    trains ``steps`` more than the anchor did, and this row says how much of a retrained
+    tree's Δ_T that extra training alone gives."""
     check_init(init)
     steps = retrain_steps(run, steps)
     if not (run.stage_done("anchor") and run.stage_done("edge")):
@@ -158,13 +161,14 @@ def retrain_uniform(run: RunDir, cs=(0.0, 1.0), init: str = "anchor", steps: Opt
     edge = run.load_edge_hypernet()
     n = len(run.preset().tasks)
     r = torch.full((n,), 1.0 / n)
-    out = {}
+    trees: dict[Any, Any] = {}
+    if control:
+        trees["single-task"] = identity_table(edge.num_layers, n)
     for c in cs:
         with torch.no_grad():
-            parents = edge.architecture(r, torch.tensor(float(c)))
-        net, summary = retrain_tree(run, parents, init, steps, setup, save_every, progress)
-        out[float(c)] = (net, summary)
-    return out
+            trees[float(c)] = edge.architecture(r, torch.tensor(float(c)))
+    return {key: retrain_tree(run, parents, init, steps, setup, save_every, progress)
+            for key, parents in trees.items()}
 
 
 __all__ = ["RETRAIN_INITS", "retrain_tree", "retrain_uniform", "retrain_steps", "stage_name", "check_init"]

@@ -49,8 +49,8 @@ def test_retrained_rows_follow_the_deployed_trees_and_are_the_trees(compared):
     path, rep = compared
     run = RunDir(path)
     rows = _rows(rep)
-    assert list(rows) == ["single-task", "DYMU c=0 (uniform r)", "DYMU c=0 retrained (uniform r)",
-                          "DYMU c=1 (uniform r)", "DYMU c=1 retrained (uniform r)"]
+    assert list(rows) == ["single-task", "single-task retrained (control)", "DYMU c=0 (uniform r)",
+                          "DYMU c=0 retrained (uniform r)", "DYMU c=1 (uniform r)", "DYMU c=1 retrained (uniform r)"]
     anchor = run.load_anchor()
     for c in (0, 1):
         dep, ret = rows[f"DYMU c={c} (uniform r)"], rows[f"DYMU c={c} retrained (uniform r)"]
@@ -64,6 +64,12 @@ def test_retrained_rows_follow_the_deployed_trees_and_are_the_trees(compared):
         assert ret["binding"] == "static" and ret["timed"]["bundle"] == "static" and ret["latency_ms"]["n"] == 1
     # The fixture's c = 0 and c = 1 trees differ (else this test would compare one tree twice).
     assert rows["DYMU c=0 (uniform r)"]["macs"] != rows["DYMU c=1 (uniform r)"]["macs"]
+    # The control: the N single-task streams retrained the same way, the single-task row's architecture.
+    ctl = rows["single-task retrained (control)"]
+    assert ctl["retrain_of"] == "single-task" and (ctl["params"], ctl["macs"]) == (rows["single-task"]["params"],
+                                                                                   rows["single-task"]["macs"])
+    assert ctl["retrain"]["step"] == STEPS and ctl["budget"].startswith(f"retrain {STEPS} steps") and \
+        "edge" not in ctl["budget"]
 
 
 def test_training_moved_the_tree_and_nothing_else(compared):
@@ -73,8 +79,10 @@ def test_training_moved_the_tree_and_nothing_else(compared):
     path, _ = compared
     run = RunDir(path)
     anchor = run.load_anchor()
-    for c in (0.0, 1.0):
-        parents = _uniform_tree(run, c)
+    from dymu_rt.models.tree import identity_table
+
+    for parents in (_uniform_tree(run, 0.0), _uniform_tree(run, 1.0),
+                    identity_table(anchor.num_layers, anchor.num_tasks)):
         net, summary = retrain_tree(run, parents, steps=STEPS, progress=False)     # finished: loaded
         assert summary["done"] and summary["step"] == STEPS and summary["init"] == "anchor"
         used = used_nodes(canonicalize(parents))
@@ -107,10 +115,14 @@ def test_retrained_delta_t_column_is_the_retrained_nets_delta_t(compared):
     head = [h.strip() for h in md[0].strip("|").split("|")]
     col = head.index("retrained Δ_T %")
     assert col == head.index("Δ_T %") + 1
-    for c in (0, 1):
-        ret = rows[f"DYMU c={c} retrained (uniform r)"]
+    from dymu_rt.models.tree import identity_table
+
+    pairs = [(f"DYMU c={c} (uniform r)", f"DYMU c={c} retrained (uniform r)", _uniform_tree(run, float(c)))
+             for c in (0, 1)] + [("single-task", "single-task retrained (control)",
+                                  identity_table(run.load_anchor().num_layers, len(tasks)))]
+    for dep_label, ret_label, parents in pairs:
+        ret = rows[ret_label]
         # The row's metrics are the retrained net's, recomputed here from its checkpoint.
-        parents = _uniform_tree(run, float(c))
         net, _ = retrain_tree(run, parents, steps=STEPS, progress=False)
         mine = evaluate_tree(None, tasks, val, forward=lambda x: net(x, parents))
         for t in tasks:
@@ -118,14 +130,13 @@ def test_retrained_delta_t_column_is_the_retrained_nets_delta_t(compared):
                                                                    rel=1e-5, abs=1e-6)
         want = delta_t(ret["metrics"], single, tasks)["mean"]
         assert ret["delta_t"]["mean"] == pytest.approx(want, rel=1e-9)
-        dep = rows[f"DYMU c={c} (uniform r)"]
+        dep = rows[dep_label]
         assert dep["retrained_delta_t"] == ret["delta_t"]["mean"]
-        line = next(ln for ln in md if ln.startswith(f"| DYMU c={c} (uniform r) |"))
+        line = next(ln for ln in md if ln.startswith(f"| {dep_label} |"))
         assert [x.strip() for x in line.strip("|").split("|")][col] == f"{want:+.2f}"
         # the deployed tree's own Δ_T is not the retrained one's
         assert dep["delta_t"]["mean"] != ret["delta_t"]["mean"]
-    assert all("retrained_delta_t" not in r for r in rep["rows"] if not r["label"].startswith("DYMU c=")
-               or "retrained" in r["label"])
+    assert [r["label"] for r in rep["rows"] if "retrained_delta_t" in r] == [d for d, _, _ in pairs[2:] + pairs[:2]]
     png = plot_compare(rep, path / "cmp.png")
     assert png.stat().st_size > 1000
 
