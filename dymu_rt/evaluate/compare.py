@@ -199,7 +199,11 @@ def plot_compare(report: dict, out) -> Path:
         rank = sum(1 for j in near if ys[j] > y or (ys[j] == y and j < i))
         # Labels of the right-most points go to their left, so they stay inside the axes.
         left = x > min(xs) + 0.65 * span
-        ax.annotate(f"{row['label']}: {row['params'] / 1e6:.2f} M, {row['gmacs']:.3f} GMACs", (x, y),
+        # A retrained tree has its deployed tree's cost (named at that marker, joined by the
+        # dotted line): a short label, so labels of trees close in Δ_T do not run over each other.
+        text = ("retrained" if row["label"].startswith("DYMU") else row["label"]) if "retrain_of" in row else \
+            f"{row['label']}: {row['params'] / 1e6:.2f} M, {row['gmacs']:.3f} GMACs"
+        ax.annotate(text, (x, y),
                     textcoords="offset points", xytext=(-10 if left else 10, 6 - 16 * rank), fontsize=7,
                     ha="right" if left else "left",
                     arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#777777"} if rank else None)
