@@ -228,3 +228,24 @@ def test_base_init_starts_from_the_weights_the_anchor_started_from(tmp_path):
         start = torch.cat([p.flatten() for p in pre.streams[0][l].parameters()])
         tuned = torch.cat([p.flatten() for p in anchor.streams[j][l].parameters()])
         assert (w - start).norm() < 0.5 * (w - tuned).norm(), (l, j)
+
+
+def test_base_retrain_of_the_identity_tree_is_the_anchor_stage_again(tmp_path, tiny_preset):
+    """The retrain is the anchor stage's recipe (optimizer, schedule, batch, data stream, seed;
+    default length anchor_steps): retraining the N single-task streams from where the anchor
+    started reproduces the anchor (on synth-nyu at full length too: compare --retrain-init base's
+    control row has the anchor's metrics exactly)."""
+    from dymu_rt.models.tree import identity_table
+    from dymu_rt.train.anchor import train_anchor
+    from dymu_rt.train.retrain import retrain_tree
+
+    run = RunDir(tmp_path / "run")
+    run.init(tiny_preset, data="synth", extra={"data_options": {"seed": 3, "n_train": 8, "n_val": 4}})
+    train_anchor(run, seed=3, n_train=8, n_val=4, progress=False)
+    anchor = run.load_anchor()
+    net, summary = retrain_tree(run, identity_table(anchor.num_layers, anchor.num_tasks), init="base",
+                                progress=False)
+    assert summary["step"] == tiny_preset.train.anchor_steps
+    mine, ref = net.state_dict(), anchor.state_dict()
+    for k in ref:
+        assert torch.allclose(mine[k].float(), ref[k].float(), atol=1e-6), k
