@@ -47,6 +47,7 @@ from dymu_rt.errors import ValidationError
 from dymu_rt.models.tree import canonicalize, identity_table, topology_id
 from dymu_rt.train.anchor import _loop, initialize_streams
 from dymu_rt.train.checkpoint import RunDir, load_module, save_module
+from dymu_rt.train.run_schema import MAX_SAMPLES
 from dymu_rt.train.common import anchor_lr, check_positive, seed_everything
 from dymu_rt.train.setup import TrainSetup
 
@@ -58,8 +59,9 @@ RETRAIN_INITS = ("anchor", "base")
 def retrain_steps(run: RunDir, steps: Optional[int] = None) -> int:
     """The retrain length: ``steps``, or the run's ``anchor_steps`` (validated)."""
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValidationError(f"--retrain-steps {steps!r} is not valid; expected an integer >= 1")
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_SAMPLES:
+            raise ValidationError(f"--retrain-steps {steps!r} is not valid; expected an integer from 1 to "
+                                  f"{MAX_SAMPLES:,} (the bound of a run's stage lengths)")
         return steps
     return int(run.preset().train.anchor_steps)
 

@@ -192,6 +192,7 @@ def test_bad_inputs_get_one_error_line(tmp_path, capsys):
              ((tmp_path / "missing", "--retrain"), "not found"),
              ((dymu, "--retrain", "--retrain-init", "imagenet"), "--retrain-init 'imagenet' is not valid"),
              ((dymu, "--retrain", "--retrain-steps", "0"), "--retrain-steps 0 is not valid"),
+             ((dymu, "--retrain", "--retrain-steps", str(10**12)), "is not valid; expected an integer from 1"),
              ((dymu, "--retrain-steps", "5"), "--retrain-steps applies to compare --retrain only"),
              ((dymu, "--retrain", "--save-every", "0"), "--save-every")]
     for args, msg in cases:
