@@ -30,6 +30,11 @@ binding each row was timed in is in its ``timed`` record and the table's ``bindi
   uniform r folded in — the product has no r-switched PHN-BN bundle, so this row does not
   include the affine scale/shift a PHN-BN deployment that switches r would add.
 
+* **DYMU c=0 / c=1 retrained, single-task retrained (control)** (``--retrain``, the paper's
+  Δ_T, DYMU Table 5 / A-1) — ``static``: the uniform-r tree (the identity tree for the
+  control) trained again as a static net (:mod:`dymu_rt.train.retrain`), lowered with
+  :func:`~dymu_rt.models.graph.lower_tree` and built like the other fixed rows.
+
 All rows are timed in interleaved rounds (:func:`dymu_rt.runtime.latency.time_interleaved`:
 each row runs ``iters`` times per round, the rounds cycle through the rows) so that load
 from other processes hits every row alike; the median over all rounds is reported.
@@ -57,10 +62,9 @@ from dymu_rt.models.tree import identity_table
 from dymu_rt.runtime import Runtime
 from dymu_rt.runtime.latency import time_interleaved
 from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.common import make_split, make_tasks
+from dymu_rt.train.common import check_positive, make_split, make_tasks
 from dymu_rt.train.evaluation import evaluate_tree
 from dymu_rt.train.phn import load_phn_bn
-from dymu_rt.train.common import check_positive
 from dymu_rt.train.retrain import check_init, retrain_uniform
 from dymu_rt.train.setup import TrainSetup
 from dymu_rt.train.static import method_of
