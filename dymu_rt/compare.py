@@ -30,6 +30,11 @@ binding each row was timed in is in its ``timed`` record and the table's ``bindi
   uniform r folded in — the product has no r-switched PHN-BN bundle, so this row does not
   include the affine scale/shift a PHN-BN deployment that switches r would add.
 
+* **DYMU c=0 / c=1 retrained, single-task retrained (control)** (``--retrain``, the paper's
+  Δ_T, DYMU Table 5 / A-1) — ``static``: the uniform-r tree (the identity tree for the
+  control) trained again as a static net (:mod:`dymu_rt.train.retrain`), lowered with
+  :func:`~dymu_rt.models.graph.lower_tree` and built like the other fixed rows.
+
 All rows are timed in interleaved rounds (:func:`dymu_rt.runtime.latency.time_interleaved`:
 each row runs ``iters`` times per round, the rounds cycle through the rows) so that load
 from other processes hits every row alike; the median over all rounds is reported.
@@ -57,9 +62,11 @@ from dymu_rt.models.tree import identity_table
 from dymu_rt.runtime import Runtime
 from dymu_rt.runtime.latency import time_interleaved
 from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.common import make_split, make_tasks
+from dymu_rt.train.common import check_positive, make_split, make_tasks
 from dymu_rt.train.evaluation import evaluate_tree
 from dymu_rt.train.phn import load_phn_bn
+from dymu_rt.train.retrain import check_init, retrain_uniform
+from dymu_rt.train.setup import TrainSetup
 from dymu_rt.train.static import method_of
 from dymu_rt.utils.progress import make_progress
 
@@ -110,11 +117,37 @@ def training_budget(run: RunDir, row: str) -> str:
         (f" (controller batch {cfg.controller_batch})" if row in ("phn-bn", "dymu") else "")
 
 
-def contenders(runs: Sequence[RunDir]) -> list[dict]:
+def retrain_budget(run: RunDir, summary: dict, control: bool = False) -> str:
+    """The training-budget cell of a retrained tree: its own steps, then what found the tree
+    (``control``: the single-task streams, trained before by the anchor stage)."""
+    before = training_budget(run, "single-task" if control else "dymu").replace(" (controller batch",
+                                                                                "; controller batch")
+    return (f"retrain {summary['step']} steps x batch {summary['batch']} from "
+            f"{'the anchor' if summary['init'] == 'anchor' else 'the anchor init (†)'} "
+            f"({'after' if control else 'tree found by'}: {before.rstrip(')')})")
+
+
+def _retrained_row(run: RunDir, preset, parents, net, summary: dict, of: str, label: str) -> dict:
+    """The row of tree ``parents`` retrained as ``net`` (compare --retrain), beside row ``of``."""
+    graph = lower_tree(net, parents)
+    module = materialize_graph(net, graph, preset.mean, preset.std)
+    return {"label": label, "run": str(run.path), "budget": retrain_budget(run, summary, of == "single-task"),
+            "module": module,
+            "retrain_of": of, "retrain": {k: summary[k] for k in ("step", "batch", "init")},
+            "forward": lambda x, a=net, p=parents: a(x, p),
+            "deploy": {"kind": "static", "method": "dymu-retrained", "graph": graph, "weights_id": _state_id(module)}}
+
+
+def contenders(runs: Sequence[RunDir], retrained: Optional[dict] = None) -> list[dict]:
     """Every row the runs hold, in table order: {label, run, forward (x -> outputs, for the
     metrics), module (eval, unfolded: cost), deploy} — ``deploy`` says how the row is built
     and switched for timing: {"kind": "grid", "r", "c", "topology"} or {"kind": "static",
-    "method", "graph", "weights_id"} (a static module is the ``module`` itself)."""
+    "method", "graph", "weights_id"} (a static module is the ``module`` itself).
+
+    ``retrained`` (``compare --retrain``): c -> (net, stage summary) of the DYMU tree of
+    uniform r at c trained again as a static net (:func:`dymu_rt.train.retrain.retrain_tree`);
+    its row follows the deployed tree's and names it in ``retrain_of``; "single-task" -> the
+    identity tree retrained the same way (the control row: what the extra training alone gives)."""
     rows = []
     for run in runs:
         if method_of(run) == "dymu":
@@ -129,6 +162,9 @@ def contenders(runs: Sequence[RunDir]) -> list[dict]:
                          "forward": lambda x, a=anchor: a(x),
                          "deploy": {"kind": "static", "method": "single-task", "graph": graph,
                                     "weights_id": _state_id(module)}})
+            if retrained is not None and "single-task" in retrained:
+                rows.append(_retrained_row(run, preset, ident, *retrained["single-task"], "single-task",
+                                           "single-task retrained (control)"))
             r = torch.full((n,), 1.0 / n)
             if run.stage_done("phn-bn"):
                 phn = load_phn_bn(run)
@@ -152,6 +188,9 @@ def contenders(runs: Sequence[RunDir]) -> list[dict]:
                              "forward": lambda x, a=anchor, p=parents, d=deltas: a(x, p, d),
                              "deploy": {"kind": "grid", "r": [1.0 / n] * n, "c": c,
                                         "topology": Architecture.from_parents(anchor, parents, salt).id}})
+                if retrained is not None:
+                    rows.append(_retrained_row(run, preset, parents, *retrained[c], rows[-1]["label"],
+                                               f"DYMU c={c:g} retrained (uniform r)"))
         else:
             preset, net, graph, forward = static_forward(run)
             rows.append({"label": method_label(run), "run": str(run.path), "budget": training_budget(run, "static"),
@@ -227,21 +266,52 @@ def open_runtimes(rows: list[dict], runs: Sequence[RunDir], folder: Path, thread
 
 def compare_runs(run_dirs: Sequence, n_val: Optional[int] = None, seed: int = 0, threads: int = 1,
                  rounds: int = 10, iters: int = 20, warmup: int = 10, progress: bool = True,
-                 profile=PROFILE) -> dict:
+                 profile=PROFILE, retrain: bool = False, retrain_steps: Optional[int] = None,
+                 retrain_init: Optional[str] = None, retrain_setup: Optional[dict] = None,
+                 save_every: Optional[int] = None) -> dict:
     """Every method of ``run_dirs`` (one DYMU run + any AdaShare / DAG runs of the same preset)
     side by side: Δ_T, per-task metrics, params, GMACs, latency measured through the runtime
-    on device ``profile`` (module docstring). JSON-able."""
+    on device ``profile`` (module docstring). JSON-able.
+
+    ``retrain`` (the paper's Δ_T, DYMU Table 5 / A-1): each DYMU tree of uniform r is also
+    trained again as a static net (:func:`dymu_rt.train.retrain.retrain_uniform`: from
+    ``retrain_init`` (default "anchor"), ``retrain_steps`` steps (default the anchor's), on
+    ``retrain_setup`` (:meth:`TrainSetup.create <dymu_rt.train.setup.TrainSetup.create>`'s
+    keywords: device, precision, channels_last, workers), state every ``save_every`` steps
+    (default 100); a finished retrain is reused, a killed one resumes) and gets its
+    own row after the deployed tree's, built as a static bundle and timed like the others;
+    the deployed row's ``retrained_delta_t`` is that row's Δ_T. The single-task streams are
+    retrained the same way (row "single-task retrained (control)"): a retrain trains longer
+    than the single-task anchor it is measured against, and that row shows what the extra
+    steps alone are worth."""
     for name, v, lo in (("threads", threads, 1), ("rounds", rounds, 1), ("iters", iters, 1), ("warmup", warmup, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValidationError(f"--{name} {v!r} is not valid; expected an integer >= {lo}")
     prof = load_profile(profile)                   # a bad profile: refused before any work
+    if not retrain:
+        for flag, v in (("--retrain-steps", retrain_steps), ("--retrain-init", retrain_init),
+                        ("--save-every", save_every)) + tuple(
+                            (f"--{k.replace('_', '-')}", v) for k, v in (retrain_setup or {}).items()):
+            if v is not None and v is not False:
+                raise ValidationError(f"{flag} applies to compare --retrain only (it sets how the DYMU trees "
+                                      "are retrained)")
+    else:
+        check_init(retrain_init or "anchor")
+        check_positive(save_every, "--save-every")
+        setup = TrainSetup.create(**(retrain_setup or {}))
     runs = [RunDir(d) for d in run_dirs]
     _check_same(runs)
     preset = runs[0].preset()
     tasks = make_tasks(preset)
     torch.set_num_threads(threads)
+    retrained = None
+    if retrain:
+        dymu = next(r for r in runs if method_of(r) == "dymu")
+        retrained = retrain_uniform(dymu, (0.0, 1.0), retrain_init or "anchor", retrain_steps, setup,
+                                    save_every or 100, progress)
+        torch.set_num_threads(threads)
     val = make_split(preset, runs[0].read_config()["data"], "val", n=n_val, seed=seed)
-    rows = contenders(runs)
+    rows = contenders(runs, retrained)
     with make_progress(disable=not progress) as bar:
         job = bar.add_task("evaluating methods", total=len(rows), info="")
         for row in rows:
@@ -253,6 +323,10 @@ def compare_runs(run_dirs: Sequence, n_val: Optional[int] = None, seed: int = 0,
         single = next(r for r in rows if r["label"] == "single-task")["metrics"]
         for row in rows:
             row["delta_t"] = delta_t(row["metrics"], single, tasks)
+        for row in rows:
+            if "retrain_of" in row:
+                deployed = next(r for r in rows if r["label"] == row["retrain_of"])
+                deployed["retrained_delta_t"] = row["delta_t"]["mean"]
         with tempfile.TemporaryDirectory(prefix="dymu-compare-") as tmp:
             calls, runtimes = open_runtimes(rows, runs, Path(tmp), threads, bar, prof)
             try:
@@ -265,7 +339,8 @@ def compare_runs(run_dirs: Sequence, n_val: Optional[int] = None, seed: int = 0,
     out = []
     for row, (_, facts), st in zip(rows, calls, stats):
         out.append({**{k: row[k] for k in ("label", "run", "budget", "metrics", "delta_t", "params", "macs",
-                                           "gmacs", "gflops_paper")},
+                                           "gmacs", "gflops_paper", "retrain_of", "retrain", "retrained_delta_t")
+                       if k in row},
                     "binding": ("folded" if facts.get("tier") == "folded" else "affine")
                     if facts["bundle"] == "grid" else "static",
                     "latency_ms": {"p50": st["p50_ms"], "p90": st["p90_ms"], "mean": st["mean_ms"],

@@ -240,8 +240,10 @@ _MANIFEST = table({
 # A static bundle (AdaShare / DAG, dymu_rt.compile.static): one fixed architecture, so no
 # grid, no points, no controller, no BN layout; exactly one topology (its id is a topology
 # id like any other), no parent table. Every other section is checked as above.
-# method: the static methods, or a DYMU run's fixed baselines as `dymu-rt compare` deploys them.
-_STATIC_SECTION = table({"method": one_of("adashare", "dag", "single-task", "phn-bn"), "graph": _any_small},
+# method: the static methods, or a DYMU run's fixed baselines as `dymu-rt compare` deploys them
+# (dymu-retrained: a DYMU tree trained again as a static net, `compare --retrain`).
+_STATIC_SECTION = table({"method": one_of("adashare", "dag", "single-task", "phn-bn", "dymu-retrained"),
+                         "graph": _any_small},
                         optional={"shared_modules": array(string(512), 0, 100_000), "preference": string()})
 _STATIC_GRID = table({"n_points": integer(0, 0)},
                      optional={"step": number(positive=True, hi=1), "c_step": number(positive=True, hi=1)})

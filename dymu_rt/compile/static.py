@@ -65,8 +65,8 @@ def write_static_bundle(out: Path, preset, cfg: dict, module, graph, method: str
     """Build the bundle of one static architecture into ``out``: ``module`` (a
     :class:`~dymu_rt.models.graph.GraphModule` of ``graph``, eval mode; folded here, in
     place) of a run with config ``cfg``; ``method`` names it in the manifest ("adashare",
-    "dag", or a DYMU run's fixed baselines "single-task" / "phn-bn", which ``dymu-rt
-    compare`` deploys so); ``weights_id`` identifies its weights (with the graph and the
+    "dag", or a DYMU run's fixed baselines "single-task" / "phn-bn" / "dymu-retrained",
+    which ``dymu-rt compare`` deploys so); ``weights_id`` identifies its weights (with the graph and the
     request: the build's fingerprint); ``source`` is recorded as the run directory."""
     t0 = time.perf_counter()
     out = Path(out)

@@ -180,8 +180,15 @@ def plot_compare(report: dict, out) -> Path:
     for i, row in enumerate(rows):
         x, y = row["latency_ms"]["p50"], row["delta_t"]["mean"]
         col = next((v for k, v in colors.items() if row["label"].startswith(k)), "#000000")
-        ax.scatter([x], [y], s=30 + 400 * row["gmacs"] / gmax, color=col, alpha=0.8, edgecolor="black",
-                   linewidth=0.5)
+        if "retrain_of" in row:
+            # The retrained tree (the paper's Δ_T): hollow marker, dotted line from its deployed tree.
+            dep = next(r for r in rows if r["label"] == row["retrain_of"])
+            ax.plot([dep["latency_ms"]["p50"], x], [dep["delta_t"]["mean"], y], ls=":", lw=1.0, color=col)
+            ax.scatter([x], [y], s=30 + 400 * row["gmacs"] / gmax, facecolor="white", edgecolor=col,
+                       linewidth=1.5, zorder=3)
+        else:
+            ax.scatter([x], [y], s=30 + 400 * row["gmacs"] / gmax, color=col, alpha=0.8, edgecolor="black",
+                       linewidth=0.5)
         # Points close on the plot get their labels stacked apart, top to bottom in the
         # order of their Δ_T (rank = points of the cluster above this one), so each label
         # sits next to its own marker.
@@ -192,7 +199,11 @@ def plot_compare(report: dict, out) -> Path:
         rank = sum(1 for j in near if ys[j] > y or (ys[j] == y and j < i))
         # Labels of the right-most points go to their left, so they stay inside the axes.
         left = x > min(xs) + 0.65 * span
-        ax.annotate(f"{row['label']}: {row['params'] / 1e6:.2f} M, {row['gmacs']:.3f} GMACs", (x, y),
+        # A retrained tree has its deployed tree's cost (named at that marker, joined by the
+        # dotted line): a short label, so labels of trees close in Δ_T do not run over each other.
+        text = ("retrained" if row["label"].startswith("DYMU") else row["label"]) if "retrain_of" in row else \
+            f"{row['label']}: {row['params'] / 1e6:.2f} M, {row['gmacs']:.3f} GMACs"
+        ax.annotate(text, (x, y),
                     textcoords="offset points", xytext=(-10 if left else 10, 6 - 16 * rank), fontsize=7,
                     ha="right" if left else "left",
                     arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#777777"} if rank else None)
@@ -202,22 +213,29 @@ def plot_compare(report: dict, out) -> Path:
     ax.set_xlabel(f"latency p50 (ms; dymu-rt runtime, {where}, {lp['threads']} thread(s), batch 1; "
                   "DYMU rows affine-bound, the others static)", fontsize=8)
     ax.set_ylabel("Δ_T vs single-task (%, higher is better)")
-    ax.set_title(f"{report['preset']}: accuracy vs latency ({report['n_val']} val scenes; marker area ~ GMACs)",
-                 fontsize=9)
+    retrained = any("retrain_of" in r for r in rows)
+    ax.set_title(f"{report['preset']}: accuracy vs latency ({report['n_val']} val scenes; marker area ~ GMACs"
+                 + ("; hollow: DYMU tree retrained as a static net, dotted to its deployed tree" if retrained else "")
+                 + ")", fontsize=9 if not retrained else 8)
     ax.grid(alpha=0.3)
     return _save(fig, out)
 
 
 def compare_markdown(report: dict) -> str:
     """The comparison as a Markdown table (primary metric per task; the binding each row's
-    latency was measured in, see :data:`dymu_rt.compare.BINDINGS`)."""
+    latency was measured in, see :data:`dymu_rt.compare.BINDINGS`; with retrained rows
+    (``compare --retrain``) a "retrained Δ_T %" column on each deployed DYMU row)."""
     names = report["tasks"]
     prim = report["primary"]
-    head = ["method", "Δ_T %"] + [f"{t} {prim[t]}" for t in names] + [f"Δ {t} %" for t in names] + \
+    # compare --retrain: the retrained tree's Δ_T beside the deployed tree's (the paper's Δ_T).
+    retrained = any("retrain_of" in r for r in report["rows"])
+    head = ["method", "Δ_T %"] + (["retrained Δ_T %"] if retrained else []) + \
+        [f"{t} {prim[t]}" for t in names] + [f"Δ {t} %" for t in names] + \
         ["params (M)", "GMACs", "binding", "latency p50 ms", "training budget"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["rows"]:
-        cells = [row["label"], f"{row['delta_t']['mean']:+.2f}"] + \
+        beside = [f"{row['retrained_delta_t']:+.2f}" if "retrained_delta_t" in row else ""] if retrained else []
+        cells = [row["label"], f"{row['delta_t']['mean']:+.2f}"] + beside + \
             [f"{row['metrics'][t][prim[t]]:.3f}" for t in names] + \
             [f"{row['delta_t']['per_task'][t]:+.2f}" for t in names] + \
             [f"{row['params'] / 1e6:.3f}", f"{row['gmacs']:.4f}", row.get("binding", "?"),
