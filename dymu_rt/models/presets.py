@@ -45,6 +45,12 @@ class TrainDefaults:
     # dymu_rt.models.pretrained, copied into the stem and every stream: the paper's recipe).
     anchor_init: str = "independent"
     anchor_pretrain_steps: int = 0     # 0 = two thirds of anchor_steps
+    # The single-task fine-tune after a shared or pretrained init (issue 22's retention levers):
+    # its peak learning rate (0 = anchor_lr) and an L2-SP proximity term
+    # anchor_l2sp/2 * sum_j ||theta_stream_j - theta_init||^2 that keeps every stream near the
+    # shared weights it started from (0 = off; ignored with anchor_init "independent").
+    anchor_finetune_lr: float = 0.0
+    anchor_l2sp: float = 0.0
 
     edge_steps: int = 30000
     weight_steps: int = 30000
