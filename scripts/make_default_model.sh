@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Regenerate the default model shipped in dymu_rt/assets/default_bundle from scratch:
 # train the synth-nyu preset on procedural scenes with the project's own `dymu-rt train`,
-# then build a preference grid with `dymu-rt build`. Took ~3 minutes on 2 idle CPU cores (measured 2.5)
-# before issue 22; the synth preset's shared pre-training (400 one-stream steps, ~0.45 of an anchor
-# step each) adds about a tenth (not re-measured on an idle machine).
+# then build a preference grid with `dymu-rt build`. Measured for issue 22 on the shared 2-core
+# machine (load average 1.5-9 from other sessions), training on ONE thread: about 7.9 minutes
+# (shared pre-training ~40 s, anchor 2.0 min, edge 3.6 min with the affinity and the anchor's
+# eval, weight 1.5 min); the build 10-45 s. With both cores idle (torch's default threads) it
+# should be shorter; that was not re-measured. Before issue 22 (no shared pre-training): ~3 min.
 #
 #   bash scripts/make_default_model.sh            # defaults below
 #   RUN=runs/my-default GRID=0.1 bash scripts/make_default_model.sh
