@@ -132,7 +132,7 @@ def test_l2sp_and_finetune_lr_keep_streams_near_the_shared_init_and_resume(tmp_p
     over the streams (0 right after the init), a strong one keeps the fine-tuned streams closer to
     the shared weights than none does, anchor_finetune_lr replaces the fine-tune's peak lr only
     after a shared/pretrained init, and a killed L2-SP run resumes to the uninterrupted result
-    (the reference is rebuilt from the saved pre-training). Cost: ~6 s."""
+    (the reference is rebuilt from the saved pre-training). Cost: ~10 s idle, ~30 s at load 6."""
     from dymu_rt.train.anchor import initialize_streams, l2sp_term, train_anchor
     from dymu_rt.train.common import anchor_lr, validate_train_config
     from dymu_rt.train.setup import TrainSetup
