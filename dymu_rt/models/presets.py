@@ -199,6 +199,11 @@ def _pascal_tasks(n: int) -> tuple[TaskSpec, ...]:
 #   less than on the short runs: c-ratio 0.933 +- 0.053, span 1.39x (c = 0 trees are already
 #   0.51-0.64x the anchor). The settings before issue 22 (seed 0): HV 0.825 / 0.820 vs PHN-BN
 #   0.882, Δ_T -10.0 % (c = 1: -30.8 %), cross edge 0.48.
+# * synth-pascal shares these settings; at full length (seed 0) the new default lifts every
+#   anchor task (semseg mIoU 53.4 -> 62.3, parts 23.8 -> 46.5) and DYMU's Δ_T at c = 0
+#   (-22.6 -> -14.0 %; PHN-BN -5.6 %), but with 5 tasks and no L_inactive every (r, c) got
+#   one tree (c-ratio 1.0, span 1.0x; before: 0.893, 1.45x). L_inactive on synth-pascal with
+#   the shared anchor is untested.
 # * anchor_finetune_lr = 0 (= anchor_lr) and anchor_l2sp = 0, i.e. the retention levers off:
 #   a gentler fine-tune (5e-4 instead of 2e-3, 2 seeds) raised cross-edge retention to 0.94
 #   but weakened the pure streams (-6 to -7 mIoU, +2.5° normals), single-task HV 1.08 -> 0.99,
