@@ -207,7 +207,9 @@ def _pascal_tasks(n: int) -> tuple[TaskSpec, ...]:
 # * anchor_finetune_lr = 0 (= anchor_lr) and anchor_l2sp = 0, i.e. the retention levers off:
 #   a gentler fine-tune (5e-4 instead of 2e-3, 2 seeds) raised cross-edge retention to 0.94
 #   but weakened the pure streams (-6 to -7 mIoU, +2.5° normals), single-task HV 1.08 -> 0.99,
-#   DYMU HV at c = 1 0.968 < PHN-BN 1.007: not kept. L2-SP is built but not measured. BN
+#   DYMU HV at c = 1 0.968 < PHN-BN 1.007: not kept. L2-SP 0.01 (2 seeds): retention 0.92,
+#   anchor -1.4 mIoU, DYMU HV at c = 0 1.031 vs 1.060, Δ_T -5.5 % behind its PHN-BN's -2.4 %,
+#   c-ratio 0.96, span 1.13x: not kept. BN
 #   statistics re-estimated per cross edge: 0.891 vs 0.897 (seed 0), no gain. lambda_active
 #   10 / 20 (stage 1 retrained, 2 seeds): c-ratio 0.933 / 0.952 (seed 0, 5 gave 0.875) and
 #   0.871 / 0.905 (seed 1, 5 gave 0.945): no consistent gain, 5 kept.
