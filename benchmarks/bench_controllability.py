@@ -4,10 +4,10 @@
 
 * range: GMACs of the single-task anchor and of the smallest / largest predicted tree (over
   the grid, and over the bundle's topologies when --bundle is given);
-* c-ratio: mean GMACs (params, paper GFLOPs) over r ~ Dir(0.2) at c = 1 / at c = 0;
+* c-ratio: mean GMACs (params, paper GFLOPs) over r ~ Dir(--eta) (default 1: uniform) at c = 1 / at c = 0;
 * per-r monotone share: the share of grid r's whose tree cost never rises as c goes up.
 
-Costs are counted, not timed (deterministic: no threads to pin). The PNG plots the Dir(0.2)
+Costs are counted, not timed (deterministic: no threads to pin). The PNG plots the Dir(--eta)
 mean GMACs against c and every grid r's GMACs against c.
 """
 
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         b = res["bundle"]
         print(f"bundle ({b['n_topologies']} topologies): {b['min_gmacs']:.4f} - {b['max_gmacs']:.4f} GMACs; "
               f"smallest / anchor {b['min_over_anchor']:.3f}; span {b['max_over_min']:.2f}x")
-    print(f"mean over {args.n_dir} r ~ Dir(0.2), by c: " + ", ".join(
+    print(f"mean over {args.n_dir} r ~ Dir({args.eta:g}), by c: " + ", ".join(
         f"c={c}: {v['gmacs']:.4f} GMACs / {v['params'] / 1e6:.3f} M" for c, v in res["dir_mean_by_c"].items()))
     print(f"c-ratio (c=1 / c=0): GMACs {cr['gmacs']:.3f}, params {cr['params']:.3f}, paper GFLOPs {cr['gflops_paper']:.3f}")
     print(f"per-r monotone share: {100 * res['monotone_share']:.1f}% of {res['grid']['n_r']} grid r's have a "
@@ -82,7 +82,7 @@ def _plot(res: dict, path: Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     cs = [float(c) for c in res["dir_mean_by_c"]]
-    ax1.plot(cs, [v["gmacs"] for v in res["dir_mean_by_c"].values()], "o-", label="mean over r ~ Dir(0.2)")
+    ax1.plot(cs, [v["gmacs"] for v in res["dir_mean_by_c"].values()], "o-", label=f"mean over r ~ {res.get('r_law', 'Dir(1)')}")
     ax1.axhline(res["anchor"]["gmacs"], color="k", ls="--", label="single-task anchor")
     ax1.set_xlabel("c (resource preference; larger = more frugal)")
     ax1.set_ylabel("GMACs")

@@ -17,6 +17,11 @@ uniform-r tree is evaluated at). Channel alignment: per layer and pair, the mean
 channels of the Pearson correlation of channel k of stream i with channel k of stream j
 (identity tree, every pixel of ``--n-align`` validation images).
 
+``--bn-images K`` adds a third measurement per tree (the "BN statistics for cross edges"
+lever): the running statistics of the BNs downstream of the edge (task j's nodes from the
+edge's layer up, and its head) re-estimated on K un-augmented training scenes through that
+tree, then measured raw and with the weight hypernet (``kept_bn``, ``kept_bn_adapted``).
+
     nice -n 10 python benchmarks/bench_cross_edges.py runs/x --n-val 200 \\
         --json benchmarks/results/issue22/cross_edges.json --png benchmarks/results/issue22/cross_edges.png
 
@@ -61,7 +66,25 @@ def channel_alignment(anchor, images: torch.Tensor) -> list[dict]:
     return out
 
 
-def measure(run_dir: Path, n_val: int, r=None, c: float = 0.0, n_align: int = 32, progress: bool = True) -> dict:
+@torch.no_grad()
+def reestimate_bn(anchor, parents, l: int, j: int, images: torch.Tensor, batch: int = 32):
+    """A copy of ``anchor`` whose BNs downstream of the edge into node (l, j) (task j's nodes at
+    rows l.., and its head) have running statistics re-estimated through the tree ``parents``."""
+    import copy
+
+    net = copy.deepcopy(anchor).eval()
+    for l2 in range(l, anchor.num_layers + 1):
+        for bn in net._node_bns[(l2, j)]:
+            bn.reset_running_stats()
+            bn.momentum = None          # cumulative average over the K images
+            bn.train()
+    for k in range(0, images.shape[0], batch):
+        net(images[k:k + batch], parents)
+    return net.eval()
+
+
+def measure(run_dir: Path, n_val: int, r=None, c: float = 0.0, n_align: int = 32, progress: bool = True,
+            bn_images: int = 0) -> dict:
     from dymu_rt.models.tree import identity_table
     from dymu_rt.train.checkpoint import RunDir
     from dymu_rt.train.common import make_split, make_tasks
@@ -83,6 +106,10 @@ def measure(run_dir: Path, n_val: int, r=None, c: float = 0.0, n_align: int = 32
     n, L = anchor.num_tasks, anchor.num_layers
     r_t = torch.full((n,), 1.0 / n) if r is None else torch.tensor(r, dtype=torch.float32)
     deltas = weight(r_t, torch.tensor(float(c))) if weight is not None else None
+    bn_imgs = None
+    if bn_images > 0:
+        tr = make_split(preset, cfg["data"], "train", n=bn_images, augment=False, seed=seed)
+        bn_imgs = torch.stack([tr[k]["image"] for k in range(len(tr))])
     prim = {t.name: (t.primary_metric, t.metric_directions[t.primary_metric]) for t in tasks}
     ident = identity_table(L, n)
     pure = evaluate_tree(anchor, tasks, val, ident, None)
@@ -107,10 +134,19 @@ def measure(run_dir: Path, n_val: int, r=None, c: float = 0.0, n_align: int = 32
                     row.update({"value_adapted": float(ma),
                                 # Against the pure stream without adaptation (what the anchor gives).
                                 "kept_adapted": _kept(float(ma), float(pure[tasks[j].name][name]), const)})
+                if bn_imgs is not None:
+                    net = reestimate_bn(anchor, p, l, j, bn_imgs)
+                    mb = evaluate_tree(net, [tasks[j]], val, p, None)[tasks[j].name][name]
+                    row.update({"value_bn": float(mb), "kept_bn": _kept(float(mb), float(pure[tasks[j].name][name]), const)})
+                    if deltas is not None:
+                        mba = evaluate_tree(net, [tasks[j]], val, p, deltas)[tasks[j].name][name]
+                        row.update({"value_bn_adapted": float(mba),
+                                    "kept_bn_adapted": _kept(float(mba), float(pure[tasks[j].name][name]), const)})
                 rows.append(row)
                 if progress:
                     print(f"layer {l} {i}->{j} ({tasks[j].name} {name}): kept {row['kept']:.2f}"
-                          + (f", adapted {row['kept_adapted']:.2f}" if deltas is not None else ""), flush=True)
+                          + (f", adapted {row['kept_adapted']:.2f}" if deltas is not None else "")
+                          + (f", BN re-estimated {row['kept_bn']:.2f}" if bn_imgs is not None else ""), flush=True)
     imgs = torch.stack([val[k]["image"] for k in range(min(n_align, len(val)))])
     align = channel_alignment(anchor, imgs)
     by_layer = []
@@ -118,7 +154,8 @@ def measure(run_dir: Path, n_val: int, r=None, c: float = 0.0, n_align: int = 32
         sel = [row for row in rows if row["layer"] == l]
         by_layer.append({"layer": l, "kept": float(np.mean([row["kept"] for row in sel])),
                          "kept_adapted": float(np.mean([row["kept_adapted"] for row in sel]))
-                         if deltas is not None else None})
+                         if deltas is not None else None,
+                         "kept_bn": float(np.mean([row["kept_bn"] for row in sel])) if bn_imgs is not None else None})
     return {"run": str(run_dir), "preset": preset.name, "anchor_init": preset.train.anchor_init,
             "n_val": len(val), "weight_hypernet_preference": {"r": r_t.tolist(), "c": c} if deltas is not None else None,
             "pure": {t.name: pure[t.name][prim[t.name][0]] for t in tasks},
@@ -128,6 +165,10 @@ def measure(run_dir: Path, n_val: int, r=None, c: float = 0.0, n_align: int = 32
             "rows": rows, "by_layer": by_layer,
             "mean_kept": float(np.mean([row["kept"] for row in rows])),
             "mean_kept_adapted": float(np.mean([row["kept_adapted"] for row in rows])) if deltas is not None else None,
+            "bn_images": bn_images,
+            "mean_kept_bn": float(np.mean([row["kept_bn"] for row in rows])) if bn_imgs is not None else None,
+            "mean_kept_bn_adapted": float(np.mean([row["kept_bn_adapted"] for row in rows]))
+            if bn_imgs is not None and deltas is not None else None,
             "alignment": align, "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -144,6 +185,8 @@ def plot(results: list[dict], png: Path) -> None:
         ax1.plot(layers, [b["kept"] for b in res["by_layer"]], "o-", label=f"{tag}, raw")
         if res["mean_kept_adapted"] is not None:
             ax1.plot(layers, [b["kept_adapted"] for b in res["by_layer"]], "s--", label=f"{tag}, weight hypernet")
+        if res.get("mean_kept_bn") is not None:
+            ax1.plot(layers, [b["kept_bn"] for b in res["by_layer"]], "^:", label=f"{tag}, BN re-estimated")
         ax2.plot([a["layer"] for a in res["alignment"]], [a["mean"] for a in res["alignment"]], "o-", label=tag)
     ax1.axhline(0.9, color="grey", lw=0.8, ls=":")
     ax1.set_xlabel("layer of the cross edge")
@@ -167,11 +210,13 @@ def main(argv=None) -> int:
     ap.add_argument("--r", default=None, help="weight hypernet's r (comma separated; default uniform)")
     ap.add_argument("--c", type=float, default=0.0, help="weight hypernet's c (default 0)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--bn-images", type=int, default=0, help="also re-estimate the BN statistics downstream of "
+                    "each edge on this many training scenes (0 = off)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--png", type=Path)
     args = ap.parse_args(argv)
-    if args.n_val < 1 or args.threads < 1 or not 0 <= args.c <= 1:
-        sys.exit("error: --n-val and --threads must be >= 1, --c in [0, 1]")
+    if args.n_val < 1 or args.threads < 1 or not 0 <= args.c <= 1 or args.bn_images < 0:
+        sys.exit("error: --n-val and --threads must be >= 1, --c in [0, 1], --bn-images >= 0")
     torch.set_num_threads(args.threads)
     r = None
     if args.r is not None:
@@ -179,11 +224,14 @@ def main(argv=None) -> int:
             r = [float(v) for v in args.r.split(",")]
         except ValueError:
             sys.exit(f"error: --r {args.r!r}: expected comma-separated numbers")
-    results = [measure(run, args.n_val, r, args.c) for run in args.runs]
+    results = [measure(run, args.n_val, r, args.c, bn_images=args.bn_images) for run in args.runs]
     for res in results:
         print(f"{res['run']} ({res['anchor_init']}): mean kept {res['mean_kept']:.3f}"
               + (f", with the weight hypernet {res['mean_kept_adapted']:.3f}" if res["mean_kept_adapted"] is not None
                  else "")
+              + (f"; BN re-estimated {res['mean_kept_bn']:.3f}" if res["mean_kept_bn"] is not None else "")
+              + (f" ({res['mean_kept_bn_adapted']:.3f} with the weight hypernet)"
+                 if res["mean_kept_bn_adapted"] is not None else "")
               + "; alignment by layer " + " ".join(f"{a['mean']:.2f}" for a in res["alignment"]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

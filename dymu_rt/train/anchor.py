@@ -48,9 +48,10 @@ def _shared_tree(anchor):
 
 def _loop(run: RunDir, stage: str, anchor, total: int, lr_at: Callable[[int], float], setup: TrainSetup,
           data: str, seed: int, save_every: int, n_train, progress: bool, description: str,
-          tree=None, stop_after: Optional[int] = None, on_step=None) -> bool:
+          tree=None, stop_after: Optional[int] = None, on_step=None, extra_loss=None) -> bool:
     """The resumable training loop of ``stage`` (anchor or its shared pre-training); False
-    when it stopped early (``stop_after``) without finishing."""
+    when it stopped early (``stop_after``) without finishing. ``extra_loss()`` (optional) is
+    added to the task loss at every step (the L2-SP proximity term)."""
     dev, dist = setup.dev, setup.dist
     preset = run.preset()
     cfg = preset.train
@@ -100,6 +101,8 @@ def _loop(run: RunDir, stage: str, anchor, total: int, lr_at: Callable[[int], fl
                 out = model(batch["image"]) if parents is None else model(batch["image"], parents,
                                                                            head_streams=heads)
             loss, per = weighted_task_loss(tasks, fp32_outputs(out), batch)
+            if extra_loss is not None:
+                loss = loss + extra_loss()
             backward_step(loss, opt, scaler)
             step += 1
             if step % 10 == 0 or step == total:
@@ -165,6 +168,30 @@ def initialize_streams(run: RunDir, anchor, data: str, seed: int, save_every: in
     return True
 
 
+def l2sp_term(run: RunDir, anchor, data: str, seed: int, save_every: int, n_train, setup: TrainSetup):
+    """The L2-SP proximity term of the anchor fine-tune (``anchor_l2sp`` > 0 after a shared or
+    pretrained init): a callable giving anchor_l2sp/2 * sum over streams of ||theta_j - theta_0||^2,
+    theta_0 the stream weights the init gave (rebuilt from the saved pre-training or the weight
+    file, so a resumed run gets the same reference); None when off."""
+    cfg = run.preset().train
+    if cfg.anchor_l2sp <= 0 or cfg.anchor_init == "independent":
+        return None
+    ref = setup.dev.prepare(run.preset().build())
+    if not initialize_streams(run, ref, data, seed, save_every, n_train, False, setup):
+        raise RuntimeError("the shared pre-training must be finished before the anchor fine-tune")
+    ref0 = [p.detach().clone() for p in ref.streams[0].parameters()]
+    del ref
+    alpha = float(cfg.anchor_l2sp)
+
+    def term():
+        total = 0.0
+        for stream in anchor.streams:
+            total = total + sum(((p - r) ** 2).sum() for p, r in zip(stream.parameters(), ref0))
+        return 0.5 * alpha * total
+
+    return term
+
+
 def train_anchor(run: RunDir, data: str = "synth", seed: int = 0, save_every: int = 100,
                  n_train: Optional[int] = None, n_val: Optional[int] = None, progress: bool = True,
                  stop_after: Optional[int] = None, on_step: Optional[Callable[[int], None]] = None,
@@ -199,9 +226,12 @@ def train_anchor(run: RunDir, data: str = "synth", seed: int = 0, save_every: in
         if cfg.anchor_init != "independent":
             seed_everything(seed)
     tasks = make_tasks(preset)
+    extra = l2sp_term(run, anchor, data, seed, save_every, n_train, setup)
+    if extra is not None:
+        seed_everything(seed)        # building the reference drew from the RNG
     done = _loop(run, "anchor", anchor, cfg.anchor_steps, lambda step: anchor_lr(cfg, step), setup, data, seed,
                  save_every, n_train, progress, "anchor (single-task streams)",
-                 stop_after=stop_after, on_step=on_step)
+                 stop_after=stop_after, on_step=on_step, extra_loss=extra)
     if not done:
         state = run.load_state("anchor")
         return {"done": False, "step": int(state[1]["step"]) if state is not None else 0}

@@ -195,6 +195,11 @@ def validate_train_config(cfg) -> None:
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
             raise ValidationError(f"learning rate {name} {v!r} is not valid; expected a number > 0")
+    for name in ("anchor_finetune_lr", "anchor_l2sp"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
+            raise ValidationError(f"training setting {name} {v!r} is not valid; expected a number >= 0 "
+                                  "(0 = off)")
     wd = cfg.anchor_weight_decay
     if isinstance(wd, bool) or not isinstance(wd, (int, float)) or not (wd >= 0 and math.isfinite(wd)):
         raise ValidationError(f"weight decay {wd!r} is not valid; expected a number >= 0")
@@ -241,10 +246,13 @@ def make_anchor_optimizer(params, cfg) -> torch.optim.Optimizer:
 def anchor_lr(cfg, step: int) -> float:
     """The anchor stage's learning rate at ``step`` (cosine with warm-up, or step decay)."""
     total = cfg.anchor_steps
+    base = cfg.anchor_lr
+    if cfg.anchor_init != "independent" and cfg.anchor_finetune_lr > 0:
+        base = cfg.anchor_finetune_lr
     if cfg.anchor_schedule == "step":
         every = cfg.anchor_decay_every or max(1, total * 14 // 30)
-        return step_decay_lr(cfg.anchor_lr, step, every, cfg.anchor_decay_gamma)
-    return cosine_lr(cfg.anchor_lr, step, total, min(50, total // 10))
+        return step_decay_lr(base, step, every, cfg.anchor_decay_gamma)
+    return cosine_lr(base, step, total, min(50, total // 10))
 
 
 def set_threads(threads: int | None, option: str = "--threads") -> None:
