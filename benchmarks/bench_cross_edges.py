@@ -62,7 +62,7 @@ def channel_alignment(anchor, images: torch.Tensor) -> list[dict]:
 
 
 def measure(run_dir: Path, n_val: int, r=None, c: float = 0.0, n_align: int = 32, progress: bool = True) -> dict:
-    from dymu_rt.models.tree import identity_table
+    from dymu_rt.core.tree import identity_table
     from dymu_rt.train.checkpoint import RunDir
     from dymu_rt.train.common import make_split, make_tasks
     from dymu_rt.train.evaluation import evaluate_tree

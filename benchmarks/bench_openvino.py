@@ -179,7 +179,7 @@ def measure(label: str, bundle: Path, args, work: Path) -> dict:
     from dymu_rt.runtime import Runtime
     from dymu_rt.runtime.latency import time_interleaved
     from dymu_rt.tasks import make_task
-    from dymu_rt.tasks.kinds import LABELLED_KINDS
+    from dymu_rt.core.kinds import LABELLED_KINDS
 
     m = json.loads((bundle / "manifest.json").read_text())
     tid, point = timed_topology(m)

@@ -111,7 +111,7 @@ def folded_graph(bundle: Path, rt, topology: str, deltas, out: Path) -> Path:
     """The topology's graph with the preference's folded weights, self-contained (external data beside)."""
     import onnx
 
-    from dymu_rt.models.fold import slot_weights
+    from dymu_rt.core.bn_fold import slot_weights
 
     m = rt.manifest
     model = onnx.load(str(bundle / m.topologies[topology].file))
@@ -342,7 +342,7 @@ def main() -> None:
                                                       folded_qdq_model)
             from dymu_rt.backends.onnxruntime import OnnxRuntimeBackend
             from dymu_rt.compile.calibrate import synth_set
-            from dymu_rt.models.fold import slot_weights
+            from dymu_rt.core.bn_fold import slot_weights
 
             topo = m.topologies[big]
             fold = rt.pool.fold_params()

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from dymu_rt.errors import NotImplementedYet
+from dymu_rt.core.errors import NotImplementedYet
 
 #: Width of tables and lines when stdout is not a terminal (a log, a pipe): wide enough that no
 #: table is cut or wrapped (rich's default there is 80 columns, which cut topology ids and

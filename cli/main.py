@@ -1,7 +1,7 @@
 """Entry point of the ``dymu-rt`` console script.
 
 User errors print one line ``error: ...`` on stderr, no traceback, and exit non-zero:
-:class:`dymu_rt.errors.DymuError` (its ``exit_code``, 2 or 3), command-line usage errors
+:class:`dymu_rt.core.errors.DymuError` (its ``exit_code``, 2 or 3), command-line usage errors
 (unknown option, bad or missing value: exit 2) and operating-system errors such as an
 unwritable or missing path or a full disk (exit 1). ``--debug`` anywhere on the command
 line (or ``DYMU_RT_DEBUG=1``) shows the traceback instead.
@@ -16,7 +16,7 @@ from typing import Optional
 import typer
 
 from dymu_rt import __version__
-from dymu_rt.errors import DymuError, missing_extra
+from dymu_rt.core.errors import DymuError, missing_extra
 
 from dymu_rt.cli.commands import (
     build,

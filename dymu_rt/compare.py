@@ -50,10 +50,10 @@ from dymu_rt.backends.devices import load_profile, with_threads
 from dymu_rt.compile.architecture import Architecture, materialize, topology_salt, with_bn_deltas
 from dymu_rt.compile.build import build_bundle
 from dymu_rt.compile.static import write_static_bundle
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.evaluate.compare import delta_t, method_label, static_forward
 from dymu_rt.models.graph import graph_cost, lower_tree, materialize_graph
-from dymu_rt.models.tree import identity_table
+from dymu_rt.core.tree import identity_table
 from dymu_rt.runtime import Runtime
 from dymu_rt.runtime.latency import time_interleaved
 from dymu_rt.train.checkpoint import RunDir

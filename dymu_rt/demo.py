@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +78,7 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
     from dymu_rt.data.synth import SynthDataset
     from dymu_rt.evaluate.report import evaluate_run
     from dymu_rt.train.pipeline import open_run, train
-    from dymu_rt.utils.io import atomic_write_json
+    from dymu_rt.core.io import atomic_write_json
 
     s = DemoSettings().scaled(scale)
     out = Path(out)
@@ -161,11 +161,12 @@ def _run_images(out: Path, image_paths: list[Path], manifest, rt, latency: dict,
     first image at every preference run, one row each, labelled with its tree and cost."""
     from PIL import Image
 
-    from dymu_rt.control.preference import format_r
+    from dymu_rt.core.preference import format_r
     from dymu_rt.evaluate.scenes import METRIC_LABEL, labelled_scenes, reported_metric, score
     from dymu_rt.runtime.outputs import make_tasks, write_outputs
-    from dymu_rt.tasks import make_task, overview_image
-    from dymu_rt.tasks.kinds import LABELLED_KINDS
+    from dymu_rt.core.overview import overview_image
+    from dymu_rt.tasks import make_task
+    from dymu_rt.core.kinds import LABELLED_KINDS
 
     tasks = make_tasks(manifest.tasks)
     meters = [make_task(t.kind, t.name, num_classes=t.out_channels if t.kind in LABELLED_KINDS else None)

@@ -14,8 +14,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 scratch=${MUTMUT_SCRATCH:-/tmp/dymu-mutmut}
 # name | module | its tests (now) | its tests before issue 28 (MUTMUT_BEFORE=1: the "before" score)
 table='
-fold|dymu_rt/models/fold.py|tests/compile/test_compile_fold.py tests/models/test_fold_reference.py|tests/compile/test_compile_fold.py
-preference|dymu_rt/control/preference.py|tests/control/test_control_preference.py tests/control/test_control_preference_properties.py tests/control/test_preference_edges.py|tests/control/test_control_preference.py tests/control/test_control_preference_properties.py
+fold|dymu_rt/core/bn_fold.py|tests/compile/test_compile_fold.py tests/models/test_fold_reference.py|tests/compile/test_compile_fold.py
+preference|dymu_rt/core/preference.py|tests/control/test_control_preference.py tests/control/test_control_preference_properties.py tests/control/test_preference_edges.py|tests/control/test_control_preference.py tests/control/test_control_preference_properties.py
 selection|dymu_rt/runtime/runtime.py|tests/runtime/test_runtime_preference.py|tests/runtime/test_runtime_preference.py
 binding|dymu_rt/runtime/binding.py|tests/runtime/test_runtime_preference.py tests/runtime/test_binding.py|tests/runtime/test_runtime_preference.py
 checksum|dymu_rt/bundle/checksum.py|tests/bundle/test_bundle_checksum.py|tests/runtime/test_runtime_open.py

@@ -27,7 +27,7 @@ def check_command(
 ) -> None:
     """Compare each available backend/precision with the FP32 reference per task; exit 1 on a violation."""
     from dymu_rt.check import check_bundle
-    from dymu_rt.utils.limits import check_threads
+    from dymu_rt.core.limits import check_threads
 
     check_threads(threads)
 

@@ -26,14 +26,14 @@ def compare_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Put single-task, PHN-BN, DYMU c=0/1, AdaShare and DAG runs of one preset side by side."""
-    from dymu_rt.errors import ValidationError
+    from dymu_rt.core.errors import ValidationError
     from dymu_rt.compare import compare_runs
     from dymu_rt.evaluate.compare import compare_markdown, plot_compare
     from dymu_rt.train.checkpoint import RunDir
     from dymu_rt.train.static import method_of
-    from dymu_rt.utils.io import atomic_write_json
+    from dymu_rt.core.io import atomic_write_json
 
-    from dymu_rt.utils.limits import check_threads
+    from dymu_rt.core.limits import check_threads
 
     check_threads(threads, allow_zero=False)
     if n_val is not None and n_val < 1:

@@ -34,7 +34,7 @@ def triton_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Export BUNDLE to REPO; check every config against Triton's ModelConfig when tritonclient is installed."""
-    from dymu_rt.errors import BackendUnavailable
+    from dymu_rt.core.errors import BackendUnavailable
     from dymu_rt.runtime import default_bundle_path
     from dymu_rt.serve.triton import check_repository, export_triton
     from dymu_rt.utils.progress import make_progress
@@ -76,7 +76,7 @@ def triton_command(
         t.add_row("check", summary["checked"])
         console.print(t)
     if problems:
-        from dymu_rt.errors import BundleError
+        from dymu_rt.core.errors import BundleError
 
         raise BundleError(f"the exported repository failed its check: {problems[0]}"
                           + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))

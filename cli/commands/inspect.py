@@ -17,7 +17,7 @@ def inspect_command(
 ) -> None:
     """Describe TARGET: tasks, layers, params and GMACs/GFLOPs; topologies of a bundle."""
     from dymu_rt.compile.describe import describe, describe_bundle
-    from dymu_rt.errors import BundleError
+    from dymu_rt.core.errors import BundleError
 
     if target is None:
         from dymu_rt.runtime import default_bundle_path

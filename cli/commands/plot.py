@@ -18,7 +18,7 @@ def plot_command(
     """Draw GFLOPs (GMACs) of the selected tree over the (r, c) grid."""
     from dymu_rt.bundle.layout import read_manifest
     from dymu_rt.evaluate.resource_map import plot_resource_map
-    from dymu_rt.errors import ValidationError
+    from dymu_rt.core.errors import ValidationError
 
     manifest = read_manifest(bundle)
     if manifest.static:

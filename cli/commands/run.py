@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from dymu_rt.cli.common import console, print_json
-from dymu_rt.control.preference import format_r
+from dymu_rt.core.preference import format_r
 
 
 def run_command(

@@ -166,7 +166,7 @@ def train_all(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from dymu_rt.errors import ValidationError
+    from dymu_rt.core.errors import ValidationError
     from dymu_rt.train.pipeline import anchor_overrides, regularizer_overrides
 
     if out is None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from dymu_rt.bundle.layout import MANIFEST
 from dymu_rt.bundle.summary import UNITS, describe_bundle
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -9,8 +9,8 @@ hypernet's (Δγ, Δβ) (zero for plain BNs)::
     W' = W · s[:, None, None, None]
     b' = (β + Δβ) + (b_conv − μ) · s
 
-The formula itself lives in :mod:`dymu_rt.models.fold` (no torch): applied to the raw
-tensors stored in a bundle's ``fold_params`` (:func:`dymu_rt.models.fold.slot_weights`), it is
+The formula itself lives in :mod:`dymu_rt.core.bn_fold` (no torch): applied to the raw
+tensors stored in a bundle's ``fold_params`` (:func:`dymu_rt.core.bn_fold.slot_weights`), it is
 what a runtime uses to bind another preference's weights into a topology graph without
 re-exporting it (docs/INTERFACES.md, "Binding a point's weights").
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from dymu_rt.bundle.weight_pool import needs_raw_copy
-from dymu_rt.models.fold import fold_conv_bn_tensors
+from dymu_rt.core.bn_fold import fold_conv_bn_tensors
 from dymu_rt.models.layers import ConvBN, ModulatedBatchNorm2d
 
 Deltas = tuple[torch.Tensor, torch.Tensor]

@@ -39,10 +39,10 @@ from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, write_store
 from dymu_rt.compile.writer import (build_summary, check_backend, compile_engines, load_journal, manifest_head,
                                     commit_out, prepare_out, remove_owned, remove_stale, remove_temporaries,
                                     stage_out)
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.models.graph import graph_cost
 from dymu_rt.train.static import method_of, static_module
-from dymu_rt.utils.io import atomic_write_json, sha256_file
+from dymu_rt.core.io import atomic_write_json, sha256_file
 from dymu_rt.utils.progress import make_progress
 
 PREFERENCE_CONTRACT = ("one static architecture serves every task at once: r is accepted and ignored; "

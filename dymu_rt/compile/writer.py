@@ -37,8 +37,8 @@ from dymu_rt.bundle import layout as B
 from dymu_rt.bundle.manifest import Manifest
 from dymu_rt.bundle.paths import TOPOLOGY_ID_RE, check_relpath
 from dymu_rt.bundle.sections import engines_dir
-from dymu_rt.errors import BundleError, ValidationError
-from dymu_rt.utils.io import atomic_write_json, sha256_file
+from dymu_rt.core.errors import BundleError, ValidationError
+from dymu_rt.core.io import atomic_write_json, sha256_file
 
 
 def describe_training_data(data) -> str:

@@ -26,11 +26,11 @@ from typing import Optional
 import numpy as np
 
 from dymu_rt.data.base import parse_size
-from dymu_rt.tasks.labels import HUMAN_PART_CLASSES, NYU13_CLASSES, PASCAL_CLASSES
+from dymu_rt.core.labels import HUMAN_PART_CLASSES, NYU13_CLASSES, PASCAL_CLASSES
 from dymu_rt.data.scene import LAYOUTS
 from dymu_rt.data.synth import SceneRender, render_index
-from dymu_rt.errors import ValidationError
-from dymu_rt.utils.io import atomic_path, atomic_write_bytes, atomic_write_json
+from dymu_rt.core.errors import ValidationError
+from dymu_rt.core.io import atomic_path, atomic_write_bytes, atomic_write_json
 
 STAGING_PREFIX = ".dymu-synth-staging"
 # Top-level entries each layout writes (and --overwrite replaces; nothing else is touched).
@@ -216,7 +216,7 @@ def write_synth_dataset(out, n: int = 2000, size=128, seed: int = 0, layout: str
 
 def read_synth_info(root) -> Optional[dict]:
     """The ``synth.json`` of a procedural dataset, or None for a real one."""
-    from dymu_rt.utils.io import read_json
+    from dymu_rt.core.io import read_json
 
     p = Path(root) / "synth.json"
     return read_json(p, "synth.json") if p.is_file() else None

@@ -19,8 +19,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from dymu_rt.control.preference import EVAL_ETA, sample_preferences
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.preference import EVAL_ETA, sample_preferences
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.evaluate.controller import parse_reference, resolve_reference
 from dymu_rt.evaluate.hypervolume import hypervolume
 from dymu_rt.evaluate.plots import _pyplot, _save
@@ -32,7 +32,7 @@ from dymu_rt.train.common import make_split, make_tasks
 from dymu_rt.train.evaluation import evaluate_tree
 from dymu_rt.train.phn import load_phn_bn
 from dymu_rt.train.static import load_static, method_of
-from dymu_rt.utils.io import atomic_write_json
+from dymu_rt.core.io import atomic_write_json
 
 
 def delta_t(mt: dict, st: dict, tasks) -> dict[str, Any]:

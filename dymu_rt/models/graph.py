@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from dymu_rt.models.anchor import node_name
 from dymu_rt.models.cost import Cost, _module_costs
-from dymu_rt.models.tree import ancestor, canonicalize, used_nodes, validate_parents
+from dymu_rt.core.tree import ancestor, canonicalize, used_nodes, validate_parents
 
 IMAGE = "image"
 
@@ -120,7 +120,7 @@ class StaticGraph:
     @property
     def id(self) -> str:
         """Stable topology id: 16 hex digits of the graph's sha256 (method included), the
-        form of a DYMU topology id (:func:`dymu_rt.models.tree.topology_id`), so it passes
+        form of a DYMU topology id (:func:`dymu_rt.core.tree.topology_id`), so it passes
         the bundle's id check (:func:`dymu_rt.bundle.paths.check_topology_id`). The method
         itself is the manifest's ``static.method``."""
         blob = json.dumps(self.to_json(), sort_keys=True).encode()

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from dymu_rt.control.selector import static_refusal
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.selector import static_refusal
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.runtime.latency import reportable, time_engine
 from dymu_rt.runtime.outputs import make_tasks, output_names, raw_names, save_raw, write_outputs
 from dymu_rt.runtime.preprocess import load_image
-from dymu_rt.utils.io import atomic_write_json, atomic_write_text
+from dymu_rt.core.io import atomic_write_json, atomic_write_text
 
 #: file dymu-rt leaves in a folder it wrote outputs to (lets a rerun replace its own files)
 MARKER = ".dymu-rt-outputs"

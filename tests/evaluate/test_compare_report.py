@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.evaluate import compare as C
 
 

@@ -36,7 +36,7 @@ def test_maps_at_input_geometry_and_overview_keeps_aspect(capsys, bundle, wide_i
 
 
 def test_segmentation_map_is_resized_by_nearest_neighbour():
-    from dymu_rt.tasks.kinds import make_output
+    from dymu_rt.core.kinds import make_output
 
     seg = make_output("segmentation", "semseg", num_classes=3)
     logits = np.zeros((3, 2, 2), np.float32)

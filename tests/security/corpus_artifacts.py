@@ -189,7 +189,7 @@ def _g_constant_of_shape(root):
 
 
 def _g_empty_fold(root):
-    from dymu_rt.utils.safetensors_np import dumps
+    from dymu_rt.core.safetensors_np import dumps
 
     (root / "controller" / "fold_params.safetensors").write_bytes(dumps({}))
 
@@ -208,7 +208,7 @@ def _g_nan_weights(root):
 
 
 def _g_nan_bn_stats(root):
-    from dymu_rt.utils.safetensors_np import dumps, load
+    from dymu_rt.core.safetensors_np import dumps, load
 
     p = root / "controller" / "fold_params.safetensors"
     fold = load(p)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dymu_rt.errors import CheckpointError, DataError, ValidationError
+from dymu_rt.core.errors import CheckpointError, DataError, ValidationError
 from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.pipeline import data_options, open_run
 

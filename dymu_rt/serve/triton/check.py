@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from dymu_rt.serve.triton import config as C
-from dymu_rt.serve.triton import routing as R
+from dymu_rt.core import routing as R
 
 
 def _model_io(path: Path) -> dict[str, tuple[str, list[int]]]:

@@ -17,8 +17,8 @@ from typing import Mapping, Optional, Union
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dymu_rt.errors import ValidationError
-from dymu_rt.tasks.render import font
+from .errors import ValidationError
+from .render import font
 
 BACKGROUND = (255, 255, 255)
 LABEL_HEIGHT = 16

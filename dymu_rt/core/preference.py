@@ -5,7 +5,7 @@
 
 Everything else in dymu-rt (CLI, trainer, evaluation, bundle build, runtime) calls this
 module, so a preference is checked the same way everywhere and a bad one is refused with
-one line naming the value and what was expected (:class:`~dymu_rt.errors.ValidationError`).
+one line naming the value and what was expected (:class:`~dymu_rt.core.errors.ValidationError`).
 
 Grids use exact rational arithmetic (:class:`fractions.Fraction`): with float steps,
 ``0.1 * 3`` is not ``0.3`` and a simplex enumeration silently loses or duplicates points.
@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from dymu_rt.errors import ValidationError
+from .errors import ValidationError
 
 SUM_TOLERANCE = 1e-6
 

@@ -22,8 +22,8 @@ from typing import Any, ClassVar, Mapping, Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dymu_rt.errors import ValidationError
-from dymu_rt.tasks.render import IGNORE_COLOR, INVALID_COLOR, colorize, font, label_palette
+from .errors import ValidationError
+from .render import IGNORE_COLOR, INVALID_COLOR, colorize, font, label_palette
 
 #: kinds whose head size is a number of classes (given by the user), not fixed by the kind
 LABELLED_KINDS = ("segmentation", "parts", "classification")
@@ -136,7 +136,7 @@ class SegmentationOutput(TaskOutput):
 
     def legend(self, post: np.ndarray) -> Image.Image:
         """The classes in label map ``post``, most pixels first, with their names and share."""
-        from dymu_rt.tasks.legends import class_legend
+        from .legends import class_legend
 
         return class_legend(post, label_palette(max(256, self.num_classes)), self.class_names)
 
@@ -196,7 +196,7 @@ class DepthOutput(TaskOutput):
 
     def legend(self, post: np.ndarray) -> Image.Image:
         """A colour bar from the near to the far end of the picture's range, in metres."""
-        from dymu_rt.tasks.legends import colour_bar
+        from .legends import colour_bar
 
         lo, hi = self.display_range(post)
         return colour_bar(self.cmap, lo, hi, "m")
@@ -225,7 +225,7 @@ class NormalsOutput(TaskOutput):
 
     def legend(self, post: np.ndarray) -> Image.Image:
         """The colour of each direction facing the camera, drawn by :meth:`visualize`."""
-        from dymu_rt.tasks.legends import normals_key
+        from .legends import normals_key
 
         return normals_key(self.visualize)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from dymu_rt.errors import ValidationError
+from .errors import ValidationError
 
 #: A thread count may exceed the cores by this factor (oversubscription is legitimate, 10**9 is not).
 THREAD_FACTOR = 4

@@ -1,7 +1,7 @@
 """Keys to the task pictures: a class legend, a colour bar, the normals colour key.
 
 Each is a small RGB picture drawn under its task's tile in the overview
-(:func:`dymu_rt.tasks.overview.overview_image`), so a reader can tell which colour is
+(:func:`dymu_rt.core.overview.overview_image`), so a reader can tell which colour is
 which class, how far a colour is in metres and which way a normal colour points.
 numpy and PIL only.
 """
@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dymu_rt.tasks.render import colorize, font
+from .render import colorize, font
 
 TEXT = (0, 0, 0)
 BG = (255, 255, 255)

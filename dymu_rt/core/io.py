@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from dymu_rt.errors import DymuError
+from .errors import DymuError
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Iterable, Union
 
-from dymu_rt.errors import ValidationError
+from .errors import ValidationError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 

@@ -8,8 +8,8 @@ from typing import Optional
 import numpy as np
 from PIL import ImageFont
 
-from dymu_rt.errors import ValidationError
-from dymu_rt.tasks import colormaps
+from .errors import ValidationError
+from . import colormaps
 
 IGNORE_COLOR = (224, 224, 192)   # -1 labels, as PASCAL VOC draws its "void" border
 INVALID_COLOR = (0, 0, 0)        # invalid depth / normals pixels
@@ -40,7 +40,7 @@ def colorize(values: np.ndarray, cmap: str, vmin: float, vmax: float,
     """Map a float [H, W] array through a colormap to uint8 RGB [H, W, 3].
 
     Values are clipped to [vmin, vmax]; pixels where ``valid`` is False get
-    ``invalid_color``. ``cmap`` is one of the bundled maps (:func:`dymu_rt.tasks.colormaps.names`:
+    ``invalid_color``. ``cmap`` is one of the bundled maps (:func:`dymu_rt.core.colormaps.names`:
     viridis, magma, ...), matplotlib's exact colors without matplotlib.
     """
     if cmap not in colormaps.names():

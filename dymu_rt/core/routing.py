@@ -1,13 +1,14 @@
 """What the Triton router decides for one preference, in numpy alone.
 
-The router (``router/model.py``, Triton's Python backend) runs where dymu-rt is not
-installed, so the export vendors this module into the router's version folder together
-with the modules it imports (:mod:`dymu_rt.serve.triton.vendor`): the preference rules
-(:mod:`dymu_rt.control.preference`, the same ones the CLI and the Runtime apply), the tree
-rules (:mod:`dymu_rt.models.tree`) and a numpy safetensors reader. Imports here must stay
-within those modules, the standard library and numpy (a test walks the imports).
+The router (``dymu_rt/serve/triton/router/model.py``, Triton's Python backend) runs where
+dymu-rt is not installed, so the export copies this file unchanged into the router's version
+folder together with the core files it imports (:mod:`dymu_rt.serve.triton.vendor`): the
+preference rules (:mod:`dymu_rt.core.preference`, the same ones the CLI and the Runtime
+apply), the tree rules (:mod:`dymu_rt.core.tree`) and a numpy safetensors reader. Imports
+here must stay within those modules (relative), the standard library and numpy (a test walks
+the imports).
 
-The decision is the Runtime's, made by the same code (:mod:`dymu_rt.control.selector`): the edge
+The decision is the Runtime's, made by the same code (:mod:`dymu_rt.core.selector`): the edge
 hypernet's exact tree for (r, c) if the repository has a model for that topology, bound
 with the weight hypernet's deltas at (r, c) (``binding = "exact"``); otherwise the nearest
 grid point's topology, bound with the deltas at that grid point (``"nearest-grid"``).
@@ -27,11 +28,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from dymu_rt.control.preference import Preference, make_preference
-from dymu_rt.control.selector import Selection, Selector
-from dymu_rt.errors import ValidationError
-from dymu_rt.models.tree import topology_id, tree_from_logits
-from dymu_rt.utils.safetensors_np import load as load_safetensors
+from .preference import Preference, make_preference
+from .selector import Selection, Selector
+from .errors import ValidationError
+from .tree import topology_id, tree_from_logits
+from .safetensors_np import load as load_safetensors
 
 #: files of the router's version folder written by the export
 SPEC_FILE = "router.json"

@@ -3,12 +3,12 @@ BN deltas it binds. Standard library, numpy-free even; torch-free.
 
 Used by the Runtime (:meth:`dymu_rt.runtime.Runtime.set_preference`), the latency budget
 (:func:`dymu_rt.runtime.latency.choose_for_budget`: :meth:`Selector.nearest_r`) and the
-Triton router (:mod:`dymu_rt.serve.triton.routing`, which vendors this file), so the three
+Triton router (:mod:`dymu_rt.core.routing`, which vendors this file), so the three
 can never disagree.
 
 The rule (DESIGN.md §2): the edge hypernet gives the exact tree for (r, c). If the bundle
 has that topology, it runs with the weight hypernet's BN deltas at (r, c) itself
-(``binding = "exact"``). Otherwise the nearest grid point (:func:`~dymu_rt.control.preference.nearest`:
+(``binding = "exact"``). Otherwise the nearest grid point (:func:`~dymu_rt.core.preference.nearest`:
 L1 on r plus |Δc|, ties to the first) gives the topology *and* the weights: the deltas at
 that grid point, the ones the controller was trained to pair with that tree
 (``"nearest-grid"``). A static bundle (AdaShare / DAG / fixed baselines) has one topology
@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
-from dymu_rt.control.preference import Preference, nearest
-from dymu_rt.errors import ValidationError
+from .preference import Preference, nearest
+from .errors import ValidationError
 
 EXACT = "exact"
 NEAREST_GRID = "nearest-grid"

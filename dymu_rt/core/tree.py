@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 
-from dymu_rt.errors import ValidationError
+from .errors import ValidationError
 
 DEAD = -1
 
