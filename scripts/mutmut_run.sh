@@ -31,10 +31,6 @@ echo "$table" | while IFS='|' read -r name module tests before; do
   dir="$scratch/$name"
   rm -rf "$dir" && mkdir -p "$dir"
   cp -r "$repo/dymu_rt" "$repo/tests" "$dir/"
-  # the installed layout: cli/, profiles/ and calibration/ are subpackages of dymu_rt
-  cp -r "$repo/cli" "$dir/dymu_rt/cli"
-  cp -r "$repo/profiles" "$dir/dymu_rt/profiles"
-  cp -r "$repo/calibration" "$dir/dymu_rt/calibration"
   sel=$(printf '"%s", ' $tests)
   cat > "$dir/setup.cfg" <<CFG
 [mutmut]

@@ -25,6 +25,7 @@ INJECTIONS = {
     "deploy-layers": ("bundle/sections.py", "from dymu_rt.backends import registry", "deploy-layers:"),
     "train-wing": ("compile/describe.py", "import dymu_rt.runtime.cache", "train-wing:"),
     "train-layers": ("models/heads.py", "import dymu_rt.train.checkpoint", "train-layers:"),
+    "top": ("check.py", "import dymu_rt.compare", "top:"),
 }
 
 

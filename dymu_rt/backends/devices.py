@@ -1,6 +1,6 @@
 """Device profiles: what a target device is and how engines are built for it.
 
-Profiles are TOML files; the shipped ones live in ``profiles/`` (installed as
+Profiles are TOML files; the shipped ones live in ``dymu_rt/profiles/`` (the package
 ``dymu_rt.profiles``). A profile names the backend, precision, threads, memory budgets,
 TensorRT builder settings (workspace, optimization level, DLA) and the input batch range.
 Unknown or ill-typed keys are refused with the offending key named.

@@ -33,7 +33,7 @@ section naming, per topology, the ranges in use (written last, through
 :func:`dymu_rt.bundle.sections.update_manifest`; the section's reader is
 :func:`~dymu_rt.bundle.sections.int8_ranges`). The shipped default bundle is package data
 and is refused (copy it first).
-See ``calibration/README.md`` for the user-facing description.
+See ``dymu_rt/calibration/README.md`` for the user-facing description.
 """
 
 from __future__ import annotations
