@@ -290,7 +290,7 @@ def main() -> None:
         import torch
 
         from dymu_rt.compile.architecture import materialize, preference_tensors
-        from dymu_rt.compile.fold import fold_bn
+        from dymu_rt.compile.fold_modules import fold_bn
         from dymu_rt.train.checkpoint import RunDir
 
         torch.set_num_threads(args.threads)

@@ -4,7 +4,7 @@
     python scripts/import_graph.py --root /work/main --json
 
 Reads the source with ``ast`` (nothing is imported, so it works on any checkout, torch or
-not). A module's layer is its first package under ``dymu_rt`` (``dymu_rt/demo.py`` is the
+not). A module's layer is its first package under ``dymu_rt`` (``dymu_rt/app/demo.py`` is the
 ``demo`` layer; an old checkout's top-level ``cli/`` is the ``cli`` layer). Layers are put in
 one order consistent with the floor plan in ``.importlinter`` (core, then the deploy wing's
 bundle and backends that the train wing may use, then the train wing, then the runtime and
@@ -35,7 +35,7 @@ from pathlib import Path
 #: bottom first, one order consistent with .importlinter's floor plan ("errors" is an old
 #: checkout's bottom layer, now dymu_rt.core.errors)
 LAYERS = ["errors", "core", "bundle", "backends", "utils", "tasks", "data", "models", "control", "train", "evaluate",
-          "compile", "runtime", "serve", "demo", "check", "compare", "cli"]
+          "compile", "runtime", "serve", "demo", "check", "compare", "app", "cli"]
 DEPLOY = ("core", "bundle", "backends", "runtime", "serve")
 HEAVY = ("torch", "matplotlib", "scipy")
 

@@ -21,7 +21,7 @@ binding|dymu_rt/runtime/binding.py|tests/runtime/test_runtime_preference.py test
 checksum|dymu_rt/bundle/checksum.py|tests/bundle/test_bundle_checksum.py|tests/runtime/test_runtime_open.py
 paths|dymu_rt/bundle/paths.py|tests/bundle/test_bundle_paths.py|tests/security/test_hostile_bundles.py
 hv|dymu_rt/evaluate/hypervolume.py|tests/evaluate/test_evaluate_hypervolume.py tests/evaluate/test_hypervolume_edges.py|tests/evaluate/test_evaluate_hypervolume.py
-compare|dymu_rt/evaluate/compare.py|tests/evaluate/test_delta_t.py tests/evaluate/test_compare_report.py|tests/tasks/test_tasks_delta_m.py
+compare|dymu_rt/evaluate/comparison.py|tests/evaluate/test_delta_t.py tests/evaluate/test_compare_report.py|tests/tasks/test_tasks_delta_m.py
 '
 want=" $* "
 echo "$table" | while IFS='|' read -r name module tests before; do

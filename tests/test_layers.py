@@ -23,9 +23,9 @@ INJECTIONS = {
     "deploy-wing": ("runtime/binding.py", "import dymu_rt.tasks.weights", "deploy-wing:"),
     "deploy-no-torch": ("bundle/sections.py", "import torch", "deploy-no-torch:"),
     "deploy-layers": ("bundle/sections.py", "from dymu_rt.backends import registry", "deploy-layers:"),
-    "train-wing": ("compile/describe.py", "import dymu_rt.runtime.cache", "train-wing:"),
+    "train-wing": ("compile/export.py", "import dymu_rt.runtime.cache", "train-wing:"),
     "train-layers": ("models/heads.py", "import dymu_rt.train.checkpoint", "train-layers:"),
-    "top": ("check.py", "import dymu_rt.compare", "top:"),
+    "top": ("app/check.py", "import dymu_rt.cli.common", "top:"),
 }
 
 

@@ -140,7 +140,7 @@ def materialize(anchor: AnchorNet, parents, bn_deltas: Optional[torch.Tensor] = 
 
     ``bn_deltas`` (FloatTensor[D], the weight hypernet's output) is baked into the copied
     BNs' affine parameters (γ+Δγ, β+Δβ), so the module computes exactly
-    ``anchor.forward(x, parents, bn_deltas)`` and :func:`dymu_rt.compile.fold.fold_bn`
+    ``anchor.forward(x, parents, bn_deltas)`` and :func:`dymu_rt.compile.fold_modules.fold_bn`
     needs no deltas afterwards. The anchor itself is not modified.
     """
     p = validate_parents(parents, anchor.num_layers, anchor.num_tasks)

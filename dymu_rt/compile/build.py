@@ -45,10 +45,10 @@ from dymu_rt.bundle import layout as B
 from dymu_rt.bundle.manifest import write_manifest
 from dymu_rt.compile.architecture import Architecture, materialize, preference_tensors, topology_salt
 from dymu_rt.compile.export import export_hypernet, export_tree, export_tree_model
-from dymu_rt.compile.fold import bn_eps, fold_bn, fold_params
+from dymu_rt.compile.fold_modules import bn_eps, fold_bn, fold_params
 from dymu_rt.compile.static import build_static_bundle
 from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, TensorStore, write_store
-from dymu_rt.compile.writer import (build_summary, check_backend, commit_out, compile_engines, file_done,
+from dymu_rt.compile.bundle_writer import (build_summary, check_backend, commit_out, compile_engines, file_done,
                                     load_journal, manifest_head, prepare_out, remove_owned, remove_stale,
                                     remove_temporaries, stage_out)
 from dymu_rt.core.preference import grid

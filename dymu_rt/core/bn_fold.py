@@ -10,7 +10,7 @@ With σ = sqrt(var + eps) and the BN's affine shifted by the weight hypernet's (
 
 :func:`fold_conv_bn_tensors` is the formula; :func:`slot_weights` applies it to a bundle's
 ``fold_params`` for one topology's slots (docs/INTERFACES.md, "Binding"). The module walk
-that folds a torch model in place is :mod:`dymu_rt.compile.fold`, on this same formula.
+that folds a torch model in place is :mod:`dymu_rt.compile.fold_modules`, on this same formula.
 """
 
 from __future__ import annotations

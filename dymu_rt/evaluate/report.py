@@ -23,7 +23,7 @@ import torch
 
 from dymu_rt.core.preference import Preference, grid_r, make_preference
 from dymu_rt.core.errors import ValidationError
-from dymu_rt.evaluate.compare import dymu_delta_t
+from dymu_rt.evaluate.comparison import dymu_delta_t
 from dymu_rt.evaluate.controller import evaluate_controller, parse_reference, resolve_reference
 from dymu_rt.evaluate.plots import plot_controllability, plot_resource_usage, plot_trees
 from dymu_rt.evaluate.resource_map import plot_resource_map

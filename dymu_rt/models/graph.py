@@ -16,7 +16,7 @@ on *different* inputs, skipped blocks, and states that sum several weighted inpu
 
 :func:`run_graph` executes a graph on the owner's own modules (what the training code
 uses after the architecture is fixed); :class:`GraphModule` holds copies of the used
-modules and is what the compiler folds (:func:`dymu_rt.compile.fold.fold_bn`) and exports
+modules and is what the compiler folds (:func:`dymu_rt.compile.fold_modules.fold_bn`) and exports
 (:func:`dymu_rt.compile.export.export_tree`): the same compiler as for DYMU trees.
 """
 

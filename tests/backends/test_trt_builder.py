@@ -379,7 +379,7 @@ def trt_build(monkeypatch, tmp_path_factory):
     profile = tmp_path_factory.mktemp("prof") / "orin-test.toml"
     profile.write_text('name = "orin-test"\nbackend = "tensorrt"\ndevice = "Orin"\nprecision = "fp16"\n'
                        '[input]\nshape = [3, 32, 32]\nbatch_min = 1\nbatch_opt = 1\nbatch_max = 2\n')
-    import dymu_rt.compile.writer as writer_mod      # the engines step (compile_engines) lives there
+    import dymu_rt.compile.bundle_writer as writer_mod      # the engines step (compile_engines) lives there
 
     holder = {"backend": FakeTrtBuildBackend()}
     monkeypatch.setattr(trt_pkg.TensorRTBackend, "check_available", classmethod(lambda cls: None))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dymu_rt.compile.architecture import materialize
-from dymu_rt.compile.fold import fold_bn
+from dymu_rt.compile.fold_modules import fold_bn
 from dymu_rt.core.tree import canonicalize, identity_table, used_nodes
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dymu_rt.compile.architecture import materialize
-from dymu_rt.compile.fold import fold_bn, fold_convbn
+from dymu_rt.compile.fold_modules import fold_bn, fold_convbn
 from dymu_rt.models.backbones import RASPP, BackboneSpec
 from dymu_rt.models.cost import CostModel
 from dymu_rt.models.heads import HeadSpec, LightDecoderHead

@@ -588,7 +588,7 @@ def concurrent_exports(good: Path, work: Path, n: int = 2) -> dict:
             versions.append(json.loads(o)["version"])
         except (ValueError, KeyError):
             versions.append(None)
-    from dymu_rt.serve.triton.check import check_repository
+    from dymu_rt.serve.triton.repository_check import check_repository
 
     try:
         problems = check_repository(repo)

@@ -26,7 +26,7 @@ def check_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Compare each available backend/precision with the FP32 reference per task; exit 1 on a violation."""
-    from dymu_rt.check import check_bundle
+    from dymu_rt.app.check import check_bundle
     from dymu_rt.core.limits import check_threads
 
     check_threads(threads)

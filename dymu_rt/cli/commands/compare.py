@@ -27,8 +27,8 @@ def compare_command(
 ) -> None:
     """Put single-task, PHN-BN, DYMU c=0/1, AdaShare and DAG runs of one preset side by side."""
     from dymu_rt.core.errors import ValidationError
-    from dymu_rt.compare import compare_runs
-    from dymu_rt.evaluate.compare import compare_markdown, plot_compare
+    from dymu_rt.app.compare import compare_runs
+    from dymu_rt.evaluate.comparison import compare_markdown, plot_compare
     from dymu_rt.train.checkpoint import RunDir
     from dymu_rt.train.static import method_of
     from dymu_rt.core.io import atomic_write_json

@@ -27,7 +27,7 @@ def synth(
 ) -> None:
     """Render a procedural multi-task dataset in a real dataset's on-disk layout."""
     from dymu_rt.cli.common import console, print_json
-    from dymu_rt.data.writer import write_synth_dataset
+    from dymu_rt.data.dataset_writer import write_synth_dataset
     from dymu_rt.core.errors import ValidationError
 
     if previews < 0:

@@ -25,7 +25,7 @@ def demo_command(
     """
     from rich.table import Table
 
-    from dymu_rt.demo import run_demo
+    from dymu_rt.app.demo import run_demo
     from dymu_rt.train.common import set_threads
 
     set_threads(threads)

@@ -39,7 +39,7 @@ def eval_command(
 ) -> None:
     """Evaluate a trained controller over preferences (HV, uniformity, params, GFLOPs, Δ_T);
     an AdaShare / DAG run: its one architecture (metrics, HV, uniformity, cost, Δ_T)."""
-    from dymu_rt.evaluate.compare import evaluate_static_run
+    from dymu_rt.evaluate.comparison import evaluate_static_run
     from dymu_rt.evaluate.report import evaluate_run
     from dymu_rt.train.checkpoint import RunDir
     from dymu_rt.train.static import method_of

@@ -16,7 +16,7 @@ def inspect_command(
                              "size, HxW (e.g. 512x512; default: the preset's)."),
 ) -> None:
     """Describe TARGET: tasks, layers, params and GMACs/GFLOPs; topologies of a bundle."""
-    from dymu_rt.compile.describe import describe, describe_bundle
+    from dymu_rt.app.inspect import describe, describe_bundle
     from dymu_rt.core.errors import BundleError
 
     if target is None:

@@ -53,7 +53,7 @@ def run_command(
     """
     from dymu_rt.bundle.layout import static_section
     from dymu_rt.runtime import Runtime, default_bundle_path
-    from dymu_rt.runtime.images import check_choice, run_images
+    from dymu_rt.app.run_images import check_choice, run_images
     from dymu_rt.runtime.preprocess import collect_images
 
     path = bundle or default_bundle_path()

@@ -424,7 +424,7 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
     Returns a summary: ``repo``, ``version``, ``noop`` (same bundle and settings already
     exported), ``models`` (names), ``topologies``, ``bundle_sha256``, ``backend``,
     ``max_batch``. ``on_step(name)`` is called after each model is staged (progress).
-    ``check``: check the staged repository (:func:`dymu_rt.serve.triton.check.check_repository`,
+    ``check``: check the staged repository (:func:`dymu_rt.serve.triton.repository_check.check_repository`,
     when tritonclient is installed) *before* it replaces the live one (summary ``checked``,
     ``problems``; a failed check leaves the live repository as it was). The export holds a
     lock (flock on the folder that holds it) so concurrent exports run one after the other; a symbolic
@@ -616,7 +616,7 @@ def _clean_stale(out: Path) -> None:
 
 def _check_stage(stage: Path, summary: dict, shown: Path) -> None:
     from dymu_rt.core.errors import BackendUnavailable, BundleError
-    from dymu_rt.serve.triton.check import check_repository
+    from dymu_rt.serve.triton.repository_check import check_repository
 
     try:
         problems = check_repository(stage)

@@ -6,7 +6,7 @@ metric against the single-task nets, sign flipped where lower is better, in perc
 are a DYMU run's anchor (N independent streams, trained on the same data for as many
 steps as a static method's warm-up and final stage by default). The comparison itself
 (which builds every architecture into a bundle and times it through the runtime) is
-:mod:`dymu_rt.compare`.
+:mod:`dymu_rt.app.compare`.
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ def plot_compare(report: dict, out) -> Path:
 
 def compare_markdown(report: dict) -> str:
     """The comparison as a Markdown table (primary metric per task; the binding each row's
-    latency was measured in, see :data:`dymu_rt.compare.BINDINGS`)."""
+    latency was measured in, see :data:`dymu_rt.app.compare.BINDINGS`)."""
     names = report["tasks"]
     prim = report["primary"]
     head = ["method", "Δ_T %"] + [f"{t} {prim[t]}" for t in names] + [f"Δ {t} %" for t in names] + \

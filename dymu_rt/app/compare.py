@@ -3,7 +3,7 @@
 :func:`compare_runs` evaluates every method a set of runs of one preset holds — from the
 DYMU run: single-task (its anchor), PHN-BN (if trained; uniform r), DYMU at c = 0 and c = 1
 (uniform r); and every AdaShare / DAG run — on the same validation scenes (Δ_T:
-:func:`dymu_rt.evaluate.compare.delta_t`), with the params and GMACs of each architecture
+:func:`dymu_rt.evaluate.comparison.delta_t`), with the params and GMACs of each architecture
 (:func:`dymu_rt.models.graph.graph_cost`).
 
 **Latency is what the deployed runtime measures.** Every row is built, by the product's own
@@ -51,7 +51,7 @@ from dymu_rt.compile.architecture import Architecture, materialize, topology_sal
 from dymu_rt.compile.build import build_bundle
 from dymu_rt.compile.static import write_static_bundle
 from dymu_rt.core.errors import ValidationError
-from dymu_rt.evaluate.compare import delta_t, method_label, static_forward
+from dymu_rt.evaluate.comparison import delta_t, method_label, static_forward
 from dymu_rt.models.graph import graph_cost, lower_tree, materialize_graph
 from dymu_rt.core.tree import identity_table
 from dymu_rt.runtime import Runtime
