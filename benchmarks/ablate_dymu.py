@@ -80,7 +80,7 @@ def _evaluate(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from dymu_rt.evaluate.compare import dymu_delta_t
+    from dymu_rt.evaluate.comparison import dymu_delta_t
     from dymu_rt.evaluate.controllability import controllability
     from dymu_rt.evaluate.controller import evaluate_controller
     from dymu_rt.train.checkpoint import RunDir

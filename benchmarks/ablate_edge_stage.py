@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     ap.add_argument("--phn", action="store_true", help="--eval: also train PHN-BN once and put it in every table")
     args = ap.parse_args(argv)
 
-    from dymu_rt.control.preference import parse_r, sample_preferences
+    from dymu_rt.core.preference import parse_r, sample_preferences
     from dymu_rt.train.checkpoint import RunDir
 
     settings = _settings(args.setting)

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     ap.add_argument("--png", type=Path, help="write the plot here")
     args = ap.parse_args(argv)
 
-    from dymu_rt.errors import DymuError
+    from dymu_rt.core.errors import DymuError
     from dymu_rt.evaluate.controllability import controllability
     from dymu_rt.train.checkpoint import RunDir
 

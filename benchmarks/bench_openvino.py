@@ -31,7 +31,7 @@ Every row is timed through :meth:`Runtime.timed_call` (what ``dymu-rt profile`` 
 except the plain session. Accuracy: each OpenVINO row's outputs on ``--scenes`` procedural
 scenes against the ORT FP32 folded reference at the same point (max |diff| / max |ref| per
 task) and the per-task metric change ``dymu-rt check`` computes
-(:func:`dymu_rt.check._metric_change`, same scenes and limits). Targets (issue 23): OpenVINO
+(:func:`dymu_rt.app.check._metric_change`, same scenes and limits). Targets (issue 23): OpenVINO
 bf16 >= 2.5x ``dymu-rt default`` where the CPU has BF16; OpenVINO fp32 folded within 10 % of
 the plain ORT folded session, or faster. Writes ``OUT/bench_openvino.json`` and ``.png``.
 """
@@ -175,11 +175,11 @@ def plain_session(graph: Path, threads: int):
 
 def measure(label: str, bundle: Path, args, work: Path) -> dict:
     from dymu_rt.backends.openvino import bf16_support
-    from dymu_rt.check import _metric_change, _scenes, _score
+    from dymu_rt.app.check import _metric_change, _scenes, _score
     from dymu_rt.runtime import Runtime
     from dymu_rt.runtime.latency import time_interleaved
     from dymu_rt.tasks import make_task
-    from dymu_rt.tasks.kinds import LABELLED_KINDS
+    from dymu_rt.core.kinds import LABELLED_KINDS
 
     m = json.loads((bundle / "manifest.json").read_text())
     tid, point = timed_topology(m)

@@ -117,7 +117,7 @@ def main(argv=None) -> dict:
 
     from dymu_rt.runtime.runtime import Runtime
     from dymu_rt.tasks import make_task
-    from dymu_rt.tasks.kinds import LABELLED_KINDS
+    from dymu_rt.core.kinds import LABELLED_KINDS
 
     with tempfile.TemporaryDirectory(prefix="dymu-bench-precision-") as tmp:
         bundle, note = _bundle(args.bundle, Path(tmp), args.calib, args.method)
@@ -191,7 +191,7 @@ def main(argv=None) -> dict:
     }
     _print(report, variants)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from dymu_rt.utils.io import atomic_write_json
+    from dymu_rt.core.io import atomic_write_json
 
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")

@@ -61,7 +61,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from dymu_rt.compile.architecture import materialize
-    from dymu_rt.compile.fold import fold_bn
+    from dymu_rt.compile.fold_modules import fold_bn
     from dymu_rt.models.cost import CostModel
     from dymu_rt.runtime import Runtime
     from dymu_rt.train.checkpoint import RunDir

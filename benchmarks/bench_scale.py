@@ -305,7 +305,7 @@ def main() -> None:
         contenders["ort-int8"] = lambda: rt8.infer(x)
     if "eager" not in skip:
         from dymu_rt.compile.architecture import materialize, preference_tensors
-        from dymu_rt.compile.fold import fold_bn
+        from dymu_rt.compile.fold_modules import fold_bn
         from dymu_rt.train.checkpoint import RunDir
 
         _, anchor, edge, weight = RunDir(run).load_all()

@@ -112,7 +112,7 @@ def folded_graph(bundle: Path, rt, topology: str, deltas, out: Path) -> Path:
     """The topology's graph with the preference's folded weights, self-contained (external data beside)."""
     import onnx
 
-    from dymu_rt.models.fold import slot_weights
+    from dymu_rt.core.bn_fold import slot_weights
 
     m = rt.manifest
     model = onnx.load(str(bundle / m.topologies[topology].file))
@@ -129,7 +129,7 @@ def sample_fresh(rt, m, want: dict, seed: int = 0, tries: int = 200000) -> dict:
     Dirichlet(1), c ~ U(0, 1)) and grid points of those topologies jittered by N(0, 0.05),
     each kept when the runtime's selector picks that topology for it (the selection is not
     timed here)."""
-    from dymu_rt.control.preference import make_preference
+    from dymu_rt.core.preference import make_preference
 
     rng = np.random.default_rng(seed)
     out: dict = {t: [] for t in want}
@@ -323,7 +323,7 @@ def main() -> None:
         import torch
 
         from dymu_rt.compile.architecture import materialize, preference_tensors
-        from dymu_rt.compile.fold import fold_bn
+        from dymu_rt.compile.fold_modules import fold_bn
         from dymu_rt.train.checkpoint import RunDir
 
         torch.set_num_threads(args.threads)
@@ -375,7 +375,7 @@ def main() -> None:
                                                       folded_qdq_model)
             from dymu_rt.backends.onnxruntime import OnnxRuntimeBackend
             from dymu_rt.compile.calibrate import synth_set
-            from dymu_rt.models.fold import slot_weights
+            from dymu_rt.core.bn_fold import slot_weights
 
             topo = m.topologies[big]
             fold = rt.pool.fold_params()
@@ -475,7 +475,7 @@ def main() -> None:
         # Where a switch's time goes (the same fresh preferences, each step timed alone).
         parts: dict = {"edge hypernet + tree": [], "selector": [], "weight hypernet": [], "bind (affine plan + feeds)": []}
         eng_big = rt_off.cache.get(big)
-        from dymu_rt.control.preference import make_preference
+        from dymu_rt.core.preference import make_preference
 
         for q in fresh[big][:args.switches]:
             pref = make_preference(*q, len(m.task_names))

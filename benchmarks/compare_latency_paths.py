@@ -8,7 +8,7 @@
   session (ORT_ENABLE_ALL, ``threads`` intra-op threads). The old compare's PHN-BN row was
   the DYMU anchor on PHN's parent table with heads on their own streams; it is timed here
   too (``old PHN-BN module``), beside the PHN-BN architecture itself folded the same way.
-* **new** (what ``dymu-rt compare`` times now, :mod:`dymu_rt.compare`): the row's deployed
+* **new** (what ``dymu-rt compare`` times now, :mod:`dymu_rt.app.compare`): the row's deployed
   bundle through :meth:`dymu_rt.runtime.Runtime.timed_call` — DYMU rows in the grid
   bundle with affine binding, fixed architectures as static bundles.
 * for the DYMU rows, where the difference comes from: the same grid bundle in the runtime
@@ -39,7 +39,7 @@ def folded_session(module, size, threads: int):
     import onnxruntime as ort
 
     from dymu_rt.compile.export import export_tree_model
-    from dymu_rt.compile.fold import fold_bn
+    from dymu_rt.compile.fold_modules import fold_bn
 
     m = fold_bn(copy.deepcopy(module))
     model = export_tree_model(m, size, list(m.task_names))
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     from dymu_rt.backends.devices import with_threads
     from dymu_rt.backends.onnxruntime import OnnxRuntimeBackend
     from dymu_rt.bundle.sections import open_manifest
-    from dymu_rt.compare import PROFILE, contenders, open_runtimes
+    from dymu_rt.app.compare import PROFILE, contenders, open_runtimes
     from dymu_rt.runtime import Runtime
     from dymu_rt.compile.architecture import materialize
     from dymu_rt.runtime.latency import time_interleaved

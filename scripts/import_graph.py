@@ -4,17 +4,20 @@
     python scripts/import_graph.py --root /work/main --json
 
 Reads the source with ``ast`` (nothing is imported, so it works on any checkout, torch or
-not). A module's layer is its first package under ``dymu_rt`` (``dymu_rt/demo.py`` is the
-``demo`` layer, ``cli/`` the ``cli`` layer); layers are ordered as in ``.importlinter``,
-bottom first. Reported:
+not). A module's layer is its first package under ``dymu_rt`` (``dymu_rt/app/demo.py`` is the
+``demo`` layer; an old checkout's top-level ``cli/`` is the ``cli`` layer). Layers are put in
+one order consistent with the floor plan in ``.importlinter`` (core, then the deploy wing's
+bundle and backends that the train wing may use, then the train wing, then the runtime and
+serving, the use cases and the CLI), bottom first. Reported:
 
 * ``edges``: layer -> layer import counts (module-level and function-level together);
 * ``upward``: imports from a layer to one above it (what the layers contract forbids);
 * ``cycles``: pairs of layers that import each other (in either direction);
 * ``function_level``: project imports written inside a function (lazy imports: fine for heavy
   optional dependencies, a smell when they hide a cycle);
-* ``runtime_heavy``: torch / matplotlib / scipy imports reachable from ``dymu_rt.runtime``
-  through module-level imports (what a device without them would trip over).
+* ``runtime_heavy``: torch / matplotlib / scipy imports reachable from the deploy wing and the
+  core (``core``, ``bundle``, ``backends``, ``runtime``, ``serve``) through module-level
+  imports (what a device without them would trip over).
 
 ``lint-imports`` (import-linter, contracts in ``.importlinter``) is the check the test suite
 runs; this script is the report for humans and for comparing two checkouts.
@@ -29,17 +32,22 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-#: bottom first (the order of .importlinter's layers contract, reversed)
-LAYERS = ["errors", "utils", "tasks", "data", "models", "control", "train", "evaluate", "bundle", "backends",
-          "compile", "runtime", "serve", "demo", "cli"]
+#: bottom first, one order consistent with .importlinter's floor plan ("errors" is an old
+#: checkout's bottom layer, now dymu_rt.core.errors)
+LAYERS = ["errors", "core", "bundle", "backends", "utils", "tasks", "data", "models", "control", "train", "evaluate",
+          "compile", "runtime", "serve", "demo", "check", "compare", "app", "cli"]
+DEPLOY = ("core", "bundle", "backends", "runtime", "serve")
 HEAVY = ("torch", "matplotlib", "scipy")
 
 
 def _modules(root: Path) -> dict[str, Path]:
-    """Dotted module name -> file, for dymu_rt/ and cli/ (installed as dymu_rt.cli)."""
+    """Dotted module name -> file, for dymu_rt/ (and an old checkout's top-level cli/, which
+    installed as dymu_rt.cli)."""
     mods = {}
     for top, name in (("dymu_rt", "dymu_rt"), ("cli", "dymu_rt.cli")):
         base = root / top
+        if not base.is_dir():
+            continue
         for f in base.rglob("*.py"):
             if "__pycache__" in f.parts:
                 continue
@@ -119,7 +127,7 @@ def analyse(root: Path) -> dict:
     pairs = {tuple(sorted(p)) for p in edges}
     cycles = sorted(f"{a} <-> {b}" for a, b in pairs if (a, b) in edges and (b, a) in edges)
     # torch & co. reachable from the runtime through module-level imports (package __init__s included)
-    seen, stack, heavy = set(), [m for m in mods if layer_of(m) == "runtime"], set()
+    seen, stack, heavy = set(), [m for m in mods if layer_of(m) in DEPLOY], set()
     while stack:
         m = stack.pop()
         if m in seen:
@@ -158,7 +166,7 @@ def main(argv=None) -> int:
     lib = [f for f in rep["function_level"] if not f.startswith("dymu_rt.cli")]
     print(f"function-level project imports: {len(rep['function_level'])} (library {len(lib)}, "
           f"cli {len(rep['function_level']) - len(lib)}: commands import the library lazily for a fast --help)")
-    print(f"torch/matplotlib/scipy reachable from the runtime at import: {len(rep['runtime_heavy'])}")
+    print(f"torch/matplotlib/scipy reachable from the deploy wing and core at import: {len(rep['runtime_heavy'])}")
     for h in rep["runtime_heavy"]:
         print(f"  {h}")
     return 0

@@ -14,14 +14,14 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 scratch=${MUTMUT_SCRATCH:-/tmp/dymu-mutmut}
 # name | module | its tests (now) | its tests before issue 28 (MUTMUT_BEFORE=1: the "before" score)
 table='
-fold|dymu_rt/models/fold.py|tests/compile/test_compile_fold.py tests/models/test_fold_reference.py|tests/compile/test_compile_fold.py
-preference|dymu_rt/control/preference.py|tests/control/test_control_preference.py tests/control/test_control_preference_properties.py tests/control/test_preference_edges.py|tests/control/test_control_preference.py tests/control/test_control_preference_properties.py
-selection|dymu_rt/control/selector.py|tests/control/test_selector.py|tests/control/test_selector.py
+fold|dymu_rt/core/bn_fold.py|tests/compile/test_compile_fold.py tests/models/test_fold_reference.py|tests/compile/test_compile_fold.py
+preference|dymu_rt/core/preference.py|tests/control/test_control_preference.py tests/control/test_control_preference_properties.py tests/control/test_preference_edges.py|tests/control/test_control_preference.py tests/control/test_control_preference_properties.py
+selection|dymu_rt/core/selector.py|tests/control/test_selector.py|tests/control/test_selector.py
 binding|dymu_rt/runtime/binding.py|tests/runtime/test_runtime_preference.py tests/runtime/test_binding.py|tests/runtime/test_runtime_preference.py
 checksum|dymu_rt/bundle/checksum.py|tests/bundle/test_bundle_checksum.py|tests/runtime/test_runtime_open.py
 paths|dymu_rt/bundle/paths.py|tests/bundle/test_bundle_paths.py tests/bundle/test_bundle_paths_wire.py|tests/security/test_hostile_bundles.py
 hv|dymu_rt/evaluate/hypervolume.py|tests/evaluate/test_evaluate_hypervolume.py tests/evaluate/test_hypervolume_edges.py|tests/evaluate/test_evaluate_hypervolume.py
-compare|dymu_rt/evaluate/compare.py|tests/evaluate/test_delta_t.py tests/evaluate/test_compare_report.py tests/evaluate/test_compare_runs.py tests/evaluate/test_compare_plot.py|tests/tasks/test_tasks_delta_m.py
+compare|dymu_rt/evaluate/comparison.py|tests/evaluate/test_delta_t.py tests/evaluate/test_compare_report.py tests/evaluate/test_compare_runs.py tests/evaluate/test_compare_plot.py|tests/tasks/test_tasks_delta_m.py
 '
 want=" $* "
 echo "$table" | while IFS='|' read -r name module tests before; do
@@ -31,10 +31,6 @@ echo "$table" | while IFS='|' read -r name module tests before; do
   dir="$scratch/$name"
   rm -rf "$dir" && mkdir -p "$dir"
   cp -r "$repo/dymu_rt" "$repo/tests" "$dir/"
-  # the installed layout: cli/, profiles/ and calibration/ are subpackages of dymu_rt
-  cp -r "$repo/cli" "$dir/dymu_rt/cli"
-  cp -r "$repo/profiles" "$dir/dymu_rt/profiles"
-  cp -r "$repo/calibration" "$dir/dymu_rt/calibration"
   sel=$(printf '"%s", ' $tests)
   cat > "$dir/setup.cfg" <<CFG
 [mutmut]

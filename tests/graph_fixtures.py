@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dymu_rt.utils.io import atomic_write_json, sha256_file
+from dymu_rt.core.io import atomic_write_json, sha256_file
 
 
 class _ConvReLU(torch.nn.Module):

@@ -14,16 +14,13 @@ def test_every_package_is_listed():
     listed = set(cfg["packages"])
     mapped = {k: v for k, v in cfg.get("package-dir", {}).items()}
     found = set()
-    # top-level folder -> the package it installs as (cli/ is dymu_rt.cli)
-    for top, name in (("dymu_rt", "dymu_rt"), ("cli", "dymu_rt.cli")):
-        for init in (ROOT / top).rglob("__init__.py"):
-            if "__pycache__" in init.parts:
-                continue
-            found.add(".".join((name, *init.parent.relative_to(ROOT / top).parts)))
-    for pkg, folder in mapped.items():
-        assert (ROOT / folder / "__init__.py").is_file(), f"{folder}/ must be a package for {pkg}"
-        found.add(pkg)
-    assert "cli" not in listed, "the CLI installs as dymu_rt.cli, never as a top-level `cli` package"
+    assert not mapped, f"every package lives under dymu_rt/ as it installs (no package-dir remapping): {mapped}"
+    for init in (ROOT / "dymu_rt").rglob("__init__.py"):
+        if "__pycache__" in init.parts:
+            continue
+        found.add(".".join(("dymu_rt", *init.parent.relative_to(ROOT / "dymu_rt").parts)))
+    for top in ("cli", "profiles", "calibration"):
+        assert not (ROOT / top).exists(), f"top-level {top}/ is gone: it lives in dymu_rt/{top}/"
     assert found == listed, f"unlisted: {sorted(found - listed)}; stale: {sorted(listed - found)}"
 
 

@@ -87,7 +87,7 @@ def _check_demo_outputs(out: Path, summary: dict) -> None:
     import numpy as np
 
     from dymu_rt.runtime import Runtime
-    from dymu_rt.tasks.render import label_palette
+    from dymu_rt.core.render import label_palette
 
     manifest = json.loads((out / "bundle" / "manifest.json").read_text())
     assert set(summary["latency"]) == set(manifest["topologies"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from dymu_rt.utils import safetensors_np
+from dymu_rt.core import safetensors_np
 
 
 def _tensors():

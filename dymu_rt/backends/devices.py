@@ -1,6 +1,6 @@
 """Device profiles: what a target device is and how engines are built for it.
 
-Profiles are TOML files; the shipped ones live in ``profiles/`` (installed as
+Profiles are TOML files; the shipped ones live in ``dymu_rt/profiles/`` (the package
 ``dymu_rt.profiles``). A profile names the backend, precision, threads, memory budgets,
 TensorRT builder settings (workspace, optimization level, DLA) and the input batch range.
 Unknown or ill-typed keys are refused with the offending key named.
@@ -60,8 +60,8 @@ except ModuleNotFoundError:      # Python 3.10 (JetPack 6): the same parser, fro
 
 from dymu_rt.backends.registry import backend_names
 from dymu_rt.bundle.sections import NAME_RE  # a profile name is a folder name (engines/<backend>/<name>)
-from dymu_rt.errors import ValidationError
-from dymu_rt.utils.limits import check_threads
+from dymu_rt.core.errors import ValidationError
+from dymu_rt.core.limits import check_threads
 
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 #: backends that run bf16 (OpenVINO's CPU plugin on CPUs with AVX512_BF16 or AMX)

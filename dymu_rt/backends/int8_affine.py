@@ -114,7 +114,7 @@ def calibrate_ranges(graph: Path, pool, slots: Sequence[str], feeds: Mapping[str
                      images: np.ndarray, ranges: Path, method: str = "minmax") -> Path:
     """Calibrate the affine graph of ``graph`` on ``images`` at the anchor's BN ``feeds``;
     writes ONNX Runtime's tensor-range cache to ``ranges`` (atomically). Returns ``ranges``."""
-    from dymu_rt.utils.io import atomic_path
+    from dymu_rt.core.io import atomic_path
 
     model = affine_model(graph, pool, slots)
     with tempfile.TemporaryDirectory(prefix="dymu-calib-") as tmp, atomic_path(ranges) as dst:

@@ -78,8 +78,8 @@ from dymu_rt.backends import onnx_proto
 from dymu_rt.backends.base import Backend, Engine, EngineRequest
 from dymu_rt.bundle.layout import is_bundle, read_manifest
 from dymu_rt.bundle.sections import int8_ranges
-from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
-from dymu_rt.utils.io import atomic_path, sha256_file
+from dymu_rt.core.errors import BackendUnavailable, BundleError, ValidationError
+from dymu_rt.core.io import atomic_path, sha256_file
 
 BINDING_MODES = ("affine", "initializers", "session")
 #: the mode of a second-tier engine (:meth:`OnnxRuntimeBackend.load_folded`)

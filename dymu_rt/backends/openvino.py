@@ -2,7 +2,7 @@
 
 ``openvino`` is imported lazily, on first use: the package imports, and every other backend
 works, without it; asking for this backend on a machine without it is one line naming
-``pip install "dymu-rt[openvino]"`` (:class:`~dymu_rt.errors.BackendUnavailable`).
+``pip install "dymu-rt[openvino]"`` (:class:`~dymu_rt.core.errors.BackendUnavailable`).
 
 One engine per topology, the same two binding modes as the ONNX Runtime backend's
 (:mod:`dymu_rt.backends.onnxruntime`), so the runtime's two tiers work on it unchanged:
@@ -74,8 +74,8 @@ from dymu_rt.backends.base import Backend, Engine, EngineRequest
 from dymu_rt.backends.onnxruntime import FOLDED, INPUT_NAME, affine_graph, modulated_convs
 from dymu_rt.bundle.layout import is_bundle, read_manifest
 from dymu_rt.bundle.sections import int8_ranges
-from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
-from dymu_rt.utils.heap import heap_bytes
+from dymu_rt.core.errors import BackendUnavailable, BundleError, ValidationError
+from dymu_rt.core.heap import heap_bytes
 
 BINDING_MODES = ("affine", "session")
 DEFAULT_BINDING = "affine"

@@ -14,7 +14,7 @@ here, on CPU, once:
   symmetric int8 weights, float biases: the form TensorRT's explicit quantization
   accepts). The same graph runs in ONNX Runtime's CPU INT8 mode.
 * :class:`GraphWeights` — how a preference's folded conv weights (stable names
-  ``<slot>.conv.weight`` / ``.conv.bias``, see ``dymu_rt.models.fold.slot_weights``)
+  ``<slot>.conv.weight`` / ``.conv.bias``, see ``dymu_rt.core.bn_fold.slot_weights``)
   map onto the initializers of a converted graph, i.e. the names a TensorRT refit or an
   ONNX Runtime initializer override must set.
 
@@ -40,8 +40,8 @@ from typing import Iterator, Mapping, Optional
 
 import numpy as np
 
-from dymu_rt.errors import ValidationError
-from dymu_rt.utils.io import atomic_path
+from dymu_rt.core.errors import ValidationError
+from dymu_rt.core.io import atomic_path
 
 # onnx 1.23 writes IR 14; onnxruntime 1.31 reads up to IR 10 (same as dymu_rt.compile.export).
 IR_VERSION = 10
@@ -278,7 +278,7 @@ class GraphWeights:
       (int8) and ``<slot>.conv.weight_scale`` (float32 [Cout]); the bias keeps its name
       and float32 (see the module docstring for why only scales change).
 
-    A folded name the graph does not hold raises :class:`~dymu_rt.errors.ValidationError`.
+    A folded name the graph does not hold raises :class:`~dymu_rt.core.errors.ValidationError`.
     """
 
     def __init__(self, graph) -> None:

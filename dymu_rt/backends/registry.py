@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from dymu_rt.errors import BackendUnavailable, ValidationError
+from dymu_rt.core.errors import BackendUnavailable, ValidationError
 
 # name -> (module, class)
 _BACKENDS = {

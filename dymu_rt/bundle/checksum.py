@@ -31,8 +31,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from dymu_rt.errors import BundleError
-from dymu_rt.utils.io import atomic_write_json, atomic_write_text
+from dymu_rt.core.errors import BundleError
+from dymu_rt.core.io import atomic_write_json, atomic_write_text
 
 CHECKSUM_FILE = "manifest.sha256.json"
 MANIFEST = "manifest.json"

@@ -10,7 +10,7 @@ checks content, reading the ONNX wire format itself (no ``onnx`` package, no rec
   ``image`` -> the manifest's task names; the edge hypernet ``r, c -> logits``; the weight
   hypernet ``r, c -> deltas`` of ``bn_delta_size`` values), every initializer's size against
   its bytes, inline or external (``offset + length`` within the file), the total against the
-  memory budget (:func:`dymu_rt.utils.limits.memory_budget`), and no constant-shaped
+  memory budget (:func:`dymu_rt.core.limits.memory_budget`), and no constant-shaped
   ``ConstantOfShape`` / ``Expand`` / ``Tile`` that allocates beyond it; float initializers
   held inline must be finite;
 * ``weights.bin``: every tensor of the manifest's index within the file, of its declared
@@ -30,8 +30,8 @@ from typing import Any, Optional
 import numpy as np
 
 from dymu_rt.bundle.paths import _fields, _varint, inside
-from dymu_rt.errors import BundleError
-from dymu_rt.utils.limits import memory_budget
+from dymu_rt.core.errors import BundleError
+from dymu_rt.core.limits import memory_budget
 
 MIN_OPSET, MAX_OPSET = 7, 23
 #: Standard ONNX (ai.onnx) compute ops a bundle graph may use.
@@ -318,7 +318,7 @@ def check_fold_params(root: Path, manifest) -> None:
     ref = manifest.controller.get("fold_params")
     if ref is None:
         return
-    from dymu_rt.utils.safetensors_np import load
+    from dymu_rt.core.safetensors_np import load
 
     path = inside(Path(root), ref.file, "fold_params")
     try:

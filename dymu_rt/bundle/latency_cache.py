@@ -30,7 +30,7 @@ from typing import Any, Mapping, Optional
 
 from dymu_rt.bundle.checksum import canonical_digest
 from dymu_rt.bundle.manifest import Manifest
-from dymu_rt.utils.io import atomic_write_json
+from dymu_rt.core.io import atomic_write_json
 
 #: manifest sections the runtime writes; left out of the bundle's cache key
 RUNTIME_SECTIONS = ("latency", "engines")

@@ -24,8 +24,8 @@ from dymu_rt.bundle.manifest import (  # noqa: F401  (the layout's public names)
 )
 from dymu_rt.bundle.content import check_content
 from dymu_rt.bundle.paths import check_external_data, inside
-from dymu_rt.errors import BundleError
-from dymu_rt.utils.io import sha256_file
+from dymu_rt.core.errors import BundleError
+from dymu_rt.core.io import sha256_file
 
 JOURNAL = ".build-journal.json"
 GRAPHS_DIR = "graphs"

@@ -32,8 +32,8 @@ from dymu_rt.bundle.checksum import verify_checksum, write_with_checksum
 from dymu_rt.bundle.lock import LOCK_FILE, bundle_lock
 from dymu_rt.bundle.paths import bundle_root, inside
 from dymu_rt.bundle.schema import check_schema
-from dymu_rt.errors import BundleError
-from dymu_rt.utils import units
+from dymu_rt.core.errors import BundleError
+from dymu_rt.core import units
 
 SCHEMA_VERSION = 3
 #: Schema versions this dymu-rt reads (1: self-contained graphs, no ``weights`` section).

@@ -5,7 +5,7 @@ and folder names), files, and its ONNX graphs name external-data files; any of t
 be ``../../somewhere`` or ``/etc/passwd``, and any file or folder in it could be a
 symbolic link to elsewhere. The rules, applied before anything is opened or written:
 
-* a topology id is 8-64 lowercase hex digits (what :func:`dymu_rt.models.tree.topology_id`
+* a topology id is 8-64 lowercase hex digits (what :func:`dymu_rt.core.tree.topology_id`
   makes); backend and profile names match ``[A-Za-z0-9._-]+`` (not ``.``/``..``);
 * a file entry is a relative POSIX path of at most :data:`MAX_DEPTH` parts, each
   ``[A-Za-z0-9_][A-Za-z0-9._-]*`` (no ``..``, no absolute path, no backslash);
@@ -23,7 +23,7 @@ import stat
 from pathlib import Path
 from typing import Union
 
-from dymu_rt.errors import BundleError
+from dymu_rt.core.errors import BundleError
 
 TOPOLOGY_ID_RE = re.compile(r"[0-9a-f]{8,64}")
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")

@@ -21,7 +21,7 @@ import math
 from typing import Any, Callable, Mapping
 
 from dymu_rt.bundle.paths import TOPOLOGY_ID_RE, check_name, check_relpath
-from dymu_rt.errors import BundleError
+from dymu_rt.core.errors import BundleError
 
 #: Deepest nesting of lists/tables anywhere in a manifest (real ones: 6).
 MAX_NESTING = 16

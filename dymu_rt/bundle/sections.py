@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Optional
 from dymu_rt.bundle import layout as L
 from dymu_rt.bundle.lock import bundle_lock
 from dymu_rt.bundle.manifest import MANIFEST, Manifest, read_manifest, write_manifest
-from dymu_rt.errors import BundleError, ValidationError
+from dymu_rt.core.errors import BundleError, ValidationError
 
 _WRITE_LOCK = threading.Lock()
 # Facts that are informational only; every other recorded fact must match.

@@ -26,7 +26,7 @@ from typing import Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 
-from dymu_rt.errors import BundleError
+from dymu_rt.core.errors import BundleError
 
 #: |s0| below this is treated as a lost channel (raw weight must come from fold_params).
 MIN_SCALE = 1e-30
@@ -157,7 +157,7 @@ class WeightPool:
 class FoldParams(MappingABC):
     """A bundle's ``fold_params`` with each slot's raw conv weight ``<slot>.weight`` served by
     the pool (derived once) when the file does not store it: what
-    :func:`dymu_rt.models.fold.slot_weights` reads, without a second stored copy."""
+    :func:`dymu_rt.core.bn_fold.slot_weights` reads, without a second stored copy."""
 
     def __init__(self, pool: WeightPool) -> None:
         self._pool = pool

@@ -4,7 +4,7 @@
 * ``architecture``  the tree IR (:class:`Architecture`, topology ids salted by the model
   structure) and :func:`materialize` (static module of the used nodes).
 * ``fold``          BN folding, one walk over ConvBNs (the formula itself, on arrays, is
-  :mod:`dymu_rt.models.fold`, which the runtime binds weights with).
+  :mod:`dymu_rt.core.bn_fold`, which the runtime binds weights with).
 * ``export``        ONNX export of topology graphs and of the controller.
 * ``weights``       the bundle's shared weight file: graphs at the anchor, tensors stored once
   and referenced as ONNX external data.

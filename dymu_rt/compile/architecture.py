@@ -1,7 +1,7 @@
 """The tree IR: a pruned, canonical parent table, and the static module that runs it.
 
 :class:`Architecture` is what the build deduplicates on: the canonical parent table
-(dead nodes -1), its stable id (:func:`dymu_rt.models.tree.topology_id` salted with the
+(dead nodes -1), its stable id (:func:`dymu_rt.core.tree.topology_id` salted with the
 model structure, so two presets never share ids), and its cost. :func:`materialize` turns
 an anchor net + parent table (+ the weight hypernet's BN deltas) into a plain
 ``nn.Module`` holding only the nodes the tree uses, with parameter paths
@@ -21,13 +21,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dymu_rt.control.preference import make_preference
+from dymu_rt.core.preference import make_preference
 from dymu_rt.models.anchor import AnchorNet, node_name
 from dymu_rt.models.cost import CostModel
 from dymu_rt.models.layers import modulated_bns
-from dymu_rt.models.tree import ancestor, canonicalize, topology_id, used_nodes, validate_parents
+from dymu_rt.core.tree import ancestor, canonicalize, topology_id, used_nodes, validate_parents
 from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.utils import units
+from dymu_rt.core import units
 
 
 def topology_salt(preset) -> str:
@@ -140,7 +140,7 @@ def materialize(anchor: AnchorNet, parents, bn_deltas: Optional[torch.Tensor] = 
 
     ``bn_deltas`` (FloatTensor[D], the weight hypernet's output) is baked into the copied
     BNs' affine parameters (γ+Δγ, β+Δβ), so the module computes exactly
-    ``anchor.forward(x, parents, bn_deltas)`` and :func:`dymu_rt.compile.fold.fold_bn`
+    ``anchor.forward(x, parents, bn_deltas)`` and :func:`dymu_rt.compile.fold_modules.fold_bn`
     needs no deltas afterwards. The anchor itself is not modified.
     """
     p = validate_parents(parents, anchor.num_layers, anchor.num_tasks)
@@ -193,9 +193,9 @@ def preference_tensors(r: Sequence[float], c: float,
                        n_tasks: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Hypernet inputs for one preference, as the trainer passes them: r [N], c [] float32.
 
-    (r, c) is validated by :func:`dymu_rt.control.preference.make_preference` (r on the
+    (r, c) is validated by :func:`dymu_rt.core.preference.make_preference` (r on the
     simplex with ``n_tasks`` entries — default: as many as given —, c in [0, 1]); a bad
-    preference raises :class:`~dymu_rt.errors.ValidationError`.
+    preference raises :class:`~dymu_rt.core.errors.ValidationError`.
     """
 
     if n_tasks is None:

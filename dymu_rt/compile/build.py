@@ -1,6 +1,6 @@
 """Grid build: preference grid -> topologies -> one folded ONNX graph each -> bundle.
 
-:func:`build_bundle` enumerates the (r, c) grid (``dymu_rt.control.preference.grid``),
+:func:`build_bundle` enumerates the (r, c) grid (``dymu_rt.core.preference.grid``),
 asks the edge hypernet for every point's tree, deduplicates the trees by topology id, and
 materializes, folds and exports each topology **once**. Every graph is exported at the
 *anchor* (BN folded with Δγ = Δβ = 0), so an initializer name has the same value in every
@@ -45,18 +45,18 @@ from dymu_rt.bundle import layout as B
 from dymu_rt.bundle.manifest import write_manifest
 from dymu_rt.compile.architecture import Architecture, materialize, preference_tensors, topology_salt
 from dymu_rt.compile.export import export_hypernet, export_tree, export_tree_model
-from dymu_rt.compile.fold import bn_eps, fold_bn, fold_params
+from dymu_rt.compile.fold_modules import bn_eps, fold_bn, fold_params
 from dymu_rt.compile.static import build_static_bundle
 from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, TensorStore, write_store
-from dymu_rt.compile.writer import (build_summary, check_backend, commit_out, compile_engines, file_done,
+from dymu_rt.compile.bundle_writer import (build_summary, check_backend, commit_out, compile_engines, file_done,
                                     load_journal, manifest_head, prepare_out, remove_owned, remove_stale,
                                     remove_temporaries, stage_out)
-from dymu_rt.control.preference import grid
-from dymu_rt.errors import CheckpointError, ValidationError
+from dymu_rt.core.preference import grid
+from dymu_rt.core.errors import CheckpointError, ValidationError
 from dymu_rt.models.cost import CostModel
-from dymu_rt.models.tree import identity_table
+from dymu_rt.core.tree import identity_table
 from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.utils.io import atomic_path, atomic_write_json, read_json, sha256_file
+from dymu_rt.core.io import atomic_path, atomic_write_json, read_json, sha256_file
 from dymu_rt.utils.progress import make_progress
 
 

@@ -33,7 +33,7 @@ section naming, per topology, the ranges in use (written last, through
 :func:`dymu_rt.bundle.sections.update_manifest`; the section's reader is
 :func:`~dymu_rt.bundle.sections.int8_ranges`). The shipped default bundle is package data
 and is refused (copy it first).
-See ``calibration/README.md`` for the user-facing description.
+See ``dymu_rt/calibration/README.md`` for the user-facing description.
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ from dymu_rt.bundle.layout import is_shipped_bundle
 from dymu_rt.bundle.paths import inside
 from dymu_rt.bundle.sections import CALIBRATION_DIR, cache_key
 from dymu_rt.bundle.weight_pool import WeightPool, load_fold_params
-from dymu_rt.models.fold import slot_weights
-from dymu_rt.errors import ValidationError
-from dymu_rt.utils.io import atomic_write_json, sha256_file
+from dymu_rt.core.bn_fold import slot_weights
+from dymu_rt.core.errors import ValidationError
+from dymu_rt.core.io import atomic_write_json, sha256_file
 from dymu_rt.utils.progress import make_progress
 
 #: file name of the tensor ranges in a cache key folder
@@ -98,7 +98,7 @@ def image_folder_set(folder: str | Path, size: tuple[int, int],
     """A calibration set from every image file directly in ``folder`` (sorted by name)."""
     from PIL import Image
 
-    from dymu_rt.utils.images import IMAGE_SUFFIXES, collect_images, load_image
+    from dymu_rt.core.images import IMAGE_SUFFIXES, collect_images, load_image
 
     folder = Path(folder)
     if not folder.is_dir():

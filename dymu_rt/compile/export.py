@@ -37,7 +37,7 @@ import torch.nn as nn
 
 from dymu_rt.compile.weights import externalize
 from dymu_rt.control.hypernets import export_onnx
-from dymu_rt.utils.io import atomic_path
+from dymu_rt.core.io import atomic_path
 
 OPSET = 17
 # onnx 1.23 writes IR 14; onnxruntime 1.31 accepts up to IR 10 (opset 17 needs IR >= 8).

@@ -5,7 +5,7 @@
 
 The run's :class:`~dymu_rt.models.graph.StaticGraph` becomes a
 :class:`~dymu_rt.models.graph.GraphModule`, is folded by the same walk as every DYMU tree
-(:func:`dymu_rt.compile.fold.fold_bn`), its tensors written once to ``graphs/weights.bin``
+(:func:`dymu_rt.compile.fold_modules.fold_bn`), its tensors written once to ``graphs/weights.bin``
 (:func:`dymu_rt.compile.weights.write_store`) and exported by the same exporter
 (:func:`dymu_rt.compile.export.export_tree`); TensorRT engines are compiled by the same
 step as a grid build's. The manifest is the schema-2 manifest with:
@@ -34,15 +34,15 @@ from dymu_rt.backends.registry import backend_class
 from dymu_rt.bundle import layout as B
 from dymu_rt.bundle.manifest import write_manifest
 from dymu_rt.compile.export import export_tree, export_tree_model
-from dymu_rt.compile.fold import fold_bn
+from dymu_rt.compile.fold_modules import fold_bn
 from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, write_store
-from dymu_rt.compile.writer import (build_summary, check_backend, compile_engines, load_journal, manifest_head,
+from dymu_rt.compile.bundle_writer import (build_summary, check_backend, compile_engines, load_journal, manifest_head,
                                     commit_out, prepare_out, remove_owned, remove_stale, remove_temporaries,
                                     stage_out)
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.models.graph import graph_cost
 from dymu_rt.train.static import method_of, static_module
-from dymu_rt.utils.io import atomic_write_json, sha256_file
+from dymu_rt.core.io import atomic_write_json, sha256_file
 from dymu_rt.utils.progress import make_progress
 
 PREFERENCE_CONTRACT = ("one static architecture serves every task at once: r is accepted and ignored; "
@@ -52,7 +52,7 @@ PREFERENCE_CONTRACT = ("one static architecture serves every task at once: r is 
 def build_static_bundle(run, out: Path, backend: str = "onnxruntime", profile: Optional[str] = None,
                         progress: bool = True) -> dict[str, Any]:
     """Build the bundle of static run ``run`` (a RunDir) into ``out``; returns the summary
-    dict of :func:`dymu_rt.compile.writer.build_summary` (plus ``engines_built``, ``static``)."""
+    dict of :func:`dymu_rt.compile.bundle_writer.build_summary` (plus ``engines_built``, ``static``)."""
     preset, module, graph = static_module(run)
     return write_static_bundle(out, preset, run.read_config(), module, graph, method_of(run),
                                sha256_file(run.module_path("model")), run.path, backend, profile, progress)

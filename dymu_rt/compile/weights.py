@@ -4,7 +4,7 @@ Why: graphs of different topologies hold the same tensors. Every graph is export
 *anchor* (BN folded with Δγ = Δβ = 0), so a given initializer name (``node3_1.conv1.conv.weight``,
 ``head_semseg.classifier.weight``) has the same value in every topology; a preference's
 weights differ only in the modulated slots, and the runtime binds those by name for every
-point anyway (:func:`dymu_rt.models.fold.slot_weights`). Embedding the weights in
+point anyway (:func:`dymu_rt.core.bn_fold.slot_weights`). Embedding the weights in
 each graph made bundle size grow by a full weight copy per topology; with the store it
 grows only by the graph structure.
 
@@ -40,8 +40,8 @@ import hashlib
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from dymu_rt.errors import BundleError
-from dymu_rt.utils.io import atomic_path, sha256_file
+from dymu_rt.core.errors import BundleError
+from dymu_rt.core.io import atomic_path, sha256_file
 
 #: Tensors smaller than this stay inline in each graph (shape arithmetic, tiny constants).
 INLINE_BELOW = 1024

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
 
 def similarity_matrix(features: torch.Tensor) -> torch.Tensor:

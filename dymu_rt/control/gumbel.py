@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
 
 def gumbel_softmax_sample(logits: torch.Tensor, temperature: float,

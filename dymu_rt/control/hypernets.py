@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dymu_rt.models.tree import canonicalize
-from dymu_rt.utils.io import atomic_path
+from dymu_rt.core.tree import canonicalize
+from dymu_rt.core.io import atomic_path
 
 # Logit margin of a node's own stream at initialization (see EdgeHypernet.__init__).
 IDENTITY_PRIOR = 4.0
@@ -108,7 +108,7 @@ class EdgeHypernet(nn.Module):
         """The maximum-likelihood tree for one (r, c): canonical parent table (L, N) int64.
 
         Row 0 is the stem (identity); row l is the argmax parent of each node under head
-        l-1; dead nodes are -1 (:func:`dymu_rt.models.tree.canonicalize`).
+        l-1; dead nodes are -1 (:func:`dymu_rt.core.tree.canonicalize`).
         """
         logits = self(r, c)
         if logits.dim() != 3:

@@ -82,7 +82,7 @@ class RegularizerConfig:
     active_reading: str = "printed"
 
     def __post_init__(self) -> None:
-        from dymu_rt.errors import ValidationError
+        from dymu_rt.core.errors import ValidationError
 
         for name in ("lambda_active", "lambda_inactive"):
             v = getattr(self, name)

@@ -13,9 +13,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from dymu_rt.tasks.kinds import LABEL_MAP_KINDS
-from dymu_rt.tasks.labels import DENSE_TASK_KINDS
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.kinds import LABEL_MAP_KINDS
+from dymu_rt.core.labels import DENSE_TASK_KINDS
+from dymu_rt.core.errors import ValidationError
 
 Sample = dict
 

@@ -6,7 +6,7 @@ tarball unpacks): records of 3074 bytes = 1 coarse label byte, 1 fine label byte
 
 Task t is superclass t (named as in :data:`CIFAR100_SUPERCLASSES`); its 5 classes are
 the fine ids of that superclass in increasing order (fine id -> 0..4 by
-:func:`~dymu_rt.tasks.labels.cifar100_local_labels`). An image has a True mask only for
+:func:`~dymu_rt.core.labels.cifar100_local_labels`). An image has a True mask only for
 its own superclass task; the other tasks' targets are 0 and masked out. Only images of
 the requested superclasses are kept. Split "val" reads ``test.bin``.
 """
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from dymu_rt.data.base import Sample, check_tasks, parse_size
-from dymu_rt.tasks.labels import CIFAR100_FINE_TO_COARSE, CIFAR100_SUPERCLASSES, cifar100_local_labels
-from dymu_rt.errors import DataError, ValidationError
+from dymu_rt.core.labels import CIFAR100_FINE_TO_COARSE, CIFAR100_SUPERCLASSES, cifar100_local_labels
+from dymu_rt.core.errors import DataError, ValidationError
 
 RECORD = 2 + 3 * 32 * 32
 SPLIT_FILES = {"train": "train.bin", "val": "test.bin", "test": "test.bin"}

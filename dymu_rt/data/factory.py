@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from dymu_rt.data.base import parse_size
-from dymu_rt.errors import DataError, ValidationError
+from dymu_rt.core.errors import DataError, ValidationError
 
 # Default procedural split sizes: the CLI's --n 2000 with --val-fraction 0.2.
 SYNTH_DEFAULT_N = {"train": 1600, "val": 400}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dymu_rt.errors import DataError
+from dymu_rt.core.errors import DataError
 
 
 def require_dir(path: Path, what: str) -> Path:

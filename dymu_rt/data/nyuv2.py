@@ -21,9 +21,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from dymu_rt.data.base import DenseDataset, Sample, check_tasks, dense_sample
-from dymu_rt.tasks.labels import NYU_TASKS, NYU13_CLASSES
+from dymu_rt.core.labels import NYU_TASKS, NYU13_CLASSES
 from dymu_rt.data.files import expect_shape, load_npy, require_dir
-from dymu_rt.errors import DataError, ValidationError
+from dymu_rt.core.errors import DataError, ValidationError
 
 TASK_FOLDERS = {"semseg": "label", "depth": "depth", "normals": "normal"}
 

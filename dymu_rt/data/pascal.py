@@ -36,11 +36,11 @@ from typing import Optional, Sequence
 import numpy as np
 
 from dymu_rt.data.base import DenseDataset, Sample, check_tasks, dense_sample
-from dymu_rt.tasks.labels import (HUMAN_PART_GROUPS_6, PASCAL_CLASSES, PASCAL_PERSON_CLASS_IND,
+from dymu_rt.core.labels import (HUMAN_PART_GROUPS_6, PASCAL_CLASSES, PASCAL_PERSON_CLASS_IND,
                                   PASCAL_TASKS)
 from dymu_rt.data.edges import label_edges
 from dymu_rt.data.files import expect_shape, load_image, load_mat
-from dymu_rt.errors import DataError, ValidationError
+from dymu_rt.core.errors import DataError, ValidationError
 
 
 def looks_like_pascal(root: Path) -> bool:

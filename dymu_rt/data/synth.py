@@ -30,10 +30,10 @@ import numpy as np
 
 from dymu_rt.data import raycast
 from dymu_rt.data.base import DenseDataset, Sample, check_tasks, dense_sample, parse_size
-from dymu_rt.tasks.labels import NYU_TASKS, PASCAL_TASKS
+from dymu_rt.core.labels import NYU_TASKS, PASCAL_TASKS
 from dymu_rt.data.edges import label_edges
 from dymu_rt.data.scene import KIND_CLASSES, LAYOUTS, Scene, sample_scene
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
 SPLITS = {"train": 0, "val": 1}
 SYNTH_TASKS = {"nyuv2": NYU_TASKS, "pascal": PASCAL_TASKS + ("depth",)}

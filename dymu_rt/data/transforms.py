@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from dymu_rt.data.base import Sample
-from dymu_rt.tasks.kinds import LABEL_MAP_KINDS, NEAREST_RESIZE_KINDS
-from dymu_rt.tasks.labels import DENSE_TASK_KINDS
+from dymu_rt.core.kinds import LABEL_MAP_KINDS, NEAREST_RESIZE_KINDS
+from dymu_rt.core.labels import DENSE_TASK_KINDS
 
 _LABEL_KINDS = LABEL_MAP_KINDS
 _NEAREST_KINDS = NEAREST_RESIZE_KINDS

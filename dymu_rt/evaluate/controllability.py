@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from dymu_rt.control.preference import EVAL_ETA, grid_c, grid_r, n_active, sample_preferences
+from dymu_rt.core.preference import EVAL_ETA, grid_c, grid_r, n_active, sample_preferences
 
 
 def _cost(cost, edge, r, c):

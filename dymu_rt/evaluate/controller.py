@@ -27,13 +27,13 @@ import numpy as np
 import torch
 
 from dymu_rt.control.hypernets import count_params
-from dymu_rt.control.preference import EVAL_ETA, Preference, grid, n_active, parse_c, parse_step, sample_preferences
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.preference import EVAL_ETA, Preference, grid, n_active, parse_c, parse_step, sample_preferences
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.evaluate.hypervolume import hypervolume
 from dymu_rt.evaluate.uniformity import uniformity
 from dymu_rt.models.cost import CostModel
 from dymu_rt.models.presets import PRESETS
-from dymu_rt.models.tree import topology_id
+from dymu_rt.core.tree import topology_id
 from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.common import make_split, make_tasks
 from dymu_rt.train.evaluation import evaluate_tree

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
 
 def _nondominated(points: np.ndarray) -> np.ndarray:

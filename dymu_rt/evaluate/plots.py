@@ -22,8 +22,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from dymu_rt.models.tree import canonicalize
-from dymu_rt.utils.io import atomic_path
+from dymu_rt.core.tree import canonicalize
+from dymu_rt.core.io import atomic_path
 
 # Barycentric corners of the task simplex for N = 3: task 0 bottom left, task 1 bottom
 # right, task 2 on top.

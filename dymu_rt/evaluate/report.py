@@ -21,17 +21,17 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from dymu_rt.control.preference import Preference, grid_r, make_preference
-from dymu_rt.errors import ValidationError
-from dymu_rt.evaluate.compare import dymu_delta_t
+from dymu_rt.core.preference import Preference, grid_r, make_preference
+from dymu_rt.core.errors import ValidationError
+from dymu_rt.evaluate.comparison import dymu_delta_t
 from dymu_rt.evaluate.controller import evaluate_controller, parse_reference, resolve_reference
 from dymu_rt.evaluate.plots import plot_controllability, plot_resource_usage, plot_trees
 from dymu_rt.evaluate.resource_map import plot_resource_map
 from dymu_rt.models.cost import CostModel
-from dymu_rt.models.tree import topology_id
+from dymu_rt.core.tree import topology_id
 from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.utils import units
-from dymu_rt.utils.io import atomic_write_json
+from dymu_rt.core import units
+from dymu_rt.core.io import atomic_write_json
 
 
 def dense_resource_table(edge, cost, task_names, step: str = "0.05",
@@ -73,7 +73,7 @@ def _default_tree_picks(names: list[str]) -> list[tuple[str, np.ndarray, float]]
 def write_eval_plots(run_dir, report: dict[str, Any], out_dir: Path, trees=None) -> list[str]:
     """Write the evaluation PNGs under ``out_dir``; returns their paths.
 
-    ``trees``: preferences (:class:`~dymu_rt.control.preference.Preference`, or "R;C"
+    ``trees``: preferences (:class:`~dymu_rt.core.preference.Preference`, or "R;C"
     strings) whose predicted trees ``trees.png`` draws; default: uniform and skewed r at
     c = 0 and 1. Each drawn tree is also recorded in ``report["trees"]`` (r, c, parent
     table, topology id, params, GMACs).

@@ -15,8 +15,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from dymu_rt.utils import units
-from dymu_rt.utils.io import atomic_path
+from dymu_rt.core import units
+from dymu_rt.core.io import atomic_path
 
 
 def _point_table(manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
 #: the metric reported per task kind where it is not the task's primary one (the papers'
 #: NYU-v2 columns: mIoU, mean angle error, absolute depth error)

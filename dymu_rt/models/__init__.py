@@ -1,9 +1,8 @@
 """Models: backbones split into nodes, heads, the anchor net, costs and presets.
 
-Also the torch-free parts a runtime needs: :mod:`~dymu_rt.models.tree` (parent tables,
-canonical topology ids) and :mod:`~dymu_rt.models.fold` (the BN-folding formula on
-arrays). The names below are loaded on first use (PEP 562), so importing one of those
-submodules never imports torch.
+The torch-free parts a runtime needs (parent tables and topology ids, the BN-folding
+formula on arrays) live in :mod:`dymu_rt.core` (``tree``, ``bn_fold``). The names below are
+loaded on first use (PEP 562).
 """
 
 from __future__ import annotations

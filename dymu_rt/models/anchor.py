@@ -19,7 +19,7 @@ import torch.nn as nn
 from dymu_rt.models.backbones import BackboneSpec, NodeInfo, build_nodes, build_stem, low_level_layer
 from dymu_rt.models.heads import HeadSpec, build_head, head_uses_skip
 from dymu_rt.models.layers import modulate, modulated_bns
-from dymu_rt.models.tree import ancestor, identity_table, used_nodes, validate_parents
+from dymu_rt.core.tree import ancestor, identity_table, used_nodes, validate_parents
 
 
 @dataclasses.dataclass(frozen=True)

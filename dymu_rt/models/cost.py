@@ -32,8 +32,8 @@ import torch
 import torch.nn as nn
 
 from dymu_rt.models.layers import Resize
-from dymu_rt.models.tree import identity_table, used_nodes
-from dymu_rt.utils import units
+from dymu_rt.core.tree import identity_table, used_nodes
+from dymu_rt.core import units
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ on *different* inputs, skipped blocks, and states that sum several weighted inpu
 
 :func:`run_graph` executes a graph on the owner's own modules (what the training code
 uses after the architecture is fixed); :class:`GraphModule` holds copies of the used
-modules and is what the compiler folds (:func:`dymu_rt.compile.fold.fold_bn`) and exports
+modules and is what the compiler folds (:func:`dymu_rt.compile.fold_modules.fold_bn`) and exports
 (:func:`dymu_rt.compile.export.export_tree`): the same compiler as for DYMU trees.
 """
 
@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from dymu_rt.models.anchor import node_name
 from dymu_rt.models.cost import Cost, _module_costs
-from dymu_rt.models.tree import ancestor, canonicalize, used_nodes, validate_parents
+from dymu_rt.core.tree import ancestor, canonicalize, used_nodes, validate_parents
 
 IMAGE = "image"
 
@@ -120,7 +120,7 @@ class StaticGraph:
     @property
     def id(self) -> str:
         """Stable topology id: 16 hex digits of the graph's sha256 (method included), the
-        form of a DYMU topology id (:func:`dymu_rt.models.tree.topology_id`), so it passes
+        form of a DYMU topology id (:func:`dymu_rt.core.tree.topology_id`), so it passes
         the bundle's id check (:func:`dymu_rt.bundle.paths.check_topology_id`). The method
         itself is the manifest's ``static.method``."""
         blob = json.dumps(self.to_json(), sort_keys=True).encode()

@@ -1,7 +1,7 @@
 """Building blocks shared by every backbone and head.
 
 Every Conv -> BatchNorm pair in dymu-rt models is a :class:`ConvBN`, so that BN folding
-(:mod:`dymu_rt.compile.fold`) is one walk over modules and the weight hypernet's BN
+(:mod:`dymu_rt.compile.fold_modules`) is one walk over modules and the weight hypernet's BN
 modulation has one place to act. BatchNorms of backbone nodes are
 :class:`ModulatedBatchNorm2d`: BN(x) = (γ+Δγ)(x−μ)/σ + (β+Δβ) (paper, weight hypernet).
 """
@@ -59,7 +59,7 @@ class ConvBN(nn.Module):
     ``modulated=True`` (nodes and light decoder heads) uses :class:`ModulatedBatchNorm2d`.
     ``affine=False`` gives a BN without γ/β (BMTAS's PASCAL nets: the last BN of every
     inverted residual and of the R-ASPP projection); it has nothing to modulate, so it is
-    a plain BatchNorm2d whatever ``modulated`` says. After folding (``dymu_rt.compile.fold``) ``bn`` becomes ``nn.Identity`` and ``conv``
+    a plain BatchNorm2d whatever ``modulated`` says. After folding (``dymu_rt.compile.fold_modules``) ``bn`` becomes ``nn.Identity`` and ``conv``
     carries the bias.
     """
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
-from dymu_rt.tasks.labels import CIFAR100_SUPERCLASSES
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.labels import CIFAR100_SUPERCLASSES
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.models.anchor import AnchorNet, TaskSpec
 from dymu_rt.models.backbones import BackboneSpec
 from dymu_rt.models.heads import HeadSpec

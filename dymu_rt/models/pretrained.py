@@ -34,7 +34,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
 BN_FIELDS = ("weight", "bias", "running_mean", "running_var")
 _IGNORED_PREFIXES = ("fc.", "classifier.", "features.18.", "conv_head.", "bn2.", "global_pool.")

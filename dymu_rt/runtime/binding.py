@@ -1,7 +1,7 @@
 """A preference's BN weights for one topology, from ``fold_params`` and the weight hypernet.
 
 docs/INTERFACES.md "Binding": s = (γ+Δγ)/σ, W' = W·s, b' = (β+Δβ) + (b_conv − μ)·s. The
-formula itself lives in :func:`dymu_rt.models.fold.fold_conv_bn_tensors` (no torch); this module only
+formula itself lives in :func:`dymu_rt.core.bn_fold.fold_conv_bn_tensors` (no torch); this module only
 shapes its results for the two kinds of engine (``OrtEngine.weight_kind``):
 
 * ``folded``: ``<slot>.conv.weight`` = W', ``<slot>.conv.bias`` = b';
@@ -16,8 +16,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dymu_rt.bundle.weight_pool import load_fold_params  # noqa: F401  (re-exported: the runtime's reader)
-from dymu_rt.errors import BundleError
-from dymu_rt.models import fold
+from dymu_rt.core.errors import BundleError
+from dymu_rt.core import bn_fold as fold
 
 
 def raw_weights(params: Mapping[str, np.ndarray], slots: Sequence[str]) -> dict[str, np.ndarray]:
@@ -28,7 +28,7 @@ def raw_weights(params: Mapping[str, np.ndarray], slots: Sequence[str]) -> dict[
 def slot_weights(params: Mapping[str, np.ndarray], layout: Sequence[Mapping], deltas: np.ndarray,
                  eps: float, slots: Sequence[str], kind: str) -> dict[str, np.ndarray]:
     """Weights of ``slots`` at BN deltas ``deltas`` [D], for an engine of ``kind``
-    (:func:`dymu_rt.models.fold.slot_weights`; a slot missing from the layout is a BundleError)."""
+    (:func:`dymu_rt.core.bn_fold.slot_weights`; a slot missing from the layout is a BundleError)."""
     try:
         return fold.slot_weights(params, layout, deltas, eps, slots, kind)
     except KeyError as e:
@@ -37,7 +37,7 @@ def slot_weights(params: Mapping[str, np.ndarray], layout: Sequence[Mapping], de
 
 def affine_plan(params: Mapping[str, np.ndarray], layout: Sequence[Mapping], eps: float,
                 slots: Sequence[str]) -> fold.AffinePlan:
-    """The vectorized ``affine`` binding of ``slots`` (:class:`dymu_rt.models.fold.AffinePlan`:
+    """The vectorized ``affine`` binding of ``slots`` (:class:`dymu_rt.core.bn_fold.AffinePlan`:
     bitwise :func:`slot_weights` of kind ``affine``, built once per topology)."""
     try:
         return fold.AffinePlan(params, layout, eps, slots)

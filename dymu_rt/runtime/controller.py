@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dymu_rt.errors import BundleError
-from dymu_rt.models.tree import topology_id, tree_from_logits
+from dymu_rt.core.errors import BundleError
+from dymu_rt.core.tree import topology_id, tree_from_logits
 
 
 class Controller:

@@ -27,9 +27,9 @@ import numpy as np
 
 from dymu_rt.bundle.manifest import Manifest, Point
 from dymu_rt.bundle.sections import latency_table
-from dymu_rt.control.preference import parse_r
-from dymu_rt.control.selector import Selector
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.preference import parse_r
+from dymu_rt.core.selector import Selector
+from dymu_rt.core.errors import ValidationError
 
 
 def percentiles(ms) -> dict[str, float]:

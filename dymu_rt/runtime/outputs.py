@@ -2,11 +2,11 @@
 on request, the raw outputs as ``.npy`` with a JSON that says what each file is.
 
 Every picture is at the input image's size and aspect (label maps resized by nearest
-neighbour, dense outputs bilinearly: :meth:`dymu_rt.tasks.kinds.TaskOutput.at_size`), and
+neighbour, dense outputs bilinearly: :meth:`dymu_rt.core.kinds.TaskOutput.at_size`), and
 the overview draws each task's key under it (class legend, colour bar).
 
-Uses the torch-free half of the task library (:mod:`dymu_rt.tasks.kinds`: ``make_output``,
-``postprocess``/``visualize``; :func:`dymu_rt.tasks.overview.overview_image`), so every task
+Uses the torch-free half of the task library (:mod:`dymu_rt.core.kinds`: ``make_output``,
+``postprocess``/``visualize``; :func:`dymu_rt.core.overview.overview_image`), so every task
 kind is drawn the same way everywhere, and the runtime needs no torch. Files are written
 atomically.
 """
@@ -20,10 +20,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dymu_rt.bundle.manifest import TaskEntry
-from dymu_rt.tasks.kinds import LABELLED_KINDS, TaskOutput, make_output, resize_map
-from dymu_rt.tasks.labels import label_names
-from dymu_rt.tasks.overview import overview_image
-from dymu_rt.utils.io import atomic_write_bytes
+from dymu_rt.core.kinds import LABELLED_KINDS, TaskOutput, make_output, resize_map
+from dymu_rt.core.labels import label_names
+from dymu_rt.core.overview import overview_image
+from dymu_rt.core.io import atomic_write_bytes
 
 
 #: largest picture / input-size array written per task: an input above it is matched in aspect
@@ -43,7 +43,7 @@ def output_size(height: int, width: int) -> tuple[int, int]:
 
 def make_tasks(task_specs: Sequence[TaskEntry]) -> list[TaskOutput]:
     """Task outputs (postprocess + picture + legend, no torch) for a manifest's tasks; labelled
-    tasks get their label set's class names (:func:`dymu_rt.tasks.labels.label_names`)."""
+    tasks get their label set's class names (:func:`dymu_rt.core.labels.label_names`)."""
     out = []
     for t in task_specs:
         if t.kind in LABELLED_KINDS:

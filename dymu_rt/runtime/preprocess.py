@@ -23,9 +23,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dymu_rt.bundle.schema import MAX_INPUT_PIXELS, MAX_INPUT_SIDE  # noqa: F401  (the limits' home)
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
-from dymu_rt.utils.images import (  # noqa: F401,E402  (the loader's home; re-exported)
+from dymu_rt.core.images import (  # noqa: F401,E402  (the loader's home; re-exported)
     IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, _regular_file, collect_images, load_image,
 )
 

@@ -8,7 +8,7 @@
 How a preference becomes an engine (DESIGN.md §2): the edge hypernet gives the exact tree
 for (r, c). If the bundle has that topology, its engine runs with the weight hypernet's
 exact BN deltas for (r, c) (``binding = "exact"``). Otherwise the runtime falls back to the
-nearest grid point (metric: :func:`dymu_rt.control.preference.preference_distance`, L1 on
+nearest grid point (metric: :func:`dymu_rt.core.preference.preference_distance`, L1 on
 r plus |Δc|) and uses that point's topology *and* that point's weights — the deltas the
 controller was trained to pair with that tree — and says so (``"nearest-grid"`` plus the
 point in ``stats()["grid_point"]``).
@@ -33,7 +33,7 @@ replaces a queued build and discards one in flight. ``"sync"`` builds it inside
 ``<topology>@folded(<r>, <c>)``, at most the profile's ``[memory] folded_engines``), so a
 switch back lands on its folded engine at once. ``stats()["tier"]`` says which tier serves;
 ``timed_call`` and ``profile_topologies`` time the steady state and record its tier.
-The selection itself (exact tree or nearest grid point) is :mod:`dymu_rt.control.selector`'s.
+The selection itself (exact tree or nearest grid point) is :mod:`dymu_rt.core.selector`'s.
 
 Thread safety: a preference is bound into an immutable state (engine + bound weights) that
 ``set_preference`` swaps in with one assignment; ``infer`` reads that state once, so
@@ -70,9 +70,9 @@ from dymu_rt.bundle.layout import CONTROLLER_FILES, is_shipped_bundle
 from dymu_rt.bundle.manifest import Manifest
 from dymu_rt.bundle.paths import inside
 from dymu_rt.bundle.weight_pool import WeightPool
-from dymu_rt.control.preference import Preference, make_preference
-from dymu_rt.control.selector import Selector, static_refusal
-from dymu_rt.errors import BundleError, ValidationError
+from dymu_rt.core.preference import Preference, make_preference
+from dymu_rt.core.selector import Selector, static_refusal
+from dymu_rt.core.errors import BundleError, ValidationError
 from dymu_rt.runtime.binding import affine_plan, load_fold_params, raw_weights, slot_weights
 from dymu_rt.runtime.cache import FOLDED_MARK, EngineCache
 from dymu_rt.runtime.controller import Controller

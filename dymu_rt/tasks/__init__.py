@@ -3,10 +3,10 @@
 One module per kind (``segmentation`` also serves "parts", ``depth``, ``normals``,
 ``saliency``, ``edges``, ``classification``) on the contract in ``base``; ``registry``
 builds tasks by kind, ``weights`` holds the paper's loss scales, ``relative`` the
-multi-task Δm, ``overview`` the side-by-side picture of a prediction.
+multi-task Δm. The torch-free parts of a task (its kind, its pictures, the overview of a
+prediction) live in :mod:`dymu_rt.core` (``kinds``, ``render``, ``legends``, ``overview``).
 
-The names below are loaded on first use (PEP 562): the torch-free modules (``kinds``,
-``render``, ``overview``) import without torch.
+The names below are loaded on first use (PEP 562).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ _EXPORTS = {
     "DepthTask": "depth",
     "EdgesTask": "edges",
     "NormalsTask": "normals",
-    "overview_image": "overview",
     "TASK_KINDS": "registry",
     "make_task": "registry",
     "delta_m": "relative",

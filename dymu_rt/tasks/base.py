@@ -26,8 +26,8 @@ from typing import ClassVar, Mapping, Optional
 import torch
 import torch.nn.functional as F
 
-from dymu_rt.errors import DataError
-from dymu_rt.tasks.kinds import TaskOutput
+from dymu_rt.core.errors import DataError
+from dymu_rt.core.kinds import TaskOutput
 
 
 class Meter(abc.ABC):
@@ -43,7 +43,7 @@ class Meter(abc.ABC):
 
 
 class Task(TaskOutput):
-    """One task of a multi-task net: its output (:class:`~dymu_rt.tasks.kinds.TaskOutput`:
+    """One task of a multi-task net: its output (:class:`~dymu_rt.core.kinds.TaskOutput`:
     head size, postprocessing, picture) plus loss and metrics.
 
     Subclasses set the class attributes ``primary_metric`` and ``metric_directions``

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dymu_rt.errors import DataError
+from dymu_rt.core.errors import DataError
 from dymu_rt.tasks.base import Meter, Task, nan_if_empty, valid_mask, zero_loss
-from dymu_rt.tasks.kinds import ClassificationOutput
+from dymu_rt.core.kinds import ClassificationOutput
 
 
 class ClassificationTask(ClassificationOutput, Task):

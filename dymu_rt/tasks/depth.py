@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from dymu_rt.tasks.base import Meter, Task, batch_hw, masked_mean, match_size, nan_if_empty, valid_mask
-from dymu_rt.tasks.kinds import DepthOutput
+from dymu_rt.core.kinds import DepthOutput
 
 DELTA_THRESHOLD = 1.25
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from dymu_rt.tasks.base import Meter, Task, zero_loss
-from dymu_rt.tasks.kinds import EdgesOutput
+from dymu_rt.core.kinds import EdgesOutput
 from dymu_rt.tasks.saliency import binary_prepare
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from dymu_rt.tasks.base import Meter, Task, masked_mean, match_size, nan_if_empty, valid_mask
-from dymu_rt.tasks.kinds import NormalsOutput
-from dymu_rt.errors import DataError
+from dymu_rt.core.kinds import NormalsOutput
+from dymu_rt.core.errors import DataError
 
 WITHIN_DEGREES = (11.25, 22.5, 30.0)
 HIST_BIN_DEGREES = 0.01

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Optional, Sequence, Union
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.tasks.base import Task
 
 Directions = Mapping[str, bool]

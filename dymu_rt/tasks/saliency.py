@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from dymu_rt.tasks.base import Meter, Task, batch_hw, masked_mean, match_size, valid_mask
-from dymu_rt.tasks.kinds import SaliencyOutput
+from dymu_rt.core.kinds import SaliencyOutput
 
 BETA_SQ = 0.3
 N_THRESHOLDS = 256

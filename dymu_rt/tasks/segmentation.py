@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dymu_rt.errors import DataError
+from dymu_rt.core.errors import DataError
 from dymu_rt.tasks.base import Meter, Task, match_size, valid_mask, zero_loss
-from dymu_rt.tasks.kinds import PartsOutput, SegmentationOutput
+from dymu_rt.core.kinds import PartsOutput, SegmentationOutput
 
 IGNORE_INDEX = -1
 

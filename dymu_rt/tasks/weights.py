@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Mapping, Union
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
 PAPER_LOSS_WEIGHTS: Mapping[str, Union[float, Mapping[str, float]]] = {
     "nyuv2": {"semseg": 1.0, "normals": 10.0, "depth": 3.0},

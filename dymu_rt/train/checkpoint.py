@@ -30,11 +30,11 @@ from safetensors.torch import load_file, save_file
 
 from dymu_rt import __version__
 from dymu_rt.control.hypernets import EdgeHypernet, WeightHypernet
-from dymu_rt.errors import CheckpointError
+from dymu_rt.core.errors import CheckpointError
 from dymu_rt.models.backbones import build_nodes
 from dymu_rt.models.presets import Preset
 from dymu_rt.train.run_schema import validate_run_config
-from dymu_rt.utils.io import atomic_path, atomic_write_json, read_json
+from dymu_rt.core.io import atomic_path, atomic_write_json, read_json
 
 def _short(value, limit: int = 60) -> str:
     """A value for an error message, cut to ``limit`` characters."""

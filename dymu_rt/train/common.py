@@ -14,11 +14,11 @@ import torch
 
 from dymu_rt.control.regularizer import RegularizerConfig
 from dymu_rt.data import make_dataset
-from dymu_rt.errors import CheckpointError, ValidationError
+from dymu_rt.core.errors import CheckpointError, ValidationError
 from dymu_rt.models.presets import Preset
 from dymu_rt.tasks import make_task
 from dymu_rt.train.loader import collate, infinite_batches  # noqa: F401  (their home is loader)
-from dymu_rt.utils.io import atomic_write_text
+from dymu_rt.core.io import atomic_write_text
 
 
 def make_tasks(preset: Preset) -> list:
@@ -259,7 +259,7 @@ def set_threads(threads: int | None, option: str = "--threads") -> None:
     """Use ``threads`` intra-op threads in PyTorch (None: leave PyTorch's default, all cores)."""
     if threads is None:
         return
-    from dymu_rt.utils.limits import check_threads
+    from dymu_rt.core.limits import check_threads
 
     check_threads(threads, option, allow_zero=False)
     torch.set_num_threads(threads)

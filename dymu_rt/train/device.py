@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import torch
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

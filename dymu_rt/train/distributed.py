@@ -36,7 +36,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from dymu_rt.errors import DymuError, ValidationError
+from dymu_rt.core.errors import DymuError, ValidationError
 
 
 class PeerFailed(DymuError):

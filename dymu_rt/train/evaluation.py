@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from dymu_rt.tasks.kinds import LABELLED_KINDS
+from dymu_rt.core.kinds import LABELLED_KINDS
 from dymu_rt.utils.progress import make_progress
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from dymu_rt.control.hypernets import WeightHypernet
-from dymu_rt.control.preference import sample_preferences
-from dymu_rt.models.tree import identity_table
+from dymu_rt.core.preference import sample_preferences
+from dymu_rt.core.tree import identity_table
 from dymu_rt.train.checkpoint import RunDir, load_module, save_module
 from dymu_rt.train.common import (JsonlLog, check_positive, make_split, make_tasks, seed_everything, set_lr,
                                   step_decay_lr, validate_train_config, weighted_task_loss)

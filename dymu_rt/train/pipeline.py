@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from dymu_rt.control.regularizer import RegularizerConfig
 from dymu_rt.data import make_dataset
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.models.presets import Preset, TrainDefaults, get_preset
 from dymu_rt.train import static
 from dymu_rt.train.adashare import train_adashare

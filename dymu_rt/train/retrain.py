@@ -43,8 +43,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from dymu_rt.errors import ValidationError
-from dymu_rt.models.tree import canonicalize, identity_table, topology_id
+from dymu_rt.core.errors import ValidationError
+from dymu_rt.core.tree import canonicalize, identity_table, topology_id
 from dymu_rt.train.anchor import _loop, initialize_streams
 from dymu_rt.train.checkpoint import RunDir, load_module, save_module
 from dymu_rt.train.run_schema import MAX_SAMPLES

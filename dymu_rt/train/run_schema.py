@@ -7,7 +7,7 @@ its declared type (the preset dataclasses' annotations: ``"data": 5`` or ``seed:
 line, not a TypeError deep in a trainer), ranges that bound what a model or data set allocates
 (``backbone.width_mult = 1000`` asked for 147 GB, ``n_train = 10**12`` for 8 TB), names that
 become file names or output keys as identifiers (``tasks[0].name = "../../x"``), three finite
-``mean``/``std`` values, a known ``method``. NaN/Inf never get here: :func:`dymu_rt.utils.io.read_json`
+``mean``/``std`` values, a known ``method``. NaN/Inf never get here: :func:`dymu_rt.core.io.read_json`
 refuses them in every JSON file it reads.
 """
 
@@ -18,7 +18,7 @@ import math
 import re
 from typing import Any
 
-from dymu_rt.errors import CheckpointError
+from dymu_rt.core.errors import CheckpointError
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 PRESET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.train.device import DeviceSetup
 from dymu_rt.train.distributed import Distributed
 from dymu_rt.train.loader import BatchStream

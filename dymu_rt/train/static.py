@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
-from dymu_rt.errors import CheckpointError, ValidationError
+from dymu_rt.core.errors import CheckpointError, ValidationError
 from dymu_rt.models.adashare import AdaShareNet
 from dymu_rt.models.dag import DagNet, default_spec
 from dymu_rt.models.graph import StaticGraph, materialize_graph
@@ -45,7 +45,7 @@ from dymu_rt.train.adashare import AdaShareConfig
 from dymu_rt.train.checkpoint import RunDir, load_state_into, load_tensors
 from dymu_rt.train.dag import DagConfig, dag_spec
 from dymu_rt.train.static_run import ARCHITECTURE, MODEL, STATIC_STAGES, method_of
-from dymu_rt.utils.io import read_json
+from dymu_rt.core.io import read_json
 
 METHODS = ("dymu", "adashare", "dag")
 

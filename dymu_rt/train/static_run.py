@@ -17,14 +17,14 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 import torch
 
-from dymu_rt.errors import CheckpointError
+from dymu_rt.core.errors import CheckpointError
 from dymu_rt.models.graph import StaticGraph
 from dymu_rt.train.checkpoint import (RunDir, load_module, load_state_into, optimizer_tensors, restore_optimizer,
                                       save_module)
 from dymu_rt.train.common import JsonlLog, make_split, make_tasks, restore_rng, rng_state, seed_everything
 from dymu_rt.train.distributed import sync_batchnorm, unsync_batchnorm
 from dymu_rt.train.setup import TrainSetup, restore_scaler, scaler_meta
-from dymu_rt.utils.io import atomic_write_json
+from dymu_rt.core.io import atomic_write_json
 
 STATIC_STAGES = ("warmup", "search", "final")
 ARCHITECTURE = "architecture.json"

@@ -1,1 +1,2 @@
-"""Small shared helpers (atomic file I/O, hashing, progress bars)."""
+"""Terminal helpers shared by the commands and long jobs (progress bars). The torch-free
+building blocks (file I/O, hashing, limits, units, images) live in :mod:`dymu_rt.core`."""

@@ -18,7 +18,7 @@ from dymu_rt.backends import get_backend  # noqa: E402
 from dymu_rt.backends.base import EngineRequest  # noqa: E402
 from dymu_rt.backends.onnxruntime import BINDING_MODES, device_facts, fact_mismatches  # noqa: E402
 from dymu_rt.backends.devices import load_profile, parse_profile  # noqa: E402
-from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError  # noqa: E402
+from dymu_rt.core.errors import BackendUnavailable, BundleError, ValidationError  # noqa: E402
 from dymu_rt.runtime.binding import raw_weights, slot_weights  # noqa: E402
 
 X = np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32)

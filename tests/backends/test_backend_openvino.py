@@ -19,7 +19,7 @@ from bundle_fixture import make_params, read_manifest, weight_deltas, write_bund
 from dymu_rt.backends import get_backend  # noqa: E402
 from dymu_rt.backends.base import EngineRequest  # noqa: E402
 from dymu_rt.backends.devices import load_profile, parse_profile, with_threads  # noqa: E402
-from dymu_rt.errors import BackendUnavailable, ValidationError  # noqa: E402
+from dymu_rt.core.errors import BackendUnavailable, ValidationError  # noqa: E402
 from dymu_rt.runtime.binding import raw_weights, slot_weights  # noqa: E402
 
 ov = pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install 'dymu-rt[openvino]')")
@@ -217,7 +217,7 @@ def test_int8_close_to_ort_fp32_in_both_modes(calibrated, binding):
 
 
 def test_int8_uncalibrated_refused_in_one_line(fx):
-    from dymu_rt.errors import BundleError
+    from dymu_rt.core.errors import BundleError
     from dymu_rt.runtime import Runtime
 
     with pytest.raises(BundleError, match="dymu-rt calibrate") as e:

@@ -15,7 +15,7 @@ from dymu_rt.backends.precision import (
     graph_precision,
     quantize_int8,
 )
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from graph_fixtures import export_tiny_graph
 
 torch.set_num_threads(1)

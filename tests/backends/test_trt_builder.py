@@ -13,7 +13,7 @@ from graph_fixtures import export_tiny_graph
 
 from dymu_rt.backends.devices import parse_profile
 from dymu_rt.backends.tensorrt import builder as B
-from dymu_rt.errors import BundleError, ValidationError
+from dymu_rt.core.errors import BundleError, ValidationError
 
 torch.set_num_threads(1)
 
@@ -351,7 +351,7 @@ class FakeTrtBuildBackend:
         from dymu_rt.backends.tensorrt.facts import write_sidecar
 
         graph, topology = request.graph, request.topology
-        from dymu_rt.utils.io import atomic_write_bytes, sha256_file
+        from dymu_rt.core.io import atomic_write_bytes, sha256_file
 
         if self.fail_after is not None and len(self.compiled) >= self.fail_after:
             raise KeyboardInterrupt("killed")
@@ -379,7 +379,7 @@ def trt_build(monkeypatch, tmp_path_factory):
     profile = tmp_path_factory.mktemp("prof") / "orin-test.toml"
     profile.write_text('name = "orin-test"\nbackend = "tensorrt"\ndevice = "Orin"\nprecision = "fp16"\n'
                        '[input]\nshape = [3, 32, 32]\nbatch_min = 1\nbatch_opt = 1\nbatch_max = 2\n')
-    import dymu_rt.compile.writer as writer_mod      # the engines step (compile_engines) lives there
+    import dymu_rt.compile.bundle_writer as writer_mod      # the engines step (compile_engines) lives there
 
     holder = {"backend": FakeTrtBuildBackend()}
     monkeypatch.setattr(trt_pkg.TensorRTBackend, "check_available", classmethod(lambda cls: None))

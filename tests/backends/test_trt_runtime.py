@@ -14,7 +14,7 @@ from dymu_rt.backends.base import Backend, Engine, EngineRequest
 from dymu_rt.backends.tensorrt import engine as E
 from dymu_rt.backends.tensorrt import facts as F
 from dymu_rt.backends.tensorrt.refit import EngineRefitter
-from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
+from dymu_rt.core.errors import BackendUnavailable, BundleError, ValidationError
 
 torch.set_num_threads(1)
 
@@ -520,7 +520,7 @@ def test_load_checks_hash_and_facts(tmp_path):
     from graph_fixtures import export_tiny_graph
     from test_trt_builder import trt_profile
 
-    from dymu_rt.utils.io import sha256_file
+    from dymu_rt.core.io import sha256_file
 
     mem = Memory()
     _, eng, _, _, _ = make_fake_run(mem)
@@ -599,7 +599,7 @@ class RecordingTrtBackend(Backend):
         return dict(FACTS)
 
     def compile(self, request, out_dir):
-        from dymu_rt.utils.io import atomic_write_bytes, sha256_file
+        from dymu_rt.core.io import atomic_write_bytes, sha256_file
 
         target = Path(out_dir) / f"{request.topology}.engine"
         atomic_write_bytes(target, b"ENGINE " + request.topology.encode())

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from dymu_rt.bundle import checksum as C
-from dymu_rt.errors import BundleError
+from dymu_rt.core.errors import BundleError
 
 
 def _digest(m) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from dymu_rt.bundle import layout as L
 from dymu_rt.bundle.manifest import MAX_DEPTH, Manifest, parse_manifest, read_manifest, write_manifest
-from dymu_rt.errors import BundleError
+from dymu_rt.core.errors import BundleError
 
 
 @pytest.fixture(scope="module")

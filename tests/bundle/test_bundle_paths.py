@@ -9,7 +9,7 @@ import os
 import pytest
 
 from dymu_rt.bundle import paths as P
-from dymu_rt.errors import BundleError
+from dymu_rt.core.errors import BundleError
 
 
 @pytest.mark.parametrize("tid", ["0123abcd", "f" * 64])

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from dymu_rt.bundle import paths as P
-from dymu_rt.errors import BundleError
+from dymu_rt.core.errors import BundleError
 
 
 # -- a protobuf encoder, from the spec (varint: 7 bits per byte, low group first, MSB = more) --

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dymu_rt.errors import BundleError
+from dymu_rt.core.errors import BundleError
 from dymu_rt.bundle.weight_pool import WeightPool, anchor_scale, needs_raw_copy
 
 EPS = 1e-5

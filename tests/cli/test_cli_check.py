@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import run_cli
-from dymu_rt.check import _compare, sample_points
+from dymu_rt.app.check import _compare, sample_points
 from dymu_rt.bundle.manifest import Point
 from dymu_rt.runtime import default_bundle_path
 
@@ -74,7 +74,7 @@ def test_default_tolerances_reject_an_all_zero_or_sign_flipped_output(precision,
     comparators: with rtol 1 the numpy rule (|a-b|/|b|) passed an all-zero output."""
     import sys
 
-    from dymu_rt.check import DEFAULT_TOLERANCE
+    from dymu_rt.app.check import DEFAULT_TOLERANCE
 
     if comparator == "numpy":
         monkeypatch.setitem(sys.modules, "polygraphy", None)

@@ -21,7 +21,7 @@ import pytest
 
 from cli_helpers import run_cli
 from dymu_rt.bundle import sections as S
-from dymu_rt.check import sample_points
+from dymu_rt.app.check import sample_points
 from dymu_rt.cli.main import main
 from dymu_rt.runtime import Runtime, default_bundle_path
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from dymu_rt.compile.architecture import Architecture, topology_salt
 from dymu_rt.models.cost import CostModel
-from dymu_rt.models.tree import identity_table
+from dymu_rt.core.tree import identity_table
 from run_fixture import tiny_preset
 
 

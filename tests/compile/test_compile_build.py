@@ -10,7 +10,7 @@ import torch
 
 from dymu_rt.bundle import layout as B
 from dymu_rt.compile.build import build_bundle
-from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
+from dymu_rt.core.errors import BackendUnavailable, BundleError, ValidationError
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def built(tiny_run, tmp_path_factory):
 
 
 def test_grid_point_counts():
-    from dymu_rt.control.preference import grid
+    from dymu_rt.core.preference import grid
 
     # r on the simplex with step 1/k: C(k+N-1, N-1) points; c: k_c + 1 values.
     assert len(grid(3, "0.5")) == 6 * 3
@@ -49,7 +49,7 @@ def test_manifest_contract(built, tiny_run):
     w = m["weights"]
     assert w["file"] == "graphs/weights.bin" and w["at"] == "anchor" and w["bn_deltas"] == 0.0
     assert w["bytes"] == (out / w["file"]).stat().st_size and w["tensors"]
-    from dymu_rt.models.tree import topology_id
+    from dymu_rt.core.tree import topology_id
 
     for tid, t in m["topologies"].items():
         assert topology_id(np.asarray(t["parents"]), m["topology_salt"]) == tid
@@ -65,7 +65,7 @@ def test_points_map_to_the_edge_hypernets_tree(built, tiny_run):
     out, _ = built
     m = B.read_manifest(out).to_dict()
     _, anchor, edge, _ = RunDir(tiny_run).load_all()
-    from dymu_rt.models.tree import canonicalize
+    from dymu_rt.core.tree import canonicalize
 
     for p in m["points"][::3]:
         parents = edge.architecture(torch.tensor(p["r"]), torch.tensor(p["c"]))

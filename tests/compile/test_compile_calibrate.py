@@ -13,8 +13,8 @@ from graph_fixtures import make_bundle, write_images
 from dymu_rt.bundle.manifest import Manifest, read_manifest
 from dymu_rt.bundle.sections import cache_key, fold_params_sha256, int8_ranges, weights_sha256
 from dymu_rt.compile.calibrate import calibrate_bundle, image_folder_set, synth_set
-from dymu_rt.errors import BundleError, ValidationError
-from dymu_rt.utils.io import atomic_write_json, sha256_file
+from dymu_rt.core.errors import BundleError, ValidationError
+from dymu_rt.core.io import atomic_write_json, sha256_file
 
 torch.set_num_threads(1)
 

@@ -9,9 +9,9 @@ from onnx import numpy_helper
 
 from dymu_rt.compile.architecture import materialize, slots_of
 from dymu_rt.compile.export import IR_VERSION, OPSET, export_tree
-from dymu_rt.compile.fold import fold_bn, fold_params
-from dymu_rt.models.fold import slot_weights
-from dymu_rt.models.tree import identity_table
+from dymu_rt.compile.fold_modules import fold_bn, fold_params
+from dymu_rt.core.bn_fold import slot_weights
+from dymu_rt.core.tree import identity_table
 
 
 def _tree(anchor):

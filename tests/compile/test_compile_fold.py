@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dymu_rt.compile.fold import fold_bn, fold_params
-from dymu_rt.models.fold import fold_conv_bn_tensors, slot_weights
+from dymu_rt.compile.fold_modules import fold_bn, fold_params
+from dymu_rt.core.bn_fold import fold_conv_bn_tensors, slot_weights
 from dymu_rt.models.layers import ConvBN, ModulatedBatchNorm2d, modulate
 from run_fixture import randomize_bn
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from dymu_rt.compile.architecture import materialize
-from dymu_rt.compile.fold import fold_bn
-from dymu_rt.models.tree import canonicalize, identity_table, used_nodes
+from dymu_rt.compile.fold_modules import fold_bn
+from dymu_rt.core.tree import canonicalize, identity_table, used_nodes
 
 
 def _random_tree(rng, L, N):
@@ -81,7 +81,7 @@ def _has_cross_task_edge(parents) -> bool:
 def test_materialize_run_on_sampled_preferences(tiny_run):
     """~20 sampled (r, c), plus the simplex corners: materialize == AnchorNet.forward."""
     from dymu_rt.compile.architecture import materialize_run
-    from dymu_rt.control.preference import sample_preferences
+    from dymu_rt.core.preference import sample_preferences
     from dymu_rt.train.checkpoint import RunDir
 
     _, anchor, edge, weight = RunDir(tiny_run).load_all()
@@ -110,7 +110,7 @@ def test_materialize_run_on_sampled_preferences(tiny_run):
 
 def test_materialize_run_refuses_bad_preferences(tiny_run):
     from dymu_rt.compile.architecture import materialize_run, preference_tensors
-    from dymu_rt.errors import ValidationError
+    from dymu_rt.core.errors import ValidationError
 
     for r, c, match in (((2.0, 0.0, 0.0), 0.5, "sums to 2"), ((0.5, 0.5, 0.0), 5, "outside"),
                         ((0.5, 0.5), 0.5, "2 entries"), ((float("nan"), 0.5, 0.5), 0.5, "non-finite"),

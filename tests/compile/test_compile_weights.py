@@ -17,8 +17,8 @@ from dymu_rt.bundle import layout as B
 from dymu_rt.compile.architecture import materialize, preference_tensors
 from dymu_rt.compile.build import build_bundle, write_anchor_store
 from dymu_rt.compile.export import export_tree
-from dymu_rt.compile.fold import fold_bn
-from dymu_rt.models.fold import slot_weights
+from dymu_rt.compile.fold_modules import fold_bn
+from dymu_rt.core.bn_fold import slot_weights
 from dymu_rt.compile.weights import ALIGN, read_tensor
 
 X = np.random.default_rng(7).random((2, 3, 32, 32), dtype=np.float32)
@@ -68,7 +68,7 @@ def test_size_independent_of_topology_count(bundles, loaded):
     # One weight file, identical whatever the grid: the anchor's tensors, once.
     assert ms["weights"]["sha256"] == ml["weights"]["sha256"]
     anchor = loaded[0]
-    from dymu_rt.models.tree import identity_table
+    from dymu_rt.core.tree import identity_table
 
     full = fold_bn(materialize(anchor, identity_table(anchor.num_layers, anchor.num_tasks)))
     params = [p.numel() * p.element_size() for p in full.parameters()]
@@ -170,7 +170,7 @@ def test_binding_a_preference_by_name_gives_its_torch_output(bundles, loaded):
 def test_a_graph_not_at_the_anchor_is_refused(loaded, tmp_path):
     anchor = loaded[0]
     store = write_anchor_store(anchor, tmp_path / "weights.bin")
-    from dymu_rt.models.tree import identity_table
+    from dymu_rt.core.tree import identity_table
 
     parents = identity_table(anchor.num_layers, anchor.num_tasks)
     deltas = torch.full((anchor.bn_delta_size,), 0.1)
@@ -184,7 +184,7 @@ def test_rewritten_weight_file_with_new_contents_invalidates_graphs(loaded, tmp_
     """A weight file rewritten with other bytes must not be paired with graphs made against
     the old one: their journal entries are dropped so the build re-exports them."""
     from dymu_rt.compile.build import _write_weights
-    from dymu_rt.utils.io import sha256_file
+    from dymu_rt.core.io import sha256_file
 
     anchor = loaded[0]
     out = tmp_path / "b"

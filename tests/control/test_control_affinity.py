@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dymu_rt.control.affinity import compute_affinity, rsa_affinity, similarity_matrix
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
 torch.set_num_threads(1)
 K = 6

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dymu_rt.control.gumbel import TemperatureSchedule, gumbel_softmax_sample
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
 torch.set_num_threads(1)
 

@@ -7,8 +7,8 @@ import torch
 
 from dymu_rt.control.hypernets import (EdgeHypernet, PreferenceEmbedding, WeightHypernet, count_params,
                                        export_onnx)
-from dymu_rt.control.preference import sample_preferences
-from dymu_rt.models.tree import identity_table
+from dymu_rt.core.preference import sample_preferences
+from dymu_rt.core.tree import identity_table
 
 torch.set_num_threads(1)
 N, L, D = 3, 5, 24

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from dymu_rt.control.preference import (Preference, grid, grid_c, grid_r, make_preference, nearest,
+from dymu_rt.core.preference import (Preference, grid, grid_c, grid_r, make_preference, nearest,
                                         parse_c, parse_r, parse_step, preference_distance,
                                         sample_preferences, sample_r)
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
 torch.set_num_threads(1)
 

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dymu_rt.control.preference import (MAX_GRID_POINTS, SUM_TOLERANCE, check_grid_size, count_grid,
+from dymu_rt.core.preference import (MAX_GRID_POINTS, SUM_TOLERANCE, check_grid_size, count_grid,
                                         count_grid_r, grid, grid_r, parse_c, parse_r, parse_step)
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
 numbers_text = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dymu_rt.control.regularizer import RegularizerConfig, active_mask, branching_regularizer, p_use
-from dymu_rt.models.tree import used_nodes
+from dymu_rt.core.tree import used_nodes
 
 torch.set_num_threads(1)
 
@@ -198,7 +198,7 @@ def test_child_reading_top_layer_zero_bottom_layer_b_minus_1_over_b(n_branch):
 
 
 def test_config_values_are_validated():
-    from dymu_rt.errors import ValidationError
+    from dymu_rt.core.errors import ValidationError
 
     for bad in (dict(tau=0.0), dict(tau=1.5), dict(lambda_active=-1.0), dict(lambda_inactive=float("nan")),
                 dict(dichotomy="no")):
@@ -256,7 +256,7 @@ def test_printed_reading_top_choice_one_over_b_bottom_choice_zero(n_branch):
 
 
 def test_active_reading_is_validated():
-    from dymu_rt.errors import ValidationError
+    from dymu_rt.core.errors import ValidationError
 
     with pytest.raises(ValidationError, match="active_reading"):
         RegularizerConfig(active_reading="paper")

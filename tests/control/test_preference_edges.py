@@ -9,8 +9,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from dymu_rt.control import preference as P
-from dymu_rt.errors import ValidationError
+from dymu_rt.core import preference as P
+from dymu_rt.core.errors import ValidationError
 
 
 def test_numbers_of_every_kind_and_what_is_not_a_number():

@@ -1,10 +1,10 @@
-"""The one home of "preference -> topology and weights" (dymu_rt.control.selector). <0.1 s."""
+"""The one home of "preference -> topology and weights" (dymu_rt.core.selector). <0.1 s."""
 
 import pytest
 
-from dymu_rt.control.preference import Preference
-from dymu_rt.control.selector import EXACT, NEAREST_GRID, Selector, static_refusal
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.preference import Preference
+from dymu_rt.core.selector import EXACT, NEAREST_GRID, Selector, static_refusal
+from dymu_rt.core.errors import ValidationError
 
 PTS = [Preference((1.0, 0.0), 0.0), Preference((0.5, 0.5), 0.0), Preference((0.5, 0.5), 1.0)]
 SEL = Selector({"t0", "t1"}, PTS, ["t0", "t1", "t1"])

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from dymu_rt.data.cifar import RECORD, Cifar100MultiTask
-from dymu_rt.tasks.labels import CIFAR100_FINE_TO_COARSE, CIFAR100_SUPERCLASSES, cifar100_local_labels
-from dymu_rt.errors import DataError, ValidationError
+from dymu_rt.core.labels import CIFAR100_FINE_TO_COARSE, CIFAR100_SUPERCLASSES, cifar100_local_labels
+from dymu_rt.core.errors import DataError, ValidationError
 
 torch.set_num_threads(1)
 

@@ -8,7 +8,7 @@ from dymu_rt.data import detect_layout, make_dataset
 from dymu_rt.data.cifar import Cifar100MultiTask
 from dymu_rt.data.nyuv2 import NYUv2Dataset
 from dymu_rt.data.synth import SynthDataset
-from dymu_rt.errors import DataError, ValidationError
+from dymu_rt.core.errors import DataError, ValidationError
 
 torch.set_num_threads(1)
 

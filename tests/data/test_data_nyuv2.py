@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dymu_rt.data.nyuv2 import NYUv2Dataset
-from dymu_rt.errors import DataError, ValidationError
+from dymu_rt.core.errors import DataError, ValidationError
 
 torch.set_num_threads(1)
 H, W = 6, 8

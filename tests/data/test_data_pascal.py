@@ -8,7 +8,7 @@ from PIL import Image
 
 from dymu_rt.data.edges import label_edges
 from dymu_rt.data.pascal import PascalContextDataset
-from dymu_rt.errors import DataError
+from dymu_rt.core.errors import DataError
 
 torch.set_num_threads(1)
 H, W = 10, 12

@@ -9,7 +9,7 @@ import torch
 from dymu_rt.data import synth
 from dymu_rt.data.scene import Primitive, sample_scene
 from dymu_rt.data.synth import SynthDataset, render, render_index
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 
 torch.set_num_threads(1)
 NYU = ("semseg", "normals", "depth")

@@ -41,7 +41,7 @@ def no_weight_run(tmp_path_factory):
     """A tiny run whose weight hypernet stage has not finished, of an unregistered preset
     without an HV reference (so the data-dependent reference is used)."""
     from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.utils.io import atomic_write_json
+    from dymu_rt.core.io import atomic_write_json
 
     preset = dataclasses.replace(tiny_preset(), name="tiny-eval", hv_reference=None)
     path = make_tiny_run(tmp_path_factory.mktemp("eval") / "run", seed=1, preset=preset)

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "compile"))
 
 from run_fixture import make_tiny_run, randomize_bn, tiny_preset  # noqa: E402
 
-from dymu_rt.control.preference import EVAL_ETA, sample_preferences  # noqa: E402
-from dymu_rt.errors import ValidationError  # noqa: E402
-from dymu_rt.evaluate import compare as C  # noqa: E402
+from dymu_rt.core.preference import EVAL_ETA, sample_preferences  # noqa: E402
+from dymu_rt.core.errors import ValidationError  # noqa: E402
+from dymu_rt.evaluate import comparison as compare as C  # noqa: E402
 from dymu_rt.evaluate.uniformity import uniformity  # noqa: E402
 from dymu_rt.models.graph import graph_cost, materialize_graph  # noqa: E402
 from dymu_rt.train.checkpoint import RunDir, save_module  # noqa: E402
@@ -190,7 +190,7 @@ def test_evaluate_static_with_a_reference_that_bounds_it_and_another_seed(runs):
 
 
 def test_evaluate_static_without_any_reference_takes_1_1_times_its_losses(runs, monkeypatch):
-    import dymu_rt.evaluate.compare as mod
+    import dymu_rt.evaluate.comparison as mod
 
     monkeypatch.setattr(mod, "resolve_reference", lambda preset, reference: (None, "data"))
     rep = C.evaluate_static(runs["adashare"], n_val=2, progress=False)
@@ -325,7 +325,7 @@ def test_dymu_delta_t_before_stage_2_uses_no_bn_deltas(runs, tmp_path):
 
     path = tmp_path / "no_weight"
     shutil.copytree(runs["dymu"], path)
-    from dymu_rt.utils.io import atomic_write_json
+    from dymu_rt.core.io import atomic_write_json
 
     run = RunDir(path)
     cfg = run.read_config()

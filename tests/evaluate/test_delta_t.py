@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from dymu_rt.errors import ValidationError
-from dymu_rt.evaluate.compare import delta_t
+from dymu_rt.core.errors import ValidationError
+from dymu_rt.evaluate.comparison import delta_t
 from dymu_rt.tasks.depth import DepthTask
 from dymu_rt.tasks.segmentation import SegmentationTask
 

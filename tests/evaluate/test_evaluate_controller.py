@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cli_helpers import run_cli as _cli
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.evaluate.controller import DATA_REFERENCE, evaluate_controller
 from dymu_rt.evaluate.hypervolume import hypervolume
 from dymu_rt.evaluate.report import parse_tree_spec, write_eval_plots

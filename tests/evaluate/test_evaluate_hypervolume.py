@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.evaluate.hypervolume import hypervolume
 
 

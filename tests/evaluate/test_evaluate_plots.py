@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dymu_rt.control.preference import grid
+from dymu_rt.core.preference import grid
 from dymu_rt.evaluate.plots import plot_controllability, plot_resource_usage, plot_tree, plot_trees
 
 NAMES = ["semseg", "normals", "depth"]

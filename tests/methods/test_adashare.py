@@ -89,7 +89,7 @@ def test_round_trip_graph_module_and_onnx_equal_the_training_forward(tiny_preset
     import onnxruntime as ort
 
     from dymu_rt.compile.export import export_tree_model
-    from dymu_rt.compile.fold import fold_bn
+    from dymu_rt.compile.fold_modules import fold_bn
 
     torch.manual_seed(0)
     net = AdaShareNet(tiny_preset)

@@ -1,4 +1,4 @@
-"""``dymu-rt compare`` times every row through the deployed runtime (dymu_rt/compare.py):
+"""``dymu-rt compare`` times every row through the deployed runtime (dymu_rt/app/compare.py):
 DYMU rows in a grid bundle with affine binding, switched by set_preference; the fixed
 architectures (single-task, PHN-BN, AdaShare) as static bundles. A spy on the Runtime's run
 path counts the timed calls, so timing anything else (e.g. a separately built ORT session)
@@ -62,7 +62,7 @@ def runs(tmp_path_factory):
 
 
 def test_every_row_is_timed_through_the_runtime_in_its_deployed_binding(runs, monkeypatch):
-    from dymu_rt.compare import compare_runs
+    from dymu_rt.app.compare import compare_runs
     from dymu_rt.runtime.runtime import Runtime
 
     seen = []
@@ -105,7 +105,7 @@ def test_every_row_is_timed_through_the_runtime_in_its_deployed_binding(runs, mo
     assert "PHN-BN" in rows["PHN-BN (uniform r)"]["budget"]
     assert "edge" in rows["DYMU c=0 (uniform r)"]["budget"] and "weight" in rows["DYMU c=1 (uniform r)"]["budget"]
     assert rows["AdaShare"]["budget"].startswith("adashare: warm-up")
-    from dymu_rt.evaluate.compare import compare_markdown
+    from dymu_rt.evaluate.comparison import compare_markdown
 
     assert "training budget" in compare_markdown(rep).splitlines()[0]
 
@@ -113,7 +113,7 @@ def test_every_row_is_timed_through_the_runtime_in_its_deployed_binding(runs, mo
 def test_phn_bn_static_bundle_computes_the_phn_forward(runs, tmp_path):
     """The PHN-BN row's deployed form (shared tree, heads on stream 0, BN of uniform r folded)
     runs through the runtime equal to the training-time forward within 1e-4."""
-    from dymu_rt.compare import contenders
+    from dymu_rt.app.compare import contenders
     from dymu_rt.compile.static import write_static_bundle
     from dymu_rt.runtime import Runtime
     from dymu_rt.train.phn import load_phn_bn

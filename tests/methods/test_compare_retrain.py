@@ -32,7 +32,7 @@ def _uniform_tree(run: RunDir, c: float) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory):
-    from dymu_rt.compare import compare_runs
+    from dymu_rt.app.compare import compare_runs
 
     path = make_tiny_run(tmp_path_factory.mktemp("retrain") / "dymu")
     return path, compare_runs([path], retrain=True, retrain_steps=STEPS, **FAST)
@@ -73,13 +73,13 @@ def test_retrained_rows_follow_the_deployed_trees_and_are_the_trees(compared):
 
 
 def test_training_moved_the_tree_and_nothing_else(compared):
-    from dymu_rt.models.tree import canonicalize, used_nodes
+    from dymu_rt.core.tree import canonicalize, used_nodes
     from dymu_rt.train.retrain import retrain_tree
 
     path, _ = compared
     run = RunDir(path)
     anchor = run.load_anchor()
-    from dymu_rt.models.tree import identity_table
+    from dymu_rt.core.tree import identity_table
 
     for parents in (_uniform_tree(run, 0.0), _uniform_tree(run, 1.0),
                     identity_table(anchor.num_layers, anchor.num_tasks)):
@@ -100,7 +100,7 @@ def test_training_moved_the_tree_and_nothing_else(compared):
 
 
 def test_retrained_delta_t_column_is_the_retrained_nets_delta_t(compared):
-    from dymu_rt.evaluate.compare import compare_markdown, delta_t, plot_compare
+    from dymu_rt.evaluate.comparison import compare_markdown, delta_t, plot_compare
     from dymu_rt.train.common import make_split, make_tasks
     from dymu_rt.train.evaluation import evaluate_tree
     from dymu_rt.train.retrain import retrain_tree
@@ -115,7 +115,7 @@ def test_retrained_delta_t_column_is_the_retrained_nets_delta_t(compared):
     head = [h.strip() for h in md[0].strip("|").split("|")]
     col = head.index("retrained Δ_T %")
     assert col == head.index("Δ_T %") + 1
-    from dymu_rt.models.tree import identity_table
+    from dymu_rt.core.tree import identity_table
 
     pairs = [(f"DYMU c={c} (uniform r)", f"DYMU c={c} retrained (uniform r)", _uniform_tree(run, float(c)))
              for c in (0, 1)] + [("single-task", "single-task retrained (control)",
@@ -143,7 +143,7 @@ def test_retrained_delta_t_column_is_the_retrained_nets_delta_t(compared):
 
 def test_a_second_compare_reuses_the_finished_retrain(compared, monkeypatch):
     import dymu_rt.train.retrain as retrain
-    from dymu_rt.compare import compare_runs
+    from dymu_rt.app.compare import compare_runs
 
     path, rep = compared
 
@@ -208,7 +208,7 @@ def test_bad_inputs_get_one_error_line(tmp_path, capsys):
 def test_base_init_starts_from_the_weights_the_anchor_started_from(tmp_path):
     """--retrain-init base (the paper's †): the run's shared pre-training backbone in every
     stream, not the anchor's fine-tuned streams; one step moves each weight by ~lr only."""
-    from dymu_rt.models.tree import canonicalize, used_nodes
+    from dymu_rt.core.tree import canonicalize, used_nodes
     from dymu_rt.train.anchor import PRETRAIN
     from dymu_rt.train.checkpoint import save_module
     from dymu_rt.train.retrain import retrain_tree
@@ -236,7 +236,7 @@ def test_base_retrain_of_the_identity_tree_is_the_anchor_stage_again(tmp_path, t
     default length anchor_steps): retraining the N single-task streams from where the anchor
     started reproduces the anchor (on synth-nyu at full length too: compare --retrain-init base's
     control row has the anchor's metrics exactly)."""
-    from dymu_rt.models.tree import identity_table
+    from dymu_rt.core.tree import identity_table
     from dymu_rt.train.anchor import train_anchor
     from dymu_rt.train.retrain import retrain_tree
 

@@ -87,7 +87,7 @@ def test_round_trip_reduced_graph_equals_the_training_forward(tiny_preset, flow)
     import onnxruntime as ort
 
     from dymu_rt.compile.export import export_tree_model
-    from dymu_rt.compile.fold import fold_bn
+    from dymu_rt.compile.fold_modules import fold_bn
 
     net, x = _trained_like(tiny_preset, flow)
     masks = tuple(torch.as_tensor(m, dtype=torch.float32) for m in reduce_network(net))

@@ -100,7 +100,7 @@ def test_backbone_layout_round_trip(flow):
     import onnxruntime as ort
 
     from dymu_rt.compile.export import export_tree_model
-    from dymu_rt.compile.fold import fold_bn
+    from dymu_rt.compile.fold_modules import fold_bn
 
     preset = dataclasses.replace(get_preset("synth-dag-nyu"), input_size=(40, 40))
     torch.manual_seed(flow)

@@ -9,7 +9,7 @@ import pytest
 from cli_helpers import run_cli
 from dymu_rt.bundle.manifest import validate_manifest
 from dymu_rt.bundle.paths import TOPOLOGY_ID_RE
-from dymu_rt.errors import BundleError
+from dymu_rt.core.errors import BundleError
 
 TINY = ["--anchor-steps", "2", "--edge-steps", "2", "--weight-steps", "2", "--batch", "4",
         "--n-train", "16", "--n-val", "4", "--quiet"]

@@ -89,7 +89,7 @@ def test_a_run_killed_in_every_stage_resumes_to_the_uninterrupted_result(tmp_pat
 
 
 def test_a_mid_stage_state_that_does_not_fit_is_one_clear_error(tmp_path, tiny_preset):
-    from dymu_rt.errors import CheckpointError
+    from dymu_rt.core.errors import CheckpointError
 
     run = _run(tmp_path, tiny_preset, "dag", "r")
     with pytest.raises(Killed):

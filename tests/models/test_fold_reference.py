@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from dymu_rt.bundle.weight_pool import anchor_scale
-from dymu_rt.models.fold import fold_conv_bn_tensors, slot_weights
+from dymu_rt.core.bn_fold import fold_conv_bn_tensors, slot_weights
 
 EPS = 0.25          # large on purpose: a fold that drops ε is off by ~10 % here
 

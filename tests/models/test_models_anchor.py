@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from dymu_rt.errors import ValidationError
-from dymu_rt.models.tree import canonicalize, identity_table, num_used_nodes, topology_id
+from dymu_rt.core.errors import ValidationError
+from dymu_rt.core.tree import canonicalize, identity_table, num_used_nodes, topology_id
 
 
 def _random_tree(rng, L, N):

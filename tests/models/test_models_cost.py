@@ -11,7 +11,7 @@ from dymu_rt.models.backbones import BackboneSpec
 from dymu_rt.models.cost import CostModel
 from dymu_rt.models.heads import HeadSpec
 from dymu_rt.models.presets import get_preset
-from dymu_rt.models.tree import canonicalize, identity_table
+from dymu_rt.core.tree import canonicalize, identity_table
 
 
 def _trees(net):

@@ -15,7 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from dymu_rt.control.hypernets import controller_sizes
 from dymu_rt.models.cost import CostModel
 from dymu_rt.models.presets import PAPER_REFERENCE, get_preset
-from dymu_rt.models.tree import identity_table
+from dymu_rt.core.tree import identity_table
 
 aten = torch.ops.aten
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.models.anchor import AnchorNet, TaskSpec
 from dymu_rt.models.backbones import BackboneSpec
 from dymu_rt.models.heads import HeadSpec

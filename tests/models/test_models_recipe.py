@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from dymu_rt.compile.architecture import materialize
-from dymu_rt.compile.fold import fold_bn, fold_convbn
+from dymu_rt.compile.fold_modules import fold_bn, fold_convbn
 from dymu_rt.models.backbones import RASPP, BackboneSpec
 from dymu_rt.models.cost import CostModel
 from dymu_rt.models.heads import HeadSpec, LightDecoderHead
 from dymu_rt.models.layers import ConvBN, ModulatedBatchNorm2d
 from dymu_rt.models.presets import get_preset
-from dymu_rt.models.tree import identity_table
+from dymu_rt.core.tree import identity_table
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_controllability_measures(tiny_preset):
 def test_controllability_samples_r_uniformly_with_the_multi_active_split(tiny_preset):
     """The paper's protocol (issue 22): r ~ Dir(1) by default; under Dir(1) most r of 3 tasks
     have >= 2 active tasks (r_i >= 0.2), under the training law Dir(0.2) most have one."""
-    from dymu_rt.control.preference import n_active
+    from dymu_rt.core.preference import n_active
     from dymu_rt.evaluate.controllability import controllability
 
     tiny_anchor = tiny_preset.build().eval()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dymu_rt.models.tree import DEAD, canonicalize, tree_from_logits
+from dymu_rt.core.tree import DEAD, canonicalize, tree_from_logits
 
 
 def test_argmax_parent_per_node_canonical():

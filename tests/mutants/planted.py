@@ -37,7 +37,6 @@ sys.path.insert(0, str(HERE))
 from mutants import MUTANTS, Mutant  # noqa: E402
 
 #: the installed layout: top-level folders that install as subpackages of dymu_rt
-SUBPACKAGES = {"cli": "cli", "profiles": "profiles", "calibration": "calibration"}
 TIMEOUT_S = 300
 
 
@@ -50,14 +49,8 @@ class Result:
 
 
 def source_file(rel: str, root: Path | None = None) -> Path:
-    """Where installed-package path ``rel`` lives: under ``root`` (a copy in the installed
-    layout) or, with no root, in the working tree (dymu_rt/cli/x.py -> cli/x.py)."""
-    if root is not None:
-        return root / rel
-    parts = rel.split("/")
-    if len(parts) > 1 and parts[0] == "dymu_rt" and parts[1] in SUBPACKAGES:
-        return REPO / SUBPACKAGES[parts[1]] / "/".join(parts[2:])
-    return REPO / rel
+    """Where package path ``rel`` lives: under ``root`` (a copy) or in the working tree."""
+    return (root if root is not None else REPO) / rel
 
 
 def _package_files(root: Path | None):
@@ -65,9 +58,7 @@ def _package_files(root: Path | None):
     if root is not None:
         yield from ((str(p.relative_to(root)), p) for p in (root / "dymu_rt").rglob("*.py"))
         return
-    trees = [(REPO / "dymu_rt", "dymu_rt")] + [(REPO / src, f"dymu_rt/{name}") for src, name in SUBPACKAGES.items()]
-    for real, shown in trees:
-        yield from ((f"{shown}/{p.relative_to(real)}", p) for p in real.rglob("*.py"))
+    yield from ((f"dymu_rt/{p.relative_to(REPO / 'dymu_rt')}", p) for p in (REPO / "dymu_rt").rglob("*.py"))
 
 
 def _ignore(_dir, names):
@@ -75,10 +66,8 @@ def _ignore(_dir, names):
 
 
 def pristine_copy(dst: Path) -> Path:
-    """dymu_rt as installed (cli/, profiles/, calibration/ inside it), tests/ and pyproject.toml."""
+    """dymu_rt, tests/ and pyproject.toml."""
     shutil.copytree(REPO / "dymu_rt", dst / "dymu_rt", ignore=_ignore)
-    for src, name in SUBPACKAGES.items():
-        shutil.copytree(REPO / src, dst / "dymu_rt" / name, ignore=_ignore)
     shutil.copytree(REPO / "tests", dst / "tests", ignore=_ignore)
     shutil.copy2(REPO / "pyproject.toml", dst / "pyproject.toml")
     return dst

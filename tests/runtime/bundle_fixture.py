@@ -83,7 +83,7 @@ def weight_deltas(p, r, c) -> np.ndarray:
 
 def tree_of(p, r, c) -> np.ndarray:
     """Canonical parent table the bundle's edge hypernet gives for (r, c)."""
-    from dymu_rt.models.tree import canonicalize
+    from dymu_rt.core.tree import canonicalize
 
     table = np.empty((L, N), np.int64)
     table[0] = np.arange(N)
@@ -99,7 +99,7 @@ class FixtureNet:
 
     @torch.no_grad()
     def __call__(self, x: np.ndarray, parents, deltas: np.ndarray) -> dict[str, np.ndarray]:
-        from dymu_rt.models.tree import used_nodes
+        from dymu_rt.core.tree import used_nodes
 
         parents = np.asarray(parents)
         used = used_nodes(parents)
@@ -134,7 +134,7 @@ def topology_graph(p, parents, deltas):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from dymu_rt.models.tree import used_nodes
+    from dymu_rt.core.tree import used_nodes
 
     used = used_nodes(parents)
     nodes, inits = [], []
@@ -191,7 +191,7 @@ def hypernet_graph(W: np.ndarray, b: np.ndarray, out_name: str, out_shape: list[
 
 def tree_cost(parents) -> tuple[int, int]:
     """(params, macs) of a tree: used node convs plus the heads."""
-    from dymu_rt.models.tree import used_nodes
+    from dymu_rt.core.tree import used_nodes
 
     used = used_nodes(parents)
     params = macs = 0
@@ -211,9 +211,9 @@ def write_bundle(out: str | Path, seed: int = 0, step: str = "0.5", c_step: str 
     import onnx
     from safetensors.numpy import save_file
 
-    from dymu_rt.control.preference import grid
-    from dymu_rt.models.tree import topology_id
-    from dymu_rt.utils.io import atomic_write_json, sha256_file
+    from dymu_rt.core.preference import grid
+    from dymu_rt.core.tree import topology_id
+    from dymu_rt.core.io import atomic_write_json, sha256_file
 
     out = Path(out)
     (out / "graphs").mkdir(parents=True, exist_ok=True)
@@ -231,7 +231,7 @@ def write_bundle(out: str | Path, seed: int = 0, step: str = "0.5", c_step: str 
         rel = f"graphs/{tid}.onnx"
         onnx.save(topology_graph(p, parents, weight_deltas(p, pref.r, pref.c)), str(out / rel))
         params, macs = tree_cost(parents)
-        from dymu_rt.models.tree import used_nodes
+        from dymu_rt.core.tree import used_nodes
         used = used_nodes(parents)
         topologies[tid] = {"parents": parents.tolist(), "params": params, "macs": macs, "gmacs": macs / 1e9,
                            "file": rel, "sha256": sha256_file(out / rel), "n_points": 1,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dymu_rt.errors import BundleError
+from dymu_rt.core.errors import BundleError
 from dymu_rt.runtime import binding
 
 

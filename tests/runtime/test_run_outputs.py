@@ -36,7 +36,7 @@ def test_maps_at_input_geometry_and_overview_keeps_aspect(capsys, bundle, wide_i
 
 
 def test_segmentation_map_is_resized_by_nearest_neighbour():
-    from dymu_rt.tasks.kinds import make_output
+    from dymu_rt.core.kinds import make_output
 
     seg = make_output("segmentation", "semseg", num_classes=3)
     logits = np.zeros((3, 2, 2), np.float32)
@@ -130,7 +130,7 @@ def test_outputs_of_a_huge_input_keep_its_aspect_at_a_bounded_size():
 
 
 def test_default_timing_shrinks_for_a_slow_model_but_keeps_a_p50():
-    from dymu_rt.runtime.images import auto_counts
+    from dymu_rt.app.run_images import auto_counts
 
     assert auto_counts(1.4, None, None) == (10, 100)           # the shipped model: every percentile
     assert auto_counts(870.0, None, None) == (1, 5)            # a paper-scale model: ~5 s, still a p50

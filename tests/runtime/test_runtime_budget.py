@@ -7,7 +7,7 @@ import pytest
 from dymu_rt.bundle.checksum import write_checksum
 
 from bundle_fixture import read_manifest
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.runtime import Runtime
 
 

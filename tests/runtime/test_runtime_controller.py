@@ -8,7 +8,7 @@ import torch
 
 from dymu_rt.compile.export import export_hypernet
 from dymu_rt.control.hypernets import EdgeHypernet, WeightHypernet
-from dymu_rt.models.tree import topology_id
+from dymu_rt.core.tree import topology_id
 from dymu_rt.runtime.controller import Controller
 
 N, L, D = 3, 6, 40

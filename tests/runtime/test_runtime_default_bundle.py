@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dymu_rt.bundle.layout import verify_bundle
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.runtime import Runtime, default_bundle_path
 
 
@@ -79,7 +79,7 @@ def test_default_bundle_profiles_into_the_user_cache_that_budget_and_inspect_rea
 
 
 def test_int8_on_the_read_only_default_bundle_says_to_calibrate_a_copy():
-    from dymu_rt.errors import BundleError
+    from dymu_rt.core.errors import BundleError
 
     path = default_bundle_path()
     before = _tree_snapshot(path)

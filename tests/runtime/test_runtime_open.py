@@ -5,7 +5,7 @@ import json
 import pytest
 
 from dymu_rt.bundle.checksum import write_checksum
-from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
+from dymu_rt.core.errors import BackendUnavailable, BundleError, ValidationError
 from dymu_rt.runtime import Runtime, default_bundle_path
 
 

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install 'dymu-rt[openvino]')")
-from dymu_rt.utils.heap import heap_bytes  # noqa: E402
+from dymu_rt.core.heap import heap_bytes  # noqa: E402
 
 needs_glibc = pytest.mark.skipif(heap_bytes() is None, reason="no glibc mallinfo2 here: engines fall back to "
                                                               "the weights-only estimate")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from bundle_fixture import FixtureNet, read_manifest, tree_of, weight_deltas
-from dymu_rt.errors import ValidationError
-from dymu_rt.models.tree import topology_id
+from dymu_rt.core.errors import ValidationError
+from dymu_rt.core.tree import topology_id
 from dymu_rt.runtime import Runtime
 
 X = np.random.default_rng(1).random((2, 3, 16, 16), dtype=np.float32)
@@ -81,7 +81,7 @@ def test_off_grid_with_known_tree_is_exact(bundle, params):
 
 
 def test_unknown_tree_falls_back_to_nearest_grid_point(bundle, params):
-    from dymu_rt.control.preference import Preference, nearest
+    from dymu_rt.core.preference import Preference, nearest
 
     m = read_manifest(bundle)
     r, c = _off_grid(params, m, False)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.runtime.preprocess import collect_images, load_image, preprocess, to_rgb
 
 SPEC = {"input_size": [16, 16], "scale": 1 / 255, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],

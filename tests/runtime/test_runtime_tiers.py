@@ -10,7 +10,7 @@ import pytest
 
 from bundle_fixture import read_manifest
 from dymu_rt.backends.devices import parse_profile
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.runtime import Runtime
 
 X = np.random.default_rng(5).random((1, 3, 16, 16), dtype=np.float32)

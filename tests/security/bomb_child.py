@@ -15,7 +15,7 @@ resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 from pathlib import Path  # noqa: E402
 
-from dymu_rt.errors import DymuError  # noqa: E402
+from dymu_rt.core.errors import DymuError  # noqa: E402
 from dymu_rt.runtime import Runtime, default_bundle_path  # noqa: E402
 from dymu_rt.runtime.outputs import make_tasks, write_outputs  # noqa: E402
 from dymu_rt.runtime.preprocess import collect_images, load_image  # noqa: E402

@@ -189,7 +189,7 @@ def _g_constant_of_shape(root):
 
 
 def _g_empty_fold(root):
-    from dymu_rt.utils.safetensors_np import dumps
+    from dymu_rt.core.safetensors_np import dumps
 
     (root / "controller" / "fold_params.safetensors").write_bytes(dumps({}))
 
@@ -208,7 +208,7 @@ def _g_nan_weights(root):
 
 
 def _g_nan_bn_stats(root):
-    from dymu_rt.utils.safetensors_np import dumps, load
+    from dymu_rt.core.safetensors_np import dumps, load
 
     p = root / "controller" / "fold_params.safetensors"
     fold = load(p)
@@ -588,7 +588,7 @@ def concurrent_exports(good: Path, work: Path, n: int = 2) -> dict:
             versions.append(json.loads(o)["version"])
         except (ValueError, KeyError):
             versions.append(None)
-    from dymu_rt.serve.triton.check import check_repository
+    from dymu_rt.serve.triton.repository_check import check_repository
 
     try:
         problems = check_repository(repo)

@@ -9,9 +9,9 @@ import shutil
 import pytest
 
 from cli_helpers import run_cli
-from dymu_rt.errors import CheckpointError, DymuError, ValidationError
+from dymu_rt.core.errors import CheckpointError, DymuError, ValidationError
 from dymu_rt.runtime.preprocess import MAX_INPUT_PIXELS, check_input_size, collect_images
-from dymu_rt.utils.io import read_json
+from dymu_rt.core.io import read_json
 
 
 def _one_line(code, err):
@@ -99,7 +99,7 @@ def test_grid_explosion_is_refused_before_any_work(cmd, step, tmp_path, capsys, 
         ["eval", str(run), "--grid", step]
     # "Before any work": enumerating the grid (what would take hours and gigabytes) must not
     # start; checked by making it impossible instead of timing it.
-    from dymu_rt.control import preference
+    from dymu_rt.core import preference
 
     def no_work(*a, **k):
         raise AssertionError("the grid was enumerated before it was refused")

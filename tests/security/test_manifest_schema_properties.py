@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dymu_rt.bundle.manifest import validate_manifest
-from dymu_rt.errors import BundleError
+from dymu_rt.core.errors import BundleError
 from dymu_rt.runtime import default_bundle_path
 
 GOOD = json.loads((default_bundle_path() / "manifest.json").read_text())

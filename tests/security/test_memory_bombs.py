@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from corpus import image_bombs
-from dymu_rt.tasks.overview import GAP, MAX_ASPECT, MAX_HEIGHT, MAX_LEGEND_HEIGHT, overview_image
+from dymu_rt.core.overview import GAP, MAX_ASPECT, MAX_HEIGHT, MAX_LEGEND_HEIGHT, overview_image
 
 GIB = 2**30
 

@@ -10,7 +10,7 @@ from dymu_rt.bundle.checksum import write_checksum
 
 def repository_digest(repo: Path) -> str:
     """sha256 over every file path and content of a repository (to prove nothing changed)."""
-    from dymu_rt.utils.io import sha256_bytes, sha256_file
+    from dymu_rt.core.io import sha256_bytes, sha256_file
 
     parts = [f"{p.relative_to(repo)}:{sha256_file(p)}" for p in sorted(Path(repo).rglob("*")) if p.is_file()]
     return sha256_bytes("\n".join(parts).encode())

@@ -10,12 +10,12 @@ import pytest
 
 from serve_helpers import prune_bundle, repository_digest
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.serve.triton import check_repository, export_triton
 from dymu_rt.serve.triton import export as E
 from dymu_rt.serve.triton.config import parse_config
-from dymu_rt.serve.triton.vendor import MODULES, PACKAGE, source_root, vendored_text
-from dymu_rt.utils.io import sha256_file
+from dymu_rt.serve.triton.vendor import LISTING, MODULES, PACKAGE, source_root
+from dymu_rt.core.io import sha256_file
 
 
 def _params(cfg):
@@ -186,23 +186,37 @@ def test_foreign_out_folder_and_out_inside_bundle_are_refused(small_bundle, tmp_
 
 
 def test_vendored_router_code_is_the_dymu_rt_source(shipped_repo):
-    """Each vendored module is its dymu_rt source with only the import lines renamed."""
+    """Each vendored module is its dymu_rt.core source byte for byte (no rewriting), and the
+    listing names each source's sha256."""
     folder = shipped_repo / "dymu" / "1"
     for rel in MODULES:
-        source = (source_root() / rel).read_text()
-        shipped = (folder / PACKAGE / rel).read_text()
-        assert shipped == vendored_text(source)
-        changed = [(a, b) for a, b in zip(source.splitlines(), shipped.splitlines()) if a != b]
-        assert all(a.lstrip().startswith(("from dymu_rt", "import dymu_rt")) for a, _ in changed)
-        assert len(source.splitlines()) == len(shipped.splitlines())
-    listing = (folder / PACKAGE / "__init__.py").read_text()
-    for rel in MODULES:
-        assert sha256_file(source_root() / rel) in listing
+        assert (folder / PACKAGE / rel).read_bytes() == (source_root() / rel).read_bytes(), rel
+    listing = json.loads((folder / PACKAGE / LISTING).read_text())
+    assert listing["sha256"] == {rel: sha256_file(source_root() / rel) for rel in MODULES}
+    shipped = sorted(p.relative_to(folder / PACKAGE).as_posix() for p in (folder / PACKAGE).rglob("*") if p.is_file())
+    assert shipped == sorted([*MODULES, LISTING])
     assert (folder / "model.py").read_bytes() == E.ROUTER_TEMPLATE.read_bytes()
 
 
+def test_router_closure_is_complete():
+    """MODULES is closed under the relative imports of its files (nothing the router needs is
+    left behind), and every core file imports its fellows relatively (what makes copying
+    verbatim possible)."""
+    for rel in MODULES:
+        tree = ast.parse((source_root() / rel).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                targets = [f"{node.module}.py"] if node.module else [f"{a.name}.py" for a in node.names]
+                for target in targets:
+                    assert target in MODULES, f"{rel} imports .{target[:-3]}, which the router copy lacks"
+    for path in sorted(source_root().glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                assert not node.module.startswith("dymu_rt"), f"core/{path.name} imports {node.module} absolutely"
+
+
 #: function-level imports of other packages in vendored modules, with why the router never runs them
-LAZY_ALLOWED = {("control/preference.py", "sample_r", "torch"): "training helper (torch tensors)"}
+LAZY_ALLOWED = {("preference.py", "sample_r", "torch"): "training helper (torch tensors)"}
 
 
 def test_vendored_modules_import_only_numpy_stdlib_and_each_other(shipped_repo):
@@ -238,7 +252,7 @@ def test_router_code_runs_without_dymu_rt_torch_onnx_or_safetensors(shipped_repo
             sys.modules[name] = None            # import of any of these now raises ImportError
         sys.path.insert(0, {str(folder)!r})
         import numpy as np
-        from dymu_vendor.serve.triton.routing import RouterSpec
+        from dymu_vendor.routing import RouterSpec
         from dymu_vendor.errors import ValidationError
         spec = RouterSpec.load({str(folder)!r})
         (pref,) = spec.preferences(np.array([[0.2, 0.3, 0.5]], np.float32), np.array([[0.5]], np.float32))

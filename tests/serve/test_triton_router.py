@@ -6,8 +6,8 @@ import pytest
 
 from triton_stub import InferenceRequest, Tensor, load_router
 
-from dymu_rt.control.preference import make_preference, sample_preferences
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.preference import make_preference, sample_preferences
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.runtime import Runtime
 
 

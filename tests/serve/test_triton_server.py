@@ -23,8 +23,8 @@ import pytest
 from serve_helpers import prune_bundle
 from tritonserver import TritonServer, find_server
 
-from dymu_rt.control.preference import make_preference, sample_preferences
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.preference import make_preference, sample_preferences
+from dymu_rt.core.errors import ValidationError
 
 FILES, WHY = find_server()
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600),

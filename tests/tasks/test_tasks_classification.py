@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dymu_rt.errors import DataError
+from dymu_rt.core.errors import DataError
 from dymu_rt.tasks import make_task
 
 torch.set_num_threads(1)

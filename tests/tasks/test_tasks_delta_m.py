@@ -2,7 +2,7 @@
 
 import pytest
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.tasks import delta_m, make_task
 
 TASKS = [make_task("segmentation", "semseg", num_classes=13), make_task("depth", "depth")]

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.tasks import PAPER_LOSS_WEIGHTS, TASK_KINDS, make_task, paper_loss_weight
 
 torch.set_num_threads(1)

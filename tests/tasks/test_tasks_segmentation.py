@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dymu_rt.errors import DataError
+from dymu_rt.core.errors import DataError
 from dymu_rt.tasks import make_task
 
 torch.set_num_threads(1)

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dymu_rt.errors import ValidationError
-from dymu_rt.tasks import make_task, overview_image
-from dymu_rt.tasks.render import label_palette
+from dymu_rt.core.errors import ValidationError
+from dymu_rt.core.overview import overview_image
+from dymu_rt.tasks import make_task
+from dymu_rt.core.render import label_palette
 
 H, W = 12, 20
 
@@ -59,7 +60,7 @@ def test_bundled_colormaps_are_matplotlibs(cmap):
     """The torch/matplotlib-free colormap tables give matplotlib's exact colors."""
     from matplotlib import colormaps as mpl
 
-    from dymu_rt.tasks.render import colorize
+    from dymu_rt.core.render import colorize
 
     v = np.random.default_rng(0).random((40, 50)).astype(np.float32) * 3.0
     v[0, :4] = [0.0, 3.0, -1.0, np.nan]
@@ -69,8 +70,8 @@ def test_bundled_colormaps_are_matplotlibs(cmap):
 
 
 def test_unknown_colormap_is_one_line():
-    from dymu_rt.errors import ValidationError
-    from dymu_rt.tasks.render import colorize
+    from dymu_rt.core.errors import ValidationError
+    from dymu_rt.core.render import colorize
 
     with pytest.raises(ValidationError, match="colormap 'jet' is unknown; expected one of viridis"):
         colorize(np.zeros((2, 2)), "jet", 0.0, 1.0)

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from dymu_rt.errors import ValidationError
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.device import DeviceSetup, check_precision, resolve_device
 from dymu_rt.train.setup import TrainSetup

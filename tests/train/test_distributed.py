@@ -207,7 +207,7 @@ def test_rank_zero_errors_stop_every_rank_with_one_clear_line(tmp_path):
 
 def test_a_global_batch_that_does_not_split_is_refused_before_training(tmp_path, tiny_preset):
     """Every stage checks that the ranks divide --batch before it builds anything."""
-    from dymu_rt.errors import ValidationError
+    from dymu_rt.core.errors import ValidationError
     from dymu_rt.train.anchor import train_anchor
     from dymu_rt.train.distributed import Distributed
     from dymu_rt.train.setup import TrainSetup

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dymu_rt.errors import CheckpointError
+from dymu_rt.core.errors import CheckpointError
 from dymu_rt.train.checkpoint import (RunDir, load_module, optimizer_tensors, restore_optimizer,
                                       save_module)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dymu_rt.errors import CheckpointError, DataError, ValidationError
+from dymu_rt.core.errors import CheckpointError, DataError, ValidationError
 from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.pipeline import data_options, open_run
 
@@ -35,7 +35,7 @@ def test_bad_data_leaves_no_run_folder(tmp_path):
 
 
 def test_dataset_path_is_stored_absolute(tmp_path, monkeypatch):
-    from dymu_rt.data.writer import write_synth_dataset
+    from dymu_rt.data.dataset_writer import write_synth_dataset
 
     write_synth_dataset(tmp_path / "ds", n=4, size=16, previews=0, progress=False)
     monkeypatch.chdir(tmp_path)

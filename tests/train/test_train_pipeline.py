@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dymu_rt.errors import CheckpointError, ValidationError
+from dymu_rt.core.errors import CheckpointError, ValidationError
 from dymu_rt.train.checkpoint import RunDir
 
 

@@ -162,7 +162,7 @@ def test_stage_1_cost_falls_with_c_on_a_problem_built_so_that_it_must(tmp_path, 
     a fixed weight: Ω's sharing term grows with c (c·λ_A·L_active), so the trained trees
     must use fewer nodes at c = 1 than at c = 0. A regularizer that ignores c, a hypernet
     that ignores its c input or an optimizer that never steps fails here."""
-    from dymu_rt.models.tree import num_used_nodes
+    from dymu_rt.core.tree import num_used_nodes
 
     real_sample = controller_mod.gumbel_softmax_sample
     seen = {}

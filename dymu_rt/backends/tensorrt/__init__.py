@@ -15,7 +15,7 @@ One folder, one concept per module (the Polygraphy habit):
 
 Importing this package never imports ``tensorrt`` or ``pycuda``; constructing
 :class:`TensorRTBackend` (or calling :func:`check_available`) on a machine without them or
-without a GPU raises :class:`~dymu_rt.errors.BackendUnavailable` with one clear line.
+without a GPU raises :class:`~dymu_rt.core.errors.BackendUnavailable` with one clear line.
 Precision is not a builder setting: it lives in the graph (``dymu_rt.backends.precision``).
 """
 

@@ -21,8 +21,8 @@ from typing import Any, Mapping, Optional
 from dymu_rt.backends.tensorrt.facts import import_tensorrt, write_sidecar
 from dymu_rt.bundle import layout as B
 from dymu_rt.bundle.sections import int8_ranges
-from dymu_rt.errors import BundleError, ValidationError
-from dymu_rt.utils.io import atomic_write_bytes, sha256_file
+from dymu_rt.core.errors import BundleError, ValidationError
+from dymu_rt.core.io import atomic_write_bytes, sha256_file
 
 _LOGGER: dict[int, Any] = {}
 

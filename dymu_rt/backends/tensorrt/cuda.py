@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from dymu_rt.errors import BackendUnavailable
+from dymu_rt.core.errors import BackendUnavailable
 
 _STATE: dict[str, Any] = {}
 _INIT_LOCK = threading.Lock()

@@ -32,8 +32,8 @@ from dymu_rt.backends.tensorrt.facts import (
     import_tensorrt,
     read_sidecar,
 )
-from dymu_rt.errors import BundleError, ValidationError
-from dymu_rt.utils.io import sha256_bytes, sha256_file
+from dymu_rt.core.errors import BundleError, ValidationError
+from dymu_rt.core.io import sha256_bytes, sha256_file
 
 
 def active(cuda):

@@ -14,8 +14,8 @@ import importlib
 from pathlib import Path
 from typing import Any, Mapping
 
-from dymu_rt.errors import BackendUnavailable, BundleError, ValidationError
-from dymu_rt.utils.io import atomic_write_json, read_json
+from dymu_rt.core.errors import BackendUnavailable, BundleError, ValidationError
+from dymu_rt.core.io import atomic_write_json, read_json
 
 INSTALL_HINT = "pip install 'dymu-rt[tensorrt]' on a machine with an NVIDIA GPU"
 #: Facts that must match exactly for an engine to be loaded.

@@ -17,7 +17,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from dymu_rt.errors import BundleError
+from dymu_rt.core.errors import BundleError
 
 
 class EngineRefitter:

@@ -4,7 +4,7 @@
 layout); :func:`check_repository` verifies it without a server.
 """
 
-from dymu_rt.serve.triton.check import check_repository
+from dymu_rt.serve.triton.repository_check import check_repository
 from dymu_rt.serve.triton.export import export_triton
 
 __all__ = ["check_repository", "export_triton"]

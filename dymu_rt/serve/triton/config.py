@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from dymu_rt.errors import BackendUnavailable
+from dymu_rt.core.errors import BackendUnavailable
 
 #: ONNX element type name (onnxruntime's ``tensor(...)``) -> Triton data type
 ONNX_TO_TRITON = {"tensor(float)": "TYPE_FP32", "tensor(float16)": "TYPE_FP16", "tensor(double)": "TYPE_FP64",

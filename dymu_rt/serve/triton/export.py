@@ -5,7 +5,7 @@ Layout (``REPO/<model>/config.pbtxt``, ``REPO/<model>/<version>/...``)::
     dymu/                          router: Python backend (BLS), inputs image, r, c
       config.pbtxt
       <v>/model.py                 template shipped with dymu-rt (dymu_rt/serve/triton/router/)
-      <v>/dymu_vendor/...          preference/tree/routing code vendored from dymu_rt (vendor.py)
+      <v>/dymu_vendor/...          dymu_rt.core's router files, copied verbatim (vendor.py)
       <v>/router.json              tasks, topologies, grid points, BN layout, model names
       <v>/bn_affine.safetensors    per-slot coefficients of scale/shift in the BN deltas
     dymu_edge_hypernet/            the bundle's edge hypernet: r [1, N], c [1, 1] -> logits
@@ -67,13 +67,13 @@ import numpy as np
 from dymu_rt.backends import onnx_proto
 from dymu_rt.backends.onnxruntime import affine_graph
 from dymu_rt.bundle.layout import MANIFEST, Manifest, verify_bundle
-from dymu_rt.errors import BackendUnavailable, ValidationError
+from dymu_rt.core.errors import BackendUnavailable, ValidationError
 from dymu_rt.bundle.weight_pool import bundle_fold_params
 from dymu_rt.runtime.binding import raw_weights, slot_weights
 from dymu_rt.serve.triton import config as C
-from dymu_rt.serve.triton import routing as R
+from dymu_rt.core import routing as R
 from dymu_rt.serve.triton.vendor import vendored_files
-from dymu_rt.utils.io import sha256_file
+from dymu_rt.core.io import sha256_file
 
 BACKENDS = ("onnxruntime", "tensorrt", "python")
 ROUTER = "dymu"
@@ -145,7 +145,7 @@ def _io(model, batched: bool) -> tuple[list[dict], list[dict]]:
 def bn_coefficients(view: BundleView) -> dict[str, np.ndarray]:
     """Per slot ``s0, k, h0, m`` with scale = s0 + k·Δγ, shift = h0 + Δβ + m·Δγ, evaluated with
     the one binding formula (:func:`dymu_rt.runtime.binding.slot_weights`) at Δ = 0 and at
-    Δγ = 1 (the formula is affine in the deltas; see :mod:`dymu_rt.serve.triton.routing`)."""
+    Δγ = 1 (the formula is affine in the deltas; see :mod:`dymu_rt.core.routing`)."""
     m = view.manifest
     params = bundle_fold_params(view.root, m)        # raw conv weights derived (store once)
     slots = [s["name"] for s in m.bn_layout]
@@ -358,7 +358,7 @@ def _existing(out: Path) -> tuple[int, Optional[dict]]:
 
 
 def _router_files(plan: _Plan, bn: dict, topo_io: dict[str, tuple[list, list]], hyper_out: dict) -> dict[str, bytes]:
-    from dymu_rt.utils.safetensors_np import dumps
+    from dymu_rt.core.safetensors_np import dumps
 
     view, m = plan.view, plan.view.manifest
     spec = {
@@ -424,7 +424,7 @@ def export_triton(bundle, out, backend: str = "onnxruntime", max_batch: int = 8,
     Returns a summary: ``repo``, ``version``, ``noop`` (same bundle and settings already
     exported), ``models`` (names), ``topologies``, ``bundle_sha256``, ``backend``,
     ``max_batch``. ``on_step(name)`` is called after each model is staged (progress).
-    ``check``: check the staged repository (:func:`dymu_rt.serve.triton.check.check_repository`,
+    ``check``: check the staged repository (:func:`dymu_rt.serve.triton.repository_check.check_repository`,
     when tritonclient is installed) *before* it replaces the live one (summary ``checked``,
     ``problems``; a failed check leaves the live repository as it was). The export holds a
     lock (flock on the folder that holds it) so concurrent exports run one after the other; a symbolic
@@ -615,8 +615,8 @@ def _clean_stale(out: Path) -> None:
 
 
 def _check_stage(stage: Path, summary: dict, shown: Path) -> None:
-    from dymu_rt.errors import BackendUnavailable, BundleError
-    from dymu_rt.serve.triton.check import check_repository
+    from dymu_rt.core.errors import BackendUnavailable, BundleError
+    from dymu_rt.serve.triton.repository_check import check_repository
 
     try:
         problems = check_repository(stage)

@@ -13,7 +13,7 @@ raw tensor per task, plus ``topology``, ``binding`` ("exact" | "nearest-grid"),
 A request with a bad preference or image gets an error response (``error: ...``, the
 message the dymu-rt CLI would print); the other requests of the batch are served.
 
-Only numpy and the vendored ``dymu_vendor`` package (next to this file) are imported, after
+Only numpy and the vendored ``dymu_vendor`` package (dymu_rt.core's files, next to this file) are imported, after
 ``dymu_site`` (next to this file) has put the site-packages folders that ``config.pbtxt``
 names, if any, on ``sys.path``.
 """
@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from dymu_vendor.errors import ValidationError  # noqa: E402
-from dymu_vendor.serve.triton.routing import RouterSpec, group_rows, hypernet_feeds  # noqa: E402
+from dymu_vendor.routing import RouterSpec, group_rows, hypernet_feeds  # noqa: E402
 
 
 class _CallError(Exception):
