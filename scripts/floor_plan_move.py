@@ -105,10 +105,9 @@ def rewrite_text(text: str) -> str:
         pkg, _, mod = ("dymu_rt." + old).rpartition(".")
         npkg, _, nmod = ("dymu_rt." + new).rpartition(".")
         text = re.sub(
-            r"^(\s*)from " + re.escape(pkg) + r" import " + re.escape(mod) + r"\b(?!\s*,)",
-            lambda m: f"{m.group(1)}from {npkg} import {nmod}" + ("" if nmod == mod else f" as {mod}"),
+            r"^(\s*)from " + re.escape(pkg) + r" import " + re.escape(mod) + r"\b(?!\s*,)(\s+as\s+\w+)?",
+            lambda m: f"{m.group(1)}from {npkg} import {nmod}" + (m.group(2) or ("" if nmod == mod else f" as {mod}")),
             text, flags=re.MULTILINE)
-    text = text.replace("from dymu_rt.core import bn_fold as fold as ", "from dymu_rt.core import bn_fold as ")
     return text
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dymu_rt.data import make_dataset
-from dymu_rt.data import dataset_writer as writer as writer_mod
+from dymu_rt.data import dataset_writer as writer_mod
 from dymu_rt.data.synth import SynthDataset
 from dymu_rt.data.dataset_writer import write_synth_dataset
 from dymu_rt.core.errors import ValidationError

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from dymu_rt.evaluate import comparison as compare as C
+from dymu_rt.evaluate import comparison as C
 
 mpl = pytest.importorskip("matplotlib")
 from matplotlib.colors import to_rgba  # noqa: E402

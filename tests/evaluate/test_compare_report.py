@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from dymu_rt.core.errors import ValidationError
-from dymu_rt.evaluate import comparison as compare as C
+from dymu_rt.evaluate import comparison as C
 
 
 def _row(label, dt, lat, gmacs=0.5, params=2e6):

@@ -24,7 +24,7 @@ from run_fixture import make_tiny_run, randomize_bn, tiny_preset  # noqa: E402
 
 from dymu_rt.core.preference import EVAL_ETA, sample_preferences  # noqa: E402
 from dymu_rt.core.errors import ValidationError  # noqa: E402
-from dymu_rt.evaluate import comparison as compare as C  # noqa: E402
+from dymu_rt.evaluate import comparison as C  # noqa: E402
 from dymu_rt.evaluate.uniformity import uniformity  # noqa: E402
 from dymu_rt.models.graph import graph_cost, materialize_graph  # noqa: E402
 from dymu_rt.train.checkpoint import RunDir, save_module  # noqa: E402
