@@ -3,7 +3,10 @@
 The shipped bundle's 31 topologies take ~26 s to calibrate, so the fixture keeps one: a
 copy whose manifest holds only the topology ``check --points 1`` samples (and its grid
 points), rewritten with its checksum by the library's own manifest writer, calibrated by
-``dymu-rt calibrate --synth 2`` (~2 s). The graph, weights and controller are the shipped ones.
+``dymu-rt calibrate --synth 16`` (~2 s). The graph, weights and controller are the shipped ones.
+Sixteen scenes, not two: on the regenerated shipped model (issue 22) two calibration scenes
+leave the instant tier's semseg logits 1.4 off FP32, over the INT8 tolerance (atol 1); sixteen
+give 0.4-0.6, at the same calibration time.
 
 Before the fix the affine graph declared the BN scale/shift inputs with the image's batch
 symbol; the Runtime feeds one row for every image, and at batch 2 ONNX Runtime's memory
@@ -42,14 +45,14 @@ def int8_bundle(tmp_path_factory):
     S.update_manifest(dst, one_topology)
     m = S.read_manifest(dst)
     assert list(m.topologies) == [keep] and m.points and not m.int8
-    try:                                   # `dymu-rt calibrate COPY --synth 2 --json`, in-process
-        main(["calibrate", str(dst), "--synth", "2", "--json"])
+    try:                                   # `dymu-rt calibrate COPY --synth 16 --json`, in-process
+        main(["calibrate", str(dst), "--synth", "16", "--json"])
         code = 0
     except SystemExit as e:
         code = e.code or 0
     assert code == 0
     cal = S.read_manifest(dst).int8
-    assert cal and list(cal["files"]) == [keep] and cal["calibration"]["n"] == 2
+    assert cal and list(cal["files"]) == [keep] and cal["calibration"]["n"] == 16
     return dst, m.points
 
 
