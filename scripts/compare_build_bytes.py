@@ -1,0 +1,69 @@
+"""Build one run's bundle with another revision's code and with this checkout's, and compare
+every file byte for byte (issue 26: a move of modules must not change a bundle).
+
+    python scripts/compare_build_bytes.py --rev pre-core --run runs/full22/new-s0 [--grid 0.1 --c-grid 0.25]
+
+The other revision is exported with ``git archive`` into a temporary folder and put first on
+PYTHONPATH of its build process (it must hold the same ``dymu_rt.compile.build.build_bundle``
+API). Both builds run with 1 thread, so float results do not depend on the thread count.
+Exit 0 when every file is identical, 1 otherwise (the differing files are printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ("import sys; from dymu_rt.compile.build import build_bundle; "
+         "build_bundle(sys.argv[1], sys.argv[2], step=sys.argv[3], c_step=sys.argv[4])")
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def build(code_root: Path, run: Path, out: Path, grid: str, c_grid: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(code_root), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", BUILD, str(run), str(out), grid, c_grid], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rev", required=True, help="git revision whose code builds the 'before' bundle")
+    ap.add_argument("--run", type=Path, required=True, help="a finished DYMU run folder")
+    ap.add_argument("--grid", default="0.1")
+    ap.add_argument("--c-grid", default="0.25")
+    args = ap.parse_args(argv)
+    if not (args.run / "config.json").is_file():
+        print(f"error: --run {args.run}: not a run folder (no config.json)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        old = tmp / "code"
+        old.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.rev], capture_output=True)
+        if archive.returncode != 0:
+            print(f"error: --rev {args.rev}: {archive.stderr.decode().strip()}", file=sys.stderr)
+            return 2
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+        build(old, args.run.resolve(), tmp / "before", args.grid, args.c_grid)
+        build(ROOT, args.run.resolve(), tmp / "after", args.grid, args.c_grid)
+        before, after = digests(tmp / "before"), digests(tmp / "after")
+    differ = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    print(f"{len(before)} files built by {args.rev}, {len(after)} by this checkout: "
+          f"{'identical' if not differ else f'{len(differ)} differ'}")
+    for k in differ:
+        print(f"  {k}: {before.get(k, '-')[:12]} -> {after.get(k, '-')[:12]}")
+    return 0 if not differ else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
