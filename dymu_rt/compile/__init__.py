@@ -3,7 +3,7 @@
 
 * ``architecture``  the tree IR (:class:`Architecture`, topology ids salted by the model
   structure) and :func:`materialize` (static module of the used nodes).
-* ``fold``          BN folding, one walk over ConvBNs (the formula itself, on arrays, is
+* ``fold_modules``  BN folding, one walk over ConvBNs (the formula itself, on arrays, is
   :mod:`dymu_rt.core.bn_fold`, which the runtime binds weights with).
 * ``export``        ONNX export of topology graphs and of the controller.
 * ``weights``       the bundle's shared weight file: graphs at the anchor, tensors stored once
@@ -12,10 +12,10 @@
   backends that build ahead), atomic, journaled and resumable; an AdaShare / DAG run
   goes to ``static``.
 * ``static``        the bundle of one static architecture (:func:`write_static_bundle`).
-* ``writer``        what both builds share: the out-folder checks, the journal, removal of
+* ``bundle_writer`` what both builds share: the out-folder checks, the journal, removal of
   owned files only, the engines step, the manifest head, the summary.
 * ``calibrate``     INT8 calibration sets and Q/DQ graphs per topology (the manifest's
   ``int8`` section).
-* ``describe``      what ``dymu-rt inspect`` shows for a preset or a run (bundles:
-  :mod:`dymu_rt.bundle.summary`).
+
+What ``dymu-rt inspect`` shows for a preset or a run is the use case :mod:`dymu_rt.app.inspect`.
 """

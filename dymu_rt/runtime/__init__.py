@@ -9,8 +9,8 @@ measurement and latency-budget choice.
 * ``cache``       LRU of engines bounded in bytes.
 * ``latency``     percentiles, timing, :func:`choose_for_budget`.
 * ``preprocess``  images of any mode/size -> the graphs' input.
-* ``outputs``     per-task PNGs and the overview picture of a result (numpy/PIL).
-* ``images``      the run-images use case: images at a preference -> outputs + PNGs.
+* ``outputs``     per-task PNGs and the overview picture of a result (numpy/PIL); the
+  run-images use case built on it is :mod:`dymu_rt.app.run_images`.
 """
 
 from dymu_rt.bundle.layout import default_bundle_path
