@@ -36,7 +36,7 @@ import numpy as np
 from dymu_rt.backends.devices import with_threads
 from dymu_rt.bundle.manifest import Point
 from dymu_rt.evaluate.scenes import labelled_scenes, score
-from dymu_rt.core.errors import DymuError, ValidationError
+from dymu_rt.core.errors import BundleError, DymuError, ValidationError
 from dymu_rt.runtime import Runtime
 from dymu_rt.utils.progress import make_progress
 
@@ -166,9 +166,19 @@ def _score(tasks, outputs: Mapping[str, np.ndarray], targets, masks) -> dict[str
     return score(tasks, outputs, targets, masks, {k: v[0] for k, v in METRIC_LIMITS.items()})
 
 
-def _infer_all(rt, images: np.ndarray) -> dict[str, np.ndarray]:
+def _infer_all(rt, images: np.ndarray, name: str = "ort fp32 reference", where: str = "") -> dict[str, np.ndarray]:
+    """Every image through ``rt``, ``batch_max`` at a time. An engine that fails while it runs
+    (an ONNX Runtime / OpenVINO / TensorRT exception) is one BundleError naming the contender,
+    the preference and the engine's first line, not a traceback."""
     step = max(1, int(getattr(rt.profile, "batch_max", 1) or 1))
-    parts = [rt.infer(images[i:i + step]) for i in range(0, len(images), step)]
+    try:
+        parts = [rt.infer(images[i:i + step]) for i in range(0, len(images), step)]
+    except DymuError:
+        raise
+    except Exception as e:          # the engines' own exception types (pybind, RuntimeError)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise BundleError(f"check: {name}{where} failed in its engine at batch {min(step, len(images))}: "
+                          f"{type(e).__name__}: {first}") from e
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -234,12 +244,13 @@ def check_bundle(bundle, profile: Optional[str] = None, points: int = 3, scenes:
         task = bar.add_task("check", total=len(pts) * (1 + len(contenders)), info="")
         for p in pts:
             info = ref.set_preference(p.r, p.c)
-            want = _infer_all(ref, images)
+            where = f" at r={','.join(f'{x:g}' for x in p.r)}; c={p.c} (topology {info['topology']})"
+            want = _infer_all(ref, images, where=where)
             ref_metrics = _score(tasks, want, targets, masks)
             bar.update(task, advance=1, info=f"reference {info['topology']}")
             for name, precision, rt in contenders:
                 rt.set_preference(p.r, p.c)
-                got = _infer_all(rt, images)
+                got = _infer_all(rt, images, name, where)
                 a, r = DEFAULT_TOLERANCE.get(precision, DEFAULT_TOLERANCE["fp32"])
                 a, r = (a if atol is None else float(atol)), (r if rtol is None else float(rtol))
                 cmp, comparator = _compare(want, got, a, r)

@@ -89,3 +89,28 @@ def test_default_tolerances_reject_an_all_zero_or_sign_flipped_output(precision,
     assert not _compare(ref, {"y": -ref["y"]}, atol, rtol)[0]["y"][2]
     noisy = ref["y"] + rng.uniform(-0.3, 0.3, 1000).astype(np.float32) * (0.3 if precision == "fp16" else 1)
     assert _compare(ref, {"y": noisy}, atol, rtol)[0]["y"][2]
+
+
+def test_an_engine_failing_while_it_runs_is_one_error_line(capsys, monkeypatch):
+    """An exception raised inside an engine (here: ONNX Runtime's, faked on the first contender
+    after the reference) ends `check` with one `error:` line naming the contender, the
+    preference and the engine's first line -- no traceback, exit != 0."""
+    from dymu_rt.runtime.runtime import Runtime
+
+    real, calls = Runtime.infer, []
+
+    def infer(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:             # call 1 is the FP32 reference; call 2 the first contender
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Shape mismatch attempting to "
+                               "re-use buffer\nsecond line the user need not see")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Runtime, "infer", infer)
+    code, out, err = run_cli(capsys, "check", str(default_bundle_path()), "--points", "1", "--scenes", "1",
+                             "--threads", "1")
+    assert code not in (0, None) and len(calls) == 2
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: check: ort fp32 at r="), err
+    assert "RuntimeError: [ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Shape mismatch" in lines[0]
+    assert "Traceback" not in err + out and "second line" not in err
