@@ -2,7 +2,8 @@
 
 * errors, atomic file I/O and hashing (``io``), limits on untrusted sizes (``limits``),
   thread-count checks (``threads``), units (``units``), safetensors without torch
-  (``safetensors_np``), images in and out (``images``);
+  (``safetensors_np``), images in and out (``images``), C-heap growth of a call (``heap``,
+  what an OpenVINO engine is charged in the engine cache);
 * preferences and grids (``preference``), the one selector of "preference -> topology and
   weights" (``selector``) and the Triton router's use of it (``routing``);
 * trees and topology ids (``tree``), the BN-folding formula on arrays (``bn_fold``);
