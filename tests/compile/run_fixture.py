@@ -82,3 +82,57 @@ def make_tiny_run(path, seed: int = 0, preset=None, edge_scale: float = 1.0,
     for stage in STAGES:
         run.mark_done(stage, {"step": 0, "fixture": True})
     return Path(path)
+
+
+def make_static_run(path, method: str) -> Path:
+    """A finished AdaShare or DAG (M=3) run of the tiny preset: random weights, decisions
+    that drop blocks / inputs / edges (so they matter)."""
+    import numpy as np
+
+    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.train.static import new_run_extra
+    from dymu_rt.train.static_run import STATIC_STAGES, save_result
+
+    preset = tiny_preset()
+    run = RunDir(path)
+    run.init(preset, data="synth", extra=new_run_extra(method, preset, {}, 3 if method == "dag" else None))
+    torch.manual_seed(1)
+    if method == "adashare":
+        from dymu_rt.models.adashare import AdaShareNet, lower_policy
+
+        net = AdaShareNet(preset).eval()
+        randomize_bn(net, torch.Generator().manual_seed(2))
+        policy = np.ones((net.num_blocks, len(preset.tasks)), dtype=int)
+        policy[1, 0] = policy[2, 1] = 0
+        save_result(run, net, lower_policy(net, policy), {"policy": policy.tolist()})
+    else:
+        from dymu_rt.models.dag import DagNet, lower_masks
+        from dymu_rt.train.dag import DagConfig, dag_spec
+
+        net = DagNet(preset, dag_spec(preset, DagConfig(**run.read_config()["method_config"]))).eval()
+        randomize_bn(net, torch.Generator().manual_seed(2))
+        k, n, e = len(preset.tasks), net.spec.states, len(net.edge_list)
+        g = np.random.default_rng(0)
+        a, b, gam = ((g.random(s) < 0.6).astype(float) for s in ((k, n), (k, n), (k, e)))
+        a[:, -1] = b[:, -1] = 1.0
+        save_result(run, net, lower_masks(net, a, b, gam), {"masks": {"A": a.tolist(), "B": b.tolist(),
+                                                                      "G": gam.tolist()}})
+    for s in STATIC_STAGES:
+        run.mark_done(s, {"step": 0, "fixture": True})
+    return path
+
+
+def add_phn_bn(path) -> None:
+    """A PHN-BN baseline (its own anchor-structured net, BN hypernet with noticeable deltas)."""
+    from dymu_rt.train.checkpoint import RunDir, save_module
+    from dymu_rt.train.phn import PHNBN
+
+    run = RunDir(path)
+    g = torch.Generator().manual_seed(3)
+    model = PHNBN(run.preset().build().eval())
+    randomize_bn(model.net, g)
+    with torch.no_grad():
+        out = [m for m in model.hyper.modules() if isinstance(m, torch.nn.Linear)][-1]
+        out.weight.normal_(0, 0.05, generator=g)
+    save_module(model, run.module_path("phn_bn"))
+    run.mark_done("phn-bn", {"step": 0, "fixture": True})

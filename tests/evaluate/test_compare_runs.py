@@ -20,72 +20,24 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "compile"))
 
-from run_fixture import make_tiny_run, randomize_bn, tiny_preset  # noqa: E402
+from run_fixture import add_phn_bn, make_static_run, make_tiny_run, tiny_preset  # noqa: E402
 
 from dymu_rt.core.preference import EVAL_ETA, sample_preferences  # noqa: E402
 from dymu_rt.core.errors import ValidationError  # noqa: E402
 from dymu_rt.evaluate import comparison as C  # noqa: E402
 from dymu_rt.evaluate.uniformity import uniformity  # noqa: E402
 from dymu_rt.models.graph import graph_cost, materialize_graph  # noqa: E402
-from dymu_rt.train.checkpoint import RunDir, save_module  # noqa: E402
+from dymu_rt.train.checkpoint import RunDir  # noqa: E402
 from dymu_rt.train.common import make_split, make_tasks  # noqa: E402
 from dymu_rt.train.evaluation import evaluate_tree  # noqa: E402
 from dymu_rt.train.static import load_static  # noqa: E402
-
-
-def _static_run(path: Path, method: str) -> Path:
-    """A finished AdaShare or DAG (M=3) run of the tiny preset: random weights, decisions
-    that drop blocks / inputs / edges (so they matter)."""
-    from dymu_rt.train.static import new_run_extra
-    from dymu_rt.train.static_run import STATIC_STAGES, save_result
-
-    preset = tiny_preset()
-    run = RunDir(path)
-    run.init(preset, data="synth", extra=new_run_extra(method, preset, {}, 3 if method == "dag" else None))
-    torch.manual_seed(1)
-    if method == "adashare":
-        from dymu_rt.models.adashare import AdaShareNet, lower_policy
-
-        net = AdaShareNet(preset).eval()
-        randomize_bn(net, torch.Generator().manual_seed(2))
-        policy = np.ones((net.num_blocks, len(preset.tasks)), dtype=int)
-        policy[1, 0] = policy[2, 1] = 0
-        save_result(run, net, lower_policy(net, policy), {"policy": policy.tolist()})
-    else:
-        from dymu_rt.models.dag import DagNet, lower_masks
-        from dymu_rt.train.dag import DagConfig, dag_spec
-
-        net = DagNet(preset, dag_spec(preset, DagConfig(**run.read_config()["method_config"]))).eval()
-        randomize_bn(net, torch.Generator().manual_seed(2))
-        k, n, e = len(preset.tasks), net.spec.states, len(net.edge_list)
-        g = np.random.default_rng(0)
-        a, b, gam = ((g.random(s) < 0.6).astype(float) for s in ((k, n), (k, n), (k, e)))
-        a[:, -1] = b[:, -1] = 1.0
-        save_result(run, net, lower_masks(net, a, b, gam), {"masks": {"A": a.tolist(), "B": b.tolist(),
-                                                                      "G": gam.tolist()}})
-    for s in STATIC_STAGES:
-        run.mark_done(s, {"step": 0, "fixture": True})
-    return path
-
-
-def _add_phn_bn(path: Path) -> None:
-    from dymu_rt.train.phn import PHNBN
-
-    run = RunDir(path)
-    g = torch.Generator().manual_seed(3)
-    model = PHNBN(run.preset().build().eval())
-    randomize_bn(model.net, g)
-    with torch.no_grad():
-        [m for m in model.hyper.modules() if isinstance(m, torch.nn.Linear)][-1].weight.normal_(0, 0.05, generator=g)
-    save_module(model, run.module_path("phn_bn"))
-    run.mark_done("phn-bn", {"step": 0, "fixture": True})
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     return {"dymu": make_tiny_run(root / "dymu"), "dymu_phn": make_tiny_run(root / "dymu_phn", seed=1),
-            "adashare": _static_run(root / "ada", "adashare"), "dag": _static_run(root / "dag", "dag"),
+            "adashare": make_static_run(root / "ada", "adashare"), "dag": make_static_run(root / "dag", "dag"),
             "root": root}
 
 
@@ -268,7 +220,7 @@ def test_dymu_delta_t_at_uniform_r_for_each_c(runs):
 
 
 def test_dymu_delta_t_adds_phn_bn_when_trained(runs):
-    _add_phn_bn(runs["dymu_phn"])
+    add_phn_bn(runs["dymu_phn"])
     from dymu_rt.train.phn import load_phn_bn
 
     run = RunDir(runs["dymu_phn"])

@@ -13,52 +13,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "compile"))
 
-from run_fixture import make_tiny_run, randomize_bn, tiny_preset  # noqa: E402
+from run_fixture import add_phn_bn, make_static_run, make_tiny_run  # noqa: E402
 
-from dymu_rt.train.checkpoint import RunDir, save_module  # noqa: E402
-
-
-def _add_phn_bn(path: Path) -> None:
-    """A PHN-BN baseline (its own anchor-structured net, BN hypernet with noticeable deltas)."""
-    from dymu_rt.train.phn import PHNBN
-
-    run = RunDir(path)
-    g = torch.Generator().manual_seed(3)
-    model = PHNBN(run.preset().build().eval())
-    randomize_bn(model.net, g)
-    with torch.no_grad():
-        out = [m for m in model.hyper.modules() if isinstance(m, torch.nn.Linear)][-1]
-        out.weight.normal_(0, 0.05, generator=g)
-    save_module(model, run.module_path("phn_bn"))
-    run.mark_done("phn-bn", {"step": 0, "fixture": True})
-
-
-def _make_adashare_run(path: Path) -> Path:
-    """A finished AdaShare run of the tiny preset: random weights, a policy that skips blocks."""
-    from dymu_rt.models.adashare import AdaShareNet, lower_policy
-    from dymu_rt.train.static import new_run_extra
-    from dymu_rt.train.static_run import STATIC_STAGES, save_result
-
-    preset = tiny_preset()
-    run = RunDir(path)
-    run.init(preset, data="synth", extra=new_run_extra("adashare", preset, {}, None))
-    torch.manual_seed(1)
-    net = AdaShareNet(preset).eval()
-    randomize_bn(net, torch.Generator().manual_seed(2))
-    policy = np.ones((net.num_blocks, len(preset.tasks)), dtype=int)
-    policy[1, 0] = policy[2, 1] = 0
-    save_result(run, net, lower_policy(net, policy), {"policy": policy.tolist()})
-    for s in STATIC_STAGES:
-        run.mark_done(s, {"step": 0, "fixture": True})
-    return path
+from dymu_rt.train.checkpoint import RunDir  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cmp")
     dymu = make_tiny_run(root / "dymu")
-    _add_phn_bn(dymu)
-    return dymu, _make_adashare_run(root / "ada")
+    add_phn_bn(dymu)
+    return dymu, make_static_run(root / "ada", "adashare")
 
 
 def test_every_row_is_timed_through_the_runtime_in_its_deployed_binding(runs, monkeypatch):
