@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 from PIL import Image, ImageDraw
 
+from dymu_rt.core.render import label_palette
 from dymu_rt.data.synth import SceneRender
-
-
-@functools.lru_cache(maxsize=None)
-def label_palette(n: int = 256) -> np.ndarray:
-    """The PASCAL VOC label palette (uint8 [n, 3]); class 0 is black."""
-    pal = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal[i] = (r, g, b)
-    return pal
 
 
 def colorize_labels(labels: np.ndarray) -> np.ndarray:
