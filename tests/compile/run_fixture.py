@@ -29,6 +29,14 @@ def tiny_preset(input_size=(32, 32)):
     )
 
 
+def micro_preset():
+    """:func:`tiny_preset` at 16x16 with half its widths: the committed golden-bundle runs
+    (tests/compile/golden/, ``scripts/golden_bundles.py``) are ~1.6 MB and build in seconds."""
+    p = tiny_preset((16, 16))
+    return dataclasses.replace(p, backbone=dataclasses.replace(p.backbone, width_mult=0.0625, raspp_channels=4),
+                               head=dataclasses.replace(p.head, low_channels=4, decoder_channels=4))
+
+
 @torch.no_grad()
 def randomize_bn(module: torch.nn.Module, generator: torch.Generator) -> None:
     """Give every BatchNorm non-trivial running statistics and affine parameters."""
@@ -84,7 +92,7 @@ def make_tiny_run(path, seed: int = 0, preset=None, edge_scale: float = 1.0,
     return Path(path)
 
 
-def make_static_run(path, method: str) -> Path:
+def make_static_run(path, method: str, preset=None, mask_seed: int = 0) -> Path:
     """A finished AdaShare or DAG (M=3) run of the tiny preset: random weights, decisions
     that drop blocks / inputs / edges (so they matter)."""
     import numpy as np
@@ -93,7 +101,7 @@ def make_static_run(path, method: str) -> Path:
     from dymu_rt.train.static import new_run_extra
     from dymu_rt.train.static_run import STATIC_STAGES, save_result
 
-    preset = tiny_preset()
+    preset = preset or tiny_preset()
     run = RunDir(path)
     run.init(preset, data="synth", extra=new_run_extra(method, preset, {}, 3 if method == "dag" else None))
     torch.manual_seed(1)
@@ -112,7 +120,7 @@ def make_static_run(path, method: str) -> Path:
         net = DagNet(preset, dag_spec(preset, DagConfig(**run.read_config()["method_config"]))).eval()
         randomize_bn(net, torch.Generator().manual_seed(2))
         k, n, e = len(preset.tasks), net.spec.states, len(net.edge_list)
-        g = np.random.default_rng(0)
+        g = np.random.default_rng(mask_seed)
         a, b, gam = ((g.random(s) < 0.6).astype(float) for s in ((k, n), (k, n), (k, e)))
         a[:, -1] = b[:, -1] = 1.0
         save_result(run, net, lower_masks(net, a, b, gam), {"masks": {"A": a.tolist(), "B": b.tolist(),
