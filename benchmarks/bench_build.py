@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from dymu_rt.compile.build import build_bundle
+    from dymu_rt.methods import build_bundle
 
     with tempfile.TemporaryDirectory(prefix="bench_build_") as tmp:
         run = args.run_dir

@@ -151,7 +151,7 @@ def prepare_bundle(label: str, path: str, work: Path, calib: int, all_topologies
 def build_from_run(run: Path, work: Path, vary: float, grid: str) -> Path:
     from bench_scale import vary_run
 
-    from dymu_rt.compile.build import build_bundle
+    from dymu_rt.methods import build_bundle
 
     varied = vary_run(run, work / "run-varied", vary)
     t = time.perf_counter()

@@ -237,7 +237,7 @@ def main() -> None:
     if args.run is None:
         ap.error("--run RUN (a nyuv2 run) is required")
     if args.bundle is None:
-        from dymu_rt.compile.build import build_bundle
+        from dymu_rt.methods import build_bundle
 
         varied = vary_run(args.run, args.out / "run-varied", args.vary)
         t = time.perf_counter()

@@ -158,7 +158,7 @@ def sample_fresh(rt, m, want: dict, seed: int = 0, tries: int = 200000) -> dict:
 def prepare_run(run: Path, out: Path, grid: str) -> Path:
     from bench_scale import vary_run
 
-    from dymu_rt.compile.build import build_bundle
+    from dymu_rt.methods import build_bundle
 
     varied = vary_run(run, out / "run-varied", 20.0)
     build_bundle(varied, out / "bundle", step=grid, c_step=grid, workers=1)

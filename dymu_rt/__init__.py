@@ -30,7 +30,7 @@ _PUBLIC = {
     "Runtime": "dymu_rt.runtime.runtime",
     "Preference": "dymu_rt.core.preference",
     "read_manifest": "dymu_rt.bundle.manifest",
-    "build_bundle": "dymu_rt.compile.build",
+    "build_bundle": "dymu_rt.methods",
 }
 __all__ = ["__version__", *_PUBLIC]
 

@@ -4,8 +4,8 @@ every file byte for byte (issue 26: a move of modules must not change a bundle).
     python scripts/compare_build_bytes.py --rev pre-core --run runs/full22/new-s0 [--grid 0.1 --c-grid 0.25]
 
 The other revision is exported with ``git archive`` into a temporary folder and put first on
-PYTHONPATH of its build process (it must hold the same ``dymu_rt.compile.build.build_bundle``
-API). Both builds run with 1 thread, so float results do not depend on the thread count.
+PYTHONPATH of its build process (``dymu_rt.methods.build_bundle``, or
+``dymu_rt.compile.build.build_bundle`` in revisions before the methods registry). Both builds run with 1 thread, so float results do not depend on the thread count.
 Exit 0 when every file is identical, 1 otherwise (the differing files are printed).
 """
 
@@ -20,7 +20,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD = ("import sys; from dymu_rt.compile.build import build_bundle; "
+# dymu_rt.methods.build_bundle since the methods registry (issue 26); compile.build's before it
+BUILD = ("import sys\ntry:\n    from dymu_rt.methods import build_bundle\nexcept ImportError:\n"
+         "    from dymu_rt.compile.build import build_bundle\n"
          "build_bundle(sys.argv[1], sys.argv[2], step=sys.argv[3], c_step=sys.argv[4])")
 
 

@@ -75,7 +75,10 @@ def digests(folder: Path) -> dict[str, str]:
 def build_all(work: Path) -> dict[str, dict[str, str]]:
     """Build every golden request in ``work`` (runs copied there, relative paths); returns
     {bundle: {file: sha256}}."""
-    from dymu_rt.compile.build import build_bundle
+    try:
+        from dymu_rt.methods import build_bundle
+    except ImportError:                     # revisions before the methods registry (issue 26)
+        from dymu_rt.compile.build import build_bundle
 
     work = Path(work)
     shutil.copytree(RUNS, work / "runs")

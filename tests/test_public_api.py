@@ -9,7 +9,7 @@ import dymu_rt
 
 def test_public_names_resolve_to_their_homes():
     from dymu_rt.bundle.manifest import read_manifest
-    from dymu_rt.compile.build import build_bundle
+    from dymu_rt.methods import build_bundle
     from dymu_rt.core.preference import Preference
     from dymu_rt.runtime.runtime import Runtime
 

@@ -14,7 +14,7 @@ the call ``dymu-rt profile`` times (batch 1, FP32, ONNX Runtime ORT_ENABLE_ALL).
 binding each row was timed in is in its ``timed`` record and the table's ``binding`` column:
 
 * **DYMU c=0 / c=1** — ``folded``: the DYMU run's grid bundle
-  (:func:`dymu_rt.compile.build.build_bundle`, r on the 1/N grid so that uniform r is a
+  (:func:`dymu_rt.methods.build_bundle`, r on the 1/N grid so that uniform r is a
   grid point, c in {0, 1}); the runtime is switched with ``set_preference(uniform r, c)``
   exactly as ``dymu-rt run`` does, and the topology it picks is checked to be the tree
   the row was evaluated with. What is timed is the runtime's steady state: the second tier's
@@ -23,7 +23,8 @@ binding each row was timed in is in its ``timed`` record and the table's ``bindi
   docs/runtime-tiers.md). A switch itself returns on the instant tier (BN scale/shift fed
   as inputs) before the folded engine is swapped in.
 * **single-task, PHN-BN, AdaShare, DAG** — ``static``: fixed architectures, each built as
-  a static bundle (:func:`dymu_rt.compile.static.write_static_bundle`): one graph with
+  a static bundle (:func:`dymu_rt.compile.build.write_bundle` of a
+  :class:`~dymu_rt.compile.build.StaticLowering`): one graph with
   every BN folded into its conv, nothing bound per preference. The single-task row is the
   anchor's identity tree (:func:`dymu_rt.models.graph.lower_tree`); the PHN-BN row is its
   shared tree (every head on stream 0's top node) with the BN its hypernet gives at
@@ -42,7 +43,6 @@ from other processes hits every row alike; the median over all rounds is reporte
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -52,22 +52,19 @@ import numpy as np
 import torch
 
 from dymu_rt.backends.devices import load_profile, with_threads
-from dymu_rt.compile.architecture import Architecture, materialize, topology_salt, with_bn_deltas
-from dymu_rt.compile.build import build_bundle
-from dymu_rt.compile.static import write_static_bundle
+from dymu_rt.compile.build import StaticLowering, write_bundle
 from dymu_rt.core.errors import ValidationError
-from dymu_rt.evaluate.comparison import delta_t, method_label, static_forward
-from dymu_rt.models.graph import graph_cost, lower_tree, materialize_graph
-from dymu_rt.core.tree import identity_table
+from dymu_rt.evaluate.comparison import delta_t
+from dymu_rt.methods import build_bundle, method_for
+from dymu_rt.methods.baselines import SingleTask
+from dymu_rt.models.graph import graph_cost
 from dymu_rt.runtime import Runtime
 from dymu_rt.runtime.latency import time_interleaved
 from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.common import check_positive, make_split, make_tasks
 from dymu_rt.train.evaluation import evaluate_tree
-from dymu_rt.train.phn import load_phn_bn
 from dymu_rt.train.retrain import check_init, retrain_uniform
 from dymu_rt.train.setup import TrainSetup
-from dymu_rt.train.static import method_of
 from dymu_rt.utils.progress import make_progress
 
 #: the device profile every row is timed on by default (its threads replaced by ``--threads``);
@@ -84,65 +81,12 @@ BINDINGS = {
 }
 
 
-def _state_id(module: torch.nn.Module) -> str:
-    """sha256 of a module's tensors: what a static bundle of derived weights is identified by."""
-    h = hashlib.sha256()
-    for name, v in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def training_budget(run: RunDir, row: str) -> str:
-    """The training steps behind a compare row (issue 22: every row states its budget).
-
-    ``row``: single-task | phn-bn | dymu | static. Steps x batch of each stage; the shared
-    pre-training (``anchor_init`` shared) trains one stream instead of N."""
-    from dymu_rt.train.common import pretrain_steps
-
-    cfg = run.preset().train
-    parts = []
-    if cfg.anchor_init == "shared":
-        parts.append(f"shared pre-training {pretrain_steps(cfg)}")
-    if row == "static":
-        m = method_of(run)
-        return (f"{m}: warm-up {cfg.anchor_steps} + search {cfg.edge_steps} + "
-                f"{'retrain' if m == 'adashare' else 'fine-tune'} {cfg.weight_steps} steps x batch {cfg.anchor_batch}")
-    parts.append(f"anchor {cfg.anchor_steps}")
-    if row == "phn-bn":
-        parts.append(f"PHN-BN {cfg.phn_steps or cfg.weight_steps}")
-    elif row == "dymu":
-        parts += [f"edge {cfg.edge_steps}", f"weight {cfg.weight_steps}"]
-    return " + ".join(parts) + f" steps x batch {cfg.anchor_batch}" + \
-        (f" (controller batch {cfg.controller_batch})" if row in ("phn-bn", "dymu") else "")
-
-
-def retrain_budget(run: RunDir, summary: dict, control: bool = False) -> str:
-    """The training-budget cell of a retrained tree: its own steps, then what found the tree
-    (``control``: the single-task streams, trained before by the anchor stage)."""
-    before = training_budget(run, "single-task" if control else "dymu").replace(" (controller batch",
-                                                                                "; controller batch")
-    return (f"retrain {summary['step']} steps x batch {summary['batch']} from "
-            f"{'the anchor' if summary['init'] == 'anchor' else 'the anchor init (†)'} "
-            f"({'after' if control else 'tree found by'}: {before.rstrip(')')})")
-
-
-def _retrained_row(run: RunDir, preset, parents, net, summary: dict, of: str, label: str) -> dict:
-    """The row of tree ``parents`` retrained as ``net`` (compare --retrain), beside row ``of``."""
-    graph = lower_tree(net, parents)
-    module = materialize_graph(net, graph, preset.mean, preset.std)
-    return {"label": label, "run": str(run.path), "budget": retrain_budget(run, summary, of == "single-task"),
-            "module": module,
-            "retrain_of": of, "retrain": {k: summary[k] for k in ("step", "batch", "init")},
-            "forward": lambda x, a=net, p=parents: a(x, p),
-            "deploy": {"kind": "static", "method": "dymu-retrained", "graph": graph, "weights_id": _state_id(module)}}
-
-
 def contenders(runs: Sequence[RunDir], retrained: Optional[dict] = None) -> list[dict]:
-    """Every row the runs hold, in table order: {label, run, forward (x -> outputs, for the
-    metrics), module (eval, unfolded: cost), deploy} — ``deploy`` says how the row is built
-    and switched for timing: {"kind": "grid", "r", "c", "topology"} or {"kind": "static",
-    "method", "graph", "weights_id"} (a static module is the ``module`` itself).
+    """Every row the runs hold, in table order, each from its method
+    (:meth:`Method.rows <dymu_rt.methods.Method.rows>`): {label, run, budget, forward (x ->
+    outputs, for the metrics), module (eval, unfolded: cost), deploy} — ``deploy`` says how
+    the row is built and switched for timing: {"kind": "grid", "r", "c", "topology"} or
+    {"kind": "static", "method", "graph", "weights_id"} (a static module is the ``module`` itself).
 
     ``retrained`` (``compare --retrain``): c -> (net, stage summary) of the DYMU tree of
     uniform r at c trained again as a static net (:func:`dymu_rt.train.retrain.retrain_tree`);
@@ -150,54 +94,13 @@ def contenders(runs: Sequence[RunDir], retrained: Optional[dict] = None) -> list
     identity tree retrained the same way (the control row: what the extra training alone gives)."""
     rows = []
     for run in runs:
-        if method_of(run) == "dymu":
-            preset, anchor, edge, weight = run.load_all()
-            n = len(preset.tasks)
-            salt = topology_salt(preset)
-            ident = identity_table(anchor.num_layers, n)
-            graph = lower_tree(anchor, ident)
-            module = materialize_graph(anchor, graph, preset.mean, preset.std)
-            rows.append({"label": "single-task", "run": str(run.path), "module": module,
-                         "budget": training_budget(run, "single-task"),
-                         "forward": lambda x, a=anchor: a(x),
-                         "deploy": {"kind": "static", "method": "single-task", "graph": graph,
-                                    "weights_id": _state_id(module)}})
-            if retrained is not None and "single-task" in retrained:
-                rows.append(_retrained_row(run, preset, ident, *retrained["single-task"], "single-task",
-                                           "single-task retrained (control)"))
-            r = torch.full((n,), 1.0 / n)
-            if run.stage_done("phn-bn"):
-                phn = load_phn_bn(run)
-                with torch.no_grad():
-                    deltas = phn.hyper(r, torch.zeros(())).reshape(-1)
-                graph = lower_tree(phn.net, phn.parents, phn.head_streams)
-                module = materialize_graph(with_bn_deltas(phn.net, deltas), graph, preset.mean, preset.std)
-                rows.append({"label": "PHN-BN (uniform r)", "run": str(run.path), "module": module,
-                             "budget": training_budget(run, "phn-bn"),
-                             "forward": lambda x, p=phn, r=r: p(x, r),
-                             "deploy": {"kind": "static", "method": "phn-bn", "graph": graph,
-                                        "weights_id": _state_id(module)}})
-            for c in (0.0, 1.0):
-                ct = torch.tensor(c)
-                with torch.no_grad():
-                    parents = edge.architecture(r, ct)
-                    deltas = weight(r, ct).reshape(-1) if weight is not None else None
-                rows.append({"label": f"DYMU c={c:g} (uniform r)", "run": str(run.path),
-                             "budget": training_budget(run, "dymu"),
-                             "module": materialize(anchor, parents, deltas),
-                             "forward": lambda x, a=anchor, p=parents, d=deltas: a(x, p, d),
-                             "deploy": {"kind": "grid", "r": [1.0 / n] * n, "c": c,
-                                        "topology": Architecture.from_parents(anchor, parents, salt).id}})
-                if retrained is not None:
-                    rows.append(_retrained_row(run, preset, parents, *retrained[c], rows[-1]["label"],
-                                               f"DYMU c={c:g} retrained (uniform r)"))
-        else:
-            preset, net, graph, forward = static_forward(run)
-            rows.append({"label": method_label(run), "run": str(run.path), "budget": training_budget(run, "static"),
-                         "module": materialize_graph(net, graph, preset.mean, preset.std), "forward": forward,
-                         "deploy": {"kind": "static", "method": method_of(run), "graph": graph,
-                                    "weights_id": _state_id(net)}})
+        rows += method_for(run).rows(run, retrained)
     return rows
+
+
+def _grid_run(runs: Sequence[RunDir]) -> RunDir:
+    """The one run whose method deploys a preference grid (DYMU's)."""
+    return next(r for r in runs if method_for(r).bundle == "grid")
 
 
 def _check_same(runs: Sequence[RunDir]) -> None:
@@ -212,10 +115,10 @@ def _check_same(runs: Sequence[RunDir]) -> None:
         if cfg.get("data") != first.get("data"):
             raise ValidationError(f"compare: {run.path} was trained on '{cfg.get('data')}', {runs[0].path} on "
                                   f"'{first.get('data')}'")
-    if sum(method_of(r) == "dymu" for r in runs) != 1:
+    if sum(method_for(r).bundle == "grid" for r in runs) != 1:
         raise ValidationError("compare: give exactly one DYMU run (its anchor is the single-task baseline of Δ_T)")
     for r in runs:
-        done = "weight" if method_of(r) == "dymu" else "final"
+        done = method_for(r).done_stage
         if not r.stage_done(done):
             raise ValidationError(f"compare: {r.path} has not finished training (stage '{done}')")
 
@@ -228,7 +131,7 @@ def open_runtimes(rows: list[dict], runs: Sequence[RunDir], folder: Path, thread
     :meth:`Runtime.timed_call`'s plus ``bundle`` (grid or static) and, for grid rows,
     ``evaluated_topology`` / ``matches_evaluated`` (the runtime ran the evaluated tree)."""
     folder = Path(folder)
-    dymu = next(r for r in runs if method_of(r) == "dymu")
+    dymu = _grid_run(runs)
     preset = dymu.preset()
     n = len(preset.tasks)
     h, w = preset.input_size
@@ -251,8 +154,8 @@ def open_runtimes(rows: list[dict], runs: Sequence[RunDir], folder: Path, thread
                      "matches_evaluated": facts["topology"] == dep["topology"]}
         else:
             path = folder / f"static-{i}"
-            write_static_bundle(path, preset, RunDir(row["run"]).read_config(), row["module"], dep["graph"],
-                                dep["method"], dep["weights_id"], row["run"], progress=False)
+            write_bundle(StaticLowering(preset, RunDir(row["run"]).read_config(), row["module"], dep["graph"],
+                                        dep["method"], dep["weights_id"], row["run"]), path, progress=False)
             rt = Runtime.open(path, profile=profile)
             runtimes.append(rt)
             rt.set_preference(None, None)
@@ -306,7 +209,7 @@ def compare_runs(run_dirs: Sequence, n_val: Optional[int] = None, seed: int = 0,
     torch.set_num_threads(threads)
     retrained = None
     if retrain:
-        dymu = next(r for r in runs if method_of(r) == "dymu")
+        dymu = _grid_run(runs)
         retrained = retrain_uniform(dymu, (0.0, 1.0), retrain_init or "anchor", retrain_steps, setup,
                                     save_every or 100, progress)
         torch.set_num_threads(threads)
@@ -320,7 +223,7 @@ def compare_runs(run_dirs: Sequence, n_val: Optional[int] = None, seed: int = 0,
                 cost = graph_cost(row["module"], tuple(preset.input_size))
             row.update(params=cost.params, macs=cost.macs, gmacs=cost.gmacs, gflops_paper=cost.gflops_paper)
             bar.update(job, advance=1, info=row["label"])
-        single = next(r for r in rows if r["label"] == "single-task")["metrics"]
+        single = next(r for r in rows if r["deploy"].get("method") == SingleTask.name)["metrics"]
         for row in rows:
             row["delta_t"] = delta_t(row["metrics"], single, tasks)
         for row in rows:

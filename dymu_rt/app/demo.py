@@ -72,7 +72,7 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
 
     ``input_size`` overrides the preset's (tests use 32x32 to stay fast).
     """
-    from dymu_rt.compile.build import build_bundle
+    from dymu_rt.methods import build_bundle
     from dymu_rt.evaluate.resource_map import plot_resource_map
     from dymu_rt.bundle.layout import read_manifest
     from dymu_rt.data.synth import SynthDataset

@@ -242,7 +242,12 @@ _MANIFEST = table({
 # id like any other), no parent table. Every other section is checked as above.
 # method: the static methods, or a DYMU run's fixed baselines as `dymu-rt compare` deploys them
 # (dymu-retrained: a DYMU tree trained again as a static net, `compare --retrain`).
-_STATIC_SECTION = table({"method": one_of("adashare", "dag", "single-task", "phn-bn", "dymu-retrained"),
+#: The method names a static bundle may carry: the registered static methods
+#: (dymu_rt.methods, whose ``bundle`` is "static"). Spelled here as data because the deploy
+#: wing reads bundles without importing the train wing; tests/methods/test_registry.py checks
+#: that the two lists agree (a new static method must be added here to open).
+STATIC_METHODS = ("adashare", "dag", "single-task", "phn-bn", "dymu-retrained")
+_STATIC_SECTION = table({"method": one_of(*STATIC_METHODS),
                          "graph": _any_small},
                         optional={"shared_modules": array(string(512), 0, 100_000), "preference": string()})
 _STATIC_GRID = table({"n_points": integer(0, 0)},

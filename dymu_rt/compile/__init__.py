@@ -8,11 +8,11 @@
 * ``export``        ONNX export of topology graphs and of the controller.
 * ``weights``       the bundle's shared weight file: graphs at the anchor, tensors stored once
   and referenced as ONNX external data.
-* ``build``         :func:`build_bundle`: grid -> topologies -> graphs (-> engines for
-  backends that build ahead), atomic, journaled and resumable; an AdaShare / DAG run
-  goes to ``static``.
-* ``static``        the bundle of one static architecture (:func:`write_static_bundle`).
-* ``bundle_writer`` what both builds share: the out-folder checks, the journal, removal of
+* ``build``         the one build, :func:`write_bundle`: a run lowered by its method
+  (:class:`GridLowering`: grid -> topologies -> graphs; :class:`StaticLowering`: one
+  static architecture) -> bundle (-> engines for backends that build ahead), atomic,
+  journaled and resumable. :func:`dymu_rt.methods.build_bundle` lowers a run and calls it.
+* ``bundle_writer`` what both kinds of bundle share: the out-folder checks, the journal, removal of
   owned files only, the engines step, the manifest head, the summary.
 * ``calibrate``     INT8 calibration sets and Q/DQ graphs per topology (the manifest's
   ``int8`` section).

@@ -1,8 +1,17 @@
-"""Grid build: preference grid -> topologies -> one folded ONNX graph each -> bundle.
+"""The build: a run lowered to the architecture IR -> one folded ONNX graph per topology -> bundle.
 
-:func:`build_bundle` enumerates the (r, c) grid (``dymu_rt.core.preference.grid``),
-asks the edge hypernet for every point's tree, deduplicates the trees by topology id, and
-materializes, folds and exports each topology **once**. Every graph is exported at the
+:func:`write_bundle` is the one build; what it builds is the method's lowering
+(:mod:`dymu_rt.methods`, whose ``build_bundle`` lowers a run and calls it):
+
+* :class:`GridLowering` (DYMU): the (r, c) grid (``dymu_rt.core.preference.grid``), every
+  point's tree from the edge hypernet, deduplicated by topology id; each topology is
+  materialized, folded and exported **once**.
+* :class:`StaticLowering` (AdaShare, DAG, and the fixed rows ``dymu-rt compare`` deploys:
+  single-task, PHN-BN, retrained trees): one graph module, folded with its trained
+  weights; one topology, no grid points, no controller, a ``static`` section naming the
+  method, its graph and the preference contract (:data:`PREFERENCE_CONTRACT`).
+
+For a grid build: Every graph is exported at the
 *anchor* (BN folded with Δγ = Δβ = 0), so an initializer name has the same value in every
 topology, and the tensors live **once** per bundle in ``graphs/weights.bin``
 (:mod:`dymu_rt.compile.weights`), referenced by each graph as ONNX external data. A grid
@@ -32,9 +41,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -43,17 +52,15 @@ from dymu_rt import __version__
 from dymu_rt.backends.registry import DEFAULT_BACKEND, backend_class
 from dymu_rt.bundle import layout as B
 from dymu_rt.bundle.manifest import write_manifest
-from dymu_rt.compile.architecture import Architecture, materialize, preference_tensors, topology_salt
+from dymu_rt.compile.architecture import Architecture, materialize
 from dymu_rt.compile.export import export_hypernet, export_tree, export_tree_model
 from dymu_rt.compile.fold_modules import bn_eps, fold_bn, fold_params
-from dymu_rt.compile.static import build_static_bundle
 from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, TensorStore, write_store
 from dymu_rt.compile.bundle_writer import (build_summary, check_backend, commit_out, compile_engines, file_done,
                                     load_journal, manifest_head, prepare_out, remove_owned, remove_stale,
                                     remove_temporaries, stage_out)
-from dymu_rt.core.preference import grid
-from dymu_rt.core.errors import CheckpointError, ValidationError
-from dymu_rt.models.cost import CostModel
+from dymu_rt.core.errors import ValidationError
+from dymu_rt.models.graph import graph_cost
 from dymu_rt.core.tree import identity_table
 from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.core.io import atomic_path, atomic_write_json, read_json, sha256_file
@@ -115,44 +122,88 @@ def _worker_export(job: tuple) -> tuple[str, str]:
     return tid, export_topology(_WORKER["anchor"], np.asarray(parents), Path(path), _WORKER["store"])
 
 
+# -- what a method lowers a run to ---------------------------------------------------------------
+
+@dataclass
+class GridLowering:
+    """A DYMU run lowered to the architecture IR: its anchor and controller, the grid and
+    every grid point's topology (``archs``: id -> :class:`Architecture`, in first-seen
+    order; ``points``: {r, c, topology} per grid point)."""
+
+    run_dir: Path
+    cfg: dict
+    preset: Any
+    anchor: Any
+    edge: Any
+    weight: Any
+    grid: dict
+    salt: str
+    archs: dict
+    points: list
+
+
+@dataclass
+class StaticLowering:
+    """One static architecture: ``module`` (a :class:`~dymu_rt.models.graph.GraphModule` of
+    ``graph``, eval mode; folded by the build, in place) of a run with config ``cfg``;
+    ``method`` names it in the manifest's ``static`` section; ``weights_id`` identifies its
+    weights (with the graph and the request: the build's fingerprint); ``source`` is
+    recorded as the run directory."""
+
+    preset: Any
+    cfg: dict
+    module: Any
+    graph: Any
+    method: str
+    weights_id: str
+    source: Any
+
+
+Lowering = Union[GridLowering, StaticLowering]
+
+#: the static section's preference contract
+PREFERENCE_CONTRACT = ("one static architecture serves every task at once: r is accepted and ignored; "
+                       "c (and --latency-budget) cannot be honoured and are refused")
+
+
 # -- the build ------------------------------------------------------------------------------------
 
-def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | None = None,
-                 backend: str = DEFAULT_BACKEND, profile: Optional[str] = None, workers: int = 1,
-                 progress: bool = True,
-                 on_topology: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
-    """Build a bundle from a trained run over a preference grid; returns a summary dict.
-
-    ``on_topology(id)`` is called after each topology graph is committed (tests use it to
-    simulate a build killed between topologies). Summary keys: out, points, topologies,
-    built (graphs exported by this call), reused, bundle_bytes, seconds, gmacs_min,
-    gmacs_max (multiply-adds / 1e9), weights_bytes, noop.
-    """
-    t0 = time.perf_counter()
-    run_dir, out = Path(run_dir), Path(out)
+def check_request(backend: str = DEFAULT_BACKEND, profile: Optional[str] = None, workers: int = 1):
+    """Refuse a bad build request before any run is read; returns the profile (or None)."""
     if not isinstance(workers, int) or workers < 1:
         raise ValidationError(f"--workers must be a positive integer, got {workers!r}")
-    prof = check_backend(backend, profile)
+    return check_backend(backend, profile)
 
-    run = RunDir(run_dir)
-    cfg = run.read_config()
-    if cfg.get("method", "dymu") != "dymu":
-        # AdaShare / DAG runs: one static architecture, no grid (dymu_rt.compile.static).
-        return build_static_bundle(run, out, backend, profile, progress)
-    if not run.stage_done("weight"):
-        raise CheckpointError(f"{run_dir}: stage 'weight' has not finished; a bundle needs the weight "
-                              f"hypernet (run `dymu-rt train --out {run_dir}`)")
-    preset, anchor, edge, weight = run.load_all()
+
+def write_bundle(lowered: Lowering, out, backend: str = DEFAULT_BACKEND, profile: Optional[str] = None,
+                 workers: int = 1, progress: bool = True,
+                 on_topology: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
+    """Build the bundle of a lowered run into ``out``; returns a summary dict.
+
+    ``on_topology(id)`` is called after each topology graph of a grid build is committed
+    (tests use it to simulate a build killed between topologies). Summary keys: out, points,
+    topologies, built (graphs exported by this call), reused, bundle_bytes, seconds,
+    gmacs_min, gmacs_max (multiply-adds / 1e9), weights_bytes, noop, engines_built (and
+    ``static``, the method, for a static build).
+    """
+    t0 = time.perf_counter()
+    prof = check_request(backend, profile, workers)
+    preset = lowered.preset
+    source = lowered.run_dir if isinstance(lowered, GridLowering) else lowered.source
     if prof is not None and prof.shape is not None and list(prof.shape) != [3, *preset.input_size]:
-        raise ValidationError(f"profile '{prof.name}' key 'input.shape' = {list(prof.shape)} but run {run_dir} "
+        raise ValidationError(f"profile '{prof.name}' key 'input.shape' = {list(prof.shape)} but run {source} "
                               f"takes [3, {', '.join(map(str, preset.input_size))}] images; use a profile for this "
                               "input size or set [input] shape in a copy of the profile")
+    if isinstance(lowered, StaticLowering):
+        return _write_static(lowered, Path(out), backend, prof, progress, t0)
+    return _write_grid(lowered, Path(out), backend, prof, workers, progress, on_topology, t0)
+
+
+def _write_grid(low: GridLowering, out: Path, backend: str, prof, workers: int, progress: bool,
+                on_topology, t0: float) -> dict[str, Any]:
+    run_dir, preset, anchor, edge, weight = low.run_dir, low.preset, low.anchor, low.edge, low.weight
     n = len(preset.tasks)
-    points = grid(n, step, c_step)
-    grid_spec = {"step": float(Fraction(str(step))),
-                 "c_step": float(Fraction(str(c_step if c_step is not None else step))),
-                 "n_points": len(points)}
-    request = {"grid": grid_spec, "backend": backend, "profile": prof.name if prof else None,
+    request = {"grid": low.grid, "backend": backend, "profile": prof.name if prof else None,
                "producer": __version__, "schema_version": B.SCHEMA_VERSION}
     fingerprint = _run_fingerprint(run_dir, request)
     existing, owned = prepare_out(out, fingerprint)
@@ -169,23 +220,8 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
         # stale. Only files this tool wrote (the journal's "owned") are removed.
         remove_owned(out, journal, keep=set())
 
-
-    salt = topology_salt(preset)
-    cost = CostModel(anchor)
-    archs: dict[str, Architecture] = {}
-    point_rows = []
+    archs = low.archs
     with make_progress(disable=not progress) as bar:
-        t_pts = bar.add_task("grid points", total=len(points), info="")
-        with torch.no_grad():
-            for pref in points:
-                rt, ct = preference_tensors(pref.r, pref.c)
-                parents = np.asarray(edge.architecture(rt, ct))
-                arch = Architecture.from_parents(anchor, parents, salt, cost)
-                if arch.id not in archs:
-                    archs[arch.id] = arch
-                point_rows.append({"r": [float(v) for v in pref.r], "c": float(pref.c), "topology": arch.id})
-                bar.update(t_pts, advance=1, info=f"{len(archs)} topologies")
-
         # Controller first: small, and every topology needs fold_params to be re-bound.
         _write_controller(out, journal, anchor, edge, weight, n)
         # Then the weight file, whole: every graph below references it.
@@ -215,7 +251,7 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
             engines, n_engines = compile_engines(out, journal, list(archs), prof, bar)
 
     counts: dict[str, int] = {}
-    for row in point_rows:
+    for row in low.points:
         counts[row["topology"]] = counts.get(row["topology"], 0) + 1
     topologies = {}
     for tid, arch in archs.items():
@@ -226,10 +262,10 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
             "n_points": counts[tid], "bn_slots": list(arch.bn_slots), "weights": "anchor",
         }
     manifest = {
-        **manifest_head(preset, cfg),
-        "grid": grid_spec, "topology_salt": salt,
+        **manifest_head(preset, low.cfg),
+        "grid": low.grid, "topology_salt": low.salt,
         "num_layers": anchor.num_layers, "bn_delta_size": anchor.bn_delta_size,
-        "points": point_rows, "topologies": topologies,
+        "points": low.points, "topologies": topologies,
         "controller": {key: {"file": rel, "sha256": journal["files"][rel]} for key, rel in (
             ("edge_hypernet", B.EDGE_HYPERNET_FILE), ("weight_hypernet", B.WEIGHT_HYPERNET_FILE),
             ("fold_params", B.FOLD_PARAMS_FILE))},
@@ -252,6 +288,74 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
     out = final
     summary = build_summary(out, manifest, built=len(todo), seconds=time.perf_counter() - t0, noop=False)
     summary["engines_built"] = n_engines
+    return summary
+
+
+@torch.no_grad()
+def _write_static(low: StaticLowering, out: Path, backend: str, prof, progress: bool, t0: float) -> dict[str, Any]:
+    preset, module, graph, method = low.preset, low.module, low.graph, low.method
+    request = {"backend": backend, "profile": prof.name if prof else None, "producer": __version__,
+               "schema_version": B.SCHEMA_VERSION, "static": True, "method": method}
+    h = hashlib.sha256(json.dumps(request, sort_keys=True).encode())
+    h.update(json.dumps(graph.to_json(), sort_keys=True).encode())
+    h.update(low.weights_id.encode())
+    fingerprint = h.hexdigest()[:32]
+    existing, owned = prepare_out(out, fingerprint)
+    if existing is not None:
+        return build_summary(out, existing, built=0, seconds=time.perf_counter() - t0, noop=True)
+    final = out
+    out, owned = stage_out(out, owned)        # beside a whole bundle: it stays usable until the swap
+    # The same journal discipline as a grid build: only files this tool wrote are ever
+    # removed (an earlier build's graphs and engines; never a user's file).
+    journal: dict[str, Any] = load_journal(out, fingerprint, owned)
+    journal["files"] = {}                           # one graph: always rebuilt whole
+    atomic_write_json(out / B.JOURNAL, journal)
+    remove_temporaries(out)
+    remove_owned(out, journal, keep=set())
+    tid = graph.id
+    with make_progress(disable=not progress) as bar:
+        job = bar.add_task(f"static {method} graph", total=3, info=tid)
+        cost = graph_cost(module, tuple(preset.input_size))
+        fold_bn(module)
+        (out / B.GRAPHS_DIR).mkdir(parents=True, exist_ok=True)
+        model = export_tree_model(module, tuple(preset.input_size), list(graph.tasks))
+        store = write_store(model, out / B.WEIGHTS_FILE, always=[n for n, _ in module.named_parameters()])
+        journal["files"][B.WEIGHTS_FILE] = store.sha256
+        bar.update(job, advance=1)
+        rel = B.graph_file(tid)
+        export_tree(module, out / rel, tuple(preset.input_size), list(graph.tasks), store=store)
+        journal["files"][rel] = sha256_file(out / rel)
+        atomic_write_json(out / B.JOURNAL, journal)
+        bar.update(job, advance=1)
+        engines, n_engines = {}, 0
+        if backend_class(backend).builds_ahead:
+            engines, n_engines = compile_engines(out, journal, [tid], prof, bar)
+        bar.update(job, advance=1)
+    manifest = {
+        **manifest_head(preset, low.cfg),
+        "grid": {"step": None, "c_step": None, "n_points": 0}, "topology_salt": "",
+        "num_layers": 0, "bn_delta_size": 0, "points": [],
+        "topologies": {tid: {"parents": [], "params": cost.params, "macs": cost.macs, "gmacs": cost.gmacs,
+                             "gflops_paper": cost.gflops_paper,
+                             "file": rel, "sha256": journal["files"][rel], "n_points": 0, "bn_slots": [],
+                             "weights": "static"}},
+        "controller": {}, "bn_layout": [], "bn_eps": 1e-5,
+        "weights": {"file": B.WEIGHTS_FILE, "sha256": store.sha256, "bytes": store.size, "at": "trained",
+                    "bn_deltas": 0.0, "binding": "none", "inline_below": INLINE_BELOW, "align": ALIGN,
+                    "tensors": store.to_json()["tensors"]},
+        "static": {"method": method, "graph": graph.to_json(), "shared_modules": graph.shared_modules(),
+                   "preference": PREFERENCE_CONTRACT},
+        "latency": {}, "engines": engines,
+        "build": {"fingerprint": fingerprint, "backend": backend, "profile": prof.name if prof else None,
+                  "run_dir": str(low.source)},
+    }
+    manifest = write_manifest(out, manifest)          # validated against the schema it is read with
+    remove_stale(out, manifest, journal)
+    commit_out(out, final)
+    out = final
+    summary = build_summary(out, manifest, built=1, seconds=time.perf_counter() - t0, noop=False)
+    summary["engines_built"] = n_engines
+    summary["static"] = method
     return summary
 
 

@@ -31,7 +31,7 @@ from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.common import make_split, make_tasks
 from dymu_rt.train.evaluation import evaluate_tree
 from dymu_rt.train.phn import load_phn_bn
-from dymu_rt.train.static import load_static, method_of
+from dymu_rt.train.static_run import method_of
 from dymu_rt.core.io import atomic_write_json
 
 
@@ -51,21 +51,10 @@ def delta_t(mt: dict, st: dict, tasks) -> dict[str, Any]:
             "skipped": skipped}
 
 
-def method_label(run: RunDir) -> str:
-    """How a run is named in tables: DYMU, AdaShare, DAG M=<flow>."""
-    cfg = run.read_config()
-    m = cfg.get("method", "dymu")
-    if m == "adashare":
-        return "AdaShare"
-    if m == "dag":
-        return f"DAG M={cfg['method_config']['flow']}"
-    return "DYMU"
-
-
 def single_task_metrics(dymu_run, n_val: Optional[int], seed: int, val=None) -> dict:
     """Per-task validation metrics of a DYMU run's anchor (the N single-task streams)."""
     run = dymu_run if isinstance(dymu_run, RunDir) else RunDir(dymu_run)
-    if method_of(run) != "dymu":
+    if "anchor" not in (run.read_config().get("stages") or {}):
         raise ValidationError(f"--single-task {run.path}: expected a DYMU run (its anchor = the single-task "
                               f"nets), got a {method_of(run)} run")
     preset = run.preset()
@@ -74,22 +63,15 @@ def single_task_metrics(dymu_run, n_val: Optional[int], seed: int, val=None) -> 
     return evaluate_tree(anchor, make_tasks(preset), val, None, None)
 
 
-def static_forward(run: RunDir):
-    """(preset, net, graph, forward x -> outputs) of a static run, the training-time forward."""
-    preset, net, graph, dec = load_static(run)
-    if graph.method == "adashare":
-        v = torch.as_tensor(dec["policy"], dtype=torch.float32)
-        return preset, net, graph, lambda x: net(x, v)
-    masks = tuple(torch.as_tensor(dec["masks"][k], dtype=torch.float32) for k in "ABG")
-    return preset, net, graph, lambda x: net(x, masks)
-
-
-def evaluate_static(run_dir, n_val: Optional[int] = None, seed: int = 0,
+def evaluate_static(run_dir, loaded, label: str, n_val: Optional[int] = None, seed: int = 0,
                     reference: Optional[Sequence[float]] = None, single_task: Optional[str] = None,
                     n_r: int = 20, progress: bool = True) -> dict:
     """``dymu-rt eval`` of an AdaShare / DAG run: metrics, HV and uniformity of its one loss
     vector (uniformity averaged over ``n_r`` sampled r), params, GMACs and Δ_T against the
-    anchor of DYMU run ``single_task`` (``delta_t`` null without one)."""
+    anchor of DYMU run ``single_task`` (``delta_t`` null without one). ``loaded``: the run's
+    (preset, net, graph, forward x -> outputs), or a function returning them, and ``label``
+    its table name, from its method
+    (:meth:`dymu_rt.methods.adashare.AdaShare.evaluate` and the DAG's pass them)."""
     run = RunDir(run_dir)
     ref, ref_source = resolve_reference(run.preset(), reference)
     st_run = None
@@ -99,7 +81,7 @@ def evaluate_static(run_dir, n_val: Optional[int] = None, seed: int = 0,
                 st_run.preset().name != run.preset().name:
             raise ValidationError(f"--single-task {single_task} is a run of preset '{st_run.preset().name}', "
                                   f"not '{run.preset().name}'")
-    preset, net, graph, forward = static_forward(run)
+    preset, net, graph, forward = loaded() if callable(loaded) else loaded
     tasks = make_tasks(preset)
     val = make_split(preset, run.read_config()["data"], "val", n=n_val, seed=seed)
     metrics = evaluate_tree(None, tasks, val, forward=forward, progress=progress, description="eval (val)")
@@ -112,7 +94,7 @@ def evaluate_static(run_dir, n_val: Optional[int] = None, seed: int = 0,
     if st_run is not None:
         single = single_task_metrics(st_run, n_val, seed, val=val)
         dt = {**delta_t(metrics, single, tasks), "single_task_run": str(single_task)}
-    row = {"method": method_label(run), "c": None, "hv": float(hypervolume(losses[None], np.asarray(ref))),
+    row = {"method": label, "c": None, "hv": float(hypervolume(losses[None], np.asarray(ref))),
            "uniformity": float(np.mean([uniformity(np.asarray(r), losses) for r in rs])), "n_points": 1,
            "outside_reference": int(not np.all(losses < ref)), "params": float(cost.params), "gmacs": cost.gmacs,
            "gflops_paper": cost.gflops_paper, "delta_t": None if dt is None else dt["mean"]}
@@ -126,7 +108,7 @@ def evaluate_static(run_dir, n_val: Optional[int] = None, seed: int = 0,
                       "delta_t": "percent; positive = better than single-task"}}
 
 
-def evaluate_static_run(run, n_val: Optional[int] = None, reference=None, seed: int = 0,
+def evaluate_static_run(run, loaded, label: str, n_val: Optional[int] = None, reference=None, seed: int = 0,
                         single_task=None, plots=None, grid=None, c_grid=None, c=None, trees=(),
                         progress: bool = True) -> dict:
     """The ``dymu-rt eval`` use case for an AdaShare / DAG run: options a fixed architecture
@@ -139,7 +121,7 @@ def evaluate_static_run(run, n_val: Optional[int] = None, reference=None, seed: 
     if n_val is not None and (isinstance(n_val, bool) or not isinstance(n_val, int) or n_val < 1):
         raise ValidationError(f"--n-val {n_val}: expected an integer >= 1")
     ref = parse_reference(reference)
-    report = evaluate_static(run, n_val=n_val, seed=seed, reference=ref,
+    report = evaluate_static(run, loaded, label, n_val=n_val, seed=seed, reference=ref,
                              single_task=None if single_task is None else str(single_task), progress=progress)
     out_dir = Path(plots) if plots is not None else Path(run) / "eval"
     atomic_write_json(out_dir / "report.json", report)

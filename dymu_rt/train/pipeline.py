@@ -1,5 +1,11 @@
 """All training stages in order: anchor -> edge hypernet -> weight hypernet.
 
+This is DYMU's pipeline; the other methods plug into it through their registered
+:class:`~dymu_rt.methods.Method` (``method`` below: its checks, its new-run config and its
+trainer), which this module receives as an object (it cannot import :mod:`dymu_rt.methods`,
+which sits above it). ``method=None`` is a DYMU run. :func:`dymu_rt.methods.run_training`
+resolves ``--method NAME`` and calls :func:`run_training`.
+
 Every stage is resumable, so re-running the same command after a kill continues where
 it stopped, and re-running a finished run is a no-op.
 
@@ -20,14 +26,12 @@ from dymu_rt.control.regularizer import RegularizerConfig
 from dymu_rt.data import make_dataset
 from dymu_rt.core.errors import ValidationError
 from dymu_rt.models.presets import Preset, TrainDefaults, get_preset
-from dymu_rt.train import static
-from dymu_rt.train.adashare import train_adashare
 from dymu_rt.train.anchor import train_anchor
 from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.common import check_positive, validate_train_config
 from dymu_rt.train.controller import train_edge, train_weight
-from dymu_rt.train.dag import train_dag
 from dymu_rt.train.phn import train_phn_bn
+from dymu_rt.train.static_run import DEFAULT_METHOD, method_of
 from dymu_rt.train.setup import TrainSetup
 
 STAGE_GROUPS = {"all": ("anchor", "edge", "weight"), "anchor": ("anchor",),
@@ -109,24 +113,29 @@ def _apply_overrides(run: RunDir, stored: Preset, overrides: dict[str, Any]) -> 
 def open_run(out: str | Path, preset: Optional[str], data: Optional[str],
              overrides: Optional[dict] = None, seed: Optional[int] = None,
              n_train: Optional[int] = None, n_val: Optional[int] = None,
-             method: str = "dymu", flow: Optional[int] = None) -> RunDir:
+             method=None, flow: Optional[int] = None) -> RunDir:
     """Create a run for ``preset`` at ``out``, or reopen the run there (resume).
 
     Training-setting ``overrides`` (e.g. anchor_steps, anchor_optimizer, tau) apply to a
     new run, or to a resumed run whose stages they concern have not used them yet. The
     data source is validated (layout and tasks) before anything is written. ``seed``,
     ``n_train``, ``n_val`` given here are recorded in a new run, and checked against the
-    recorded ones when resuming (see :func:`data_options`). ``method`` "adashare" or "dag"
-    (with its flow constant ``flow``) makes a static-architecture run
-    (:mod:`dymu_rt.train.static`); the stage-length overrides set its stage lengths.
+    recorded ones when resuming (see :func:`data_options`). ``method`` (a registered
+    :class:`~dymu_rt.methods.Method`, None = DYMU) checks its options (``flow``: the DAG's
+    flow constant), its preset, and writes its own config entries (a static-architecture
+    run's stage lengths come from the stage-length overrides).
     """
     run = RunDir(out)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     _check_overrides(overrides)
     _check_data_options(seed, n_train, n_val)
-    static.check_method(method, flow)
+    _check_method_options(method, flow)
     if run.exists():
-        static.check_resume(run, method, overrides, flow)
+        have, want = method_of(run), _name(method, run)
+        if have != want:
+            raise ValidationError(f"{run.path} holds a run of method '{have}', not '{want}'; use another --out")
+        if method is not None:
+            method.check_resume(run, overrides, flow)
         cfg = run.read_config()
         stored = run.preset()
         if preset is not None and preset != stored.name:
@@ -137,13 +146,14 @@ def open_run(out: str | Path, preset: Optional[str], data: Optional[str],
             if resolve_data(data) not in (saved, resolve_data(saved)):
                 raise ValidationError(f"{out} was trained on data '{saved}', not '{resolve_data(data)}'")
         _merge_data_options(run, cfg, seed, n_train, n_val)
-        if overrides and method == "dymu":
+        if overrides and method is None:
             _apply_overrides(run, stored, overrides)
         return run
     if preset is None:
         raise ValidationError(f"{out} is not a run yet: give --preset (e.g. --preset synth-nyu)")
     p: Preset = get_preset(preset)
-    static.check_preset(method, p)
+    if method is not None:
+        method.check_preset(p)
     if overrides:
         p = p.with_train(**overrides)
     validate_train_config(p.train)
@@ -157,8 +167,8 @@ def open_run(out: str | Path, preset: Optional[str], data: Optional[str],
     extra = {}
     if any(v is not None for v in (seed, n_train, n_val)):
         extra["data_options"] = {"seed": 0 if seed is None else seed, "n_train": n_train, "n_val": n_val}
-    if method != "dymu":
-        extra.update(static.new_run_extra(method, p, overrides, flow))
+    if method is not None:
+        extra.update(method.new_run_extra(p, overrides, flow))
     run.init(p, data=source, extra=extra)
     return run
 
@@ -211,37 +221,39 @@ def setup_options(out: str | Path, **given: Any) -> dict[str, Any]:
     return {k: given[k] if given.get(k) is not None else saved.get(k, _SETUP_DEFAULTS[k]) for k in SETUP_OPTIONS}
 
 
+def _check_method_options(method, flow) -> None:
+    if method is not None:
+        method.check_options(flow)
+    elif flow is not None:
+        raise ValidationError(f"--flow applies to --method dag only (got --method {_name(None)})")
+
+
+def _name(method, run: Optional[RunDir] = None) -> str:
+    """The method's registered name; a DYMU run's (no ``method``) as runs record it."""
+    return DEFAULT_METHOD if method is None else method.name
+
+
 def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train: Optional[int] = None,
           n_val: Optional[int] = None, progress: bool = True, save_every: int = 100,
-          setup=None, setup_record: Optional[dict] = None) -> dict:
+          setup=None, setup_record: Optional[dict] = None, trainer=None) -> dict:
     """Run the stages of ``stages`` ("all", "anchor", "controller", "phn-bn"); returns the config.
 
     ``seed``, ``n_train``, ``n_val``: None reuses the run's recorded values. ``setup``
     (a :class:`~dymu_rt.train.setup.TrainSetup`): device, precision, workers and data
     parallelism (default: CPU, fp32, one process). ``setup_record``: the setup options
     as given (e.g. ``device="auto"``), stored in the run for the next resume. Under
-    torchrun, every rank calls this; rank 0 alone writes the run folder.
+    torchrun, every rank calls this; rank 0 alone writes the run folder. ``trainer``: a
+    method's own trainer (``trainer(run, data, seed, n_train, n_val, progress, save_every=,
+    setup=)``; a static method's :meth:`Method.train <dymu_rt.methods.Method.train>` passes
+    it), run after the same data-option and setup bookkeeping instead of DYMU's stages.
     """
     setup = setup or TrainSetup()
-    method = static.method_of(run)
-    if method != "dymu":
-        if stages != "all":
-            raise ValidationError(f"{run.path} is a {method} run: it trains as a whole (`dymu-rt train --out "
-                                  f"{run.path}`), not by stage group '{stages}'")
-        check_positive(save_every, "--save-every")
-
-        def record_static() -> dict:
-            opts = data_options(run, seed, n_train, n_val)
-            if setup_record is not None:
-                run.set_config_entry("train_setup", setup_record)
-            return opts
-
-        opts = setup.dist.main_first(record_static)
-        trainer = train_adashare if method == "adashare" else train_dag
-        return trainer(run, run.read_config()["data"], opts["seed"], opts["n_train"], opts["n_val"], progress,
-                       save_every=save_every, setup=setup)
-    if stages not in STAGE_GROUPS:
-        raise ValidationError(f"stage group '{stages}' is not valid; expected one of {', '.join(STAGE_GROUPS)}")
+    if trainer is None:
+        if "method_config" in run.read_config():
+            raise ValidationError(f"{run.path} is a {method_of(run)} run: train it with `dymu-rt train --out "
+                                  f"{run.path}` (dymu_rt.methods.train), not DYMU's stages")
+        if stages not in STAGE_GROUPS:
+            raise ValidationError(f"stage group '{stages}' is not valid; expected one of {', '.join(STAGE_GROUPS)}")
     check_positive(save_every, "--save-every")
 
     def record() -> dict:
@@ -251,6 +263,9 @@ def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train:
         return opts
 
     opts = setup.dist.main_first(record)
+    if trainer is not None:
+        return trainer(run, run.read_config()["data"], opts["seed"], opts["n_train"], opts["n_val"], progress,
+                       save_every=save_every, setup=setup)
     seed, n_train, n_val = opts["seed"], opts["n_train"], opts["n_val"]
     data = run.read_config()["data"]
     for stage in STAGE_GROUPS[stages]:
@@ -330,7 +345,7 @@ _FLAGS = {"anchor_steps": "--anchor-steps", "edge_steps": "--edge-steps", "weigh
 def run_training(out: str | Path, stages: str, preset: Optional[str] = None, data: Optional[str] = None,
                  overrides: Optional[dict] = None, seed: Optional[int] = None, n_train: Optional[int] = None,
                  n_val: Optional[int] = None, progress: bool = True, save_every: int = 100,
-                 flags: Optional[dict] = None, method: str = "dymu", flow: Optional[int] = None,
+                 flags: Optional[dict] = None, method=None, flow: Optional[int] = None,
                  **setup_given: Any) -> dict:
     """``dymu-rt train``'s whole job, on one process or on every rank under torchrun.
 
@@ -355,7 +370,7 @@ def run_training(out: str | Path, stages: str, preset: Optional[str] = None, dat
     _check_data_options(seed, n_train, n_val)
     _check("--workers", setup_given.get("workers"), 0)
     options = setup_options(out, **setup_given)
-    static.check_method(method, flow)
+    _check_method_options(method, flow)
     setup = TrainSetup.create(**options)
 
     def create_or_reopen() -> None:
@@ -363,8 +378,10 @@ def run_training(out: str | Path, stages: str, preset: Optional[str] = None, dat
 
     try:
         setup.dist.main_first(create_or_reopen)
-        return train(RunDir(out), stages, seed=seed, n_train=n_train, n_val=n_val,
-                     progress=progress and setup.dist.is_main, save_every=save_every, setup=setup,
-                     setup_record=options)
+        run = RunDir(out)
+        train_run = train if method is None else method.train
+        return train_run(run, stages, seed=seed, n_train=n_train, n_val=n_val,
+                         progress=progress and setup.dist.is_main, save_every=save_every, setup=setup,
+                         setup_record=options)
     finally:
         setup.dist.close()

@@ -22,9 +22,14 @@ from dymu_rt.core.errors import CheckpointError
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 PRESET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-METHODS = ("dymu", "adashare", "dag")
 DYMU_STAGES = ("anchor", "edge", "weight")          # checkpoint.STAGES
 STATIC_STAGES = ("warmup", "search", "final")       # static_run.STATIC_STAGES
+#: The method names a run config may carry and the stages of each: the registered methods
+#: with runs of their own (dymu_rt.methods). Data here: the run-folder schema is read without
+#: the methods (tests/methods/test_registry.py checks the two agree). A run without a
+#: ``method`` is DYMU's (static_run.DEFAULT_METHOD).
+RUN_STAGES = {"dymu": DYMU_STAGES, "adashare": STATIC_STAGES, "dag": STATIC_STAGES}
+METHODS = tuple(RUN_STAGES)
 #: Largest number of samples a run may ask for (synthetic scenes are rendered on demand).
 MAX_SAMPLES = 10_000_000
 #: Ranges of the fields that size a model or its training (inclusive).
@@ -141,12 +146,12 @@ def validate_run_config(cfg: dict, path) -> None:
             raise _Bad(f"data = {_short(cfg['data'])}; expected 'synth' or a dataset folder")
         if "method" in cfg and cfg["method"] not in METHODS:
             raise _Bad(f"method = {_short(cfg['method'])}; expected one of {', '.join(METHODS)}")
-        method = cfg.get("method", "dymu")
+        method = cfg.get("method", "dymu")            # a run without one is DYMU's
         stages = set(cfg.get("stages") or {})
-        want = set(DYMU_STAGES if method == "dymu" else STATIC_STAGES)
+        want = set(RUN_STAGES[method])
         if stages and not stages & want:
             raise _Bad(f"method = {_short(method)} but the run's stages are {sorted(stages)} (a "
-                       f"{'static' if method == 'dymu' else 'DYMU'} run's); expected {sorted(want)}")
+                       f"{'DYMU' if want == set(STATIC_STAGES) else 'static'} run's); expected {sorted(want)}")
         opts = cfg.get("data_options")
         if opts is not None:
             if not isinstance(opts, dict):

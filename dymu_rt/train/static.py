@@ -8,7 +8,9 @@ or fine-tune (DAG). Without overrides the warm-up and the final stage take the p
 and the search its ``edge_steps``.
 
 A static run directory (its stages and result are written by
-:mod:`dymu_rt.train.static_run`, which the trainers import; this module picks the method)::
+:mod:`dymu_rt.train.static_run`, which the trainers import; the method -- its config, its
+network, its trainer -- is its registered :class:`~dymu_rt.methods.Method`,
+:mod:`dymu_rt.methods.adashare` / :mod:`dymu_rt.methods.dag`)::
 
     RUN/config.json          method, method_config, preset, data, stages (warmup, search, final)
     RUN/model.safetensors    the trained network (the final stage's weights)
@@ -34,69 +36,34 @@ on a GPU loads (and resumes) on a CPU.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Optional
 
 from dymu_rt.core.errors import CheckpointError, ValidationError
-from dymu_rt.models.adashare import AdaShareNet
-from dymu_rt.models.dag import DagNet, default_spec
 from dymu_rt.models.graph import StaticGraph, materialize_graph
-from dymu_rt.train.adashare import AdaShareConfig
 from dymu_rt.train.checkpoint import RunDir, load_state_into, load_tensors
-from dymu_rt.train.dag import DagConfig, dag_spec
 from dymu_rt.train.static_run import ARCHITECTURE, MODEL, STATIC_STAGES, method_of
 from dymu_rt.core.io import read_json
 
-METHODS = ("dymu", "adashare", "dag")
 
-
-def check_method(method: str, flow: Optional[int]) -> None:
-    """ValidationError for an unknown method or a --flow that does not apply."""
-    if method not in METHODS:
-        raise ValidationError(f"--method '{method}' is not valid; expected one of {', '.join(METHODS)}")
-    if flow is not None and method != "dag":
-        raise ValidationError(f"--flow applies to --method dag only (got --method {method})")
-    if flow is not None and (isinstance(flow, bool) or not isinstance(flow, int) or flow < 1):
-        raise ValidationError(f"--flow {flow!r} is not valid; expected an integer >= 1 (the flow constant M)")
-
-
-def method_config(method: str, preset, overrides: dict, flow: Optional[int]) -> dict[str, Any]:
-    """The stored settings of a new static run (stage lengths from the DYMU overrides)."""
+def stage_steps(preset, overrides: dict) -> dict[str, Any]:
+    """A new static run's stage lengths and batch, from the DYMU overrides (the preset's
+    otherwise): what every static method's config starts from."""
     t = preset.train
-    steps = {"warmup_steps": overrides.get("anchor_steps") or t.anchor_steps,
-             "search_steps": overrides.get("edge_steps") or t.edge_steps,
-             "final_steps": overrides.get("weight_steps") or t.anchor_steps,
-             "batch": overrides.get("anchor_batch") or t.anchor_batch}
-    if method == "adashare":
-        return dataclasses.asdict(AdaShareConfig(**steps))
-    flow = 3 if flow is None else flow
-    return dataclasses.asdict(DagConfig(**steps, flow=flow, states=default_spec(preset, flow).states))
+    return {"warmup_steps": overrides.get("anchor_steps") or t.anchor_steps,
+            "search_steps": overrides.get("edge_steps") or t.edge_steps,
+            "final_steps": overrides.get("weight_steps") or t.anchor_steps,
+            "batch": overrides.get("anchor_batch") or t.anchor_batch}
 
 
-def check_preset(method: str, preset) -> None:
-    """ValidationError when ``method`` cannot train on ``preset``'s network: AdaShare skips
-    residual blocks (a skipped block is the identity), which VGG-16 has none of."""
-    if method == "adashare" and preset.backbone.kind == "vgg16":
-        raise ValidationError(f"--method adashare skips residual blocks; preset '{preset.name}' has a VGG-16 "
-                              "backbone without any (use --method dag or dymu, or a ResNet/MobileNetV2 preset)")
+def new_run_extra(method: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The config entries a new static run of ``method`` with settings ``config`` starts with."""
+    return {"method": method, "method_config": config, "stages": {s: {"done": False} for s in STATIC_STAGES}}
 
 
-def new_run_extra(method: str, preset, overrides: dict, flow: Optional[int]) -> dict[str, Any]:
-    """The config entries a new static run starts with."""
-    return {"method": method, "method_config": method_config(method, preset, overrides, flow),
-            "stages": {s: {"done": False} for s in STATIC_STAGES}}
-
-
-def check_resume(run: RunDir, method: str, overrides: dict, flow: Optional[int]) -> None:
-    """Refuse resuming a run of another method, or with other stage lengths / flow."""
-    have = method_of(run)
-    if have != method:
-        raise ValidationError(f"{run.path} holds a run of method '{have}', not '{method}'; use another --out")
-    if method == "dymu":
-        return
+def check_resume(run: RunDir, want: dict[str, Any], overrides: dict, flow: Optional[int]) -> None:
+    """Refuse resuming static run ``run`` with other stage lengths / flow than it started with
+    (``want``: the method's config from this command line's options)."""
     cfg = run.read_config()
-    want = method_config(method, run.preset(), overrides, flow if flow is not None else
-                         cfg["method_config"].get("flow"))
     # Only what the command line can set is compared: the other settings (learning rates,
     # λ's) have no flag, so a run made with other values through the API still resumes.
     for k, v in cfg["method_config"].items():
@@ -115,23 +82,12 @@ def _given(key: str, overrides: dict) -> bool:
     return overrides.get(src) is not None
 
 
-def build_net(run: RunDir):
-    """A fresh network of the run's method (AdaShareNet or DagNet)."""
-    cfg = run.read_config()
-    preset = run.preset()
-    if cfg.get("method") == "adashare":
-        return AdaShareNet(preset)
-    if cfg.get("method") == "dag":
-        return DagNet(preset, dag_spec(preset, DagConfig(**cfg["method_config"])))
-    raise CheckpointError(f"{run.path} is not a static-architecture run (method {cfg.get('method', 'dymu')!r})")
-
-
-def load_static(run: RunDir):
-    """(preset, trained network in eval mode, static graph, decisions) of a finished run."""
+def load_static(run: RunDir, net):
+    """(preset, trained network in eval mode, static graph, decisions) of a finished run;
+    ``net`` is a fresh network of the run's method (its method's ``net(run)``)."""
     if not run.stage_done("final"):
         raise CheckpointError(f"{run.path}: the final stage has not finished; run "
                               f"`dymu-rt train --out {run.path}` to complete it")
-    net = build_net(run)
     load_state_into(net, load_tensors(run.module_path(MODEL), "model checkpoint"), run.module_path(MODEL),
                     "model checkpoint")
     arch = read_json(run.path / ARCHITECTURE, "architecture")
@@ -142,7 +98,11 @@ def load_static(run: RunDir):
     return run.preset(), net.eval(), graph, {k: v for k, v in arch.items() if k != "graph"}
 
 
-def static_module(run: RunDir):
-    """(preset, GraphModule of the run's architecture, graph): what the compiler exports."""
-    preset, net, graph, _ = load_static(run)
-    return preset, materialize_graph(net, graph, preset.mean, preset.std), graph
+def static_module(preset, net, graph):
+    """The GraphModule of a loaded static run's architecture: what the compiler exports."""
+    return materialize_graph(net, graph, preset.mean, preset.std)
+
+
+def not_static(run: RunDir) -> CheckpointError:
+    """The error for a run that is not a static-architecture run."""
+    return CheckpointError(f"{run.path} is not a static-architecture run (method {method_of(run)!r})")

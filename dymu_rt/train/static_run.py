@@ -31,9 +31,14 @@ ARCHITECTURE = "architecture.json"
 MODEL = "model"
 
 
+#: the method of a run whose config has no ``method`` (runs that predate the option: DYMU's)
+DEFAULT_METHOD = "dymu"
+
+
 def method_of(run: RunDir) -> str:
-    """The method a run was trained with ("dymu" for runs that predate the option)."""
-    return str(run.read_config().get("method", "dymu"))
+    """The name of the method a run was trained with (:data:`DEFAULT_METHOD` for runs that
+    predate the option); :func:`dymu_rt.methods.method_for` gives the method itself."""
+    return str(run.read_config().get("method", DEFAULT_METHOD))
 
 
 class StaticStart(NamedTuple):

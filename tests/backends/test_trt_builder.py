@@ -391,7 +391,7 @@ def trt_build(monkeypatch, tmp_path_factory):
 
 def test_build_tensorrt_compiles_one_engine_per_topology_and_records_them(trt_build, tmp_path):
     from dymu_rt.bundle import layout as CB
-    from dymu_rt.compile.build import build_bundle
+    from dymu_rt.methods import build_bundle
 
     run, profile, holder = trt_build
     out = tmp_path / "b"
@@ -413,7 +413,7 @@ def test_build_tensorrt_compiles_one_engine_per_topology_and_records_them(trt_bu
 
 def test_build_tensorrt_killed_mid_engines_resumes_and_other_request_clears_stale_engines(trt_build, tmp_path):
     from dymu_rt.bundle import layout as CB
-    from dymu_rt.compile.build import build_bundle
+    from dymu_rt.methods import build_bundle
 
     run, profile, holder = trt_build
     out = tmp_path / "b"
@@ -436,7 +436,7 @@ def test_build_tensorrt_killed_mid_engines_resumes_and_other_request_clears_stal
 
 
 def test_build_tensorrt_needs_a_matching_profile(trt_build, tmp_path):
-    from dymu_rt.compile.build import build_bundle
+    from dymu_rt.methods import build_bundle
 
     run, profile, _ = trt_build
     with pytest.raises(ValidationError, match="--backend tensorrt needs --profile"):

@@ -97,13 +97,13 @@ def make_static_run(path, method: str, preset=None, mask_seed: int = 0) -> Path:
     that drop blocks / inputs / edges (so they matter)."""
     import numpy as np
 
+    from dymu_rt.methods import get_method
     from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.train.static import new_run_extra
     from dymu_rt.train.static_run import STATIC_STAGES, save_result
 
     preset = preset or tiny_preset()
     run = RunDir(path)
-    run.init(preset, data="synth", extra=new_run_extra(method, preset, {}, 3 if method == "dag" else None))
+    run.init(preset, data="synth", extra=get_method(method).new_run_extra(preset, {}, None))
     torch.manual_seed(1)
     if method == "adashare":
         from dymu_rt.models.adashare import AdaShareNet, lower_policy

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dymu_rt.bundle import layout as B
-from dymu_rt.compile.build import build_bundle
+from dymu_rt.methods import build_bundle
 from dymu_rt.core.errors import BackendUnavailable, BundleError, ValidationError
 
 

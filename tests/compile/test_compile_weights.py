@@ -15,7 +15,8 @@ from safetensors.numpy import load_file
 
 from dymu_rt.bundle import layout as B
 from dymu_rt.compile.architecture import materialize, preference_tensors
-from dymu_rt.compile.build import build_bundle, write_anchor_store
+from dymu_rt.compile.build import write_anchor_store
+from dymu_rt.methods import build_bundle
 from dymu_rt.compile.export import export_tree
 from dymu_rt.compile.fold_modules import fold_bn
 from dymu_rt.core.bn_fold import slot_weights

@@ -79,7 +79,7 @@ def test_phn_bn_static_bundle_computes_the_phn_forward(runs, tmp_path):
     """The PHN-BN row's deployed form (shared tree, heads on stream 0, BN of uniform r folded)
     runs through the runtime equal to the training-time forward within 1e-4."""
     from dymu_rt.app.compare import contenders
-    from dymu_rt.compile.static import write_static_bundle
+    from dymu_rt.compile.build import StaticLowering, write_bundle
     from dymu_rt.runtime import Runtime
     from dymu_rt.train.phn import load_phn_bn
 
@@ -92,8 +92,8 @@ def test_phn_bn_static_bundle_computes_the_phn_forward(runs, tmp_path):
     r = torch.full((3,), 1 / 3)
     with torch.no_grad():
         want = phn(x, r)
-    write_static_bundle(tmp_path / "b", run.preset(), run.read_config(), row["module"], dep["graph"], "phn-bn",
-                        dep["weights_id"], dymu, progress=False)
+    write_bundle(StaticLowering(run.preset(), run.read_config(), row["module"], dep["graph"], dep["method"],
+                                dep["weights_id"], dymu), tmp_path / "b", progress=False)
     rt = Runtime.open(tmp_path / "b")
     rt.set_preference(None, None)
     got = rt.infer(x.numpy())

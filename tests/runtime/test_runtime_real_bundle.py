@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "compile"))
 
 from run_fixture import make_tiny_run  # noqa: E402
 
-from dymu_rt.compile.build import build_bundle  # noqa: E402
+from dymu_rt.methods import build_bundle  # noqa: E402
 from dymu_rt.runtime import Runtime  # noqa: E402
 from dymu_rt.train.checkpoint import RunDir  # noqa: E402
 

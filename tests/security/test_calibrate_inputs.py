@@ -21,7 +21,7 @@ from run_fixture import make_tiny_run  # noqa: E402
 
 @pytest.fixture(scope="module")
 def small_bundle(tmp_path_factory):
-    from dymu_rt.compile.build import build_bundle
+    from dymu_rt.methods import build_bundle
 
     base = tmp_path_factory.mktemp("cal")
     build_bundle(make_tiny_run(base / "run"), base / "bundle", step="1", c_step="1", progress=False)

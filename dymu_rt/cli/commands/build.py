@@ -23,7 +23,7 @@ def build_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Enumerate the grid, deduplicate topologies and export one graph per topology (resumable)."""
-    from dymu_rt.compile.build import build_bundle
+    from dymu_rt.methods import build_bundle
 
     out = out or run_dir / "bundle"
     summary = build_bundle(run_dir, out, step=grid, c_step=c_grid, backend=backend, profile=profile,

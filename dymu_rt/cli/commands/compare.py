@@ -45,7 +45,7 @@ def compare_command(
     from dymu_rt.app.compare import compare_runs
     from dymu_rt.evaluate.comparison import compare_markdown, plot_compare
     from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.train.static import method_of
+    from dymu_rt.methods import method_for
     from dymu_rt.core.io import atomic_write_json
 
     from dymu_rt.core.limits import check_threads
@@ -58,7 +58,7 @@ def compare_command(
     report = compare_runs(runs, n_val=n_val, seed=seed, threads=threads, rounds=rounds, iters=iters,
                           progress=not as_json, profile=profile, retrain=retrain, retrain_steps=retrain_steps,
                           retrain_init=retrain_init, retrain_setup=setup, save_every=save_every)
-    dymu = next(r for r in runs if method_of(RunDir(r)) == "dymu")
+    dymu = next(r for r in runs if method_for(RunDir(r)).bundle == "grid")
     out = out or Path(dymu) / "compare"
     out.mkdir(parents=True, exist_ok=True)
     report["png"] = str(plot_compare(report, out / "compare.png"))

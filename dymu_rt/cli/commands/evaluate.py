@@ -39,13 +39,12 @@ def eval_command(
 ) -> None:
     """Evaluate a trained controller over preferences (HV, uniformity, params, GFLOPs, Δ_T);
     an AdaShare / DAG run: its one architecture (metrics, HV, uniformity, cost, Δ_T)."""
-    from dymu_rt.evaluate.comparison import evaluate_static_run
     from dymu_rt.evaluate.report import evaluate_run
-    from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.train.static import method_of
+    from dymu_rt.methods import method_for
 
-    if method_of(RunDir(run)) != "dymu":
-        report = evaluate_static_run(run, n_val=n_val, reference=reference, seed=seed, single_task=single_task,
+    method = method_for(run)
+    if method.bundle == "static":
+        report = method.evaluate(run, n_val=n_val, reference=reference, seed=seed, single_task=single_task,
                                      plots=plots, grid=grid, c_grid=c_grid, c=c, trees=tree or [],
                                      progress=not as_json)
         _print_static(report, as_json, plots or Path(run) / "eval")

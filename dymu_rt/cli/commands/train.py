@@ -65,7 +65,7 @@ _PRETRAIN_STEPS = typer.Option(None, "--pretrain-steps", help="Steps of the shar
 def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet, overrides: dict,
          flags: Optional[dict] = None, setup: Optional[dict] = None, method: str = "dymu",
          flow: Optional[int] = None) -> None:
-    from dymu_rt.train.pipeline import run_training
+    from dymu_rt.methods import run_training
     from dymu_rt.train.common import set_threads
 
     setup = dict(setup or {})

@@ -15,6 +15,9 @@ from typing import Any, Mapping, Sequence
 
 from dymu_rt.core.errors import BackendUnavailable
 
+#: the router model's name in an exported repository (the model clients call)
+ROUTER = "dymu"
+
 #: ONNX element type name (onnxruntime's ``tensor(...)``) -> Triton data type
 ONNX_TO_TRITON = {"tensor(float)": "TYPE_FP32", "tensor(float16)": "TYPE_FP16", "tensor(double)": "TYPE_FP64",
                   "tensor(int64)": "TYPE_INT64", "tensor(int32)": "TYPE_INT32", "tensor(int8)": "TYPE_INT8",

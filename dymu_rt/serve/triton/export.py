@@ -76,7 +76,7 @@ from dymu_rt.serve.triton.vendor import vendored_files
 from dymu_rt.core.io import sha256_file
 
 BACKENDS = ("onnxruntime", "tensorrt", "python")
-ROUTER = "dymu"
+ROUTER = C.ROUTER
 EDGE = f"{ROUTER}_edge_hypernet"
 WEIGHT = f"{ROUTER}_weight_hypernet"
 TOPOLOGY_PREFIX = f"{ROUTER}_topo_"

@@ -50,12 +50,12 @@ def check_repository(repo) -> list[str]:
         versions = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
         if not versions:
             problems.append(f"{folder.name}: no version folder")
-        if cfg.platform == "onnxruntime_onnx" or (cfg.backend == "python" and folder.name != "dymu"):
+        if cfg.platform == "onnxruntime_onnx" or (cfg.backend == "python" and folder.name != C.ROUTER):
             for v in versions:   # ONNX Runtime backend, or the Python backend running model.onnx
                 problems += _check_onnx(folder.name, cfg, v / "model.onnx")
-    router = configs.get("dymu")
+    router = configs.get(C.ROUTER)
     if router is None:
-        problems.append("no router model 'dymu'")
+        problems.append(f"no router model '{C.ROUTER}'")
     else:
         problems += _check_router(repo, router, configs)
     return problems
@@ -90,9 +90,9 @@ def _check_router(repo: Path, cfg, configs: dict) -> list[str]:
     problems = []
     if cfg.backend != "python":
         problems.append(f"dymu: backend {cfg.backend!r}, expected 'python'")
-    versions = sorted(int(p.name) for p in (repo / "dymu").iterdir() if p.is_dir() and p.name.isdigit())
+    versions = sorted(int(p.name) for p in (repo / C.ROUTER).iterdir() if p.is_dir() and p.name.isdigit())
     for v in versions:
-        folder = repo / "dymu" / str(v)
+        folder = repo / C.ROUTER / str(v)
         if not (folder / "model.py").is_file():
             problems.append(f"dymu v{v}: model.py is missing")
         spec = json.loads((folder / R.SPEC_FILE).read_text())
