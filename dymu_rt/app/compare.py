@@ -56,7 +56,6 @@ from dymu_rt.compile.build import StaticLowering, write_bundle
 from dymu_rt.core.errors import ValidationError
 from dymu_rt.evaluate.comparison import delta_t
 from dymu_rt.methods import build_bundle, method_for
-from dymu_rt.methods.baselines import SingleTask
 from dymu_rt.models.graph import graph_cost
 from dymu_rt.runtime import Runtime
 from dymu_rt.runtime.latency import time_interleaved
@@ -223,7 +222,7 @@ def compare_runs(run_dirs: Sequence, n_val: Optional[int] = None, seed: int = 0,
                 cost = graph_cost(row["module"], tuple(preset.input_size))
             row.update(params=cost.params, macs=cost.macs, gmacs=cost.gmacs, gflops_paper=cost.gflops_paper)
             bar.update(job, advance=1, info=row["label"])
-        single = next(r for r in rows if r["deploy"].get("method") == SingleTask.name)["metrics"]
+        single = next(r for r in rows if r.get("reference"))["metrics"]
         for row in rows:
             row["delta_t"] = delta_t(row["metrics"], single, tasks)
         for row in rows:

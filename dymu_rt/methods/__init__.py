@@ -32,8 +32,8 @@ from dymu_rt.train.static_run import method_of
 
 
 def method_for(run) -> Method:
-    """The method ``run`` (a RunDir or a run folder) was trained with."""
-    run = run if isinstance(run, RunDir) else RunDir(run)
+    """The method ``run`` (a RunDir, or a run folder) was trained with."""
+    run = run if hasattr(run, "read_config") else RunDir(run)
     return get_method(method_of(run), flag=f"run {run.path}: method")
 
 

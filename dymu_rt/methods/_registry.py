@@ -55,8 +55,10 @@ class Method:
     def check_resume(self, run, overrides: dict, flow: Optional[int]) -> None:
         """Refuse resuming ``run`` (of this method) with settings it cannot change to."""
 
-    def train(self, run, stages: str, opts: dict, progress: bool, save_every: int, setup) -> dict:
-        """Train ``run``'s ``stages`` with data options ``opts``; returns the run config."""
+    def train(self, run, stages: str = "all", seed=None, n_train=None, n_val=None, progress: bool = True,
+              save_every: int = 100, setup=None, setup_record=None) -> dict:
+        """Train ``run``'s ``stages`` (keywords: :func:`dymu_rt.train.pipeline.train`'s); returns
+        the run config."""
         raise ValidationError(f"method '{self.name}' has no trainer of its own: its rows come from another "
                               "method's run")
 

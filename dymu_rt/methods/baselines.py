@@ -55,7 +55,7 @@ class SingleTask(Method):
         graph = lower_tree(anchor, ident)
         module = materialize_graph(anchor, graph, preset.mean, preset.std)
         rows = [{"label": self.label({}), "run": str(run.path), "module": module, "budget": self.budget(run),
-                 "forward": lambda x, a=anchor: a(x),
+                 "forward": lambda x, a=anchor: a(x), "reference": True,       # Δ_T's single-task reference
                  "deploy": {"kind": "static", "method": self.name, "graph": graph, "weights_id": state_id(module)}}]
         if retrained is not None and self.name in retrained:
             rows.append(DYMU_RETRAINED.row(run, preset, ident, *retrained[self.name], self.label({}),

@@ -37,20 +37,22 @@ def test_markdown_table_by_hand():
 @pytest.mark.parametrize("cfg, label", [({}, "DYMU"), ({"method": "dymu"}, "DYMU"), ({"method": "adashare"}, "AdaShare"),
                                         ({"method": "dag", "method_config": {"flow": 3}}, "DAG M=3")])
 def test_method_labels(cfg, label):
-    assert C.method_label(SimpleNamespace(read_config=lambda: cfg)) == label
+    from dymu_rt.methods import method_for
+
+    assert method_for(SimpleNamespace(read_config=lambda: cfg, path="r")).label(cfg) == label
 
 
 @pytest.mark.parametrize("kw, flag", [({"grid": "0.1"}, "--grid"), ({"c_grid": "0.5"}, "--c-grid"),
                                       ({"c": 0.5}, "--c"), ({"trees": ["0,0"]}, "--tree")])
 def test_static_eval_refuses_preference_options(kw, flag, tmp_path):
     with pytest.raises(ValidationError, match=f"^{flag} does not apply to .*: it holds one static architecture"):
-        C.evaluate_static_run(tmp_path, **kw)
+        C.evaluate_static_run(tmp_path, None, "", **kw)
 
 
 @pytest.mark.parametrize("n", [0, True, 1.5])
 def test_static_eval_refuses_bad_n_val(n, tmp_path):
     with pytest.raises(ValidationError, match=rf"^--n-val {n}: expected an integer >= 1$"):
-        C.evaluate_static_run(tmp_path, n_val=n)
+        C.evaluate_static_run(tmp_path, None, "", n_val=n)
 
 
 def test_plot_compare_writes_a_png(tmp_path):

@@ -30,7 +30,17 @@ from dymu_rt.models.graph import graph_cost, materialize_graph  # noqa: E402
 from dymu_rt.train.checkpoint import RunDir  # noqa: E402
 from dymu_rt.train.common import make_split, make_tasks  # noqa: E402
 from dymu_rt.train.evaluation import evaluate_tree  # noqa: E402
-from dymu_rt.train.static import load_static  # noqa: E402
+from dymu_rt.methods import method_for  # noqa: E402
+
+
+def _evaluate_static(path, **kw):
+    """C.evaluate_static with the run's method's forward and label (what `dymu-rt eval` passes)."""
+    run, m = RunDir(path), method_for(path)
+    return C.evaluate_static(path, lambda: m.forward(run), m.label(run.read_config()), **kw)
+
+
+def _evaluate_static_run(path, **kw):
+    return method_for(path).evaluate(path, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +77,8 @@ def _val(run_path, n=2, seed=0):
 @pytest.mark.parametrize("method", ["adashare", "dag"])
 def test_static_forward_is_the_network_with_its_stored_decisions(runs, method):
     run = RunDir(runs[method])
-    preset, net, graph, forward = C.static_forward(run)
-    _, net2, graph2, dec = load_static(run)
+    preset, net, graph, forward = method_for(run).forward(run)
+    _, net2, graph2, dec = method_for(run).load(run)
     assert graph.id == graph2.id and preset.name == "synth-nyu"
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     if method == "adashare":
@@ -89,9 +99,9 @@ def test_static_forward_is_the_network_with_its_stored_decisions(runs, method):
 # -- evaluate_static ---------------------------------------------------------------------------------
 
 def test_evaluate_static_report_by_hand(runs):
-    rep = C.evaluate_static(runs["adashare"], n_val=2, single_task=str(runs["dymu"]), progress=False)  # seed 0
+    rep = _evaluate_static(runs["adashare"], n_val=2, single_task=str(runs["dymu"]), progress=False)  # seed 0
     run = RunDir(runs["adashare"])
-    preset, net, graph, dec = load_static(run)
+    preset, net, graph, dec = method_for(run).load(run)
     tasks = make_tasks(preset)
     val = _val(runs["adashare"])
     policy = torch.tensor(dec["policy"], dtype=torch.float32)
@@ -125,8 +135,8 @@ def test_evaluate_static_report_by_hand(runs):
 
 def test_evaluate_static_with_a_reference_that_bounds_it_and_another_seed(runs):
     ref = [40.0, 30.0, 20.0]
-    rep = C.evaluate_static(runs["dag"], n_val=2, seed=1, reference=ref, n_r=3, progress=False)
-    preset, net, graph, dec = load_static(RunDir(runs["dag"]))
+    rep = _evaluate_static(runs["dag"], n_val=2, seed=1, reference=ref, n_r=3, progress=False)
+    preset, net, graph, dec = method_for(runs["dag"]).load(RunDir(runs["dag"]))
     tasks = make_tasks(preset)
     masks = tuple(torch.tensor(dec["masks"][k], dtype=torch.float32) for k in "ABG")
     metrics = evaluate_tree(None, tasks, _val(runs["dag"], seed=1), forward=lambda x: net(x, masks))
@@ -145,7 +155,7 @@ def test_evaluate_static_without_any_reference_takes_1_1_times_its_losses(runs, 
     import dymu_rt.evaluate.comparison as mod
 
     monkeypatch.setattr(mod, "resolve_reference", lambda preset, reference: (None, "data"))
-    rep = C.evaluate_static(runs["adashare"], n_val=2, progress=False)
+    rep = _evaluate_static(runs["adashare"], n_val=2, progress=False)
     losses = np.array([rep["metrics"][t]["loss"] for t in rep["tasks"]])
     assert rep["reference_point"] == pytest.approx(list(1.1 * losses)) and rep["reference_source"] == "data"
     assert rep["table"][0]["hv"] == pytest.approx(float(np.prod(0.1 * losses)))
@@ -154,19 +164,19 @@ def test_evaluate_static_without_any_reference_takes_1_1_times_its_losses(runs, 
 
 def test_single_task_run_must_be_a_dymu_run_of_the_same_preset(runs, tmp_path):
     with pytest.raises(ValidationError) as e:
-        C.evaluate_static(runs["adashare"], n_val=2, single_task=str(runs["dag"]), progress=False)
+        _evaluate_static(runs["adashare"], n_val=2, single_task=str(runs["dag"]), progress=False)
     assert str(e.value) == (f"--single-task {runs['dag']}: expected a DYMU run (its anchor = the single-task nets), "
                             "got a dag run")
     import dataclasses
 
     other = make_tiny_run(tmp_path / "other", preset=dataclasses.replace(tiny_preset(), name="synth-other"))
     with pytest.raises(ValidationError) as e:
-        C.evaluate_static(runs["adashare"], n_val=2, single_task=str(other), progress=False)
+        _evaluate_static(runs["adashare"], n_val=2, single_task=str(other), progress=False)
     assert str(e.value) == f"--single-task {other} is a run of preset 'synth-other', not 'synth-nyu'"
     fewer = make_tiny_run(tmp_path / "fewer", preset=dataclasses.replace(tiny_preset(),
                                                                          tasks=tiny_preset().tasks[:2]))
     with pytest.raises(ValidationError, match="is a run of preset 'synth-nyu', not 'synth-nyu'"):
-        C.evaluate_static(runs["adashare"], n_val=2, single_task=str(fewer), progress=False)
+        _evaluate_static(runs["adashare"], n_val=2, single_task=str(fewer), progress=False)
 
 
 def test_single_task_metrics_are_the_anchors(runs):
@@ -183,12 +193,12 @@ def test_single_task_metrics_are_the_anchors(runs):
 
 def test_evaluate_static_run_writes_the_report(runs, tmp_path):
     out = tmp_path / "plots"
-    rep = C.evaluate_static_run(runs["dag"], n_val=2, reference="40,30,20", seed=1, plots=out, progress=False)
+    rep = _evaluate_static_run(runs["dag"], n_val=2, reference="40,30,20", seed=1, plots=out, progress=False)
     assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(rep))
     assert rep["reference_point"] == [40.0, 30.0, 20.0] and rep["n_val"] == 2
-    direct = C.evaluate_static(runs["dag"], n_val=2, seed=1, reference=[40.0, 30.0, 20.0], progress=False)
+    direct = _evaluate_static(runs["dag"], n_val=2, seed=1, reference=[40.0, 30.0, 20.0], progress=False)
     assert rep["table"][0] == pytest.approx(direct["table"][0])
-    rep2 = C.evaluate_static_run(runs["adashare"], n_val=2, single_task=runs["dymu"], progress=False)
+    rep2 = _evaluate_static_run(runs["adashare"], n_val=2, single_task=runs["dymu"], progress=False)
     assert (Path(runs["adashare"]) / "eval" / "report.json").is_file()
     assert rep2["delta_t"]["single_task_run"] == str(runs["dymu"])
 
@@ -239,22 +249,22 @@ def test_dymu_delta_t_adds_phn_bn_when_trained(runs):
 def test_a_loss_on_the_reference_is_outside_it(runs):
     """Strictly inside counts (a point on the reference bounds no volume): a reference equal to
     one of the losses reports the point outside."""
-    first = C.evaluate_static(runs["adashare"], n_val=2, reference=[50.0, 50.0, 50.0], progress=False)
+    first = _evaluate_static(runs["adashare"], n_val=2, reference=[50.0, 50.0, 50.0], progress=False)
     loss = [first["metrics"][t]["loss"] for t in first["tasks"]]
-    on = C.evaluate_static(runs["adashare"], n_val=2, reference=[loss[0], 50.0, 50.0], progress=False)
+    on = _evaluate_static(runs["adashare"], n_val=2, reference=[loss[0], 50.0, 50.0], progress=False)
     assert first["table"][0]["outside_reference"] == 0 and on["table"][0]["outside_reference"] == 1
     assert on["table"][0]["hv"] == 0.0
 
 
 def test_static_eval_refusal_is_one_whole_sentence_and_one_scene_is_enough(runs, tmp_path):
     with pytest.raises(ValidationError) as e:
-        C.evaluate_static_run(tmp_path, grid="0.1")
+        C.evaluate_static_run(tmp_path, None, "", grid="0.1")
     assert str(e.value) == (f"--grid does not apply to {tmp_path}: it holds one static architecture (no "
                             "preferences to sweep)")
-    rep = C.evaluate_static_run(runs["dag"], n_val=1, plots=tmp_path / "one", progress=False)
+    rep = _evaluate_static_run(runs["dag"], n_val=1, plots=tmp_path / "one", progress=False)
     assert rep["n_val"] == 1
-    by_default = C.evaluate_static_run(runs["dag"], n_val=2, plots=tmp_path / "d", progress=False)
-    seed0 = C.evaluate_static(runs["dag"], n_val=2, seed=0, progress=False)
+    by_default = _evaluate_static_run(runs["dag"], n_val=2, plots=tmp_path / "d", progress=False)
+    seed0 = _evaluate_static(runs["dag"], n_val=2, seed=0, progress=False)
     assert by_default["table"][0] == pytest.approx(seed0["table"][0])      # the default seed is 0
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from dymu_rt.methods import get_method
 from dymu_rt.train import static
 from dymu_rt.train.adashare import train_adashare
 from dymu_rt.train.checkpoint import RunDir
@@ -33,7 +34,7 @@ class Killed(Exception):
 
 def _run(tmp_path, preset, method: str, name: str, steps: dict = STEPS, **config) -> RunDir:
     run = RunDir(tmp_path / name)
-    extra = static.new_run_extra(method, preset, steps, 2 if method == "dag" else None)
+    extra = get_method(method).new_run_extra(preset, steps, 2 if method == "dag" else None)
     extra["method_config"].update(config)
     run.init(preset, data="synth", extra={"data_options": {"seed": 0, "n_train": 16, "n_val": 4}, **extra})
     return run
@@ -109,13 +110,13 @@ def test_bf16_channels_last_and_a_worker_on_cpu(tmp_path, tiny_preset, method):
     cfg = _train(run, method, setup=setup)
     used = cfg["stages"]["final"]["trained_with"]
     assert used["precision"] == "bf16" and used["channels_last"] and used["workers"] == 1
-    _, net, _, _ = static.load_static(run)
+    _, net, _, _ = get_method(method).load(run)
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in net.parameters())
     assert all(torch.isfinite(torch.tensor(m["loss"])) for m in cfg["stages"]["final"]["val"].values())
 
 
 def test_explicit_cpu_through_run_training_is_recorded(tmp_path, tiny_preset):
-    from dymu_rt.train.pipeline import run_training
+    from dymu_rt.methods import run_training
 
     run = _run(tmp_path, tiny_preset, "dag", "r", {**STEPS, "anchor_steps": 1, "edge_steps": 1, "weight_steps": 1})
     cfg = run_training(run.path, "all", progress=False, method="dag", device="cpu", save_every=1)
@@ -201,5 +202,5 @@ def test_two_steps_per_stage_on_the_gpu_load_on_the_cpu(tmp_path, tiny_preset, m
     cfg = _train(run, method, setup=setup)
     assert cfg["stages"]["final"]["trained_with"]["device"].startswith("cuda")
     assert all(torch.isfinite(torch.tensor(m["loss"])) for m in cfg["stages"]["final"]["val"].values())
-    _, net, _, _ = static.load_static(run)            # builds on the CPU, loads the GPU run's weights
+    _, net, _, _ = get_method(method).load(run)            # builds on the CPU, loads the GPU run's weights
     assert all(p.device.type == "cpu" and torch.isfinite(p).all() for p in net.parameters())

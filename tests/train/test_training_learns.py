@@ -30,6 +30,7 @@ from dymu_rt.train import adashare as adashare_mod
 from dymu_rt.train import anchor as anchor_mod
 from dymu_rt.train import controller as controller_mod
 from dymu_rt.train import dag as dag_mod
+from dymu_rt.methods import get_method
 from dymu_rt.train import static
 from dymu_rt.train.checkpoint import RunDir
 from dymu_rt.train.setup import backward_step as real_backward_step
@@ -85,7 +86,7 @@ def test_anchor_and_static_methods_learn_in_every_stage(tmp_path, tiny_preset, s
     stages = ["anchor"]
     for method, trainer in (("adashare", adashare_mod.train_adashare), ("dag", dag_mod.train_dag)):
         srun = RunDir(tmp_path / method)
-        extra = static.new_run_extra(method, preset, steps, 2 if method == "dag" else None)
+        extra = get_method(method).new_run_extra(preset, steps, 2 if method == "dag" else None)
         srun.init(preset, data="synth", extra={"data_options": {"seed": 0, "n_train": 16, "n_val": 4}, **extra})
         names = []
 
