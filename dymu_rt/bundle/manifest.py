@@ -87,7 +87,7 @@ SCHEMA: dict[str, Any] = {
     "engines": Optional_(MapOf(MapOf({"files": Optional_(MapOf(_FILE))}))),
     "latency": Optional_(MapOf(MapOf({"p50_ms": _NUM}))),
     "int8": Optional_(dict),
-    # AdaShare / DAG bundles: one static architecture (dymu_rt.compile.static).
+    # AdaShare / DAG bundles: one static architecture (dymu_rt.compile.build, StaticLowering).
     "static": Optional_({"method": str, "graph": dict}),
 }
 

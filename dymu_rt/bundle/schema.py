@@ -237,7 +237,7 @@ _MANIFEST = table({
     "preset_config": _any_small, "trained_on": string(), "training_data": string(),
 })
 
-# A static bundle (AdaShare / DAG, dymu_rt.compile.static): one fixed architecture, so no
+# A static bundle (AdaShare / DAG, dymu_rt.compile.build, StaticLowering): one fixed architecture, so no
 # grid, no points, no controller, no BN layout; exactly one topology (its id is a topology
 # id like any other), no parent table. Every other section is checked as above.
 # method: the static methods, or a DYMU run's fixed baselines as `dymu-rt compare` deploys them

@@ -46,7 +46,7 @@ def describe_bundle(path: str | Path, check_hashes: bool = False) -> dict[str, A
             "latency": latency,
             # read_manifest verified it when present; "absent": written before checksums existed.
             "manifest_checksum": "verified" if read_digests(path) is not None else "absent",
-            # An AdaShare / DAG bundle: one fixed architecture (dymu_rt.compile.static).
+            # An AdaShare / DAG bundle: one fixed architecture (dymu_rt.compile.build, StaticLowering).
             "static": None if not m.static else {
                 "method": m.static.get("method"), "preference": m.static.get("preference"),
                 "shared_modules": list(m.static.get("shared_modules", [])),

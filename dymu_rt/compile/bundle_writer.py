@@ -1,7 +1,7 @@
-"""Writing a bundle folder: what the grid build and the static build share.
+"""Writing a bundle folder: what a grid bundle and a static bundle share.
 
-Both builds (:mod:`dymu_rt.compile.build` for a DYMU run's preference grid,
-:mod:`dymu_rt.compile.static` for an AdaShare / DAG run's one architecture) write into
+Both kinds (:func:`dymu_rt.compile.build.write_bundle` of a DYMU run's preference grid or of
+one static architecture: AdaShare, DAG, the compare baselines) write into
 ``--out`` under the same discipline, which lives here once:
 
 * :func:`prepare_out` refuses a folder that is not provably ours (a valid manifest or a

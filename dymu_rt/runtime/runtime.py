@@ -118,7 +118,7 @@ class Runtime:
         self.n_tasks = manifest.n_tasks
         self.preprocessing = manifest.preprocessing
         self._cache_engines = cache_engines
-        # A static bundle (AdaShare / DAG: dymu_rt.compile.static) has one topology and no
+        # A static bundle (AdaShare / DAG: dymu_rt.compile.build, StaticLowering) has one topology and no
         # controller: nothing to switch, nothing to bind.
         self.static: Optional[Mapping[str, Any]] = manifest.static
         ctrl = manifest.controller
