@@ -71,11 +71,11 @@ def main(argv=None) -> int:
     from dymu_rt.runtime.latency import time_interleaved
     from dymu_rt.train.checkpoint import RunDir
     from dymu_rt.train.phn import load_phn_bn
-    from dymu_rt.train.static import method_of
+    from dymu_rt.methods import method_for
 
     runs = [RunDir(p) for p in args.runs]
     rows = contenders(runs)
-    dymu = next(r for r in runs if method_of(r) == "dymu")
+    dymu = next(r for r in runs if method_for(r).bundle == "grid")
     preset = dymu.preset()
     size = tuple(preset.input_size)
     x = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32)

@@ -23,7 +23,8 @@ def test_golden_bundles_are_byte_identical(tmp_path):
     reason, differ = golden.check(tmp_path)
     if reason:
         pytest.skip(reason)
-    assert differ == [], "bundle files changed:\n" + "\n".join(differ)
+    assert differ == [], ("bundle files changed (if that is intended -- a new producer version, a format "
+                          "change -- regenerate: python scripts/golden_bundles.py --regenerate):\n" + "\n".join(differ))
 
 
 def test_a_changed_byte_is_reported(tmp_path):

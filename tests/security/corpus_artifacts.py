@@ -454,13 +454,13 @@ def make_adashare_run(path: Path) -> Path:
 
     from dymu_rt.models.adashare import AdaShareNet, lower_policy
     from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.train.static import new_run_extra
+    from dymu_rt.methods import get_method
     from dymu_rt.train.static_run import STATIC_STAGES, save_result
     from run_fixture import randomize_bn, tiny_preset
 
     preset = tiny_preset()
     run = RunDir(path)
-    run.init(preset, data="synth", extra=new_run_extra("adashare", preset, {}, None))
+    run.init(preset, data="synth", extra=get_method("adashare").new_run_extra(preset, {}, None))
     torch.manual_seed(1)
     net = AdaShareNet(preset).eval()
     randomize_bn(net, torch.Generator().manual_seed(2))
