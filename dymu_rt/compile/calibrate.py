@@ -57,6 +57,7 @@ from dymu_rt.bundle.sections import CALIBRATION_DIR, cache_key
 from dymu_rt.bundle.weight_pool import WeightPool, load_fold_params
 from dymu_rt.core.bn_fold import slot_weights
 from dymu_rt.core.errors import ValidationError
+from dymu_rt.core.images import IMAGE_SUFFIXES, collect_images, load_image
 from dymu_rt.core.io import atomic_write_json, sha256_file
 from dymu_rt.utils.progress import make_progress
 
@@ -97,8 +98,6 @@ def image_folder_set(folder: str | Path, size: tuple[int, int],
                      preprocessing: Optional[Mapping] = None) -> CalibrationSet:
     """A calibration set from every image file directly in ``folder`` (sorted by name)."""
     from PIL import Image
-
-    from dymu_rt.core.images import IMAGE_SUFFIXES, collect_images, load_image
 
     folder = Path(folder)
     if not folder.is_dir():
