@@ -25,6 +25,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from dymu_rt.backends.base import Backend, Engine, EngineRequest
+from dymu_rt.backends.precision import GraphWeights
+from dymu_rt.backends.tensorrt import cuda
+from dymu_rt.backends.tensorrt.builder import (build_engine, build_serialized, get_logger, prepare_graph,
+                                              timing_cache_path)
 from dymu_rt.backends.tensorrt.facts import (
     check_available,
     check_device,
@@ -32,6 +36,7 @@ from dymu_rt.backends.tensorrt.facts import (
     import_tensorrt,
     read_sidecar,
 )
+from dymu_rt.backends.tensorrt.refit import EngineRefitter
 from dymu_rt.core.errors import BundleError, ValidationError
 from dymu_rt.core.io import sha256_bytes, sha256_file
 
@@ -175,8 +180,6 @@ class TensorRTEngine(Engine):
 
     def bind(self, weights: Mapping[str, np.ndarray]) -> None:
         """Refit the folded weights of another preference (stable FP32 names) into the engine."""
-        from dymu_rt.backends.tensorrt.refit import EngineRefitter
-
         if self._weights is None:
             raise BundleError(f"topology {self.topology}: no graph weights known; cannot bind")
         with active(self._cuda):
@@ -219,8 +222,6 @@ class TensorRTBackend(Backend):
     def __init__(self) -> None:
         self._trt = import_tensorrt()
         self._facts = check_available()
-        from dymu_rt.backends.tensorrt import cuda
-        from dymu_rt.backends.tensorrt.builder import get_logger
 
         self._cuda = cuda
         self._logger = get_logger(self._trt)
@@ -239,8 +240,6 @@ class TensorRTBackend(Backend):
         Returns ``{file, sha256, sidecar, precision}`` with paths relative to ``out_dir``.
         The timing cache is shared per device one level up (``engines/tensorrt/``).
         """
-        from dymu_rt.backends.tensorrt.builder import build_engine, prepare_graph, timing_cache_path
-
         graph, profile, topology = Path(request.graph), request.profile, request.topology
         if profile.backend != "tensorrt":
             raise ValidationError(f"profile '{profile.name}' is for backend '{profile.backend}', not 'tensorrt'")
@@ -261,9 +260,6 @@ class TensorRTBackend(Backend):
         checked against this machine) or, without one, build it in memory from
         ``request.graph`` (in a temporary folder removed afterwards; ``request.timing_cache``
         when given)."""
-        from dymu_rt.backends.precision import GraphWeights
-        from dymu_rt.backends.tensorrt.builder import build_serialized, prepare_graph
-
         graph, profile, topology = Path(request.graph), request.profile, request.topology
         timing_cache = request.timing_cache
         check_device(profile, self._facts)

@@ -15,7 +15,7 @@ Layout (``REPO/<model>/config.pbtxt``, ``REPO/<model>/<version>/...``)::
                                    output per task (self-contained ONNX, raw conv weights)
 
 Topology models are the runtime's ``affine`` graphs
-(:func:`dymu_rt.backends.onnxruntime.affine_graph`): the per-preference BN scale/shift are
+(:func:`dymu_rt.backends.affine.affine_graph`): the per-preference BN scale/shift are
 ordinary batched inputs, so Triton's dynamic batcher puts requests with different
 preferences of one topology into one run. The hypernets run on the CPU whatever the
 backend (tiny MLPs, as in the Runtime's controller).
@@ -65,7 +65,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from dymu_rt.backends import onnx_proto
-from dymu_rt.backends.onnxruntime import affine_graph
+from dymu_rt.backends.affine import affine_graph
 from dymu_rt.bundle.layout import MANIFEST, Manifest, verify_bundle
 from dymu_rt.core.errors import BackendUnavailable, BundleError, ValidationError
 from dymu_rt.bundle.weight_pool import bundle_fold_params
