@@ -24,7 +24,7 @@ _DOOR = {
     "check_choice": "dymu_rt.app.run_images",
     "run_images": "dymu_rt.app.run_images",
     "describe": "dymu_rt.app.inspect",
-    "describe_bundle": "dymu_rt.app.inspect",
+    "describe_bundle": "dymu_rt.bundle.summary",
     # deploy wing (torch-free, but onnxruntime & co.: not needed to parse or print help)
     "Runtime": "dymu_rt.runtime",
     "default_bundle_path": "dymu_rt.runtime",
@@ -57,7 +57,8 @@ if TYPE_CHECKING:  # the same edges as _DOOR, for readers, type checkers and lin
     from dymu_rt.app.check import check_bundle
     from dymu_rt.app.compare import compare_runs
     from dymu_rt.app.demo import run_demo
-    from dymu_rt.app.inspect import describe, describe_bundle
+    from dymu_rt.app.inspect import describe
+    from dymu_rt.bundle.summary import describe_bundle
     from dymu_rt.app.run_images import check_choice, run_images
     from dymu_rt.backends.devices import list_profiles
     from dymu_rt.bundle.layout import is_shipped_bundle, read_manifest, static_section

@@ -121,7 +121,8 @@ def synth_set(n: int, size: tuple[int, int], seed: int = 0,
     """A calibration set of ``n`` procedural scenes (train split, rendered at ``size``)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValidationError(f"--synth {n!r}: expected a number of scenes >= 1")
-    from dymu_rt.data.synth import SynthDataset      # torch (training extra): only --synth needs it
+    # lazy: --synth needs torch (the train extra); `calibrate --images` runs on the base install
+    from dymu_rt.data.synth import SynthDataset
 
     ds = SynthDataset(n, size=tuple(size), seed=seed)
     images = np.stack([ds[i]["image"].numpy() for i in range(n)]).astype(np.float32)

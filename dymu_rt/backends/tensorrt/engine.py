@@ -26,9 +26,8 @@ import numpy as np
 
 from dymu_rt.backends.base import Backend, Engine, EngineRequest
 from dymu_rt.backends.precision import GraphWeights
+from dymu_rt.backends.tensorrt import builder
 from dymu_rt.backends.tensorrt import cuda
-from dymu_rt.backends.tensorrt.builder import (build_engine, build_serialized, get_logger, prepare_graph,
-                                              timing_cache_path)
 from dymu_rt.backends.tensorrt.facts import (
     check_available,
     check_device,
@@ -224,7 +223,7 @@ class TensorRTBackend(Backend):
         self._facts = check_available()
 
         self._cuda = cuda
-        self._logger = get_logger(self._trt)
+        self._logger = builder.get_logger(self._trt)
         with active(cuda):
             self._runtime = self._trt.Runtime(self._logger)
         self._stream = cuda.Stream()
@@ -247,11 +246,11 @@ class TensorRTBackend(Backend):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         tid = topology or Path(graph).stem
-        src = prepare_graph(graph, profile.precision, out_dir, tid, request.manifest)
+        src = builder.prepare_graph(graph, profile.precision, out_dir, tid, request.manifest)
         engine = out_dir / f"{tid}.engine"
         with active(self._cuda):
-            build_engine(src, engine, profile, self._facts, timing_cache_path(out_dir.parent, self._facts),
-                         profile.precision, self._trt)
+            cache = builder.timing_cache_path(out_dir.parent, self._facts)
+            builder.build_engine(src, engine, profile, self._facts, cache, profile.precision, self._trt)
         return {"file": engine.name, "sha256": sha256_file(engine), "sidecar": engine.name + ".json",
                 "precision": profile.precision}
 
@@ -278,14 +277,14 @@ class TensorRTBackend(Backend):
             check_facts(rec, self._facts, path)
             src = path.parent / rec.get("graph", "")
             if not src.is_file():
-                src = prepare_graph(graph, rec.get("precision", profile.precision), path.parent, topology,
-                                    request.manifest)
+                src = builder.prepare_graph(graph, rec.get("precision", profile.precision), path.parent, topology,
+                                            request.manifest)
             weights = GraphWeights(src)
         else:
             with tempfile.TemporaryDirectory(prefix="dymu-trt-") as work:
-                src = prepare_graph(graph, profile.precision, work, topology, request.manifest)
+                src = builder.prepare_graph(graph, profile.precision, work, topology, request.manifest)
                 with active(self._cuda):
-                    data = build_serialized(src, profile, timing_cache, self._trt)
+                    data = builder.build_serialized(src, profile, timing_cache, self._trt)
                 weights = GraphWeights(src)          # read before the folder goes
         with active(self._cuda):
             engine = self._runtime.deserialize_cuda_engine(data)
