@@ -8,7 +8,9 @@ Each measurement is a fresh ``python -c 'from dymu_rt.cli.main import main; main
 subprocess (this venv's python; ``--baseline-src`` goes first on PYTHONPATH so its dymu_rt
 shadows the installed one). Reported per command: the median wall time of ``--runs`` runs in
 each tree, their ratio (this / baseline), and whether torch, onnxruntime or matplotlib ended
-up in ``sys.modules`` (printed by an ``atexit`` hook). Single-threaded: nothing here computes.
+up in ``sys.modules`` (printed by an ``atexit`` hook); then the cumulative ``python -X importtime``
+of ``dymu_rt.cli.main`` (what every invocation pays before parsing). Single-threaded: nothing
+here computes.
 The machine is shared, so compare numbers within one run only.
 """
 
@@ -47,6 +49,16 @@ def _one(src: Path | None, args: list[str]) -> tuple[float, list[str]]:
     return dt, loaded
 
 
+def _importtime(src: Path) -> float:
+    """Seconds ``python -X importtime`` reports for ``import dymu_rt.cli.main`` (cumulative)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    env["PYTHONPATH"] = str(src)
+    res = subprocess.run([sys.executable, "-X", "importtime", "-c", "import dymu_rt.cli.main"], capture_output=True,
+                         text=True, env=env, timeout=120)
+    line = next(l for l in res.stderr.splitlines()[::-1] if l.rstrip().endswith("| dymu_rt.cli.main"))
+    return int(line.split("|")[1]) / 1e6
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--baseline-src", type=Path, required=True, help="source tree to compare with (has dymu_rt/)")
@@ -76,6 +88,15 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"{' '.join(cmd) or '(root)':<22} {row['this_s']:8.3f} {row['baseline_s']:8.3f} {row['ratio']:6.2f}  "
               f"{','.join(l_new) or '-'} | {','.join(l_old) or '-'}")
+    t_new, t_old = [], []
+    for _ in range(args.runs):                   # interleaved, as above
+        t_new.append(_importtime(here))
+        t_old.append(_importtime(args.baseline_src))
+    imp = {"this_s": statistics.median(t_new), "baseline_s": statistics.median(t_old)}
+    rows.append({"command": "python -X importtime -c 'import dymu_rt.cli.main' (cumulative)", **imp,
+                 "ratio": imp["this_s"] / imp["baseline_s"]})
+    print(f"{'importtime cli.main':<22} {imp['this_s']:8.3f} {imp['baseline_s']:8.3f} "
+          f"{imp['this_s'] / imp['baseline_s']:6.2f}")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}; {args.runs} runs per cell, 1 thread")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2), encoding="utf-8")
