@@ -25,7 +25,6 @@ def build_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Enumerate the grid, deduplicate topologies and export one graph per topology (resumable)."""
-
     out = out or run_dir / "bundle"
     summary = lib.build_bundle(run_dir, out, step=grid, c_step=c_grid, backend=backend, profile=profile,
                                workers=workers, progress=not as_json)

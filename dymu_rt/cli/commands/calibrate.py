@@ -22,7 +22,6 @@ def calibrate_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Quantize every topology graph to INT8 (Q/DQ) from a calibration set; cached per topology."""
-
     summary = lib.calibrate_bundle(bundle, images=images, synth=synth, method=method, profile=profile,
                                    seed=seed, progress=not as_json)
     if as_json:

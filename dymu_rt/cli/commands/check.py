@@ -29,7 +29,6 @@ def check_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Compare each available backend/precision with the FP32 reference per task; exit 1 on a violation."""
-
     check_threads(threads)
 
     report = lib.check_bundle(bundle, profile=profile, points=points, scenes=scenes, atol=atol, rtol=rtol,
@@ -43,7 +42,6 @@ def check_command(
 
 
 def _print(report) -> None:
-
     tab = Table(title=f"check {report.bundle} ({report.scenes} labelled scenes per point, {report.comparator})",
                 caption="max abs/rel: largest element-wise difference to the FP32 reference (ORT, folded "
                         "weights); metric: contender minus reference on the labels (limit in brackets).")

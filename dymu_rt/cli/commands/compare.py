@@ -46,7 +46,6 @@ def compare_command(
                                              "N steps (default 100)."),
 ) -> None:
     """Put single-task, PHN-BN, DYMU c=0/1, AdaShare and DAG runs of one preset side by side."""
-
     check_threads(threads, allow_zero=False)
     if n_val is not None and n_val < 1:
         raise ValidationError(f"--n-val {n_val}: expected an integer >= 1")

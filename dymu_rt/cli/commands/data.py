@@ -29,7 +29,6 @@ def synth(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Render a procedural multi-task dataset in a real dataset's on-disk layout."""
-
     if previews < 0:
         raise ValidationError(f"--previews {previews} is not valid; expected >= 0")
     summary = lib.write_synth_dataset(out, n=n, size=size, seed=seed, layout=layout.lower(),

@@ -25,7 +25,6 @@ def demo_command(
     build a grid, profile, run images at several preferences; prints which preference ran
     which tree at what cost and accuracy, and writes pictures (side_by_side.png).
     """
-
     lib.set_threads(threads)
 
     s = lib.run_demo(out, scale=scale, seed=seed, progress=not quiet, log=console.print)

@@ -41,7 +41,6 @@ def eval_command(
 ) -> None:
     """Evaluate a trained controller over preferences (HV, uniformity, params, GFLOPs, Δ_T);
     an AdaShare / DAG run: its one architecture (metrics, HV, uniformity, cost, Δ_T)."""
-
     if lib.method_of(lib.RunDir(run)) != "dymu":
         report = lib.evaluate_static_run(run, n_val=n_val, reference=reference, seed=seed, single_task=single_task,
                                          plots=plots, grid=grid, c_grid=c_grid, c=c, trees=tree or [],
@@ -85,7 +84,6 @@ def _print_static(report: dict, as_json: bool, out_dir: Path) -> None:
 
 
 def _print(report: dict) -> None:
-
     t = Table(title=f"controller evaluation ({report['preset']}, {report['n_val']} val scenes; "
                     "GMACs = conv+linear MACs; GFLOPs (paper) = fvcore's count)")
     for col in ("method", "c", "HV", "uniformity", "params (M)", "GMACs", "GFLOPs (paper)"):

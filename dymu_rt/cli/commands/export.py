@@ -37,7 +37,6 @@ def triton_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Export BUNDLE to REPO; check every config against Triton's ModelConfig when tritonclient is installed."""
-
     src = bundle or lib.default_bundle_path()
     with make_progress(transient=True, disable=as_json) as progress:
         task = progress.add_task("export", total=None, info="")

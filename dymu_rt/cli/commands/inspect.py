@@ -19,7 +19,6 @@ def inspect_command(
                              "size, HxW (e.g. 512x512; default: the preset's)."),
 ) -> None:
     """Describe TARGET: tasks, layers, params and GMACs/GFLOPs; topologies of a bundle."""
-
     if target is None:
         target = str(lib.default_bundle_path())
     info = lib.describe(target, size)
@@ -100,7 +99,6 @@ def _run(d: dict) -> None:
 
 def _latency(d: dict) -> None:
     """The measured latency tables (manifest or user cache) of a bundle, or how to make one."""
-
     if not d.get("latency"):
         how = "dymu-rt profile" if lib.is_shipped_bundle(d["path"]) else f"dymu-rt profile --bundle {d['path']}"
         console.print(f"latency: not profiled on any device yet (`{how}` times every topology here)")
@@ -119,7 +117,6 @@ def _latency(d: dict) -> None:
 
 
 def _bundle(d: dict) -> None:
-
     st = d.get("static")
     if st:
         top = d["topologies"][0]

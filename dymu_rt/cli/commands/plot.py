@@ -18,7 +18,6 @@ def plot_command(
     panels: int = typer.Option(6, "--panels", min=1, help="At most this many c values (N = 3 tasks)."),
 ) -> None:
     """Draw GFLOPs (GMACs) of the selected tree over the (r, c) grid."""
-
     manifest = lib.read_manifest(bundle)
     if manifest.static:
         raise ValidationError(f"bundle {bundle} is a static {manifest.static.get('method', '')} bundle (one fixed "

@@ -29,7 +29,6 @@ def profile_command(
     (for a read-only bundle such as the shipped one: in $XDG_CACHE_HOME/dymu-rt/latency/,
     keyed by the bundle's checksum, the profile and the library versions).
     """
-
     rt = lib.Runtime.open(bundle or lib.default_bundle_path(), profile=profile, rebuild_engines=rebuild_engines)
     with make_progress(transient=True, disable=as_json) as bar:
         task = bar.add_task("timing topologies", total=len(rt.manifest.topologies), info="")

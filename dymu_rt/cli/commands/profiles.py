@@ -13,7 +13,6 @@ def profiles_command(
     as_json: bool = typer.Option(False, "--json", help="Print the profiles as JSON."),
 ) -> None:
     """List the device profiles: name, backend, precision, threads, batch range, description."""
-
     profs = lib.list_profiles()
     if as_json:
         print_json([p.to_dict() for p in profs])

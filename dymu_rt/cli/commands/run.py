@@ -53,7 +53,6 @@ def run_command(
     """Run IMAGES at preference (r, c); write one PNG per task per image and an overview PNG
     (input, task maps at the input's size, class legend, colour bars); print cost and latency.
     """
-
     path = bundle or lib.default_bundle_path()
     static = lib.static_section(path)
     lib.check_choice(c, latency_budget, static, r, path)

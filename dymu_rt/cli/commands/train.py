@@ -80,7 +80,6 @@ def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet
 
 def _is_main_rank() -> bool:
     """False on torchrun ranks > 0 (only rank 0 prints the summary)."""
-
     return os.environ.get("RANK", "0") == "0"
 
 
@@ -90,7 +89,6 @@ def _setup(device, precision, channels_last, workers, sync_bn=None, threads=None
 
 
 def _summary(cfg: dict) -> None:
-
     anchor = cfg["stages"].get("anchor", {})
     if anchor.get("done") and "val" in anchor:
         table = Table(title="anchor net (single-task streams) on the validation split")
@@ -190,7 +188,6 @@ def anchor(
     sync_bn: Optional[bool] = _SYNC_BN, threads: Optional[int] = _THREADS,
 ) -> None:
     """Train each anchor stream on its own task."""
-
     _run("anchor", preset, out, data, seed, n_train, n_val, save_every, quiet,
          lib.anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay, init, pretrain_steps),
          {"anchor_steps": "--steps"},
@@ -213,7 +210,6 @@ def controller(
     threads: Optional[int] = _THREADS,
 ) -> None:
     """Train the edge and weight hypernets (stages 1, 2)."""
-
     overrides = {**lib.regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
                                               no_affinity, no_dichotomy, active_reading, inactive_loss),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
