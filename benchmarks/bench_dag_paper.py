@@ -38,7 +38,7 @@ from pathlib import Path
 
 
 def _sizes(flows: list[int]) -> list[dict]:
-    from dymu_rt.app.inspect import dag_costs
+    from dymu_rt.app.inspect_model import dag_costs
     from dymu_rt.models.backbones import build_nodes, build_stem
     from dymu_rt.models.heads import build_head
     from dymu_rt.models.presets import get_preset

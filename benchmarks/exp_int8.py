@@ -78,7 +78,7 @@ def main() -> None:
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from dymu_rt.backends.onnxruntime import affine_graph
+    from dymu_rt.backends.affine import affine_graph
     from dymu_rt.data.synth import SynthDataset
     from dymu_rt.runtime.binding import load_fold_params, raw_weights, slot_weights
 

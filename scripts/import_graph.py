@@ -14,7 +14,11 @@ serving, the use cases and the CLI), bottom first. Reported:
 * ``upward``: imports from a layer to one above it (what the layers contract forbids);
 * ``cycles``: pairs of layers that import each other (in either direction);
 * ``function_level``: project imports written inside a function (lazy imports: fine for heavy
-  optional dependencies, a smell when they hide a cycle);
+  optional dependencies, a smell when they hide a cycle); each one that is kept says why in a
+  ``# lazy: ...`` comment on its line or on the comment lines right above it (a run of
+  imports shares the comment above its first line);
+* ``function_level_uncommented``: those without that comment (``tests/test_function_imports.py``
+  holds the committed allowance and fails on any uncommented one);
 * ``runtime_heavy``: torch / matplotlib / scipy imports reachable from the deploy wing and the
   core (``core``, ``bundle``, ``backends``, ``runtime``, ``serve``) through module-level
   imports (what a device without them would trip over).
@@ -67,17 +71,42 @@ def layer_of(module: str) -> str | None:
     return parts[1] if parts[1] in LAYERS else None
 
 
+LAZY_TAG = "# lazy:"
+
+
+def _commented(lines: list[str], lineno: int) -> bool:
+    """Whether the import on line ``lineno`` (1-based) carries a ``# lazy:`` comment: on its
+    own line or on the comment lines directly above it, skipping the imports of its run."""
+    i = lineno - 1
+    if LAZY_TAG in lines[i]:
+        return True
+    i -= 1
+    while i >= 0:
+        text = lines[i].strip()
+        if text.startswith("#"):
+            if text.startswith(LAZY_TAG):
+                return True
+        elif not (text.startswith(("from ", "import ")) and not text.endswith("(")):
+            return False
+        i -= 1
+    return False
+
+
 def _imports(path: Path, module: str):
-    """(imported module, function-level?) for each import statement of a file."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    """(imported module, function-level?, has a ``# lazy:`` comment?) per import of a file."""
+    source = path.read_text(encoding="utf-8")
+    lines = source.splitlines()
+    tree = ast.parse(source)
     pkg = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     out = []
 
     def visit(node, in_func: bool):
         for child in ast.iter_child_nodes(node):
             inner = in_func or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                why = in_func and _commented(lines, child.lineno)
             if isinstance(child, ast.Import):
-                out.extend((a.name, in_func) for a in child.names)
+                out.extend((a.name, in_func, why) for a in child.names)
             elif isinstance(child, ast.ImportFrom):
                 if child.level:
                     base = pkg.split(".")
@@ -88,7 +117,10 @@ def _imports(path: Path, module: str):
                 if target.startswith("cli"):           # old layout: top-level `cli` package
                     target = "dymu_rt." + target
                 names = [f"{target}.{a.name}" for a in child.names]
-                out.extend((n, in_func) for n in names) if child.module is None else out.append((target, in_func))
+                if child.module is None:
+                    out.extend((n, in_func, why) for n in names)
+                else:
+                    out.append((target, in_func, why))
             visit(child, inner)
 
     visit(tree, False)
@@ -98,12 +130,12 @@ def _imports(path: Path, module: str):
 def analyse(root: Path) -> dict:
     mods = _modules(root)
     edges: Counter = Counter()
-    upward, function_level = [], []
+    upward, function_level, uncommented = [], [], []
     module_deps = defaultdict(set)
     heavy_direct = defaultdict(set)
     for mod, path in sorted(mods.items()):
         src = layer_of(mod)
-        for target, in_func in _imports(path, mod):
+        for target, in_func, why in _imports(path, mod):
             top = target.split(".")[0]
             if top in HEAVY and not in_func:
                 heavy_direct[mod].add(top)
@@ -112,6 +144,8 @@ def analyse(root: Path) -> dict:
             dst = layer_of(target)
             if in_func:
                 function_level.append(f"{mod} -> {target}")
+                if not why:
+                    uncommented.append(f"{mod} -> {target}")
             else:
                 # resolve to the longest known module (``from pkg import name`` may name an object)
                 t = target
@@ -139,6 +173,7 @@ def analyse(root: Path) -> dict:
     return {"root": str(root), "modules": len(mods),
             "edges": {f"{a} -> {b}": n for (a, b), n in sorted(edges.items(), key=lambda kv: (LAYERS.index(kv[0][0]), LAYERS.index(kv[0][1])))},
             "upward": upward, "cycles": cycles, "function_level": function_level,
+            "function_level_uncommented": uncommented,
             "runtime_heavy": sorted(heavy)}
 
 
@@ -165,7 +200,10 @@ def main(argv=None) -> int:
     print(f"layer cycles: {len(rep['cycles'])}  {', '.join(rep['cycles'])}")
     lib = [f for f in rep["function_level"] if not f.startswith("dymu_rt.cli")]
     print(f"function-level project imports: {len(rep['function_level'])} (library {len(lib)}, "
-          f"cli {len(rep['function_level']) - len(lib)}: commands import the library lazily for a fast --help)")
+          f"cli {len(rep['function_level']) - len(lib)}); without a '{LAZY_TAG}' comment: "
+          f"{len(rep['function_level_uncommented'])}")
+    for f in rep["function_level_uncommented"]:
+        print(f"  {f}")
     print(f"torch/matplotlib/scipy reachable from the deploy wing and core at import: {len(rep['runtime_heavy'])}")
     for h in rep["runtime_heavy"]:
         print(f"  {h}")

@@ -35,9 +35,11 @@ import numpy as np
 
 from dymu_rt.backends.devices import with_threads
 from dymu_rt.bundle.manifest import Point
-from dymu_rt.evaluate.scenes import labelled_scenes, score
 from dymu_rt.core.errors import BundleError, DymuError, ValidationError
+from dymu_rt.core.kinds import LABELLED_KINDS
+from dymu_rt.evaluate.scenes import labelled_scenes, score
 from dymu_rt.runtime import Runtime
+from dymu_rt.tasks import make_task     # the task meters need torch (the [train] extra)
 from dymu_rt.utils.progress import make_progress
 
 #: element-wise tolerances per precision (``--atol/--rtol`` override them for every contender).
@@ -232,9 +234,6 @@ def check_bundle(bundle, profile: Optional[str] = None, points: int = 3, scenes:
     pts = (sample_points(manifest.points, points) if not manifest.static else
            [Point(tuple(1.0 / len(manifest.tasks) for _ in manifest.tasks), None, next(iter(manifest.topologies)))])
     images, targets, masks = _scenes(manifest, scenes, seed)
-    from dymu_rt.tasks import make_task     # the task meters need torch (the [train] extra)
-    from dymu_rt.core.kinds import LABELLED_KINDS
-
     tasks = [make_task(t.kind, t.name, num_classes=t.out_channels if t.kind in LABELLED_KINDS else None)
              for t in manifest.tasks]
     contenders, skipped = _contenders(root, manifest, profile, threads)

@@ -17,7 +17,21 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from dymu_rt.bundle.layout import read_manifest
+from dymu_rt.methods import build_bundle
 from dymu_rt.core.errors import ValidationError
+from dymu_rt.core.io import atomic_write_json
+from dymu_rt.core.kinds import LABELLED_KINDS
+from dymu_rt.core.overview import overview_image
+from dymu_rt.core.preference import format_r
+from dymu_rt.data.synth import SynthDataset
+from dymu_rt.evaluate.report import evaluate_run
+from dymu_rt.evaluate.resource_map import plot_resource_map
+from dymu_rt.evaluate.scenes import labelled_scenes, METRIC_LABEL, reported_metric, score
+from dymu_rt.runtime import Runtime
+from dymu_rt.runtime.outputs import make_tasks, write_outputs
+from dymu_rt.tasks import make_task
+from dymu_rt.train.pipeline import open_run, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,14 +86,6 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
 
     ``input_size`` overrides the preset's (tests use 32x32 to stay fast).
     """
-    from dymu_rt.methods import build_bundle
-    from dymu_rt.evaluate.resource_map import plot_resource_map
-    from dymu_rt.bundle.layout import read_manifest
-    from dymu_rt.data.synth import SynthDataset
-    from dymu_rt.evaluate.report import evaluate_run
-    from dymu_rt.train.pipeline import open_run, train
-    from dymu_rt.core.io import atomic_write_json
-
     s = DemoSettings().scaled(scale)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +138,6 @@ def run_demo(out: str | Path, scale: float = 1.0, seed: int = 0, progress: bool 
 
     # 5. profile + 6. run
     step("profile every topology (ONNX Runtime)")
-    from dymu_rt.runtime import Runtime
 
     rt = Runtime.open(out / "bundle")
     latency = rt.profile_topologies(iters=s.profile_iters, warmup=max(1, s.profile_iters // 5))
@@ -160,13 +165,6 @@ def _run_images(out: Path, image_paths: list[Path], manifest, rt, latency: dict,
     preference on ``n_scenes`` labelled validation scenes, and ``side_by_side.png``: the
     first image at every preference run, one row each, labelled with its tree and cost."""
     from PIL import Image
-
-    from dymu_rt.core.preference import format_r
-    from dymu_rt.evaluate.scenes import METRIC_LABEL, labelled_scenes, reported_metric, score
-    from dymu_rt.runtime.outputs import make_tasks, write_outputs
-    from dymu_rt.core.overview import overview_image
-    from dymu_rt.tasks import make_task
-    from dymu_rt.core.kinds import LABELLED_KINDS
 
     tasks = make_tasks(manifest.tasks)
     meters = [make_task(t.kind, t.name, num_classes=t.out_channels if t.kind in LABELLED_KINDS else None)

@@ -42,6 +42,11 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from dymu_rt.backends import onnx_proto
+from dymu_rt.backends.affine import affine_graph, modulated_convs
+from dymu_rt.backends.precision import _calibrate_method, _quiet_root_logger
+from dymu_rt.core.io import atomic_path
+
 #: Name suffix of a raw (unfolded) conv weight in an affine graph.
 RAW_SUFFIX = ".conv.raw_weight"
 
@@ -53,9 +58,6 @@ def affine_model(graph: Path, pool, slots: Sequence[str]):
     and derived raw conv weights. Used to calibrate and to quantize (ORT's quantizer needs
     the values); sessions that run FP32 share the pool's memory instead (ort_sharing).
     """
-    from dymu_rt.backends import onnx_proto
-    from dymu_rt.backends.onnxruntime import affine_graph, modulated_convs
-
     model = onnx_proto.load_model(graph, external=False, prefer_onnx=True)   # ORT's quantizer wants onnx's class
     modulated_convs(model, slots)
     model = affine_graph(model, None, slots)
@@ -94,8 +96,6 @@ def _quantize(model, out: Path, reader, ranges: Path, method: str, activations: 
               op_types: Optional[list] = ("Conv",)) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from dymu_rt.backends.precision import _calibrate_method, _quiet_root_logger
-
     if reader is not None and not isinstance(reader, CalibrationDataReader):
         CalibrationDataReader.register(type(reader))
     sym = activations == "int8"
@@ -114,8 +114,6 @@ def calibrate_ranges(graph: Path, pool, slots: Sequence[str], feeds: Mapping[str
                      images: np.ndarray, ranges: Path, method: str = "minmax") -> Path:
     """Calibrate the affine graph of ``graph`` on ``images`` at the anchor's BN ``feeds``;
     writes ONNX Runtime's tensor-range cache to ``ranges`` (atomically). Returns ``ranges``."""
-    from dymu_rt.core.io import atomic_path
-
     model = affine_model(graph, pool, slots)
     with tempfile.TemporaryDirectory(prefix="dymu-calib-") as tmp, atomic_path(ranges) as dst:
         cache = Path(tmp) / "ranges.json"
@@ -148,8 +146,6 @@ def folded_qdq_model(graph: Path, pool, folded: Mapping[str, np.ndarray], ranges
     Per-channel int8 weights quantized at this preference; ``activations`` uint8 (U8S8, x86)
     or int8. Measured 3.56x FP32 at nyuv2 (module docstring table). No calibration pass."""
     import onnx  # noqa: F401  (ORT's quantizer)
-
-    from dymu_rt.backends import onnx_proto
 
     model = onnx_proto.load_model(graph, external=False, prefer_onnx=True)
     for i, init in enumerate(model.graph.initializer):

@@ -8,7 +8,7 @@ One engine per topology, the same two binding modes as the ONNX Runtime backend'
 (:mod:`dymu_rt.backends.onnxruntime`), so the runtime's two tiers work on it unchanged:
 
 ``affine`` (default; the instant tier)
-    The topology's affine graph (:func:`dymu_rt.backends.onnxruntime.affine_graph`: each
+    The topology's affine graph (:func:`dymu_rt.backends.affine.affine_graph`: each
     modulated conv raw, then the preference's BN ``<slot>.scale`` / ``<slot>.shift`` as
     runtime inputs) compiled once; a preference switch only builds new [1, C, 1, 1] inputs.
 ``session`` (the folded tier)
@@ -70,8 +70,11 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from dymu_rt.backends import onnx_proto
+from dymu_rt.backends.affine import affine_graph, modulated_convs
 from dymu_rt.backends.base import Backend, Engine, EngineRequest
-from dymu_rt.backends.onnxruntime import FOLDED, INPUT_NAME, affine_graph, modulated_convs
+from dymu_rt.backends.int8_affine import affine_qdq_model, folded_qdq_model
+from dymu_rt.backends.onnxruntime import FOLDED, INPUT_NAME
+from dymu_rt.backends.precision import GraphWeights, quantize_int8
 from dymu_rt.bundle.layout import is_bundle, read_manifest
 from dymu_rt.bundle.sections import int8_ranges
 from dymu_rt.core.errors import BackendUnavailable, BundleError, ValidationError
@@ -518,8 +521,6 @@ class OpenVinoBackend(Backend):
         structure = onnx_proto.load_model(graph, external=False)
         size = graph.stat().st_size + onnx_proto.external_bytes(structure, graph.parent)
         if precision == "int8":
-            from dymu_rt.backends.int8_affine import folded_qdq_model
-
             if request.pool is None:
                 raise BundleError(f"topology {request.topology}: INT8 needs the bundle's weights (open the bundle "
                                   "with dymu_rt.runtime.Runtime)")
@@ -540,13 +541,9 @@ class OpenVinoBackend(Backend):
 
         import onnx
 
-        from dymu_rt.backends.precision import GraphWeights, quantize_int8
-
         ranges = self._ranges(request)
         profile, slots = request.profile, request.slots
         if self.binding == "affine":
-            from dymu_rt.backends.int8_affine import affine_qdq_model
-
             if request.pool is None:
                 raise BundleError(f"topology {request.topology}: INT8 needs the bundle's weights (open the bundle "
                                   "with dymu_rt.runtime.Runtime)")

@@ -30,6 +30,7 @@ from typing import Any, Optional
 import numpy as np
 
 from dymu_rt.bundle.paths import _fields, _varint, inside
+from dymu_rt.core import safetensors_np
 from dymu_rt.core.errors import BundleError
 from dymu_rt.core.limits import memory_budget
 
@@ -318,11 +319,10 @@ def check_fold_params(root: Path, manifest) -> None:
     ref = manifest.controller.get("fold_params")
     if ref is None:
         return
-    from dymu_rt.core.safetensors_np import load
 
     path = inside(Path(root), ref.file, "fold_params")
     try:
-        fold = load(path)
+        fold = safetensors_np.load(path)
     except (ValueError, OSError) as e:
         raise BundleError(f"bundle {root}: {ref.file} is not a readable safetensors file ({e})") from None
     for slot in manifest.bn_layout:

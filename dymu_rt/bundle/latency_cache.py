@@ -28,6 +28,7 @@ import platform
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from dymu_rt import __version__
 from dymu_rt.bundle.checksum import canonical_digest
 from dymu_rt.bundle.manifest import Manifest
 from dymu_rt.core.io import atomic_write_json
@@ -49,8 +50,6 @@ def library_versions() -> dict[str, str]:
     """Versions of what a latency row is timed with (part of the cache key)."""
     import numpy as np
     import onnxruntime
-
-    from dymu_rt import __version__
 
     versions = {"dymu_rt": __version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
                 "python": platform.python_version()}

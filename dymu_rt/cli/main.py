@@ -16,6 +16,7 @@ from typing import Optional
 import typer
 
 from dymu_rt import __version__
+from dymu_rt.bundle.checksum import allow_unverified
 from dymu_rt.core.errors import DymuError, missing_extra
 
 from dymu_rt.cli.commands import (
@@ -142,8 +143,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     # --allow-unverified (anywhere): read bundles that have no manifest checksum, with a
     # warning on every use (dymu_rt.bundle.checksum); off by default.
     args, unverified = _strip_flag(args, "--allow-unverified")
-    from dymu_rt.bundle.checksum import allow_unverified
-
     allow_unverified(unverified)
     debug = debug or os.environ.get("DYMU_RT_DEBUG") == "1"
     try:

@@ -57,6 +57,7 @@ from dymu_rt.bundle.sections import CALIBRATION_DIR, cache_key
 from dymu_rt.bundle.weight_pool import WeightPool, load_fold_params
 from dymu_rt.core.bn_fold import slot_weights
 from dymu_rt.core.errors import ValidationError
+from dymu_rt.core.images import IMAGE_SUFFIXES, collect_images, load_image
 from dymu_rt.core.io import atomic_write_json, sha256_file
 from dymu_rt.utils.progress import make_progress
 
@@ -98,8 +99,6 @@ def image_folder_set(folder: str | Path, size: tuple[int, int],
     """A calibration set from every image file directly in ``folder`` (sorted by name)."""
     from PIL import Image
 
-    from dymu_rt.core.images import IMAGE_SUFFIXES, collect_images, load_image
-
     folder = Path(folder)
     if not folder.is_dir():
         raise ValidationError(f"--images {folder}: not a directory; expected a folder of images")
@@ -122,7 +121,8 @@ def synth_set(n: int, size: tuple[int, int], seed: int = 0,
     """A calibration set of ``n`` procedural scenes (train split, rendered at ``size``)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValidationError(f"--synth {n!r}: expected a number of scenes >= 1")
-    from dymu_rt.data.synth import SynthDataset      # torch (training extra): only --synth needs it
+    # lazy: --synth needs torch (the train extra); `calibrate --images` runs on the base install
+    from dymu_rt.data.synth import SynthDataset
 
     ds = SynthDataset(n, size=tuple(size), seed=seed)
     images = np.stack([ds[i]["image"].numpy() for i in range(n)]).astype(np.float32)

@@ -45,6 +45,8 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from dymu_rt.core.errors import ValidationError
+
 
 ACTIVE_READINGS = ("printed", "child")
 
@@ -82,8 +84,6 @@ class RegularizerConfig:
     active_reading: str = "printed"
 
     def __post_init__(self) -> None:
-        from dymu_rt.core.errors import ValidationError
-
         for name in ("lambda_active", "lambda_inactive"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:

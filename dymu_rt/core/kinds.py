@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .errors import ValidationError
+from .legends import class_legend, colour_bar, normals_key
 from .render import IGNORE_COLOR, INVALID_COLOR, colorize, font, label_palette
 
 #: kinds whose head size is a number of classes (given by the user), not fixed by the kind
@@ -136,8 +137,6 @@ class SegmentationOutput(TaskOutput):
 
     def legend(self, post: np.ndarray) -> Image.Image:
         """The classes in label map ``post``, most pixels first, with their names and share."""
-        from .legends import class_legend
-
         return class_legend(post, label_palette(max(256, self.num_classes)), self.class_names)
 
     def postprocess(self, out: np.ndarray) -> np.ndarray:
@@ -196,8 +195,6 @@ class DepthOutput(TaskOutput):
 
     def legend(self, post: np.ndarray) -> Image.Image:
         """A colour bar from the near to the far end of the picture's range, in metres."""
-        from .legends import colour_bar
-
         lo, hi = self.display_range(post)
         return colour_bar(self.cmap, lo, hi, "m")
 
@@ -225,8 +222,6 @@ class NormalsOutput(TaskOutput):
 
     def legend(self, post: np.ndarray) -> Image.Image:
         """The colour of each direction facing the camera, drawn by :meth:`visualize`."""
-        from .legends import normals_key
-
         return normals_key(self.visualize)
 
 

@@ -13,9 +13,10 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from dymu_rt.core.errors import ValidationError
 from dymu_rt.core.kinds import LABEL_MAP_KINDS
 from dymu_rt.core.labels import DENSE_TASK_KINDS
-from dymu_rt.core.errors import ValidationError
+from dymu_rt.data.transforms import DenseAugment, resize_sample
 
 Sample = dict
 
@@ -95,8 +96,6 @@ class DenseDataset(torch.utils.data.Dataset):
 
     def __init__(self, tasks: Sequence[str], size: Optional[tuple[int, int]] = None,
                  augment: bool | Callable[[Sample], Sample] = False):
-        from dymu_rt.data.transforms import DenseAugment
-
         self.tasks = tuple(tasks)
         self.size = None if size is None else parse_size(size)
         if augment is True:
@@ -113,8 +112,6 @@ class DenseDataset(torch.utils.data.Dataset):
         return index % n
 
     def __getitem__(self, index: int) -> Sample:
-        from dymu_rt.data.transforms import resize_sample
-
         sample = self.load(self._check_index(int(index)))
         if self.size is not None and tuple(sample["image"].shape[-2:]) != self.size:
             sample = resize_sample(sample, self.size)

@@ -19,9 +19,10 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from dymu_rt.data.base import Sample, check_tasks, parse_size
-from dymu_rt.core.labels import CIFAR100_FINE_TO_COARSE, CIFAR100_SUPERCLASSES, cifar100_local_labels
 from dymu_rt.core.errors import DataError, ValidationError
+from dymu_rt.core.labels import CIFAR100_FINE_TO_COARSE, CIFAR100_SUPERCLASSES, cifar100_local_labels
+from dymu_rt.data.base import Sample, check_tasks, parse_size
+from dymu_rt.data.transforms import DenseAugment, resize_sample
 
 RECORD = 2 + 3 * 32 * 32
 SPLIT_FILES = {"train": "train.bin", "val": "test.bin", "test": "test.bin"}
@@ -65,8 +66,6 @@ class Cifar100MultiTask(torch.utils.data.Dataset):
 
     def __init__(self, root, split: str = "train", tasks: Optional[Sequence[str]] = None,
                  size=None, augment=False, n: Optional[int] = None):
-        from dymu_rt.data.transforms import DenseAugment
-
         if split not in SPLIT_FILES:
             raise ValidationError(f"split '{split}' is not valid for CIFAR-100; expected train or val")
         self.tasks = check_tasks(tasks if tasks is not None else CIFAR100_SUPERCLASSES,
@@ -91,8 +90,6 @@ class Cifar100MultiTask(torch.utils.data.Dataset):
         return len(self._keep)
 
     def __getitem__(self, index: int) -> Sample:
-        from dymu_rt.data.transforms import resize_sample
-
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for CIFAR-100 of {len(self)} samples")
         r = np.asarray(self._rec[self._keep[index]])

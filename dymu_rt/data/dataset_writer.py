@@ -25,12 +25,15 @@ from typing import Optional
 
 import numpy as np
 
-from dymu_rt.data.base import parse_size
+from dymu_rt import __version__
+from dymu_rt.core.errors import ValidationError
+from dymu_rt.core.io import atomic_path, atomic_write_bytes, atomic_write_json, read_json
 from dymu_rt.core.labels import HUMAN_PART_CLASSES, NYU13_CLASSES, PASCAL_CLASSES
+from dymu_rt.data.base import parse_size
+from dymu_rt.data.preview import preview_image
 from dymu_rt.data.scene import LAYOUTS
 from dymu_rt.data.synth import SceneRender, render_index
-from dymu_rt.core.errors import ValidationError
-from dymu_rt.core.io import atomic_path, atomic_write_bytes, atomic_write_json
+from dymu_rt.utils.progress import make_progress
 
 STAGING_PREFIX = ".dymu-synth-staging"
 # Top-level entries each layout writes (and --overwrite replaces; nothing else is touched).
@@ -136,9 +139,6 @@ def write_synth_dataset(out, n: int = 2000, size=128, seed: int = 0, layout: str
     The first ``round(n * val_fraction)`` scenes of the val stream form ``val``, the
     others the first scenes of the train stream (see :func:`dymu_rt.data.synth.scene_rng`).
     """
-    from dymu_rt import __version__
-    from dymu_rt.utils.progress import make_progress
-
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValidationError(f"--n {n} is not valid; expected a number of images >= 1")
     if not 0.0 <= val_fraction < 1.0:
@@ -172,8 +172,6 @@ def write_synth_dataset(out, n: int = 2000, size=128, seed: int = 0, layout: str
                         ids.append(f"{split}_{i:06d}")
                         write_pascal_sample(stage, ids[-1], r)
                     if split == "train" and i < previews or split == "val" and i < min(previews, 1):
-                        from dymu_rt.data.preview import preview_image
-
                         p = stage / "previews" / f"{split}_{i:04d}.png"
                         with atomic_path(p) as tmp:
                             preview_image(r).save(tmp, format="PNG")
@@ -216,7 +214,5 @@ def write_synth_dataset(out, n: int = 2000, size=128, seed: int = 0, layout: str
 
 def read_synth_info(root) -> Optional[dict]:
     """The ``synth.json`` of a procedural dataset, or None for a real one."""
-    from dymu_rt.core.io import read_json
-
     p = Path(root) / "synth.json"
     return read_json(p, "synth.json") if p.is_file() else None

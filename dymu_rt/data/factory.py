@@ -6,8 +6,12 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence
 
-from dymu_rt.data.base import parse_size
 from dymu_rt.core.errors import DataError, ValidationError
+from dymu_rt.data.base import parse_size
+from dymu_rt.data.cifar import Cifar100MultiTask, cifar_dir
+from dymu_rt.data.nyuv2 import looks_like_nyuv2, NYUv2Dataset
+from dymu_rt.data.pascal import looks_like_pascal, PascalContextDataset
+from dymu_rt.data.synth import SynthDataset
 
 # Default procedural split sizes: the CLI's --n 2000 with --val-fraction 0.2.
 SYNTH_DEFAULT_N = {"train": 1600, "val": 400}
@@ -15,10 +19,6 @@ SYNTH_DEFAULT_N = {"train": 1600, "val": 400}
 
 def detect_layout(root: str | os.PathLike) -> str:
     """"nyuv2", "pascal" or "cifar100" from a dataset folder's structure; DataError if none."""
-    from dymu_rt.data.cifar import cifar_dir
-    from dymu_rt.data.nyuv2 import looks_like_nyuv2
-    from dymu_rt.data.pascal import looks_like_pascal
-
     root = Path(root)
     if not root.exists():
         raise DataError(f"dataset folder not found: {root}")
@@ -51,19 +51,12 @@ def make_dataset(source: str | os.PathLike, split: str, size, tasks: Sequence[st
     if n is not None and (isinstance(n, bool) or int(n) != n or n < 0):
         raise ValidationError(f"number of samples {n!r} is not valid; expected an integer >= 0")
     if str(source) == "synth":
-        from dymu_rt.data.synth import SynthDataset
-
         count = SYNTH_DEFAULT_N[split] if n is None else int(n)
         return SynthDataset(count, size, seed=seed, tasks=tasks, split=split, augment=augment)
     layout = detect_layout(source)
     if layout == "nyuv2":
-        from dymu_rt.data.nyuv2 import NYUv2Dataset
-
         return NYUv2Dataset(source, split, tasks, size=size, augment=augment, n=n)
     if layout == "pascal":
-        from dymu_rt.data.pascal import PascalContextDataset
-
         return PascalContextDataset(source, split, tasks, size=size, augment=augment, n=n)
-    from dymu_rt.data.cifar import Cifar100MultiTask
 
     return Cifar100MultiTask(source, split, tasks, size=size, augment=augment, n=n)

@@ -17,14 +17,16 @@ Classification targets (scalars) pass through untouched.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 import torch.nn.functional as F
 
-from dymu_rt.data.base import Sample
 from dymu_rt.core.kinds import LABEL_MAP_KINDS, NEAREST_RESIZE_KINDS
 from dymu_rt.core.labels import DENSE_TASK_KINDS
+
+if TYPE_CHECKING:  # annotations only: data.base imports this module for its transforms
+    from dymu_rt.data.base import Sample
 
 _LABEL_KINDS = LABEL_MAP_KINDS
 _NEAREST_KINDS = NEAREST_RESIZE_KINDS

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from dymu_rt.core.preference import EVAL_ETA, grid_c, grid_r, n_active, sample_preferences
+from dymu_rt.models.cost import CostModel
 
 
 def _cost(cost, edge, r, c):
@@ -30,8 +31,6 @@ def controllability(anchor, edge, cost=None, step: float = 0.1, c_step: float = 
                     n_dir: int = 1000, cs: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0),
                     seed: int = 0, r_grid: Optional[list] = None, eta: float = EVAL_ETA) -> dict:
     """Range, c-ratio and per-r monotone share of ``edge``'s trees (see the module doc)."""
-    from dymu_rt.models.cost import CostModel
-
     cost = cost or CostModel(anchor)
     n = anchor.num_tasks
     full = cost.full_cost()

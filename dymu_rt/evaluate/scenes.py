@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
+import torch
 
 from dymu_rt.core.errors import ValidationError
+from dymu_rt.data.synth import SynthDataset
 
 #: the metric reported per task kind where it is not the task's primary one (the papers'
 #: NYU-v2 columns: mIoU, mean angle error, absolute depth error)
@@ -27,10 +29,6 @@ def labelled_scenes(input_size: Sequence[int], task_names: Sequence[str], prepro
                     n: int, seed: int):
     """Preprocessed images [n, 3, H, W] (float32, what a bundle's graphs take) and per-task
     labels (targets, masks) as torch tensors, of ``n`` validation scenes rendered at ``input_size``."""
-    import torch
-
-    from dymu_rt.data.synth import SynthDataset
-
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValidationError(f"--scenes {n!r}: expected a number of labelled scenes >= 1")
     ds = SynthDataset(n, size=tuple(input_size), seed=seed, split="val", tasks=tuple(task_names))
@@ -53,8 +51,6 @@ def reported_metric(task) -> str:
 def score(tasks, outputs: Mapping[str, np.ndarray], targets, masks,
           metric: Optional[Mapping[str, str]] = None) -> dict[str, float]:
     """Task name -> its reported metric (or ``metric[kind]``) of raw ``outputs`` [n, C, h, w]."""
-    import torch
-
     res = {}
     for t in tasks:
         meter = t.new_meter()

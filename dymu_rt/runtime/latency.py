@@ -30,6 +30,7 @@ from dymu_rt.bundle.sections import latency_table
 from dymu_rt.core.preference import parse_r
 from dymu_rt.core.selector import Selector
 from dymu_rt.core.errors import ValidationError
+from dymu_rt.bundle.latency_cache import library_versions
 
 
 def percentiles(ms) -> dict[str, float]:
@@ -89,8 +90,6 @@ def latency_stats(ms) -> dict[str, float]:
 
 def measured_with(threads: int) -> dict[str, Any]:
     """What a latency row was measured with: thread count, library versions, UTC timestamp."""
-    from dymu_rt.bundle.latency_cache import library_versions
-
     return {"threads": int(threads), "versions": library_versions(),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 

@@ -290,7 +290,8 @@ def test_affine_inputs_take_one_row_per_image(fx):
     broadcasts over the batch, and B rows give each image its own preference (what a server's
     dynamic batcher needs) with the same answers. pref_batch is not the image's symbol: ONNX
     Runtime may assume dims under one symbol equal (the INT8 batch-2 crash of issue 28)."""
-    from dymu_rt.backends.onnxruntime import AFFINE_BATCH, Bound
+    from dymu_rt.backends.affine import AFFINE_BATCH
+    from dymu_rt.backends.onnxruntime import Bound
 
     bundle, m, tid, topo, p, fold = fx
     eng = get_backend("onnxruntime").load(EngineRequest(bundle / topo["file"], load_profile("x86-64-cpu"), tid,

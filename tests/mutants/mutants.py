@@ -98,7 +98,7 @@ MUTANTS: tuple[Mutant, ...] = (
       ("tests/cli/test_cli_check.py", "-k", "default_tolerances and numpy"), 8),
     M("int8-batch-symbol-shared", "the affine BN scale/shift inputs share the image's batch symbol: "
       "ONNX Runtime's INT8 session crashes on a batch of 2 (dymu-rt check --scenes 2)",
-      "dymu_rt/backends/onnxruntime.py", 'AFFINE_BATCH = "pref_batch"', 'AFFINE_BATCH = "batch"',
+      "dymu_rt/backends/affine.py", 'AFFINE_BATCH = "pref_batch"', 'AFFINE_BATCH = "batch"',
       ("tests/cli/test_cli_check_int8.py::test_int8_batch_of_two_equals_each_image_alone",), 15),
     # -- runtime and pictures (issue 28 problem 2) ------------------------------------------------
     M("swapped-task-outputs", "the runtime hands task outputs under each other's names",

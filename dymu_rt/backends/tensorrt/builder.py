@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from dymu_rt.backends.precision import convert_fp16, graph_precision, quantize_int8
 from dymu_rt.backends.tensorrt.facts import import_tensorrt, write_sidecar
 from dymu_rt.bundle import layout as B
 from dymu_rt.bundle.sections import int8_ranges
@@ -183,8 +184,6 @@ def prepare_graph(graph: str | Path, precision: str, work_dir: str | Path, topol
     """
     import onnx
 
-    from dymu_rt.backends.precision import convert_fp16, graph_precision
-
     graph = Path(graph)
     have = graph_precision(onnx.load(str(graph), load_external_data=False))
     if have == precision:
@@ -206,7 +205,6 @@ def prepare_graph(graph: str | Path, precision: str, work_dir: str | Path, topol
         # Store once: the bundle keeps the calibrated ranges only; the symmetric-int8 Q/DQ graph
         # TensorRT takes (the folded graph: refit binds per-channel weight scales) is derived
         # here from them and the graph's weights (compile/calibrate.py).
-        from dymu_rt.backends.precision import quantize_int8
 
         ranges = int8_ranges(root, manifest, topology, check=True)
         out = Path(work_dir) / f"{topology}.int8.onnx"

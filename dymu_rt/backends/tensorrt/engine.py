@@ -25,6 +25,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from dymu_rt.backends.base import Backend, Engine, EngineRequest
+from dymu_rt.backends.precision import GraphWeights
+from dymu_rt.backends.tensorrt import builder
+from dymu_rt.backends.tensorrt import cuda
 from dymu_rt.backends.tensorrt.facts import (
     check_available,
     check_device,
@@ -32,6 +35,7 @@ from dymu_rt.backends.tensorrt.facts import (
     import_tensorrt,
     read_sidecar,
 )
+from dymu_rt.backends.tensorrt.refit import EngineRefitter
 from dymu_rt.core.errors import BundleError, ValidationError
 from dymu_rt.core.io import sha256_bytes, sha256_file
 
@@ -175,8 +179,6 @@ class TensorRTEngine(Engine):
 
     def bind(self, weights: Mapping[str, np.ndarray]) -> None:
         """Refit the folded weights of another preference (stable FP32 names) into the engine."""
-        from dymu_rt.backends.tensorrt.refit import EngineRefitter
-
         if self._weights is None:
             raise BundleError(f"topology {self.topology}: no graph weights known; cannot bind")
         with active(self._cuda):
@@ -219,11 +221,9 @@ class TensorRTBackend(Backend):
     def __init__(self) -> None:
         self._trt = import_tensorrt()
         self._facts = check_available()
-        from dymu_rt.backends.tensorrt import cuda
-        from dymu_rt.backends.tensorrt.builder import get_logger
 
         self._cuda = cuda
-        self._logger = get_logger(self._trt)
+        self._logger = builder.get_logger(self._trt)
         with active(cuda):
             self._runtime = self._trt.Runtime(self._logger)
         self._stream = cuda.Stream()
@@ -239,8 +239,6 @@ class TensorRTBackend(Backend):
         Returns ``{file, sha256, sidecar, precision}`` with paths relative to ``out_dir``.
         The timing cache is shared per device one level up (``engines/tensorrt/``).
         """
-        from dymu_rt.backends.tensorrt.builder import build_engine, prepare_graph, timing_cache_path
-
         graph, profile, topology = Path(request.graph), request.profile, request.topology
         if profile.backend != "tensorrt":
             raise ValidationError(f"profile '{profile.name}' is for backend '{profile.backend}', not 'tensorrt'")
@@ -248,11 +246,11 @@ class TensorRTBackend(Backend):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         tid = topology or Path(graph).stem
-        src = prepare_graph(graph, profile.precision, out_dir, tid, request.manifest)
+        src = builder.prepare_graph(graph, profile.precision, out_dir, tid, request.manifest)
         engine = out_dir / f"{tid}.engine"
         with active(self._cuda):
-            build_engine(src, engine, profile, self._facts, timing_cache_path(out_dir.parent, self._facts),
-                         profile.precision, self._trt)
+            cache = builder.timing_cache_path(out_dir.parent, self._facts)
+            builder.build_engine(src, engine, profile, self._facts, cache, profile.precision, self._trt)
         return {"file": engine.name, "sha256": sha256_file(engine), "sidecar": engine.name + ".json",
                 "precision": profile.precision}
 
@@ -261,9 +259,6 @@ class TensorRTBackend(Backend):
         checked against this machine) or, without one, build it in memory from
         ``request.graph`` (in a temporary folder removed afterwards; ``request.timing_cache``
         when given)."""
-        from dymu_rt.backends.precision import GraphWeights
-        from dymu_rt.backends.tensorrt.builder import build_serialized, prepare_graph
-
         graph, profile, topology = Path(request.graph), request.profile, request.topology
         timing_cache = request.timing_cache
         check_device(profile, self._facts)
@@ -282,14 +277,14 @@ class TensorRTBackend(Backend):
             check_facts(rec, self._facts, path)
             src = path.parent / rec.get("graph", "")
             if not src.is_file():
-                src = prepare_graph(graph, rec.get("precision", profile.precision), path.parent, topology,
-                                    request.manifest)
+                src = builder.prepare_graph(graph, rec.get("precision", profile.precision), path.parent, topology,
+                                            request.manifest)
             weights = GraphWeights(src)
         else:
             with tempfile.TemporaryDirectory(prefix="dymu-trt-") as work:
-                src = prepare_graph(graph, profile.precision, work, topology, request.manifest)
+                src = builder.prepare_graph(graph, profile.precision, work, topology, request.manifest)
                 with active(self._cuda):
-                    data = build_serialized(src, profile, timing_cache, self._trt)
+                    data = builder.build_serialized(src, profile, timing_cache, self._trt)
                 weights = GraphWeights(src)          # read before the folder goes
         with active(self._cuda):
             engine = self._runtime.deserialize_cuda_engine(data)

@@ -14,6 +14,7 @@ import importlib
 from pathlib import Path
 from typing import Any, Mapping
 
+from dymu_rt.backends.tensorrt import cuda
 from dymu_rt.core.errors import BackendUnavailable, BundleError, ValidationError
 from dymu_rt.core.io import atomic_write_json, read_json
 
@@ -39,7 +40,6 @@ def check_available() -> dict[str, Any]:
     current device facts.
     """
     trt = import_tensorrt()
-    from dymu_rt.backends.tensorrt import cuda
 
     return current_facts(trt, cuda.device_info())
 

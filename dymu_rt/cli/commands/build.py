@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.table import Table
 
-from dymu_rt.backends.registry import DEFAULT_BACKEND, backend_names
+from dymu_rt.backends.registry import backend_names, DEFAULT_BACKEND
+from dymu_rt.cli import library as lib
 from dymu_rt.cli.common import console, print_json
 
 
@@ -23,15 +25,12 @@ def build_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Enumerate the grid, deduplicate topologies and export one graph per topology (resumable)."""
-    from dymu_rt.methods import build_bundle
-
     out = out or run_dir / "bundle"
-    summary = build_bundle(run_dir, out, step=grid, c_step=c_grid, backend=backend, profile=profile,
-                           workers=workers, progress=not as_json)
+    summary = lib.build_bundle(run_dir, out, step=grid, c_step=c_grid, backend=backend, profile=profile,
+                               workers=workers, progress=not as_json)
     if as_json:
         print_json(summary)
         return
-    from rich.table import Table
 
     t = Table(title=f"bundle {out}" + (" (already complete: nothing to do)" if summary["noop"] else ""))
     t.add_column("quantity")

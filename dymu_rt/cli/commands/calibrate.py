@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from dymu_rt.cli import library as lib
 from dymu_rt.cli.common import console, print_json
 
 
@@ -21,10 +22,8 @@ def calibrate_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Quantize every topology graph to INT8 (Q/DQ) from a calibration set; cached per topology."""
-    from dymu_rt.compile.calibrate import calibrate_bundle
-
-    summary = calibrate_bundle(bundle, images=images, synth=synth, method=method, profile=profile,
-                               seed=seed, progress=not as_json)
+    summary = lib.calibrate_bundle(bundle, images=images, synth=synth, method=method, profile=profile,
+                                   seed=seed, progress=not as_json)
     if as_json:
         print_json(summary)
         return

@@ -6,8 +6,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.table import Table
 
+from dymu_rt.cli import library as lib
 from dymu_rt.cli.common import console, print_json
+from dymu_rt.core.limits import check_threads
 
 
 def check_command(
@@ -26,13 +29,10 @@ def check_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Compare each available backend/precision with the FP32 reference per task; exit 1 on a violation."""
-    from dymu_rt.app.check import check_bundle
-    from dymu_rt.core.limits import check_threads
-
     check_threads(threads)
 
-    report = check_bundle(bundle, profile=profile, points=points, scenes=scenes, atol=atol, rtol=rtol,
-                          seed=seed, threads=threads, progress=not as_json)
+    report = lib.check_bundle(bundle, profile=profile, points=points, scenes=scenes, atol=atol, rtol=rtol,
+                              seed=seed, threads=threads, progress=not as_json)
     if as_json:
         print_json(report.to_json())
     else:
@@ -42,8 +42,6 @@ def check_command(
 
 
 def _print(report) -> None:
-    from rich.table import Table
-
     tab = Table(title=f"check {report.bundle} ({report.scenes} labelled scenes per point, {report.comparator})",
                 caption="max abs/rel: largest element-wise difference to the FP32 reference (ORT, folded "
                         "weights); metric: contender minus reference on the labels (limit in brackets).")

@@ -6,8 +6,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.table import Table
 
+from dymu_rt.cli import library as lib
 from dymu_rt.cli.common import console, print_json
+from dymu_rt.core.errors import ValidationError
+from dymu_rt.core.io import atomic_write_json
+from dymu_rt.core.limits import check_threads
 
 
 def compare_command(
@@ -41,33 +46,23 @@ def compare_command(
                                              "N steps (default 100)."),
 ) -> None:
     """Put single-task, PHN-BN, DYMU c=0/1, AdaShare and DAG runs of one preset side by side."""
-    from dymu_rt.core.errors import ValidationError
-    from dymu_rt.app.compare import compare_runs
-    from dymu_rt.evaluate.comparison import compare_markdown, plot_compare
-    from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.methods import method_for
-    from dymu_rt.core.io import atomic_write_json
-
-    from dymu_rt.core.limits import check_threads
-
     check_threads(threads, allow_zero=False)
     if n_val is not None and n_val < 1:
         raise ValidationError(f"--n-val {n_val}: expected an integer >= 1")
     setup = {k: v for k, v in (("device", device), ("precision", precision), ("channels_last", channels_last),
                                ("workers", workers)) if v is not None and v is not False}
-    report = compare_runs(runs, n_val=n_val, seed=seed, threads=threads, rounds=rounds, iters=iters,
-                          progress=not as_json, profile=profile, retrain=retrain, retrain_steps=retrain_steps,
-                          retrain_init=retrain_init, retrain_setup=setup, save_every=save_every)
-    dymu = next(r for r in runs if method_for(RunDir(r)).bundle == "grid")
+    report = lib.compare_runs(runs, n_val=n_val, seed=seed, threads=threads, rounds=rounds, iters=iters,
+                              progress=not as_json, profile=profile, retrain=retrain, retrain_steps=retrain_steps,
+                              retrain_init=retrain_init, retrain_setup=setup, save_every=save_every)
+    dymu = next(r for r in runs if lib.method_for(lib.RunDir(r)).bundle == "grid")
     out = out or Path(dymu) / "compare"
     out.mkdir(parents=True, exist_ok=True)
-    report["png"] = str(plot_compare(report, out / "compare.png"))
+    report["png"] = str(lib.plot_compare(report, out / "compare.png"))
     atomic_write_json(out / "compare.json", report)
-    (out / "compare.md").write_text(compare_markdown(report), encoding="utf-8")
+    (out / "compare.md").write_text(lib.compare_markdown(report), encoding="utf-8")
     if as_json:
         print_json(report)
         return
-    from rich.table import Table
 
     prim = report["primary"]
     t = Table(title=f"{report['preset']}: methods side by side ({report['n_val']} val scenes; latency: the "

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import typer
 
+from dymu_rt.cli import library as lib
+from dymu_rt.cli.common import console, print_json
 from dymu_rt.cli.examples import epilog
+from dymu_rt.core.errors import ValidationError
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -26,15 +29,11 @@ def synth(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Render a procedural multi-task dataset in a real dataset's on-disk layout."""
-    from dymu_rt.cli.common import console, print_json
-    from dymu_rt.data.dataset_writer import write_synth_dataset
-    from dymu_rt.core.errors import ValidationError
-
     if previews < 0:
         raise ValidationError(f"--previews {previews} is not valid; expected >= 0")
-    summary = write_synth_dataset(out, n=n, size=size, seed=seed, layout=layout.lower(),
-                                  val_fraction=val_fraction, overwrite=overwrite,
-                                  previews=previews, progress=not json_out)
+    summary = lib.write_synth_dataset(out, n=n, size=size, seed=seed, layout=layout.lower(),
+                                      val_fraction=val_fraction, overwrite=overwrite,
+                                      previews=previews, progress=not json_out)
     if json_out:
         print_json(summary)
         return

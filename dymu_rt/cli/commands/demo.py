@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.table import Table
 
+from dymu_rt.cli import library as lib
 from dymu_rt.cli.common import console
 
 
@@ -23,14 +25,9 @@ def demo_command(
     build a grid, profile, run images at several preferences; prints which preference ran
     which tree at what cost and accuracy, and writes pictures (side_by_side.png).
     """
-    from rich.table import Table
+    lib.set_threads(threads)
 
-    from dymu_rt.app.demo import run_demo
-    from dymu_rt.train.common import set_threads
-
-    set_threads(threads)
-
-    s = run_demo(out, scale=scale, seed=seed, progress=not quiet, log=console.print)
+    s = lib.run_demo(out, scale=scale, seed=seed, progress=not quiet, log=console.print)
     t = Table(title="dymu-rt demo: summary")
     t.add_column("step")
     t.add_column("seconds", justify="right")

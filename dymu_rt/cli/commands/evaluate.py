@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.table import Table
 
+from dymu_rt.cli import library as lib
 from dymu_rt.cli.common import console, print_json
 
 
@@ -39,19 +41,16 @@ def eval_command(
 ) -> None:
     """Evaluate a trained controller over preferences (HV, uniformity, params, GFLOPs, Δ_T);
     an AdaShare / DAG run: its one architecture (metrics, HV, uniformity, cost, Δ_T)."""
-    from dymu_rt.evaluate.report import evaluate_run
-    from dymu_rt.methods import method_for
-
-    method = method_for(run)
+    method = lib.method_for(run)
     if method.bundle == "static":
         report = method.evaluate(run, n_val=n_val, reference=reference, seed=seed, single_task=single_task,
-                                     plots=plots, grid=grid, c_grid=c_grid, c=c, trees=tree or [],
-                                     progress=not as_json)
+                                 plots=plots, grid=grid, c_grid=c_grid, c=c, trees=tree or [],
+                                 progress=not as_json)
         _print_static(report, as_json, plots or Path(run) / "eval")
         return
-    report = evaluate_run(run, grid=grid, c_grid=c_grid, n_r=n_r, c=c, n_val=n_val, n_cost=n_cost,
-                          reference=reference, trees=tree or [], plots=plots, seed=seed, progress=not as_json,
-                          single_task=single_task, eta=eta)
+    report = lib.evaluate_run(run, grid=grid, c_grid=c_grid, n_r=n_r, c=c, n_val=n_val, n_cost=n_cost,
+                              reference=reference, trees=tree or [], plots=plots, seed=seed, progress=not as_json,
+                              single_task=single_task, eta=eta)
     out_dir = plots or Path(run) / "eval"
     if as_json:
         print_json({k: v for k, v in report.items() if k != "preferences"})
@@ -65,7 +64,6 @@ def _print_static(report: dict, as_json: bool, out_dir: Path) -> None:
     if as_json:
         print_json(report)
         return
-    from rich.table import Table
 
     row = report["table"][0]
     t = Table(title=f"{row['method']} ({report['preset']}, {report['n_val']} val scenes, topology "
@@ -87,8 +85,6 @@ def _print_static(report: dict, as_json: bool, out_dir: Path) -> None:
 
 
 def _print(report: dict) -> None:
-    from rich.table import Table
-
     t = Table(title=f"controller evaluation ({report['preset']}, {report['n_val']} val scenes; "
                     "GMACs = conv+linear MACs; GFLOPs (paper) = fvcore's count)")
     for col in ("method", "c", "HV", "uniformity", "params (M)", "GMACs", "GFLOPs (paper)"):

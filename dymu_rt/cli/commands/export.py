@@ -6,10 +6,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.table import Table
 
-from dymu_rt.cli.examples import epilog
-
+from dymu_rt.cli import library as lib
 from dymu_rt.cli.common import console, print_json
+from dymu_rt.cli.examples import epilog
+from dymu_rt.core.errors import BackendUnavailable, BundleError
+from dymu_rt.utils.progress import make_progress
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 
@@ -34,26 +37,21 @@ def triton_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Export BUNDLE to REPO; check every config against Triton's ModelConfig when tritonclient is installed."""
-    from dymu_rt.core.errors import BackendUnavailable
-    from dymu_rt.runtime import default_bundle_path
-    from dymu_rt.serve.triton import check_repository, export_triton
-    from dymu_rt.utils.progress import make_progress
-
-    src = bundle or default_bundle_path()
+    src = bundle or lib.default_bundle_path()
     with make_progress(transient=True, disable=as_json) as progress:
         task = progress.add_task("export", total=None, info="")
         # optional dependencies (the config check's tritonclient, the server's numpy and
         # onnxruntime for --backend python) are checked before anything is written; the staged
         # repository is checked before it replaces the live one
-        summary = export_triton(src, out, backend=backend, max_batch=max_batch, instances=instances,
-                                threads=threads, site_packages=site_packages, check_configs=not no_check,
-                                check=not no_check,
-                                on_step=lambda name, total: progress.update(task, advance=1, total=total, info=name))
+        summary = lib.export_triton(src, out, backend=backend, max_batch=max_batch, instances=instances,
+                                    threads=threads, site_packages=site_packages, check_configs=not no_check,
+                                    check=not no_check,
+                                    on_step=lambda name, total: progress.update(task, advance=1, total=total, info=name))
     if no_check:
         summary["problems"], summary["checked"] = [], "not checked (--no-check)"
     elif "problems" not in summary:       # a no-op export: check the repository as it is
         try:
-            summary["problems"] = check_repository(out)
+            summary["problems"] = lib.check_repository(out)
             summary["checked"] = "every config.pbtxt parsed with Triton's ModelConfig; inputs/outputs match the models"
         except BackendUnavailable as e:
             summary["problems"], summary["checked"] = [], f"not checked: {e}"
@@ -61,8 +59,6 @@ def triton_command(
     if as_json:
         print_json(summary)
     else:
-        from rich.table import Table
-
         title = f"Triton repository {out}" + (" (already up to date: nothing to do)" if summary["noop"] else "")
         t = Table(title=title)
         t.add_column("quantity")
@@ -76,7 +72,5 @@ def triton_command(
         t.add_row("check", summary["checked"])
         console.print(t)
     if problems:
-        from dymu_rt.core.errors import BundleError
-
         raise BundleError(f"the exported repository failed its check: {problems[0]}"
                           + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))

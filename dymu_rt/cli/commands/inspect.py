@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import typer
+from rich.table import Table
 
+from dymu_rt.cli import library as lib
 from dymu_rt.cli.common import console, print_json
+from dymu_rt.core.errors import BundleError
 
 
 def inspect_command(
@@ -16,16 +19,11 @@ def inspect_command(
                              "size, HxW (e.g. 512x512; default: the preset's)."),
 ) -> None:
     """Describe TARGET: tasks, layers, params and GMACs/GFLOPs; topologies of a bundle."""
-    from dymu_rt.app.inspect import describe, describe_bundle
-    from dymu_rt.core.errors import BundleError
-
     if target is None:
-        from dymu_rt.runtime import default_bundle_path
-
-        target = str(default_bundle_path())
-    info = describe(target, size)
+        target = str(lib.default_bundle_path())
+    info = lib.describe(target, size)
     if verify and info["what"] == "bundle":
-        info = describe_bundle(target, check_hashes=True)
+        info = lib.describe_bundle(target, check_hashes=True)
         info["verified"] = True
     unverified = info.get("verified") and info.get("manifest_checksum") != "verified"
     if as_json:
@@ -101,12 +99,8 @@ def _run(d: dict) -> None:
 
 def _latency(d: dict) -> None:
     """The measured latency tables (manifest or user cache) of a bundle, or how to make one."""
-    from rich.table import Table
-
     if not d.get("latency"):
-        from dymu_rt.bundle.layout import is_shipped_bundle
-
-        how = "dymu-rt profile" if is_shipped_bundle(d["path"]) else f"dymu-rt profile --bundle {d['path']}"
+        how = "dymu-rt profile" if lib.is_shipped_bundle(d["path"]) else f"dymu-rt profile --bundle {d['path']}"
         console.print(f"latency: not profiled on any device yet (`{how}` times every topology here)")
         return
     for prof, lat in d["latency"].items():
@@ -123,8 +117,6 @@ def _latency(d: dict) -> None:
 
 
 def _bundle(d: dict) -> None:
-    from rich.table import Table
-
     st = d.get("static")
     if st:
         top = d["topologies"][0]

@@ -6,8 +6,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.table import Table
 
+from dymu_rt.cli import library as lib
 from dymu_rt.cli.common import console, print_json
+from dymu_rt.utils.progress import make_progress
 
 
 def profile_command(
@@ -26,22 +29,17 @@ def profile_command(
     (for a read-only bundle such as the shipped one: in $XDG_CACHE_HOME/dymu-rt/latency/,
     keyed by the bundle's checksum, the profile and the library versions).
     """
-    from dymu_rt.runtime import Runtime, default_bundle_path
-    from dymu_rt.runtime.latency import profile_rows
-    from dymu_rt.utils.progress import make_progress
-
-    rt = Runtime.open(bundle or default_bundle_path(), profile=profile, rebuild_engines=rebuild_engines)
+    rt = lib.Runtime.open(bundle or lib.default_bundle_path(), profile=profile, rebuild_engines=rebuild_engines)
     with make_progress(transient=True, disable=as_json) as bar:
         task = bar.add_task("timing topologies", total=len(rt.manifest.topologies), info="")
         table = rt.profile_topologies(iters=iters, warmup=warmup, batch=batch,
                                       on_topology=lambda tid, row: bar.update(task, advance=1,
                                                                                info=f"{tid} {row['p50_ms']:.2f} ms"))
-    rows = profile_rows(rt.manifest, table)
+    rows = lib.profile_rows(rt.manifest, table)
     if as_json:
         print_json({"profile": rt.profile.name, "backend": rt.backend.name, "batch": batch, "iters": iters,
                     "stored_in": rt.latency_store, "topologies": rows})
         return
-    from rich.table import Table
 
     tab = Table(title=f"{rt.profile.name}: {len(rows)} topologies, batch {batch}, {iters} runs each "
                       f"(stored in {rt.latency_store})",

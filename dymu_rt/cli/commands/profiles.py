@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import typer
+from rich.table import Table
 
+from dymu_rt.cli import library as lib
 from dymu_rt.cli.common import console, print_json
 
 
@@ -11,13 +13,10 @@ def profiles_command(
     as_json: bool = typer.Option(False, "--json", help="Print the profiles as JSON."),
 ) -> None:
     """List the device profiles: name, backend, precision, threads, batch range, description."""
-    from dymu_rt.backends.devices import list_profiles
-
-    profs = list_profiles()
+    profs = lib.list_profiles()
     if as_json:
         print_json([p.to_dict() for p in profs])
         return
-    from rich.table import Table
 
     t = Table(title="device profiles (use with --profile NAME, or pass a .toml path)")
     for col in ("name", "backend", "precision", "threads", "batch", "description"):

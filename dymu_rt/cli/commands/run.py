@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.table import Table
 
+from dymu_rt.cli import library as lib
 from dymu_rt.cli.common import console, print_json
 from dymu_rt.core.preference import format_r
 
@@ -51,25 +53,19 @@ def run_command(
     """Run IMAGES at preference (r, c); write one PNG per task per image and an overview PNG
     (input, task maps at the input's size, class legend, colour bars); print cost and latency.
     """
-    from dymu_rt.bundle.layout import static_section
-    from dymu_rt.runtime import Runtime, default_bundle_path
-    from dymu_rt.app.run_images import check_choice, run_images
-    from dymu_rt.runtime.preprocess import collect_images
-
-    path = bundle or default_bundle_path()
-    static = static_section(path)
-    check_choice(c, latency_budget, static, r, path)
-    files = collect_images(images)
+    path = bundle or lib.default_bundle_path()
+    static = lib.static_section(path)
+    lib.check_choice(c, latency_budget, static, r, path)
+    files = lib.collect_images(images)
     # One-shot: wait for the preference's folded engine (the steady state; docs/runtime-tiers.md).
-    rt = Runtime.open(path, profile=profile, binding=binding, second_tier="sync")
-    summary = run_images(rt, files, out, r, c, latency_budget, normalize, percentile, warmup=warmup, iters=iters,
-                         save_outputs=save_outputs, overwrite=overwrite)
+    rt = lib.Runtime.open(path, profile=profile, binding=binding, second_tier="sync")
+    summary = lib.run_images(rt, files, out, r, c, latency_budget, normalize, percentile, warmup=warmup, iters=iters,
+                             save_outputs=save_outputs, overwrite=overwrite)
     s, choice = summary, summary["budget_choice"]
     results = summary["outputs"] if len(files) > 1 else [summary["outputs"]]
     if as_json:
         print_json(summary)
         return
-    from rich.table import Table
 
     t = Table(title=f"dymu-rt run: {len(files)} image(s) -> {out}")
     t.add_column("quantity")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.table import Table
 
+from dymu_rt.cli import library as lib
 from dymu_rt.cli.common import console
+from dymu_rt.core.errors import ValidationError
 
 app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
 
@@ -65,22 +69,17 @@ _PRETRAIN_STEPS = typer.Option(None, "--pretrain-steps", help="Steps of the shar
 def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet, overrides: dict,
          flags: Optional[dict] = None, setup: Optional[dict] = None, method: str = "dymu",
          flow: Optional[int] = None) -> None:
-    from dymu_rt.methods import run_training
-    from dymu_rt.train.common import set_threads
-
     setup = dict(setup or {})
-    set_threads(setup.pop("threads", None))
-    cfg = run_training(out, stages, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val,
-                       progress=not quiet, save_every=save_every, flags=flags, method=method, flow=flow,
-                       **(setup or {}))
+    lib.set_threads(setup.pop("threads", None))
+    cfg = lib.run_training(out, stages, preset, data, overrides, seed=seed, n_train=n_train, n_val=n_val,
+                           progress=not quiet, save_every=save_every, flags=flags, method=method, flow=flow,
+                           **(setup or {}))
     if _is_main_rank():
         _summary(cfg)
 
 
 def _is_main_rank() -> bool:
     """False on torchrun ranks > 0 (only rank 0 prints the summary)."""
-    import os
-
     return os.environ.get("RANK", "0") == "0"
 
 
@@ -90,8 +89,6 @@ def _setup(device, precision, channels_last, workers, sync_bn=None, threads=None
 
 
 def _summary(cfg: dict) -> None:
-    from rich.table import Table
-
     anchor = cfg["stages"].get("anchor", {})
     if anchor.get("done") and "val" in anchor:
         table = Table(title="anchor net (single-task streams) on the validation split")
@@ -166,15 +163,13 @@ def train_all(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from dymu_rt.core.errors import ValidationError
-    from dymu_rt.train.pipeline import anchor_overrides, regularizer_overrides
 
     if out is None:
         raise ValidationError("missing option --out (the run directory)")
-    overrides = {**anchor_overrides(anchor_steps, batch, lr, optimizer, schedule, weight_decay, init,
-                                    pretrain_steps),
-                 **regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
-                                          no_affinity, no_dichotomy, active_reading, inactive_loss),
+    overrides = {**lib.anchor_overrides(anchor_steps, batch, lr, optimizer, schedule, weight_decay, init,
+                                        pretrain_steps),
+                 **lib.regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
+                                              no_affinity, no_dichotomy, active_reading, inactive_loss),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
     _run("all", preset, out, data, seed, n_train, n_val, save_every, quiet, overrides,
          setup=_setup(device, precision, channels_last, workers, sync_bn, threads), method=method.lower(), flow=flow)
@@ -193,10 +188,8 @@ def anchor(
     sync_bn: Optional[bool] = _SYNC_BN, threads: Optional[int] = _THREADS,
 ) -> None:
     """Train each anchor stream on its own task."""
-    from dymu_rt.train.pipeline import anchor_overrides
-
     _run("anchor", preset, out, data, seed, n_train, n_val, save_every, quiet,
-         anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay, init, pretrain_steps),
+         lib.anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay, init, pretrain_steps),
          {"anchor_steps": "--steps"},
          setup=_setup(device, precision, channels_last, workers, sync_bn, threads))
 
@@ -217,10 +210,8 @@ def controller(
     threads: Optional[int] = _THREADS,
 ) -> None:
     """Train the edge and weight hypernets (stages 1, 2)."""
-    from dymu_rt.train.pipeline import regularizer_overrides
-
-    overrides = {**regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
-                                          no_affinity, no_dichotomy, active_reading, inactive_loss),
+    overrides = {**lib.regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
+                                              no_affinity, no_dichotomy, active_reading, inactive_loss),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
     _run("controller", None, out, None, seed, n_train, n_val, save_every, quiet, overrides,
          setup=_setup(device, precision, channels_last, workers, threads=threads))

@@ -15,7 +15,7 @@ Layout (``REPO/<model>/config.pbtxt``, ``REPO/<model>/<version>/...``)::
                                    output per task (self-contained ONNX, raw conv weights)
 
 Topology models are the runtime's ``affine`` graphs
-(:func:`dymu_rt.backends.onnxruntime.affine_graph`): the per-preference BN scale/shift are
+(:func:`dymu_rt.backends.affine.affine_graph`): the per-preference BN scale/shift are
 ordinary batched inputs, so Triton's dynamic batcher puts requests with different
 preferences of one topology into one run. The hypernets run on the CPU whatever the
 backend (tiny MLPs, as in the Runtime's controller).
@@ -65,15 +65,17 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from dymu_rt.backends import onnx_proto
-from dymu_rt.backends.onnxruntime import affine_graph
+from dymu_rt.backends.affine import affine_graph
 from dymu_rt.bundle.layout import MANIFEST, Manifest, verify_bundle
-from dymu_rt.core.errors import BackendUnavailable, ValidationError
+from dymu_rt.core.errors import BackendUnavailable, BundleError, ValidationError
 from dymu_rt.bundle.weight_pool import bundle_fold_params
 from dymu_rt.runtime.binding import raw_weights, slot_weights
 from dymu_rt.serve.triton import config as C
 from dymu_rt.core import routing as R
 from dymu_rt.serve.triton.vendor import vendored_files
 from dymu_rt.core.io import sha256_file
+from dymu_rt.core import safetensors_np
+from dymu_rt.serve.triton.repository_check import check_repository
 
 BACKENDS = ("onnxruntime", "tensorrt", "python")
 ROUTER = C.ROUTER
@@ -358,8 +360,6 @@ def _existing(out: Path) -> tuple[int, Optional[dict]]:
 
 
 def _router_files(plan: _Plan, bn: dict, topo_io: dict[str, tuple[list, list]], hyper_out: dict) -> dict[str, bytes]:
-    from dymu_rt.core.safetensors_np import dumps
-
     view, m = plan.view, plan.view.manifest
     spec = {
         "kind": R.SPEC_KIND, "bundle_sha256": view.sha256, "producer": view.producer, **plan.settings,
@@ -379,7 +379,7 @@ def _router_files(plan: _Plan, bn: dict, topo_io: dict[str, tuple[list, list]], 
     files[f"{plan.version}/model.py"] = ROUTER_TEMPLATE.read_bytes()
     files[f"{plan.version}/dymu_site.py"] = SITE_TEMPLATE.read_bytes()
     files[f"{plan.version}/{R.SPEC_FILE}"] = (json.dumps(spec, indent=1, sort_keys=True) + "\n").encode()
-    files[f"{plan.version}/{R.BN_FILE}"] = dumps(bn, {"bundle_sha256": view.sha256})
+    files[f"{plan.version}/{R.BN_FILE}"] = safetensors_np.dumps(bn, {"bundle_sha256": view.sha256})
     return files
 
 
@@ -615,9 +615,6 @@ def _clean_stale(out: Path) -> None:
 
 
 def _check_stage(stage: Path, summary: dict, shown: Path) -> None:
-    from dymu_rt.core.errors import BackendUnavailable, BundleError
-    from dymu_rt.serve.triton.repository_check import check_repository
-
     try:
         problems = check_repository(stage)
         summary["checked"] = "every config.pbtxt parsed with Triton's ModelConfig; inputs/outputs match the models"
