@@ -56,8 +56,8 @@ def _train(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.train.pipeline import open_run, train
+    from dymu_rt.run.layout import RunDir
+    from dymu_rt.training.pipeline import open_run, train
 
     out = Path(job["out"])
     t = time.perf_counter()
@@ -83,7 +83,7 @@ def _evaluate(job: dict) -> dict:
     from dymu_rt.evaluate.comparison import dymu_delta_t
     from dymu_rt.evaluate.controllability import controllability
     from dymu_rt.evaluate.controller import evaluate_controller
-    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.run.layout import RunDir
 
     out = Path(job["out"])
     run = RunDir(out)
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
                     "own PHN-BN) with the same protocol, and write --json")
     args = ap.parse_args(argv)
     if args.eval_runs:
-        from dymu_rt.train.checkpoint import RunDir
+        from dymu_rt.run.layout import RunDir
 
         jobs = []
         for r in args.eval_runs:

@@ -76,8 +76,8 @@ def _one(job: dict, tag: str, over: dict) -> dict:
     """Train (edge, optionally weight) and measure one setting in OUT/<tag>."""
     torch.set_num_threads(1)
     from dymu_rt.models.cost import CostModel
-    from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.train.controller import train_edge, train_weight
+    from dymu_rt.run.layout import RunDir
+    from dymu_rt.training.controller import train_edge, train_weight
 
     cfg, opts, seed = job["cfg"], job["opts"], job["seed"]
     dst = Path(job["out"]) / tag
@@ -107,8 +107,8 @@ def _one(job: dict, tag: str, over: dict) -> dict:
 def _phn(job: dict) -> str:
     """Train the PHN-BN baseline once, on a copy of the source run's anchor (OUT/_phn-bn)."""
     torch.set_num_threads(1)
-    from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.train.phn import train_phn_bn
+    from dymu_rt.run.layout import RunDir
+    from dymu_rt.training.phn import train_phn_bn
 
     dst = Path(job["out"]) / "_phn-bn"
     _prepare(Path(job["run"]), dst, {})
@@ -122,7 +122,7 @@ def _evaluate(job: dict, tag: str, phn_dir: str | None) -> dict:
     torch.set_num_threads(1)
     from dymu_rt.evaluate.controllability import controllability
     from dymu_rt.evaluate.controller import evaluate_controller
-    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.run.layout import RunDir
 
     dst = Path(job["out"]) / tag
     run = RunDir(dst)
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from dymu_rt.core.preference import parse_r, sample_preferences
-    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.run.layout import RunDir
 
     settings = _settings(args.setting)
     if not settings:

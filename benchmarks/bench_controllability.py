@@ -36,7 +36,7 @@ def main(argv=None) -> int:
 
     from dymu_rt.core.errors import DymuError
     from dymu_rt.evaluate.controllability import controllability
-    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.run.layout import RunDir
 
     try:
         run = RunDir(args.run)

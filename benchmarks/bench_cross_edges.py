@@ -86,9 +86,9 @@ def reestimate_bn(anchor, parents, l: int, j: int, images: torch.Tensor, batch: 
 def measure(run_dir: Path, n_val: int, r=None, c: float = 0.0, n_align: int = 32, progress: bool = True,
             bn_images: int = 0) -> dict:
     from dymu_rt.core.tree import identity_table
-    from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.train.common import make_split, make_tasks
-    from dymu_rt.train.evaluation import evaluate_tree
+    from dymu_rt.run.layout import RunDir
+    from dymu_rt.training.common import make_split, make_tasks
+    from dymu_rt.training.evaluation import evaluate_tree
 
     run = RunDir(run_dir)
     if not run.stage_done("anchor"):

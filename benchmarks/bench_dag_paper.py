@@ -66,8 +66,8 @@ def _step_time(preset_name: str, data: str, flow: int, batch: int, repeats: int)
 
     from dymu_rt.models.dag import DagNet, default_spec
     from dymu_rt.models.presets import get_preset
-    from dymu_rt.train.common import infinite_batches, make_split, make_tasks, weighted_task_loss
-    from dymu_rt.train.dag import squeeze_loss
+    from dymu_rt.training.common import infinite_batches, make_split, make_tasks, weighted_task_loss
+    from dymu_rt.training.dag import squeeze_loss
 
     preset = get_preset(preset_name)
     torch.manual_seed(0)

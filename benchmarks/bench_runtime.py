@@ -64,7 +64,7 @@ def main() -> None:
     from dymu_rt.compile.fold_modules import fold_bn
     from dymu_rt.models.cost import CostModel
     from dymu_rt.runtime import Runtime
-    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.run.layout import RunDir
 
     preset, anchor, edge, weight = RunDir(args.run).load_all()
     r, c = (0.6, 0.2, 0.2), 0.5

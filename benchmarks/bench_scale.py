@@ -306,7 +306,7 @@ def main() -> None:
     if "eager" not in skip:
         from dymu_rt.compile.architecture import materialize, preference_tensors
         from dymu_rt.compile.fold_modules import fold_bn
-        from dymu_rt.train.checkpoint import RunDir
+        from dymu_rt.run.layout import RunDir
 
         _, anchor, edge, weight = RunDir(run).load_all()
         rt_, ct_ = preference_tensors(pref["r"], pref["c"])

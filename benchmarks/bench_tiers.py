@@ -324,7 +324,7 @@ def main() -> None:
 
         from dymu_rt.compile.architecture import materialize, preference_tensors
         from dymu_rt.compile.fold_modules import fold_bn
-        from dymu_rt.train.checkpoint import RunDir
+        from dymu_rt.run.layout import RunDir
 
         torch.set_num_threads(args.threads)
         _, anchor, _edge, weight = RunDir(args.run).load_all()

@@ -46,8 +46,8 @@ def _worker(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.train.setup import TrainSetup
+    from dymu_rt.run.layout import RunDir
+    from dymu_rt.training.setup import TrainSetup
 
     setup = TrainSetup.create(device="cpu", workers=0)
     per_step = _timed_steps(RunDir(args.bench_run), setup, args)
@@ -61,7 +61,7 @@ def _timed_steps(run, setup, args) -> float:
     """Seconds per anchor step after ``--warmup`` steps (CUDA synchronized at each stamp)."""
     import torch
 
-    from dymu_rt.train.anchor import train_anchor
+    from dymu_rt.training.anchor import train_anchor
 
     stamps: list[float] = []
 
@@ -81,9 +81,9 @@ def _gpu(args) -> dict:
     import torch
 
     from dymu_rt.models.presets import get_preset
-    from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.train.device import DeviceSetup
-    from dymu_rt.train.setup import TrainSetup
+    from dymu_rt.run.layout import RunDir
+    from dymu_rt.training.device import DeviceSetup
+    from dymu_rt.training.setup import TrainSetup
 
     report = {"preset": args.preset, "batch": args.batch, "device": torch.cuda.get_device_name(0),
               "cpu_count": os.cpu_count(), "torch": torch.__version__, "training": [], "loader": []}
@@ -116,7 +116,7 @@ def _env(threads: int) -> dict:
 
 def _train_config(args, tmp: Path, name: str, nproc: int, threads: int) -> dict:
     from dymu_rt.models.presets import get_preset
-    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.run.layout import RunDir
 
     run = RunDir(tmp / name)
     run.init(get_preset(args.preset).with_train(anchor_batch=args.batch), data="synth")
@@ -134,8 +134,8 @@ def _train_config(args, tmp: Path, name: str, nproc: int, threads: int) -> dict:
 
 def _loader_rate(args, workers: int) -> dict:
     from dymu_rt.models.presets import get_preset
-    from dymu_rt.train.common import make_split
-    from dymu_rt.train.loader import BatchStream
+    from dymu_rt.training.common import make_split
+    from dymu_rt.training.loader import BatchStream
 
     preset = get_preset(args.preset)
     # 1600 scenes at the preset's size do not fit the render cache: every sample is rendered.

@@ -69,8 +69,8 @@ def main(argv=None) -> int:
     from dymu_rt.runtime import Runtime
     from dymu_rt.compile.architecture import materialize
     from dymu_rt.runtime.latency import time_interleaved
-    from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.train.phn import load_phn_bn
+    from dymu_rt.run.layout import RunDir
+    from dymu_rt.training.phn import load_phn_bn
     from dymu_rt.methods import method_for
 
     runs = [RunDir(p) for p in args.runs]

@@ -10,7 +10,7 @@ The public API (loaded on first use, so ``import dymu_rt`` stays light and torch
   manifest, checked on the way in;
 * :func:`build_bundle` -- a trained run folder -> a bundle (needs ``dymu-rt[train]``).
 
-Training is driven by the CLI (``dymu-rt train``) or :func:`dymu_rt.train.pipeline.train`.
+Training is driven by the CLI (``dymu-rt train``) or :func:`dymu_rt.training.pipeline.train`.
 The floor plan (a torch-free core, a deploy wing, a train wing, the use cases, the CLI) is
 in docs/INTERFACES.md and checked by ``lint-imports``. The library is importable without
 the CLI (``dymu_rt/cli``), and without TensorRT.

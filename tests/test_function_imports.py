@@ -22,14 +22,14 @@ ALLOWANCE = 10
 #: train/ and app/compare.py); their fix is in /work/notes/26-s3-imports.md. Each must get a
 #: `# lazy:` comment or go away -- never grow this list.
 PENDING = {
-    "dymu_rt.train.anchor -> dymu_rt.train.phn",
-    "dymu_rt.train.anchor -> dymu_rt.models.pretrained",
-    "dymu_rt.train.common -> dymu_rt.core.limits",
-    "dymu_rt.train.pipeline -> dymu_rt.models.pretrained",
-    "dymu_rt.train.pipeline -> dymu_rt.train.common",
-    "dymu_rt.train.run_schema -> dymu_rt.models.backbones",
-    "dymu_rt.train.run_schema -> dymu_rt.models.heads",
-    "dymu_rt.train.run_schema -> dymu_rt.models.presets",
+    "dymu_rt.training.anchor -> dymu_rt.training.phn",
+    "dymu_rt.training.anchor -> dymu_rt.models.pretrained",
+    "dymu_rt.training.common -> dymu_rt.core.limits",
+    "dymu_rt.training.pipeline -> dymu_rt.models.pretrained",
+    "dymu_rt.training.pipeline -> dymu_rt.training.common",
+    "dymu_rt.run.schema -> dymu_rt.models.backbones",
+    "dymu_rt.run.schema -> dymu_rt.models.heads",
+    "dymu_rt.run.schema -> dymu_rt.models.presets",
 }
 
 

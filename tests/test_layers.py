@@ -24,7 +24,7 @@ INJECTIONS = {
     "deploy-no-torch": ("bundle/sections.py", "import torch", "deploy-no-torch:"),
     "deploy-layers": ("bundle/sections.py", "from dymu_rt.backends import registry", "deploy-layers:"),
     "train-wing": ("compile/export.py", "import dymu_rt.runtime.cache", "train-wing:"),
-    "train-layers": ("models/heads.py", "import dymu_rt.train.checkpoint", "train-layers:"),
+    "train-layers": ("models/heads.py", "import dymu_rt.run.layout", "train-layers:"),
     "top": ("app/check.py", "import dymu_rt.cli.common", "top:"),
     "methods-door": ("app/inspect.py", "import dymu_rt.methods.adashare", "methods-door:"),
 }

@@ -33,7 +33,7 @@ binding each row was timed in is in its ``timed`` record and the table's ``bindi
 
 * **DYMU c=0 / c=1 retrained, single-task retrained (control)** (``--retrain``, the paper's
   Δ_T, DYMU Table 5 / A-1) — ``static``: the uniform-r tree (the identity tree for the
-  control) trained again as a static net (:mod:`dymu_rt.train.retrain`), lowered with
+  control) trained again as a static net (:mod:`dymu_rt.training.retrain`), lowered with
   :func:`~dymu_rt.models.graph.lower_tree` and built like the other fixed rows.
 
 All rows are timed in interleaved rounds (:func:`dymu_rt.runtime.latency.time_interleaved`:
@@ -59,11 +59,11 @@ from dymu_rt.methods import build_bundle, method_for
 from dymu_rt.models.graph import graph_cost
 from dymu_rt.runtime import Runtime
 from dymu_rt.runtime.latency import time_interleaved
-from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.common import check_positive, make_split, make_tasks
-from dymu_rt.train.evaluation import evaluate_tree
-from dymu_rt.train.retrain import check_init, retrain_uniform
-from dymu_rt.train.setup import TrainSetup
+from dymu_rt.run.layout import RunDir
+from dymu_rt.training.common import check_positive, make_split, make_tasks
+from dymu_rt.training.evaluation import evaluate_tree
+from dymu_rt.training.retrain import check_init, retrain_uniform
+from dymu_rt.training.setup import TrainSetup
 from dymu_rt.utils.progress import make_progress
 
 #: the device profile every row is timed on by default (its threads replaced by ``--threads``);
@@ -88,7 +88,7 @@ def contenders(runs: Sequence[RunDir], retrained: Optional[dict] = None) -> list
     {"kind": "static", "method", "graph", "weights_id"} (a static module is the ``module`` itself).
 
     ``retrained`` (``compare --retrain``): c -> (net, stage summary) of the DYMU tree of
-    uniform r at c trained again as a static net (:func:`dymu_rt.train.retrain.retrain_tree`);
+    uniform r at c trained again as a static net (:func:`dymu_rt.training.retrain.retrain_tree`);
     its row follows the deployed tree's and names it in ``retrain_of``; "single-task" -> the
     identity tree retrained the same way (the control row: what the extra training alone gives)."""
     rows = []
@@ -176,9 +176,9 @@ def compare_runs(run_dirs: Sequence, n_val: Optional[int] = None, seed: int = 0,
     on device ``profile`` (module docstring). JSON-able.
 
     ``retrain`` (the paper's Δ_T, DYMU Table 5 / A-1): each DYMU tree of uniform r is also
-    trained again as a static net (:func:`dymu_rt.train.retrain.retrain_uniform`: from
+    trained again as a static net (:func:`dymu_rt.training.retrain.retrain_uniform`: from
     ``retrain_init`` (default "anchor"), ``retrain_steps`` steps (default the anchor's), on
-    ``retrain_setup`` (:meth:`TrainSetup.create <dymu_rt.train.setup.TrainSetup.create>`'s
+    ``retrain_setup`` (:meth:`TrainSetup.create <dymu_rt.training.setup.TrainSetup.create>`'s
     keywords: device, precision, channels_last, workers), state every ``save_every`` steps
     (default 100); a finished retrain is reused, a killed one resumes) and gets its
     own row after the deployed tree's, built as a static bundle and timed like the others;

@@ -31,7 +31,7 @@ from dymu_rt.evaluate.scenes import labelled_scenes, METRIC_LABEL, reported_metr
 from dymu_rt.runtime import Runtime
 from dymu_rt.runtime.outputs import make_tasks, write_outputs
 from dymu_rt.tasks import make_task
-from dymu_rt.train.pipeline import open_run, train
+from dymu_rt.training.pipeline import open_run, train
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dymu_rt.models.cost import CostModel
 from dymu_rt.models.dag import DagNet, default_spec, lower_masks
 from dymu_rt.models.graph import graph_cost, materialize_graph
 from dymu_rt.models.presets import PAPER_REFERENCE, PRESETS, get_preset, is_preset_name
-from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.run.layout import RunDir
 
 
 def anchor_costs(preset, anchor, size=None) -> dict[str, Any]:

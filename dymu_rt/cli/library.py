@@ -39,10 +39,10 @@ _DOOR = {
     # train wing (torch, matplotlib: the `train` extra)
     "write_synth_dataset": "dymu_rt.data.dataset_writer",
     "run_training": "dymu_rt.methods",
-    "anchor_overrides": "dymu_rt.train.pipeline",
-    "regularizer_overrides": "dymu_rt.train.pipeline",
-    "set_threads": "dymu_rt.train.common",
-    "RunDir": "dymu_rt.train.checkpoint",
+    "anchor_overrides": "dymu_rt.training.pipeline",
+    "regularizer_overrides": "dymu_rt.training.pipeline",
+    "set_threads": "dymu_rt.training.common",
+    "RunDir": "dymu_rt.run.layout",
     "method_for": "dymu_rt.methods",
     "evaluate_run": "dymu_rt.evaluate.report",
     "compare_markdown": "dymu_rt.evaluate.comparison",
@@ -70,10 +70,10 @@ if TYPE_CHECKING:  # the same edges as _DOOR, for readers, type checkers and lin
     from dymu_rt.runtime.latency import profile_rows
     from dymu_rt.runtime.preprocess import collect_images
     from dymu_rt.serve.triton import check_repository, export_triton
-    from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.train.common import set_threads
+    from dymu_rt.run.layout import RunDir
+    from dymu_rt.training.common import set_threads
     from dymu_rt.methods import build_bundle, method_for, run_training
-    from dymu_rt.train.pipeline import anchor_overrides, regularizer_overrides
+    from dymu_rt.training.pipeline import anchor_overrides, regularizer_overrides
 
 __all__ = sorted(_DOOR)
 

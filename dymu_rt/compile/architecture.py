@@ -26,7 +26,7 @@ from dymu_rt.models.anchor import AnchorNet, node_name
 from dymu_rt.models.cost import CostModel
 from dymu_rt.models.layers import modulated_bns
 from dymu_rt.core.tree import ancestor, canonicalize, topology_id, used_nodes, validate_parents
-from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.run.layout import RunDir
 from dymu_rt.core import units
 
 
@@ -211,7 +211,7 @@ def preference_tensors(r: Sequence[float], c: float,
 def materialize_run(run, r: Sequence[float], c: float) -> tuple[Architecture, MaterializedTree]:
     """The tree a trained run picks at preference (r, c), with its BN deltas baked in.
 
-    ``run`` is a :class:`dymu_rt.train.checkpoint.RunDir` (or a path to one). Without a
+    ``run`` is a :class:`dymu_rt.run.layout.RunDir` (or a path to one). Without a
     trained weight hypernet the anchor's BNs are used unmodulated. (r, c) is validated
     (:func:`preference_tensors`): a bad preference raises ValidationError.
     """

@@ -62,7 +62,7 @@ from dymu_rt.compile.bundle_writer import (build_summary, check_backend, commit_
 from dymu_rt.core.errors import ValidationError
 from dymu_rt.models.graph import graph_cost
 from dymu_rt.core.tree import identity_table
-from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.run.layout import RunDir
 from dymu_rt.core.io import atomic_path, atomic_write_json, read_json, sha256_file
 from dymu_rt.utils.progress import make_progress
 

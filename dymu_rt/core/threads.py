@@ -1,6 +1,6 @@
 """CPU threading policy: how PyTorch's OpenMP threads wait (set before torch is imported).
 
-How many threads training uses is :func:`dymu_rt.train.common.set_threads` (the layer that
+How many threads training uses is :func:`dymu_rt.training.common.set_threads` (the layer that
 has torch).
 
 OpenMP's default wait policy lets a worker thread spin for a while after each parallel

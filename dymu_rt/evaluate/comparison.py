@@ -27,11 +27,10 @@ from dymu_rt.evaluate.plots import _pyplot, _save
 from dymu_rt.evaluate.uniformity import uniformity
 from dymu_rt.models.graph import graph_cost, materialize_graph
 from dymu_rt.tasks.relative import delta_m
-from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.common import make_split, make_tasks
-from dymu_rt.train.evaluation import evaluate_tree
-from dymu_rt.train.phn import load_phn_bn
-from dymu_rt.train.static_run import method_of
+from dymu_rt.run.layout import RunDir, method_of
+from dymu_rt.training.common import make_split, make_tasks
+from dymu_rt.training.evaluation import evaluate_tree
+from dymu_rt.training.phn import load_phn_bn
 from dymu_rt.core.io import atomic_write_json
 
 

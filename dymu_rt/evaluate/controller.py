@@ -34,10 +34,10 @@ from dymu_rt.evaluate.uniformity import uniformity
 from dymu_rt.models.cost import CostModel
 from dymu_rt.models.presets import PRESETS
 from dymu_rt.core.tree import topology_id
-from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.common import make_split, make_tasks
-from dymu_rt.train.evaluation import evaluate_tree
-from dymu_rt.train.phn import load_phn_bn
+from dymu_rt.run.layout import RunDir
+from dymu_rt.training.common import make_split, make_tasks
+from dymu_rt.training.evaluation import evaluate_tree
+from dymu_rt.training.phn import load_phn_bn
 from dymu_rt.utils.progress import make_progress
 
 

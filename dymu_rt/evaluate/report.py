@@ -29,7 +29,7 @@ from dymu_rt.evaluate.plots import plot_controllability, plot_resource_usage, pl
 from dymu_rt.evaluate.resource_map import plot_resource_map
 from dymu_rt.models.cost import CostModel
 from dymu_rt.core.tree import topology_id
-from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.run.layout import RunDir
 from dymu_rt.core import units
 from dymu_rt.core.io import atomic_write_json
 

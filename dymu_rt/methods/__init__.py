@@ -26,9 +26,8 @@ from dymu_rt.backends.registry import DEFAULT_BACKEND
 from dymu_rt.compile.build import check_request, write_bundle
 from dymu_rt.methods._registry import Method, family_of, get_method, method_names, register_method
 from dymu_rt.methods import baselines, dymu, adashare, dag  # noqa: F401  (registers the methods, in table order)
-from dymu_rt.train import pipeline
-from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.static_run import method_of
+from dymu_rt.training import pipeline
+from dymu_rt.run.layout import RunDir, method_of
 
 
 def method_for(run) -> Method:
@@ -54,17 +53,17 @@ def build_bundle(run_dir, out, step: str | float = "0.1", c_step: str | float | 
 def open_run(out, preset: Optional[str], data: Optional[str], overrides: Optional[dict] = None,
              seed: Optional[int] = None, n_train: Optional[int] = None, n_val: Optional[int] = None,
              method: str = dymu.Dymu.name, flow: Optional[int] = None) -> RunDir:
-    """:func:`dymu_rt.train.pipeline.open_run` for the method named ``method``."""
+    """:func:`dymu_rt.training.pipeline.open_run` for the method named ``method``."""
     return pipeline.open_run(out, preset, data, overrides, seed, n_train, n_val, _hooks(method), flow)
 
 
 def train(run: RunDir, stages: str = "all", **kw) -> dict:
-    """Train ``run`` with its own method's trainer (keywords: :func:`dymu_rt.train.pipeline.train`'s)."""
+    """Train ``run`` with its own method's trainer (keywords: :func:`dymu_rt.training.pipeline.train`'s)."""
     return method_for(run).train(run, stages, **kw)
 
 
 def run_training(out, stages: str, *args, method: str = dymu.Dymu.name, **kw) -> dict:
-    """``dymu-rt train``'s whole job (:func:`dymu_rt.train.pipeline.run_training`) for the
+    """``dymu-rt train``'s whole job (:func:`dymu_rt.training.pipeline.run_training`) for the
     method named ``method`` (an unknown name: one ValidationError listing the known ones)."""
     return pipeline.run_training(out, stages, *args, method=_hooks(method), **kw)
 

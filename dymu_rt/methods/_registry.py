@@ -9,7 +9,7 @@ holds, and which rows it adds to ``dymu-rt compare``.
 A method's ``name`` is the string a run's config (``method``) and a static bundle's manifest
 (``static.method``) carry. Those files are read by the deploy wing and the run-folder schema,
 which cannot import this package, so the names a file may hold are also spelled there as
-data (``dymu_rt.bundle.schema.STATIC_METHODS``, ``dymu_rt.train.run_schema.RUN_STAGES``);
+data (``dymu_rt.bundle.schema.STATIC_METHODS``, ``dymu_rt.run.schema.RUN_STAGES``);
 ``tests/methods/test_registry.py`` checks the two spellings agree.
 """
 
@@ -57,7 +57,7 @@ class Method:
 
     def train(self, run, stages: str = "all", seed=None, n_train=None, n_val=None, progress: bool = True,
               save_every: int = 100, setup=None, setup_record=None) -> dict:
-        """Train ``run``'s ``stages`` (keywords: :func:`dymu_rt.train.pipeline.train`'s); returns
+        """Train ``run``'s ``stages`` (keywords: :func:`dymu_rt.training.pipeline.train`'s); returns
         the run config."""
         raise ValidationError(f"method '{self.name}' has no trainer of its own: its rows come from another "
                               "method's run")

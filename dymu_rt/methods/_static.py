@@ -13,9 +13,8 @@ from dymu_rt.compile.build import StaticLowering
 from dymu_rt.core.errors import ValidationError
 from dymu_rt.evaluate.comparison import evaluate_static_run
 from dymu_rt.models.graph import materialize_graph
-from dymu_rt.train import pipeline, static
-from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.static_run import MODEL
+from dymu_rt.training import pipeline, static
+from dymu_rt.run.layout import MODEL, RunDir
 from dymu_rt.core.io import sha256_file
 from dymu_rt.methods._registry import Method
 

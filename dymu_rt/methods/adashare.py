@@ -1,5 +1,5 @@
 """AdaShare (Sun et al., NeurIPS 2020): per-task block-skipping policies over one shared
-ResNet/MobileNetV2, trained by :func:`dymu_rt.train.adashare.train_adashare`, lowered by
+ResNet/MobileNetV2, trained by :func:`dymu_rt.training.adashare.train_adashare`, lowered by
 :func:`dymu_rt.models.adashare.lower_policy` into one static graph."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dymu_rt.core.errors import ValidationError
 from dymu_rt.methods._registry import register_method
 from dymu_rt.methods._static import StaticMethod
 from dymu_rt.models.adashare import AdaShareNet
-from dymu_rt.train import static
-from dymu_rt.train.adashare import AdaShareConfig, train_adashare
+from dymu_rt.training import static
+from dymu_rt.training.adashare import AdaShareConfig, train_adashare
 
 
 @register_method

@@ -17,8 +17,8 @@ from dymu_rt.core.tree import identity_table
 from dymu_rt.methods._registry import Method, get_method, register_method
 from dymu_rt.methods._static import state_id
 from dymu_rt.models.graph import lower_tree, materialize_graph
-from dymu_rt.train.common import pretrain_steps
-from dymu_rt.train.phn import load_phn_bn
+from dymu_rt.training.common import pretrain_steps
+from dymu_rt.training.phn import load_phn_bn
 
 
 def dymu_budget(run, stages: tuple[str, ...] = (), controller: bool = False) -> str:
@@ -96,7 +96,7 @@ class PhnBn(Method):
 @register_method
 class DymuRetrained(Method):
     """A DYMU tree (or the identity tree, the control) trained again as a static net
-    (:mod:`dymu_rt.train.retrain`, ``compare --retrain``)."""
+    (:mod:`dymu_rt.training.retrain`, ``compare --retrain``)."""
 
     name = "dymu-retrained"
 

@@ -1,5 +1,5 @@
 """The DAG network (Controllable Dynamic Multi-Task Architectures' comparison of a searched
-central DAG with flow constant M): trained by :func:`dymu_rt.train.dag.train_dag`, lowered
+central DAG with flow constant M): trained by :func:`dymu_rt.training.dag.train_dag`, lowered
 by :func:`dymu_rt.models.dag.lower_masks` into one static graph."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dymu_rt.core.errors import ValidationError
 from dymu_rt.methods._registry import register_method
 from dymu_rt.methods._static import StaticMethod
 from dymu_rt.models.dag import DagNet, default_spec
-from dymu_rt.train import static
-from dymu_rt.train.dag import DagConfig, dag_spec, train_dag
+from dymu_rt.training import static
+from dymu_rt.training.dag import DagConfig, dag_spec, train_dag
 
 #: the flow constant M of a run made without --flow
 DEFAULT_FLOW = 3

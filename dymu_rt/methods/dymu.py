@@ -1,6 +1,6 @@
 """DYMU (Raychaudhuri et al., CVPR 2022): an anchor net of N single-task streams, an edge
 hypernet that picks a tree per preference (r, c) and a weight hypernet that modulates its BN.
-Trained by DYMU's own stages (:mod:`dymu_rt.train.pipeline`: anchor -> edge -> weight, PHN-BN
+Trained by DYMU's own stages (:mod:`dymu_rt.training.pipeline`: anchor -> edge -> weight, PHN-BN
 on demand); lowered to a preference grid of topologies (:class:`~dymu_rt.compile.build.GridLowering`),
 deployed as a grid bundle with the controller."""
 
@@ -20,8 +20,8 @@ from dymu_rt.core.preference import grid
 from dymu_rt.methods._registry import Method, register_method
 from dymu_rt.methods.baselines import DYMU_RETRAINED, PHN_BN, SINGLE_TASK, dymu_budget
 from dymu_rt.models.cost import CostModel
-from dymu_rt.train import pipeline
-from dymu_rt.train.static_run import DEFAULT_METHOD
+from dymu_rt.training import pipeline
+from dymu_rt.run.layout import DEFAULT_METHOD
 
 
 @register_method

@@ -12,7 +12,7 @@ feature the DeepLab heads' skip reads). Per task k, with task-specific weights:
 
 :meth:`DagNet.forward` takes the three weight tensors directly: sigmoids of the
 upper-level parameters in the warm-up/search stages, the 0/1 masks of the flow-based
-reduction (Algorithm 1, :mod:`dymu_rt.train.dag`) in the fine-tune stage, where the
+reduction (Algorithm 1, :mod:`dymu_rt.training.dag`) in the fine-tune stage, where the
 paper drops the sigmoid and In counts the kept inputs only.
 
 Two layouts (``DagSpec.layout``):

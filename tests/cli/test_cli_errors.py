@@ -155,7 +155,7 @@ def test_training_flags_are_saved_in_the_run_config(capsys, tmp_path, monkeypatc
     a resumed `train controller` reuses them and refuses a contradicting --n-train."""
     import json
 
-    import dymu_rt.train.pipeline as pipeline
+    import dymu_rt.training.pipeline as pipeline
 
     calls = []
 

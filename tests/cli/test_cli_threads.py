@@ -48,7 +48,7 @@ def test_threads_sets_torch_threads(monkeypatch):
     value below differs from the one before it (a no-op set_threads fails)."""
     import torch
 
-    from dymu_rt.train.common import set_threads
+    from dymu_rt.training.common import set_threads
 
     before = torch.get_num_threads()
     try:

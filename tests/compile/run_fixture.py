@@ -72,7 +72,7 @@ def make_tiny_run(path, seed: int = 0, preset=None, edge_scale: float = 1.0,
                   delta_scale: float = 0.2) -> Path:
     """Write a complete tiny run directory at ``path`` (all stages done); returns the path."""
     from dymu_rt.control.hypernets import EdgeHypernet, WeightHypernet
-    from dymu_rt.train.checkpoint import STAGES, RunDir, save_module
+    from dymu_rt.run.layout import STAGES, RunDir, save_module
 
     preset = preset or tiny_preset()
     g = torch.Generator().manual_seed(seed)
@@ -98,8 +98,8 @@ def make_static_run(path, method: str, preset=None, mask_seed: int = 0) -> Path:
     import numpy as np
 
     from dymu_rt.methods import get_method
-    from dymu_rt.train.checkpoint import RunDir
-    from dymu_rt.train.static_run import STATIC_STAGES, save_result
+    from dymu_rt.run.layout import STATIC_STAGES, RunDir
+    from dymu_rt.training.static_run import save_result
 
     preset = preset or tiny_preset()
     run = RunDir(path)
@@ -115,7 +115,7 @@ def make_static_run(path, method: str, preset=None, mask_seed: int = 0) -> Path:
         save_result(run, net, lower_policy(net, policy), {"policy": policy.tolist()})
     else:
         from dymu_rt.models.dag import DagNet, lower_masks
-        from dymu_rt.train.dag import DagConfig, dag_spec
+        from dymu_rt.training.dag import DagConfig, dag_spec
 
         net = DagNet(preset, dag_spec(preset, DagConfig(**run.read_config()["method_config"]))).eval()
         randomize_bn(net, torch.Generator().manual_seed(2))
@@ -132,8 +132,8 @@ def make_static_run(path, method: str, preset=None, mask_seed: int = 0) -> Path:
 
 def add_phn_bn(path) -> None:
     """A PHN-BN baseline (its own anchor-structured net, BN hypernet with noticeable deltas)."""
-    from dymu_rt.train.checkpoint import RunDir, save_module
-    from dymu_rt.train.phn import PHNBN
+    from dymu_rt.run.layout import RunDir, save_module
+    from dymu_rt.training.phn import PHNBN
 
     run = RunDir(path)
     g = torch.Generator().manual_seed(3)

@@ -60,7 +60,7 @@ def test_manifest_contract(built, tiny_run):
 
 
 def test_points_map_to_the_edge_hypernets_tree(built, tiny_run):
-    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.run.layout import RunDir
 
     out, _ = built
     m = B.read_manifest(out).to_dict()
@@ -73,7 +73,7 @@ def test_points_map_to_the_edge_hypernets_tree(built, tiny_run):
 
 
 def test_controller_onnx_equals_torch(built, tiny_run):
-    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.run.layout import RunDir
 
     out, _ = built
     _, anchor, edge, weight = RunDir(tiny_run).load_all()

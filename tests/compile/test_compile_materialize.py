@@ -82,7 +82,7 @@ def test_materialize_run_on_sampled_preferences(tiny_run):
     """~20 sampled (r, c), plus the simplex corners: materialize == AnchorNet.forward."""
     from dymu_rt.compile.architecture import materialize_run
     from dymu_rt.core.preference import sample_preferences
-    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.run.layout import RunDir
 
     _, anchor, edge, weight = RunDir(tiny_run).load_all()
     prefs = [(p.r, p.c) for p in sample_preferences(3, 18, np.random.default_rng(7))]

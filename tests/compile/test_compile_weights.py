@@ -27,7 +27,7 @@ X = np.random.default_rng(7).random((2, 3, 32, 32), dtype=np.float32)
 
 @pytest.fixture(scope="module")
 def loaded(tiny_run):
-    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.run.layout import RunDir
 
     _, anchor, edge, weight = RunDir(tiny_run).load_all()
     return anchor, edge, weight

@@ -16,8 +16,8 @@ torch.set_num_threads(1)
 
 def _add_phn_bn(run_path: Path) -> None:
     """Save a PHN-BN baseline (anchor weights, small random BN hypernet) and mark it done."""
-    from dymu_rt.train.checkpoint import RunDir, save_module
-    from dymu_rt.train.phn import PHNBN
+    from dymu_rt.run.layout import RunDir, save_module
+    from dymu_rt.training.phn import PHNBN
 
     run = RunDir(run_path)
     model = PHNBN(run.load_anchor())
@@ -40,7 +40,7 @@ def eval_run(tmp_path_factory):
 def no_weight_run(tmp_path_factory):
     """A tiny run whose weight hypernet stage has not finished, of an unregistered preset
     without an HV reference (so the data-dependent reference is used)."""
-    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.run.layout import RunDir
     from dymu_rt.core.io import atomic_write_json
 
     preset = dataclasses.replace(tiny_preset(), name="tiny-eval", hv_reference=None)

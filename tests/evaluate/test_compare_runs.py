@@ -27,9 +27,9 @@ from dymu_rt.core.errors import ValidationError  # noqa: E402
 from dymu_rt.evaluate import comparison as C  # noqa: E402
 from dymu_rt.evaluate.uniformity import uniformity  # noqa: E402
 from dymu_rt.models.graph import graph_cost, materialize_graph  # noqa: E402
-from dymu_rt.train.checkpoint import RunDir  # noqa: E402
-from dymu_rt.train.common import make_split, make_tasks  # noqa: E402
-from dymu_rt.train.evaluation import evaluate_tree  # noqa: E402
+from dymu_rt.run.layout import RunDir  # noqa: E402
+from dymu_rt.training.common import make_split, make_tasks  # noqa: E402
+from dymu_rt.training.evaluation import evaluate_tree  # noqa: E402
 from dymu_rt.methods import method_for  # noqa: E402
 
 
@@ -231,7 +231,7 @@ def test_dymu_delta_t_at_uniform_r_for_each_c(runs):
 
 def test_dymu_delta_t_adds_phn_bn_when_trained(runs):
     add_phn_bn(runs["dymu_phn"])
-    from dymu_rt.train.phn import load_phn_bn
+    from dymu_rt.training.phn import load_phn_bn
 
     run = RunDir(runs["dymu_phn"])
     preset, anchor, _, _ = run.load_all()

@@ -13,7 +13,7 @@ from dymu_rt.evaluate.hypervolume import hypervolume
 from dymu_rt.evaluate.report import parse_tree_spec, write_eval_plots
 from dymu_rt.evaluate.uniformity import mean_uniformity, uniformity
 from dymu_rt.models.cost import CostModel
-from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.run.layout import RunDir
 
 TASKS = ["semseg", "normals", "depth"]
 SMALL = dict(n_r=3, n_val=4, n_cost=8, progress=False)

@@ -7,8 +7,8 @@ import torch
 from dymu_rt.bundle.paths import TOPOLOGY_ID_RE
 from dymu_rt.models.graph import StaticGraph, materialize_graph
 from dymu_rt.models.adashare import AdaShareNet, lower_policy
-from dymu_rt.train.adashare import (curriculum_open, sample_policy, select_weights, sharing_loss, sparsity_loss,
-                                    temperature)
+from dymu_rt.training.adashare import (curriculum_open, sample_policy, select_weights, sharing_loss, sparsity_loss,
+                                       temperature)
 
 
 def test_sparsity_loss_is_eq3_sum_of_log_alpha():

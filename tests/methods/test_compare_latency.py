@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "compile"))
 
 from run_fixture import add_phn_bn, make_static_run, make_tiny_run  # noqa: E402
 
-from dymu_rt.train.checkpoint import RunDir  # noqa: E402
+from dymu_rt.run.layout import RunDir  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_phn_bn_static_bundle_computes_the_phn_forward(runs, tmp_path):
     from dymu_rt.app.compare import contenders
     from dymu_rt.compile.build import StaticLowering, write_bundle
     from dymu_rt.runtime import Runtime
-    from dymu_rt.train.phn import load_phn_bn
+    from dymu_rt.training.phn import load_phn_bn
 
     dymu, _ = runs
     run = RunDir(dymu)

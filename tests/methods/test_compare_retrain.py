@@ -1,4 +1,4 @@
-"""``dymu-rt compare --retrain`` (the paper's Δ_T, DYMU Table 5 / A-1; dymu_rt/train/retrain.py):
+"""``dymu-rt compare --retrain`` (the paper's Δ_T, DYMU Table 5 / A-1; dymu_rt/training/retrain.py):
 the DYMU trees of uniform r trained again as static nets, on a tiny random run, 3 steps each.
 
 What can fail here: the retrained net is not the tree (params / MACs), training did not move
@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "compile"))
 
 from run_fixture import make_tiny_run  # noqa: E402
 
-from dymu_rt.train.checkpoint import RunDir  # noqa: E402
+from dymu_rt.run.layout import RunDir  # noqa: E402
 
 STEPS = 3
 FAST = dict(n_val=2, threads=1, rounds=1, iters=1, warmup=0, progress=False)
@@ -74,7 +74,7 @@ def test_retrained_rows_follow_the_deployed_trees_and_are_the_trees(compared):
 
 def test_training_moved_the_tree_and_nothing_else(compared):
     from dymu_rt.core.tree import canonicalize, used_nodes
-    from dymu_rt.train.retrain import retrain_tree
+    from dymu_rt.training.retrain import retrain_tree
 
     path, _ = compared
     run = RunDir(path)
@@ -101,9 +101,9 @@ def test_training_moved_the_tree_and_nothing_else(compared):
 
 def test_retrained_delta_t_column_is_the_retrained_nets_delta_t(compared):
     from dymu_rt.evaluate.comparison import compare_markdown, delta_t, plot_compare
-    from dymu_rt.train.common import make_split, make_tasks
-    from dymu_rt.train.evaluation import evaluate_tree
-    from dymu_rt.train.retrain import retrain_tree
+    from dymu_rt.training.common import make_split, make_tasks
+    from dymu_rt.training.evaluation import evaluate_tree
+    from dymu_rt.training.retrain import retrain_tree
 
     path, rep = compared
     run = RunDir(path)
@@ -142,7 +142,7 @@ def test_retrained_delta_t_column_is_the_retrained_nets_delta_t(compared):
 
 
 def test_a_second_compare_reuses_the_finished_retrain(compared, monkeypatch):
-    import dymu_rt.train.retrain as retrain
+    import dymu_rt.training.retrain as retrain
     from dymu_rt.app.compare import compare_runs
 
     path, rep = compared
@@ -157,7 +157,7 @@ def test_a_second_compare_reuses_the_finished_retrain(compared, monkeypatch):
 
 
 def test_a_killed_retrain_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(tmp_path):
-    from dymu_rt.train.retrain import retrain_tree, stage_name
+    from dymu_rt.training.retrain import retrain_tree, stage_name
 
     killed, whole = (RunDir(make_tiny_run(tmp_path / k)) for k in ("killed", "whole"))
     parents = _uniform_tree(killed, 0.0)
@@ -178,7 +178,7 @@ def test_a_killed_retrain_resumes_where_it_stopped_and_ends_as_an_uninterrupted_
 def test_bad_inputs_get_one_error_line(tmp_path, capsys):
     from cli_helpers import run_cli
 
-    from dymu_rt.train.checkpoint import STAGES
+    from dymu_rt.run.layout import STAGES
 
     dymu = make_tiny_run(tmp_path / "dymu")
     no_ctrl = make_tiny_run(tmp_path / "anchor-only")
@@ -209,9 +209,9 @@ def test_base_init_starts_from_the_weights_the_anchor_started_from(tmp_path):
     """--retrain-init base (the paper's †): the run's shared pre-training backbone in every
     stream, not the anchor's fine-tuned streams; one step moves each weight by ~lr only."""
     from dymu_rt.core.tree import canonicalize, used_nodes
-    from dymu_rt.train.anchor import PRETRAIN
-    from dymu_rt.train.checkpoint import save_module
-    from dymu_rt.train.retrain import retrain_tree
+    from dymu_rt.training.anchor import PRETRAIN
+    from dymu_rt.run.layout import save_module
+    from dymu_rt.training.retrain import retrain_tree
 
     run = RunDir(make_tiny_run(tmp_path / "dymu"))
     assert run.preset().train.anchor_init == "shared"
@@ -237,8 +237,8 @@ def test_base_retrain_of_the_identity_tree_is_the_anchor_stage_again(tmp_path, t
     started reproduces the anchor (on synth-nyu at full length too: compare --retrain-init base's
     control row has the anchor's metrics exactly)."""
     from dymu_rt.core.tree import identity_table
-    from dymu_rt.train.anchor import train_anchor
-    from dymu_rt.train.retrain import retrain_tree
+    from dymu_rt.training.anchor import train_anchor
+    from dymu_rt.training.retrain import retrain_tree
 
     run = RunDir(tmp_path / "run")
     run.init(tiny_preset, data="synth", extra={"data_options": {"seed": 3, "n_train": 8, "n_val": 4}})

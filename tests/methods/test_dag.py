@@ -7,7 +7,7 @@ import torch
 
 from dymu_rt.models.graph import materialize_graph
 from dymu_rt.models.dag import DagNet, DagSpec, allowed_edges, lower_masks
-from dymu_rt.train.dag import flow_reduction, prune_to_paths, reachable, reduce_network, squeeze_loss
+from dymu_rt.training.dag import flow_reduction, prune_to_paths, reachable, reduce_network, squeeze_loss
 
 
 @pytest.mark.parametrize("n,m", [(8, 3), (8, 5), (8, 7), (5, 1)])

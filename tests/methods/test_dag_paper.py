@@ -16,7 +16,7 @@ from dymu_rt.models.dag import DagNet, DagSpec, default_spec, lower_masks, state
 from dymu_rt.models.graph import materialize_graph
 from dymu_rt.models.heads import DeepLabV2Head, HeadSpec
 from dymu_rt.models.presets import get_preset
-from dymu_rt.train.dag import reduce_network
+from dymu_rt.training.dag import reduce_network
 
 
 def test_vgg16_layers_are_deeplab_v2s():

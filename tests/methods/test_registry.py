@@ -11,7 +11,7 @@ import pytest
 from dymu_rt.bundle.schema import STATIC_METHODS
 from dymu_rt.core.errors import ValidationError
 from dymu_rt.methods import Method, family_of, get_method, method_for, method_names, register_method
-from dymu_rt.train import run_schema
+from dymu_rt.run import schema as run_schema
 
 PACKAGE = Path(__file__).resolve().parents[2] / "dymu_rt"
 NAMES = frozenset(method_names())

@@ -13,12 +13,12 @@ import torch
 from safetensors.torch import load_file
 
 from dymu_rt.methods import get_method
-from dymu_rt.train import static
-from dymu_rt.train.adashare import train_adashare
-from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.dag import train_dag
-from dymu_rt.train.device import DeviceSetup
-from dymu_rt.train.setup import TrainSetup
+from dymu_rt.training import static
+from dymu_rt.training.adashare import train_adashare
+from dymu_rt.run.layout import RunDir
+from dymu_rt.training.dag import train_dag
+from dymu_rt.training.device import DeviceSetup
+from dymu_rt.training.setup import TrainSetup
 
 TRAINERS = {"adashare": train_adashare, "dag": train_dag}
 STEPS = {"anchor_steps": 4, "edge_steps": 4, "weight_steps": 4, "anchor_batch": 4}

@@ -13,7 +13,7 @@ from run_fixture import make_tiny_run  # noqa: E402
 
 from dymu_rt.methods import build_bundle  # noqa: E402
 from dymu_rt.runtime import Runtime  # noqa: E402
-from dymu_rt.train.checkpoint import RunDir  # noqa: E402
+from dymu_rt.run.layout import RunDir  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -453,9 +453,9 @@ def make_adashare_run(path: Path) -> Path:
     import torch
 
     from dymu_rt.models.adashare import AdaShareNet, lower_policy
-    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.run.layout import STATIC_STAGES, RunDir
     from dymu_rt.methods import get_method
-    from dymu_rt.train.static_run import STATIC_STAGES, save_result
+    from dymu_rt.training.static_run import save_result
     from run_fixture import randomize_bn, tiny_preset
 
     preset = tiny_preset()

@@ -225,7 +225,7 @@ def test_kill_9_during_export_keeps_the_repository(good_bundle, tiny_run, tmp_pa
 def test_every_shipped_preset_passes_the_run_schema():
     """The run-folder door must let every real run through (stored as JSON: lists, not tuples)."""
     from dymu_rt.models.presets import PRESETS, get_preset
-    from dymu_rt.train.run_schema import validate_run_config
+    from dymu_rt.run.schema import validate_run_config
 
     for name in PRESETS:
         cfg = {"kind": "dymu-rt-run", "data": "synth", "stages": {"anchor": {"done": False}},

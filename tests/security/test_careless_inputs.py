@@ -71,7 +71,7 @@ def test_profile_batch_is_bounded(batch, good_bundle, capsys):
 
 @pytest.mark.parametrize("stages", ["x", [], {"anchor": 1}, {"anchor": {"done": "yes"}}])
 def test_run_config_with_wrong_typed_stages(stages, tmp_path):
-    from dymu_rt.train.checkpoint import RunDir
+    from dymu_rt.run.layout import RunDir
 
     (tmp_path / "config.json").write_text(json.dumps({"kind": "dymu-rt-run", "preset": {}, "stages": stages}))
     with pytest.raises(CheckpointError, match="stages"):

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from dymu_rt.core.errors import ValidationError
-from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.device import DeviceSetup, check_precision, resolve_device
-from dymu_rt.train.setup import TrainSetup
+from dymu_rt.run.layout import RunDir
+from dymu_rt.training.device import DeviceSetup, check_precision, resolve_device
+from dymu_rt.training.setup import TrainSetup
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU (this machine has none; run through the device tool)")
@@ -51,7 +51,7 @@ def _run(tmp_path, preset, name="run"):
 
 
 def test_bf16_autocast_trains_the_anchor_on_cpu_with_fp32_weights(tmp_path, tiny_preset):
-    from dymu_rt.train.anchor import train_anchor
+    from dymu_rt.training.anchor import train_anchor
 
     run = _run(tmp_path, tiny_preset.with_train(anchor_steps=2))
     setup = TrainSetup(DeviceSetup(torch.device("cpu"), "bf16", channels_last=True))
@@ -61,7 +61,7 @@ def test_bf16_autocast_trains_the_anchor_on_cpu_with_fp32_weights(tmp_path, tiny
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in anchor.parameters())
     # The weights moved from the trainer's own seeded start (seed 0, then build), not just
     # from some other random init.
-    from dymu_rt.train.common import seed_everything
+    from dymu_rt.training.common import seed_everything
 
     seed_everything(0)
     fresh = tiny_preset.with_train(anchor_steps=2).build()
@@ -70,7 +70,7 @@ def test_bf16_autocast_trains_the_anchor_on_cpu_with_fp32_weights(tmp_path, tiny
 
 
 def test_setup_options_are_recorded_and_reused_on_resume(tmp_path, tiny_preset):
-    from dymu_rt.train.pipeline import run_training, setup_options
+    from dymu_rt.training.pipeline import run_training, setup_options
 
     run = _run(tmp_path, tiny_preset.with_train(anchor_steps=2))
     run_training(run.path, "anchor", progress=False, device="cpu", precision="bf16", workers=1)
@@ -109,8 +109,8 @@ def test_auto_picks_the_gpu():
 @needs_cuda
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_anchor_and_stage_1_steps_on_the_gpu(tmp_path, tiny_preset, precision):
-    from dymu_rt.train.anchor import train_anchor
-    from dymu_rt.train.controller import train_edge
+    from dymu_rt.training.anchor import train_anchor
+    from dymu_rt.training.controller import train_edge
 
     run = _run(tmp_path, tiny_preset.with_train(anchor_steps=4, edge_steps=4))
     setup = TrainSetup(DeviceSetup.create("cuda", precision, channels_last=True))

@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.run.layout import RunDir
 
 TOL = 1e-5
 
@@ -83,7 +83,7 @@ def _new_run(path: Path, preset) -> RunDir:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_preset):
     """One process, all stages (global batch 4, seed 3): the run every 2-process run must match."""
-    from dymu_rt.train.pipeline import train
+    from dymu_rt.training.pipeline import train
 
     run = _new_run(tmp_path_factory.mktemp("ref") / "run", tiny_preset)
     train(run, "all", progress=False)
@@ -97,7 +97,7 @@ def test_two_processes_train_the_same_anchor_as_one_with_sync_bn(tmp_path, tiny_
     order ~100x per step (measured 2 ranks vs 1: 5e-7 after one anchor step, 6e-5 after two,
     1.5e-3 after four), so only the first steps can be compared at float tolerance. A rank
     that saw other data or skipped the gradient average is off by far more than TOL after one."""
-    from dymu_rt.train.pipeline import train
+    from dymu_rt.training.pipeline import train
 
     preset = tiny_preset.with_train(anchor_steps=1, anchor_pretrain_steps=1)
     ref = _new_run(tmp_path / "ref", preset)
@@ -208,9 +208,9 @@ def test_rank_zero_errors_stop_every_rank_with_one_clear_line(tmp_path):
 def test_a_global_batch_that_does_not_split_is_refused_before_training(tmp_path, tiny_preset):
     """Every stage checks that the ranks divide --batch before it builds anything."""
     from dymu_rt.core.errors import ValidationError
-    from dymu_rt.train.anchor import train_anchor
-    from dymu_rt.train.distributed import Distributed
-    from dymu_rt.train.setup import TrainSetup
+    from dymu_rt.training.anchor import train_anchor
+    from dymu_rt.training.distributed import Distributed
+    from dymu_rt.training.setup import TrainSetup
 
     run = _new_run(tmp_path / "odd", tiny_preset.with_train(anchor_batch=3))
     two_ranks = TrainSetup(dist=Distributed(rank=0, world_size=2))     # no process group needed to refuse

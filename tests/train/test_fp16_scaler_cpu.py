@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from dymu_rt.train.setup import backward_step, restore_scaler, scaler_meta
+from dymu_rt.training.setup import backward_step, restore_scaler, scaler_meta
 
 
 def _scaler(**kw):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dymu_rt.train.loader import BatchStream, StepBatchSampler
+from dymu_rt.training.loader import BatchStream, StepBatchSampler
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +73,8 @@ def test_each_epoch_visits_every_full_batch_once(dataset):
 
 def test_opening_a_stream_leaves_the_global_rng_alone(tiny_preset):
     """A resumed stage opens its stream after restoring the RNG: the stream must not draw from it."""
-    from dymu_rt.train.common import make_split
-    from dymu_rt.train.loader import BatchStream
+    from dymu_rt.training.common import make_split
+    from dymu_rt.training.loader import BatchStream
 
     ds = make_split(tiny_preset, "synth", "train", n=4)
     torch.manual_seed(3)

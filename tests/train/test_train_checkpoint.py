@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from dymu_rt.core.errors import CheckpointError
-from dymu_rt.train.checkpoint import (RunDir, load_module, optimizer_tensors, restore_optimizer,
-                                      save_module)
+from dymu_rt.run.layout import (RunDir, load_module, optimizer_tensors, restore_optimizer,
+                                save_module)
 
 
 def test_round_trip_is_exact(tmp_path, tiny_preset):

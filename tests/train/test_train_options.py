@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dymu_rt.core.errors import CheckpointError, DataError, ValidationError
-from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.pipeline import data_options, open_run
+from dymu_rt.run.layout import RunDir
+from dymu_rt.training.pipeline import data_options, open_run
 
 
 def _cfg(run):
@@ -89,7 +89,7 @@ def test_a_run_without_saved_options_records_them_on_first_use(tmp_path, tiny_pr
 @pytest.mark.parametrize("kw, needle", [({"save_every": 0}, "--save-every"), ({"n_train": 0}, "--n-train"),
                                         ({"n_val": 0}, "--n-val")])
 def test_library_refuses_zero_counts(tmp_path, tiny_preset, kw, needle):
-    from dymu_rt.train.anchor import train_anchor
+    from dymu_rt.training.anchor import train_anchor
 
     run = RunDir(tmp_path / "run")
     run.init(tiny_preset, data="synth")
@@ -99,7 +99,7 @@ def test_library_refuses_zero_counts(tmp_path, tiny_preset, kw, needle):
 
 # -- 10. anchor optimizer and schedule ------------------------------------------------------
 def test_anchor_optimizer_and_schedule_settings(tiny_preset):
-    from dymu_rt.train.common import anchor_lr, make_anchor_optimizer, validate_train_config
+    from dymu_rt.training.common import anchor_lr, make_anchor_optimizer, validate_train_config
 
     net = torch.nn.Linear(2, 2)
     cfg = tiny_preset.train
@@ -122,7 +122,7 @@ def test_anchor_optimizer_and_schedule_settings(tiny_preset):
 
 
 def test_anchor_trains_with_sgd_and_step_schedule(tmp_path, tiny_preset):
-    from dymu_rt.train.anchor import train_anchor
+    from dymu_rt.training.anchor import train_anchor
 
     run = RunDir(tmp_path / "run")
     run.init(tiny_preset.with_train(anchor_optimizer="sgd", anchor_schedule="step", anchor_decay_every=2),
@@ -137,7 +137,7 @@ def test_anchor_trains_with_sgd_and_step_schedule(tmp_path, tiny_preset):
 # -- 11. regularizer settings in the saved config ------------------------------------------
 def test_regularizer_settings_round_trip_through_the_run_config(tmp_path):
     from dymu_rt.control.regularizer import RegularizerConfig
-    from dymu_rt.train.common import regularizer_config
+    from dymu_rt.training.common import regularizer_config
 
     overrides = {"tau": 0.25, "lambda_active": 0.5, "lambda_inactive": 0.02, "inactive_loss": False,
                  "layer_weighting": False, "use_affinity": False, "dichotomy": False}
@@ -160,7 +160,7 @@ def test_regularizer_settings_round_trip_through_the_run_config(tmp_path):
 
 @pytest.mark.filterwarnings("error:Converting a tensor with requires_grad")
 def test_edge_stage_uses_the_saved_regularizer_and_refuses_changing_it_after(tmp_path, tiny_preset):
-    from dymu_rt.train.pipeline import train
+    from dymu_rt.training.pipeline import train
 
     run = RunDir(tmp_path / "run")
     run.init(tiny_preset.with_train(tau=0.3, dichotomy=False, layer_weighting=False), data="synth")
@@ -176,7 +176,7 @@ def test_edge_stage_uses_the_saved_regularizer_and_refuses_changing_it_after(tmp
 # -- 7. corrupt / edited state files --------------------------------------------------------
 @pytest.fixture()
 def stopped_anchor(tmp_path, tiny_preset):
-    from dymu_rt.train.anchor import train_anchor
+    from dymu_rt.training.anchor import train_anchor
 
     run = RunDir(tmp_path / "run")
     run.init(tiny_preset, data="synth")
@@ -185,7 +185,7 @@ def stopped_anchor(tmp_path, tiny_preset):
 
 
 def _resume(run):
-    from dymu_rt.train.anchor import train_anchor
+    from dymu_rt.training.anchor import train_anchor
 
     return train_anchor(run, n_train=4, n_val=2, progress=False, save_every=2)
 
@@ -246,8 +246,8 @@ def test_edited_state_json_is_a_checkpoint_error(stopped_anchor, edit):
 
 
 def test_controller_state_with_bad_rng_is_a_checkpoint_error(tmp_path, tiny_preset):
-    from dymu_rt.train.anchor import train_anchor
-    from dymu_rt.train.controller import train_edge
+    from dymu_rt.training.anchor import train_anchor
+    from dymu_rt.training.controller import train_edge
 
     run = RunDir(tmp_path / "run")
     run.init(tiny_preset, data="synth")
@@ -263,9 +263,9 @@ def test_controller_state_with_bad_rng_is_a_checkpoint_error(tmp_path, tiny_pres
 
 # -- 9. trivial baselines from the un-augmented training split ------------------------------
 def test_anchor_baselines_use_the_unaugmented_training_split(tmp_path, tiny_preset):
-    from dymu_rt.train.anchor import train_anchor
-    from dymu_rt.train.common import make_split, make_tasks
-    from dymu_rt.train.evaluation import trivial_baselines
+    from dymu_rt.training.anchor import train_anchor
+    from dymu_rt.training.common import make_split, make_tasks
+    from dymu_rt.training.evaluation import trivial_baselines
 
     run = RunDir(tmp_path / "run")
     run.init(tiny_preset, data="synth")
@@ -279,8 +279,8 @@ def test_anchor_baselines_use_the_unaugmented_training_split(tmp_path, tiny_pres
 
 
 def test_constant_depth_is_the_mean_over_up_to_256_samples(tiny_preset):
-    from dymu_rt.train.common import make_split, make_tasks
-    from dymu_rt.train.evaluation import _constant_output, _stat_indices
+    from dymu_rt.training.common import make_split, make_tasks
+    from dymu_rt.training.evaluation import _constant_output, _stat_indices
 
     assert _stat_indices(10, 256) == list(range(10))
     idx = _stat_indices(1000, 256)
@@ -295,7 +295,7 @@ def test_constant_depth_is_the_mean_over_up_to_256_samples(tiny_preset):
 def test_paper_presets_default_to_the_papers_schedule(name):
     """Adam 1e-3, ×0.3 every 14K steps, 30K steps, for the anchor and both controller stages."""
     from dymu_rt.models.presets import get_preset
-    from dymu_rt.train.common import anchor_lr, step_decay_lr
+    from dymu_rt.training.common import anchor_lr, step_decay_lr
 
     cfg = get_preset(name).train
     assert cfg.anchor_optimizer == "adam" and cfg.anchor_steps == cfg.edge_steps == cfg.weight_steps == 30000

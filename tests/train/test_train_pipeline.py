@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dymu_rt.core.errors import CheckpointError, ValidationError
-from dymu_rt.train.checkpoint import RunDir
+from dymu_rt.run.layout import RunDir
 
 
 @pytest.fixture()
@@ -18,7 +18,7 @@ def tiny_run(tmp_path, tiny_preset):
 
 
 def test_anchor_stage_resumes_after_a_kill_and_matches_an_uninterrupted_run(tmp_path, tiny_preset):
-    from dymu_rt.train.anchor import train_anchor
+    from dymu_rt.training.anchor import train_anchor
 
     a = RunDir(tmp_path / "a")
     a.init(tiny_preset, data="synth")
@@ -38,7 +38,7 @@ def test_anchor_stage_resumes_after_a_kill_and_matches_an_uninterrupted_run(tmp_
 
 
 def test_all_stages_produce_a_loadable_controller(tiny_run):
-    from dymu_rt.train.pipeline import train
+    from dymu_rt.training.pipeline import train
 
     cfg = train(tiny_run, "all", n_train=8, n_val=4, progress=False)
     assert all(cfg["stages"][s]["done"] for s in ("anchor", "edge", "weight"))
@@ -56,14 +56,14 @@ def test_all_stages_produce_a_loadable_controller(tiny_run):
 
 
 def test_controller_needs_a_trained_anchor(tiny_run):
-    from dymu_rt.train.controller import train_edge
+    from dymu_rt.training.controller import train_edge
 
     with pytest.raises(CheckpointError, match="stage 'anchor' must finish first"):
         train_edge(tiny_run, progress=False)
 
 
 def test_open_run_refuses_a_different_preset(tmp_path, tiny_run):
-    from dymu_rt.train.pipeline import open_run
+    from dymu_rt.training.pipeline import open_run
 
     with pytest.raises(ValidationError, match="holds a run of preset"):
         open_run(tiny_run.path, "cifar100", None)
@@ -75,8 +75,8 @@ def test_shared_init_pretrains_one_backbone_copies_it_into_every_stream_and_resu
     """--init shared (issue 22): the shared-encoder pre-training is its own resumable loop; after it
     every stream starts from the same backbone; a run killed inside the pre-training and resumed
     ends bitwise where an uninterrupted one does. Cost: ~4 s."""
-    from dymu_rt.train.anchor import PRETRAIN, initialize_streams, train_anchor
-    from dymu_rt.train.setup import TrainSetup
+    from dymu_rt.training.anchor import PRETRAIN, initialize_streams, train_anchor
+    from dymu_rt.training.setup import TrainSetup
 
     preset = tiny_preset.with_train(anchor_init="shared", anchor_pretrain_steps=4)
     a = RunDir(tmp_path / "a")
@@ -115,7 +115,7 @@ def test_runs_stored_before_issue_22_keep_their_meaning(tiny_preset):
 
 
 def test_init_option_is_validated(tmp_path):
-    from dymu_rt.train.pipeline import anchor_overrides, open_run
+    from dymu_rt.training.pipeline import anchor_overrides, open_run
 
     with pytest.raises(ValidationError, match="--init 'imagenet'"):
         anchor_overrides(None, None, None, None, None, None, "imagenet")
@@ -133,9 +133,9 @@ def test_l2sp_and_finetune_lr_keep_streams_near_the_shared_init_and_resume(tmp_p
     the shared weights than none does, anchor_finetune_lr replaces the fine-tune's peak lr only
     after a shared/pretrained init, and a killed L2-SP run resumes to the uninterrupted result
     (the reference is rebuilt from the saved pre-training). Cost: ~10 s idle, ~30 s at load 6."""
-    from dymu_rt.train.anchor import initialize_streams, l2sp_term, train_anchor
-    from dymu_rt.train.common import anchor_lr, validate_train_config
-    from dymu_rt.train.setup import TrainSetup
+    from dymu_rt.training.anchor import initialize_streams, l2sp_term, train_anchor
+    from dymu_rt.training.common import anchor_lr, validate_train_config
+    from dymu_rt.training.setup import TrainSetup
 
     base = tiny_preset.with_train(anchor_init="shared", anchor_pretrain_steps=3, anchor_steps=6, anchor_lr=0.05)
 

@@ -26,14 +26,14 @@ import numpy as np
 import pytest
 import torch
 
-from dymu_rt.train import adashare as adashare_mod
-from dymu_rt.train import anchor as anchor_mod
-from dymu_rt.train import controller as controller_mod
-from dymu_rt.train import dag as dag_mod
+from dymu_rt.training import adashare as adashare_mod
+from dymu_rt.training import anchor as anchor_mod
+from dymu_rt.training import controller as controller_mod
+from dymu_rt.training import dag as dag_mod
 from dymu_rt.methods import get_method
-from dymu_rt.train import static
-from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.setup import backward_step as real_backward_step
+from dymu_rt.training import static
+from dymu_rt.run.layout import RunDir
+from dymu_rt.training.setup import backward_step as real_backward_step
 
 
 class Spy:
@@ -115,7 +115,7 @@ def test_anchor_and_static_methods_learn_in_every_stage(tmp_path, tiny_preset, s
 
 
 def _fixed_loss(anchor, tasks, batch, parents, deltas, r) -> float:
-    from dymu_rt.train.common import weighted_task_loss
+    from dymu_rt.training.common import weighted_task_loss
 
     with torch.no_grad():
         out = anchor(batch["image"], parents, deltas)
@@ -128,8 +128,8 @@ def test_controller_stages_learn(tmp_path, tiny_preset, spy):
     """Edge and weight hypernets move from their seeded start; the weight stage's loss at a
     fixed (r, c) on a fixed batch is lower with the trained BN deltas than with none (the
     hypernet's job: deltas that fit the anchor's BNs to the tree)."""
-    from dymu_rt.train.common import make_split, make_tasks
-    from dymu_rt.train.loader import collate
+    from dymu_rt.training.common import make_split, make_tasks
+    from dymu_rt.training.loader import collate
 
     preset = tiny_preset.with_train(anchor_steps=24, anchor_batch=4, anchor_lr=3e-3, edge_steps=12,
                                     weight_steps=24, controller_batch=4, controller_lr=3e-3, decay_every=1000)

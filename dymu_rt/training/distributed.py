@@ -8,7 +8,7 @@ is a world of one and touches nothing here.
 The contract every stage keeps:
 
 * ``--batch`` is the global batch; rank r trains on its own contiguous slice of every
-  global batch (``dymu_rt.train.loader``), and DistributedDataParallel averages the
+  global batch (``dymu_rt.training.loader``), and DistributedDataParallel averages the
   gradients, so one step of N ranks is one step of the full batch.
 * Every rank builds the same model from the same seed and loads the same resumable state,
   so all ranks start (and resume) at the same step with the same weights.

@@ -1,7 +1,7 @@
 """How a training stage is run: device and precision, input workers, data parallelism.
 
-:class:`TrainSetup` bundles :class:`~dymu_rt.train.device.DeviceSetup` (device, precision,
-channels-last), the :class:`~dymu_rt.train.distributed.Distributed` job this process belongs
+:class:`TrainSetup` bundles :class:`~dymu_rt.training.device.DeviceSetup` (device, precision,
+channels-last), the :class:`~dymu_rt.training.distributed.Distributed` job this process belongs
 to, the number of input workers and whether BN statistics are synced across ranks. Every
 stage takes one (default: CPU, fp32, one process, no workers: what the tests and the
 quick start use) and asks it for its batches and its optimizer step.
@@ -16,9 +16,9 @@ from typing import Any, Optional, Sequence, Union
 import torch
 
 from dymu_rt.core.errors import ValidationError
-from dymu_rt.train.device import DeviceSetup
-from dymu_rt.train.distributed import Distributed
-from dymu_rt.train.loader import BatchStream
+from dymu_rt.training.device import DeviceSetup
+from dymu_rt.training.distributed import Distributed
+from dymu_rt.training.loader import BatchStream
 
 
 @dataclass(frozen=True)

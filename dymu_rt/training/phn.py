@@ -18,11 +18,12 @@ import torch
 from dymu_rt.control.hypernets import WeightHypernet
 from dymu_rt.core.preference import sample_preferences
 from dymu_rt.core.tree import identity_table
-from dymu_rt.train.checkpoint import RunDir, load_module, save_module
-from dymu_rt.train.common import (JsonlLog, check_positive, make_split, make_tasks, seed_everything, set_lr,
-                                  step_decay_lr, validate_train_config, weighted_task_loss)
-from dymu_rt.train.device import fp32_outputs
-from dymu_rt.train.setup import TrainSetup, backward_step
+from dymu_rt.run.layout import RunDir, load_module, save_module
+from dymu_rt.training.common import (check_positive, make_split, make_tasks, seed_everything, set_lr, step_decay_lr,
+                                     validate_train_config, weighted_task_loss)
+from dymu_rt.run.logs import JsonlLog
+from dymu_rt.training.device import fp32_outputs
+from dymu_rt.training.setup import TrainSetup, backward_step
 from dymu_rt.utils.progress import make_progress
 
 

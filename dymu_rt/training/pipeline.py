@@ -26,13 +26,12 @@ from dymu_rt.control.regularizer import RegularizerConfig
 from dymu_rt.data import make_dataset
 from dymu_rt.core.errors import ValidationError
 from dymu_rt.models.presets import Preset, TrainDefaults, get_preset
-from dymu_rt.train.anchor import train_anchor
-from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.common import check_positive, validate_train_config
-from dymu_rt.train.controller import train_edge, train_weight
-from dymu_rt.train.phn import train_phn_bn
-from dymu_rt.train.static_run import DEFAULT_METHOD, method_of
-from dymu_rt.train.setup import TrainSetup
+from dymu_rt.training.anchor import train_anchor
+from dymu_rt.run.layout import DEFAULT_METHOD, RunDir, method_of
+from dymu_rt.training.common import check_positive, validate_train_config
+from dymu_rt.training.controller import train_edge, train_weight
+from dymu_rt.training.phn import train_phn_bn
+from dymu_rt.training.setup import TrainSetup
 
 STAGE_GROUPS = {"all": ("anchor", "edge", "weight"), "anchor": ("anchor",),
                 "controller": ("edge", "weight"), "phn-bn": ("phn-bn",)}
@@ -239,7 +238,7 @@ def train(run: RunDir, stages: str = "all", seed: Optional[int] = None, n_train:
     """Run the stages of ``stages`` ("all", "anchor", "controller", "phn-bn"); returns the config.
 
     ``seed``, ``n_train``, ``n_val``: None reuses the run's recorded values. ``setup``
-    (a :class:`~dymu_rt.train.setup.TrainSetup`): device, precision, workers and data
+    (a :class:`~dymu_rt.training.setup.TrainSetup`): device, precision, workers and data
     parallelism (default: CPU, fp32, one process). ``setup_record``: the setup options
     as given (e.g. ``device="auto"``), stored in the run for the next resume. Under
     torchrun, every rank calls this; rank 0 alone writes the run folder. ``trainer``: a
@@ -305,7 +304,7 @@ def anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay, init: 
 
     ``init``: independent | shared | pretrained:FILE (FILE made absolute and checked against
     the preset when the run is created, before anything is written)."""
-    from dymu_rt.train.common import check_anchor_init
+    from dymu_rt.training.common import check_anchor_init
 
     _check("--lr", lr, 0, strict=True)
     _check("--weight-decay", weight_decay, 0)

@@ -1,7 +1,7 @@
 """The trust boundary of a run folder: ``config.json`` checked field by field at the door.
 
 A run folder is an artifact a user hands us like a bundle. :func:`validate_run_config` (called
-by :meth:`dymu_rt.train.checkpoint.RunDir.read_config`, the one reader) checks what the old
+by :meth:`dymu_rt.run.layout.RunDir.read_config`, the one reader) checks what the old
 reader let through into tracebacks and memory bombs: every field of the stored preset against
 its declared type (the preset dataclasses' annotations: ``"data": 5`` or ``seed: "x"`` is one
 line, not a TypeError deep in a trainer), ranges that bound what a model or data set allocates

@@ -23,8 +23,8 @@ Here:
 
 Training runs the anchor-net code itself on the fixed tree (``anchor.forward(x, parents)``:
 nodes no head reaches are never run and get no gradient) through the anchor stage's
-resumable loop (:func:`dymu_rt.train.anchor._loop`: state every ``save_every`` steps, a
-killed run continues from the last save, same :class:`~dymu_rt.train.setup.TrainSetup`).
+resumable loop (:func:`dymu_rt.training.anchor._loop`: state every ``save_every`` steps, a
+killed run continues from the last save, same :class:`~dymu_rt.training.setup.TrainSetup`).
 What is deployed is :func:`dymu_rt.models.graph.lower_tree` of the tree over the trained
 net: exactly the tree's nodes and heads, so its params and MACs are the tree's.
 
@@ -45,11 +45,11 @@ import torch
 
 from dymu_rt.core.errors import ValidationError
 from dymu_rt.core.tree import canonicalize, identity_table, topology_id
-from dymu_rt.train.anchor import _loop, initialize_streams
-from dymu_rt.train.checkpoint import RunDir, load_module, save_module
-from dymu_rt.train.run_schema import MAX_SAMPLES
-from dymu_rt.train.common import anchor_lr, check_positive, seed_everything
-from dymu_rt.train.setup import TrainSetup
+from dymu_rt.training.anchor import _loop, initialize_streams
+from dymu_rt.run.layout import RunDir, load_module, save_module
+from dymu_rt.run.schema import MAX_SAMPLES
+from dymu_rt.training.common import anchor_lr, check_positive, seed_everything
+from dymu_rt.training.setup import TrainSetup
 
 #: where a retrained tree starts: the paper's default (anchor net weights) and its † (the
 #: weights the anchor started from; ImageNet in the paper)
@@ -108,7 +108,7 @@ def retrain_tree(run: RunDir, parents, init: str = "anchor", steps: Optional[int
     """Retrain tree ``parents`` of DYMU run ``run`` as a static net, or reuse a finished
     retrain; returns (the trained anchor-shaped net in eval mode, frozen, or None when
     ``stop_after`` stopped it first; the stage summary). ``stop_after`` / ``on_step``: as in
-    :func:`dymu_rt.train.anchor.train_anchor` (tests simulate a killed run with them)."""
+    :func:`dymu_rt.training.anchor.train_anchor` (tests simulate a killed run with them)."""
     setup = setup or TrainSetup()
     check_init(init)
     check_positive(save_every, "--save-every")

@@ -8,7 +8,7 @@ statistics (autocast keeps batch_norm in fp32; the parameters and running buffer
 fp32 tensors), the task losses and the branching regularizer (the stages compute them
 outside autocast on fp32 copies of the outputs), and the optimizer state.
 
-Nothing here touches torch.distributed: see :mod:`dymu_rt.train.distributed`.
+Nothing here touches torch.distributed: see :mod:`dymu_rt.training.distributed`.
 """
 
 from __future__ import annotations

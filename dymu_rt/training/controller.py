@@ -27,13 +27,13 @@ from dymu_rt.control.hypernets import EdgeHypernet, WeightHypernet
 from dymu_rt.core.preference import sample_preferences
 from dymu_rt.control.regularizer import branching_regularizer
 from dymu_rt.core.errors import CheckpointError
-from dymu_rt.train.checkpoint import RunDir, optimizer_tensors, save_module
-from dymu_rt.train.common import (JsonlLog, check_positive, make_split, make_tasks,
-                                  regularizer_config as _regularizer_config, restore_rng, rng_state,
-                                  seed_everything, set_lr, step_decay_lr, validate_train_config,
-                                  weighted_task_loss)
-from dymu_rt.train.device import fp32_outputs
-from dymu_rt.train.setup import TrainSetup, backward_step, restore_scaler, scaler_meta
+from dymu_rt.run.layout import RunDir, optimizer_tensors, save_module
+from dymu_rt.training.common import (check_positive, make_split, make_tasks, regularizer_config as _regularizer_config,
+                                     restore_rng, rng_state, seed_everything, set_lr, step_decay_lr,
+                                     validate_train_config, weighted_task_loss)
+from dymu_rt.run.logs import JsonlLog
+from dymu_rt.training.device import fp32_outputs
+from dymu_rt.training.setup import TrainSetup, backward_step, restore_scaler, scaler_meta
 from dymu_rt.core.io import atomic_write_json, read_json
 from dymu_rt.utils.progress import make_progress
 

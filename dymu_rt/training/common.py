@@ -17,7 +17,7 @@ from dymu_rt.data import make_dataset
 from dymu_rt.core.errors import CheckpointError, ValidationError
 from dymu_rt.models.presets import Preset
 from dymu_rt.tasks import make_task
-from dymu_rt.train.loader import collate, infinite_batches  # noqa: F401  (their home is loader)
+from dymu_rt.training.loader import collate, infinite_batches  # noqa: F401  (their home is loader)
 from dymu_rt.core.io import atomic_write_text
 
 

@@ -33,7 +33,7 @@ from dymu_rt.control.hypernets import EdgeHypernet, WeightHypernet
 from dymu_rt.core.errors import CheckpointError
 from dymu_rt.models.backbones import build_nodes
 from dymu_rt.models.presets import Preset
-from dymu_rt.train.run_schema import validate_run_config
+from dymu_rt.run.schema import validate_run_config
 from dymu_rt.core.io import atomic_path, atomic_write_json, read_json
 
 def _short(value, limit: int = 60) -> str:
@@ -129,7 +129,7 @@ class RunDir:
                                       f"expected true or false")
         if not isinstance(cfg["preset"], dict):
             raise CheckpointError(f"{self.config_path}: 'preset' = {_short(cfg['preset'])}; expected a table")
-        validate_run_config(cfg, self.config_path)      # types, ranges, names (train/run_schema.py)
+        validate_run_config(cfg, self.config_path)      # types, ranges, names (run/schema.py)
         return cfg
 
     def init(self, preset: Preset, data: str, extra: Optional[dict] = None) -> dict[str, Any]:

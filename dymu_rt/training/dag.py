@@ -32,13 +32,13 @@ import numpy as np
 import torch
 
 from dymu_rt.models.dag import DagNet, DagSpec, default_spec, lower_masks
-from dymu_rt.train.checkpoint import RunDir
-from dymu_rt.train.common import (JsonlLog, anchor_lr, make_anchor_optimizer, make_split, set_lr,
-                                  weighted_task_loss)
-from dymu_rt.train.device import fp32_outputs
-from dymu_rt.train.evaluation import evaluate_tree
-from dymu_rt.train.setup import TrainSetup, backward_step
-from dymu_rt.train.static_run import StageProgress, load_stage, save_result, save_stage, start_static
+from dymu_rt.run.layout import RunDir
+from dymu_rt.training.common import anchor_lr, make_anchor_optimizer, make_split, set_lr, weighted_task_loss
+from dymu_rt.run.logs import JsonlLog
+from dymu_rt.training.device import fp32_outputs
+from dymu_rt.training.evaluation import evaluate_tree
+from dymu_rt.training.setup import TrainSetup, backward_step
+from dymu_rt.training.static_run import StageProgress, load_stage, save_result, save_stage, start_static
 from dymu_rt.utils.progress import make_progress
 
 

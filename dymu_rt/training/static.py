@@ -8,7 +8,7 @@ or fine-tune (DAG). Without overrides the warm-up and the final stage take the p
 and the search its ``edge_steps``.
 
 A static run directory (its stages and result are written by
-:mod:`dymu_rt.train.static_run`, which the trainers import; the method -- its config, its
+:mod:`dymu_rt.training.static_run`, which the trainers import; the method -- its config, its
 network, its trainer -- is its registered :class:`~dymu_rt.methods.Method`,
 :mod:`dymu_rt.methods.adashare` / :mod:`dymu_rt.methods.dag`)::
 
@@ -17,17 +17,17 @@ network, its trainer -- is its registered :class:`~dymu_rt.methods.Method`,
     RUN/architecture.json    the static graph (dymu_rt.models.graph) + the method's decisions
 
 Stages are resumable within a stage: every ``--save-every`` steps
-:class:`~dymu_rt.train.static_run.StageProgress`
+:class:`~dymu_rt.training.static_run.StageProgress`
 saves the network, every optimizer, the fp16 loss scale and the RNG states
 (``state/<stage>-progress.json`` + its tensor file, written by
-:meth:`~dymu_rt.train.checkpoint.RunDir.save_state`: the JSON rename is the commit), and a
+:meth:`~dymu_rt.run.layout.RunDir.save_state`: the JSON rename is the commit), and a
 re-run continues from there on the same data stream (the loader's batches are a function of
 the step). A finished stage's result is saved (``state/<stage>.safetensors``) and its
 progress state removed; a re-run continues after the last finished stage. Every schedule
 of the static methods (learning rate, AdaShare's temperature and curriculum) is a function
 of the step, so the step restores them.
 
-Where and how a stage trains comes from the same :class:`~dymu_rt.train.setup.TrainSetup`
+Where and how a stage trains comes from the same :class:`~dymu_rt.training.setup.TrainSetup`
 as DYMU's stages: device, precision (autocast; the losses, Gumbel sampling, sigmoid sums and
 the weighted mixing of the upper-level parameters stay in fp32), channels-last, input
 workers and torchrun (DDP, ``--sync-bn``). Saved tensors are CPU tensors, so a run trained
@@ -40,8 +40,7 @@ from typing import Any, Optional
 
 from dymu_rt.core.errors import CheckpointError, ValidationError
 from dymu_rt.models.graph import StaticGraph, materialize_graph
-from dymu_rt.train.checkpoint import RunDir, load_state_into, load_tensors
-from dymu_rt.train.static_run import ARCHITECTURE, MODEL, STATIC_STAGES, method_of
+from dymu_rt.run.layout import ARCHITECTURE, MODEL, STATIC_STAGES, RunDir, load_state_into, load_tensors, method_of
 from dymu_rt.core.io import read_json
 
 
