@@ -2,15 +2,18 @@
 
 The public API (loaded on first use, so ``import dymu_rt`` stays light and torch-free)::
 
-    from dymu_rt import Runtime, Preference, read_manifest, build_bundle
+    from dymu_rt import Runtime, Preference, read_manifest, build_bundle, train
 
 * :class:`Runtime` -- open a bundle, ``set_preference(r, c)``, ``infer(images)``, ``stats()``
   (the deploy wing: numpy and onnxruntime, no torch);
 * :class:`Preference` -- a validated (r, c); :func:`read_manifest` -- a bundle's typed
   manifest, checked on the way in;
-* :func:`build_bundle` -- a trained run folder -> a bundle (needs ``dymu-rt[train]``).
+* :func:`train` -- train (or resume) a run folder, what ``dymu-rt train`` does; returns the
+  run (:class:`dymu_rt.run.layout.RunDir`); :func:`build_bundle` -- a trained run folder -> a
+  bundle (both need ``dymu-rt[train]``).
 
-Training is driven by the CLI (``dymu-rt train``) or :func:`dymu_rt.training.pipeline.train`.
+The train wing's package is :mod:`dymu_rt.training` (not ``dymu_rt.train``, which would shadow
+the function); the run folder's format is :mod:`dymu_rt.run`.
 The floor plan (a torch-free core, a deploy wing, a train wing, the use cases, the CLI) is
 in docs/INTERFACES.md and checked by ``lint-imports``. The library is importable without
 the CLI (``dymu_rt/cli``), and without TensorRT.
@@ -31,6 +34,7 @@ _PUBLIC = {
     "Preference": "dymu_rt.core.preference",
     "read_manifest": "dymu_rt.bundle.manifest",
     "build_bundle": "dymu_rt.methods",
+    "train": "dymu_rt.training.api",
 }
 __all__ = ["__version__", *_PUBLIC]
 

@@ -2,7 +2,7 @@
 and each contract fails on a copy of the tree into which one edge that breaks it -- and only
 it -- is injected. So a future import across a wall (a torch import reaching the deploy wing,
 the core importing a wing, the train wing importing the runtime, either wing importing a use
-case, an upward import inside a wing) fails the suite."""
+case, an upward import inside a wing, a run reader importing the training loops) fails the suite."""
 
 import re
 import shutil
@@ -27,6 +27,8 @@ INJECTIONS = {
     "train-layers": ("models/heads.py", "import dymu_rt.run.layout", "train-layers:"),
     "top": ("app/check.py", "import dymu_rt.cli.common", "top:"),
     "methods-door": ("app/inspect.py", "import dymu_rt.methods.adashare", "methods-door:"),
+    # a reader of a run folder reaching into the training loops for it (issue 26: dymu_rt.run)
+    "run-readers": ("evaluate/report.py", "from dymu_rt.training.static_run import save_result", "run-readers:"),
 }
 
 #: where the methods registry sits (issue 26): on top of the train wing, so compile importing

@@ -1,6 +1,7 @@
-"""Run directories: safetensors weights + a JSON config, resumable, never pickle.
+"""A run folder: its layout, its config and stage records, and its safetensors files.
 
-Layout of a run directory (``dymu-rt train --out RUN``)::
+A run folder is an artifact a user hands us like a bundle (``dymu-rt train --out RUN`` makes
+one; compile, evaluate, compare and inspect read it). Layout of a DYMU run::
 
     RUN/config.json                 preset, stage progress, producer versions
     RUN/anchor.safetensors          anchor net (after stage "anchor")
@@ -10,15 +11,23 @@ Layout of a run directory (``dymu-rt train --out RUN``)::
     RUN/state/<stage>.stepK.safetensors  resumable training state (model + optimizer tensors)
     RUN/state/<stage>.json          step counter, RNG seeds, scalar optimizer state, and
                                     the name of the tensor file (the JSON is the commit)
-    RUN/logs/<stage>.jsonl          training curves
+    RUN/logs/<stage>.jsonl          training curves (:mod:`dymu_rt.run.logs`)
+
+A static-architecture run (``--method adashare|dag``; written by :mod:`dymu_rt.training.static_run`)::
+
+    RUN/config.json                 method, method_config, preset, data, stages (warmup, search, final)
+    RUN/model.safetensors           the trained network (the final stage's weights)
+    RUN/architecture.json           the static graph (dymu_rt.models.graph) + the method's decisions
+    RUN/state/<stage>.safetensors   a finished stage's network state
 
 Every file is written atomically; a killed run resumes from the last state file.
-Loading validates names and shapes against the preset and refuses a mismatch.
+``config.json`` is checked field by field at the door (:mod:`dymu_rt.run.schema`); loading a
+module validates names and shapes against the preset and refuses a mismatch or NaN/Inf.
+The training loops themselves live in :mod:`dymu_rt.training`; nothing here imports it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Optional
@@ -33,7 +42,7 @@ from dymu_rt.control.hypernets import EdgeHypernet, WeightHypernet
 from dymu_rt.core.errors import CheckpointError
 from dymu_rt.models.backbones import build_nodes
 from dymu_rt.models.presets import Preset
-from dymu_rt.run.schema import validate_run_config
+from dymu_rt.run.schema import DYMU_STAGES, STATIC_STAGES, validate_run_config
 from dymu_rt.core.io import atomic_path, atomic_write_json, read_json
 
 def _short(value, limit: int = 60) -> str:
@@ -42,8 +51,15 @@ def _short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-STAGES = ("anchor", "edge", "weight")
+#: the stages of a DYMU run, and (STATIC_STAGES) of a static-architecture run, in order
+STAGES = DYMU_STAGES
 CONFIG = "config.json"
+#: a static-architecture run's graph + decisions, and its trained network (MODEL.safetensors)
+ARCHITECTURE = "architecture.json"
+MODEL = "model"
+__all__ = ["RunDir", "method_of", "STAGES", "STATIC_STAGES", "CONFIG", "ARCHITECTURE", "MODEL", "save_module",
+           "load_tensors", "check_finite", "load_module", "load_state_into", "optimizer_tensors",
+           "restore_optimizer"]
 
 
 def save_module(module: nn.Module, path: Path, metadata: Optional[dict[str, str]] = None) -> None:
@@ -272,6 +288,11 @@ class RunDir:
         load_state_into(module, model, path, "training state")
         check_finite(tensors, path, "training state")
         restore_optimizer(opt, tensors, meta["optimizer"], path=path)
+
+
+def method_of(run: RunDir) -> str:
+    """The method a run was trained with ("dymu" for runs that predate the option)."""
+    return str(run.read_config().get("method", "dymu"))
 
 
 def _num_layers(preset: Preset) -> int:

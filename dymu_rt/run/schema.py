@@ -22,12 +22,12 @@ from dymu_rt.core.errors import CheckpointError
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 PRESET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-DYMU_STAGES = ("anchor", "edge", "weight")          # checkpoint.STAGES
-STATIC_STAGES = ("warmup", "search", "final")       # static_run.STATIC_STAGES
+DYMU_STAGES = ("anchor", "edge", "weight")          # layout.STAGES
+STATIC_STAGES = ("warmup", "search", "final")       # the static methods' stages
 #: The method names a run config may carry and the stages of each: the registered methods
 #: with runs of their own (dymu_rt.methods). Data here: the run-folder schema is read without
 #: the methods (tests/methods/test_registry.py checks the two agree). A run without a
-#: ``method`` is DYMU's (static_run.DEFAULT_METHOD).
+#: ``method`` is DYMU's (layout.DEFAULT_METHOD).
 RUN_STAGES = {"dymu": DYMU_STAGES, "adashare": STATIC_STAGES, "dag": STATIC_STAGES}
 METHODS = tuple(RUN_STAGES)
 #: Largest number of samples a run may ask for (synthetic scenes are rendered on demand).

@@ -337,8 +337,9 @@ def regularizer_overrides(tau, lambda_a, lambda_i, no_inactive, no_layer_w, no_a
             "active_reading": _choice("--active-reading", active_reading, ("printed", "child"))}
 
 
-_FLAGS = {"anchor_steps": "--anchor-steps", "edge_steps": "--edge-steps", "weight_steps": "--weight-steps",
-          "phn_steps": "--steps", "anchor_batch": "--batch", "controller_batch": "--batch"}
+#: the overrides checked as counts >= 1, and the command-line flag each message names
+OVERRIDE_FLAGS = {"anchor_steps": "--anchor-steps", "edge_steps": "--edge-steps", "weight_steps": "--weight-steps",
+                  "phn_steps": "--steps", "anchor_batch": "--batch", "controller_batch": "--batch"}
 
 
 def run_training(out: str | Path, stages: str, preset: Optional[str] = None, data: Optional[str] = None,
@@ -355,7 +356,7 @@ def run_training(out: str | Path, stages: str, preset: Optional[str] = None, dat
     trains ``stages`` and leaves the process group. Returns the run config.
     """
     overrides = overrides or {}
-    flags = {**_FLAGS, **(flags or {})}
+    flags = {**OVERRIDE_FLAGS, **(flags or {})}
     for key, flag in flags.items():
         check_positive(overrides.get(key), flag)
     check_positive(save_every, "--save-every")

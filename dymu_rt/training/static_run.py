@@ -1,7 +1,7 @@
 """A static-architecture run directory (AdaShare, the DAG network): its stages and its result.
 
 The pieces every static method's trainer writes with and :mod:`dymu_rt.training.static` reads
-with (layout in :mod:`dymu_rt.training.static`'s docstring)::
+with (the run folder's format: :mod:`dymu_rt.run.layout`)::
 
     RUN/config.json          method, method_config, preset, data, stages (warmup, search, final)
     RUN/model.safetensors    the trained network (the final stage's weights)
@@ -19,28 +19,13 @@ import torch
 
 from dymu_rt.core.errors import CheckpointError
 from dymu_rt.models.graph import StaticGraph
-from dymu_rt.run.layout import (RunDir, load_module, load_state_into, optimizer_tensors, restore_optimizer,
-                                save_module)
+from dymu_rt.run.layout import (ARCHITECTURE, MODEL, RunDir, load_module, load_state_into, optimizer_tensors,
+                                restore_optimizer, save_module)
 from dymu_rt.training.common import make_split, make_tasks, restore_rng, rng_state, seed_everything
 from dymu_rt.run.logs import JsonlLog
 from dymu_rt.training.distributed import sync_batchnorm, unsync_batchnorm
 from dymu_rt.training.setup import TrainSetup, restore_scaler, scaler_meta
 from dymu_rt.core.io import atomic_write_json
-
-STATIC_STAGES = ("warmup", "search", "final")
-ARCHITECTURE = "architecture.json"
-MODEL = "model"
-
-
-#: the method of a run whose config has no ``method`` (runs that predate the option: DYMU's)
-DEFAULT_METHOD = "dymu"
-
-
-def method_of(run: RunDir) -> str:
-    """The name of the method a run was trained with (:data:`DEFAULT_METHOD` for runs that
-    predate the option); :func:`dymu_rt.methods.method_for` gives the method itself."""
-    return str(run.read_config().get("method", DEFAULT_METHOD))
-
 
 class StaticStart(NamedTuple):
     """What a static trainer works with (:func:`start_static`)."""
