@@ -49,7 +49,7 @@ def test_train_is_the_function_even_after_the_train_wing_is_imported():
 
     assert callable(train) and train is dymu_rt.train and train.__module__ == "dymu_rt.training.api"
     try:
-        importlib.import_module("dymu_rt.training")
+        importlib.import_module("dymu_rt.train")
     except ModuleNotFoundError:
         pass
     else:
