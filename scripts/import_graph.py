@@ -37,9 +37,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 #: bottom first, one order consistent with .importlinter's floor plan ("errors" is an old
-#: checkout's bottom layer, now dymu_rt.core.errors)
-LAYERS = ["errors", "core", "bundle", "backends", "utils", "tasks", "data", "models", "control", "train", "evaluate",
-          "compile", "runtime", "serve", "demo", "check", "compare", "app", "cli"]
+#: checkout's bottom layer, now dymu_rt.core.errors; "train" is "training" before issue 26's rename)
+LAYERS = ["errors", "core", "bundle", "backends", "utils", "tasks", "data", "models", "control", "run", "train",
+          "training", "evaluate", "compile", "runtime", "serve", "demo", "check", "compare", "app", "cli"]
 DEPLOY = ("core", "bundle", "backends", "runtime", "serve")
 HEAVY = ("torch", "matplotlib", "scipy")
 

@@ -19,6 +19,9 @@ import re
 from typing import Any
 
 from dymu_rt.core.errors import CheckpointError
+from dymu_rt.models.backbones import BackboneSpec
+from dymu_rt.models.heads import HeadSpec
+from dymu_rt.models.presets import Preset, TaskSpec, TrainDefaults
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 PRESET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -99,10 +102,6 @@ def _check_fields(d: Any, cls, where: str) -> None:
 
 def check_preset_dict(p: Any, where: str = "preset") -> None:
     """Types, ranges and names of a stored preset (raises _Bad)."""
-    from dymu_rt.models.backbones import BackboneSpec
-    from dymu_rt.models.heads import HeadSpec
-    from dymu_rt.models.presets import Preset, TaskSpec, TrainDefaults
-
     if not isinstance(p, dict):
         raise _Bad(f"{where} = {_short(p)}; expected a table")
     _check_fields(p, Preset, where)
