@@ -57,7 +57,7 @@ CONFIG = "config.json"
 #: a static-architecture run's graph + decisions, and its trained network (MODEL.safetensors)
 ARCHITECTURE = "architecture.json"
 MODEL = "model"
-__all__ = ["RunDir", "method_of", "STAGES", "STATIC_STAGES", "CONFIG", "ARCHITECTURE", "MODEL", "save_module",
+__all__ = ["RunDir", "method_of", "DEFAULT_METHOD", "STAGES", "STATIC_STAGES", "CONFIG", "ARCHITECTURE", "MODEL", "save_module",
            "load_tensors", "check_finite", "load_module", "load_state_into", "optimizer_tensors",
            "restore_optimizer"]
 
@@ -290,9 +290,14 @@ class RunDir:
         restore_optimizer(opt, tensors, meta["optimizer"], path=path)
 
 
+#: the method of a run whose config names none (runs that predate the option: DYMU's)
+DEFAULT_METHOD = "dymu"
+
+
 def method_of(run: RunDir) -> str:
-    """The method a run was trained with ("dymu" for runs that predate the option)."""
-    return str(run.read_config().get("method", "dymu"))
+    """The name of the method a run was trained with (:data:`DEFAULT_METHOD` for runs that
+    predate the option)."""
+    return str(run.read_config().get("method", DEFAULT_METHOD))
 
 
 def _num_layers(preset: Preset) -> int:
