@@ -34,7 +34,7 @@ _PUBLIC = {
     "Preference": "dymu_rt.core.preference",
     "read_manifest": "dymu_rt.bundle.manifest",
     "build_bundle": "dymu_rt.methods",
-    "train": "dymu_rt.training.api",
+    "train": "dymu_rt.app.train",
 }
 __all__ = ["__version__", *_PUBLIC]
 

@@ -14,7 +14,7 @@ def test_public_names_resolve_to_their_homes():
     from dymu_rt.runtime.runtime import Runtime
 
     assert dymu_rt.Runtime is Runtime and dymu_rt.Preference is Preference
-    from dymu_rt.training.api import train
+    from dymu_rt.app.train import train
 
     assert dymu_rt.read_manifest is read_manifest and dymu_rt.build_bundle is build_bundle
     assert dymu_rt.train is train
@@ -47,7 +47,7 @@ def test_train_is_the_function_even_after_the_train_wing_is_imported():
     import dymu_rt.training.pipeline  # noqa: F401  (binds dymu_rt.training, and must leave dymu_rt.train alone)
     from dymu_rt import train
 
-    assert callable(train) and train is dymu_rt.train and train.__module__ == "dymu_rt.training.api"
+    assert callable(train) and train is dymu_rt.train and train.__module__ == "dymu_rt.app.train"
     try:
         importlib.import_module("dymu_rt.train")
     except ModuleNotFoundError:

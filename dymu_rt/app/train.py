@@ -2,7 +2,9 @@
 
 The train wing's package is :mod:`dymu_rt.training` (it was ``dymu_rt.train`` until issue 26)
 so that ``from dymu_rt import train`` can be this function without a subpackage of the same
-name shadowing it once something imports it. The stage loops stay where they are:
+name rebinding it once something imports it. It is a use case (here, over both wings, like
+``compare`` and ``demo``) rather than part of :mod:`dymu_rt.training`, so that it can sit over
+whatever picks a method's trainer. The stage loops stay where they are:
 :func:`dymu_rt.training.pipeline.train` trains the stages of an opened run; this function
 opens (or resumes) the run folder first, checks every option before anything is written,
 and hands back the run::
