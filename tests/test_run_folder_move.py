@@ -35,7 +35,8 @@ OLD_TREE = {
         "from dymu_rt.train import checkpoint\n"
         "import dymu_rt.train.pipeline as pipeline\n"
         "from dymu_rt import train\n"
-        "run = train('out')   # the public function: dymu_rt.train stays\n"),
+        "run = train('out')   # the public function: dymu_rt.train stays\n"
+        "TABLE = {\"method_of\": \"dymu_rt.train.static\", \"open_run\": \"dymu_rt.train.pipeline\"}\n"),
     "docs/design.md": ("RunDir is in dymu_rt/train/checkpoint.py (see train/run_schema.py and train/phn.py;\n"
                        "tests/train/test_x.py and train/not_a_module.py stay).\n"),
     ".importlinter": "layers =\n    dymu_rt.compile\n    dymu_rt.train\n",
@@ -51,7 +52,8 @@ WANT = {
         "from dymu_rt.run import layout as checkpoint\n"
         "import dymu_rt.training.pipeline as pipeline\n"
         "from dymu_rt import train\n"
-        "run = train('out')   # the public function: dymu_rt.train stays\n"),
+        "run = train('out')   # the public function: dymu_rt.train stays\n"
+        "TABLE = {\"method_of\": \"dymu_rt.run.layout\", \"open_run\": \"dymu_rt.training.pipeline\"}\n"),
     "dymu_rt/training/static.py": ("from dymu_rt.training.static_run import save_result\n"
                                    "from dymu_rt.run.layout import ARCHITECTURE, MODEL, method_of\n"),
     "docs/design.md": ("RunDir is in dymu_rt/run/layout.py (see run/schema.py and training/phn.py;\n"
