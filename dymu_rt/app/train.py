@@ -22,7 +22,8 @@ from typing import Any, Optional
 
 from dymu_rt.run.layout import RunDir
 from dymu_rt.training.common import set_threads
-from dymu_rt.training.pipeline import OVERRIDE_FLAGS, run_training
+from dymu_rt.methods import run_training
+from dymu_rt.training.pipeline import OVERRIDE_FLAGS
 
 
 def train(out: str | Path, preset: Optional[str] = None, *, data: Optional[str] = None, stages: str = "all",

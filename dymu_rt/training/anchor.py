@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from dymu_rt.run.layout import RunDir, load_module, optimizer_tensors, save_module
+from dymu_rt.models.pretrained import load_pretrained_backbone
 from dymu_rt.training.common import (anchor_lr, check_positive, cosine_lr, make_anchor_optimizer, make_split,
                                      make_tasks, pretrain_steps, restore_rng, rng_state, seed_everything, set_lr,
                                      validate_train_config, weighted_task_loss)
@@ -27,6 +28,7 @@ from dymu_rt.run.logs import JsonlLog
 from dymu_rt.training.device import fp32_outputs
 from dymu_rt.training.distributed import sync_batchnorm, unsync_batchnorm
 from dymu_rt.training.evaluation import evaluate_tree, trivial_baselines
+from dymu_rt.training.phn import shared_tree
 from dymu_rt.training.setup import TrainSetup, backward_step, restore_scaler, scaler_meta
 from dymu_rt.utils.progress import make_progress
 
@@ -42,8 +44,6 @@ def copy_stream_to_all(anchor, source: int = 0) -> None:
 
 
 def _shared_tree(anchor):
-    from dymu_rt.training.phn import shared_tree
-
     return shared_tree(anchor.num_layers, anchor.num_tasks), [0] * anchor.num_tasks
 
 
@@ -157,8 +157,6 @@ def initialize_streams(run: RunDir, anchor, data: str, seed: int, save_every: in
     if init == "independent":
         return True
     if init.startswith("pretrained:"):
-        from dymu_rt.models.pretrained import load_pretrained_backbone
-
         load_pretrained_backbone(anchor, init[len("pretrained:"):])
         return True
     net = _pretrain_shared(run, data, seed, save_every, n_train, progress, setup, stop_after, on_step)

@@ -14,6 +14,7 @@ import torch
 from dymu_rt.control.regularizer import RegularizerConfig
 from dymu_rt.data import make_dataset
 from dymu_rt.core.errors import CheckpointError, ValidationError
+from dymu_rt.core.limits import check_threads
 from dymu_rt.models.presets import Preset
 from dymu_rt.tasks import make_task
 from dymu_rt.training.loader import collate, infinite_batches  # noqa: F401  (their home is loader)
@@ -212,7 +213,6 @@ def set_threads(threads: int | None, option: str = "--threads") -> None:
     """Use ``threads`` intra-op threads in PyTorch (None: leave PyTorch's default, all cores)."""
     if threads is None:
         return
-    from dymu_rt.core.limits import check_threads
 
     check_threads(threads, option, allow_zero=False)
     torch.set_num_threads(threads)

@@ -26,9 +26,10 @@ from dymu_rt.control.regularizer import RegularizerConfig
 from dymu_rt.data import make_dataset
 from dymu_rt.core.errors import ValidationError
 from dymu_rt.models.presets import Preset, TrainDefaults, get_preset
+from dymu_rt.models.pretrained import load_pretrained_backbone
 from dymu_rt.training.anchor import train_anchor
 from dymu_rt.run.layout import DEFAULT_METHOD, RunDir, method_of
-from dymu_rt.training.common import check_positive, validate_train_config
+from dymu_rt.training.common import check_anchor_init, check_positive, validate_train_config
 from dymu_rt.training.controller import train_edge, train_weight
 from dymu_rt.training.phn import train_phn_bn
 from dymu_rt.training.setup import TrainSetup
@@ -158,7 +159,6 @@ def open_run(out: str | Path, preset: Optional[str], data: Optional[str],
     validate_train_config(p.train)
     if p.train.anchor_init.startswith("pretrained:"):
         # Refuse a missing / mis-shaped key now, before the run folder exists.
-        from dymu_rt.models.pretrained import load_pretrained_backbone
 
         load_pretrained_backbone(p.build(), p.train.anchor_init[len("pretrained:"):])
     source = resolve_data(data)
@@ -304,7 +304,6 @@ def anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay, init: 
 
     ``init``: independent | shared | pretrained:FILE (FILE made absolute and checked against
     the preset when the run is created, before anything is written)."""
-    from dymu_rt.training.common import check_anchor_init
 
     _check("--lr", lr, 0, strict=True)
     _check("--weight-decay", weight_decay, 0)
