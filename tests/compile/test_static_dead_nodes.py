@@ -30,17 +30,18 @@ def _dead_run(tmp_path):
 
 
 def _dead_modules(net, dec):
-    """Edges kept by the masks whose target state no task reads out, recomputed from the masks."""
+    """Edge modules the masks keep for some task but that reach no task's read-out (recomputed
+    from the masks: a state is live if read out, or if a kept edge takes it to a live state)."""
     A, B, G = (np.asarray(dec["masks"][k]) for k in "ABG")
-    dead = set()
+    kept, used = set(), set()
     for k in range(A.shape[0]):
-        N = A.shape[1]
-        live = {i for i in range(1, N + 1) if B[k, i - 1]}
+        live = {i for i in range(1, A.shape[1] + 1) if B[k, i - 1]}
         for e, (i, j) in reversed(list(enumerate(net.edge_list))):
             if G[k, e] and j in live:
                 live.add(i)
-        dead |= {f"edges.e{i}_{j}" for e, (i, j) in enumerate(net.edge_list) if G[k, e] and j not in live}
-    return dead
+        kept |= {f"edges.e{i}_{j}" for e, (i, j) in enumerate(net.edge_list) if G[k, e]}
+        used |= {f"edges.e{i}_{j}" for e, (i, j) in enumerate(net.edge_list) if G[k, e] and j in live}
+    return kept - used
 
 
 def test_dag_run_with_dead_states_builds_and_equals_the_torch_forward(tmp_path):
