@@ -104,10 +104,20 @@ def load_static(run: RunDir, net):
 
 def check_graph(net, graph: StaticGraph, where) -> None:
     """Refuse a stored graph that does not fit the run's network: a module path the network
-    lacks or that cannot be called (a container), or other tasks than the network's."""
+    lacks or that cannot be called (a container), a head used as a layer or read out for
+    another task, or other tasks than the network's. (A layer fed a map of the wrong shape
+    shows when the graph first runs: the build reports it.)"""
     if sorted(graph.tasks) != sorted(net.task_names) or len(set(graph.tasks)) != len(graph.tasks):
         raise CheckpointError(f"{where}: the graph's heads are for tasks {list(graph.tasks)}; expected one head "
                               f"per task of the run: {list(net.task_names)}")
+    for h in graph.heads:
+        if h.module != f"heads.{h.task}":
+            raise CheckpointError(f"{where}: task {h.task!r} reads out through {h.module!r}; expected its own "
+                                  f"head 'heads.{h.task}'")
+    for n in graph.nodes:
+        if n.module is not None and (n.module == "heads" or n.module.startswith("heads.")):
+            raise CheckpointError(f"{where}: graph node {n.name!r} calls head {n.module!r}; a head only reads "
+                                  "out a task (expected a layer of the central network)")
     for path in graph.modules_used():
         try:
             m = net.get_submodule(path)

@@ -12,6 +12,7 @@ read-in -> read-out sub-network); ``dymu-rt build`` used to fail with a tracebac
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from run_fixture import make_static_run, tiny_preset
@@ -99,3 +100,51 @@ def test_an_old_run_with_dead_nodes_in_its_stored_graph_still_builds(tmp_path):
     build_bundle(run_dir, tmp_path / "bundle", progress=False)
     man = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     assert StaticGraph.from_json(man["static"]["graph"]) == clean
+
+
+# -- a stored graph that does not fit its network: one `error:` line, nothing written -------------
+
+def _set_v0_from_image(g):
+    """v_0 (the stem) fed the 3-channel image instead of the stride-4 stem feature: a shape error."""
+    return [dict(n, inputs=[["image", 1.0]]) if n["name"] == "v0" else n for n in g["nodes"]]
+
+
+_BAD_GRAPHS = {
+    "unknown module": (lambda g: {**g, "nodes": [dict(n, module="edges.e1_99") if n["module"] == "edges.e1_2"
+                                                 else n for n in g["nodes"]]},
+                       "calls module 'edges.e1_99', which the run's network does not have"),
+    "container": (lambda g: {**g, "nodes": [dict(n, module="edges") if n["module"] == "edges.e1_2" else n
+                                            for n in g["nodes"]]}, "'edges', which is not a layer"),
+    "head as a layer": (lambda g: {**g, "nodes": [dict(n, module="heads.depth") if n["module"] == "edges.e1_2"
+                                                  else n for n in g["nodes"]]}, "calls head 'heads.depth'"),
+    "missing task": (lambda g: {**g, "heads": g["heads"][1:]}, "expected one head per task"),
+    "wrong shape": (lambda g: {**g, "nodes": _set_v0_from_image(g)}, "graph cannot run on a 32x32 image"),
+}
+
+
+@pytest.fixture(scope="module")
+def dag_run(tmp_path_factory):
+    return make_static_run(tmp_path_factory.mktemp("dag") / "run", "dag", tiny_preset(), mask_seed=1)
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_GRAPHS))
+def test_build_of_a_graph_that_does_not_fit_its_network_is_one_error_line(case, dag_run, tmp_path, capsys):
+    import shutil
+
+    from dymu_rt.cli.main import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(dag_run, run_dir)
+    arch = json.loads((run_dir / "architecture.json").read_text())
+    edit, needle = _BAD_GRAPHS[case]
+    arch["graph"] = edit(arch["graph"])
+    (run_dir / "architecture.json").write_text(json.dumps(arch))
+    before = sorted(p.name for p in run_dir.iterdir())
+    with pytest.raises(SystemExit) as e:
+        main(["build", str(run_dir), "--out", str(tmp_path / "bundle")])
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert e.value.code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("error: ") and needle in lines[0] and str(run_dir) in lines[0], lines[0]
+    assert not (tmp_path / "bundle").exists(), "a refused build left a bundle folder"
+    assert sorted(p.name for p in run_dir.iterdir()) == before
