@@ -6,7 +6,8 @@ hand-made mask, a run from the API; ``run_fixture.make_static_run(..., "dag")`` 
 seed 0 keeps e5_7 and e6_7 into v_7, which no task reads out). Such a state changes no
 output, so the deployed graph leaves it out (Choi & Im, Alg. 1: the reduced network is the
 read-in -> read-out sub-network); ``dymu-rt build`` used to fail with a traceback
-("convs missing from the exported graph"). ~6 s on 2 cores (three small builds).
+("convs missing from the exported graph"). A stored graph that does not fit its network is
+one `error:` line and writes nothing. ~4.5 s on 2 cores (three small builds, five refusals).
 """
 
 import json
