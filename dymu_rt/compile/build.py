@@ -59,7 +59,7 @@ from dymu_rt.compile.weights import ALIGN, INLINE_BELOW, TensorStore, write_stor
 from dymu_rt.compile.bundle_writer import (build_summary, check_backend, commit_out, compile_engines, file_done,
                                     load_journal, manifest_head, prepare_out, remove_owned, remove_stale,
                                     remove_temporaries, stage_out)
-from dymu_rt.core.errors import ValidationError
+from dymu_rt.core.errors import CheckpointError, ValidationError
 from dymu_rt.models.graph import graph_cost
 from dymu_rt.core.tree import identity_table
 from dymu_rt.run.layout import RunDir
@@ -300,6 +300,16 @@ def _write_static(low: StaticLowering, out: Path, backend: str, prof, progress: 
     h.update(json.dumps(graph.to_json(), sort_keys=True).encode())
     h.update(low.weights_id.encode())
     fingerprint = h.hexdigest()[:32]
+    # The graph's first run (its cost, at the preset's input size) comes before anything is
+    # written: a stored graph that does not fit its network (a state fed a map of another
+    # shape) is the run's fault, reported as one line, and leaves no folder behind.
+    try:
+        cost = graph_cost(module, tuple(preset.input_size))
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{low.source}: its {method} graph cannot run on a "
+                              f"{preset.input_size[0]}x{preset.input_size[1]} image ({first}); the run's "
+                              "architecture does not fit its network") from None
     existing, owned = prepare_out(out, fingerprint)
     if existing is not None:
         return build_summary(out, existing, built=0, seconds=time.perf_counter() - t0, noop=True)
@@ -315,7 +325,6 @@ def _write_static(low: StaticLowering, out: Path, backend: str, prof, progress: 
     tid = graph.id
     with make_progress(disable=not progress) as bar:
         job = bar.add_task(f"static {method} graph", total=3, info=tid)
-        cost = graph_cost(module, tuple(preset.input_size))
         fold_bn(module)
         (out / B.GRAPHS_DIR).mkdir(parents=True, exist_ok=True)
         model = export_tree_model(module, tuple(preset.input_size), list(graph.tasks))

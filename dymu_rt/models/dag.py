@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 
 from dymu_rt.models.backbones import NodeInfo, build_nodes, build_stem, vgg_pool
-from dymu_rt.models.graph import IMAGE, GraphHead, GraphNode, StaticGraph
+from dymu_rt.models.graph import IMAGE, GraphHead, GraphNode, StaticGraph, prune_graph
 from dymu_rt.models.heads import build_head, head_uses_skip
 from dymu_rt.models.layers import ConvBN
 
@@ -263,7 +263,8 @@ def lower_masks(net: DagNet, A, B, G) -> StaticGraph:
     Exactly :meth:`DagNet.forward` with those masks: a state is the mean of its kept
     inputs (weight 1/In each), the read-out the sum of the kept states. Tasks whose
     states have the same upstream sub-graph share their computation; an edge used by
-    several tasks on different inputs shares its weights.
+    several tasks on different inputs shares its weights. Nodes no head reads are left out
+    (:func:`~dymu_rt.models.graph.prune_graph`).
     """
     A, B, G = (np.asarray(t, dtype=np.float64) for t in (A, B, G))
     K, N = len(net.task_names), net.spec.states
@@ -323,4 +324,7 @@ def lower_masks(net: DagNet, A, B, G) -> StaticGraph:
             sig = ("readout", tuple(s for _, s in kept))
             top = node(sig, lambda n, kept=kept: GraphNode(n, None, tuple((s, 1.0) for s, _ in kept)))
         heads.append(GraphHead(task, f"heads.{task}", top, "low" if net.stem_low is not None else None))
-    return StaticGraph("dag", tuple(nodes), tuple(heads))
+    # A state whose inputs the masks keep but that no task's read-out reaches (hand-made
+    # masks; the trainer's reduction never keeps one) changes no output: left out, so the
+    # graph computes, costs and exports only what the heads read (Alg. 1's reduced network).
+    return prune_graph(StaticGraph("dag", tuple(nodes), tuple(heads)))

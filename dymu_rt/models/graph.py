@@ -127,6 +127,23 @@ class StaticGraph:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def prune_graph(graph: StaticGraph) -> StaticGraph:
+    """``graph`` without the nodes no head reads, directly or through other nodes.
+
+    Such a node changes no output (a DAG state that no task's read-out reaches, with the
+    edges into it): the reduced network is the read-in -> read-out sub-network (Choi & Im,
+    Alg. 1). Left in, it would still run in the graph module (and count in its cost) while
+    the ONNX export drops it. Names and order of the kept nodes are unchanged, so a graph
+    without dead nodes is returned as it is (same id).
+    """
+    live = {src for h in graph.heads for src in (h.top, h.low) if src is not None}
+    for n in reversed(graph.nodes):
+        if n.name in live:
+            live.update(src for src, _ in n.inputs)
+    nodes = tuple(n for n in graph.nodes if n.name in live)
+    return graph if len(nodes) == len(graph.nodes) else StaticGraph(graph.method, nodes, graph.heads)
+
+
 def _weighted(feats: dict[str, torch.Tensor], inputs: Sequence[tuple[str, float]]) -> torch.Tensor:
     if len(inputs) == 1 and inputs[0][1] == 1.0:
         return feats[inputs[0][0]]

@@ -38,8 +38,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import torch
+
 from dymu_rt.core.errors import CheckpointError, ValidationError
-from dymu_rt.models.graph import StaticGraph, materialize_graph
+from dymu_rt.models.graph import StaticGraph, materialize_graph, prune_graph
 from dymu_rt.run.layout import ARCHITECTURE, MODEL, STATIC_STAGES, RunDir, load_state_into, load_tensors, method_of
 from dymu_rt.core.io import read_json
 
@@ -94,7 +96,37 @@ def load_static(run: RunDir, net):
         graph = StaticGraph.from_json(arch["graph"])
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{run.path / ARCHITECTURE} is malformed ({e})") from None
-    return run.preset(), net.eval(), graph, {k: v for k, v in arch.items() if k != "graph"}
+    check_graph(net, graph, run.path / ARCHITECTURE)
+    # A run saved before the lowerings pruned may store nodes no head reads: they change no
+    # output, and the export would drop them (a no-op for every other graph).
+    return run.preset(), net.eval(), prune_graph(graph), {k: v for k, v in arch.items() if k != "graph"}
+
+
+def check_graph(net, graph: StaticGraph, where) -> None:
+    """Refuse a stored graph that does not fit the run's network: a module path the network
+    lacks or that cannot be called (a container), a head used as a layer or read out for
+    another task, or other tasks than the network's. (A layer fed a map of the wrong shape
+    shows when the graph first runs: the build reports it.)"""
+    if sorted(graph.tasks) != sorted(net.task_names) or len(set(graph.tasks)) != len(graph.tasks):
+        raise CheckpointError(f"{where}: the graph's heads are for tasks {list(graph.tasks)}; expected one head "
+                              f"per task of the run: {list(net.task_names)}")
+    for h in graph.heads:
+        if h.module != f"heads.{h.task}":
+            raise CheckpointError(f"{where}: task {h.task!r} reads out through {h.module!r}; expected its own "
+                                  f"head 'heads.{h.task}'")
+    for n in graph.nodes:
+        if n.module is not None and (n.module == "heads" or n.module.startswith("heads.")):
+            raise CheckpointError(f"{where}: graph node {n.name!r} calls head {n.module!r}; a head only reads "
+                                  "out a task (expected a layer of the central network)")
+    for path in graph.modules_used():
+        try:
+            m = net.get_submodule(path)
+        except AttributeError:
+            raise CheckpointError(f"{where}: the graph calls module {path!r}, which the run's network does "
+                                  "not have") from None
+        if isinstance(m, (torch.nn.ModuleDict, torch.nn.ModuleList)) or path == "":
+            raise CheckpointError(f"{where}: the graph calls {path!r}, which is not a layer of the run's "
+                                  "network (expected a module path such as 'edges.e1_2' or 'heads.<task>')")
 
 
 def static_module(preset, net, graph):

@@ -1,5 +1,5 @@
-"""Bundle bytes are pinned: the committed tiny runs (a DYMU grid, an AdaShare and a DAG run,
-tests/compile/golden/runs/) build into bundles whose every file has the sha256 recorded in
+"""Bundle bytes are pinned: the committed tiny runs (a DYMU grid, an AdaShare run and two DAG
+runs, one of whose masks feed states no task reads out, tests/compile/golden/runs/) build into bundles whose every file has the sha256 recorded in
 tests/compile/golden/bundles.json (made by ``python scripts/golden_bundles.py --regenerate``,
 which records the revision and the torch/onnx versions). Issue 26's safety net: a refactor
 of the build (the methods registry) must not change one byte. ~9 s on 2 cores.
