@@ -77,6 +77,16 @@ class TrainDefaults:
     # P_use of the parent row, the lowest choice weighs 0) or "child" (dymu-rt's reading
     # before issue 22: P_use of the choosing row, the top choice weighs 0).
     active_reading: str = "printed"
+    # The edge hypernet's identity prior (issue 22; not in the paper): a logit margin added to
+    # every node's own stream, so that stage 1 starts from the anchor's N single-task streams
+    # for every (r, c). identity_prior is its size (0 = off, the paper's plain heads) and
+    # identity_prior_learnable whether stage 1 may change it (True: a learnable parameter
+    # initialized at identity_prior; False: a fixed margin).
+    identity_prior: float = 4.0
+    identity_prior_learnable: bool = True
+    # Dirichlet parameter η of the task preferences r ~ Dir(η) drawn in stage 1 (edge
+    # hypernet); the paper's 0.2 (supplement G, Table A-2). Stage 2 keeps 0.2.
+    edge_eta: float = 0.2
     affinity_samples: int = 64
     eval_every: int = 0
     # Gumbel temperature ζ: 5, ×0.97 every ``gumbel_every`` steps (paper: 300 of 30K steps,

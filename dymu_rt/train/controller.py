@@ -197,13 +197,15 @@ def train_edge(run: RunDir, data: str = "synth", seed: int = 0, save_every: int 
     affinity = torch.tensor(compute_run_affinity(run, anchor, data, seed, n_val, setup),
                             dtype=torch.float32, device=dev.device)
     reg_cfg = regularizer_config or _regularizer_config(cfg)
-    stage = _Stage(run, "edge", EdgeHypernet(n, anchor.num_layers), cfg.edge_steps, seed, save_every, setup)
+    edge = EdgeHypernet(n, anchor.num_layers, identity_prior=cfg.identity_prior,
+                        learnable_prior=cfg.identity_prior_learnable)
+    stage = _Stage(run, "edge", edge, cfg.edge_steps, seed, save_every, setup)
     schedule = TemperatureSchedule(every=cfg.gumbel_interval())
     train_set = make_split(preset, data, "train", n=n_train, augment=True, seed=seed)
 
     with setup.batches(train_set, cfg.controller_batch, seed + 1, start_step=stage.start) as batches:
         def step_fn(step: int):
-            r, c = _sample_pref(stage.rng, n, device=dev.device)
+            r, c = _sample_pref(stage.rng, n, eta=cfg.edge_eta, device=dev.device)
             batch = dev.batch(next(batches))
             logits = stage.model(r, c)
             # Gumbel sampling and Ω stay in fp32; only the anchor's forward is autocast.
