@@ -87,6 +87,11 @@ class TrainDefaults:
     # Dirichlet parameter η of the task preferences r ~ Dir(η) drawn in stage 1 (edge
     # hypernet); the paper's 0.2 (supplement G, Table A-2). Stage 2 keeps 0.2.
     edge_eta: float = 0.2
+    # Stage 1's supernet forward: False (the paper's Eq. 4) mixes every node's parents with
+    # the soft Gumbel-softmax sample ν; True runs the sampled discrete tree (one-hot argmax of
+    # the same sample) with the soft sample's gradient (straight-through). Ω always uses the
+    # soft ν.
+    edge_hard_gumbel: bool = False
     affinity_samples: int = 64
     eval_every: int = 0
     # Gumbel temperature ζ: 5, ×0.97 every ``gumbel_every`` steps (paper: 300 of 30K steps,

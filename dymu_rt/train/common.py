@@ -207,6 +207,9 @@ def validate_train_config(cfg) -> None:
     if not isinstance(cfg.identity_prior_learnable, bool):
         raise ValidationError(f"training setting identity_prior_learnable {cfg.identity_prior_learnable!r} is "
                               "not valid; expected true or false")
+    if not isinstance(cfg.edge_hard_gumbel, bool):
+        raise ValidationError(f"training setting edge_hard_gumbel {cfg.edge_hard_gumbel!r} is not valid; "
+                              "expected true or false")
     eta = cfg.edge_eta
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (eta > 0 and math.isfinite(eta)):
         raise ValidationError(f"training setting edge_eta {eta!r} is not valid; expected a number > 0 "

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dymu_rt.control.affinity import compute_affinity
-from dymu_rt.control.gumbel import TemperatureSchedule, gumbel_softmax_sample
+from dymu_rt.control.gumbel import TemperatureSchedule, gumbel_softmax_sample, straight_through
 from dymu_rt.control.hypernets import EdgeHypernet, WeightHypernet
 from dymu_rt.core.preference import sample_preferences
 from dymu_rt.control.regularizer import branching_regularizer
@@ -210,8 +210,10 @@ def train_edge(run: RunDir, data: str = "synth", seed: int = 0, save_every: int 
             logits = stage.model(r, c)
             # Gumbel sampling and Ω stay in fp32; only the anchor's forward is autocast.
             nu = gumbel_softmax_sample(logits.float(), schedule.at(step))
+            # edge_hard_gumbel: the discrete tree of this sample forward, ν's gradient back.
+            mix = straight_through(nu) if cfg.edge_hard_gumbel else nu
             with dev.autocast():
-                out = anchor.forward_soft(batch["image"], list(nu))
+                out = anchor.forward_soft(batch["image"], list(mix))
             task_loss, per = weighted_task_loss(tasks, fp32_outputs(out), batch, r)
             omega, terms = branching_regularizer(nu, r, c, affinity, reg_cfg)
             info = {"task_loss": task_loss.detach(), "omega": omega.detach(), "c": c,

@@ -193,12 +193,23 @@ def test_edge_stage_settings_identity_prior_and_eta_are_validated_used_and_store
     for bad, needle in ((dict(identity_prior=-1.0), "identity_prior -1.0"), (dict(identity_prior=True), "identity_prior"),
                         (dict(identity_prior=float("nan")), "identity_prior nan"),
                         (dict(identity_prior_learnable="no"), "identity_prior_learnable 'no'"),
-                        (dict(edge_eta=0.0), "edge_eta 0.0"), (dict(edge_eta="1"), "edge_eta '1'")):
+                        (dict(edge_eta=0.0), "edge_eta 0.0"), (dict(edge_eta="1"), "edge_eta '1'"),
+                        (dict(edge_hard_gumbel=1), "edge_hard_gumbel 1")):
         with pytest.raises(ValidationError, match=needle):
             validate_train_config(tiny_preset.with_train(**bad).train)
     run = RunDir(tmp_path / "run")
-    run.init(tiny_preset.with_train(identity_prior=6.0, identity_prior_learnable=False, edge_eta=1.0), data="synth")
+    run.init(tiny_preset.with_train(identity_prior=6.0, identity_prior_learnable=False, edge_eta=1.0,
+                                    edge_hard_gumbel=True), data="synth")
+    mixes = []
+    forward_soft = type(run.preset().build()).forward_soft
+
+    def spy_forward(self, x, nu, bn_deltas=None):
+        mixes.append(torch.stack(list(nu)).detach())
+        return forward_soft(self, x, nu, bn_deltas)
+
+    monkeypatch.setattr(type(run.preset().build()), "forward_soft", spy_forward)
     train(run, "all", n_train=8, n_val=4, progress=False)
+    assert len(mixes) == 4 and all(set(m.unique().tolist()) <= {0.0, 1.0} for m in mixes)   # discrete trees
     prior = load(str(run.module_path("edge_hypernet")))["identity_prior"]
     assert torch.equal(prior[0], 6.0 * torch.eye(3))                      # fixed: untouched by stage 1
     assert etas == [1.0] * 4 + [0.2] * 3                                  # stage 1 at edge_eta, stage 2 at 0.2
@@ -208,11 +219,11 @@ def test_edge_stage_settings_identity_prior_and_eta_are_validated_used_and_store
         open_run(run.path, None, None, {"identity_prior": 4.0})
     # A run stored before these settings existed reads as the defaults it was trained with.
     cfg = _cfg(run)
-    for k in ("identity_prior", "identity_prior_learnable", "edge_eta"):
+    for k in ("identity_prior", "identity_prior_learnable", "edge_eta", "edge_hard_gumbel"):
         del cfg["preset"]["train"][k]
     (run.path / "config.json").write_text(json.dumps(cfg))
     t = RunDir(run.path).preset().train
-    assert (t.identity_prior, t.identity_prior_learnable, t.edge_eta) == (4.0, True, 0.2)
+    assert (t.identity_prior, t.identity_prior_learnable, t.edge_eta, t.edge_hard_gumbel) == (4.0, True, 0.2, False)
 
 
 # -- 7. corrupt / edited state files --------------------------------------------------------
