@@ -92,6 +92,10 @@ class TrainDefaults:
     # the same sample) with the soft sample's gradient (straight-through). Ω always uses the
     # soft ν.
     edge_hard_gumbel: bool = False
+    # Preferences (r, c) per stage-1 step: Eq. 2's expectation over (r, c) estimated with
+    # one sample per step (the paper's Algorithm 1) or with k, each on controller_batch / k
+    # of the step's images (the same images per step, k times as many preferences).
+    edge_prefs_per_step: int = 1
     affinity_samples: int = 64
     eval_every: int = 0
     # Gumbel temperature ζ: 5, ×0.97 every ``gumbel_every`` steps (paper: 300 of 30K steps,

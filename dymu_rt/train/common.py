@@ -210,6 +210,11 @@ def validate_train_config(cfg) -> None:
     if not isinstance(cfg.edge_hard_gumbel, bool):
         raise ValidationError(f"training setting edge_hard_gumbel {cfg.edge_hard_gumbel!r} is not valid; "
                               "expected true or false")
+    k = cfg.edge_prefs_per_step
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= cfg.controller_batch \
+            or cfg.controller_batch % k:
+        raise ValidationError(f"training setting edge_prefs_per_step {k!r} is not valid; expected an integer "
+                              f">= 1 that divides the controller batch ({cfg.controller_batch})")
     eta = cfg.edge_eta
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (eta > 0 and math.isfinite(eta)):
         raise ValidationError(f"training setting edge_eta {eta!r} is not valid; expected a number > 0 "
