@@ -12,7 +12,10 @@ hypernet (c-ratio, span, monotone share over r ~ Dir(1), the same numbers as
     nice -n 5 python benchmarks/lever_edge.py --src runs/full22/new-s0 --out runs/s3/prior8-s0 \\
         --set '{"identity_prior": 8.0}' --stages edge --screen --json runs/s3/prior8-s0.json
 
-One torch thread. Resumable (rerunning continues the stages).
+One torch thread. Resumable (rerunning continues the stages). ``ablate_edge_stage.py`` also
+retrains stage 1 from a finished anchor, but reports tree sizes under r ~ Dir(0.2) (issue 4's
+protocol) and does not carry the pre-training and PHN-BN over; this script makes a run folder
+that ``ablate_dymu.py --eval-runs`` evaluates with the paper's protocol.
 """
 
 from __future__ import annotations
