@@ -89,7 +89,9 @@ def main(argv=None) -> int:
                                   "c_ratio_multi_active": ctl["c_ratio_multi_active"],
                                   "monotone_share": ctl["monotone_share"],
                                   "min_over_anchor": ctl["range"]["min_over_anchor"],
-                                  "span": ctl["range"]["max_over_min"]}
+                                  "span": ctl["range"]["max_over_min"],
+                                  "mean_over_anchor_by_c": {c: v["gmacs"] / ctl["anchor"]["gmacs"]
+                                                            for c, v in ctl["dir_mean_by_c"].items()}}
     print(json.dumps(res, indent=1), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
