@@ -13,6 +13,7 @@ training on other data or with other settings.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -321,6 +322,13 @@ def regularizer_overrides(tau, lambda_a, lambda_i, no_inactive, no_layer_w, no_a
             "use_affinity": False if no_affinity else None,
             "dichotomy": False if no_dichotomy else None,
             "active_reading": _choice("--active-reading", active_reading, ("printed", "child"))}
+
+
+def edge_overrides(identity_prior: Optional[float], learnable: Optional[bool]) -> dict:
+    """Stage-1 settings of the edge hypernet's identity prior from the command line (None = the preset's)."""
+    if identity_prior is not None and not (identity_prior >= 0 and math.isfinite(identity_prior)):
+        raise ValidationError(f"--identity-prior {identity_prior} is not valid; expected a number >= 0 (0 = off)")
+    return {"identity_prior": identity_prior, "identity_prior_learnable": learnable}
 
 
 _FLAGS = {"anchor_steps": "--anchor-steps", "edge_steps": "--edge-steps", "weight_steps": "--weight-steps",
