@@ -251,7 +251,9 @@ def _pascal_tasks(n: int) -> tuple[TaskSpec, ...]:
 #   1.64/1.27/1.28x -> 2.28/1.64/1.56x, monotone 100/100/89.4 -> 100/100/83.3 %, HV at c = 0
 #   0.992/0.973/0.998x -> 1.002/0.999/0.986x the single-task anchor's, HV at c = 1 still above
 #   PHN-BN on every seed, deployed Δ_T at c = 0 -8.0/-7.2/-5.8 -> -7.9/-6.5/-2.7 % (PHN-BN
-#   -9.2/-6.6/-8.0 %). Not kept (same protocol, seeds 0 and 1, docs/method-quality.md):
+#   -9.2/-6.6/-8.0 %). A learnable prior of 8 screens nearly the same (c-ratio 0.903/0.776,
+#   span 2.28/1.64x) but less monotone (97.0/93.9 %), so it is fixed.
+#   Not kept (same protocol, seeds 0 and 1, docs/method-quality.md):
 #   edge_eta 1 (c-ratio 0.868/0.693, and seed 2 0.830, but HV at c = 0 0.963x < 0.97x),
 #   prior 8 or 12 with edge_eta 1 (seed 0: one tree for every c), L_inactive at λ_I 0.005
 #   (c-ratio 0.976/0.949), lambda_active 1 (0.922/1.000), 4 preferences per step
