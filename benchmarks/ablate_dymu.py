@@ -146,7 +146,9 @@ def main(argv=None) -> int:
             cfg = RunDir(j["out"]).preset().train
             report["runs"][str(j["out"])] = {"train": {k: getattr(cfg, k) for k in (
                 "anchor_init", "anchor_pretrain_steps", "anchor_steps", "edge_steps", "weight_steps", "phn_steps",
-                "active_reading", "inactive_loss", "inactive_detach", "lambda_active", "lambda_inactive")}, **res}
+                "active_reading", "inactive_loss", "inactive_detach", "lambda_active", "lambda_inactive",
+                "identity_prior", "identity_prior_learnable", "edge_eta", "edge_hard_gumbel", "edge_prefs_per_step")},
+                **res}
         print(json.dumps(report, indent=1)[:20000])
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)

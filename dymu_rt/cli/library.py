@@ -41,6 +41,7 @@ _DOOR = {
     "run_training": "dymu_rt.methods",
     "anchor_overrides": "dymu_rt.training.pipeline",
     "regularizer_overrides": "dymu_rt.training.pipeline",
+    "edge_overrides": "dymu_rt.training.pipeline",
     "set_threads": "dymu_rt.training.common",
     "RunDir": "dymu_rt.run.layout",
     "method_for": "dymu_rt.methods",
@@ -73,7 +74,7 @@ if TYPE_CHECKING:  # the same edges as _DOOR, for readers, type checkers and lin
     from dymu_rt.run.layout import RunDir
     from dymu_rt.training.common import set_threads
     from dymu_rt.methods import build_bundle, method_for, run_training
-    from dymu_rt.training.pipeline import anchor_overrides, regularizer_overrides
+    from dymu_rt.training.pipeline import anchor_overrides, edge_overrides, regularizer_overrides
 
 __all__ = sorted(_DOOR)
 

@@ -34,6 +34,11 @@ def gumbel_softmax_sample(logits: torch.Tensor, temperature: float,
     y = torch.softmax((logits + g) / temperature, dim=-1)
     if not hard:
         return y
+    return straight_through(y)
+
+
+def straight_through(y: torch.Tensor) -> torch.Tensor:
+    """One-hot argmax rows of ``y`` in the forward pass, ``y``'s gradient in the backward pass."""
     index = y.argmax(dim=-1, keepdim=True)
     one_hot = torch.zeros_like(y).scatter_(-1, index, 1.0)
     return one_hot - y.detach() + y

@@ -79,8 +79,11 @@ class EdgeHypernet(nn.Module):
 
     onnx_output = "logits"
 
-    def __init__(self, n_tasks: int, num_layers: int, dim: int = 32, hidden: int = 100) -> None:
+    def __init__(self, n_tasks: int, num_layers: int, dim: int = 32, hidden: int = 100,
+                 identity_prior: float = IDENTITY_PRIOR, learnable_prior: bool = True) -> None:
         super().__init__()
+        if not identity_prior >= 0:
+            raise ValueError(f"identity_prior must be >= 0, got {identity_prior!r}")
         if num_layers < 2:
             raise ValueError(f"an edge hypernet needs num_layers >= 2 (one branching row), got {num_layers}")
         self.n_tasks, self.num_layers = n_tasks, num_layers
@@ -91,8 +94,12 @@ class EdgeHypernet(nn.Module):
         # larger than the heads' random output, so the initial argmax tree is the identity
         # table (N single-task streams) for every (r, c), and the Gumbel supernet starts
         # near the anchor it was trained as. Kept apart from the heads' biases so that it
-        # is an explicit, learnable prior (and rescaling a head leaves it untouched).
-        self.identity_prior = nn.Parameter(IDENTITY_PRIOR * torch.eye(n_tasks).repeat(num_layers - 1, 1, 1))
+        # is an explicit prior (and rescaling a head leaves it untouched). identity_prior = 0
+        # turns it off (the paper's plain heads); learnable_prior = False keeps it fixed. It
+        # stays a parameter either way (requires_grad off when fixed or off), so every edge
+        # hypernet file has the same keys and the ONNX graph is the same.
+        self.identity_prior = nn.Parameter(float(identity_prior) * torch.eye(n_tasks).repeat(num_layers - 1, 1, 1),
+                                           requires_grad=bool(learnable_prior) and identity_prior > 0)
 
     def forward(self, r, c) -> torch.Tensor:
         """Logits [L-1, N, N] for r [N] (c scalar), or [B, L-1, N, N] for r [B, N]."""

@@ -154,6 +154,25 @@ def validate_train_config(cfg) -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
             raise ValidationError(f"training setting {name} {v!r} is not valid; expected a number >= 0 "
                                   "(0 = off)")
+    prior = cfg.identity_prior
+    if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not (prior >= 0 and math.isfinite(prior)):
+        raise ValidationError(f"training setting identity_prior {prior!r} is not valid; expected a number >= 0 "
+                              "(0 = off)")
+    if not isinstance(cfg.identity_prior_learnable, bool):
+        raise ValidationError(f"training setting identity_prior_learnable {cfg.identity_prior_learnable!r} is "
+                              "not valid; expected true or false")
+    if not isinstance(cfg.edge_hard_gumbel, bool):
+        raise ValidationError(f"training setting edge_hard_gumbel {cfg.edge_hard_gumbel!r} is not valid; "
+                              "expected true or false")
+    k = cfg.edge_prefs_per_step
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= cfg.controller_batch \
+            or cfg.controller_batch % k:
+        raise ValidationError(f"training setting edge_prefs_per_step {k!r} is not valid; expected an integer "
+                              f">= 1 that divides the controller batch ({cfg.controller_batch})")
+    eta = cfg.edge_eta
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (eta > 0 and math.isfinite(eta)):
+        raise ValidationError(f"training setting edge_eta {eta!r} is not valid; expected a number > 0 "
+                              "(the Dirichlet parameter of r in stage 1)")
     wd = cfg.anchor_weight_decay
     if isinstance(wd, bool) or not isinstance(wd, (int, float)) or not (wd >= 0 and math.isfinite(wd)):
         raise ValidationError(f"weight decay {wd!r} is not valid; expected a number >= 0")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dymu_rt.control.affinity import compute_affinity
-from dymu_rt.control.gumbel import TemperatureSchedule, gumbel_softmax_sample
+from dymu_rt.control.gumbel import TemperatureSchedule, gumbel_softmax_sample, straight_through
 from dymu_rt.control.hypernets import EdgeHypernet, WeightHypernet
 from dymu_rt.core.preference import sample_preferences
 from dymu_rt.control.regularizer import branching_regularizer
@@ -197,30 +197,56 @@ def train_edge(run: RunDir, data: str = "synth", seed: int = 0, save_every: int 
     affinity = torch.tensor(compute_run_affinity(run, anchor, data, seed, n_val, setup),
                             dtype=torch.float32, device=dev.device)
     reg_cfg = regularizer_config or _regularizer_config(cfg)
-    stage = _Stage(run, "edge", EdgeHypernet(n, anchor.num_layers), cfg.edge_steps, seed, save_every, setup)
+    edge = EdgeHypernet(n, anchor.num_layers, identity_prior=cfg.identity_prior,
+                        learnable_prior=cfg.identity_prior_learnable)
+    stage = _Stage(run, "edge", edge, cfg.edge_steps, seed, save_every, setup)
     schedule = TemperatureSchedule(every=cfg.gumbel_interval())
     train_set = make_split(preset, data, "train", n=n_train, augment=True, seed=seed)
 
     with setup.batches(train_set, cfg.controller_batch, seed + 1, start_step=stage.start) as batches:
-        def step_fn(step: int):
-            r, c = _sample_pref(stage.rng, n, device=dev.device)
-            batch = dev.batch(next(batches))
+        def one_preference(step: int, r, c, batch):
             logits = stage.model(r, c)
             # Gumbel sampling and Ω stay in fp32; only the anchor's forward is autocast.
             nu = gumbel_softmax_sample(logits.float(), schedule.at(step))
+            # edge_hard_gumbel: the discrete tree of this sample forward, ν's gradient back.
+            mix = straight_through(nu) if cfg.edge_hard_gumbel else nu
             with dev.autocast():
-                out = anchor.forward_soft(batch["image"], list(nu))
+                out = anchor.forward_soft(batch["image"], list(mix))
             task_loss, per = weighted_task_loss(tasks, fp32_outputs(out), batch, r)
             omega, terms = branching_regularizer(nu, r, c, affinity, reg_cfg)
-            info = {"task_loss": task_loss.detach(), "omega": omega.detach(), "c": c,
+            return task_loss, omega, terms
+
+        def step_fn(step: int):
+            k = cfg.edge_prefs_per_step
+            prefs = [_sample_pref(stage.rng, n, eta=cfg.edge_eta, device=dev.device) for _ in range(k)]
+            batch = dev.batch(next(batches))
+            # Eq. 2's expectation over (r, c): one sample per step (the paper, k = 1) or k
+            # samples, each on its own slice of the batch, averaged.
+            parts = [one_preference(step, r, c, sub) for (r, c), sub in zip(prefs, _split_batch(batch, k))]
+            task_loss = sum(p[0] for p in parts) / k
+            omega = sum(p[1] for p in parts) / k
+            terms = {key: sum(p[2][key] for p in parts) / k for key in parts[0][2]}
+            info = {"task_loss": task_loss.detach(), "omega": omega.detach(), "c": sum(c for _, c in prefs) / k,
                     "temperature": schedule.at(step),
-                    **{k: v.detach() if torch.is_tensor(v) else v for k, v in terms.items()
+                    **{key: v.detach() if torch.is_tensor(v) else v for key, v in terms.items()
                        if torch.is_tensor(v) or isinstance(v, float)}}
             return task_loss + omega, info
 
         if not _loop(stage, step_fn, progress, "stage 1: edge hypernet", stop_after, on_step):
             return {"done": False}
     return stage.finish({"step": cfg.edge_steps, "regularizer": _cfg_dict(reg_cfg)})
+
+
+def _split_batch(batch, k: int) -> list:
+    """``batch`` (nested dicts of tensors) as k slices along the batch dimension (k = 1: itself)."""
+    if k == 1:
+        return [batch]
+    if isinstance(batch, dict):
+        parts = {key: _split_batch(v, k) for key, v in batch.items()}
+        return [{key: parts[key][i] for key in batch} for i in range(k)]
+    if torch.is_tensor(batch):
+        return list(torch.tensor_split(batch, k, dim=0))
+    return [batch] * k
 
 
 def _cfg_dict(cfg) -> dict:

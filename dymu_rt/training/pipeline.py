@@ -19,6 +19,7 @@ training on other data or with other settings.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -43,7 +44,7 @@ _OPTION_FLAGS = {"seed": "--seed", "n_train": "--n-train", "n_val": "--n-val"}
 # Which stages a training setting changes (a finished stage cannot take a new value).
 # Every regularizer setting (the RegularizerConfig fields) is stage 1's alone.
 _EDGE_ONLY = tuple(f.name for f in dataclasses.fields(RegularizerConfig)) + (
-    "affinity_samples", "gumbel_every", "edge_steps")
+    "affinity_samples", "gumbel_every", "edge_steps", "identity_prior", "identity_prior_learnable", "edge_eta", "edge_hard_gumbel", "edge_prefs_per_step")
 _STEP_FIELDS = ("anchor_steps", "edge_steps", "weight_steps", "phn_steps")
 
 
@@ -334,6 +335,13 @@ def regularizer_overrides(tau, lambda_a, lambda_i, no_inactive, no_layer_w, no_a
             "use_affinity": False if no_affinity else None,
             "dichotomy": False if no_dichotomy else None,
             "active_reading": _choice("--active-reading", active_reading, ("printed", "child"))}
+
+
+def edge_overrides(identity_prior: Optional[float], learnable: Optional[bool]) -> dict:
+    """Stage-1 settings of the edge hypernet's identity prior from the command line (None = the preset's)."""
+    if identity_prior is not None and not (identity_prior >= 0 and math.isfinite(identity_prior)):
+        raise ValidationError(f"--identity-prior {identity_prior} is not valid; expected a number >= 0 (0 = off)")
+    return {"identity_prior": identity_prior, "identity_prior_learnable": learnable}
 
 
 #: the overrides checked as counts >= 1, and the command-line flag each message names

@@ -120,3 +120,26 @@ def test_export_refuses_other_modules(tmp_path):
     with pytest.raises(TypeError, match="EdgeHypernet or WeightHypernet"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_identity_prior_size_and_learnability_are_settings():
+    torch.manual_seed(0)
+    default = EdgeHypernet(N, L)
+    assert default.identity_prior.requires_grad
+    assert torch.equal(default.identity_prior[0], 4.0 * torch.eye(N))
+    fixed = EdgeHypernet(N, L, identity_prior=8.0, learnable_prior=False)
+    assert not fixed.identity_prior.requires_grad
+    assert torch.equal(fixed.identity_prior[-1], 8.0 * torch.eye(N))
+    off = EdgeHypernet(N, L, identity_prior=0.0)              # the paper's plain heads: nothing to learn
+    assert not off.identity_prior.requires_grad and not off.identity_prior.any()
+    # Same keys whatever the setting: a stored edge hypernet loads into the default module.
+    assert set(fixed.state_dict()) == set(default.state_dict())
+    # A fixed prior does not move under training; the heads do.
+    opt = torch.optim.Adam(fixed.parameters(), lr=0.1)
+    before = fixed.identity_prior.detach().clone(), fixed.heads[0].bias.detach().clone()
+    r, c = _prefs()
+    fixed(r, c).square().sum().backward()
+    opt.step()
+    assert torch.equal(fixed.identity_prior, before[0]) and not torch.equal(fixed.heads[0].bias, before[1])
+    with pytest.raises(ValueError, match="identity_prior must be >= 0"):
+        EdgeHypernet(N, L, identity_prior=-1.0)

@@ -173,6 +173,63 @@ def test_edge_stage_uses_the_saved_regularizer_and_refuses_changing_it_after(tmp
     open_run(run.path, None, None, {"tau": 0.3})                  # the same value is fine
 
 
+def test_edge_stage_settings_identity_prior_and_eta_are_validated_used_and_stored(tmp_path, tiny_preset,
+                                                                                    monkeypatch):
+    from safetensors.torch import load_file as load
+
+    import dymu_rt.training.controller as controller
+    from dymu_rt.training.common import validate_train_config
+
+    etas = []
+    sample = controller._sample_pref
+
+    def spy(rng, n, eta=0.2, device=None):
+        etas.append(eta)
+        return sample(rng, n, eta, device)
+
+    monkeypatch.setattr(controller, "_sample_pref", spy)
+    from dymu_rt.training.pipeline import train
+
+    for bad, needle in ((dict(identity_prior=-1.0), "identity_prior -1.0"), (dict(identity_prior=True), "identity_prior"),
+                        (dict(identity_prior=float("nan")), "identity_prior nan"),
+                        (dict(identity_prior_learnable="no"), "identity_prior_learnable 'no'"),
+                        (dict(edge_eta=0.0), "edge_eta 0.0"), (dict(edge_eta="1"), "edge_eta '1'"),
+                        (dict(edge_hard_gumbel=1), "edge_hard_gumbel 1"),
+                        (dict(edge_prefs_per_step=3), "edge_prefs_per_step 3"),      # does not divide 4
+                        (dict(edge_prefs_per_step=0), "edge_prefs_per_step 0")):
+        with pytest.raises(ValidationError, match=needle):
+            validate_train_config(tiny_preset.with_train(**bad).train)
+    run = RunDir(tmp_path / "run")
+    run.init(tiny_preset.with_train(identity_prior=6.0, identity_prior_learnable=False, edge_eta=1.0,
+                                    edge_hard_gumbel=True, edge_prefs_per_step=2), data="synth")
+    mixes = []
+    forward_soft = type(run.preset().build()).forward_soft
+
+    def spy_forward(self, x, nu, bn_deltas=None):
+        mixes.append((torch.stack(list(nu)).detach(), x.shape[0]))
+        return forward_soft(self, x, nu, bn_deltas)
+
+    monkeypatch.setattr(type(run.preset().build()), "forward_soft", spy_forward)
+    train(run, "all", n_train=8, n_val=4, progress=False)
+    # 4 steps x 2 preferences, each on half of the batch of 4, each a discrete tree.
+    assert [b for _, b in mixes] == [2] * 8 and all(set(m.unique().tolist()) <= {0.0, 1.0} for m, _ in mixes)
+    prior = load(str(run.module_path("edge_hypernet")))["identity_prior"]
+    assert torch.equal(prior[0], 6.0 * torch.eye(3))                      # fixed: untouched by stage 1
+    assert etas == [1.0] * 8 + [0.2] * 3                                  # stage 1 at edge_eta, stage 2 at 0.2
+    stored = _cfg(run)["preset"]["train"]
+    assert (stored["identity_prior"], stored["identity_prior_learnable"], stored["edge_eta"]) == (6.0, False, 1.0)
+    with pytest.raises(ValidationError, match="stage 'edge' finished with identity_prior=6.0"):
+        open_run(run.path, None, None, {"identity_prior": 4.0})
+    # A run stored before these settings existed reads as the defaults it was trained with.
+    cfg = _cfg(run)
+    for k in ("identity_prior", "identity_prior_learnable", "edge_eta", "edge_hard_gumbel", "edge_prefs_per_step"):
+        del cfg["preset"]["train"][k]
+    (run.path / "config.json").write_text(json.dumps(cfg))
+    t = RunDir(run.path).preset().train
+    assert (t.identity_prior, t.identity_prior_learnable, t.edge_eta, t.edge_hard_gumbel,
+            t.edge_prefs_per_step) == (4.0, True, 0.2, False, 1)
+
+
 # -- 7. corrupt / edited state files --------------------------------------------------------
 @pytest.fixture()
 def stopped_anchor(tmp_path, tiny_preset):

@@ -57,6 +57,11 @@ _NO_AFFINITY = typer.Option(False, "--no-affinity", help="Ablation: task affinit
 _NO_DICHOTOMY = typer.Option(False, "--no-dichotomy", help="Ablation: treat every task as active.")
 _INACTIVE = typer.Option(False, "--inactive-loss", help="Use L_inactive even where the preset turns it off "
                          "(the synth presets, issue 22).")
+_IDENTITY_PRIOR = typer.Option(None, "--identity-prior", help="Stage 1: logit margin on each node's own stream "
+                               "at the start, so the edge hypernet starts from the anchor (0 = off, the paper's "
+                               "plain heads; synth presets 8, others 4; issue 22).")
+_PRIOR_LEARNABLE = typer.Option(None, "--identity-prior-learnable/--identity-prior-fixed",
+                                help="Stage 1: let the identity prior learn, or keep it fixed (synth presets: fixed).")
 _ACTIVE_READING = typer.Option(None, "--active-reading", help="Eq. 3's indices: printed (the paper as printed, "
                                "default) | child (dymu-rt's reading before issue 22).")
 _INIT = typer.Option(None, "--init", help="How the anchor's streams start: independent | shared (a shared-encoder "
@@ -146,6 +151,8 @@ def train_all(
     no_dichotomy: bool = _NO_DICHOTOMY,
     active_reading: Optional[str] = _ACTIVE_READING,
     inactive_loss: bool = _INACTIVE,
+    identity_prior: Optional[float] = _IDENTITY_PRIOR,
+    identity_prior_learnable: Optional[bool] = _PRIOR_LEARNABLE,
     init: Optional[str] = _INIT,
     pretrain_steps: Optional[int] = _PRETRAIN_STEPS,
     quiet: bool = _QUIET,
@@ -170,6 +177,7 @@ def train_all(
                                         pretrain_steps),
                  **lib.regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
                                               no_affinity, no_dichotomy, active_reading, inactive_loss),
+                 **lib.edge_overrides(identity_prior, identity_prior_learnable),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
     _run("all", preset, out, data, seed, n_train, n_val, save_every, quiet, overrides,
          setup=_setup(device, precision, channels_last, workers, sync_bn, threads), method=method.lower(), flow=flow)
@@ -204,7 +212,8 @@ def controller(
     lambda_i: Optional[float] = _LAMBDA_I, no_inactive_loss: bool = _NO_INACTIVE,
     no_layer_weighting: bool = _NO_LAYER_W, no_affinity: bool = _NO_AFFINITY,
     no_dichotomy: bool = _NO_DICHOTOMY, active_reading: Optional[str] = _ACTIVE_READING,
-    inactive_loss: bool = _INACTIVE, quiet: bool = _QUIET,
+    inactive_loss: bool = _INACTIVE, identity_prior: Optional[float] = _IDENTITY_PRIOR,
+    identity_prior_learnable: Optional[bool] = _PRIOR_LEARNABLE, quiet: bool = _QUIET,
     device: Optional[str] = _DEVICE, precision: Optional[str] = _PRECISION,
     channels_last: Optional[bool] = _CHANNELS_LAST, workers: Optional[int] = _WORKERS,
     threads: Optional[int] = _THREADS,
@@ -212,6 +221,7 @@ def controller(
     """Train the edge and weight hypernets (stages 1, 2)."""
     overrides = {**lib.regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
                                               no_affinity, no_dichotomy, active_reading, inactive_loss),
+                 **lib.edge_overrides(identity_prior, identity_prior_learnable),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
     _run("controller", None, out, None, seed, n_train, n_val, save_every, quiet, overrides,
          setup=_setup(device, precision, channels_last, workers, threads=threads))
