@@ -100,14 +100,15 @@ def training_budget(run: RunDir, row: str) -> str:
     pre-training (``anchor_init`` shared) trains one stream instead of N."""
     from dymu_rt.train.common import pretrain_steps
 
+    if row == "static":
+        # the lengths the run stored (its overrides included), not the preset's
+        m, mc = method_of(run), run.read_config()["method_config"]
+        return (f"{m}: warm-up {mc['warmup_steps']} + search {mc['search_steps']} + "
+                f"{'retrain' if m == 'adashare' else 'fine-tune'} {mc['final_steps']} steps x batch {mc['batch']}")
     cfg = run.preset().train
     parts = []
     if cfg.anchor_init == "shared":
         parts.append(f"shared pre-training {pretrain_steps(cfg)}")
-    if row == "static":
-        m = method_of(run)
-        return (f"{m}: warm-up {cfg.anchor_steps} + search {cfg.edge_steps} + "
-                f"{'retrain' if m == 'adashare' else 'fine-tune'} {cfg.weight_steps} steps x batch {cfg.anchor_batch}")
     parts.append(f"anchor {cfg.anchor_steps}")
     if row == "phn-bn":
         parts.append(f"PHN-BN {cfg.phn_steps or cfg.weight_steps}")
