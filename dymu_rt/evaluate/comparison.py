@@ -184,22 +184,51 @@ def plot_compare(report: dict, out) -> Path:
         # dotted line): a short label, so labels of trees close in Δ_T do not run over each other.
         text = ("retrained" if row["label"].startswith("DYMU") else row["label"]) if "retrain_of" in row else \
             f"{row['label']}: {row['params'] / 1e6:.2f} M, {row['gmacs']:.3f} GMACs"
-        ax.annotate(text, (x, y),
-                    textcoords="offset points", xytext=(-10 if left else 10, 6 - 16 * rank), fontsize=7,
-                    ha="right" if left else "left",
-                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#777777"} if rank else None)
+        note = ax.annotate(text, (x, y),
+                           textcoords="offset points", xytext=(-10 if left else 10, 6 - 16 * rank), fontsize=7,
+                           ha="right" if left else "left",
+                           arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#777777"})
+        note.arrow_patch.set_visible(rank > 0)       # a leader line only for a label moved off its marker
     ax.axhline(0.0, color="#999999", lw=0.8, ls="--")
     lp = report["latency_protocol"]
     where = f"{lp.get('profile', 'x86-64-cpu')} {lp.get('precision', 'fp32')}"
+    # the binding each row was timed in (dymu_rt.app.compare.BINDINGS), as the table says
+    bound = sorted({r.get("binding") for r in rows} - {"static", None})
+    how = f"DYMU rows {'/'.join(bound)}, the others static" if bound else "every row static"
     ax.set_xlabel(f"latency p50 (ms; dymu-rt runtime, {where}, {lp['threads']} thread(s), batch 1; "
-                  "DYMU rows affine-bound, the others static)", fontsize=8)
+                  f"{how})", fontsize=8)
     ax.set_ylabel("Δ_T vs single-task (%, higher is better)")
     retrained = any("retrain_of" in r for r in rows)
     ax.set_title(f"{report['preset']}: accuracy vs latency ({report['n_val']} val scenes; marker area ~ GMACs"
                  + ("; hollow: DYMU tree retrained as a static net, dotted to its deployed tree" if retrained else "")
                  + ")", fontsize=9 if not retrained else 8)
     ax.grid(alpha=0.3)
+    _unoverlap_labels(fig, ax)
     return _save(fig, out)
+
+
+def _unoverlap_labels(fig, ax) -> None:
+    """Move each label that overlaps one above it down until it is free (top to bottom), with
+    a leader line to its marker. The cluster stacking above only sees points that are close;
+    long labels of points far apart in latency can still run into each other."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+
+    def text_box(note):          # the text alone: an Annotation's own extent includes its leader line
+        return Text.get_window_extent(note, renderer)
+
+    placed = []
+    for note in sorted(ax.texts, key=lambda n: -text_box(n).y1):
+        for _ in range(len(ax.texts)):
+            box = text_box(note)
+            hit = next((p for p in placed if box.overlaps(p)), None)
+            if hit is None:
+                break
+            note.xyann = (note.xyann[0], note.xyann[1] - (box.y1 - hit.y0 + 2) * 72.0 / fig.dpi)
+            note.arrow_patch.set_visible(True)
+        placed.append(text_box(note))
 
 
 def compare_markdown(report: dict) -> str:

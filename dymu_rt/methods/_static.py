@@ -92,9 +92,10 @@ class StaticMethod(Method):
                                    **options)
 
     def budget(self, run) -> str:
-        cfg = run.preset().train
-        return (f"{self.name}: warm-up {cfg.anchor_steps} + search {cfg.edge_steps} + "
-                f"{self.final_stage_word} {cfg.weight_steps} steps x batch {cfg.anchor_batch}")
+        # the lengths the run stored (its overrides included), not the preset's
+        mc = run.read_config()["method_config"]
+        return (f"{self.name}: warm-up {mc['warmup_steps']} + search {mc['search_steps']} + "
+                f"{self.final_stage_word} {mc['final_steps']} steps x batch {mc['batch']}")
 
     def rows(self, run, retrained: Optional[dict]) -> list[dict]:
         preset, net, graph, forward = self.forward(run)

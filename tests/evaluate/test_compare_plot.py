@@ -15,7 +15,8 @@ from matplotlib.colors import to_rgba  # noqa: E402
 
 
 def _row(label, x, y, gmacs, params):
-    return {"label": label, "latency_ms": {"p50": x}, "delta_t": {"mean": y}, "gmacs": gmacs, "params": params}
+    return {"label": label, "latency_ms": {"p50": x}, "delta_t": {"mean": y}, "gmacs": gmacs, "params": params,
+            "binding": "folded" if label.startswith("DYMU") else "static"}
 
 
 # xs span 1..10 (9), ys span -3..4 (7); "near" = hypot(dx/9, dy/7) < 0.15.
@@ -30,6 +31,9 @@ ROWS = [
     _row("DYMU c=0.5", 5.05, 2.0, 0.5, 2.5e6),      # 7: near 1 (same y, earlier) and 2 (higher): rank 2
 ]
 RANK = [0, 1, 0, 0, 0, 0, 0, 2]
+# PHN-BN's label (right of (3, 1)) is long enough to reach the cluster at x = 5, where the
+# rank-2 label sits (5.05, 2.0 - 26 pt): the only overlap, so it is moved down.
+MOVED = 5
 LEFT = [False, False, False, True, True, False, False, False]
 COLOUR = ["#555555", "#1f77b4", "#1f77b4", "#d62728", "#2ca02c", "#8c564b", "#000000", "#1f77b4"]
 REPORT = {"rows": ROWS, "preset": "synth-nyu", "n_val": 16, "latency_protocol": {"threads": 2}}
@@ -68,24 +72,27 @@ def test_labels_name_params_and_gmacs_and_stack_apart_in_a_cluster(figure):
     ax = figure(REPORT)
     notes = ax.texts
     assert len(notes) == len(ROWS)
-    for note, row, rank, left in zip(notes, ROWS, RANK, LEFT):
+    for i, (note, row, rank, left) in enumerate(zip(notes, ROWS, RANK, LEFT)):
         assert note.get_text() == f"{row['label']}: {row['params'] / 1e6:.2f} M, {row['gmacs']:.3f} GMACs"
         assert note.xy == (row["latency_ms"]["p50"], row["delta_t"]["mean"])
-        assert note.xyann == ((-10 if left else 10), 6 - 16 * rank), row["label"]
+        if i == MOVED:          # its label ran into the cluster's: moved straight down (see below)
+            assert note.xyann[0] == 10 and note.xyann[1] < 6, note.xyann
+        else:
+            assert note.xyann == ((-10 if left else 10), 6 - 16 * rank), row["label"]
         assert note.get_ha() == ("right" if left else "left")
         assert note.get_fontsize() == 7
-        assert (note.arrow_patch is not None) == (rank > 0)
+        # a leader line only where the label left its marker's side (stacked or moved)
+        assert note.arrow_patch.get_visible() == (rank > 0 or i == MOVED), row["label"]
         assert note.anncoords == "offset points"
-        if rank:
-            assert note.arrow_patch.get_linewidth() == pytest.approx(0.4)
-            assert tuple(note.arrow_patch.get_edgecolor()) == pytest.approx(to_rgba("#777777"))
+        assert note.arrow_patch.get_linewidth() == pytest.approx(0.4)
+        assert tuple(note.arrow_patch.get_edgecolor()) == pytest.approx(to_rgba("#777777"))
     assert notes[6].get_text() == "other: 0.12 M, 0.500 GMACs"
 
 
 def test_axis_texts_and_the_zero_line(figure):
     ax = figure(REPORT)
     assert ax.get_xlabel() == ("latency p50 (ms; dymu-rt runtime, x86-64-cpu fp32, 2 thread(s), batch 1; "
-                               "DYMU rows affine-bound, the others static)")
+                               "DYMU rows folded, the others static)")
     assert ax.get_ylabel() == "Δ_T vs single-task (%, higher is better)"
     assert ax.get_title() == "synth-nyu: accuracy vs latency (16 val scenes; marker area ~ GMACs)"
     (zero,) = [ln for ln in ax.get_lines() if list(ln.get_ydata()) == [0.0, 0.0]]
@@ -96,11 +103,15 @@ def test_axis_texts_and_the_zero_line(figure):
     assert all(g.get_visible() for g in ax.xaxis.get_gridlines())
     ax = figure({**REPORT, "latency_protocol": {"threads": 1, "profile": "arm64-cpu", "precision": "int8"}})
     assert ax.get_xlabel().startswith("latency p50 (ms; dymu-rt runtime, arm64-cpu int8, 1 thread(s), batch 1;")
+    # the binding named is the rows' own (compare's table column), not a fixed phrase
+    ax = figure({**REPORT, "rows": [{**r, "binding": "affine" if r["binding"] == "folded" else "static"}
+                                    for r in ROWS]})
+    assert ax.get_xlabel().endswith("; DYMU rows affine, the others static)")
 
 
 def test_one_row_or_equal_latencies_do_not_divide_by_zero(figure):
     ax = figure({**REPORT, "rows": [ROWS[0]]})
-    assert ax.texts[0].xyann == (10, 6) and ax.texts[0].arrow_patch is None
+    assert ax.texts[0].xyann == (10, 6) and not ax.texts[0].arrow_patch.get_visible()
     same = [_row("DYMU c=0", 2.0, 1.0, 1.0, 1e6), _row("DYMU c=1", 2.0, 1.0, 1.0, 1e6)]
     ax = figure({**REPORT, "rows": same})
     # same point: the later one is ranked below the earlier (tie to the lower index)
@@ -115,3 +126,17 @@ def test_nearness_is_relative_to_each_axis_span_and_params_round_in_millions(fig
     ax = figure({**REPORT, "rows": rows})
     assert [t.xyann for t in ax.texts] == [(10, 6), (10, -10), (-10, 6)]
     assert ax.texts[0].get_text() == "DYMU c=0: 2.01 M, 1.000 GMACs"
+
+
+def test_no_two_labels_overlap(figure):
+    """Labels of points far apart in latency but long enough to meet (REPORT's PHN-BN and the
+    DYMU cluster; compare's real synth-nyu table had DAG M=3 / M=7 / single-task) are moved
+    apart: no two label texts share a pixel."""
+    from matplotlib.text import Text
+
+    ax = figure(REPORT)
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]
+    for i in range(len(boxes)):
+        for j in range(i):
+            assert not boxes[i].overlaps(boxes[j]), (ax.texts[i].get_text(), ax.texts[j].get_text())

@@ -75,6 +75,29 @@ def test_every_row_is_timed_through_the_runtime_in_its_deployed_binding(runs, mo
     assert "training budget" in compare_markdown(rep).splitlines()[0]
 
 
+def test_static_rows_state_the_stage_lengths_their_run_trained(tmp_path):
+    """A static row's budget is the stage lengths its run stored (overrides included): the
+    final stage defaults to the preset's anchor steps, not its weight steps (compare said
+    "retrain 300" for a 600-step retrain before)."""
+    from run_fixture import tiny_preset
+
+    from dymu_rt.methods import get_method
+
+    preset = tiny_preset()
+    over = {"anchor_steps": 7, "edge_steps": 5, "weight_steps": 9, "anchor_batch": 2}
+    for method, flow, final in (("adashare", None, "retrain"), ("dag", 3, "fine-tune")):
+        run = RunDir(tmp_path / method)
+        m = get_method(method)
+        run.init(preset, data="synth", extra=m.new_run_extra(preset, over, flow))
+        assert m.budget(run) == f"{method}: warm-up 7 + search 5 + {final} 9 steps x batch 2"
+    t = preset.train
+    assert t.weight_steps != t.anchor_steps                  # else the default case below proves nothing
+    run = RunDir(tmp_path / "dag-default")
+    run.init(preset, data="synth", extra=get_method("dag").new_run_extra(preset, {}, 3))
+    assert get_method("dag").budget(run) == (f"dag: warm-up {t.anchor_steps} + search {t.edge_steps} + "
+                                              f"fine-tune {t.anchor_steps} steps x batch {t.anchor_batch}")
+
+
 def test_phn_bn_static_bundle_computes_the_phn_forward(runs, tmp_path):
     """The PHN-BN row's deployed form (shared tree, heads on stream 0, BN of uniform r folded)
     runs through the runtime equal to the training-time forward within 1e-4."""
