@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # dymu_rt.methods.build_bundle since the methods registry (issue 26); compile.build's before it
 BUILD = ("import sys\ntry:\n    from dymu_rt.methods import build_bundle\nexcept ImportError:\n"
          "    from dymu_rt.compile.build import build_bundle\n"
-         "build_bundle(sys.argv[1], sys.argv[2], step=sys.argv[3], c_step=sys.argv[4])")
+         "build_bundle(sys.argv[1], sys.argv[2], step=sys.argv[3], c_step=sys.argv[4])\n"
+         "import dymu_rt\nprint('DYMU_RT_FROM', dymu_rt.__file__)")
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -33,8 +34,14 @@ def digests(folder: Path) -> dict[str, str]:
 
 def build(code_root: Path, run: Path, out: Path, grid: str, c_grid: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(code_root), "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-c", BUILD, str(run), str(out), grid, c_grid], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    # cwd outside any checkout: `python -c` puts the working directory first on sys.path, ahead of
+    # PYTHONPATH, so run from a repository root both builds would import that root's dymu_rt (and
+    # "identical" would compare a checkout with itself).
+    done = subprocess.run([sys.executable, "-c", BUILD, str(run), str(out), grid, c_grid], env=env, check=True,
+                          stdout=subprocess.PIPE, text=True, cwd=str(Path(out).parent))
+    used = [ln.split(" ", 1)[1] for ln in done.stdout.splitlines() if ln.startswith("DYMU_RT_FROM ")]
+    if not used or not Path(used[-1]).resolve().is_relative_to(code_root.resolve()):
+        raise SystemExit(f"error: the build meant to run {code_root}'s code imported {used[-1] if used else '?'}")
 
 
 def main(argv=None) -> int:
