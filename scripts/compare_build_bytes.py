@@ -12,7 +12,6 @@ Exit 0 when every file is identical, 1 otherwise (the differing files are printe
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -20,16 +19,13 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from golden_bundles import digests  # noqa: E402  (one home for a bundle's per-file sha256)
 # dymu_rt.methods.build_bundle since the methods registry (issue 26); compile.build's before it
 BUILD = ("import sys\ntry:\n    from dymu_rt.methods import build_bundle\nexcept ImportError:\n"
          "    from dymu_rt.compile.build import build_bundle\n"
          "build_bundle(sys.argv[1], sys.argv[2], step=sys.argv[3], c_step=sys.argv[4])\n"
          "import dymu_rt\nprint('DYMU_RT_FROM', dymu_rt.__file__)")
-
-
-def digests(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def build(code_root: Path, run: Path, out: Path, grid: str, c_grid: str) -> None:

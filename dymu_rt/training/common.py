@@ -149,21 +149,15 @@ def validate_train_config(cfg) -> None:
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
             raise ValidationError(f"learning rate {name} {v!r} is not valid; expected a number > 0")
-    for name in ("anchor_finetune_lr", "anchor_l2sp"):
+    for name in ("anchor_finetune_lr", "anchor_l2sp", "identity_prior"):
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
             raise ValidationError(f"training setting {name} {v!r} is not valid; expected a number >= 0 "
                                   "(0 = off)")
-    prior = cfg.identity_prior
-    if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not (prior >= 0 and math.isfinite(prior)):
-        raise ValidationError(f"training setting identity_prior {prior!r} is not valid; expected a number >= 0 "
-                              "(0 = off)")
-    if not isinstance(cfg.identity_prior_learnable, bool):
-        raise ValidationError(f"training setting identity_prior_learnable {cfg.identity_prior_learnable!r} is "
-                              "not valid; expected true or false")
-    if not isinstance(cfg.edge_hard_gumbel, bool):
-        raise ValidationError(f"training setting edge_hard_gumbel {cfg.edge_hard_gumbel!r} is not valid; "
-                              "expected true or false")
+    for name in ("identity_prior_learnable", "edge_hard_gumbel"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise ValidationError(f"training setting {name} {getattr(cfg, name)!r} is not valid; "
+                                  "expected true or false")
     k = cfg.edge_prefs_per_step
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= cfg.controller_batch \
             or cfg.controller_batch % k:
