@@ -98,6 +98,14 @@ def _check_range(value_range):
     return lo, hi
 
 
+def _classes(name: str, num_classes: int, class_names: Optional[Sequence[str]]):
+    """(num_classes, class names as a tuple or None) of a class-valued task, checked against each other."""
+    n = int(num_classes)
+    if class_names is not None and len(class_names) != n:
+        raise ValidationError(f"task {name!r}: {len(class_names)} class names given, expected {n}")
+    return n, (tuple(class_names) if class_names is not None else None)
+
+
 def resize_map(a: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
     """[H, W] or [C, H, W] array -> the same at ``size`` = (H, W): "nearest" keeps the values
     (labels), "bilinear" interpolates (float32) with pixel centres aligned
@@ -130,10 +138,7 @@ class SegmentationOutput(TaskOutput):
     def __init__(self, name: str, num_classes: int, loss_weight: float = 1.0,
                  class_names: Optional[Sequence[str]] = None) -> None:
         super().__init__(name, num_classes, loss_weight)
-        self.num_classes = int(num_classes)
-        if class_names is not None and len(class_names) != self.num_classes:
-            raise ValidationError(f"task {name!r}: {len(class_names)} class names given, expected {self.num_classes}")
-        self.class_names = tuple(class_names) if class_names is not None else None
+        self.num_classes, self.class_names = _classes(name, num_classes, class_names)
 
     def legend(self, post: np.ndarray) -> Image.Image:
         """The classes in label map ``post``, most pixels first, with their names and share."""
@@ -287,10 +292,7 @@ class ClassificationOutput(TaskOutput):
     def __init__(self, name: str, num_classes: int, loss_weight: float = 1.0,
                  class_names: Optional[Sequence[str]] = None) -> None:
         super().__init__(name, num_classes, loss_weight)
-        self.num_classes = int(num_classes)
-        if class_names is not None and len(class_names) != self.num_classes:
-            raise ValidationError(f"task {name!r}: {len(class_names)} class names given, expected {self.num_classes}")
-        self.class_names = tuple(class_names) if class_names is not None else None
+        self.num_classes, self.class_names = _classes(name, num_classes, class_names)
 
     def postprocess(self, out: np.ndarray) -> np.ndarray:
         """Raw logits [C] -> class probabilities [C] (softmax, float32); ``.argmax()`` is the class."""
