@@ -147,7 +147,8 @@ def main(argv=None) -> int:
             report["runs"][str(j["out"])] = {"train": {k: getattr(cfg, k) for k in (
                 "anchor_init", "anchor_pretrain_steps", "anchor_steps", "edge_steps", "weight_steps", "phn_steps",
                 "active_reading", "inactive_loss", "inactive_detach", "lambda_active", "lambda_inactive",
-                "identity_prior", "identity_prior_learnable", "edge_eta", "edge_hard_gumbel", "edge_prefs_per_step")},
+                "identity_prior", "identity_prior_learnable", "edge_eta", "edge_hard_gumbel", "edge_prefs_per_step",
+                "c_zero_share", "anchor_l2sp")},
                 **res}
         print(json.dumps(report, indent=1)[:20000])
         if args.json:

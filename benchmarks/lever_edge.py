@@ -43,7 +43,7 @@ def main(argv=None) -> int:
         sys.exit(f"error: --set {args.set!r} is not JSON ({e})")
     if not isinstance(over, dict) or any(k.startswith("anchor_") for k in over):
         sys.exit("error: --set expects a JSON object of edge/weight-stage settings (no anchor_* setting: "
-                 "the anchor is copied)")
+                 "the anchor is copied with its own)")
     if args.stages not in ("edge", "controller"):
         sys.exit(f"error: --stages {args.stages!r}: expected edge or controller")
     if args.out.resolve() == args.src.resolve():
@@ -63,11 +63,10 @@ def main(argv=None) -> int:
     opts = src.read_config().get("data_options") or {}
     seed = int(opts.get("seed") or 0)
     t = time.perf_counter()
-    run = open_run(args.out, src.preset().name, "synth", {**over}, seed=seed, n_val=opts.get("n_val"))
+    # The anchor is copied, so the new run records the source's anchor settings (e.g. an
+    # anchor trained with anchor_l2sp), whatever the preset's defaults are.
     base = {k: v for k, v in src.preset().train.__dict__.items() if k.startswith("anchor_")}
-    if base != {k: v for k, v in run.preset().train.__dict__.items() if k.startswith("anchor_")}:
-        sys.exit(f"error: --src {args.src}: its anchor settings differ from the preset's; this driver copies "
-                 "only anchors of the preset's own settings")
+    run = open_run(args.out, src.preset().name, "synth", {**base, **over}, seed=seed, n_val=opts.get("n_val"))
     for stage, files in ((PRETRAIN, ["anchor_pretrain"]), ("anchor", ["anchor"]), ("phn-bn", ["phn_bn"])):
         if src.stage_done(stage) and not run.stage_done(stage):
             for f in files:

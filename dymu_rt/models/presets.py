@@ -96,6 +96,12 @@ class TrainDefaults:
     # one sample per step (the paper's Algorithm 1) or with k, each on controller_batch / k
     # of the step's images (the same images per step, k times as many preferences).
     edge_prefs_per_step: int = 1
+    # Share of the controller stages' (r, c) draws (stage 1 and stage 2) taken at c = 0
+    # exactly instead of c ~ U(0, 1) (issue 22, fourth session; not in the paper, whose c is
+    # uniform). c = 0 asks for no sharing (Eq. 2's Ω has a factor c), but under U(0, 1) it has
+    # measure zero: the hypernets only learn it as the limit of c > 0, where c*lambda_A's
+    # pressure to share already acts. 0 = the paper's sampling.
+    c_zero_share: float = 0.0
     affinity_samples: int = 64
     eval_every: int = 0
     # Gumbel temperature ζ: 5, ×0.97 every ``gumbel_every`` steps (paper: 300 of 30K steps,

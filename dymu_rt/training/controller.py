@@ -38,11 +38,16 @@ from dymu_rt.core.io import atomic_write_json, read_json
 from dymu_rt.utils.progress import make_progress
 
 
-def _sample_pref(rng: np.random.Generator, n: int, eta: float = 0.2, device=None):
-
+def _sample_pref(rng: np.random.Generator, n: int, eta: float = 0.2, device=None, c_zero_share: float = 0.0):
+    """One training preference: r ~ Dir(eta), c ~ U(0, 1), and with probability
+    ``c_zero_share`` c = 0 exactly (one extra draw from ``rng`` only when the share is > 0,
+    so share 0 keeps the paper's stream of samples bit for bit)."""
     p = sample_preferences(n, 1, rng, eta=eta)[0]
+    c = p.c
+    if c_zero_share > 0 and rng.uniform() < c_zero_share:
+        c = 0.0
     return (torch.tensor(p.r, dtype=torch.float32, device=device),
-            torch.tensor(p.c, dtype=torch.float32, device=device))
+            torch.tensor(c, dtype=torch.float32, device=device))
 
 
 def _require(run: RunDir, stage: str) -> None:
@@ -218,7 +223,8 @@ def train_edge(run: RunDir, data: str = "synth", seed: int = 0, save_every: int 
 
         def step_fn(step: int):
             k = cfg.edge_prefs_per_step
-            prefs = [_sample_pref(stage.rng, n, eta=cfg.edge_eta, device=dev.device) for _ in range(k)]
+            prefs = [_sample_pref(stage.rng, n, eta=cfg.edge_eta, device=dev.device, c_zero_share=cfg.c_zero_share)
+                     for _ in range(k)]
             batch = dev.batch(next(batches))
             # Eq. 2's expectation over (r, c): one sample per step (the paper, k = 1) or k
             # samples, each on its own slice of the batch, averaged.
@@ -281,7 +287,7 @@ def train_weight(run: RunDir, data: str = "synth", seed: int = 0, save_every: in
 
     with setup.batches(train_set, cfg.controller_batch, seed + 2, start_step=stage.start) as batches:
         def step_fn(step: int):
-            r, c = _sample_pref(stage.rng, n, device=dev.device)
+            r, c = _sample_pref(stage.rng, n, device=dev.device, c_zero_share=cfg.c_zero_share)
             batch = dev.batch(next(batches))
             with torch.no_grad():
                 parents = edge.architecture(r, c)
