@@ -148,7 +148,7 @@ def main(argv=None) -> int:
                 "anchor_init", "anchor_pretrain_steps", "anchor_steps", "edge_steps", "weight_steps", "phn_steps",
                 "active_reading", "inactive_loss", "inactive_detach", "lambda_active", "lambda_inactive",
                 "identity_prior", "identity_prior_learnable", "edge_eta", "edge_hard_gumbel", "edge_prefs_per_step",
-                "c_zero_share", "anchor_l2sp")},
+                "c_zero_share", "identity_prior_c_slope", "anchor_l2sp")},
                 **res}
         print(json.dumps(report, indent=1)[:20000])
         if args.json:

@@ -80,10 +80,13 @@ class EdgeHypernet(nn.Module):
     onnx_output = "logits"
 
     def __init__(self, n_tasks: int, num_layers: int, dim: int = 32, hidden: int = 100,
-                 identity_prior: float = IDENTITY_PRIOR, learnable_prior: bool = True) -> None:
+                 identity_prior: float = IDENTITY_PRIOR, learnable_prior: bool = True,
+                 prior_c_slope: float = 0.0) -> None:
         super().__init__()
         if not identity_prior >= 0:
             raise ValueError(f"identity_prior must be >= 0, got {identity_prior!r}")
+        if not 0 <= prior_c_slope <= 1:
+            raise ValueError(f"prior_c_slope must be in [0, 1], got {prior_c_slope!r}")
         if num_layers < 2:
             raise ValueError(f"an edge hypernet needs num_layers >= 2 (one branching row), got {num_layers}")
         self.n_tasks, self.num_layers = n_tasks, num_layers
@@ -100,6 +103,11 @@ class EdgeHypernet(nn.Module):
         # hypernet file has the same keys and the ONNX graph is the same.
         self.identity_prior = nn.Parameter(float(identity_prior) * torch.eye(n_tasks).repeat(num_layers - 1, 1, 1),
                                            requires_grad=bool(learnable_prior) and identity_prior > 0)
+        # The prior's size as a function of the resource preference: × (1 − prior_c_slope·c).
+        # 0 (the default) keeps it constant; 1 holds the anchor's streams at c = 0 and lets the
+        # heads alone choose the tree at c = 1 (issue 22). A setting of the run, not a weight:
+        # the loader passes it from the run's training settings.
+        self.prior_c_slope = float(prior_c_slope)
 
     def forward(self, r, c) -> torch.Tensor:
         """Logits [L-1, N, N] for r [N] (c scalar), or [B, L-1, N, N] for r [B, N]."""
@@ -107,7 +115,11 @@ class EdgeHypernet(nn.Module):
         h = self.trunk(self.embedding(r2, c1))
         n = self.n_tasks
         logits = torch.stack([head(h).reshape(-1, n, n) for head in self.heads], dim=1)
-        logits = logits + self.identity_prior
+        if self.prior_c_slope:
+            scale = (1.0 - self.prior_c_slope * c1).reshape(-1, 1, 1, 1)
+            logits = logits + scale * self.identity_prior
+        else:
+            logits = logits + self.identity_prior
         return logits if batched else logits[0]
 
     @torch.no_grad()

@@ -84,6 +84,9 @@ class TrainDefaults:
     # initialized at identity_prior; False: a fixed margin).
     identity_prior: float = 4.0
     identity_prior_learnable: bool = True
+    # How the prior's size falls with c: identity_prior × (1 − identity_prior_c_slope·c).
+    # 0 = constant (the third session's prior); 1 = the full prior at c = 0, none at c = 1.
+    identity_prior_c_slope: float = 0.0
     # Dirichlet parameter η of the task preferences r ~ Dir(η) drawn in stage 1 (edge
     # hypernet); the paper's 0.2 (supplement G, Table A-2). Stage 2 keeps 0.2.
     edge_eta: float = 0.2

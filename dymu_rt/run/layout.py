@@ -209,7 +209,7 @@ class RunDir:
         """The trained edge hypernet (eval mode)."""
 
         preset = self.preset()
-        net = EdgeHypernet(len(preset.tasks), _num_layers(preset))
+        net = EdgeHypernet(len(preset.tasks), _num_layers(preset), prior_c_slope=preset.train.identity_prior_c_slope)
         load_module(net, self.module_path("edge_hypernet"), "edge hypernet checkpoint")
         return net.eval()
 

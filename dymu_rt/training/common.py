@@ -167,6 +167,10 @@ def validate_train_config(cfg) -> None:
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (eta > 0 and math.isfinite(eta)):
         raise ValidationError(f"training setting edge_eta {eta!r} is not valid; expected a number > 0 "
                               "(the Dirichlet parameter of r in stage 1)")
+    v = cfg.identity_prior_c_slope
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+        raise ValidationError(f"training setting identity_prior_c_slope {v!r} is not valid; expected a number in "
+                              "[0, 1] (the prior is identity_prior x (1 - slope*c))")
     z = cfg.c_zero_share
     if isinstance(z, bool) or not isinstance(z, (int, float)) or not 0 <= z < 1:
         raise ValidationError(f"training setting c_zero_share {z!r} is not valid; expected a number in [0, 1) "

@@ -203,7 +203,7 @@ def train_edge(run: RunDir, data: str = "synth", seed: int = 0, save_every: int 
                             dtype=torch.float32, device=dev.device)
     reg_cfg = regularizer_config or _regularizer_config(cfg)
     edge = EdgeHypernet(n, anchor.num_layers, identity_prior=cfg.identity_prior,
-                        learnable_prior=cfg.identity_prior_learnable)
+                        learnable_prior=cfg.identity_prior_learnable, prior_c_slope=cfg.identity_prior_c_slope)
     stage = _Stage(run, "edge", edge, cfg.edge_steps, seed, save_every, setup)
     schedule = TemperatureSchedule(every=cfg.gumbel_interval())
     train_set = make_split(preset, data, "train", n=n_train, augment=True, seed=seed)

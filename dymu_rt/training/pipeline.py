@@ -44,7 +44,7 @@ _OPTION_FLAGS = {"seed": "--seed", "n_train": "--n-train", "n_val": "--n-val"}
 # Which stages a training setting changes (a finished stage cannot take a new value).
 # Every regularizer setting (the RegularizerConfig fields) is stage 1's alone.
 _EDGE_ONLY = tuple(f.name for f in dataclasses.fields(RegularizerConfig)) + (
-    "affinity_samples", "gumbel_every", "edge_steps", "identity_prior", "identity_prior_learnable", "edge_eta", "edge_hard_gumbel", "edge_prefs_per_step")
+    "affinity_samples", "gumbel_every", "edge_steps", "identity_prior", "identity_prior_learnable", "identity_prior_c_slope", "edge_eta", "edge_hard_gumbel", "edge_prefs_per_step")
 _STEP_FIELDS = ("anchor_steps", "edge_steps", "weight_steps", "phn_steps")
 
 

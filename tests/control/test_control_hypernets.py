@@ -143,3 +143,27 @@ def test_identity_prior_size_and_learnability_are_settings():
     assert torch.equal(fixed.identity_prior, before[0]) and not torch.equal(fixed.heads[0].bias, before[1])
     with pytest.raises(ValueError, match="identity_prior must be >= 0"):
         EdgeHypernet(N, L, identity_prior=-1.0)
+
+
+def test_identity_prior_falls_with_c_by_its_slope(tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed to run the exported graph")
+    torch.manual_seed(2)
+    flat = EdgeHypernet(N, L, identity_prior=8.0, learnable_prior=False)
+    sloped = EdgeHypernet(N, L, identity_prior=8.0, learnable_prior=False, prior_c_slope=1.0)
+    sloped.load_state_dict(flat.state_dict())                         # same weights, same keys
+    r = torch.tensor([0.2, 0.5, 0.3])
+    for c, scale in ((0.0, 1.0), (0.25, 0.75), (1.0, 0.0)):
+        heads = flat(r, torch.tensor(c)) - flat.identity_prior         # the heads' own logits at this c
+        torch.testing.assert_close(sloped(r, torch.tensor(c)), heads + scale * flat.identity_prior)
+    # batched: each row scaled by its own c
+    rb, cb = _prefs(4, seed=5)
+    ref = torch.stack([sloped(rb[i], cb[i]) for i in range(4)])
+    torch.testing.assert_close(sloped(rb, cb), ref)
+    # the exported graph computes the same (the runtime runs it)
+    sess = ort.InferenceSession(str(export_onnx(sloped, tmp_path / "e.onnx")), providers=["CPUExecutionProvider"])
+    for i in range(4):
+        got = sess.run(None, {"r": rb[i:i + 1].numpy(), "c": cb[i:i + 1, None].numpy()})[0]
+        np.testing.assert_allclose(got, ref[i].detach().numpy(), rtol=1e-5, atol=1e-5)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="prior_c_slope must be in"):
+            EdgeHypernet(N, L, prior_c_slope=bad)

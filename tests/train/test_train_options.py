@@ -203,12 +203,14 @@ def test_edge_stage_settings_identity_prior_and_eta_are_validated_used_and_store
                         (dict(edge_prefs_per_step=3), "edge_prefs_per_step 3"),      # does not divide 4
                         (dict(edge_prefs_per_step=0), "edge_prefs_per_step 0"),
                         (dict(c_zero_share=1.0), "c_zero_share 1.0"), (dict(c_zero_share=-0.1), "c_zero_share -0.1"),
-                        (dict(c_zero_share=True), "c_zero_share True")):
+                        (dict(c_zero_share=True), "c_zero_share True"),
+                        (dict(identity_prior_c_slope=1.5), "identity_prior_c_slope 1.5")):
         with pytest.raises(ValidationError, match=needle):
             validate_train_config(tiny_preset.with_train(**bad).train)
     run = RunDir(tmp_path / "run")
     run.init(tiny_preset.with_train(identity_prior=6.0, identity_prior_learnable=False, edge_eta=1.0,
-                                    edge_hard_gumbel=True, edge_prefs_per_step=2, c_zero_share=0.5),
+                                    edge_hard_gumbel=True, edge_prefs_per_step=2, c_zero_share=0.5,
+                                    identity_prior_c_slope=0.5),
              data="synth")
     mixes = []
     forward_soft = type(run.preset().build()).forward_soft
@@ -225,6 +227,7 @@ def test_edge_stage_settings_identity_prior_and_eta_are_validated_used_and_store
     assert torch.equal(prior[0], 6.0 * torch.eye(3))                      # fixed: untouched by stage 1
     assert etas == [1.0] * 8 + [0.2] * 3                                  # stage 1 at edge_eta, stage 2 at 0.2
     assert shares == [0.5] * 11 and 0 < cs.count(0.0) < 11                # both stages, some c = 0 exactly
+    assert RunDir(run.path).load_edge_hypernet().prior_c_slope == 0.5     # the loader rebuilds the run's prior
     stored = _cfg(run)["preset"]["train"]
     assert (stored["identity_prior"], stored["identity_prior_learnable"], stored["edge_eta"]) == (6.0, False, 1.0)
     with pytest.raises(ValidationError, match="stage 'edge' finished with identity_prior=6.0"):
@@ -232,12 +235,12 @@ def test_edge_stage_settings_identity_prior_and_eta_are_validated_used_and_store
     # A run stored before these settings existed reads as the defaults it was trained with.
     cfg = _cfg(run)
     for k in ("identity_prior", "identity_prior_learnable", "edge_eta", "edge_hard_gumbel", "edge_prefs_per_step",
-              "c_zero_share"):
+              "c_zero_share", "identity_prior_c_slope"):
         del cfg["preset"]["train"][k]
     (run.path / "config.json").write_text(json.dumps(cfg))
     t = RunDir(run.path).preset().train
     assert (t.identity_prior, t.identity_prior_learnable, t.edge_eta, t.edge_hard_gumbel,
-            t.edge_prefs_per_step, t.c_zero_share) == (4.0, True, 0.2, False, 1, 0.0)
+            t.edge_prefs_per_step, t.c_zero_share, t.identity_prior_c_slope) == (4.0, True, 0.2, False, 1, 0.0, 0.0)
 
 
 # -- 7. corrupt / edited state files --------------------------------------------------------
