@@ -337,11 +337,18 @@ def regularizer_overrides(tau, lambda_a, lambda_i, no_inactive, no_layer_w, no_a
             "active_reading": _choice("--active-reading", active_reading, ("printed", "child"))}
 
 
-def edge_overrides(identity_prior: Optional[float], learnable: Optional[bool]) -> dict:
-    """Stage-1 settings of the edge hypernet's identity prior from the command line (None = the preset's)."""
+def edge_overrides(identity_prior: Optional[float], learnable: Optional[bool], c_slope: Optional[float] = None,
+                   c_zero_share: Optional[float] = None) -> dict:
+    """Controller-stage settings from the command line: the edge hypernet's identity prior and how
+    c is sampled (None = the preset's)."""
     if identity_prior is not None and not (identity_prior >= 0 and math.isfinite(identity_prior)):
         raise ValidationError(f"--identity-prior {identity_prior} is not valid; expected a number >= 0 (0 = off)")
-    return {"identity_prior": identity_prior, "identity_prior_learnable": learnable}
+    if c_slope is not None and not 0 <= c_slope <= 1:
+        raise ValidationError(f"--identity-prior-c-slope {c_slope} is not valid; expected a number in [0, 1]")
+    if c_zero_share is not None and not 0 <= c_zero_share < 1:
+        raise ValidationError(f"--c-zero-share {c_zero_share} is not valid; expected a number in [0, 1)")
+    return {"identity_prior": identity_prior, "identity_prior_learnable": learnable,
+            "identity_prior_c_slope": c_slope, "c_zero_share": c_zero_share}
 
 
 #: the overrides checked as counts >= 1, and the command-line flag each message names

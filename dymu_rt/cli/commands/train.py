@@ -62,6 +62,11 @@ _IDENTITY_PRIOR = typer.Option(None, "--identity-prior", help="Stage 1: logit ma
                                "plain heads; synth presets 8, others 4; issue 22).")
 _PRIOR_LEARNABLE = typer.Option(None, "--identity-prior-learnable/--identity-prior-fixed",
                                 help="Stage 1: let the identity prior learn, or keep it fixed (synth presets: fixed).")
+_PRIOR_C_SLOPE = typer.Option(None, "--identity-prior-c-slope", help="Stage 1: the identity prior falls with c, "
+                              "identity prior x (1 - slope*c): 0 = constant, 1 = none left at c = 1 (synth presets 1; "
+                              "issue 22).")
+_C_ZERO_SHARE = typer.Option(None, "--c-zero-share", help="Stages 1 and 2: share of the sampled preferences drawn "
+                             "at c = 0 exactly instead of c ~ U(0, 1) (0 = the paper's; synth presets 0.25; issue 22).")
 _ACTIVE_READING = typer.Option(None, "--active-reading", help="Eq. 3's indices: printed (the paper as printed, "
                                "default) | child (dymu-rt's reading before issue 22).")
 _INIT = typer.Option(None, "--init", help="How the anchor's streams start: independent | shared (a shared-encoder "
@@ -153,6 +158,8 @@ def train_all(
     inactive_loss: bool = _INACTIVE,
     identity_prior: Optional[float] = _IDENTITY_PRIOR,
     identity_prior_learnable: Optional[bool] = _PRIOR_LEARNABLE,
+    identity_prior_c_slope: Optional[float] = _PRIOR_C_SLOPE,
+    c_zero_share: Optional[float] = _C_ZERO_SHARE,
     init: Optional[str] = _INIT,
     pretrain_steps: Optional[int] = _PRETRAIN_STEPS,
     quiet: bool = _QUIET,
@@ -177,7 +184,7 @@ def train_all(
                                         pretrain_steps),
                  **lib.regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
                                               no_affinity, no_dichotomy, active_reading, inactive_loss),
-                 **lib.edge_overrides(identity_prior, identity_prior_learnable),
+                 **lib.edge_overrides(identity_prior, identity_prior_learnable, identity_prior_c_slope, c_zero_share),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
     _run("all", preset, out, data, seed, n_train, n_val, save_every, quiet, overrides,
          setup=_setup(device, precision, channels_last, workers, sync_bn, threads), method=method.lower(), flow=flow)
@@ -213,7 +220,9 @@ def controller(
     no_layer_weighting: bool = _NO_LAYER_W, no_affinity: bool = _NO_AFFINITY,
     no_dichotomy: bool = _NO_DICHOTOMY, active_reading: Optional[str] = _ACTIVE_READING,
     inactive_loss: bool = _INACTIVE, identity_prior: Optional[float] = _IDENTITY_PRIOR,
-    identity_prior_learnable: Optional[bool] = _PRIOR_LEARNABLE, quiet: bool = _QUIET,
+    identity_prior_learnable: Optional[bool] = _PRIOR_LEARNABLE,
+    identity_prior_c_slope: Optional[float] = _PRIOR_C_SLOPE, c_zero_share: Optional[float] = _C_ZERO_SHARE,
+    quiet: bool = _QUIET,
     device: Optional[str] = _DEVICE, precision: Optional[str] = _PRECISION,
     channels_last: Optional[bool] = _CHANNELS_LAST, workers: Optional[int] = _WORKERS,
     threads: Optional[int] = _THREADS,
@@ -221,7 +230,7 @@ def controller(
     """Train the edge and weight hypernets (stages 1, 2)."""
     overrides = {**lib.regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
                                               no_affinity, no_dichotomy, active_reading, inactive_loss),
-                 **lib.edge_overrides(identity_prior, identity_prior_learnable),
+                 **lib.edge_overrides(identity_prior, identity_prior_learnable, identity_prior_c_slope, c_zero_share),
                  "edge_steps": edge_steps, "weight_steps": weight_steps, "controller_batch": batch}
     _run("controller", None, out, None, seed, n_train, n_val, save_every, quiet, overrides,
          setup=_setup(device, precision, channels_last, workers, threads=threads))
