@@ -176,7 +176,7 @@ def test_stage_1_cost_falls_with_c_on_a_problem_built_so_that_it_must(tmp_path, 
         own = torch.diagonal(seen["nu"], dim1=-2, dim2=-1)      # P(node i reads its own stream)
         return (1 - own).mean(), torch.zeros(len(tasks))
 
-    def every_task_active(rng, n, eta=0.2, device=None):
+    def every_task_active(rng, n, eta=0.2, device=None, c_zero_share=0.0):
         # r with every task active (Dir(5): L_active has pairs to act on; Dir(0.2) mostly has
         # one active task and no c signal at all) and c at its two ends, so the c-weighting is
         # the only difference between the two halves of the training preferences.
@@ -187,13 +187,14 @@ def test_stage_1_cost_falls_with_c_on_a_problem_built_so_that_it_must(tmp_path, 
     monkeypatch.setattr(controller_mod, "_sample_pref", every_task_active)
     monkeypatch.setattr(controller_mod, "gumbel_softmax_sample", sample)
     monkeypatch.setattr(controller_mod, "weighted_task_loss", own_stream_loss)
-    # The identity prior is pinned to the generic default (4, learnable): this test isolates c's
-    # pathway. The synth presets' fixed prior of 8 (issue 22) is judged at full length
+    # The identity prior is pinned to the generic default (4, learnable, constant in c): this
+    # test isolates c's pathway through Ω. The synth presets' fixed prior of 8 that falls with c
+    # (issue 22) is judged at full length
     # (docs/method-quality.md); on this toy problem (λ_A 30 against a task loss <= 1) it shares
     # every node at every c (11 used nodes at c = 0 and c = 1, also after 150 steps).
     preset = tiny_preset.with_train(anchor_steps=2, anchor_batch=2, edge_steps=60, controller_batch=2,
                                     controller_lr=1e-2, decay_every=1000, lambda_active=30.0, gumbel_every=0,
-                                    identity_prior=4.0, identity_prior_learnable=True)
+                                    identity_prior=4.0, identity_prior_learnable=True, identity_prior_c_slope=0.0)
     run = RunDir(tmp_path / "run")
     run.init(preset, data="synth")
     anchor_mod.train_anchor(run, n_train=4, n_val=2, progress=False)
