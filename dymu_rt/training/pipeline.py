@@ -300,7 +300,7 @@ def _choice(option: str, value: Optional[str], choices: tuple[str, ...]) -> Opti
 
 
 def anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay, init: Optional[str] = None,
-                     pretrain_steps: Optional[int] = None) -> dict:
+                     pretrain_steps: Optional[int] = None, l2sp: Optional[float] = None) -> dict:
     """Anchor-stage settings from the command line's options (validated; None = the preset's).
 
     ``init``: independent | shared | pretrained:FILE (FILE made absolute and checked against
@@ -308,6 +308,7 @@ def anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay, init: 
 
     _check("--lr", lr, 0, strict=True)
     _check("--weight-decay", weight_decay, 0)
+    _check("--l2sp", l2sp, 0)
     check_positive(pretrain_steps, "--pretrain-steps")
     if init is not None:
         check_anchor_init(init)
@@ -317,7 +318,7 @@ def anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay, init: 
             "anchor_steps": steps, "anchor_batch": batch, "anchor_lr": lr,
             "anchor_optimizer": _choice("--optimizer", optimizer, ("adamw", "adam", "sgd")),
             "anchor_schedule": _choice("--schedule", schedule, ("cosine", "step")),
-            "anchor_weight_decay": weight_decay}
+            "anchor_weight_decay": weight_decay, "anchor_l2sp": l2sp}
 
 
 def regularizer_overrides(tau, lambda_a, lambda_i, no_inactive, no_layer_w, no_affinity,

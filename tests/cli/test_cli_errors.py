@@ -90,6 +90,7 @@ def test_usage_errors_are_one_line_with_exit_code_2(capsys, tmp_path, args, need
     (["--identity-prior-c-slope", "2"], "--identity-prior-c-slope 2.0"),
     (["--identity-prior-c-slope", "nan"], "--identity-prior-c-slope nan"),
     (["--c-zero-share", "1"], "--c-zero-share 1.0"),
+    (["--l2sp", "-0.1"], "--l2sp -0.1"),
 ])
 def test_bad_training_values_are_one_line_and_write_nothing(capsys, tmp_path, extra, needle):
     out = tmp_path / "run"
@@ -180,7 +181,7 @@ def test_training_flags_are_saved_in_the_run_config(capsys, tmp_path, monkeypatc
                             "--no-layer-weighting", "--no-affinity", "--no-dichotomy", "--seed", "2",
                             "--n-train", "8", "--init", "shared", "--pretrain-steps", "5",
                             "--active-reading", "child", "--identity-prior", "6", "--identity-prior-learnable",
-                            "--identity-prior-c-slope", "0.5", "--c-zero-share", "0.1")
+                            "--identity-prior-c-slope", "0.5", "--c-zero-share", "0.1", "--l2sp", "0")
     assert code == 0, err
     cfg = json.loads((out / "config.json").read_text())
     t = cfg["preset"]["train"]
@@ -190,7 +191,7 @@ def test_training_flags_are_saved_in_the_run_config(capsys, tmp_path, monkeypatc
     assert not any(t[k] for k in ("inactive_loss", "layer_weighting", "use_affinity", "dichotomy"))
     assert (t["anchor_init"], t["anchor_pretrain_steps"], t["active_reading"]) == ("shared", 5, "child")
     assert (t["identity_prior"], t["identity_prior_learnable"]) == (6.0, True)      # synth presets: 8, fixed
-    assert (t["identity_prior_c_slope"], t["c_zero_share"]) == (0.5, 0.1)
+    assert (t["identity_prior_c_slope"], t["c_zero_share"], t["anchor_l2sp"]) == (0.5, 0.1, 0.0)
     assert cfg["data_options"] == {"seed": 2, "n_train": 8, "n_val": None}
     code, _, err = run_main(capsys, "train", "controller", "--out", str(out), "--quiet")
     assert code == 0, err

@@ -74,6 +74,8 @@ _INIT = typer.Option(None, "--init", help="How the anchor's streams start: indep
                      "pretrained:FILE (ImageNet ResNet-18/34 or MobileNetV2 weights in torchvision's or timm's "
                      "layout, safetensors or a torch state dict).")
 _PRETRAIN_STEPS = typer.Option(None, "--pretrain-steps", help="Steps of the shared pre-training (--init shared).")
+_L2SP = typer.Option(None, "--l2sp", help="Anchor fine-tune: L2-SP weight alpha pulling every stream toward the "
+                     "shared initial weights, alpha/2 * ||theta - theta_0||^2 (0 = off; synth presets 0.003; issue 22).")
 
 
 def _run(stages: str, preset, out, data, seed, n_train, n_val, save_every, quiet, overrides: dict,
@@ -162,6 +164,7 @@ def train_all(
     c_zero_share: Optional[float] = _C_ZERO_SHARE,
     init: Optional[str] = _INIT,
     pretrain_steps: Optional[int] = _PRETRAIN_STEPS,
+    l2sp: Optional[float] = _L2SP,
     quiet: bool = _QUIET,
     device: Optional[str] = _DEVICE,
     precision: Optional[str] = _PRECISION,
@@ -181,7 +184,7 @@ def train_all(
     if out is None:
         raise ValidationError("missing option --out (the run directory)")
     overrides = {**lib.anchor_overrides(anchor_steps, batch, lr, optimizer, schedule, weight_decay, init,
-                                        pretrain_steps),
+                                        pretrain_steps, l2sp),
                  **lib.regularizer_overrides(tau, lambda_a, lambda_i, no_inactive_loss, no_layer_weighting,
                                               no_affinity, no_dichotomy, active_reading, inactive_loss),
                  **lib.edge_overrides(identity_prior, identity_prior_learnable, identity_prior_c_slope, c_zero_share),
@@ -197,14 +200,14 @@ def anchor(
     batch: Optional[int] = _BATCH, n_train: Optional[int] = _N_TRAIN, n_val: Optional[int] = _N_VAL,
     save_every: int = _SAVE_EVERY, lr: Optional[float] = _LR, optimizer: Optional[str] = _OPTIMIZER,
     schedule: Optional[str] = _SCHEDULE, weight_decay: Optional[float] = _WEIGHT_DECAY,
-    init: Optional[str] = _INIT, pretrain_steps: Optional[int] = _PRETRAIN_STEPS,
+    init: Optional[str] = _INIT, pretrain_steps: Optional[int] = _PRETRAIN_STEPS, l2sp: Optional[float] = _L2SP,
     quiet: bool = _QUIET, device: Optional[str] = _DEVICE, precision: Optional[str] = _PRECISION,
     channels_last: Optional[bool] = _CHANNELS_LAST, workers: Optional[int] = _WORKERS,
     sync_bn: Optional[bool] = _SYNC_BN, threads: Optional[int] = _THREADS,
 ) -> None:
     """Train each anchor stream on its own task."""
     _run("anchor", preset, out, data, seed, n_train, n_val, save_every, quiet,
-         lib.anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay, init, pretrain_steps),
+         lib.anchor_overrides(steps, batch, lr, optimizer, schedule, weight_decay, init, pretrain_steps, l2sp),
          {"anchor_steps": "--steps"},
          setup=_setup(device, precision, channels_last, workers, sync_bn, threads))
 
