@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Regenerate the default model shipped in dymu_rt/assets/default_bundle from scratch:
 # train the synth-nyu preset on procedural scenes with the project's own `dymu-rt train`,
-# then build a preference grid with `dymu-rt build`. Measured for issue 22 from scratch on the
-# idle 2-core machine (load average 0.1 -> 1.1, torch's default threads): training 205 s (171 s
-# user), build 6 s, so about 3.5 minutes. The same recipe on ONE thread next to other work
-# (load 1.5-9) took about 7.9 minutes. Float results depend on the thread count: the 2-thread
-# run gave anchor mIoU 65.9 and 19 topologies, the 1-thread run that ships 65.4 and 22.
+# then build a preference grid with `dymu-rt build`. The bundle shipped since issue 22's
+# fourth session is this script's output as it stands (seed 0, torch's default 2 threads,
+# next to other work at load ~3): about 6 minutes in all, anchor mIoU 64.9, 9 topologies.
+# Float results depend on the thread count (issue 22, second session: 2 threads gave anchor
+# mIoU 65.9 and 19 topologies where 1 thread gave 65.4 and 22).
 #
 #   bash scripts/make_default_model.sh            # defaults below
 #   RUN=runs/my-default GRID=0.1 bash scripts/make_default_model.sh
