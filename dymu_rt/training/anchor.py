@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+import numpy as np
+
 from dymu_rt.run.layout import RunDir, load_module, optimizer_tensors, save_module
 from dymu_rt.models.pretrained import load_pretrained_backbone
 from dymu_rt.training.common import (anchor_lr, check_positive, cosine_lr, make_anchor_optimizer, make_split,
@@ -167,11 +169,14 @@ def initialize_streams(run: RunDir, anchor, data: str, seed: int, save_every: in
     return True
 
 
-def l2sp_term(run: RunDir, anchor, data: str, seed: int, save_every: int, n_train, setup: TrainSetup):
+def l2sp_term(run: RunDir, anchor, data: str, seed: int, save_every: int, n_train, setup: TrainSetup,
+              used=None):
     """The L2-SP proximity term of the anchor fine-tune (``anchor_l2sp`` > 0 after a shared or
     pretrained init): a callable giving anchor_l2sp/2 * sum over streams of ||theta_j - theta_0||^2,
     theta_0 the stream weights the init gave (rebuilt from the saved pre-training or the weight
-    file, so a resumed run gets the same reference); None when off."""
+    file, so a resumed run gets the same reference); None when off. ``used`` (a layers x tasks
+    mask, the retrain of a tree): only those nodes are pulled, so nodes outside the tree stay
+    as they are; all True is the anchor's own term."""
     cfg = run.preset().train
     if cfg.anchor_l2sp <= 0 or cfg.anchor_init == "independent":
         return None
@@ -179,6 +184,7 @@ def l2sp_term(run: RunDir, anchor, data: str, seed: int, save_every: int, n_trai
     if not initialize_streams(run, ref, data, seed, save_every, n_train, False, setup):
         raise RuntimeError("the shared pre-training must be finished before the anchor fine-tune")
     ref0 = [p.detach().clone() for p in ref.streams[0].parameters()]
+    ref_nodes = [[p.detach().clone() for p in node.parameters()] for node in ref.streams[0]]
     del ref
     alpha = float(cfg.anchor_l2sp)
 
@@ -188,7 +194,17 @@ def l2sp_term(run: RunDir, anchor, data: str, seed: int, save_every: int, n_trai
             total = total + sum(((p - r) ** 2).sum() for p, r in zip(stream.parameters(), ref0))
         return 0.5 * alpha * total
 
-    return term
+    if used is None or bool(np.all(used)):
+        return term
+
+    def tree_term():
+        total = 0.0
+        for l, j in zip(*np.nonzero(used)):
+            total = total + sum(((p - r) ** 2).sum()
+                                for p, r in zip(anchor.streams[j][l].parameters(), ref_nodes[l]))
+        return 0.5 * alpha * total
+
+    return tree_term
 
 
 def train_anchor(run: RunDir, data: str = "synth", seed: int = 0, save_every: int = 100,

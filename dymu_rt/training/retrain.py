@@ -19,7 +19,8 @@ Here:
   rate schedule (its length set to ``steps``), batch and loss (Σ_i w_i L_i, every task
   active: uniform r up to the factor 1/N). The paper is silent on the length; this makes
   the retrained tree and the single-task streams it is compared with trained for as many
-  steps on the same data, and ``--retrain-steps`` changes it.
+  steps on the same data, and ``--retrain-steps`` changes it. The anchor stage's L2-SP term
+  (``anchor_l2sp`` > 0: toward the weights the streams started from) is part of that loss.
 
 Training runs the anchor-net code itself on the fixed tree (``anchor.forward(x, parents)``:
 nodes no head reaches are never run and get no gradient) through the anchor stage's
@@ -44,8 +45,8 @@ import numpy as np
 import torch
 
 from dymu_rt.core.errors import ValidationError
-from dymu_rt.core.tree import canonicalize, identity_table, topology_id
-from dymu_rt.training.anchor import _loop, initialize_streams
+from dymu_rt.core.tree import canonicalize, identity_table, topology_id, used_nodes
+from dymu_rt.training.anchor import _loop, initialize_streams, l2sp_term
 from dymu_rt.run.layout import RunDir, load_module, save_module
 from dymu_rt.run.schema import MAX_SAMPLES
 from dymu_rt.training.common import anchor_lr, check_positive, seed_everything
@@ -125,12 +126,17 @@ def retrain_tree(run: RunDir, parents, init: str = "anchor", steps: Optional[int
     data, seed, n_train = _data(run)
     fresh = run.load_state(stage) is None
     net = _start(run, init, setup, save_every, progress) if fresh else setup.dev.prepare(preset.build())
+    # The anchor stage's loss includes its L2-SP term toward the weights the streams started
+    # from (anchor_l2sp > 0); the retrain carries it too, so the identity tree retrained from
+    # base is the anchor stage again and the control row gets the single-task recipe.
+    # (on the tree's own nodes only: the others are not deployed and stay as they are)
+    extra = l2sp_term(run, net, data, seed, save_every, n_train, setup, used=used_nodes(p))
     seed_everything(seed)                      # a resumed run restores the RNG state saved with it
     cfg = dataclasses.replace(preset.train, anchor_steps=steps)
     tree = ([list(map(int, row)) for row in p], None)
     done = _loop(run, stage, net, steps, lambda step: anchor_lr(cfg, step), setup, data, seed, save_every,
                  n_train, progress, f"retrain tree {stage.split('-')[1][:8]} from {init}", tree=tree,
-                 stop_after=stop_after, on_step=on_step)
+                 stop_after=stop_after, on_step=on_step, extra_loss=extra)
     if not done:
         state = run.load_state(stage)
         return None, {"done": False, "step": int(state[1]["step"]) if state is not None else 0}

@@ -232,14 +232,17 @@ def test_base_init_starts_from_the_weights_the_anchor_started_from(tmp_path):
 
 
 def test_base_retrain_of_the_identity_tree_is_the_anchor_stage_again(tmp_path, tiny_preset):
-    """The retrain is the anchor stage's recipe (optimizer, schedule, batch, data stream, seed;
-    default length anchor_steps): retraining the N single-task streams from where the anchor
+    """The retrain is the anchor stage's recipe (optimizer, schedule, batch, data stream, seed,
+    loss with its L2-SP term; default length anchor_steps): retraining the N single-task streams from where the anchor
     started reproduces the anchor (on synth-nyu at full length too: compare --retrain-init base's
     control row has the anchor's metrics exactly)."""
     from dymu_rt.core.tree import identity_table
     from dymu_rt.training.anchor import train_anchor
     from dymu_rt.training.retrain import retrain_tree
 
+    # the synth presets' L2-SP is on (issue 22, fourth session): the retrain must carry it too
+    # (without it this fails; compare --retrain-init base's control row was +1.50 %, not 0)
+    assert tiny_preset.train.anchor_l2sp > 0
     run = RunDir(tmp_path / "run")
     run.init(tiny_preset, data="synth", extra={"data_options": {"seed": 3, "n_train": 8, "n_val": 4}})
     train_anchor(run, seed=3, n_train=8, n_val=4, progress=False)
