@@ -183,8 +183,8 @@ def l2sp_term(run: RunDir, anchor, data: str, seed: int, save_every: int, n_trai
     ref = setup.dev.prepare(run.preset().build())
     if not initialize_streams(run, ref, data, seed, save_every, n_train, False, setup):
         raise RuntimeError("the shared pre-training must be finished before the anchor fine-tune")
-    ref0 = [p.detach().clone() for p in ref.streams[0].parameters()]
     ref_nodes = [[p.detach().clone() for p in node.parameters()] for node in ref.streams[0]]
+    ref0 = [r for node in ref_nodes for r in node]      # the stream's parameters, in its order
     del ref
     alpha = float(cfg.anchor_l2sp)
 
